@@ -1,0 +1,97 @@
+"""The task envelope and its serialized payloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._enums import TaskStatus, WorkerType
+from ._ids import new_id
+from ._time import now
+
+__all__ = ["ClaimedTask", "Payload", "Task"]
+
+
+class Payload(msgspec.Struct, frozen=True, array_like=True):
+    """Serialized bytes with the tag of the serializer that made them.
+
+    ``format`` is ``"msgpack"`` for msgspec-encoded data or ``"dill"`` for signed dill
+    data; ``omniq.serialization`` decides which, and refuses dill unless it is enabled.
+    """
+
+    format: str
+    data: bytes
+
+
+class Task(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, eq=False):
+    """One unit of work: what to call, with which arguments, and under which rules.
+
+    Tasks are immutable; state changes produce copies (``msgspec.structs.replace``).
+    Two tasks are equal, and hash alike, when their ids are equal, so they can sit in
+    sets and dependency graphs.
+
+    Times are Unix seconds. ``func`` is an import path ``"module:qualname"``;
+    ``func_payload`` carries a serialized callable instead when dill is enabled.
+    ``payload`` holds the serialized ``(args, kwargs)`` pair.
+    """
+
+    func: str
+    payload: Payload | None = None
+    id: str = msgspec.field(default_factory=new_id)
+    func_payload: Payload | None = None
+    queue: str = "default"
+    priority: int = 0
+    """Higher runs first; within one priority, first in first out."""
+    created_at: float = msgspec.field(default_factory=now)
+    eta: float | None = None
+    """Earliest start time; None means as soon as possible."""
+    expires_at: float | None = None
+    """TTL as an instant: a task not started by then becomes ``expired`` and never runs."""
+    timeout: float | None = None
+    max_retries: int = 0
+    retry_delay: float = 1.0
+    """Base of the exponential backoff (full jitter) between attempts."""
+    retry_max_delay: float | None = None
+    attempt: int = 0
+    """Attempts started so far; survives worker crashes because the store keeps it."""
+    depends_on: tuple[str, ...] = ()
+    on_success: tuple[Task, ...] = ()
+    """Follow-up tasks enqueued when this one succeeds."""
+    on_failure: tuple[Task, ...] = ()
+    """Follow-up tasks enqueued when this one fails for good."""
+    worker: WorkerType | None = None
+    key: str | None = None
+    """Idempotency key: while a task with this key is live, enqueueing again returns it."""
+    status: TaskStatus = TaskStatus.PENDING
+    """Filled in by the store when a task is read back."""
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Task):
+            return self.id == other.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def is_expired(self, at: float | None = None) -> bool:
+        """True if the task's TTL has passed at ``at`` (default: now)."""
+        return self.expires_at is not None and (now() if at is None else at) >= self.expires_at
+
+    def is_due(self, at: float | None = None) -> bool:
+        """True if the task may start at ``at`` (default: now)."""
+        return self.eta is None or self.eta <= (now() if at is None else at)
+
+
+class ClaimedTask(msgspec.Struct, frozen=True, kw_only=True):
+    """A task leased to one worker.
+
+    ``token`` is the fencing token: it changes on every claim, and a store refuses a
+    renew/complete/retry whose token is no longer the current one (StaleLeaseError).
+    """
+
+    task: Task
+    token: str
+    lease_expires_at: float
+    worker_id: str
