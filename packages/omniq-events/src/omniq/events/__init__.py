@@ -1,0 +1,1 @@
+"""omniq.events (in progress)"""

@@ -1,0 +1,1 @@
+"""omniq.storage (in progress)"""

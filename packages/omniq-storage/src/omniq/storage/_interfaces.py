@@ -1,0 +1,319 @@
+"""The four storage contracts every backend implements (architecture.md section 3).
+
+Batch-first: each mutating call takes a sequence and the single-item form is a batch
+of one. Every state change that must be atomic is atomic inside the engine
+(transaction, Lua script, JetStream ack), never a read-modify-write from Python.
+The conformance suite in ``tests/conformance`` is the executable definition.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Literal
+
+import msgspec
+
+from omniq.models import (
+    ClaimedTask,
+    EventType,
+    Schedule,
+    ScheduleState,
+    Task,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+)
+
+__all__ = [
+    "Backend",
+    "Completion",
+    "CompletionReport",
+    "DependencyPolicy",
+    "EventStorage",
+    "LeaseRef",
+    "ResultStorage",
+    "RetryRequest",
+    "ScheduleRun",
+    "ScheduleStorage",
+    "TaskQueueStorage",
+]
+
+DependencyPolicy = Literal["cancel", "release"]
+
+
+class LeaseRef(msgspec.Struct, frozen=True):
+    """Names one lease: the task and the fencing token its claim returned."""
+
+    task_id: str
+    token: str
+
+    @classmethod
+    def of(cls, claimed: ClaimedTask) -> LeaseRef:
+        return cls(claimed.task.id, claimed.token)
+
+
+class Completion(msgspec.Struct, frozen=True):
+    """Ends a leased task in a terminal status (success, error, cancelled, expired)."""
+
+    task_id: str
+    token: str
+    status: TaskStatus = TaskStatus.SUCCESS
+
+
+class RetryRequest(msgspec.Struct, frozen=True):
+    """Returns a leased task to the queue to run again not before ``eta``."""
+
+    task_id: str
+    token: str
+    eta: float | None = None
+
+
+class CompletionReport(msgspec.Struct):
+    """What a complete/cancel call did.
+
+    ``stale``: ids refused because the token was no longer current (fencing).
+    ``released``: dependents that became runnable because their last dependency
+    succeeded (or failed, under the ``release`` policy).
+    ``cancelled``: dependents cancelled because a dependency failed, was cancelled or
+    expired (``cancel`` policy), transitively; the caller records their results/events.
+    """
+
+    done: list[str] = msgspec.field(default_factory=list)
+    stale: list[str] = msgspec.field(default_factory=list)
+    released: list[str] = msgspec.field(default_factory=list)
+    cancelled: list[Task] = msgspec.field(default_factory=list)
+
+
+class ScheduleRun(msgspec.Struct, frozen=True):
+    """A schedule run claimed by one scheduler: fire ``schedule``'s task for ``due``.
+
+    ``schedule`` is the state after the claim (``next_run_at`` already advanced).
+    """
+
+    schedule: Schedule
+    due: float
+
+
+class TaskQueueStorage(abc.ABC):
+    """Durable queue of tasks with leases.
+
+    Lifecycle: ``enqueue`` stores tasks as pending. A pending task is *ready* when its
+    eta has come and all its ``depends_on`` have succeeded; ``claim`` hands ready tasks
+    to one worker, highest priority first and FIFO (by id) within a priority, sets them
+    running, increments ``attempt`` and leases them with a fresh fencing token until
+    ``now + lease``. ``renew`` extends a lease (heartbeat). ``complete``, ``retry`` and
+    ``release`` end a lease; each refuses a token that is no longer current (the lease
+    expired and another worker reclaimed the task) by listing the id as stale.
+    A lease that expires returns its task to pending with its attempt count kept
+    (``reclaim_expired``, which backends may also apply inside ``claim``).
+    Terminal tasks stay readable until ``purge``.
+    """
+
+    @abc.abstractmethod
+    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+        """Store tasks as pending; returns the tasks as stored, in order.
+
+        A task whose ``key`` matches a live (non-terminal) task's key is not stored: the
+        existing task is returned in its place. A task whose dependencies have not all
+        succeeded yet waits; one whose dependency already failed/was cancelled/expired is
+        stored cancelled (policy ``cancel``) or ready (``release``).
+        """
+
+    @abc.abstractmethod
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> list[ClaimedTask]:
+        """Lease up to ``limit`` ready tasks from ``queues`` to ``worker_id``."""
+
+    @abc.abstractmethod
+    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
+        """Extend leases to ``now + lease``; returns the ids whose lease was lost."""
+
+    @abc.abstractmethod
+    async def complete(
+        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        """End leased tasks in a terminal status and resolve their dependents."""
+
+    @abc.abstractmethod
+    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
+        """Return leased tasks to pending with the given eta; returns stale ids."""
+
+    @abc.abstractmethod
+    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
+        """Hand leased tasks back unrun (shutdown): pending again at once, the attempt
+        taken by the claim given back. Returns stale ids."""
+
+    @abc.abstractmethod
+    async def cancel(
+        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        """Cancel non-terminal tasks (a running task's lease becomes stale, so its
+        worker's outcome is refused). ``done`` lists the ids cancelled."""
+
+    @abc.abstractmethod
+    async def reclaim_expired(self) -> list[str]:
+        """Return tasks whose lease has expired to pending; returns their ids."""
+
+    @abc.abstractmethod
+    async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
+        """Mark pending tasks past ``expires_at`` as expired (``done``), resolving their
+        dependents like a failure."""
+
+    @abc.abstractmethod
+    async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
+        """Read tasks with their current status and attempt; None for unknown ids."""
+
+    @abc.abstractmethod
+    async def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Tasks filtered by queue and status, ordered by id (creation order)."""
+
+    @abc.abstractmethod
+    async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
+        """How many tasks match."""
+
+    @abc.abstractmethod
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        """Task counts by (queue, status), for ``omniq status``."""
+
+    @abc.abstractmethod
+    async def purge(self, *, finished_before: float) -> int:
+        """Delete terminal tasks that finished before the instant; returns how many."""
+
+    @abc.abstractmethod
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block until work may be ready in ``queues`` (woken by the engine's own
+        notification) or ``timeout`` passes. True if woken; spurious wake-ups allowed."""
+
+    async def get_one(self, task_id: str) -> Task | None:
+        """Read one task (None if unknown)."""
+        return (await self.get([task_id]))[0]
+
+
+class ResultStorage(abc.ABC):
+    """Task outcomes, kept until their ``expires_at`` (RESULT_TTL)."""
+
+    @abc.abstractmethod
+    async def put(self, results: Sequence[TaskResult]) -> None:
+        """Store (or replace) results and wake waiters."""
+
+    @abc.abstractmethod
+    async def get(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
+        """Read results; None for unknown or expired ones."""
+
+    @abc.abstractmethod
+    async def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:
+        """Return the result as soon as it is stored (woken by the engine's notification,
+        not by polling delays), or None after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    async def delete(self, task_ids: Sequence[str]) -> int:
+        """Delete results; returns how many existed."""
+
+    @abc.abstractmethod
+    async def purge_expired(self) -> int:
+        """Delete results past their ``expires_at``; returns how many."""
+
+    async def get_one(self, task_id: str) -> TaskResult | None:
+        return (await self.get([task_id]))[0]
+
+
+class EventStorage(abc.ABC):
+    """The lifecycle event log, stored as plain data (never pickled)."""
+
+    @abc.abstractmethod
+    async def append(self, events: Sequence[TaskEvent]) -> None:
+        """Append events."""
+
+    @abc.abstractmethod
+    async def query(
+        self,
+        *,
+        task_id: str | None = None,
+        types: Sequence[EventType] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[TaskEvent]:
+        """Events matching all given filters, oldest first (timestamp, then id);
+        ``since`` is inclusive, ``until`` exclusive."""
+
+    @abc.abstractmethod
+    async def purge(self, *, older_than: float | None = None, keep_last: int | None = None) -> int:
+        """Delete events older than an instant and/or all but the newest ``keep_last``;
+        returns how many were deleted."""
+
+    @abc.abstractmethod
+    async def count(self) -> int:
+        """How many events are stored."""
+
+
+class ScheduleStorage(abc.ABC):
+    """Persistent schedules with an atomic claim of due runs."""
+
+    @abc.abstractmethod
+    async def put(self, schedules: Sequence[Schedule]) -> None:
+        """Create or replace schedules."""
+
+    @abc.abstractmethod
+    async def get(self, schedule_id: str) -> Schedule | None:
+        """Read one schedule."""
+
+    @abc.abstractmethod
+    async def list(self, *, state: ScheduleState | None = None) -> list[Schedule]:
+        """All schedules (optionally in one state), ordered by id."""
+
+    @abc.abstractmethod
+    async def delete(self, schedule_id: str) -> bool:
+        """Delete a schedule; True if it existed."""
+
+    @abc.abstractmethod
+    async def pause(self, schedule_id: str) -> Schedule | None:
+        """Persistently pause; returns the new state (None if unknown)."""
+
+    @abc.abstractmethod
+    async def resume(self, schedule_id: str, *, now: float | None = None) -> Schedule | None:
+        """Persistently resume (``Schedule.resumed``); returns the new state."""
+
+    @abc.abstractmethod
+    async def claim_due(self, now: float, *, limit: int = 100) -> list[ScheduleRun]:
+        """Atomically advance every active schedule due at ``now`` (``Schedule.advance``)
+        and return the runs to fire. A due run is returned to exactly one caller, however
+        many schedulers on however many hosts call this at once."""
+
+
+class Backend(abc.ABC):
+    """One engine connection serving the contracts it supports.
+
+    ``tasks``/``results``/``events``/``schedules`` are None where the engine does not
+    hold that contract. Use as an async context manager, or call connect/close.
+    """
+
+    url: str
+    tasks: TaskQueueStorage | None = None
+    results: ResultStorage | None = None
+    events: EventStorage | None = None
+    schedules: ScheduleStorage | None = None
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections and create/migrate the schema; idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+
+    async def __aenter__(self) -> Backend:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

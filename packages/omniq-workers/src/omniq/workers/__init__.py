@@ -1,0 +1,1 @@
+"""omniq.workers (in progress)"""
