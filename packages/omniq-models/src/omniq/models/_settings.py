@@ -17,6 +17,7 @@ __all__ = [
     "DEPENDENCY_FAILURE_POLICY",
     "DILL_ENABLED",
     "DILL_KEY_ID",
+    "DILL_PREVIOUS_SECRETS",
     "DILL_SECRET",
     "DISABLE_LOGGING",
     "EVENT_BUFFER_SIZE",
@@ -108,6 +109,8 @@ DILL_SECRET: Final = ""
 """HMAC secret signing dill payloads; required when dill is enabled."""
 DILL_KEY_ID: Final = "k1"
 """Identifier of the active signing key, stored with each payload for rotation."""
+DILL_PREVIOUS_SECRETS: Final[dict[str, str]] = {}
+"""Retired signing keys still accepted for verification, key id -> secret (JSON in the env)."""
 MAX_PAYLOAD_BYTES: Final = 16 * 1024 * 1024
 """Largest serialized argument or result payload accepted, in bytes."""
 
