@@ -6,6 +6,8 @@ is evaluated), so it can be installed alone wherever the schemas are needed.
 
 from __future__ import annotations
 
+import msgspec
+
 from . import _settings as settings
 from ._enums import (
     TERMINAL_STATUSES,
@@ -84,12 +86,12 @@ __all__ = [
     "to_datetime",
 ]
 
-# Show public names as omniq.models.X so the private modules can move freely.
+# Show errors and enums as omniq.models.X so the private modules can move freely.
+# (Not msgspec Structs: msgspec resolves their annotations in their defining module.)
 for _name in __all__:
     _obj = globals()[_name]
+    if isinstance(_obj, type) and issubclass(_obj, msgspec.Struct):
+        continue
     if getattr(_obj, "__module__", "").startswith("omniq.models._"):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
+        _obj.__module__ = __name__
 del _name, _obj

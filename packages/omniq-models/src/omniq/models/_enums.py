@@ -15,7 +15,7 @@ __all__ = [
 ]
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     """Where a task is in its life. ``cancelled`` and ``expired`` are terminal like the
     outcomes ``success`` and ``error``; a task waiting on dependencies is ``pending``."""
 
@@ -37,7 +37,7 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     """The lifecycle events recorded in the event log."""
 
     ENQUEUED = "ENQUEUED"
@@ -51,7 +51,7 @@ class EventType(str, enum.Enum):
     SCHEDULE_RESUMED = "SCHEDULE_RESUMED"
 
 
-class WorkerType(str, enum.Enum):
+class WorkerType(enum.StrEnum):
     """Which executor runs a task."""
 
     ASYNC = "async"
@@ -60,7 +60,7 @@ class WorkerType(str, enum.Enum):
     GEVENT = "gevent"
 
 
-class ScheduleKind(str, enum.Enum):
+class ScheduleKind(enum.StrEnum):
     """How a schedule computes its runs."""
 
     CRON = "cron"
@@ -68,14 +68,14 @@ class ScheduleKind(str, enum.Enum):
     AT = "at"
 
 
-class ScheduleState(str, enum.Enum):
+class ScheduleState(enum.StrEnum):
     """A paused schedule keeps its definition but does not fire."""
 
     ACTIVE = "active"
     PAUSED = "paused"
 
 
-class MisfirePolicy(str, enum.Enum):
+class MisfirePolicy(enum.StrEnum):
     """What to do with runs that fell due while no scheduler was running (or paused).
 
     ``run_once``: missed runs collapse into one run, fired as soon as possible.

@@ -25,7 +25,9 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ScheduleError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'") from exc
+        raise ScheduleError(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'"
+        ) from exc
 
 
 def _croniter(expression: str, start: datetime) -> _Croniter:
@@ -44,10 +46,18 @@ def cron_next(expression: str, after: float, timezone: str = "UTC") -> float:
     """The first instant strictly after ``after`` matching ``expression`` in ``timezone``.
 
     Wall-clock fields are read in ``timezone``, so ``0 9 * * *`` in Europe/Berlin stays
-    at 09:00 local time across daylight-saving changes.
+    at 09:00 local time across daylight-saving changes. Like Vixie cron, a wall time
+    skipped by a spring-forward jump runs right after the jump, and a job with a fixed
+    hour runs once, not twice, in the hour repeated when clocks fall back; jobs whose hour
+    is ``*`` keep running through the repeated hour.
     """
     start = datetime.fromtimestamp(after, tz=_zone(timezone))
-    nxt: datetime = _croniter(expression, start).get_next(datetime)
+    it = _croniter(expression, start)
+    fields = expression.split()
+    hour_field = fields[2] if len(fields) == 6 else (fields[1] if len(fields) == 5 else "*")
+    nxt: datetime = it.get_next(datetime)
+    while nxt.fold == 1 and hour_field != "*":
+        nxt = it.get_next(datetime)
     return nxt.timestamp()
 
 
@@ -103,7 +113,9 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ) -> Schedule:
         """Validate a definition and compute its first run. Give exactly one of
         ``cron``, ``interval`` or ``at``."""
-        given = [n for n, v in (("cron", cron), ("interval", interval), ("at", at)) if v is not None]
+        given = [
+            n for n, v in (("cron", cron), ("interval", interval), ("at", at)) if v is not None
+        ]
         if len(given) != 1:
             raise ScheduleError(f"give exactly one of cron, interval or at (got {given or 'none'})")
         _zone(timezone)
@@ -115,7 +127,9 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             policy = MisfirePolicy(misfire_policy)
         except ValueError as exc:
             accepted = ", ".join(p.value for p in MisfirePolicy)
-            raise ScheduleError(f"misfire_policy {misfire_policy!r} is not one of {accepted}") from exc
+            raise ScheduleError(
+                f"misfire_policy {misfire_policy!r} is not one of {accepted}"
+            ) from exc
         created = now() if created_at is None else created_at
         if cron is not None:
             kind = ScheduleKind.CRON
@@ -175,7 +189,11 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     def is_due(self, at: float | None = None) -> bool:
         """True if active and its next run has come."""
         t = now() if at is None else at
-        return self.state is ScheduleState.ACTIVE and self.next_run_at is not None and self.next_run_at <= t
+        return (
+            self.state is ScheduleState.ACTIVE
+            and self.next_run_at is not None
+            and self.next_run_at <= t
+        )
 
     def advance(self, at: float | None = None) -> tuple[Schedule, bool]:
         """Consume the due run at ``at`` (default: now).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 __all__ = ["as_timestamp", "now"]
 
@@ -13,7 +13,9 @@ def now() -> float:
     return time.time()
 
 
-def as_timestamp(value: float | datetime | timedelta | None, *, base: float | None = None) -> float | None:
+def as_timestamp(
+    value: float | datetime | timedelta | None, *, base: float | None = None
+) -> float | None:
     """Convert a user-given instant to Unix seconds.
 
     A datetime must be timezone-aware (a naive one is ambiguous across hosts); a
@@ -32,4 +34,4 @@ def as_timestamp(value: float | datetime | timedelta | None, *, base: float | No
 
 def to_datetime(ts: float) -> datetime:
     """Unix seconds to an aware UTC datetime."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)
