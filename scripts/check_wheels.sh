@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build every distribution without workspace sources, then install each wheel alone into a
+# fresh venv (siblings from the built wheels, third-party packages from the index) and
+# import it. Proves the sibling pins are satisfiable and each distribution stands alone.
+set -euo pipefail
+export UV_PYTHON_DOWNLOADS=never
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIST="$(mktemp -d)"
+trap 'rm -rf "$DIST"' EXIT
+cd "$ROOT"
+uv build --all-packages --no-sources --wheel -q -o "$DIST/wheels"
+for whl in "$DIST"/wheels/*.whl; do
+  dist=$(basename "$whl" | cut -d- -f1)
+  case "$dist" in
+    omniq) module=omniq ;;
+    omniq_core) module=omniq.core ;;
+    *) module="omniq.${dist#omniq_}" ;;
+  esac
+  venv="$DIST/venv-$dist"
+  uv venv -q --python 3.11 "$venv"
+  uv pip install -q --python "$venv/bin/python" --find-links "$DIST/wheels" "$whl"
+  "$venv/bin/python" - "$module" <<'PY'
+import importlib, sys
+module = sys.argv[1]
+importlib.import_module(module)
+if module == "omniq.models":
+    leaked = [m for m in ("dill", "anyio") if m in sys.modules]
+    assert not leaked, f"import omniq.models pulled in {leaked}"
+print(f"  {module}: imports alone")
+PY
+done
