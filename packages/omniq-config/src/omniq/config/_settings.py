@@ -1,0 +1,304 @@
+"""The validated ``Settings`` struct and the per-field rules shared with env parsing."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from omniq.models import ConfigError
+from omniq.models import settings as c
+
+__all__ = ["FIELD_RULES", "LOG_LEVELS", "FieldRule", "Settings"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "DISABLED")
+_STORES = ("file", "memory", "sqlite", "postgres", "redis", "nats")
+_EVENT_STORES = ("sqlite", "postgres", "file", "memory")
+_WORKERS = ("async", "thread", "process", "gevent")
+_POLICIES = ("cancel", "release")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_COMPONENT = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_REDACTED = "<redacted>"
+
+
+class _Bad(ValueError):
+    """Internal: a value failed a rule; the message (possibly empty) becomes the detail."""
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """How one setting is parsed from its ``OMNIQ_*`` string and validated.
+
+    ``parse`` turns environment text into a Python value; ``check`` validates a Python
+    value and returns it normalized (``"debug"`` -> ``"DEBUG"``, ``5`` -> ``5.0``).
+    """
+
+    accepted: str
+    check: Callable[[Any], Any]
+    parse: Callable[[str], Any] = str.strip
+    secret: bool = False
+
+    def shown(self, value: object) -> object:
+        """The value as it may appear in an error message (secrets are redacted)."""
+        return _REDACTED if self.secret and value else value
+
+    def validate(self, name: str, value: Any) -> Any:
+        """Return ``value`` normalized, or raise ConfigError naming ``name``."""
+        try:
+            return self.check(value)
+        except (_Bad, TypeError) as exc:
+            detail = str(exc) if isinstance(exc, _Bad) else f"got {type(value).__name__}"
+            raise ConfigError(name, self.shown(value), self.accepted, detail) from None
+
+    def from_text(self, name: str, text: str) -> Any:
+        """Parse and validate an environment string, errors naming the variable ``name``."""
+        try:
+            return self.check(self.parse(text))
+        except (_Bad, TypeError, ValueError) as exc:
+            detail = str(exc) if isinstance(exc, _Bad) else ""
+            raise ConfigError(name, self.shown(text), self.accepted, detail) from None
+
+
+def _need(ok: bool, detail: str = "") -> None:
+    if not ok:
+        raise _Bad(detail)
+
+
+def _choice(*options: str, empty: str = "", upper: bool = False) -> FieldRule:
+    accepted = "one of " + ", ".join(options) + (f", or empty ({empty})" if empty else "")
+
+    def check(v: Any) -> str:
+        _need(isinstance(v, str))
+        v = v.strip().upper() if upper else v.strip().lower()
+        _need(v in options or (bool(empty) and v == ""))
+        return str(v)
+
+    return FieldRule(accepted, check)
+
+
+def _int(minimum: int, what: str = "an integer") -> FieldRule:
+    def check(v: Any) -> int:
+        _need(isinstance(v, int) and not isinstance(v, bool) and v >= minimum)
+        return int(v)
+
+    return FieldRule(f"{what} >= {minimum}", check, lambda t: int(t.strip()))
+
+
+def _seconds(positive: bool = False) -> FieldRule:
+    def check(v: Any) -> float:
+        _need(isinstance(v, int | float) and not isinstance(v, bool))
+        _need(math.isfinite(v) and (v > 0 if positive else v >= 0))
+        return float(v)
+
+    return FieldRule(f"a number of seconds {'>' if positive else '>='} 0", check, float)
+
+
+def _parse_bool(text: str) -> bool:
+    t = text.strip().lower()
+    _need(t in _TRUE or t in _FALSE)
+    return t in _TRUE
+
+
+def _check_bool(v: Any) -> bool:
+    _need(isinstance(v, bool))
+    return bool(v)
+
+
+def _text(secret: bool = False, empty_ok: bool = False) -> FieldRule:
+    def check(v: Any) -> str:
+        _need(isinstance(v, str) and (empty_ok or v.strip() != ""))
+        return str(v) if secret else str(v).strip()
+
+    accepted = "a string" if empty_ok else "a non-empty string"
+    return FieldRule(accepted, check, (lambda t: t) if secret else str.strip, secret=secret)
+
+
+def _check_url(v: Any) -> str:
+    _need(isinstance(v, str))
+    v = v.strip()
+    if v:
+        _need(not any(ch.isspace() for ch in v), "no whitespace allowed")
+        _need(bool(_SCHEME.match(v)), "missing scheme")
+        try:
+            _ = urlsplit(v).port  # raises on a malformed netloc or a bad port
+        except ValueError as exc:
+            raise _Bad(str(exc)) from None
+    return str(v)
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Bad(f"not JSON: {exc}") from None
+
+
+def _check_levels(v: Any) -> dict[str, str]:
+    _need(isinstance(v, dict), "not an object")
+    out: dict[str, str] = {}
+    for key, level in v.items():
+        _need(isinstance(key, str) and bool(_COMPONENT.match(key)), f"bad component {key!r}")
+        _need(isinstance(level, str) and level.upper() in LOG_LEVELS, f"bad level {level!r}")
+        out[key.removeprefix("omniq.")] = level.upper()
+    return out
+
+
+def _check_secrets(v: Any) -> dict[str, str]:
+    _need(isinstance(v, dict), "not an object")
+    for key, secret in v.items():
+        _need(isinstance(key, str) and key.strip() != "", "empty key id")
+        _need(isinstance(secret, str) and secret != "", f"empty secret for key id {key!r}")
+    return dict(v)
+
+
+_URL = FieldRule("empty or a URL with a scheme, e.g. redis://localhost:6379/0", _check_url)
+_COUNT = _int(1)
+_SECS = _seconds()
+
+FIELD_RULES: dict[str, FieldRule] = {
+    "base_dir": _text(),
+    "log_level": _choice(*LOG_LEVELS, upper=True),
+    "disable_logging": FieldRule(
+        "a boolean: 1/0, true/false, yes/no, on/off", _check_bool, _parse_bool
+    ),
+    "component_log_levels": FieldRule(
+        'a JSON object of component -> level, e.g. {"storage": "DEBUG"}',
+        _check_levels,
+        _json_object,
+    ),
+    "task_queue_type": _choice(*_STORES),
+    "task_queue_url": _URL,
+    "result_storage_type": _choice(*_STORES, empty="same as the task queue"),
+    "result_storage_url": _URL,
+    "event_storage_type": _choice(*_EVENT_STORES, empty="event logging disabled"),
+    "event_storage_url": _URL,
+    "fsspec_uri": _URL,
+    "default_queue": _text(),
+    "default_worker": _choice(*_WORKERS),
+    "max_workers": _COUNT,
+    "thread_workers": _COUNT,
+    "process_workers": _COUNT,
+    "gevent_workers": _COUNT,
+    "task_timeout": _SECS,
+    "task_ttl": _SECS,
+    "retry_attempts": _int(0),
+    "retry_delay": _SECS,
+    "retry_max_delay": _SECS,
+    "result_ttl": _SECS,
+    "lease_seconds": _seconds(positive=True),
+    "shutdown_grace": _SECS,
+    "dependency_failure_policy": _choice(*_POLICIES),
+    "dill_enabled": FieldRule(
+        "a boolean: 1/0, true/false, yes/no, on/off", _check_bool, _parse_bool
+    ),
+    "dill_secret": _text(secret=True, empty_ok=True),
+    "dill_key_id": _text(),
+    "dill_previous_secrets": FieldRule(
+        "a JSON object of key id -> non-empty secret", _check_secrets, _json_object, secret=True
+    ),
+    "max_payload_bytes": _int(1, "a number of bytes"),
+    "event_buffer_size": _COUNT,
+    "event_retention_seconds": _SECS,
+    "event_retention_count": _int(0),
+}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every OmniQ setting, one lowercase field per constant in ``omniq.models.settings``.
+
+    Construction validates types, ranges and choices (and normalizes case and int/float),
+    so a ``Settings`` that exists is one OmniQ can run with; a bad value raises
+    ConfigError naming the field. Build it through ``ConfigProvider`` to layer the
+    ``OMNIQ_*`` environment and explicit overrides over these defaults.
+    """
+
+    base_dir: str = c.BASE_DIR
+    log_level: str = c.LOG_LEVEL
+    disable_logging: bool = c.DISABLE_LOGGING
+    component_log_levels: dict[str, str] = msgspec.field(
+        default_factory=lambda: dict(c.COMPONENT_LOG_LEVELS)
+    )
+    task_queue_type: str = c.TASK_QUEUE_TYPE
+    task_queue_url: str = c.TASK_QUEUE_URL
+    result_storage_type: str = c.RESULT_STORAGE_TYPE
+    result_storage_url: str = c.RESULT_STORAGE_URL
+    event_storage_type: str = c.EVENT_STORAGE_TYPE
+    event_storage_url: str = c.EVENT_STORAGE_URL
+    fsspec_uri: str = c.FSSPEC_URI
+    default_queue: str = c.DEFAULT_QUEUE
+    default_worker: str = c.DEFAULT_WORKER
+    max_workers: int = c.MAX_WORKERS
+    thread_workers: int = c.THREAD_WORKERS
+    process_workers: int = c.PROCESS_WORKERS
+    gevent_workers: int = c.GEVENT_WORKERS
+    task_timeout: float = c.TASK_TIMEOUT
+    task_ttl: float = c.TASK_TTL
+    retry_attempts: int = c.RETRY_ATTEMPTS
+    retry_delay: float = c.RETRY_DELAY
+    retry_max_delay: float = c.RETRY_MAX_DELAY
+    result_ttl: float = c.RESULT_TTL
+    lease_seconds: float = c.LEASE_SECONDS
+    shutdown_grace: float = c.SHUTDOWN_GRACE
+    dependency_failure_policy: str = c.DEPENDENCY_FAILURE_POLICY
+    dill_enabled: bool = c.DILL_ENABLED
+    dill_secret: str = c.DILL_SECRET
+    dill_key_id: str = c.DILL_KEY_ID
+    dill_previous_secrets: dict[str, str] = msgspec.field(
+        default_factory=lambda: dict(c.DILL_PREVIOUS_SECRETS)
+    )
+    max_payload_bytes: int = c.MAX_PAYLOAD_BYTES
+    event_buffer_size: int = c.EVENT_BUFFER_SIZE
+    event_retention_seconds: float = c.EVENT_RETENTION_SECONDS
+    event_retention_count: int = c.EVENT_RETENTION_COUNT
+
+    def __post_init__(self) -> None:
+        for name, rule in FIELD_RULES.items():
+            msgspec.structs.force_setattr(self, name, rule.validate(name, getattr(self, name)))
+        if self.dill_enabled and not self.dill_secret:
+            raise ConfigError(
+                "dill_secret",
+                "",
+                "a non-empty secret when dill is enabled",
+                "set OMNIQ_DILL_SECRET",
+            )
+        if self.retry_max_delay < self.retry_delay:
+            raise ConfigError(
+                "retry_max_delay",
+                self.retry_max_delay,
+                f"seconds >= retry_delay ({self.retry_delay})",
+            )
+        if self.dill_key_id in self.dill_previous_secrets:
+            raise ConfigError(
+                "dill_previous_secrets",
+                _REDACTED,
+                f"retired key ids only, not the active dill_key_id {self.dill_key_id!r}",
+            )
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            parts.append(f"{name}={FIELD_RULES[name].shown(value)!r}")
+        return f"Settings({', '.join(parts)})"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with ``changes`` applied; unknown names raise ConfigError."""
+        for name, value in changes.items():
+            if name not in FIELD_RULES:
+                raise ConfigError(name, value, "a Settings field name", _suggest(name))
+        return Settings(**{**msgspec.structs.asdict(self), **changes})
+
+
+def _suggest(name: str, names: Iterable[str] = FIELD_RULES) -> str:
+    """A "did you mean ...?" hint for a misspelt name, or empty."""
+    close = difflib.get_close_matches(name, list(names), n=3)
+    return f"did you mean {', '.join(close)}?" if close else ""
