@@ -1,0 +1,1 @@
+"""omniq.core: the OmniQ facade (in progress)."""

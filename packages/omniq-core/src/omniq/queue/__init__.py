@@ -1,0 +1,1 @@
+"""omniq.queue: queue orchestration (in progress)."""
