@@ -1,0 +1,40 @@
+"""Library logging for the event system, kept apart from task events.
+
+Messages go to the stdlib logger ``omniq.events``, whose level the per-component
+configuration (``COMPONENT_LOG_LEVELS = {"events": ...}``) sets. Trouble on the hot path
+(drops, failing writes) is reported here, rate-limited, and never raised to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from omniq.config import get_logger
+
+__all__ = ["LOGGER_NAME", "RateLimiter", "get_library_logger"]
+
+LOGGER_NAME = "omniq.events"
+
+
+def get_library_logger() -> logging.Logger:
+    """The stdlib logger of this component (``omniq.events``)."""
+    return get_logger("events")
+
+
+class RateLimiter:
+    """Lets one message through per ``interval`` seconds; the first one at once."""
+
+    __slots__ = ("_last", "interval")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: float | None = None
+
+    def ready(self, *, force: bool = False) -> bool:
+        """True (and the window restarts) if a message may be emitted now."""
+        t = time.monotonic()
+        if force or self._last is None or t - self._last >= self.interval:
+            self._last = t
+            return True
+        return False
