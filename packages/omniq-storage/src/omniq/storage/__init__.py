@@ -1,1 +1,42 @@
-"""omniq.storage (in progress)"""
+"""OmniQ storage: the four storage contracts and the backends that implement them.
+
+``open_storage(url)`` picks a backend by URL scheme; the embedded ones (memory, file via
+fsspec, SQLite) are importable directly, server backends load their drivers lazily.
+"""
+
+from __future__ import annotations
+
+from ._factory import BACKENDS, BackendEntry, open_storage, register_backend
+from ._interfaces import (
+    Backend,
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    EventStorage,
+    LeaseRef,
+    ResultStorage,
+    RetryRequest,
+    ScheduleRun,
+    ScheduleStorage,
+    TaskQueueStorage,
+)
+from ._memory import MemoryBackend
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendEntry",
+    "Completion",
+    "CompletionReport",
+    "DependencyPolicy",
+    "EventStorage",
+    "LeaseRef",
+    "MemoryBackend",
+    "ResultStorage",
+    "RetryRequest",
+    "ScheduleRun",
+    "ScheduleStorage",
+    "TaskQueueStorage",
+    "open_storage",
+    "register_backend",
+]

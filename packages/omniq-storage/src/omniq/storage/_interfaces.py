@@ -9,6 +9,7 @@ The conformance suite in ``tests/conformance`` is the executable definition.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Sequence
 from typing import Literal
 
@@ -111,13 +112,16 @@ class TaskQueueStorage(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+    async def enqueue(
+        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> list[Task]:
         """Store tasks as pending; returns the tasks as stored, in order.
 
         A task whose ``key`` matches a live (non-terminal) task's key is not stored: the
-        existing task is returned in its place. A task whose dependencies have not all
-        succeeded yet waits; one whose dependency already failed/was cancelled/expired is
-        stored cancelled (policy ``cancel``) or ready (``release``).
+        existing task is returned in its place; so is a task whose id is already stored
+        (enqueue is idempotent by id). A task whose dependencies have not all succeeded
+        yet waits; one whose dependency already failed/was cancelled/expired is stored
+        cancelled (``dependency_policy="cancel"``) or ready (``"release"``).
         """
 
     @abc.abstractmethod
@@ -189,7 +193,7 @@ class TaskQueueStorage(abc.ABC):
         """Delete terminal tasks that finished before the instant; returns how many."""
 
     @abc.abstractmethod
-    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         """Block until work may be ready in ``queues`` (woken by the engine's own
         notification) or ``timeout`` passes. True if woken; spurious wake-ups allowed."""
 
@@ -210,7 +214,7 @@ class ResultStorage(abc.ABC):
         """Read results; None for unknown or expired ones."""
 
     @abc.abstractmethod
-    async def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:
+    async def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:  # noqa: ASYNC109
         """Return the result as soon as it is stored (woken by the engine's notification,
         not by polling delays), or None after ``timeout`` seconds."""
 
@@ -284,7 +288,7 @@ class ScheduleStorage(abc.ABC):
         """Persistently resume (``Schedule.resumed``); returns the new state."""
 
     @abc.abstractmethod
-    async def claim_due(self, now: float, *, limit: int = 100) -> list[ScheduleRun]:
+    async def claim_due(self, now: float, *, limit: int = 100) -> builtins.list[ScheduleRun]:
         """Atomically advance every active schedule due at ``now`` (``Schedule.advance``)
         and return the runs to fire. A due run is returned to exactly one caller, however
         many schedulers on however many hosts call this at once."""

@@ -1,0 +1,434 @@
+"""The in-process queue state machine shared by the memory and file backends.
+
+``QueueState`` holds task records and schedules in dicts with heap indexes for the
+claim path (ready by priority/id per queue, delayed by eta, leases by expiry, TTL
+by expires_at). Every operation is synchronous and must run under the caller's lock;
+it records the ids it changed in ``dirty``/``deleted`` so the file backend can append
+exactly those records to its journal. ``put_record`` re-indexes a record and is also
+how a journal is replayed, so the indexes are always derivable from the records.
+Heap entries are validated lazily when popped (stale entries are skipped).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+from omniq.models import (
+    TERMINAL_STATUSES,
+    ClaimedTask,
+    Schedule,
+    ScheduleState,
+    Task,
+    TaskStatus,
+    new_id,
+)
+
+from ._interfaces import (
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    LeaseRef,
+    RetryRequest,
+    ScheduleRun,
+)
+
+__all__ = ["QueueState", "TaskRecord"]
+
+_replace = msgspec.structs.replace
+_FAILED = frozenset({TaskStatus.ERROR, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
+
+
+class TaskRecord(msgspec.Struct, array_like=True):
+    """A stored task plus its lease; ``task.status``/``task.attempt`` are current."""
+
+    task: Task
+    token: str | None = None
+    worker_id: str | None = None
+    lease_expires_at: float | None = None
+    finished_at: float | None = None
+    released: bool = False
+    """Dependencies overridden (a dependency failed under the ``release`` policy)."""
+
+
+class QueueState:
+    """Tasks and schedules of one store, indexed for claiming."""
+
+    def __init__(self) -> None:
+        self.recs: dict[str, TaskRecord] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self._ready: dict[str, list[tuple[int, str]]] = {}
+        self._delayed: list[tuple[float, str]] = []
+        self._leases: list[tuple[float, str]] = []
+        self._ttl: list[tuple[float, str]] = []
+        self._keys: dict[str, str] = {}
+        self._dependents: dict[str, set[str]] = {}
+        self.dirty: set[str] = set()
+        self.deleted: set[str] = set()
+        self.dirty_schedules: set[str] = set()
+        self.deleted_schedules: set[str] = set()
+
+    # -- indexing ------------------------------------------------------------------
+
+    def reset_changes(self) -> None:
+        self.dirty.clear()
+        self.deleted.clear()
+        self.dirty_schedules.clear()
+        self.deleted_schedules.clear()
+
+    def put_record(self, rec: TaskRecord, now: float) -> None:
+        """Store ``rec`` and index it by its status (also used to replay a journal)."""
+        t = rec.task
+        self.recs[t.id] = rec
+        live = not t.status.is_terminal
+        if t.key is not None:
+            if live:
+                self._keys[t.key] = t.id
+            elif self._keys.get(t.key) == t.id:
+                del self._keys[t.key]
+        if t.status is TaskStatus.PENDING:
+            if t.expires_at is not None:
+                heapq.heappush(self._ttl, (t.expires_at, t.id))
+            if not self._deps_met(rec):
+                for dep in t.depends_on:
+                    self._dependents.setdefault(dep, set()).add(t.id)
+            elif t.eta is not None and t.eta > now:
+                heapq.heappush(self._delayed, (t.eta, t.id))
+            else:
+                heapq.heappush(self._ready.setdefault(t.queue, []), (-t.priority, t.id))
+        elif t.status is TaskStatus.RUNNING and rec.lease_expires_at is not None:
+            heapq.heappush(self._leases, (rec.lease_expires_at, t.id))
+
+    def delete_record(self, task_id: str) -> None:
+        rec = self.recs.pop(task_id, None)
+        if rec is not None and rec.task.key is not None and self._keys.get(rec.task.key) == task_id:
+            del self._keys[rec.task.key]
+
+    def _save(self, rec: TaskRecord, now: float) -> None:
+        self.put_record(rec, now)
+        self.dirty.add(rec.task.id)
+
+    def _deps_met(self, rec: TaskRecord) -> bool:
+        if rec.released:
+            return True
+        for dep in rec.task.depends_on:
+            d = self.recs.get(dep)
+            if d is None or d.task.status is not TaskStatus.SUCCESS:
+                return False
+        return True
+
+    def _is_ready(self, rec: TaskRecord, now: float) -> bool:
+        t = rec.task
+        return (
+            t.status is TaskStatus.PENDING
+            and (t.eta is None or t.eta <= now)
+            and (t.expires_at is None or t.expires_at > now)
+            and self._deps_met(rec)
+        )
+
+    def _promote(self, now: float) -> None:
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            _, tid = heapq.heappop(delayed)
+            rec = self.recs.get(tid)
+            if rec is not None and self._is_ready(rec, now):
+                t = rec.task
+                heapq.heappush(self._ready.setdefault(t.queue, []), (-t.priority, tid))
+
+    def _head(self, queue: str, now: float, taken: set[str]) -> tuple[int, str] | None:
+        heap = self._ready.get(queue)
+        while heap:
+            entry = heap[0]
+            rec = self.recs.get(entry[1])
+            if rec is not None and entry[1] not in taken and self._is_ready(rec, now):
+                return entry
+            heapq.heappop(heap)
+        return None
+
+    def next_eta(self) -> float | None:
+        """Earliest eta of a delayed task (a wait should wake then)."""
+        return self._delayed[0][0] if self._delayed else None
+
+    def has_ready(self, queues: Sequence[str], now: float) -> bool:
+        self._promote(now)
+        return any(self._head(q, now, set()) is not None for q in queues)
+
+    # -- task operations -----------------------------------------------------------
+
+    def enqueue(
+        self, tasks: Sequence[Task], now: float, policy: DependencyPolicy = "cancel"
+    ) -> list[Task]:
+        out: list[Task] = []
+        for task in tasks:
+            existing = self.recs.get(task.id)
+            if existing is None and task.key is not None:
+                kid = self._keys.get(task.key)
+                existing = self.recs.get(kid) if kid is not None else None
+            if existing is not None:
+                out.append(existing.task)
+                continue
+            t = (
+                task
+                if task.status is TaskStatus.PENDING
+                else _replace(task, status=TaskStatus.PENDING)
+            )
+            rec = TaskRecord(t)
+            failed = any(
+                (d := self.recs.get(dep)) is not None and d.task.status in _FAILED
+                for dep in t.depends_on
+            )
+            if failed:
+                if policy == "cancel":
+                    rec.task = _replace(t, status=TaskStatus.CANCELLED)
+                    rec.finished_at = now
+                else:
+                    rec.released = True
+            self._save(rec, now)
+            out.append(rec.task)
+        return out
+
+    def claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float, now: float
+    ) -> list[ClaimedTask]:
+        self.reclaim_expired(now)
+        self._promote(now)
+        token = new_id()
+        until = now + lease
+        taken: set[str] = set()
+        out: list[ClaimedTask] = []
+        qs = list(dict.fromkeys(queues))
+        while len(out) < limit:
+            best: tuple[int, str] | None = None
+            best_q = ""
+            for q in qs:
+                head = self._head(q, now, taken)
+                if head is not None and (best is None or head < best):
+                    best, best_q = head, q
+            if best is None:
+                break
+            heapq.heappop(self._ready[best_q])
+            rec = self.recs[best[1]]
+            taken.add(best[1])
+            rec.task = _replace(rec.task, status=TaskStatus.RUNNING, attempt=rec.task.attempt + 1)
+            rec.token, rec.worker_id, rec.lease_expires_at = token, worker_id, until
+            self._save(rec, now)
+            out.append(
+                ClaimedTask(task=rec.task, token=token, lease_expires_at=until, worker_id=worker_id)
+            )
+        return out
+
+    def _leased(self, task_id: str, token: str) -> TaskRecord | None:
+        rec = self.recs.get(task_id)
+        if rec is None or rec.token != token or rec.task.status is not TaskStatus.RUNNING:
+            return None
+        return rec
+
+    def renew(self, leases: Sequence[LeaseRef], lease: float, now: float) -> list[str]:
+        lost: list[str] = []
+        for ref in leases:
+            rec = self._leased(ref.task_id, ref.token)
+            if rec is None:
+                lost.append(ref.task_id)
+                continue
+            rec.lease_expires_at = now + lease
+            self._save(rec, now)
+        return lost
+
+    def complete(
+        self, completions: Sequence[Completion], policy: DependencyPolicy, now: float
+    ) -> CompletionReport:
+        report = CompletionReport()
+        finished: list[tuple[str, TaskStatus]] = []
+        for c in completions:
+            rec = self._leased(c.task_id, c.token)
+            if rec is None or not c.status.is_terminal:
+                report.stale.append(c.task_id)
+                continue
+            self._finish(rec, c.status, now)
+            report.done.append(c.task_id)
+            finished.append((c.task_id, c.status))
+        self._resolve(finished, policy, now, report)
+        return report
+
+    def _finish(self, rec: TaskRecord, status: TaskStatus, now: float) -> None:
+        rec.task = _replace(rec.task, status=status)
+        rec.token = rec.lease_expires_at = None
+        rec.finished_at = now
+        self._save(rec, now)
+
+    def _resolve(
+        self,
+        finished: list[tuple[str, TaskStatus]],
+        policy: DependencyPolicy,
+        now: float,
+        report: CompletionReport,
+    ) -> None:
+        """Release or cancel (transitively) the dependents of tasks that just ended."""
+        todo = list(finished)
+        while todo:
+            tid, status = todo.pop()
+            for child_id in sorted(self._dependents.pop(tid, ())):
+                rec = self.recs.get(child_id)
+                if rec is None or rec.task.status is not TaskStatus.PENDING or rec.released:
+                    continue
+                if status is TaskStatus.SUCCESS:
+                    if self._deps_met(rec):
+                        self._save(rec, now)
+                        report.released.append(child_id)
+                elif policy == "cancel":
+                    self._finish(rec, TaskStatus.CANCELLED, now)
+                    report.cancelled.append(rec.task)
+                    todo.append((child_id, TaskStatus.CANCELLED))
+                else:
+                    rec.released = True
+                    self._save(rec, now)
+                    report.released.append(child_id)
+
+    def retry(self, requests: Sequence[RetryRequest], now: float) -> list[str]:
+        stale: list[str] = []
+        for r in requests:
+            rec = self._leased(r.task_id, r.token)
+            if rec is None:
+                stale.append(r.task_id)
+                continue
+            rec.task = _replace(rec.task, status=TaskStatus.PENDING, eta=r.eta)
+            rec.token = rec.worker_id = rec.lease_expires_at = None
+            self._save(rec, now)
+        return stale
+
+    def release(self, leases: Sequence[LeaseRef], now: float) -> list[str]:
+        stale: list[str] = []
+        for ref in leases:
+            rec = self._leased(ref.task_id, ref.token)
+            if rec is None:
+                stale.append(ref.task_id)
+                continue
+            t = rec.task
+            rec.task = _replace(t, status=TaskStatus.PENDING, attempt=max(0, t.attempt - 1))
+            rec.token = rec.worker_id = rec.lease_expires_at = None
+            self._save(rec, now)
+        return stale
+
+    def cancel(
+        self, task_ids: Sequence[str], policy: DependencyPolicy, now: float
+    ) -> CompletionReport:
+        report = CompletionReport()
+        finished: list[tuple[str, TaskStatus]] = []
+        for tid in task_ids:
+            rec = self.recs.get(tid)
+            if rec is None or rec.task.status.is_terminal:
+                continue
+            self._finish(rec, TaskStatus.CANCELLED, now)
+            report.done.append(tid)
+            finished.append((tid, TaskStatus.CANCELLED))
+        self._resolve(finished, policy, now, report)
+        return report
+
+    def reclaim_expired(self, now: float) -> list[str]:
+        out: list[str] = []
+        leases = self._leases
+        while leases and leases[0][0] <= now:
+            _, tid = heapq.heappop(leases)
+            rec = self.recs.get(tid)
+            if (
+                rec is None
+                or rec.task.status is not TaskStatus.RUNNING
+                or rec.lease_expires_at is None
+                or rec.lease_expires_at > now
+            ):
+                continue
+            rec.task = _replace(rec.task, status=TaskStatus.PENDING)
+            rec.token = rec.worker_id = rec.lease_expires_at = None
+            self._save(rec, now)
+            out.append(tid)
+        return out
+
+    def expire(self, policy: DependencyPolicy, now: float) -> CompletionReport:
+        report = CompletionReport()
+        finished: list[tuple[str, TaskStatus]] = []
+        ttl = self._ttl
+        while ttl and ttl[0][0] <= now:
+            _, tid = heapq.heappop(ttl)
+            rec = self.recs.get(tid)
+            t = rec.task if rec is not None else None
+            if rec is None or t is None or t.status is not TaskStatus.PENDING:
+                continue
+            if t.expires_at is None or t.expires_at > now:
+                continue
+            self._finish(rec, TaskStatus.EXPIRED, now)
+            report.done.append(tid)
+            finished.append((tid, TaskStatus.EXPIRED))
+        self._resolve(finished, policy, now, report)
+        return report
+
+    def get(self, task_ids: Sequence[str]) -> list[Task | None]:
+        return [r.task if (r := self.recs.get(i)) is not None else None for i in task_ids]
+
+    def select(self, queue: str | None, status: TaskStatus | None) -> Iterable[Task]:
+        for rec in self.recs.values():
+            t = rec.task
+            if (queue is None or t.queue == queue) and (status is None or t.status is status):
+                yield t
+
+    def list_tasks(
+        self, queue: str | None, status: TaskStatus | None, limit: int, offset: int
+    ) -> list[Task]:
+        found = sorted(self.select(queue, status), key=lambda t: t.id)
+        return found[offset : offset + limit]
+
+    def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        out: dict[tuple[str, TaskStatus], int] = {}
+        for rec in self.recs.values():
+            k = (rec.task.queue, rec.task.status)
+            out[k] = out.get(k, 0) + 1
+        return out
+
+    def purge(self, finished_before: float) -> int:
+        doomed = [
+            tid
+            for tid, r in self.recs.items()
+            if r.task.status in TERMINAL_STATUSES
+            and r.finished_at is not None
+            and r.finished_at < finished_before
+        ]
+        for tid in doomed:
+            self.delete_record(tid)
+            self._dependents.pop(tid, None)
+            self.deleted.add(tid)
+            self.dirty.discard(tid)
+        return len(doomed)
+
+    # -- schedules -----------------------------------------------------------------
+
+    def put_schedule(self, schedule: Schedule) -> None:
+        self.schedules[schedule.id] = schedule
+        self.dirty_schedules.add(schedule.id)
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        if self.schedules.pop(schedule_id, None) is None:
+            return False
+        self.deleted_schedules.add(schedule_id)
+        self.dirty_schedules.discard(schedule_id)
+        return True
+
+    def list_schedules(self, state: ScheduleState | None) -> list[Schedule]:
+        found = [s for s in self.schedules.values() if state is None or s.state is state]
+        return sorted(found, key=lambda s: s.id)
+
+    def claim_due(self, now: float, limit: int) -> list[ScheduleRun]:
+        due = sorted(
+            (s for s in self.schedules.values() if s.is_due(now)),
+            key=lambda s: (s.next_run_at, s.id),
+        )
+        runs: list[ScheduleRun] = []
+        for s in due:
+            if len(runs) >= limit:
+                break
+            advanced, fire = s.advance(now)
+            self.put_schedule(advanced)
+            if fire:
+                assert s.next_run_at is not None
+                runs.append(ScheduleRun(schedule=advanced, due=s.next_run_at))
+        return runs
