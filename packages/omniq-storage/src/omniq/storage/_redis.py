@@ -1,0 +1,670 @@
+"""Redis backend (redis-py asyncio): tasks, results, events and schedules.
+
+Every multi-key state change runs as one Lua script (loaded once, called by EVALSHA;
+see ``_redis_lua``). Ready tasks sit in a sorted set per queue scored by -priority
+(ties ordered by id, i.e. FIFO), delayed tasks in a sorted set by eta, leases in a
+sorted set by expiry with a per-task fencing token. Waiters block on one pub/sub
+subscription per backend instead of polling. Results expire by key TTL (PX).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
+
+from omniq.models import (
+    BackendUnavailableError,
+    ClaimedTask,
+    EventType,
+    Schedule,
+    ScheduleState,
+    StorageError,
+    Task,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    now,
+)
+
+from . import _redis_lua as lua
+from ._interfaces import (
+    Backend,
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    EventStorage,
+    LeaseRef,
+    ResultStorage,
+    RetryRequest,
+    ScheduleRun,
+    ScheduleStorage,
+    TaskQueueStorage,
+)
+from ._remote import (
+    Waiters,
+    claimed,
+    decode_event,
+    decode_result,
+    decode_schedule,
+    decode_task,
+    encode,
+    encode_event,
+    split_options,
+    wait_event,
+    with_state,
+    with_state_eta,
+)
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.client import PubSub
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.commands.core import AsyncScript
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    from omniq.models import MissingExtraError
+
+    raise MissingExtraError("the redis backend needs: pip install 'omniq-storage[redis]'") from exc
+
+__all__ = ["RedisBackend"]
+
+T = TypeVar("T")
+_list = list
+_OPTIONS = ("prefix",)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else (v or "")
+
+
+def _opt(v: float | None) -> str | float:
+    return "" if v is None else v
+
+
+def _float(v: bytes | None) -> float | None:
+    return float(v) if v else None
+
+
+class _Base:
+    def __init__(self, be: RedisBackend) -> None:
+        self._be = be
+        self._p = be.prefix
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        return await self._be.call(fn)
+
+
+class RedisTaskQueue(_Base, TaskQueueStorage):
+    """Task queue on sorted sets and hashes; each operation is one Lua script."""
+
+    async def _script(self, name: str, *args: Any) -> Any:
+        script = self._be.scripts[name]
+        return await self._call(lambda: script(args=[self._p, repr(now()), *args]))
+
+    async def enqueue(
+        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> list[Task]:
+        if not tasks:
+            return []
+        args: list[Any] = [dependency_policy, len(tasks)]
+        for t in tasks:
+            args += [t.id, t.queue, t.priority, _opt(t.eta), _opt(t.expires_at), t.key or ""]
+            args.append(len(t.depends_on))
+            args += list(t.depends_on)
+            args.append(encode(t))
+        rows = await self._script("enqueue", *args)
+        out: list[Task] = []
+        for t, row in zip(tasks, rows, strict=True):
+            if len(row) == 2:
+                out.append(with_state(t, _s(row[1]), 0))
+            else:
+                stored = decode_task(row[3])
+                out.append(with_state_eta(stored, _s(row[1]), int(row[2]), _float(row[4])))
+        return out
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> list[ClaimedTask]:
+        if limit <= 0 or not queues:
+            return []
+        until = now() + lease
+        rows = await self._script("claim", worker_id, repr(until), limit, *queues)
+        out = []
+        for tok, attempt, env, eta in rows:
+            task = with_state_eta(decode_task(env), TaskStatus.RUNNING, int(attempt), _float(eta))
+            out.append(claimed(task, _s(tok), until, worker_id))
+        return out
+
+    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
+        if not leases:
+            return []
+        args: list[Any] = [repr(now() + lease)]
+        for ref in leases:
+            args += [ref.task_id, ref.token]
+        return [_s(x) for x in await self._script("renew", *args)]
+
+    @staticmethod
+    def _report(res: Any) -> CompletionReport:
+        done, stale, released, cancelled = res
+        return CompletionReport(
+            done=[_s(x) for x in done],
+            stale=[_s(x) for x in stale],
+            released=[_s(x) for x in released],
+            cancelled=[
+                with_state(decode_task(env), TaskStatus.CANCELLED, int(a))
+                for _, a, env in cancelled
+            ],
+        )
+
+    async def complete(
+        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        if not completions:
+            return CompletionReport()
+        args: list[Any] = [dependency_policy]
+        for c in completions:
+            args += [c.task_id, c.token, TaskStatus(c.status).value]
+        return self._report(await self._script("complete", *args))
+
+    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
+        if not requests:
+            return []
+        args: list[Any] = ["0"]
+        for r in requests:
+            args += [r.task_id, r.token, _opt(r.eta)]
+        return [_s(x) for x in await self._script("retry", *args)]
+
+    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
+        if not leases:
+            return []
+        args: list[Any] = ["1"]
+        for ref in leases:
+            args += [ref.task_id, ref.token, ""]
+        return [_s(x) for x in await self._script("retry", *args)]
+
+    async def cancel(
+        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        if not task_ids:
+            return CompletionReport()
+        return self._report(await self._script("cancel", dependency_policy, *task_ids))
+
+    async def reclaim_expired(self) -> list[str]:
+        return [_s(x) for x in await self._script("reclaim")]
+
+    async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
+        return self._report(await self._script("expire", dependency_policy))
+
+    async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
+        if not task_ids:
+            return []
+        r = self._be.redis
+
+        async def run() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for tid in task_ids:
+                pipe.hmget(f"{self._p}t:{tid}", "d", "s", "a", "eta")
+            return await pipe.execute()
+
+        rows = await self._call(run)
+        return [
+            None
+            if row[0] is None
+            else with_state_eta(decode_task(row[0]), _s(row[1]), int(row[2]), _float(row[3]))
+            for row in rows
+        ]
+
+    def _index(self, queue: str | None, status: TaskStatus | None) -> str:
+        q = queue if queue is not None else "*"
+        s = TaskStatus(status).value if status is not None else "all"
+        return f"{self._p}i:{q}:{s}"
+
+    async def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        if limit <= 0:
+            return []
+        key = self._index(queue, status)
+        ids = await self._call(lambda: self._be.redis.zrange(key, offset, offset + limit - 1))
+        return [t for t in await self.get([_s(i) for i in ids]) if t is not None]
+
+    async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
+        key = self._index(queue, status)
+        return int(await self._call(lambda: self._be.redis.zcard(key)))
+
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        r = self._be.redis
+        queues = sorted(_s(q) for q in await self._call(lambda: r.smembers(f"{self._p}queues")))
+
+        async def run() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for q in queues:
+                for st in TaskStatus:
+                    pipe.zcard(f"{self._p}i:{q}:{st.value}")
+            return await pipe.execute()
+
+        res = await self._call(run)
+        out: dict[tuple[str, TaskStatus], int] = {}
+        it = iter(res)
+        for q in queues:
+            for st in TaskStatus:
+                n = int(next(it))
+                if n:
+                    out[(q, st)] = n
+        return out
+
+    async def purge(self, *, finished_before: float) -> int:
+        return int(await self._script("purge", repr(finished_before)))
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        keys = [f"w:{q}" for q in queues]
+        ev = self._be.waiters.register(keys)
+        try:
+            r = self._be.redis
+            p = self._p
+
+            async def probe() -> list[Any]:
+                pipe = r.pipeline(transaction=False)
+                for q in queues:
+                    pipe.zcard(f"{p}r:{q}")
+                    pipe.zrange(f"{p}d:{q}", 0, 0, withscores=True)
+                pipe.zrange(f"{p}lease", 0, 0, withscores=True)
+                return await pipe.execute()
+
+            res = await self._call(probe)
+            t = now()
+            wake_at = t + timeout
+            for i in range(len(queues)):
+                if int(res[2 * i]):
+                    return True
+                if res[2 * i + 1]:
+                    wake_at = min(wake_at, float(res[2 * i + 1][0][1]))
+            if res[-1]:
+                wake_at = min(wake_at, float(res[-1][0][1]))
+            if wake_at <= t:
+                return True
+            if await wait_event(ev, wake_at - t):
+                return True
+            return wake_at < t + timeout
+        finally:
+            self._be.waiters.unregister(keys, ev)
+
+
+class RedisResults(_Base, ResultStorage):
+    """Results as plain keys with a PX expiry; ``rexp`` tracks them for purge counts."""
+
+    async def put(self, results: Sequence[TaskResult]) -> None:
+        if not results:
+            return
+        r = self._be.redis
+        t = now()
+
+        async def run() -> None:
+            pipe = r.pipeline(transaction=True)
+            for res in results:
+                key = f"{self._p}res:{res.task_id}"
+                if res.expires_at is not None:
+                    ms = max(1, math.ceil((res.expires_at - t) * 1000))
+                    pipe.set(key, encode(res), px=ms)
+                    pipe.zadd(f"{self._p}rexp", {res.task_id: res.expires_at})
+                else:
+                    pipe.set(key, encode(res))
+                    pipe.zrem(f"{self._p}rexp", res.task_id)
+                pipe.publish(f"{self._p}chan", f"r:{res.task_id}")
+            await pipe.execute()
+
+        await self._call(run)
+
+    async def get(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
+        if not task_ids:
+            return []
+        keys = [f"{self._p}res:{i}" for i in task_ids]
+        raw = await self._call(lambda: self._be.redis.mget(keys))
+        t = now()
+        out: list[TaskResult | None] = []
+        for v in raw:
+            res = None if v is None else decode_result(cast(bytes, v))
+            if res is not None and res.expires_at is not None and res.expires_at <= t:
+                res = None
+            out.append(res)
+        return out
+
+    async def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:  # noqa: ASYNC109
+        keys = [f"r:{task_id}"]
+        deadline = None if timeout is None else now() + timeout
+        while True:
+            ev = self._be.waiters.register(keys)
+            try:
+                res = await self.get_one(task_id)
+                if res is not None:
+                    return res
+                left = None if deadline is None else deadline - now()
+                if left is not None and left <= 0:
+                    return None
+                await wait_event(ev, left)
+            finally:
+                self._be.waiters.unregister(keys, ev)
+
+    async def delete(self, task_ids: Sequence[str]) -> int:
+        if not task_ids:
+            return 0
+        r = self._be.redis
+
+        async def run() -> int:
+            pipe = r.pipeline(transaction=True)
+            pipe.delete(*[f"{self._p}res:{i}" for i in task_ids])
+            pipe.zrem(f"{self._p}rexp", *task_ids)
+            return int((await pipe.execute())[0])
+
+        return await self._call(run)
+
+    async def purge_expired(self) -> int:
+        script = self._be.scripts["result_purge"]
+        return int(await self._call(lambda: script(args=[self._p, repr(now())])))
+
+
+class RedisEvents(_Base, EventStorage):
+    """Events: msgpack by id in a hash, ordered by a timestamp zset (ties by id)."""
+
+    async def append(self, events: Sequence[TaskEvent]) -> None:
+        if not events:
+            return
+        r = self._be.redis
+
+        async def run() -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(f"{self._p}evd", mapping={e.id: encode_event(e) for e in events})
+            pipe.hset(f"{self._p}evt", mapping={e.id: e.task_id for e in events})
+            pipe.zadd(f"{self._p}ev", {e.id: e.timestamp for e in events})
+            for e in events:
+                pipe.zadd(f"{self._p}evk:{e.task_id}", {e.id: e.timestamp})
+            await pipe.execute()
+
+        await self._call(run)
+
+    async def query(
+        self,
+        *,
+        task_id: str | None = None,
+        types: Sequence[EventType] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[TaskEvent]:
+        r = self._be.redis
+        key = f"{self._p}evk:{task_id}" if task_id is not None else f"{self._p}ev"
+        lo = "-inf" if since is None else repr(since)
+        hi = "+inf" if until is None else f"({until!r}"
+        wanted = None if types is None else {EventType(t) for t in types}
+        out: list[TaskEvent] = []
+        start, page = 0, 500
+        while limit is None or len(out) < limit:
+            ids = await self._call(
+                lambda s=start: r.zrangebyscore(key, lo, hi, start=s, num=page)  # type: ignore[misc]
+            )
+            if not ids:
+                break
+            raw = await self._call(lambda ids=ids: r.hmget(f"{self._p}evd", ids))  # type: ignore[misc]
+            for v in raw:
+                if v is None:
+                    continue
+                ev = decode_event(v)
+                if wanted is None or ev.type in wanted:
+                    out.append(ev)
+            start += page
+            if len(ids) < page:
+                break
+        out.sort(key=lambda e: (e.timestamp, e.id))
+        return out if limit is None else out[:limit]
+
+    async def purge(self, *, older_than: float | None = None, keep_last: int | None = None) -> int:
+        script = self._be.scripts["event_purge"]
+        args = [self._p, repr(now()), _opt(older_than), "" if keep_last is None else keep_last]
+        return int(await self._call(lambda: script(args=args)))
+
+    async def count(self) -> int:
+        return int(await self._call(lambda: self._be.redis.zcard(f"{self._p}ev")))
+
+
+class RedisSchedules(_Base, ScheduleStorage):
+    """Schedules as msgpack in a hash; due ones in a zset. Claims are compare-and-set
+    Lua calls on the stored bytes, so one run goes to exactly one scheduler."""
+
+    def _due(self, s: Schedule) -> str | float:
+        if s.state is ScheduleState.ACTIVE and s.next_run_at is not None:
+            return s.next_run_at
+        return ""
+
+    async def put(self, schedules: Sequence[Schedule]) -> None:
+        if not schedules:
+            return
+        r = self._be.redis
+
+        async def run() -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(f"{self._p}sch", mapping={s.id: encode(s) for s in schedules})
+            for s in schedules:
+                due = self._due(s)
+                if due == "":
+                    pipe.zrem(f"{self._p}sdue", s.id)
+                else:
+                    pipe.zadd(f"{self._p}sdue", {s.id: due})
+            await pipe.execute()
+
+        await self._call(run)
+
+    async def _raw(self, schedule_id: str) -> bytes | None:
+        return cast(
+            "bytes | None",
+            await self._call(lambda: self._be.redis.hget(f"{self._p}sch", schedule_id)),
+        )
+
+    async def get(self, schedule_id: str) -> Schedule | None:
+        raw = await self._raw(schedule_id)
+        return None if raw is None else decode_schedule(raw)
+
+    async def list(self, *, state: ScheduleState | None = None) -> _list[Schedule]:
+        raw = await self._call(lambda: self._be.redis.hvals(f"{self._p}sch"))
+        out = [decode_schedule(cast(bytes, v)) for v in raw]
+        if state is not None:
+            out = [s for s in out if s.state is ScheduleState(state)]
+        return sorted(out, key=lambda s: s.id)
+
+    async def delete(self, schedule_id: str) -> bool:
+        r = self._be.redis
+
+        async def run() -> int:
+            pipe = r.pipeline(transaction=True)
+            pipe.hdel(f"{self._p}sch", schedule_id)
+            pipe.zrem(f"{self._p}sdue", schedule_id)
+            return int((await pipe.execute())[0])
+
+        return bool(await self._call(run))
+
+    async def _cas(self, schedule_id: str, old: bytes, new: Schedule) -> bool:
+        script = self._be.scripts["sched_cas"]
+        args = [self._p, repr(now()), schedule_id, old, encode(new), self._due(new)]
+        return bool(await self._call(lambda: script(args=args)))
+
+    async def _update(
+        self, schedule_id: str, change: Callable[[Schedule], Schedule]
+    ) -> Schedule | None:
+        while True:
+            raw = await self._raw(schedule_id)
+            if raw is None:
+                return None
+            new = change(decode_schedule(raw))
+            if await self._cas(schedule_id, raw, new):
+                return new
+
+    async def pause(self, schedule_id: str) -> Schedule | None:
+        return await self._update(schedule_id, lambda s: s.paused())
+
+    async def resume(self, schedule_id: str, *, now: float | None = None) -> Schedule | None:
+        return await self._update(schedule_id, lambda s: s.resumed(now))
+
+    async def claim_due(self, now: float, *, limit: int = 100) -> _list[ScheduleRun]:
+        r = self._be.redis
+        ids = await self._call(
+            lambda: r.zrangebyscore(f"{self._p}sdue", "-inf", repr(now), start=0, num=limit)
+        )
+        runs: list[ScheduleRun] = []
+        for sid in ids:
+            sid_s = _s(sid)
+            while True:
+                raw = await self._raw(sid_s)
+                if raw is None:
+                    break
+                sched = decode_schedule(raw)
+                if not sched.is_due(now):
+                    break
+                due = sched.next_run_at
+                new, fire = sched.advance(now)
+                if await self._cas(sid_s, raw, new):
+                    if fire and due is not None:
+                        runs.append(ScheduleRun(schedule=new, due=due))
+                    break
+        return runs
+
+
+class RedisBackend(Backend):
+    """``redis://host:port/db?prefix=omniq:`` - all four contracts on one Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.url = url
+        clean, opts = split_options(url, _OPTIONS)
+        self._driver_url = clean
+        self.prefix = prefix if prefix is not None else opts.get("prefix", "omniq:")
+        self._options = options
+        self._redis: aioredis.Redis | None = None
+        self.scripts: dict[str, AsyncScript] = {}
+        self.waiters = Waiters()
+        self._listener: asyncio.Task[None] | None = None
+        self._pubsub: PubSub | None = None
+        self._subscribed = asyncio.Event()
+        self.tasks = RedisTaskQueue(self)
+        self.results = RedisResults(self)
+        self.events = RedisEvents(self)
+        self.schedules = RedisSchedules(self)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise StorageError("RedisBackend is not connected: call connect() or use 'async with'")
+        return self._redis
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one driver call, mapping connection failures to BackendUnavailableError."""
+        try:
+            return await fn()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise BackendUnavailableError(
+                f"redis unreachable at {self._driver_url}: {exc}"
+            ) from exc
+        except RedisError as exc:
+            raise StorageError(f"redis error: {exc}") from exc
+
+    async def connect(self) -> None:
+        if self._redis is not None:
+            return
+        opts: dict[str, Any] = {
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), 6),
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+            "socket_timeout": 30,
+            "health_check_interval": 10,
+        }
+        opts.update(self._options)
+        client = aioredis.from_url(self._driver_url, **opts)
+        self._redis = client
+        names = {
+            "enqueue": lua.ENQUEUE,
+            "claim": lua.CLAIM,
+            "renew": lua.RENEW,
+            "complete": lua.COMPLETE,
+            "retry": lua.RETRY,
+            "cancel": lua.CANCEL,
+            "expire": lua.EXPIRE,
+            "reclaim": lua.RECLAIM,
+            "purge": lua.PURGE,
+            "result_purge": lua.RESULT_PURGE,
+            "event_purge": lua.EVENT_PURGE,
+            "sched_cas": lua.SCHED_CAS,
+        }
+        self.scripts = {k: client.register_script(v) for k, v in names.items()}
+        try:
+            await self.call(client.ping)
+            self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+            await self.call(lambda: self._pubsub.subscribe(f"{self.prefix}chan"))  # type: ignore[union-attr]
+        except BaseException:
+            await self.close()
+            raise
+        self._listener = asyncio.create_task(self._listen(), name="omniq-redis-listener")
+
+    async def _listen(self) -> None:
+        """Dispatch pub/sub notifications to local waiters; reconnect on failure and wake
+        everyone then (a notification may have been missed meanwhile)."""
+        ps = self._pubsub
+        assert ps is not None
+        backoff = 0.05
+        while True:
+            try:
+                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.waiters.wake_all()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                with contextlib.suppress(Exception):
+                    await ps.subscribe(f"{self.prefix}chan")
+                continue
+            if msg is not None and msg.get("type") == "message":
+                self.waiters.wake(_s(msg["data"]))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+            self._redis = None
+
+    async def drop(self) -> int:
+        """Delete every key under this backend's prefix (tests, reset)."""
+        r = self.redis
+        n = 0
+        keys: AsyncIterator[bytes] = r.scan_iter(match=f"{self.prefix}*", count=1000)
+        batch: list[bytes] = []
+        async for k in keys:
+            batch.append(k)
+            if len(batch) >= 500:
+                n += int(await r.delete(*batch))
+                batch = []
+        if batch:
+            n += int(await r.delete(*batch))
+        return n
