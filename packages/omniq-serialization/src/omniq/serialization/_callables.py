@@ -152,4 +152,6 @@ def not_importable_reason(func: Any) -> str:
         return "it is defined in __main__, which a worker cannot import"
     if inspect.ismethod(func) and not inspect.isclass(func.__self__):
         return "it is a method bound to an instance"
+    if not all(part.isidentifier() for part in module.split(".")):
+        return f"its module name {module!r} is not an importable dotted name"
     return f"{label(func)} does not resolve back to this object by its import path"
