@@ -1,0 +1,282 @@
+"""AsyncTaskQueue: enqueue, inspect and cancel tasks; record outcomes as results and events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from omniq.config import Settings
+from omniq.events import (
+    AsyncEventLogger,
+    cancelled_event,
+    enqueued_event,
+    expired_event,
+)
+from omniq.models import (
+    ErrorInfo,
+    Task,
+    TaskCancelledError,
+    TaskEvent,
+    TaskExpiredError,
+    TaskResult,
+    TaskStatus,
+    now,
+)
+from omniq.serialization import SerializationManager
+from omniq.storage import CompletionReport, DependencyPolicy, ResultStorage, TaskQueueStorage
+
+from ._breaker import BreakerRegistry
+from ._build import TaskSpec, build_task
+from ._deps import DependencyResolver
+from ._retry import RetryManager, RetryPolicy
+from ._ttl import TTLManager
+
+__all__ = ["AsyncTaskQueue"]
+
+
+class AsyncTaskQueue:
+    """The async core of OmniQ's queue, over one task store, an optional result store and
+    an optional event logger.
+
+    Every terminal path (success, error, timeout, crash, expiry, cancellation) ends in a
+    stored TaskResult and an event; the worker side lives in ``worker_source()``.
+    Storage objects are used as given: whoever opened them closes them.
+    """
+
+    def __init__(
+        self,
+        tasks: TaskQueueStorage,
+        results: ResultStorage | None = None,
+        events: AsyncEventLogger | None = None,
+        *,
+        settings: Settings | None = None,
+        serializer: SerializationManager | None = None,
+        retry: RetryManager | None = None,
+        breakers: BreakerRegistry | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        s = self.settings
+        self.tasks = tasks
+        self.results = results
+        self.events = events
+        self.serializer = serializer or SerializationManager.from_settings(s)
+        self.retry = retry or RetryManager(
+            RetryPolicy(
+                max_retries=s.retry_attempts, base_delay=s.retry_delay, max_delay=s.retry_max_delay
+            )
+        )
+        self.breakers = breakers or BreakerRegistry()
+        self.resolver = DependencyResolver(tasks.get)
+        self.dependency_policy: DependencyPolicy = (
+            "release" if s.dependency_failure_policy == "release" else "cancel"
+        )
+        self.ttl = TTLManager(
+            tasks,
+            results,
+            self.record_expired,
+            dependency_policy=self.dependency_policy,
+            task_retention=s.result_ttl,
+        )
+
+    # -- building and enqueueing -----------------------------------------------------------
+
+    def build(
+        self,
+        func: TaskSpec,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Task:
+        """A Task for ``func(*args, **kwargs)`` with the configured defaults (not stored)."""
+        return build_task(self.serializer, self.settings, func, args, kwargs, **options)
+
+    async def enqueue(
+        self,
+        func: TaskSpec | Task,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Task:
+        """Store one task; returns it as stored (an existing live task for a reused key)."""
+        task = func if isinstance(func, Task) else self.build(func, args, kwargs, **options)
+        return (await self.enqueue_many([task]))[0]
+
+    async def enqueue_many(self, tasks: Iterable[Task]) -> list[Task]:
+        """Store a batch in one storage round trip (plus one per dependency level when the
+        batch depends on stored tasks, for cycle detection). Returns them as stored, in
+        order. Raises DependencyCycleError before storing anything if the batch closes a
+        cycle."""
+        batch = list(tasks)
+        if not batch:
+            return []
+        if any(t.depends_on for t in batch):
+            await self.resolver.check(batch)
+            ordered = DependencyResolver.order(batch)
+            stored_ordered = await self.tasks.enqueue(
+                ordered, dependency_policy=self.dependency_policy
+            )
+            by_id = {t.id: s for t, s in zip(ordered, stored_ordered, strict=True)}
+            stored = [by_id[t.id] for t in batch]
+        else:
+            stored = await self.tasks.enqueue(batch, dependency_policy=self.dependency_policy)
+        events: list[TaskEvent] = []
+        cancelled: list[Task] = []
+        log = self.events is not None and self.events.enabled
+        for given, got in zip(batch, stored, strict=True):
+            if got.id != given.id:
+                continue  # idempotency key: an existing live task was returned
+            if got.status is TaskStatus.CANCELLED:
+                cancelled.append(got)
+            if log:
+                events.append(enqueued_event(got))
+        if cancelled:
+            await self.record_cancelled(cancelled, "a dependency had already failed", events)
+        elif events:
+            self._log(events)
+        return stored
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def decode(self, result: TaskResult) -> TaskResult:
+        """``result`` with ``value`` decoded from its payload."""
+        if result.payload is None or result.value is not None:
+            return result
+        return msgspec.structs.replace(result, value=self.serializer.loads(result.payload))
+
+    async def get_result(
+        self,
+        task_id: str,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> TaskResult | None:
+        """The task's result with its value decoded; with ``wait``, block until it exists
+        (or ``timeout`` seconds pass, then None)."""
+        if self.results is None:
+            return None
+        if wait:
+            result = await self.results.wait(task_id, timeout)
+        else:
+            result = await self.results.get_one(task_id)
+        return None if result is None else self.decode(result)
+
+    async def get_results(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
+        """Several results in one round trip, values decoded."""
+        if self.results is None:
+            return [None] * len(task_ids)
+        return [None if r is None else self.decode(r) for r in await self.results.get(task_ids)]
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with its current status and attempt count (None if unknown)."""
+        return await self.tasks.get_one(task_id)
+
+    async def list_tasks(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Tasks in creation order, filtered by queue and status."""
+        st = TaskStatus(status) if status is not None else None
+        return await self.tasks.list(queue=queue, status=st, limit=limit, offset=offset)
+
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        """Task counts by (queue, status)."""
+        return await self.tasks.counts()
+
+    # -- cancelling ------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str | Sequence[str]) -> list[str]:
+        """Cancel tasks that have not finished; returns the ids actually cancelled.
+
+        A running task's lease is revoked, so its worker's outcome is discarded. Pending
+        dependents are cancelled (or released) per the dependency policy.
+        """
+        ids = [task_id] if isinstance(task_id, str) else list(task_id)
+        report = await self.tasks.cancel(ids, dependency_policy=self.dependency_policy)
+        if report.done:
+            done = [t for t in await self.tasks.get(report.done) if t is not None]
+            await self.record_cancelled(done, "cancelled")
+        await self.record_cascade(report)
+        return list(report.done)
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _log(self, events: Sequence[TaskEvent]) -> None:
+        if events and self.events is not None:
+            self.events.log_many(events)
+
+    def result_expiry(self, finished: float) -> float | None:
+        """When a result finished at ``finished`` may be forgotten (RESULT_TTL)."""
+        ttl = self.settings.result_ttl
+        return finished + ttl if ttl > 0 else None
+
+    async def record_cancelled(
+        self, tasks: Sequence[Task], reason: str, events: list[TaskEvent] | None = None
+    ) -> None:
+        """Store CANCELLED results and events for tasks the store cancelled."""
+        t = now()
+        results = [
+            TaskResult(
+                task_id=task.id,
+                status=TaskStatus.CANCELLED,
+                error=ErrorInfo.from_exception(TaskCancelledError(reason)),
+                attempts=task.attempt,
+                finished_at=t,
+                expires_at=self.result_expiry(t),
+                queue=task.queue,
+            )
+            for task in tasks
+        ]
+        if self.results is not None and results:
+            await self.results.put(results)
+        evs = events if events is not None else []
+        evs.extend(cancelled_event(task, reason) for task in tasks)
+        self._log(evs)
+
+    async def record_cascade(self, report: CompletionReport) -> None:
+        """Record the dependents a completion/cancel/expiry cancelled."""
+        if report.cancelled:
+            await self.record_cancelled(report.cancelled, "a dependency did not succeed")
+
+    async def record_expired(self, tasks: Sequence[Task], report: CompletionReport) -> None:
+        """Store EXPIRED results and events (TTL passed before the task started)."""
+        t = now()
+        results = [
+            TaskResult(
+                task_id=task.id,
+                status=TaskStatus.EXPIRED,
+                error=ErrorInfo.from_exception(
+                    TaskExpiredError(f"task expired at {task.expires_at} before it started")
+                ),
+                attempts=task.attempt,
+                finished_at=t,
+                expires_at=self.result_expiry(t),
+                queue=task.queue,
+            )
+            for task in tasks
+        ]
+        if self.results is not None and results:
+            await self.results.put(results)
+        self._log([expired_event(task) for task in tasks])
+        await self.record_cascade(report)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def worker_source(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        worker_id: str | None = None,
+        lease: float | None = None,
+    ) -> Any:
+        """A TaskSource + OutcomeSink for ``omniq.workers`` pools over this queue."""
+        from ._source import QueueWorkerSource
+
+        return QueueWorkerSource(
+            self, queues or [self.settings.default_queue], worker_id=worker_id, lease=lease
+        )

@@ -1,0 +1,293 @@
+"""The worker side of the queue: a TaskSource and OutcomeSink over the task store.
+
+Claims come in batches; outcomes are turned into one ``complete`` and one ``retry``
+call per reported batch, one ``results.put`` and one event batch, plus one enqueue for
+all follow-up callbacks. Policy lives here, not in the pool: retries with backoff,
+per-function circuit breakers that defer instead of failing, poison tasks, results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from omniq.events import (
+    cancelled_event,
+    complete_event,
+    error_event,
+    executing_event,
+    expired_event,
+    retry_event,
+)
+from omniq.models import (
+    BackendUnavailableError,
+    ClaimedTask,
+    ErrorInfo,
+    Task,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    WorkerCrashedError,
+    new_id,
+    now,
+)
+from omniq.storage import Completion, LeaseRef, RetryRequest
+from omniq.workers import Outcome
+
+from ._breaker import CircuitBreaker
+
+if TYPE_CHECKING:
+    from ._queue import AsyncTaskQueue
+
+__all__ = ["QueueWorkerSource", "default_worker_id"]
+
+_log = logging.getLogger("omniq.queue")
+
+
+def default_worker_id() -> str:
+    """``host:pid:short-id``, unique per worker and readable in events."""
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+
+
+class QueueWorkerSource:
+    """Implements ``omniq.workers.TaskSource`` and ``OutcomeSink`` for one worker.
+
+    ``deferrals`` counts, per task id, how often this process deferred a task because its
+    function's breaker was open; those claims do not count as attempts for the retry and
+    poison decisions. The backend breaker opens after consecutive
+    BackendUnavailableErrors: claims then return nothing and ``wait_for_work`` backs off
+    until the cool-down ends.
+    """
+
+    def __init__(
+        self,
+        queue: AsyncTaskQueue,
+        queues: Sequence[str],
+        *,
+        worker_id: str | None = None,
+        lease: float | None = None,
+        backend_breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.queue = queue
+        self.queues = list(queues)
+        self.worker_id = worker_id or default_worker_id()
+        self.lease = lease if lease is not None else queue.settings.lease_seconds
+        self.backend_breaker = backend_breaker or CircuitBreaker(threshold=3, cooldown=2.0)
+        self.deferrals: dict[str, int] = {}
+        self.deferred = 0
+        self.poisoned = 0
+
+    def _attempt(self, task: Task) -> int:
+        return task.attempt - self.deferrals.get(task.id, 0)
+
+    # -- TaskSource --------------------------------------------------------------------------
+
+    async def claim(self, limit: int) -> list[ClaimedTask]:
+        """Claim a batch; defer tasks whose function breaker is open; fail poison tasks."""
+        if not self.backend_breaker.allow():
+            return []
+        try:
+            claims = await self.queue.tasks.claim(
+                self.queues, self.worker_id, limit=limit, lease=self.lease
+            )
+        except BackendUnavailableError:
+            self.backend_breaker.record_failure()
+            _log.warning("task store unreachable; backing off", exc_info=True)
+            return []
+        self.backend_breaker.record_success()
+        if not claims:
+            return claims
+        runnable: list[ClaimedTask] = []
+        deferred: list[ClaimedTask] = []
+        poison: list[ClaimedTask] = []
+        breakers = self.queue.breakers
+        for c in claims:
+            t = c.task
+            if self._attempt(t) > t.max_retries + 1:
+                poison.append(c)
+            elif not breakers.allow(t.func):
+                deferred.append(c)
+            else:
+                runnable.append(c)
+        if deferred:
+            await self._defer(deferred)
+        if poison:
+            await self._poison(poison)
+        return runnable
+
+    async def _defer(self, claims: Sequence[ClaimedTask]) -> None:
+        breakers = self.queue.breakers
+        requests = []
+        events: list[TaskEvent] = []
+        for c in claims:
+            eta = breakers.get(c.task.func).retry_at()
+            self.deferrals[c.task.id] = self.deferrals.get(c.task.id, 0) + 1
+            requests.append(RetryRequest(c.task.id, c.token, eta))
+            events.append(
+                retry_event(
+                    c.task, "circuit open", eta, worker_id=self.worker_id, reason="circuit_open"
+                )
+            )
+        self.deferred += len(claims)
+        stale = set(await self.queue.tasks.retry(requests))
+        self.queue._log([e for e in events if e.task_id not in stale])
+
+    async def _poison(self, claims: Sequence[ClaimedTask]) -> None:
+        """Tasks whose every attempt died with its worker end as WorkerCrashedError."""
+        self.poisoned += len(claims)
+        outcomes = [
+            Outcome(
+                claimed=c,
+                status=TaskStatus.ERROR,
+                error=ErrorInfo.from_exception(
+                    WorkerCrashedError(
+                        f"the worker died during each of the {c.task.attempt - 1} attempts"
+                    )
+                ),
+                finished_at=now(),
+                attempt=c.task.attempt - 1,
+                worker_id=self.worker_id,
+                crashed=True,
+            )
+            for c in claims
+        ]
+        await self.report(outcomes, final=True)
+
+    async def renew(self, claims: Sequence[ClaimedTask]) -> set[str]:
+        if not claims:
+            return set()
+        return set(await self.queue.tasks.renew([LeaseRef.of(c) for c in claims], self.lease))
+
+    async def release(self, claims: Sequence[ClaimedTask]) -> None:
+        if claims:
+            await self.queue.tasks.release([LeaseRef.of(c) for c in claims])
+
+    async def wait_for_work(self, timeout: float) -> bool:  # noqa: ASYNC109
+        if not self.backend_breaker.allow():
+            import anyio
+
+            await anyio.sleep(min(timeout, max(0.0, self.backend_breaker.retry_at() - now())))
+            return False
+        try:
+            return await self.queue.tasks.wait_for_work(self.queues, timeout)
+        except BackendUnavailableError:
+            self.backend_breaker.record_failure()
+            return False
+
+    # -- OutcomeSink -------------------------------------------------------------------------
+
+    async def started(self, claims: Sequence[ClaimedTask]) -> None:
+        ev = self.queue.events
+        if ev is None or not ev.enabled:
+            return
+        ev.log_many(
+            executing_event(c.task, worker_id=self.worker_id, attempt=self._attempt(c.task))
+            for c in claims
+        )
+
+    async def report(self, outcomes: Sequence[Outcome], *, final: bool = False) -> None:
+        """Turn finished attempts into completions/retries, results, events, follow-ups."""
+        q = self.queue
+        retry_mgr = q.retry
+        breakers = q.breakers
+        completions: list[Completion] = []
+        retries: list[RetryRequest] = []
+        results: dict[str, TaskResult] = {}
+        events: dict[str, TaskEvent] = {}
+        retry_events: dict[str, TaskEvent] = {}
+        follow: dict[str, tuple[Task, ...]] = {}
+        t_now = now()
+        for o in outcomes:
+            task = o.claimed.task
+            token = o.claimed.token
+            attempt = self._attempt(task)
+            worker = o.worker_id or self.worker_id
+            status = o.status
+            if status is TaskStatus.SUCCESS:
+                breakers.record(task.func, True)
+            elif status is TaskStatus.ERROR and not final:
+                breakers.record(task.func, False)
+                if retry_mgr.should_retry(task, attempt):
+                    delay = retry_mgr.delay(task, attempt)
+                    eta = t_now + delay
+                    retries.append(RetryRequest(task.id, token, eta))
+                    retry_events[task.id] = retry_event(
+                        task, o.error, eta, attempt, delay=delay, worker_id=worker
+                    )
+                    continue
+            finished = o.finished_at or t_now
+            completions.append(Completion(task.id, token, status))
+            results[task.id] = TaskResult(
+                task_id=task.id,
+                status=status,
+                payload=o.value,
+                error=o.error,
+                attempts=attempt,
+                started_at=o.started_at,
+                finished_at=finished,
+                worker_id=worker,
+                expires_at=q.result_expiry(finished),
+                queue=task.queue,
+            )
+            if status is TaskStatus.SUCCESS:
+                events[task.id] = complete_event(
+                    task, worker_id=worker, attempt=attempt, duration=o.duration
+                )
+                if task.on_success:
+                    follow[task.id] = task.on_success
+            elif status is TaskStatus.ERROR:
+                events[task.id] = error_event(
+                    task, o.error, worker_id=worker, attempt=attempt, duration=o.duration
+                )
+                if task.on_failure:
+                    follow[task.id] = task.on_failure
+            elif status is TaskStatus.EXPIRED:
+                events[task.id] = expired_event(task)
+            else:
+                events[task.id] = cancelled_event(task, o.error.message if o.error else None)
+                if task.on_failure:
+                    follow[task.id] = task.on_failure
+        stale: set[str] = set()
+        report = None
+        if completions:
+            report = await q.tasks.complete(completions, dependency_policy=q.dependency_policy)
+            stale.update(report.stale)
+        if retries:
+            stale.update(await q.tasks.retry(retries))
+        if stale:
+            _log.info("discarding outcomes of %d tasks whose lease was lost", len(stale))
+        kept = [r for tid, r in results.items() if tid not in stale]
+        if kept and q.results is not None:
+            await q.results.put(kept)
+        log: list[TaskEvent] = [e for tid, e in events.items() if tid not in stale]
+        log.extend(e for tid, e in retry_events.items() if tid not in stale)
+        for tid in events:
+            self.deferrals.pop(tid, None)
+        q._log(log)
+        if report is not None:
+            await q.record_cascade(report)
+        followups = [t for tid, ts in follow.items() if tid not in stale for t in ts]
+        if followups:
+            await q.enqueue_many(_fresh(followups))
+
+
+def _fresh(tasks: Sequence[Task]) -> list[Task]:
+    """Callback tasks keep their id (enqueue is idempotent by id, so a re-reported outcome
+    fires them once) but their TTL starts now, when they become due."""
+    import msgspec
+
+    out = []
+    for t in tasks:
+        start = now()
+        ttl = (t.expires_at - t.created_at) if t.expires_at is not None else None
+        out.append(
+            msgspec.structs.replace(
+                t,
+                created_at=start,
+                expires_at=(start + ttl) if ttl is not None else None,
+            )
+        )
+    return out
