@@ -21,6 +21,7 @@ from ._interfaces import (
     TaskQueueStorage,
 )
 from ._memory import MemoryBackend
+from ._sqlite import SQLiteBackend
 
 __all__ = [
     "BACKENDS",
@@ -34,6 +35,7 @@ __all__ = [
     "MemoryBackend",
     "ResultStorage",
     "RetryRequest",
+    "SQLiteBackend",
     "ScheduleRun",
     "ScheduleStorage",
     "TaskQueueStorage",
