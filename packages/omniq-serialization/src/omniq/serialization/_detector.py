@@ -60,31 +60,40 @@ class SerializationDetector:
         """
         if type(args) is not tuple or type(kwargs) is not dict:
             return False
-        stack: list[tuple[Any, int]] = []
-        push = stack.append
-        for item in args:
-            if type(item) not in _SCALARS:
-                push((item, 1))
-        for key, item in kwargs.items():
+        scalars, lo, hi = _SCALARS, INT_MIN, INT_MAX
+        stack: list[tuple[Any, int]] | None = None
+        for key in kwargs:
             if type(key) is not str:
                 return False
-            if type(item) not in _SCALARS:
-                push((item, 1))
-        return not stack or self._walk(stack)
+        # Scalars and ints are settled inline; only containers go to the walk.
+        for values in (args, kwargs.values()):
+            for item in values:
+                t = type(item)
+                if t in scalars:
+                    continue
+                if t is int:
+                    if lo <= item <= hi:
+                        continue
+                    return False
+                if stack is None:
+                    stack = [(item, 1)]
+                else:
+                    stack.append((item, 1))
+        return stack is None or self._walk(stack)
 
     def _walk(self, stack: list[tuple[Any, int]]) -> bool:
         max_depth = self.max_depth
         tuples_ok = self.allow_tuples
         pop = stack.pop
         push = stack.append
-        scalars = _SCALARS
+        scalars, lo, hi = _SCALARS, INT_MIN, INT_MAX
         while stack:
             obj, depth = pop()
             t = type(obj)
             if t in scalars:
                 continue
             if t is int:
-                if INT_MIN <= obj <= INT_MAX:
+                if lo <= obj <= hi:
                     continue
                 return False
             if t is list or (t is tuple and tuples_ok):
@@ -92,8 +101,14 @@ class SerializationDetector:
                     return False
                 depth += 1
                 for item in obj:
-                    if type(item) not in scalars:
-                        push((item, depth))
+                    ti = type(item)
+                    if ti in scalars:
+                        continue
+                    if ti is int:
+                        if lo <= item <= hi:
+                            continue
+                        return False
+                    push((item, depth))
                 continue
             if t is dict:
                 if depth >= max_depth:
@@ -101,10 +116,16 @@ class SerializationDetector:
                 depth += 1
                 for key, item in obj.items():
                     tk = type(key)
-                    if tk is not str and not (tk is int and INT_MIN <= key <= INT_MAX):
+                    if tk is not str and not (tk is int and lo <= key <= hi):
                         return False
-                    if type(item) not in scalars:
-                        push((item, depth))
+                    ti = type(item)
+                    if ti in scalars:
+                        continue
+                    if ti is int:
+                        if lo <= item <= hi:
+                            continue
+                        return False
+                    push((item, depth))
                 continue
             if t is datetime and _aware_in_range(obj):
                 continue

@@ -112,7 +112,10 @@ class SerializationManager:
     def dumps(self, value: Any) -> Payload:
         """Serialize one value: msgpack when exact, else signed dill if enabled."""
         if self.detector.is_compatible(value):
-            return self._checked(Payload("msgpack", self._msgpack.dumps(value)))
+            data = self._msgpack.dumps(value)
+            if len(data) > self._max_size:
+                raise self._too_big("msgpack", len(data))
+            return Payload("msgpack", data)
         if self._dill is None:
             reason = self.detector.explain(value) or f"a {type(value).__name__}"
             raise SerializationError(
@@ -135,7 +138,10 @@ class SerializationManager:
     def dumps_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Payload:
         """Serialize a call's ``(args, kwargs)`` into one payload."""
         if self.detector.is_call_compatible(args, kwargs):
-            return self._checked(Payload("msgpack", self._msgpack.dumps_call(args, kwargs)))
+            data = self._msgpack.dumps_call(args, kwargs)
+            if len(data) > self._max_size:
+                raise self._too_big("msgpack", len(data))
+            return Payload("msgpack", data)
         if type(args) is not tuple or type(kwargs) is not dict:
             raise SerializationError(
                 f"call arguments must be a tuple and a dict, got {type(args).__name__} and "
@@ -224,14 +230,10 @@ class SerializationManager:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _checked(self, payload: Payload) -> Payload:
-        size = len(payload.data)
-        if size > self._max_size:
-            raise SerializationError(
-                f"{payload.format} payload of {size} bytes exceeds the limit of "
-                f"{self._max_size} bytes"
-            )
-        return payload
+    def _too_big(self, fmt: str, size: int) -> SerializationError:
+        return SerializationError(
+            f"{fmt} payload of {size} bytes exceeds the limit of {self._max_size} bytes"
+        )
 
     def _data_of(self, payload: Payload) -> bytes:
         if not isinstance(payload, Payload):
@@ -239,12 +241,8 @@ class SerializationManager:
         data = payload.data
         if not isinstance(data, bytes | bytearray | memoryview):
             raise SerializationError(f"payload data must be bytes, not {type(data).__name__}")
-        size = len(data)
-        if size > self._max_size:
-            raise SerializationError(
-                f"{payload.format!r} payload of {size} bytes exceeds the limit of "
-                f"{self._max_size} bytes: refused"
-            )
+        if len(data) > self._max_size:
+            raise self._too_big(repr(payload.format), len(data))
         return data
 
     def _require_dill(self) -> DillSerializer:
