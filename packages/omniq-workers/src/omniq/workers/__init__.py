@@ -1,1 +1,47 @@
-"""omniq.workers (in progress)"""
+"""OmniQ execution engines: async, thread, process and gevent workers under one pool.
+
+Workers run callables under a timeout and report what happened; policy (retries,
+dependencies, TTL bookkeeping, callbacks) lives in omniq-core, which plugs into the
+pool through two protocols: a :class:`TaskSource` to claim, renew and release leased
+tasks, and an :class:`OutcomeSink` that receives :class:`Outcome` batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ._async import AsyncWorker, is_async_callable
+from ._base import Worker
+from ._gevent import GeventWorker, gevent_patched
+from ._pool import AsyncWorkerPool
+from ._process import ProcessWorker, RemoteTaskError
+from ._signals import install_signal_handlers
+from ._sync import WorkerPool
+from ._thread import ThreadWorker
+from ._types import Outcome, OutcomeSink, PoolStats, TaskSource
+
+__all__ = [
+    "AsyncWorker",
+    "AsyncWorkerPool",
+    "GeventWorker",
+    "Outcome",
+    "OutcomeSink",
+    "PoolStats",
+    "ProcessWorker",
+    "RemoteTaskError",
+    "TaskSource",
+    "ThreadWorker",
+    "Worker",
+    "WorkerPool",
+    "gevent_patched",
+    "install_signal_handlers",
+    "is_async_callable",
+]
+
+# Show public names as omniq.workers.X so the private modules can move freely.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("omniq.workers._"):
+        with contextlib.suppress(AttributeError, TypeError):
+            _obj.__module__ = __name__
+del _name, _obj

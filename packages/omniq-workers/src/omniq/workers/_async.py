@@ -1,0 +1,73 @@
+"""AsyncWorker: coroutine functions as tasks on the running event loop."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from omniq.models import WorkerType, settings
+
+from ._base import Worker, timeout_error
+from ._thread import ThreadWorker
+
+__all__ = ["AsyncWorker", "is_async_callable"]
+
+import asyncio
+
+
+def is_async_callable(fn: Any) -> bool:
+    """True for coroutine functions (also behind ``functools.partial``) and objects whose
+    ``__call__`` is one."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - callable instances
+    )
+
+
+class AsyncWorker(Worker):
+    """Runs coroutine functions on the event loop, at most ``capacity`` at once.
+
+    Timeout cancels the coroutine (it sees CancelledError at its next await). A plain
+    function given to it runs in a private ThreadWorker of the same capacity (with the
+    thread timeout semantics); a function returning an awaitable has it awaited here.
+    """
+
+    worker_type = WorkerType.ASYNC
+
+    def __init__(self, capacity: int = settings.MAX_WORKERS) -> None:
+        super().__init__(capacity)
+        self._threads: ThreadWorker | None = None
+
+    async def execute(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> Any:
+        if not is_async_callable(fn):
+            threads = self._threads
+            if threads is None:
+                threads = self._threads = ThreadWorker(self.capacity, name="omniq-async-sync")
+                await threads.start()
+            threads.gate.hold()  # our own slot already bounds it
+            try:
+                return await threads.execute(fn, args, kwargs, timeout)
+            finally:
+                threads.gate.release()
+        if timeout is None:
+            return await fn(*args, **kwargs)
+        cm = asyncio.timeout(timeout)
+        try:
+            async with cm:
+                return await fn(*args, **kwargs)
+        except TimeoutError:
+            if cm.expired():
+                raise timeout_error(timeout) from None
+            raise
+
+    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:
+        if self._threads is not None:
+            await self._threads.stop(force=force, timeout=timeout)
+            self._threads = None
+        await super().stop(force=force, timeout=timeout)

@@ -1,0 +1,685 @@
+"""AsyncWorkerPool: claims tasks from a TaskSource, runs them, reports Outcomes in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+
+from omniq.models import (
+    ClaimedTask,
+    ErrorInfo,
+    InvalidTaskError,
+    Payload,
+    Task,
+    TaskCancelledError,
+    TaskExpiredError,
+    TaskStatus,
+    TaskTimeoutError,
+    WorkerCrashedError,
+    WorkerType,
+)
+from omniq.serialization import SerializationManager
+
+from ._async import AsyncWorker, is_async_callable
+from ._base import Worker
+from ._process import ProcessWorker, RemoteTaskError
+from ._thread import ThreadWorker
+from ._types import Outcome, OutcomeSink, PoolStats, TaskSource
+
+if TYPE_CHECKING:
+    from omniq.config import Settings
+
+__all__ = ["AsyncWorkerPool"]
+
+log = logging.getLogger("omniq.workers")
+
+_QUEUED, _RUNNING, _DONE = 0, 1, 2
+_RELEASE, _LOST = "release", "lost"
+_EMPTY_KWARGS: dict[str, Any] = {}
+
+
+class _Entry:
+    """One claimed task while the pool holds it."""
+
+    __slots__ = ("claim", "handle", "reason", "state")
+
+    def __init__(self, claim: ClaimedTask) -> None:
+        self.claim = claim
+        self.state = _QUEUED
+        self.reason: str | None = None
+        self.handle: asyncio.Task[None] | None = None
+
+
+def _worker_type(value: object, what: str) -> WorkerType:
+    try:
+        return WorkerType(value)
+    except ValueError:
+        accepted = ", ".join(w.value for w in WorkerType)
+        raise InvalidTaskError(f"{what} {value!r} is not a worker type ({accepted})") from None
+
+
+class AsyncWorkerPool:
+    """Runs claimed tasks on async, thread, process and gevent workers.
+
+    The pool claims only as many tasks as it has free slots (``max_workers`` overall),
+    routes each to a worker type (the task's ``worker`` hint, else the function's
+    ``__omniq_worker__`` attribute, else async for coroutine functions, else
+    ``default_worker``), bounds each type by its own capacity, skips tasks whose TTL
+    passed (``expired`` outcome), enforces timeouts, renews leases every
+    ``renew_interval`` seconds while it holds tasks, and hands outcomes to the sink in
+    batches. Policy (retries, dependencies, callbacks) is the sink's business.
+
+    ``stop()`` (or SIGTERM with ``install_signal_handlers``) stops claiming, releases
+    queued tasks at once, gives running tasks ``shutdown_grace`` seconds, then cancels
+    them and releases them to the source; ``stop(force=True)`` (a second signal) cuts
+    the grace short. Every claim ends exactly once: reported, released, or lease lost.
+
+    Defaults come from ``settings`` (``omniq.config.get_settings()`` when omitted, so
+    ``OMNIQ_*`` variables apply); explicit arguments win.
+    """
+
+    def __init__(
+        self,
+        source: TaskSource,
+        sink: OutcomeSink,
+        *,
+        settings: Settings | None = None,
+        serializer: SerializationManager | None = None,
+        max_workers: int | None = None,
+        thread_workers: int | None = None,
+        process_workers: int | None = None,
+        gevent_workers: int | None = None,
+        default_worker: WorkerType | str | None = None,
+        default_timeout: float | None = None,
+        shutdown_grace: float | None = None,
+        lease_seconds: float | None = None,
+        renew_interval: float | None = None,
+        claim_batch: int = 512,
+        report_batch: int = 512,
+        flush_interval: float = 0.005,
+        idle_wait: float = 5.0,
+        worker_id: str | None = None,
+        allowed_modules: Sequence[str] | None = None,
+        mp_context: str | None = None,
+        workers: Mapping[WorkerType, Worker] | None = None,
+    ) -> None:
+        if settings is None:
+            from omniq.config import get_settings
+
+            settings = get_settings()
+        self._settings = settings
+        self.source = source
+        self.sink = sink
+        self.serializer = (
+            serializer if serializer is not None else SerializationManager.from_settings(settings)
+        )
+        self.max_workers = int(max_workers if max_workers is not None else settings.max_workers)
+        if self.max_workers < 1:
+            raise InvalidTaskError(f"max_workers must be at least 1, got {self.max_workers}")
+        self._capacity = {
+            WorkerType.ASYNC: self.max_workers,
+            WorkerType.THREAD: thread_workers
+            if thread_workers is not None
+            else settings.thread_workers,
+            WorkerType.PROCESS: (
+                process_workers if process_workers is not None else settings.process_workers
+            ),
+            WorkerType.GEVENT: gevent_workers
+            if gevent_workers is not None
+            else settings.gevent_workers,
+        }
+        self.default_worker = _worker_type(
+            default_worker if default_worker is not None else settings.default_worker,
+            "default_worker",
+        )
+        timeout = default_timeout if default_timeout is not None else settings.task_timeout
+        self.default_timeout: float | None = timeout if timeout and timeout > 0 else None
+        self.shutdown_grace = float(
+            shutdown_grace if shutdown_grace is not None else settings.shutdown_grace
+        )
+        lease = lease_seconds if lease_seconds is not None else settings.lease_seconds
+        self.renew_interval = float(renew_interval if renew_interval is not None else lease / 3)
+        self.claim_batch = max(1, claim_batch)
+        self.report_batch = max(1, report_batch)
+        self.flush_interval = flush_interval
+        self.idle_wait = idle_wait
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.allowed_modules = tuple(allowed_modules) if allowed_modules is not None else None
+        self._mp_context = mp_context
+        self._workers: dict[WorkerType, Worker] = dict(workers or {})
+        self._started_workers: set[WorkerType] = set()
+        self._worker_lock: asyncio.Lock | None = None
+        self._routes: dict[str, tuple[WorkerType, Callable[..., Any] | None]] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._orphans: set[asyncio.Task[None]] = set()
+        self._started_buf: list[ClaimedTask] = []
+        self._outcome_buf: list[Outcome] = []
+        self._release_buf: list[ClaimedTask] = []
+        self.stats = PoolStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._force = False
+        self._running = False
+        self._bg: asyncio.Task[PoolStats] | None = None
+
+    # -- public control ------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Claims held right now (queued for a slot or running)."""
+        return len(self._entries)
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stopping
+
+    def worker(self, worker_type: WorkerType | str) -> Worker | None:
+        """The worker of ``worker_type`` if the pool has created it."""
+        return self._workers.get(WorkerType(worker_type))
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Ask the pool to stop; safe from any thread and from signal handlers.
+
+        The first request starts a graceful shutdown; ``force`` (or any later request
+        made with it) cancels running tasks at once and releases them.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._stopping = True
+            self._force = self._force or force
+            return
+        try:
+            loop.call_soon_threadsafe(self._on_stop, force)
+        except RuntimeError:  # loop closing
+            self._stopping = True
+
+    async def stop(self, *, force: bool = False) -> None:
+        """Stop (gracefully unless ``force``) and wait until the pool has shut down."""
+        self.request_stop(force=force)
+        if self._running:
+            await self._finished.wait()
+        if self._bg is not None:
+            bg, self._bg = self._bg, None
+            await bg
+
+    async def start(self) -> None:
+        """Run the pool in a background task (what ``async with pool`` does)."""
+        if self._bg is None:
+            self._bg = asyncio.get_running_loop().create_task(self.run())
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(force=exc_type is not None)
+
+    # -- main loop -----------------------------------------------------------------------
+
+    async def run(self, *, burst: bool = False) -> PoolStats:
+        """Claim and run tasks until stopped; with ``burst``, until the source is empty
+        and nothing is in flight. Returns the run's counters."""
+        if self._running:
+            raise InvalidTaskError("this pool is already running")
+        self._running = True
+        loop = self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stop_event = asyncio.Event()
+        self._force_event = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._have_items = asyncio.Event()
+        self._full = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._worker_lock = asyncio.Lock()
+        if self._stopping:  # a stop requested before run() began
+            self._on_stop(self._force)
+        flusher = loop.create_task(self._flush_loop())
+        renewer = loop.create_task(self._renew_loop())
+        try:
+            await self._claim_loop(burst)
+        except asyncio.CancelledError:
+            self._on_stop(True)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown(flusher, renewer)
+                self._running = False
+                self._finished.set()
+        return self.stats
+
+    def _on_stop(self, force: bool) -> None:
+        self._stopping = True
+        self._stop_event.set()
+        self._wake.set()
+        if force:
+            self._force = True
+            self._force_event.set()
+
+    async def _claim_loop(self, burst: bool) -> None:
+        source = self.source
+        wake = self._wake
+        while not self._stopping:
+            free = self.max_workers - len(self._entries)
+            if free <= 0:
+                wake.clear()
+                if self.max_workers - len(self._entries) <= 0 and not self._stopping:
+                    await wake.wait()
+                continue
+            try:
+                claims = await source.claim(min(free, self.claim_batch))
+            except Exception:
+                self.stats.source_errors += 1
+                log.exception("TaskSource.claim failed; retrying")
+                await self._wait_stop(min(1.0, self.idle_wait))
+                continue
+            if claims:
+                self._dispatch(claims)
+                continue
+            if burst and not self._entries:
+                return
+            await self._idle(burst)
+
+    async def _idle(self, burst: bool) -> None:
+        """Wait for new work, a stop, or (burst) the pool to drain."""
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[Any]] = [
+            loop.create_task(self.source.wait_for_work(self.idle_wait)),
+            loop.create_task(self._stop_event.wait()),
+        ]
+        if burst:
+            self._drained.clear()
+            if not self._entries:
+                self._drained.set()
+            waits.append(loop.create_task(self._drained.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        first = waits[0]
+        if first.done() and not first.cancelled() and first.exception() is not None:
+            self.stats.source_errors += 1
+            log.error("TaskSource.wait_for_work failed: %r", first.exception())
+            await self._wait_stop(min(1.0, self.idle_wait))
+
+    async def _wait_stop(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._stop_event.wait()
+        except TimeoutError:
+            pass
+
+    def _dispatch(self, claims: Sequence[ClaimedTask]) -> None:
+        loop = self._loop
+        assert loop is not None
+        entries = self._entries
+        self.stats.claimed += len(claims)
+        run = self._run_entry
+        for claim in claims:
+            tid = claim.task.id
+            if tid in entries:  # the source handed us a task we already hold
+                log.warning("task %s was claimed twice; releasing the duplicate claim", tid)
+                self._release_buf.append(claim)
+                self._have_items.set()
+                continue
+            entry = _Entry(claim)
+            entries[tid] = entry
+            entry.handle = loop.create_task(run(entry))
+
+    # -- one task ------------------------------------------------------------------------
+
+    def _route(self, task: Task) -> tuple[WorkerType, Callable[..., Any] | None]:
+        hint = task.worker
+        if hint is WorkerType.PROCESS:
+            return hint, None
+        cacheable = task.func_payload is None
+        if cacheable and hint is None:
+            route = self._routes.get(task.func)
+            if route is not None:
+                return route
+        fn = self.serializer.resolve_callable(
+            task.func, task.func_payload, allowed_modules=self.allowed_modules
+        )
+        wtype = hint
+        if wtype is None:
+            attr = getattr(fn, "__omniq_worker__", None)
+            if attr is not None:
+                wtype = _worker_type(attr, f"{task.func}.__omniq_worker__")
+            elif is_async_callable(fn):
+                wtype = WorkerType.ASYNC
+            else:
+                wtype = self.default_worker
+        route = (wtype, None if wtype is WorkerType.PROCESS else fn)
+        if cacheable and hint is None:
+            self._routes[task.func] = route
+        return route
+
+    async def _get_worker(self, wtype: WorkerType) -> Worker:
+        assert self._worker_lock is not None
+        async with self._worker_lock:
+            worker = self._workers.get(wtype)
+            if worker is None:
+                worker = self._workers[wtype] = self._make_worker(wtype)
+            if wtype not in self._started_workers:
+                await worker.start()
+                self._started_workers.add(wtype)
+            return worker
+
+    def _make_worker(self, wtype: WorkerType) -> Worker:
+        cap = self._capacity[wtype]
+        if wtype is WorkerType.ASYNC:
+            return AsyncWorker(cap)
+        if wtype is WorkerType.THREAD:
+            return ThreadWorker(cap)
+        if wtype is WorkerType.PROCESS:
+            return ProcessWorker(
+                cap,
+                serializer=self.serializer,
+                serializer_factory=functools.partial(
+                    SerializationManager.from_settings, self._settings
+                ),
+                allowed_modules=self.allowed_modules,
+                mp_context=self._mp_context,
+            )
+        from ._gevent import GeventWorker
+
+        return GeventWorker(cap)
+
+    async def _run_entry(self, entry: _Entry) -> None:
+        claim = entry.claim
+        task = claim.task
+        wtype: WorkerType | None = None
+        started_at: float | None = None
+        t0 = 0.0
+        try:
+            wtype, fn = self._route(task)
+            worker = self._workers.get(wtype)
+            if worker is None or wtype not in self._started_workers:
+                worker = await self._get_worker(wtype)
+            gate = worker.gate
+            if not gate.try_acquire():
+                await gate.acquire()
+            try:
+                if entry.state is _DONE:
+                    return
+                started_at = time.time()
+                expires = task.expires_at
+                if expires is not None and started_at >= expires:
+                    self._settle(entry, self._expired(claim, wtype, started_at))
+                    return
+                entry.state = _RUNNING
+                buf = self._started_buf
+                buf.append(claim)
+                if len(buf) == 1:
+                    self._have_items.set()
+                timeout = task.timeout if task.timeout is not None else self.default_timeout
+                if timeout is not None and timeout <= 0:
+                    timeout = None
+                t0 = time.perf_counter()
+                payload: Payload | None
+                if fn is None:
+                    assert isinstance(worker, ProcessWorker)
+                    payload = await worker.call(task.func, task.payload, timeout, task.func_payload)
+                else:
+                    if task.payload is None:
+                        args: tuple[Any, ...] = ()
+                        kwargs = _EMPTY_KWARGS
+                    else:
+                        args, kwargs = self.serializer.loads_call(task.payload)
+                    value = await worker.execute(fn, args, kwargs, timeout)
+                    payload = None if value is None else self.serializer.dumps(value)
+            finally:
+                gate.release()
+            if entry.state is not _DONE:
+                self._settle(
+                    entry,
+                    Outcome(
+                        claimed=claim,
+                        status=TaskStatus.SUCCESS,
+                        value=payload,
+                        started_at=started_at,
+                        finished_at=time.time(),
+                        duration=time.perf_counter() - t0,
+                        attempt=task.attempt,
+                        worker_id=self.worker_id,
+                        worker_type=wtype,
+                    ),
+                )
+        except asyncio.CancelledError:
+            if entry.state is _DONE:
+                return  # we cancelled it ourselves (release or lost lease): already settled
+            if entry.reason is None and started_at is not None:
+                # Cancelled from inside the task: report it as cancelled.
+                self._settle(
+                    entry,
+                    self._failure(
+                        claim, wtype, started_at, t0, TaskCancelledError("task was cancelled")
+                    ),
+                )
+                return
+            self._settle(entry, None, reason=_RELEASE)
+            raise
+        except Exception as exc:
+            if entry.state is not _DONE:
+                self._settle(entry, self._failure(claim, wtype, started_at, t0, exc))
+
+    def _expired(self, claim: ClaimedTask, wtype: WorkerType, at: float) -> Outcome:
+        exc = TaskExpiredError(
+            f"task {claim.task.id} expired at {claim.task.expires_at} before it started"
+        )
+        return Outcome(
+            claimed=claim,
+            status=TaskStatus.EXPIRED,
+            error=ErrorInfo.from_exception(exc),
+            finished_at=at,
+            attempt=claim.task.attempt,
+            worker_id=self.worker_id,
+            worker_type=wtype,
+        )
+
+    def _failure(
+        self,
+        claim: ClaimedTask,
+        wtype: WorkerType | None,
+        started_at: float | None,
+        t0: float,
+        exc: BaseException,
+    ) -> Outcome:
+        if isinstance(exc, RemoteTaskError):
+            info = exc.info
+        else:
+            tb = "".join(traceback.format_exception(exc))
+            info = ErrorInfo.from_exception(exc, tb)
+        cancelled = isinstance(exc, TaskCancelledError) or info.type.endswith("TaskCancelledError")
+        return Outcome(
+            claimed=claim,
+            status=TaskStatus.CANCELLED if cancelled else TaskStatus.ERROR,
+            error=info,
+            started_at=started_at,
+            finished_at=time.time(),
+            duration=time.perf_counter() - t0 if started_at is not None else 0.0,
+            attempt=claim.task.attempt,
+            worker_id=self.worker_id,
+            worker_type=wtype,
+            timed_out=isinstance(exc, TaskTimeoutError),
+            crashed=isinstance(exc, WorkerCrashedError),
+        )
+
+    def _settle(self, entry: _Entry, outcome: Outcome | None, *, reason: str | None = None) -> None:
+        """End a claim exactly once: an outcome, a release, or a lost lease."""
+        if entry.state is _DONE:
+            return
+        entry.state = _DONE
+        del self._entries[entry.claim.task.id]
+        stats = self.stats
+        if outcome is not None:
+            buf = self._outcome_buf
+            buf.append(outcome)
+            n = len(buf)
+            if n == 1:
+                self._have_items.set()
+            if n >= self.report_batch:
+                self._full.set()
+            status = outcome.status
+            if status is TaskStatus.SUCCESS:
+                stats.succeeded += 1
+            elif status is TaskStatus.ERROR:
+                stats.failed += 1
+                stats.timed_out += outcome.timed_out
+                stats.crashed += outcome.crashed
+            elif status is TaskStatus.EXPIRED:
+                stats.expired += 1
+            else:
+                stats.cancelled += 1
+            if outcome.started_at is not None and status is not TaskStatus.EXPIRED:
+                stats.started += 1
+        elif reason == _RELEASE:
+            self._release_buf.append(entry.claim)
+            self._have_items.set()
+            stats.released += 1
+        else:
+            stats.leases_lost += 1
+        self._wake.set()
+        if not self._entries:
+            self._drained.set()
+
+    def _cancel(self, entry: _Entry, reason: str) -> None:
+        """Stop a held task: release it (shutdown) or forget it (lease lost)."""
+        if entry.state is _DONE:
+            return
+        entry.reason = reason
+        self._settle(entry, None, reason=reason)
+        handle = entry.handle
+        if handle is not None and not handle.done():
+            handle.cancel()
+            self._orphans.add(handle)
+            handle.add_done_callback(self._orphans.discard)
+
+    # -- background: flushing, renewing, shutdown -----------------------------------------
+
+    async def _flush_loop(self) -> None:
+        have, full = self._have_items, self._full
+        while True:
+            await have.wait()
+            if (
+                len(self._outcome_buf) < self.report_batch
+                and not self._closed.is_set()
+                and self.flush_interval > 0
+            ):
+                try:
+                    async with asyncio.timeout(self.flush_interval):
+                        await full.wait()
+                except TimeoutError:
+                    pass
+            have.clear()
+            full.clear()
+            await self._flush()
+            if self._closed.is_set() and not (
+                self._outcome_buf or self._started_buf or self._release_buf
+            ):
+                return
+
+    async def _flush(self) -> None:
+        started, self._started_buf = self._started_buf, []
+        outcomes, self._outcome_buf = self._outcome_buf, []
+        releases, self._release_buf = self._release_buf, []
+        if started:
+            await self._deliver("OutcomeSink.started", self.sink.started, started)
+        if outcomes:
+            await self._deliver("OutcomeSink.report", self.sink.report, outcomes)
+        if releases:
+            await self._deliver("TaskSource.release", self.source.release, releases)
+
+    async def _deliver(self, what: str, call: Callable[[Any], Any], batch: list[Any]) -> None:
+        for attempt in range(3):
+            try:
+                await call(batch)
+                return
+            except Exception:
+                self.stats.sink_errors += 1
+                if attempt == 2:
+                    log.exception(
+                        "%s failed for %d item(s); their leases will expire and the tasks "
+                        "will be claimed again",
+                        what,
+                        len(batch),
+                    )
+                    return
+                await asyncio.sleep(0.05 * 4**attempt)
+
+    async def _renew_loop(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self.renew_interval):
+                    await self._closed.wait()
+                return
+            except TimeoutError:
+                pass
+            claims = [e.claim for e in self._entries.values()]
+            if not claims:
+                continue
+            try:
+                lost = await self.source.renew(claims)
+            except Exception:
+                self.stats.source_errors += 1
+                log.exception("TaskSource.renew failed for %d lease(s)", len(claims))
+                continue
+            for tid in lost:
+                entry = self._entries.get(tid)
+                if entry is not None:
+                    log.warning("lease of task %s was lost; abandoning it", tid)
+                    self._cancel(entry, _LOST)
+
+    async def _shutdown(self, flusher: asyncio.Task[None], renewer: asyncio.Task[None]) -> None:
+        # Tasks still waiting for a slot go back at once; running ones get the grace.
+        for entry in [e for e in self._entries.values() if e.state is _QUEUED]:
+            self._cancel(entry, _RELEASE)
+        if self._entries and not self._force:
+            self._drained.clear()
+            if self._entries:
+                await self._wait_first(self._drained, self._force_event, self.shutdown_grace)
+        cut_off = bool(self._entries)
+        for entry in list(self._entries.values()):
+            self._cancel(entry, _RELEASE)
+        if self._orphans:
+            await asyncio.wait(list(self._orphans), timeout=10.0)
+        self._closed.set()
+        self._have_items.set()
+        await flusher
+        renewer.cancel()
+        await asyncio.gather(renewer, return_exceptions=True)
+        for wtype in list(self._started_workers):
+            try:
+                await self._workers[wtype].stop(force=cut_off or self._force)
+            except Exception:
+                log.exception("stopping the %s worker failed", wtype.value)
+        self._started_workers.clear()
+
+    async def _wait_first(self, a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        waits = [loop.create_task(a.wait()), loop.create_task(b.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)

@@ -1,0 +1,103 @@
+"""The seams between the pool and omniq-core: TaskSource, OutcomeSink, Outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from omniq.models import ClaimedTask, ErrorInfo, Payload, TaskStatus, WorkerType
+
+__all__ = ["Outcome", "OutcomeSink", "PoolStats", "TaskSource"]
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    """What happened to one claimed task; core turns it into results, events and retries.
+
+    ``status`` is ``success``, ``error``, ``expired`` (TTL passed before start: the
+    function never ran) or ``cancelled`` (the function raised TaskCancelledError or was
+    cancelled from inside). ``value`` is the serialized return value, None when the
+    function returned None. ``timed_out``/``crashed`` tell core why an ``error`` happened
+    so it can apply its retry policy; ``error`` then names TaskTimeoutError or
+    WorkerCrashedError. ``duration`` is measured on a monotonic clock.
+    """
+
+    claimed: ClaimedTask
+    status: TaskStatus
+    value: Payload | None = None
+    error: ErrorInfo | None = None
+    started_at: float | None = None
+    finished_at: float = 0.0
+    duration: float = 0.0
+    attempt: int = 0
+    worker_id: str = ""
+    worker_type: WorkerType | None = None
+    timed_out: bool = False
+    crashed: bool = False
+
+    @property
+    def task_id(self) -> str:
+        """The id of the task this outcome is about."""
+        return self.claimed.task.id
+
+    @property
+    def ok(self) -> bool:
+        """True if the task succeeded."""
+        return self.status is TaskStatus.SUCCESS
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """Where the pool gets work. omniq-core implements it over a TaskQueueStorage.
+
+    Every claim the pool receives ends in exactly one of: an Outcome given to the sink,
+    a ``release`` (handed back unrun or unfinished on shutdown), or a lost lease (``renew``
+    said so; the pool then reports nothing for it).
+    """
+
+    async def claim(self, limit: int) -> list[ClaimedTask]:
+        """Lease up to ``limit`` due tasks to this worker; an empty list when none are due."""
+        ...
+
+    async def renew(self, claims: Sequence[ClaimedTask]) -> set[str]:
+        """Extend the leases of ``claims``; return the ids whose lease was lost."""
+        ...
+
+    async def release(self, claims: Sequence[ClaimedTask]) -> None:
+        """Hand back tasks this worker will not finish, so another worker can run them."""
+        ...
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Block until work may be available (True) or ``timeout`` seconds pass (False)."""
+        ...
+
+
+@runtime_checkable
+class OutcomeSink(Protocol):
+    """Where the pool sends what it did, in batches, in order (``started`` first)."""
+
+    async def started(self, claims: Sequence[ClaimedTask]) -> None:
+        """These tasks started executing (core logs EXECUTING)."""
+        ...
+
+    async def report(self, outcomes: Sequence[Outcome]) -> None:
+        """These tasks finished (or expired unstarted); record results and apply policy."""
+        ...
+
+
+class PoolStats(msgspec.Struct, kw_only=True):
+    """Counters of one pool run, for tests, benchmarks and health checks."""
+
+    claimed: int = 0
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    expired: int = 0
+    cancelled: int = 0
+    timed_out: int = 0
+    crashed: int = 0
+    released: int = 0
+    leases_lost: int = 0
+    source_errors: int = 0
+    sink_errors: int = 0
