@@ -92,7 +92,7 @@ class MemorySource:
     async def release(self, claims: Sequence[ClaimedTask]) -> None:
         self.released.extend(claims)
 
-    async def wait_for_work(self, timeout: float) -> bool:
+    async def wait_for_work(self, timeout: float) -> bool:  # noqa: ASYNC109
         if self.pending:
             return True
         self._work.clear()
@@ -125,13 +125,13 @@ class MemorySink:
     def by_id(self) -> dict[str, Outcome]:
         return {o.task_id: o for o in self.outcomes}
 
-    async def wait_for(self, n: int, timeout: float = 30.0) -> None:
+    async def wait_for(self, n: int, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         async with asyncio.timeout(timeout):
             while len(self.outcomes) < n:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_started(self, n: int, timeout: float = 30.0) -> None:
+    async def wait_started(self, n: int, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         async with asyncio.timeout(timeout):
             while len(self.started_claims) < n:
                 self._changed.clear()
@@ -246,12 +246,18 @@ def hold(name: str, key: str) -> str:
     return key
 
 
+AGATES: dict[str, asyncio.Event] = {}
+
+
+def agate(name: str) -> asyncio.Event:
+    """An event-loop gate for async tasks (create it inside the test's loop)."""
+    return AGATES.setdefault(name, asyncio.Event())
+
+
 async def ahold(name: str, key: str) -> str:
     with _lock:
         RUNS[key] = RUNS.get(key, 0) + 1
-    ev = gate(name)
-    while not ev.is_set():
-        await asyncio.sleep(0.005)
+    await agate(name).wait()
     return key
 
 

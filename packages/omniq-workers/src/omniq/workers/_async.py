@@ -43,7 +43,7 @@ class AsyncWorker(Worker):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        timeout: float | None,
+        timeout: float | None,  # noqa: ASYNC109
     ) -> Any:
         if not is_async_callable(fn):
             threads = self._threads
@@ -66,7 +66,7 @@ class AsyncWorker(Worker):
                 raise timeout_error(timeout) from None
             raise
 
-    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:
+    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         if self._threads is not None:
             await self._threads.stop(force=force, timeout=timeout)
             self._threads = None

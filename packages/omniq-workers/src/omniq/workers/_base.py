@@ -111,7 +111,7 @@ class Worker(abc.ABC):
         """Acquire resources (threads, processes, hub). Idempotent."""
         self._started = True
 
-    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:
+    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Release every resource; ``force`` interrupts running calls where possible.
 
         Waits up to ``timeout`` seconds for threads/children to end.
@@ -124,7 +124,7 @@ class Worker(abc.ABC):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> Any:
         """Run ``fn`` in this worker once a slot is free and return its result."""
         if not self._started:
@@ -141,7 +141,7 @@ class Worker(abc.ABC):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        timeout: float | None,
+        timeout: float | None,  # noqa: ASYNC109
     ) -> Any:
         """Run ``fn`` now; the caller holds a slot of ``gate``."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ __all__ = ["GeventWorker", "gevent_patched"]
 def gevent_patched() -> bool:
     """True if this process was monkey-patched by gevent (``gevent.monkey.patch_all()``)."""
     try:
-        from gevent import monkey
+        from gevent import monkey  # type: ignore[import-untyped]
     except ImportError:
         return False
     return bool(monkey.is_module_patched("socket") and monkey.is_module_patched("select"))
@@ -28,7 +29,7 @@ def gevent_patched() -> bool:
 class _GJob:
     __slots__ = ("abandoned", "args", "fn", "fut", "gate", "greenlet", "kwargs", "loop")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917
         self,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
@@ -67,10 +68,8 @@ class _GJob:
             ok, value = False, exc
         else:
             ok = True
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody waits for this any more
             self.loop.call_soon_threadsafe(self.finish, ok, value)
-        except RuntimeError:  # event loop closed: nobody waits for this any more
-            pass
 
 
 class GeventWorker(Worker):
@@ -106,7 +105,7 @@ class GeventWorker(Worker):
         if self._started:
             return
         try:
-            import gevent.pool
+            import gevent.pool  # type: ignore[import-untyped]
         except ImportError as exc:
             raise MissingExtraError(
                 "GeventWorker needs gevent: pip install 'omniq-workers[gevent]'"
@@ -134,7 +133,7 @@ class GeventWorker(Worker):
         self, ready: threading.Event, loop: asyncio.AbstractEventLoop, done: asyncio.Event
     ) -> None:
         import gevent
-        import gevent.event
+        import gevent.event  # type: ignore[import-untyped]
         import gevent.pool
 
         hub = gevent.get_hub()
@@ -153,10 +152,8 @@ class GeventWorker(Worker):
             self._keepalive.stop()
             self._keepalive.close()
             hub.destroy(destroy_loop=True)
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(done.set)
-            except RuntimeError:
-                pass
 
     def _spawn(self, job: _GJob) -> None:  # in the hub's thread
         if job.abandoned:
@@ -181,7 +178,7 @@ class GeventWorker(Worker):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        timeout: float | None,
+        timeout: float | None,  # noqa: ASYNC109
     ) -> Any:
         if is_async_callable(fn):
             return await _await_coroutine(fn, args, kwargs, timeout)
@@ -211,7 +208,7 @@ class GeventWorker(Worker):
         """Greenlets alive in this worker's pool."""
         return len(self._group) if self._group is not None else 0
 
-    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:
+    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         if not self._started:
             return
         if self.native:
@@ -227,7 +224,10 @@ class GeventWorker(Worker):
 
 
 async def _await_coroutine(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timeout: float | None,  # noqa: ASYNC109
 ) -> Any:
     if timeout is None:
         return await fn(*args, **kwargs)

@@ -62,7 +62,7 @@ class _Entry:
 
 def _worker_type(value: object, what: str) -> WorkerType:
     try:
-        return WorkerType(value)
+        return WorkerType(value)  # type: ignore[arg-type]
     except ValueError:
         accepted = ", ".join(w.value for w in WorkerType)
         raise InvalidTaskError(f"{what} {value!r} is not a worker type ({accepted})") from None
@@ -321,7 +321,7 @@ class AsyncWorkerPool:
             log.error("TaskSource.wait_for_work failed: %r", first.exception())
             await self._wait_stop(min(1.0, self.idle_wait))
 
-    async def _wait_stop(self, timeout: float) -> None:
+    async def _wait_stop(self, timeout: float) -> None:  # noqa: ASYNC109
         try:
             async with asyncio.timeout(timeout):
                 await self._stop_event.wait()
@@ -359,7 +359,7 @@ class AsyncWorkerPool:
         fn = self.serializer.resolve_callable(
             task.func, task.func_payload, allowed_modules=self.allowed_modules
         )
-        wtype = hint
+        wtype: WorkerType | None = hint
         if wtype is None:
             attr = getattr(fn, "__omniq_worker__", None)
             if attr is not None:
@@ -674,7 +674,7 @@ class AsyncWorkerPool:
                 log.exception("stopping the %s worker failed", wtype.value)
         self._started_workers.clear()
 
-    async def _wait_first(self, a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+    async def _wait_first(self, a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
         loop = asyncio.get_running_loop()
         waits = [loop.create_task(a.wait()), loop.create_task(b.wait())]
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import signal
@@ -66,8 +67,9 @@ class ProcessWorker(Worker):
     Functions travel by import path (or signed dill when enabled), arguments and results
     as omniq-serialization payloads. Each child builds its own SerializationManager by
     calling ``serializer_factory`` (picklable; e.g. ``functools.partial(
-    SerializationManager.from_settings, settings)``; default: ``SerializationManager``). Children start with ``spawn`` by default (``fork``
-    is unsafe from a threaded asyncio process); ``mp_context="forkserver"`` starts
+    SerializationManager.from_settings, settings)``; default: ``SerializationManager``).
+    Children start with ``spawn`` by default (``fork`` is unsafe from a threaded
+    asyncio process); ``mp_context="forkserver"`` starts
     replacements faster but keeps a fork server process for the life of the program.
 
     A child that dies mid-call (SIGKILL, ``os._exit``, segfault) makes that call raise
@@ -156,7 +158,7 @@ class ProcessWorker(Worker):
         self,
         func: str,
         payload: Payload | None,
-        timeout: float | None,
+        timeout: float | None,  # noqa: ASYNC109
         func_payload: Payload | None = None,
     ) -> Payload | None:
         """Run ``func`` with serialized ``(args, kwargs)`` in a child; return the value payload.
@@ -218,21 +220,19 @@ class ProcessWorker(Worker):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        timeout: float | None,
+        timeout: float | None,  # noqa: ASYNC109
     ) -> Any:
         func, func_payload = self.serializer.encode_callable(fn)
         payload = self.serializer.dumps_call(tuple(args), dict(kwargs)) if args or kwargs else None
         value = await self.call(func, payload, timeout, func_payload)
         return None if value is None else self.serializer.loads(value)
 
-    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:
+    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         self._stopping = True
         idle, self._idle = self._idle, []
         for child in idle:
-            try:
+            with contextlib.suppress(OSError):
                 child.conn.send_bytes(b"")
-            except OSError:
-                pass
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for child in idle:
@@ -248,7 +248,7 @@ def _ready(fut: asyncio.Future[int], fd: int) -> None:
         fut.set_result(fd)
 
 
-async def _wait_fd(fd: int, timeout: float) -> bool:
+async def _wait_fd(fd: int, timeout: float) -> bool:  # noqa: ASYNC109
     """Wait until ``fd`` is readable (a process sentinel: the process ended)."""
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[int] = loop.create_future()

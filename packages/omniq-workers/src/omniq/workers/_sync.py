@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 from collections.abc import Iterable
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Self
 
-import signal
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from omniq.models import InvalidTaskError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import queue
@@ -127,10 +128,8 @@ class ThreadWorker(Worker):
             runner = getattr(local, "runner", None)
             if runner is not None:
                 runner.close()
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._on_exit)
-            except RuntimeError:
-                pass
 
     def _on_exit(self) -> None:
         self._alive -= 1
@@ -152,7 +151,7 @@ class ThreadWorker(Worker):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        timeout: float | None,
+        timeout: float | None,  # noqa: ASYNC109
     ) -> Any:
         job = self.submit(fn, args, kwargs)
         fut = job.fut
@@ -172,7 +171,7 @@ class ThreadWorker(Worker):
                 job.abandoned = True
                 self.gate.hold()
 
-    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:
+    async def stop(self, *, force: bool = False, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         if not self._started:
             return
         for _ in self._threads:
@@ -196,7 +195,7 @@ class ThreadWorker(Worker):
         await super().stop(force=force, timeout=timeout)
 
 
-async def wait_event(event: asyncio.Event | None, timeout: float) -> bool:
+async def wait_event(event: asyncio.Event | None, timeout: float) -> bool:  # noqa: ASYNC109
     """Wait for ``event`` up to ``timeout`` seconds; True if it was set."""
     if event is None:
         return True

@@ -68,7 +68,7 @@ class TaskSource(Protocol):
         """Hand back tasks this worker will not finish, so another worker can run them."""
         ...
 
-    async def wait_for_work(self, timeout: float) -> bool:
+    async def wait_for_work(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Block until work may be available (True) or ``timeout`` seconds pass (False)."""
         ...
 
