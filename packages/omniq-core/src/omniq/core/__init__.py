@@ -1,1 +1,15 @@
-"""omniq.core: the OmniQ facade (in progress)."""
+"""omniq.core: the ``OmniQ`` facade.
+
+``OmniQ(task_queue=..., result_storage=..., event_storage=..., **overrides)`` composes
+the task queue, result store, event log and workers; every operation is
+``async def name(...)`` with a blocking ``name_sync(...)`` twin.
+"""
+
+from __future__ import annotations
+
+from ._facade import OmniQ
+from ._taskfn import TaskFunction
+from ._urls import default_url, resolve_urls
+from ._worker import WorkerHandle
+
+__all__ = ["OmniQ", "TaskFunction", "WorkerHandle", "default_url", "resolve_urls"]

@@ -79,6 +79,8 @@ class QueueWorkerSource:
         self.deferrals: dict[str, int] = {}
         self.deferred = 0
         self.poisoned = 0
+        self.sweep_interval = 1.0
+        self._next_sweep = 0.0
 
     def _attempt(self, task: Task) -> int:
         return task.attempt - self.deferrals.get(task.id, 0)
@@ -98,6 +100,19 @@ class QueueWorkerSource:
             _log.warning("task store unreachable; backing off", exc_info=True)
             return []
         self.backend_breaker.record_success()
+        t = now()
+        full = t >= self._next_sweep
+        if full or not claims:
+            # TTL duties ride on the claim loop: expired tasks get their EXPIRED result
+            # and event before an idle (or burst) worker reports "nothing to do".
+            try:
+                if full:
+                    self._next_sweep = t + self.sweep_interval
+                    await self.queue.ttl.run_once()
+                else:
+                    await self.queue.ttl.expire()
+            except Exception:
+                _log.warning("TTL sweep failed", exc_info=True)
         if not claims:
             return claims
         runnable: list[ClaimedTask] = []
@@ -105,10 +120,10 @@ class QueueWorkerSource:
         poison: list[ClaimedTask] = []
         breakers = self.queue.breakers
         for c in claims:
-            t = c.task
-            if self._attempt(t) > t.max_retries + 1:
+            task = c.task
+            if self._attempt(task) > task.max_retries + 1:
                 poison.append(c)
-            elif not breakers.allow(t.func):
+            elif not breakers.allow(task.func):
                 deferred.append(c)
             else:
                 runnable.append(c)

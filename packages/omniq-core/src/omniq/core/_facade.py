@@ -1,0 +1,630 @@
+"""The OmniQ facade: one object for enqueueing, results, workers and events.
+
+Every operation is ``async def name(...)`` with a blocking twin ``name_sync(...)``.
+Storage connections belong to the event loop that opened them (the *home* loop): the
+first async call opens them on the caller's loop, the first sync call on a private
+loop in a helper thread. Calls from any other loop or thread are forwarded to the home
+loop, so mixing the two APIs, threads and loops is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+import anyio.to_thread
+
+from omniq.config import ConfigProvider, Settings
+from omniq.events import AsyncEventLogger
+from omniq.models import (
+    OmniQError,
+    Task,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    WorkerType,
+)
+from omniq.queue import AsyncTaskQueue, BlockingRunner, TaskQueue
+from omniq.queue._build import Callback, TaskSpec
+from omniq.storage import Backend, open_storage
+from omniq.workers import PoolStats
+
+from ._taskfn import TaskFunction, make_task_function
+from ._urls import resolve_urls
+from ._worker import WorkerHandle, run_pool
+
+__all__ = ["OmniQ"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+StoreSpec = str | Backend | None
+EnqueueItem = Task | TaskSpec | tuple[Any, ...]
+
+_instances: weakref.WeakSet[OmniQ] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for oq in list(_instances):
+        oq._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+class _Open:
+    """What exists while OmniQ is connected on its home loop."""
+
+    def __init__(
+        self,
+        queue: AsyncTaskQueue,
+        backends: list[Backend],
+        logger: AsyncEventLogger | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.queue = queue
+        self.backends = backends
+        self.logger = logger
+        self.loop = loop
+        self.workers: set[WorkerHandle] = set()
+
+
+class OmniQ:
+    """Task queue, result store and event log in one object.
+
+    ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,
+    ``memory://``, ``redis://...``) or ``omniq.storage.Backend`` objects. Results default
+    to the task queue's engine; events are off unless configured. Without arguments the
+    ``OMNIQ_*`` environment decides, else everything runs embedded on SQLite under
+    BASE_DIR. ``overrides`` are setting names in lowercase (``result_ttl=60``,
+    ``max_workers=4``, ``dill_enabled=True``...), validated like the environment.
+    """
+
+    def __init__(
+        self,
+        task_queue: StoreSpec = None,
+        result_storage: StoreSpec = None,
+        event_storage: StoreSpec = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is not None:
+            self.settings = settings.replace(**overrides) if overrides else settings
+        else:
+            self.settings = ConfigProvider(env, **overrides).settings
+        urls = resolve_urls(self.settings)
+        self._task_spec: str | Backend = task_queue if task_queue is not None else urls[0]
+        self._result_spec: str | Backend | None = (
+            result_storage if result_storage is not None else urls[1]
+        )
+        self._event_spec: str | Backend | None = (
+            event_storage if event_storage is not None else urls[2]
+        )
+        self._runner = BlockingRunner()
+        self._open: _Open | None = None
+        self._open_lock = threading.Lock()
+        self._portal_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        _instances.add(self)
+
+    def __repr__(self) -> str:
+        return f"OmniQ(task_queue={self.task_queue_url!r})"
+
+    @property
+    def task_queue_url(self) -> str:
+        spec = self._task_spec
+        return spec if isinstance(spec, str) else spec.url
+
+    # -- connection and loop plumbing --------------------------------------------------------
+
+    def _forget(self) -> None:
+        """After fork in the child: the parent's loop thread and connections are not ours."""
+        self._open = None
+        self._portal_loop = None
+        self._open_lock = threading.Lock()
+
+    async def _connect(self) -> _Open:
+        backends: list[Backend] = []
+        owned: list[Backend] = []
+
+        def get(spec: str | Backend) -> Backend:
+            if isinstance(spec, Backend):
+                b = spec
+            else:
+                for existing in backends:
+                    if getattr(existing, "url", None) == spec:
+                        return existing
+                b = open_storage(spec)
+                owned.append(b)
+            if b not in backends:
+                backends.append(b)
+            return b
+
+        try:
+            tb = get(self._task_spec)
+            await tb.connect()
+            rb = get(self._result_spec) if self._result_spec is not None else tb
+            eb = get(self._event_spec) if self._event_spec is not None else None
+            for b in backends:
+                await b.connect()
+            if tb.tasks is None:
+                raise OmniQError(f"{self.task_queue_url} cannot hold a task queue")
+            logger: AsyncEventLogger | None = None
+            if eb is not None:
+                if eb.events is None:
+                    raise OmniQError(f"{eb.url} cannot hold events")
+                s = self.settings
+                logger = AsyncEventLogger(
+                    eb.events,
+                    buffer_size=s.event_buffer_size,
+                    retention_seconds=s.event_retention_seconds,
+                    retention_count=s.event_retention_count,
+                )
+                await _host(logger)
+            queue = AsyncTaskQueue(tb.tasks, rb.results, logger, settings=self.settings)
+        except BaseException:
+            for b in owned:
+                await b.close()
+            raise
+        state = _Open(queue, owned, logger, asyncio.get_running_loop())
+        return state
+
+    async def _ensure(self) -> _Open:
+        state = self._open
+        loop = asyncio.get_running_loop()
+        if state is not None and state.loop is loop:
+            return state
+        if self._closed:
+            raise OmniQError("this OmniQ is closed")
+        if state is not None and not state.loop.is_closed():
+            raise OmniQError("OmniQ is bound to another event loop")  # callers forward
+        self._open = await self._connect()
+        return self._open
+
+    def _home(self) -> asyncio.AbstractEventLoop | None:
+        state = self._open
+        if state is None or state.loop.is_closed():
+            return None
+        return state.loop
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(queue_state, *args)`` on the home loop, from any loop."""
+        home = self._home()
+        loop = asyncio.get_running_loop()
+        if home is None or home is loop:
+            return await fn(await self._ensure(), *args)
+        if home is self._portal_loop:
+            call = functools.partial(self._runner.portal.call, self._on_home, fn, *args)
+            return await anyio.to_thread.run_sync(call)
+        fut = asyncio.run_coroutine_threadsafe(self._on_home(fn, *args), home)
+        return await asyncio.wrap_future(fut)
+
+    async def _on_home(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        return await fn(await self._ensure(), *args)
+
+    def _call_sync(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        home = self._home()
+        if home is None or home is self._portal_loop:
+            if self._portal_loop is None:
+                self._portal_loop = self._runner.run(_running_loop)
+            result: T = self._runner.run(self._on_home, fn, *args)
+            return result
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is home:
+            raise OmniQError(
+                "a blocking *_sync call was made on the event loop that OmniQ is bound to "
+                "(it would deadlock); use await oq.<name>(...) there"
+            )
+        coro: Coroutine[Any, Any, T] = self._on_home(fn, *args)
+        return asyncio.run_coroutine_threadsafe(coro, home).result()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> OmniQ:
+        """Connect now (otherwise the first call does)."""
+        await self._call(_noop)
+        return self
+
+    def open_sync(self) -> OmniQ:
+        self._call_sync(_noop)
+        return self
+
+    async def close(self) -> None:
+        """Stop background workers, flush events, close the stores OmniQ opened."""
+        if self._home() is not None:
+            await self._call(_shutdown)
+        self._open = None
+
+    def close_sync(self) -> None:
+        if self._home() is not None:
+            self._call_sync(_shutdown)
+        self._open = None
+        self._runner.close()
+        self._portal_loop = None
+
+    async def __aenter__(self) -> OmniQ:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __enter__(self) -> OmniQ:
+        return self.open_sync()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close_sync()
+
+    # -- enqueueing --------------------------------------------------------------------------
+
+    def build(
+        self,
+        func: TaskSpec,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Task:
+        """A Task with this OmniQ's defaults, not stored (for ``enqueue_many`` or as a
+        ``on_success``/``on_failure`` follow-up)."""
+        from omniq.queue import build_task
+        from omniq.serialization import SerializationManager
+
+        ser = (
+            self._open.queue.serializer
+            if self._open
+            else SerializationManager.from_settings(self.settings)
+        )
+        return build_task(ser, self.settings, func, args, kwargs, **options)
+
+    async def enqueue(
+        self,
+        func: TaskSpec,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int = 0,
+        eta: float | datetime | None = None,
+        delay: float | timedelta | None = None,
+        ttl: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109
+        max_retries: int | None = None,
+        retry_delay: float | timedelta | None = None,
+        depends_on: Iterable[Task | str] | Task | str | None = None,
+        on_success: Callback | Sequence[Callback] | None = None,
+        on_failure: Callback | Sequence[Callback] | None = None,
+        key: str | None = None,
+        worker: WorkerType | str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Task:
+        """Enqueue ``func(*args, **kwargs)``; returns the stored Task (for a live
+        idempotency ``key``, the task already holding it). ``func`` is a callable or an
+        import path ``"module:qualname"``; lambdas and closures need dill enabled."""
+        task = self.build(
+            func,
+            args,
+            kwargs,
+            queue=queue,
+            priority=priority,
+            eta=eta,
+            delay=delay,
+            ttl=ttl,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            depends_on=depends_on,
+            on_success=on_success,
+            on_failure=on_failure,
+            key=key,
+            worker=worker,
+            metadata=metadata,
+        )
+        return (await self._call(_enqueue_many, [task]))[0]
+
+    def enqueue_sync(
+        self,
+        func: TaskSpec,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Task:
+        """Blocking ``enqueue`` (same options)."""
+        task = self.build(func, args, kwargs, **options)
+        return self._call_sync(_enqueue_many, [task])[0]
+
+    def _items(self, items: Iterable[EnqueueItem], options: dict[str, Any]) -> list[Task]:
+        out: list[Task] = []
+        for item in items:
+            if isinstance(item, Task):
+                out.append(item)
+            elif isinstance(item, tuple):
+                func, *rest = item
+                args = rest[0] if rest else ()
+                kwargs = rest[1] if len(rest) > 1 else None
+                out.append(self.build(func, args, kwargs, **options))
+            else:
+                out.append(self.build(item, (), None, **options))
+        return out
+
+    async def enqueue_many(self, items: Iterable[EnqueueItem], **options: Any) -> list[Task]:
+        """Enqueue a batch in one storage round trip. Items are Tasks (``oq.build``),
+        callables/paths, or ``(func, args[, kwargs])`` tuples; ``options`` apply to the
+        non-Task items."""
+        return await self._call(_enqueue_many, self._items(items, options))
+
+    def enqueue_many_sync(self, items: Iterable[EnqueueItem], **options: Any) -> list[Task]:
+        return self._call_sync(_enqueue_many, self._items(items, options))
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> TaskFunction[P, R]: ...
+
+    @overload
+    def task(self, /, **options: Any) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+
+    def task(self, func: Any = None, /, **options: Any) -> Any:
+        """Decorator: ``@oq.task`` or ``@oq.task(queue=..., max_retries=...)``. The function
+        stays callable and gains ``.enqueue(...)``/``.enqueue_sync(...)``."""
+        if func is not None:
+            return make_task_function(self, func, options)
+        return lambda f: make_task_function(self, f, options)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get_result(
+        self,
+        task_id: str | Task,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> TaskResult | None:
+        """The task's result with ``.value`` decoded, or None. ``wait`` blocks until it
+        exists (up to ``timeout`` seconds)."""
+        tid = task_id.id if isinstance(task_id, Task) else task_id
+        return await self._call(_get_result, tid, wait, timeout)
+
+    def get_result_sync(
+        self, task_id: str | Task, *, wait: bool = False, timeout: float | None = None
+    ) -> TaskResult | None:
+        tid = task_id.id if isinstance(task_id, Task) else task_id
+        return self._call_sync(_get_result, tid, wait, timeout)
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with its current status and attempt count."""
+        return await self._call(_get_task, task_id)
+
+    def get_task_sync(self, task_id: str) -> Task | None:
+        return self._call_sync(_get_task, task_id)
+
+    async def list_tasks(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Tasks in creation order, filtered by queue and status."""
+        return await self._call(_list_tasks, queue, status, limit, offset)
+
+    def list_tasks_sync(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        return self._call_sync(_list_tasks, queue, status, limit, offset)
+
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        """Task counts by (queue, status)."""
+        return await self._call(_counts)
+
+    def counts_sync(self) -> dict[tuple[str, TaskStatus], int]:
+        return self._call_sync(_counts)
+
+    async def cancel(self, task_id: str | Task) -> bool:
+        """Cancel a task that has not finished (and, by policy, its dependents); True if
+        it was cancelled."""
+        tid = task_id.id if isinstance(task_id, Task) else task_id
+        return bool(await self._call(_cancel, tid))
+
+    def cancel_sync(self, task_id: str | Task) -> bool:
+        tid = task_id.id if isinstance(task_id, Task) else task_id
+        return bool(self._call_sync(_cancel, tid))
+
+    async def get_events(
+        self, task_id: str | Task | None = None, *, limit: int | None = None
+    ) -> list[TaskEvent]:
+        """The task's lifecycle events, oldest first (empty when events are off)."""
+        tid = task_id.id if isinstance(task_id, Task) else task_id
+        return await self._call(_get_events, tid, limit)
+
+    def get_events_sync(
+        self, task_id: str | Task | None = None, *, limit: int | None = None
+    ) -> list[TaskEvent]:
+        tid = task_id.id if isinstance(task_id, Task) else task_id
+        return self._call_sync(_get_events, tid, limit)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    async def run_worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        worker_type: WorkerType | str | None = None,
+        burst: bool = False,
+        **pool_options: Any,
+    ) -> PoolStats:
+        """Run a worker in this task until stopped (SIGTERM/cancel) or, with ``burst``,
+        until nothing is due and nothing runs. Returns the run's counters."""
+        opts = dict(pool_options, queues=queues, concurrency=concurrency, worker_type=worker_type)
+        return await self._call(_run_worker, opts, burst)
+
+    def run_worker_sync(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        worker_type: WorkerType | str | None = None,
+        burst: bool = False,
+        **pool_options: Any,
+    ) -> PoolStats:
+        opts = dict(pool_options, queues=queues, concurrency=concurrency, worker_type=worker_type)
+        return self._call_sync(_run_worker, opts, burst)
+
+    def worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        worker_type: WorkerType | str | None = None,
+        **pool_options: Any,
+    ) -> WorkerHandle:
+        """A worker running in the background while the context is open: ``async with
+        oq.worker(): ...`` or ``with oq.worker(): ...``. Leaving stops it gracefully."""
+        opts = dict(pool_options, queues=queues, concurrency=concurrency, worker_type=worker_type)
+        return WorkerHandle(self, opts)
+
+    @property
+    def queue(self) -> AsyncTaskQueue:
+        """The async core (only valid on the home loop, after the first call)."""
+        if self._open is None:
+            raise OmniQError("OmniQ is not open yet")
+        return self._open.queue
+
+    def task_queue(self) -> TaskQueue:
+        """A blocking TaskQueue over a fresh connection to the same task store URL."""
+        return TaskQueue(self.task_queue_url, settings=self.settings)
+
+    async def flush_events(self) -> None:
+        """Write buffered events now."""
+        await self._call(_flush_events)
+
+    def flush_events_sync(self) -> None:
+        self._call_sync(_flush_events)
+
+
+# The logger's task group must be entered and exited by one task; portal calls each run
+# in their own task, so a long-lived host task owns it.
+_hosts: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
+
+
+async def _host(logger: AsyncEventLogger) -> None:
+    started = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        async with logger:
+            started.set()
+            await stop.wait()
+
+    task = asyncio.get_running_loop().create_task(run())
+    _hosts[id(logger)] = (task, stop)
+    waiter = asyncio.ensure_future(started.wait())
+    await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        _hosts.pop(id(logger), None)
+        task.result()
+
+
+async def _unhost(logger: AsyncEventLogger) -> None:
+    entry = _hosts.pop(id(logger), None)
+    if entry is None:
+        return
+    task, stop = entry
+    stop.set()
+    await task
+
+
+# -- operations run on the home loop (first argument: the open state) -----------------------
+
+
+async def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+async def _noop(state: _Open) -> None:
+    return None
+
+
+async def _enqueue_many(state: _Open, tasks: list[Task]) -> list[Task]:
+    return await state.queue.enqueue_many(tasks)
+
+
+async def _get_result(
+    state: _Open,
+    tid: str,
+    wait: bool,
+    timeout: float | None,  # noqa: ASYNC109
+) -> TaskResult | None:
+    return await state.queue.get_result(tid, wait=wait, timeout=timeout)
+
+
+async def _get_task(state: _Open, tid: str) -> Task | None:
+    return await state.queue.get_task(tid)
+
+
+async def _list_tasks(
+    state: _Open, queue: str | None, status: TaskStatus | str | None, limit: int, offset: int
+) -> list[Task]:
+    return await state.queue.list_tasks(queue=queue, status=status, limit=limit, offset=offset)
+
+
+async def _counts(state: _Open) -> dict[tuple[str, TaskStatus], int]:
+    return await state.queue.counts()
+
+
+async def _cancel(state: _Open, tid: str) -> bool:
+    return bool(await state.queue.cancel(tid))
+
+
+async def _flush_events(state: _Open) -> None:
+    if state.logger is not None:
+        await state.logger.flush()
+
+
+async def _get_events(state: _Open, tid: str | None, limit: int | None) -> list[TaskEvent]:
+    logger = state.logger
+    if logger is None or logger.storage is None:
+        return []
+    await logger.flush()
+    return await logger.storage.query(task_id=tid, limit=limit)
+
+
+async def _run_worker(state: _Open, opts: dict[str, Any], burst: bool) -> PoolStats:
+    return await run_pool(state.queue, opts, burst=burst)
+
+
+async def _shutdown(state: _Open) -> None:
+    for handle in list(state.workers):
+        await handle.stop_on_home()
+    if state.logger is not None:
+        await _unhost(state.logger)
+    for b in state.backends:
+        await b.close()

@@ -1,0 +1,133 @@
+"""Running worker pools for OmniQ: in the foreground (``run_worker``) or in the
+background for the duration of a context (``worker()``)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from omniq.models import OmniQError
+from omniq.queue import AsyncTaskQueue
+from omniq.workers import AsyncWorkerPool, PoolStats
+
+if TYPE_CHECKING:
+    from ._facade import OmniQ, _Open
+
+__all__ = ["WorkerHandle", "make_pool", "run_pool"]
+
+
+def make_pool(queue: AsyncTaskQueue, opts: dict[str, Any]) -> AsyncWorkerPool:
+    """An AsyncWorkerPool over ``queue``'s task source/outcome sink."""
+    opts = dict(opts)
+    queues = opts.pop("queues", None)
+    concurrency = opts.pop("concurrency", None)
+    worker_type = opts.pop("worker_type", None)
+    worker_id = opts.pop("worker_id", None)
+    lease = opts.pop("lease_seconds", None)
+    source = queue.worker_source(queues, worker_id=worker_id, lease=lease)
+    return AsyncWorkerPool(
+        source,
+        source,
+        settings=queue.settings,
+        serializer=queue.serializer,
+        max_workers=concurrency,
+        default_worker=worker_type,
+        worker_id=source.worker_id,
+        lease_seconds=source.lease,
+        **opts,
+    )
+
+
+async def run_pool(queue: AsyncTaskQueue, opts: dict[str, Any], *, burst: bool) -> PoolStats:
+    """Run one pool to completion, then flush its events."""
+    pool = make_pool(queue, opts)
+    try:
+        return await pool.run(burst=burst)
+    finally:
+        if queue.events is not None:
+            await queue.events.flush()
+
+
+class WorkerHandle:
+    """A background worker: ``async with`` or ``with`` starts it, leaving stops it
+    gracefully (running tasks finish within SHUTDOWN_GRACE)."""
+
+    def __init__(self, oq: OmniQ, opts: dict[str, Any]) -> None:
+        self._oq = oq
+        self._opts = opts
+        self._pool: AsyncWorkerPool | None = None
+        self._task: asyncio.Task[PoolStats] | None = None
+        self._state: _Open | None = None
+        self.stats: PoolStats | None = None
+
+    async def start_on_home(self, state: _Open) -> None:
+        if self._task is not None:
+            raise OmniQError("this worker is already running")
+        self._state = state
+        self._pool = make_pool(state.queue, self._opts)
+        self._task = asyncio.get_running_loop().create_task(self._pool.run())
+        state.workers.add(self)
+        await asyncio.sleep(0)
+
+    async def stop_on_home(self, force: bool = False) -> None:
+        pool, task = self._pool, self._task
+        if pool is None or task is None:
+            return
+        self._pool = self._task = None
+        await pool.stop(force=force)
+        try:
+            self.stats = await task
+        finally:
+            if self._state is not None:
+                self._state.workers.discard(self)
+                if self._state.logger is not None:
+                    await self._state.logger.flush()
+
+    @property
+    def pool(self) -> AsyncWorkerPool | None:
+        return self._pool
+
+    async def start(self) -> WorkerHandle:
+        await self._oq._call(_start, self)
+        return self
+
+    async def stop(self, *, force: bool = False) -> None:
+        await self._oq._call(_stop, self, force)
+
+    def start_sync(self) -> WorkerHandle:
+        self._oq._call_sync(_start, self)
+        return self
+
+    def stop_sync(self, *, force: bool = False) -> None:
+        self._oq._call_sync(_stop, self, force)
+
+    async def __aenter__(self) -> WorkerHandle:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(force=exc_type is not None)
+
+    def __enter__(self) -> WorkerHandle:
+        return self.start_sync()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_sync(force=exc_type is not None)
+
+
+async def _start(state: _Open, handle: WorkerHandle) -> None:
+    await handle.start_on_home(state)
+
+
+async def _stop(state: _Open, handle: WorkerHandle, force: bool) -> None:
+    await handle.stop_on_home(force)
