@@ -27,6 +27,8 @@ class BackendSpec:
     url: Callable[[Path], str]
     """A URL naming a fresh store for a test (``tmp_path`` is the test's own directory);
     opening the same URL again, from this or another process, reaches the same store."""
+    shared: bool = False
+    """Several backend objects (connections) in one process may use one store at once."""
     multiprocess: bool = False
     """Several OS processes may share one store (they open ``url`` themselves)."""
     persistent: bool = False
@@ -70,6 +72,7 @@ register(
     BackendSpec(
         "file-local",
         lambda tmp: (tmp / "store").as_uri(),
+        shared=True,
         multiprocess=True,
         persistent=True,
     )
@@ -86,6 +89,7 @@ register(
     BackendSpec(
         "sqlite",
         lambda tmp: f"sqlite:///{tmp / 'omniq.db'}",
+        shared=True,
         multiprocess=True,
         persistent=True,
     )
@@ -98,6 +102,17 @@ register(
     BackendSpec(
         "redis",
         lambda tmp: unique_url("redis"),
+        shared=True,
+        multiprocess=True,
+        persistent=True,
+        cleanup=drop_namespace,
+    )
+)
+register(
+    BackendSpec(
+        "postgres",
+        lambda tmp: unique_url("postgresql"),
+        shared=True,
         multiprocess=True,
         persistent=True,
         cleanup=drop_namespace,
