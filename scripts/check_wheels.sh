@@ -28,4 +28,10 @@ if module == "omniq.models":
     assert not leaked, f"import omniq.models pulled in {leaked}"
 print(f"  {module}: imports alone")
 PY
+  if [ "$module" = omniq ]; then
+    # Installed from wheels, every portion sits physically under site-packages/omniq, so
+    # this is where the umbrella (a regular package) can be type-checked with the rest.
+    uv pip install -q --python "$venv/bin/python" mypy
+    (cd "$DIST" && "$venv/bin/python" -m mypy --strict --no-incremental --disable-error-code import-untyped -p omniq)
+  fi
 done
