@@ -66,6 +66,7 @@ _json = msgspec.json.Encoder()
 _CONN_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.CrashShutdownError,
@@ -381,12 +382,14 @@ class PostgresBackend(Backend):
         schema: str | None = None,
         min_size: int = 1,
         max_size: int = 10,
+        application_name: str = "omniq",
         **options: Any,
     ) -> None:
         self.url = url
         clean, opts = split_options(url, ("schema",))
         self._dsn = clean.replace("postgresql+asyncpg://", "postgresql://", 1)
         self.schema = schema or opts.get("schema", "omniq")
+        self.application_name = application_name
         self._pool_opts: dict[str, Any] = {"min_size": min_size, "max_size": max_size, **options}
         self.work_channel = f"omniq:{self.schema}:work"
         self.result_channel = f"omniq:{self.schema}:result"
@@ -412,7 +415,11 @@ class PostgresBackend(Backend):
         for attempt in range(3):
             try:
                 async with self._pool.acquire() as conn:
-                    return await fn(conn)
+                    try:
+                        return await fn(conn)
+                    except _CONN_ERRORS:
+                        conn.terminate()  # never hand a broken connection back to the pool
+                        raise
             except _RETRY_TX:
                 if attempt == 2:
                     raise
@@ -426,7 +433,7 @@ class PostgresBackend(Backend):
     async def connect(self) -> None:
         if self._pool is not None:
             return
-        settings = {"search_path": self.schema, "application_name": "omniq"}
+        settings = {"search_path": self.schema, "application_name": self.application_name}
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn, server_settings=settings, **self._pool_opts
@@ -472,7 +479,7 @@ class PostgresBackend(Backend):
 
     async def _open_listener(self) -> None:
         conn = await asyncpg.connect(
-            self._dsn, server_settings={"application_name": "omniq-listen"}
+            self._dsn, server_settings={"application_name": self.application_name}
         )
         await conn.add_listener(self.work_channel, self._on_notify)
         await conn.add_listener(self.result_channel, self._on_notify)

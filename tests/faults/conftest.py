@@ -1,0 +1,1 @@
+"""Fault tests: engine restarts, server-side connection kills, multi-process claims."""
