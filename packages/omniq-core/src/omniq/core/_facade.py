@@ -31,7 +31,7 @@ from omniq.models import (
     TaskStatus,
     WorkerType,
 )
-from omniq.queue import AsyncTaskQueue, BlockingRunner, TaskQueue
+from omniq.queue import AsyncTaskQueue, BlockingRunner, BreakerRegistry, TaskQueue
 from omniq.queue._build import Callback, TaskSpec
 from omniq.storage import Backend, open_storage
 from omniq.workers import PoolStats
@@ -85,7 +85,9 @@ class OmniQ:
     ``memory://``, ``redis://...``) or ``omniq.storage.Backend`` objects. Results default
     to the task queue's engine; events are off unless configured. Without arguments the
     ``OMNIQ_*`` environment decides, else everything runs embedded on SQLite under
-    BASE_DIR. ``overrides`` are setting names in lowercase (``result_ttl=60``,
+    BASE_DIR. ``circuit_breaker`` sets the per-function breakers' threshold and
+    cool-down (default: open after 5 consecutive failures for 30 s). ``overrides`` are
+    setting names in lowercase (``result_ttl=60``,
     ``max_workers=4``, ``dill_enabled=True``...), validated like the environment.
     """
 
@@ -97,6 +99,7 @@ class OmniQ:
         *,
         env: Mapping[str, str] | None = None,
         settings: Settings | None = None,
+        circuit_breaker: BreakerRegistry | None = None,
         **overrides: Any,
     ) -> None:
         if settings is not None:
@@ -111,6 +114,7 @@ class OmniQ:
         self._event_spec: str | Backend | None = (
             event_storage if event_storage is not None else urls[2]
         )
+        self.breakers = circuit_breaker or BreakerRegistry()
         self._runner = BlockingRunner()
         self._open: _Open | None = None
         self._open_lock = threading.Lock()
@@ -172,7 +176,9 @@ class OmniQ:
                     retention_count=s.event_retention_count,
                 )
                 await _host(logger)
-            queue = AsyncTaskQueue(tb.tasks, rb.results, logger, settings=self.settings)
+            queue = AsyncTaskQueue(
+                tb.tasks, rb.results, logger, settings=self.settings, breakers=self.breakers
+            )
         except BaseException:
             for b in owned:
                 await b.close()

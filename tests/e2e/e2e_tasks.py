@@ -1,0 +1,54 @@
+"""Task functions for the end-to-end suite (importable by path in worker processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+async def async_mul(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a * b
+
+
+def record(path: str, tag: str) -> str:
+    """Append ``tag`` to a file (to observe order and count across processes)."""
+    with open(path, "a") as f:
+        f.write(tag + "\n")
+    return tag
+
+
+def flaky(path: str, fail_times: int) -> str:
+    """Fail the first ``fail_times`` calls (counted in a file), then succeed."""
+    p = Path(path)
+    n = int(p.read_text()) if p.exists() else 0
+    p.write_text(str(n + 1))
+    if n < fail_times:
+        raise ValueError(f"flaky failure {n + 1}")
+    return f"ok after {n + 1}"
+
+
+def always_fails(msg: str = "nope") -> None:
+    raise RuntimeError(msg)
+
+
+def slow(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slow done"
+
+
+def die_first_time(path: str) -> str:
+    """First run: mark and hang (the test SIGKILLs the worker). Later runs: finish."""
+    p = Path(path)
+    runs = p.read_text().count("x") if p.exists() else 0
+    with open(p, "a") as f:
+        f.write("x")
+    if runs == 0:
+        time.sleep(120)
+    return f"completed on run {runs + 1} in pid {os.getpid()}"
