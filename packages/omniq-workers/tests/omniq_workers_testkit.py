@@ -274,3 +274,11 @@ def ghold(name: str, key: str) -> str:
 
 def marker_payload() -> Payload:
     return SER.dumps(1)
+
+
+def fhold(path: str, key: str) -> str:
+    """Process-pool gate: wait (bounded at 30 s) until the file at ``path`` exists."""
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return key
