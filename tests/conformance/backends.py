@@ -59,7 +59,7 @@ def ids_with(*capabilities: str) -> list[str]:
 
 
 def _memfs_cleanup(url: str) -> None:
-    import fsspec  # type: ignore[import-untyped]
+    import fsspec
 
     fs = fsspec.filesystem("memory")
     root = url.split("://", 1)[1]

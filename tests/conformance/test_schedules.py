@@ -86,7 +86,7 @@ async def test_two_claimers_fire_a_due_run_once(
     schedules = [sched() for _ in range(20)]
     await s.put(schedules)
     at = T0 + 61
-    if BACKENDS[backend_id].persistent:
+    if BACKENDS[backend_id].shared:
         async with open_storage(url) as other:
             got: list[list[ScheduleRun]] = [[], []]
 

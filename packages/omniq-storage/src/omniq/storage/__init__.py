@@ -7,6 +7,7 @@ fsspec, SQLite) are importable directly, server backends load their drivers lazi
 from __future__ import annotations
 
 from ._factory import BACKENDS, BackendEntry, open_storage, register_backend
+from ._file import FileBackend
 from ._interfaces import (
     Backend,
     Completion,
@@ -31,6 +32,7 @@ __all__ = [
     "CompletionReport",
     "DependencyPolicy",
     "EventStorage",
+    "FileBackend",
     "LeaseRef",
     "MemoryBackend",
     "ResultStorage",

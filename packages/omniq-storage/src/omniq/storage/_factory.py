@@ -65,7 +65,7 @@ def _known() -> str:
 
 def _is_fsspec_protocol(scheme: str) -> bool:
     try:
-        import fsspec  # type: ignore[import-untyped]
+        import fsspec
     except ImportError:  # pragma: no cover - fsspec is a dependency
         return False
     return scheme in fsspec.available_protocols()

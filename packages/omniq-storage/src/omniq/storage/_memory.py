@@ -9,143 +9,30 @@ single-process apps that accept losing queued work when the process exits.
 from __future__ import annotations
 
 import bisect
-import builtins
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from omniq.models import (
-    ClaimedTask,
     EventType,
-    Schedule,
-    ScheduleState,
-    Task,
     TaskEvent,
     TaskResult,
-    TaskStatus,
     now,
 )
 
 from ._interfaces import (
     Backend,
-    Completion,
-    CompletionReport,
-    DependencyPolicy,
     EventStorage,
-    LeaseRef,
     ResultStorage,
-    RetryRequest,
-    ScheduleRun,
-    ScheduleStorage,
-    TaskQueueStorage,
 )
 from ._notify import Notifier
 from ._state import QueueState
-from ._waiting import wait_for_result, wait_for_work
+from ._state_storage import StateSchedules, StateTasks
+from ._waiting import wait_for_result
 
 __all__ = ["MemoryBackend"]
 
-
-class _Tasks(TaskQueueStorage):
-    def __init__(self, state: QueueState, lock: threading.Lock) -> None:
-        self._state, self._lock = state, lock
-        self.notifier = Notifier()
-
-    async def enqueue(
-        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
-    ) -> list[Task]:
-        with self._lock:
-            out = self._state.enqueue(tasks, now(), dependency_policy)
-        self.notifier.notify()
-        return out
-
-    async def claim(
-        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
-    ) -> list[ClaimedTask]:
-        with self._lock:
-            return self._state.claim(queues, worker_id, limit, lease, now())
-
-    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
-        with self._lock:
-            return self._state.renew(leases, lease, now())
-
-    async def complete(
-        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
-    ) -> CompletionReport:
-        with self._lock:
-            report = self._state.complete(completions, dependency_policy, now())
-        if report.released:
-            self.notifier.notify()
-        return report
-
-    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
-        with self._lock:
-            stale = self._state.retry(requests, now())
-        self.notifier.notify()
-        return stale
-
-    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
-        with self._lock:
-            stale = self._state.release(leases, now())
-        self.notifier.notify()
-        return stale
-
-    async def cancel(
-        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
-    ) -> CompletionReport:
-        with self._lock:
-            report = self._state.cancel(task_ids, dependency_policy, now())
-        if report.released:
-            self.notifier.notify()
-        return report
-
-    async def reclaim_expired(self) -> list[str]:
-        with self._lock:
-            ids = self._state.reclaim_expired(now())
-        if ids:
-            self.notifier.notify()
-        return ids
-
-    async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
-        with self._lock:
-            report = self._state.expire(dependency_policy, now())
-        if report.released:
-            self.notifier.notify()
-        return report
-
-    async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
-        with self._lock:
-            return self._state.get(task_ids)
-
-    async def list(
-        self,
-        *,
-        queue: str | None = None,
-        status: TaskStatus | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Task]:
-        with self._lock:
-            return self._state.list_tasks(queue, status, limit, offset)
-
-    async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
-        with self._lock:
-            return sum(1 for _ in self._state.select(queue, status))
-
-    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
-        with self._lock:
-            return self._state.counts()
-
-    async def purge(self, *, finished_before: float) -> int:
-        with self._lock:
-            return self._state.purge(finished_before)
-
-    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
-        async def probe() -> tuple[bool, float | None, int]:
-            with self._lock:
-                version = self.notifier.version
-                return self._state.has_ready(queues, now()), self._state.next_eta(), version
-
-        return await wait_for_work(self.notifier, probe, timeout)
+T = TypeVar("T")
 
 
 class _Results(ResultStorage):
@@ -239,61 +126,24 @@ class _Events(EventStorage):
             return len(self._events)
 
 
-class _Schedules(ScheduleStorage):
-    def __init__(self, state: QueueState, lock: threading.Lock) -> None:
-        self._state, self._lock = state, lock
-
-    async def put(self, schedules: Sequence[Schedule]) -> None:
-        with self._lock:
-            for s in schedules:
-                self._state.put_schedule(s)
-
-    async def get(self, schedule_id: str) -> Schedule | None:
-        with self._lock:
-            return self._state.schedules.get(schedule_id)
-
-    async def list(self, *, state: ScheduleState | None = None) -> list[Schedule]:
-        with self._lock:
-            return self._state.list_schedules(state)
-
-    async def delete(self, schedule_id: str) -> bool:
-        with self._lock:
-            return self._state.delete_schedule(schedule_id)
-
-    async def pause(self, schedule_id: str) -> Schedule | None:
-        with self._lock:
-            s = self._state.schedules.get(schedule_id)
-            if s is None:
-                return None
-            s = s.paused()
-            self._state.put_schedule(s)
-            return s
-
-    async def resume(self, schedule_id: str, *, now: float | None = None) -> Schedule | None:
-        with self._lock:
-            s = self._state.schedules.get(schedule_id)
-            if s is None:
-                return None
-            s = s.resumed(now)
-            self._state.put_schedule(s)
-            return s
-
-    async def claim_due(self, now: float, *, limit: int = 100) -> builtins.list[ScheduleRun]:
-        with self._lock:
-            return self._state.claim_due(now, limit)
-
-
 class MemoryBackend(Backend):
     """All four contracts in this process's memory (``memory://``)."""
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
-        state = QueueState()
-        lock = threading.Lock()
-        self.tasks = _Tasks(state, lock)
+        self._state = QueueState()
+        self._lock = threading.Lock()
+        self.tasks = StateTasks(self._run)
         self.results = _Results()
         self.events = _Events()
-        self.schedules = _Schedules(state, lock)
+        self.schedules = StateSchedules(self._run)
+
+    async def _run(self, fn: Callable[[QueueState, float], T]) -> T:
+        with self._lock:
+            try:
+                return fn(self._state, now())
+            finally:
+                self._state.reset_changes()
 
     async def connect(self) -> None:
         """Nothing to open."""

@@ -1,0 +1,198 @@
+"""TaskQueueStorage and ScheduleStorage over a ``QueueState`` (memory and file backends).
+
+A backend supplies ``run(fn)``: it calls ``fn(state, now)`` with exclusive access to
+an up-to-date state and persists what ``fn`` changed (the memory backend just takes a
+lock; the file backend also syncs and appends its journal, off the event loop).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import TypeVar
+
+from omniq.models import ClaimedTask, Schedule, ScheduleState, Task, TaskStatus
+
+from ._interfaces import (
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    LeaseRef,
+    RetryRequest,
+    ScheduleRun,
+    ScheduleStorage,
+    TaskQueueStorage,
+)
+from ._notify import Notifier
+from ._state import QueueState
+from ._waiting import wait_for_work
+
+__all__ = ["Runner", "StateSchedules", "StateTasks"]
+
+T = TypeVar("T")
+Runner = Callable[[Callable[[QueueState, float], T]], Awaitable[T]]
+
+
+class StateTasks(TaskQueueStorage):
+    """The task queue contract over a state runner, woken by in-process notification
+    (and by ``poll``, a cheap probe of changes made by other processes, if given)."""
+
+    def __init__(
+        self,
+        run: Callable[[Callable[[QueueState, float], object]], Awaitable[object]],
+        *,
+        poll: Callable[[], Awaitable[Hashable]] | None = None,
+        max_poll: float = 0.1,
+    ) -> None:
+        self._run_any = run
+        self._poll = poll
+        self._max_poll = max_poll
+        self.notifier = Notifier()
+
+    async def _run(self, fn: Callable[[QueueState, float], T]) -> T:
+        return await self._run_any(fn)  # type: ignore[return-value]
+
+    async def enqueue(
+        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> list[Task]:
+        batch = list(tasks)
+        out = await self._run(lambda s, t: s.enqueue(batch, t, dependency_policy))
+        self.notifier.notify()
+        return out
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> list[ClaimedTask]:
+        qs = list(queues)
+        return await self._run(lambda s, t: s.claim(qs, worker_id, limit, lease, t))
+
+    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
+        refs = list(leases)
+        return await self._run(lambda s, t: s.renew(refs, lease, t))
+
+    async def complete(
+        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        items = list(completions)
+        report = await self._run(lambda s, t: s.complete(items, dependency_policy, t))
+        if report.released:
+            self.notifier.notify()
+        return report
+
+    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
+        items = list(requests)
+        stale = await self._run(lambda s, t: s.retry(items, t))
+        self.notifier.notify()
+        return stale
+
+    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
+        refs = list(leases)
+        stale = await self._run(lambda s, t: s.release(refs, t))
+        self.notifier.notify()
+        return stale
+
+    async def cancel(
+        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        ids = list(task_ids)
+        report = await self._run(lambda s, t: s.cancel(ids, dependency_policy, t))
+        if report.released:
+            self.notifier.notify()
+        return report
+
+    async def reclaim_expired(self) -> list[str]:
+        ids = await self._run(lambda s, t: s.reclaim_expired(t))
+        if ids:
+            self.notifier.notify()
+        return ids
+
+    async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
+        report = await self._run(lambda s, t: s.expire(dependency_policy, t))
+        if report.released:
+            self.notifier.notify()
+        return report
+
+    async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
+        ids = list(task_ids)
+        return await self._run(lambda s, t: s.get(ids))
+
+    async def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        return await self._run(lambda s, t: s.list_tasks(queue, status, limit, offset))
+
+    async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
+        return await self._run(lambda s, t: sum(1 for _ in s.select(queue, status)))
+
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        return await self._run(lambda s, t: s.counts())
+
+    async def purge(self, *, finished_before: float) -> int:
+        return await self._run(lambda s, t: s.purge(finished_before))
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        qs = list(queues)
+
+        async def probe() -> tuple[bool, float | None, int]:
+            version = self.notifier.version
+            ready, eta = await self._run(lambda s, t: (s.has_ready(qs, t), s.next_eta()))
+            return ready, eta, version
+
+        return await wait_for_work(
+            self.notifier, probe, timeout, poll=self._poll, max_poll=self._max_poll
+        )
+
+
+class StateSchedules(ScheduleStorage):
+    """The schedule contract over a state runner; claim_due is atomic under the runner."""
+
+    def __init__(self, run: Callable[[Callable[[QueueState, float], object]], Awaitable[object]]):
+        self._run_any = run
+
+    async def _run(self, fn: Callable[[QueueState, float], T]) -> T:
+        return await self._run_any(fn)  # type: ignore[return-value]
+
+    async def put(self, schedules: Sequence[Schedule]) -> None:
+        items = list(schedules)
+
+        def run(s: QueueState, t: float) -> None:
+            for x in items:
+                s.put_schedule(x)
+
+        await self._run(run)
+
+    async def get(self, schedule_id: str) -> Schedule | None:
+        return await self._run(lambda s, t: s.schedules.get(schedule_id))
+
+    async def list(self, *, state: ScheduleState | None = None) -> builtins.list[Schedule]:
+        return await self._run(lambda s, t: s.list_schedules(state))
+
+    async def delete(self, schedule_id: str) -> bool:
+        return await self._run(lambda s, t: s.delete_schedule(schedule_id))
+
+    async def _update(
+        self, schedule_id: str, change: Callable[[Schedule], Schedule]
+    ) -> Schedule | None:
+        def run(s: QueueState, t: float) -> Schedule | None:
+            found = s.schedules.get(schedule_id)
+            if found is None:
+                return None
+            new = change(found)
+            s.put_schedule(new)
+            return new
+
+        return await self._run(run)
+
+    async def pause(self, schedule_id: str) -> Schedule | None:
+        return await self._update(schedule_id, lambda x: x.paused())
+
+    async def resume(self, schedule_id: str, *, now: float | None = None) -> Schedule | None:
+        return await self._update(schedule_id, lambda x: x.resumed(now))
+
+    async def claim_due(self, now: float, *, limit: int = 100) -> builtins.list[ScheduleRun]:
+        return await self._run(lambda s, t: s.claim_due(now, limit))
