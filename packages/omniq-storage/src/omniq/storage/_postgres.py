@@ -142,7 +142,8 @@ class PgTaskQueue(_Base, TaskQueueStorage):
         t = now()
         until = t + lease
         qs = builtins.list(queues)
-        rows = await self._run(lambda c: c.fetch(sql.CLAIM, qs, t, limit, worker_id, until))
+        stmt = sql.CLAIM_ONE if len(qs) == 1 else sql.CLAIM_ANY
+        rows = await self._run(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until))
         rows = sorted(rows, key=lambda r: (-r["priority"], r["id"]))
         return [
             claimed(

@@ -1,0 +1,86 @@
+"""PostgreSQL-specific behaviour: migrations, schema isolation, LISTEN/NOTIFY wake-ups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from omniq.models import Task, now
+from omniq.storage import open_storage
+from omniq.storage._postgres import PostgresBackend
+
+pytestmark = pytest.mark.anyio
+BASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    name = f"omniq_pgtest_{uuid.uuid4().hex[:10]}"
+    yield name
+    async with PostgresBackend(BASE, schema=name) as be:
+        await be.drop()
+
+
+async def test_concurrent_first_start_migrates_once(schema: str) -> None:
+    backends = [PostgresBackend(f"{BASE}?schema={schema}") for _ in range(4)]
+    async with anyio.create_task_group() as tg:
+        for be in backends:
+            tg.start_soon(be.connect)
+    try:
+        versions = await backends[0].run(lambda c: c.fetch("SELECT version FROM omniq_migrations"))
+        assert [r[0] for r in versions] == [1]
+        await backends[1].connect()  # idempotent
+        assert backends[0].tasks is not None
+        [t] = await backends[0].tasks.enqueue([Task(func="m:f")])
+        assert backends[3].tasks is not None
+        assert await backends[3].tasks.get_one(t.id) is not None
+    finally:
+        for be in backends:
+            await be.close()
+
+
+async def test_schemas_are_isolated(schema: str) -> None:
+    other = f"{schema}_b"
+    async with (
+        open_storage(f"{BASE}?schema={schema}") as a,
+        open_storage(f"{BASE}?schema={other}") as b,
+    ):
+        assert a.tasks is not None and b.tasks is not None
+        await a.tasks.enqueue([Task(func="m:f")])
+        assert await a.tasks.count() == 1
+        assert await b.tasks.count() == 0
+        await b.drop()  # type: ignore[attr-defined]
+
+
+async def test_notify_wakes_worker_in_other_connection(schema: str) -> None:
+    url = f"{BASE}?schema={schema}"
+    async with open_storage(url) as worker, open_storage(url) as producer:
+        assert worker.tasks is not None and producer.tasks is not None
+        woke: list[float] = []
+
+        async def wait() -> None:
+            assert worker.tasks is not None
+            if await worker.tasks.wait_for_work(["default"], 10):
+                woke.append(now())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.sleep(0.2)  # the waiter is blocked on LISTEN, not polling
+            sent = now()
+            await producer.tasks.enqueue([Task(func="m:f")])
+        assert woke and woke[0] - sent < 1.0
+
+
+async def test_events_are_plain_jsonb(schema: str) -> None:
+    from omniq.models import EventType, TaskEvent
+
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        assert be.events is not None
+        await be.events.append(
+            [TaskEvent(task_id="t1", type=EventType.COMPLETE, metadata={"a": 1})]
+        )
+        row = await be.run(lambda c: c.fetchrow("SELECT type, metadata->>'a' AS a FROM events"))
+        assert row["type"] == "COMPLETE" and row["a"] == "1"

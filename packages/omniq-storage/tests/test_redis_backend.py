@@ -1,0 +1,69 @@
+"""Redis-specific behaviour: key prefixes, result TTL by key expiry, pub/sub wake-ups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from omniq.models import Task, TaskResult, TaskStatus, now
+from omniq.storage._redis import RedisBackend
+
+pytestmark = pytest.mark.anyio
+BASE = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[RedisBackend]:
+    be = RedisBackend(f"{BASE}?prefix=omniq-rtest-{uuid.uuid4().hex[:10]}:")
+    async with be:
+        yield be
+        await be.drop()
+
+
+async def test_prefix_isolates_and_drop_cleans(backend: RedisBackend) -> None:
+    assert backend.tasks is not None
+    await backend.tasks.enqueue([Task(func="m:f")])
+    async with RedisBackend(BASE, prefix=f"omniq-rtest-{uuid.uuid4().hex[:10]}:") as other:
+        assert other.tasks is not None and await other.tasks.count() == 0
+    assert await backend.tasks.count() == 1
+    assert await backend.drop() > 0
+    assert [k async for k in backend.redis.scan_iter(match=f"{backend.prefix}*")] == []
+
+
+async def test_result_ttl_is_key_expiry(backend: RedisBackend) -> None:
+    assert backend.results is not None
+    res = TaskResult(task_id="r1", status=TaskStatus.SUCCESS, expires_at=now() + 30)
+    await backend.results.put([res])
+    ttl = await backend.redis.pttl(f"{backend.prefix}res:r1")
+    assert 25_000 < ttl <= 30_000
+
+
+async def test_pubsub_wakes_worker_of_other_client(backend: RedisBackend) -> None:
+    async with RedisBackend(BASE, prefix=backend.prefix) as producer:
+        assert backend.tasks is not None and producer.tasks is not None
+        woke: list[float] = []
+
+        async def wait() -> None:
+            assert backend.tasks is not None
+            if await backend.tasks.wait_for_work(["default"], 10):
+                woke.append(now())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.sleep(0.2)  # the waiter is blocked on pub/sub, not polling
+            sent = now()
+            await producer.tasks.enqueue([Task(func="m:f")])
+        assert woke and woke[0] - sent < 1.0
+
+
+async def test_scripts_are_cached_on_the_server(backend: RedisBackend) -> None:
+    shas = [s.sha for s in backend.scripts.values() if s.sha]
+    assert backend.tasks is not None
+    await backend.tasks.claim(["default"], "w")
+    assert all(
+        await backend.redis.script_exists(*[s.sha for s in backend.scripts.values() if s.sha])
+    )
+    assert shas or backend.scripts
