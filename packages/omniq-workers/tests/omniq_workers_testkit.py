@@ -282,3 +282,24 @@ def fhold(path: str, key: str) -> str:
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.005)
     return key
+
+
+def write_pid_and_hang(path: str) -> None:
+    from pathlib import Path
+
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def exit_hard() -> None:
+    os._exit(3)
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+async def aadd_slow() -> None:
+    await asyncio.sleep(30)

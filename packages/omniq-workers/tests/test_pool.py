@@ -100,7 +100,7 @@ async def test_success_sync_and_async_functions(wt: str) -> None:
     # The other flavour too: async functions on thread/process/gevent, sync on async.
     other = "add" if wt == "async" else "aadd"
     tasks += [make_task(other, 100, i, worker=wt) for i in range(3)]
-    src, sink, pool = await run_burst(tasks)
+    _src, sink, pool = await run_burst(tasks)
     assert len(sink.outcomes) == 13
     assert all(o.status is TaskStatus.SUCCESS for o in sink.outcomes)
     values = sorted(value_of(o) for o in sink.outcomes)
@@ -116,7 +116,7 @@ async def test_success_sync_and_async_functions(wt: str) -> None:
 @pytest.mark.parametrize("wt", TYPES)
 async def test_exception_keeps_type_and_traceback(wt: str) -> None:
     tasks = [make_task(BOOM[wt], "kaboom", worker=wt), make_task(ADD[wt], 1, 2, worker=wt)]
-    src, sink, _ = await run_burst(tasks)
+    _src, sink, _ = await run_burst(tasks)
     by = sink.by_id()
     bad = by[tasks[0].id]
     assert bad.status is TaskStatus.ERROR
@@ -161,7 +161,7 @@ async def test_timeout(wt: str) -> None:
 async def test_ttl_expired_before_start_is_not_run(wt: str) -> None:
     expired = make_task(HOLD[wt], "never", "expired", worker=wt, expires_at=time.time() - 1)
     fine = make_task(ADD[wt], 1, 1, worker=wt, expires_at=time.time() + 3600)
-    src, sink, pool = await run_burst([expired, fine])
+    _src, sink, pool = await run_burst([expired, fine])
     o = sink.by_id()[expired.id]
     assert o.status is TaskStatus.EXPIRED
     assert o.started_at is None and o.value is None
@@ -194,7 +194,7 @@ async def test_thousand_tasks_respect_concurrency_bounds(wt: str) -> None:
     work = 0.0 if wt == "process" else 0.002
     tasks = [make_task(INTERVAL[wt], work, worker=wt) for _ in range(1000)]
     caps = {"async": 16, "thread": 4, "process": 2, "gevent": 8}
-    src, sink, pool = await run_burst(
+    src, sink, _pool = await run_burst(
         tasks, max_workers=16, thread_workers=4, process_workers=2, gevent_workers=8
     )
     assert len(sink.outcomes) == 1000
@@ -213,7 +213,7 @@ async def test_mixed_types_share_the_overall_bound() -> None:
     for i in range(200):
         wt = TYPES[i % 4]
         tasks.append(make_task(INTERVAL[wt], 0.002, worker=wt))
-    src, sink, pool = await run_burst(
+    src, sink, _pool = await run_burst(
         tasks, max_workers=6, thread_workers=4, process_workers=2, gevent_workers=4
     )
     assert len(sink.outcomes) == 200 and all(o.ok for o in sink.outcomes)
@@ -347,7 +347,7 @@ async def test_routing_hint_coroutine_and_default() -> None:
         make_task("add", 1, 1),  # plain function -> default (thread)
         make_task("add", 1, 1, worker="process"),  # hint wins
     ]
-    src, sink, _ = await run_burst(tasks)
+    _src, sink, _ = await run_burst(tasks)
     types = {o.task_id: o.worker_type for o in sink.outcomes}
     assert types == {
         tasks[0].id: WorkerType.ASYNC,
@@ -358,7 +358,7 @@ async def test_routing_hint_coroutine_and_default() -> None:
 
 async def test_bad_function_path_is_an_error_outcome() -> None:
     tasks = [make_task("omniq_workers_testkit:does_not_exist"), make_task("no_such_module_x:f")]
-    src, sink, _ = await run_burst(tasks)
+    _src, sink, _ = await run_burst(tasks)
     assert [o.status for o in sink.outcomes] == [TaskStatus.ERROR, TaskStatus.ERROR]
     assert all(o.error is not None and o.error.type for o in sink.outcomes)
 
