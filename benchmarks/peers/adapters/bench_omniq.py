@@ -1,0 +1,126 @@
+"""OmniQ adapter, written against the public facade only: ``omniq.core.OmniQ`` with
+``enqueue``/``enqueue_many``/``run_worker``. Runs with the workspace's python.
+
+The backend comes from BENCH_OMNIQ_URL (default: Redis DB 13); the worker is one
+process running ``run_worker`` with ``concurrency`` = BENCH_IO_CONCURRENCY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from importlib.metadata import version as dist_version
+from pathlib import Path
+
+from _common import IO_CONCURRENCY, REC, SLEEP, redis_url
+
+URL = os.environ.get("BENCH_OMNIQ_URL") or redis_url("omniq")
+QUEUE = "bench"
+CHUNK = 1000
+FUNCS = {"noop": "bench_omniq:noop", "lat": "bench_omniq:lat", "sleep": "bench_omniq:sleep"}
+
+
+async def noop() -> None:
+    REC.done("noop")
+
+
+async def lat(ts: float, seq: int) -> None:
+    REC.latency(ts, seq)
+
+
+async def sleep() -> None:
+    t0 = time.time()
+    await asyncio.sleep(SLEEP)
+    REC.done("sleep", t0)
+
+
+def _omniq(url: str = URL):  # type: ignore[no-untyped-def]
+    from omniq.core import OmniQ
+
+    return OmniQ(url)
+
+
+def version() -> str:
+    return dist_version("omniq-core")
+
+
+def _local_path(url: str) -> Path | None:
+    for prefix in ("sqlite:///", "file://"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix) :])
+    return None
+
+
+async def reset(url: str = URL) -> None:
+    if url.startswith("redis://"):
+        import redis.asyncio as aredis
+
+        client = aredis.Redis.from_url(url)
+        await client.flushdb()
+        await client.aclose()
+    elif url.startswith(("postgresql://", "postgres://")):
+        import asyncpg
+
+        conn = await asyncpg.connect(url.split("?", maxsplit=1)[0])
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+        await conn.close()
+    else:
+        _remove_local(url)
+
+
+def _remove_local(url: str) -> None:
+    path = _local_path(url)
+    if path is not None:
+        if path.is_dir():
+            shutil.rmtree(path)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+class Client:
+    async def open(self) -> None:
+        self.oq = _omniq()
+        await self.oq.open()
+
+    async def close(self) -> None:
+        await self.oq.close()
+
+    async def send(self, kind: str, *args: object) -> None:
+        await self.oq.enqueue(FUNCS[kind], args, queue=QUEUE)
+
+    async def send_many(self, kind: str, n: int) -> None:
+        await _send_many(self.oq, kind, n)
+
+
+async def _send_many(oq, kind: str, n: int) -> None:  # type: ignore[no-untyped-def]
+    item = (FUNCS[kind], ())
+    for start in range(0, n, CHUNK):
+        await oq.enqueue_many([item] * min(CHUNK, n - start), queue=QUEUE)
+
+
+def worker(kind: str) -> None:
+    oq = _omniq()
+    oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY)
+
+
+def embedded(url: str, n: int) -> dict[str, float]:
+    """W4: enqueue ``n`` no-ops, then drain them with a burst worker, in this process."""
+    url = url or URL
+    path = _local_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> dict[str, float]:
+        await reset(url)
+        oq = _omniq(url)
+        async with oq:
+            t0 = time.perf_counter()
+            await _send_many(oq, "noop", n)
+            t1 = time.perf_counter()
+            await oq.run_worker(queues=[QUEUE], concurrency=IO_CONCURRENCY, burst=True)
+            t2 = time.perf_counter()
+        return {"enqueue_s": t1 - t0, "drain_s": t2 - t1}
+
+    return asyncio.run(run())
