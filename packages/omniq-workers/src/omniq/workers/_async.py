@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +14,6 @@ from ._base import Worker, timeout_error
 from ._thread import ThreadWorker
 
 __all__ = ["AsyncWorker", "is_async_callable"]
-
-import asyncio
 
 
 def is_async_callable(fn: Any) -> bool:
@@ -37,6 +37,7 @@ class AsyncWorker(Worker):
     def __init__(self, capacity: int = settings.MAX_WORKERS) -> None:
         super().__init__(capacity)
         self._threads: ThreadWorker | None = None
+        self._is_async: dict[Any, bool] = {}
 
     async def execute(
         self,
@@ -45,7 +46,14 @@ class AsyncWorker(Worker):
         kwargs: dict[str, Any],
         timeout: float | None,  # noqa: ASYNC109
     ) -> Any:
-        if not is_async_callable(fn):
+        try:
+            is_async = self._is_async[fn]
+        except (KeyError, TypeError):
+            is_async = is_async_callable(fn)
+            if len(self._is_async) < 4096:
+                with contextlib.suppress(TypeError):  # unhashable callables are not cached
+                    self._is_async[fn] = is_async
+        if not is_async:
             threads = self._threads
             if threads is None:
                 threads = self._threads = ThreadWorker(self.capacity, name="omniq-async-sync")

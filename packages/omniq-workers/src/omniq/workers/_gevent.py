@@ -20,7 +20,7 @@ __all__ = ["GeventWorker", "gevent_patched"]
 def gevent_patched() -> bool:
     """True if this process was monkey-patched by gevent (``gevent.monkey.patch_all()``)."""
     try:
-        from gevent import monkey  # type: ignore[import-untyped]
+        from gevent import monkey  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return False
     return bool(monkey.is_module_patched("socket") and monkey.is_module_patched("select"))
@@ -105,7 +105,7 @@ class GeventWorker(Worker):
         if self._started:
             return
         try:
-            import gevent.pool  # type: ignore[import-untyped]
+            import gevent.pool  # type: ignore[import-untyped,unused-ignore]
         except ImportError as exc:
             raise MissingExtraError(
                 "GeventWorker needs gevent: pip install 'omniq-workers[gevent]'"
@@ -133,7 +133,7 @@ class GeventWorker(Worker):
         self, ready: threading.Event, loop: asyncio.AbstractEventLoop, done: asyncio.Event
     ) -> None:
         import gevent
-        import gevent.event  # type: ignore[import-untyped]
+        import gevent.event  # type: ignore[import-untyped,unused-ignore]
         import gevent.pool
 
         hub = gevent.get_hub()

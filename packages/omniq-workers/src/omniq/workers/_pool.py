@@ -8,7 +8,6 @@ import logging
 import os
 import socket
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -17,22 +16,30 @@ import anyio
 
 from omniq.models import (
     ClaimedTask,
-    ErrorInfo,
     InvalidTaskError,
     Payload,
     Task,
     TaskCancelledError,
-    TaskExpiredError,
     TaskStatus,
-    TaskTimeoutError,
-    WorkerCrashedError,
     WorkerType,
 )
 from omniq.serialization import SerializationManager
 
 from ._async import AsyncWorker, is_async_callable
 from ._base import Worker
-from ._process import ProcessWorker, RemoteTaskError
+from ._process import ProcessWorker
+from ._support import (
+    DONE,
+    LOST,
+    QUEUED,
+    RELEASE,
+    RUNNING,
+    Entry,
+    expired_outcome,
+    failure_outcome,
+    wait_first,
+    worker_type_of,
+)
 from ._thread import ThreadWorker
 from ._types import Outcome, OutcomeSink, PoolStats, TaskSource
 
@@ -41,31 +48,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncWorkerPool"]
 
-log = logging.getLogger("omniq.workers")
-
-_QUEUED, _RUNNING, _DONE = 0, 1, 2
-_RELEASE, _LOST = "release", "lost"
 _EMPTY_KWARGS: dict[str, Any] = {}
 
-
-class _Entry:
-    """One claimed task while the pool holds it."""
-
-    __slots__ = ("claim", "handle", "reason", "state")
-
-    def __init__(self, claim: ClaimedTask) -> None:
-        self.claim = claim
-        self.state = _QUEUED
-        self.reason: str | None = None
-        self.handle: asyncio.Task[None] | None = None
-
-
-def _worker_type(value: object, what: str) -> WorkerType:
-    try:
-        return WorkerType(value)  # type: ignore[arg-type]
-    except ValueError:
-        accepted = ", ".join(w.value for w in WorkerType)
-        raise InvalidTaskError(f"{what} {value!r} is not a worker type ({accepted})") from None
+log = logging.getLogger("omniq.workers")
 
 
 class AsyncWorkerPool:
@@ -138,7 +123,7 @@ class AsyncWorkerPool:
             if gevent_workers is not None
             else settings.gevent_workers,
         }
-        self.default_worker = _worker_type(
+        self.default_worker = worker_type_of(
             default_worker if default_worker is not None else settings.default_worker,
             "default_worker",
         )
@@ -160,7 +145,7 @@ class AsyncWorkerPool:
         self._started_workers: set[WorkerType] = set()
         self._worker_lock: asyncio.Lock | None = None
         self._routes: dict[str, tuple[WorkerType, Callable[..., Any] | None]] = {}
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self._orphans: set[asyncio.Task[None]] = set()
         self._started_buf: list[ClaimedTask] = []
         self._outcome_buf: list[Outcome] = []
@@ -341,7 +326,7 @@ class AsyncWorkerPool:
                 self._release_buf.append(claim)
                 self._have_items.set()
                 continue
-            entry = _Entry(claim)
+            entry = Entry(claim)
             entries[tid] = entry
             entry.handle = loop.create_task(run(entry))
 
@@ -363,7 +348,7 @@ class AsyncWorkerPool:
         if wtype is None:
             attr = getattr(fn, "__omniq_worker__", None)
             if attr is not None:
-                wtype = _worker_type(attr, f"{task.func}.__omniq_worker__")
+                wtype = worker_type_of(attr, f"{task.func}.__omniq_worker__")
             elif is_async_callable(fn):
                 wtype = WorkerType.ASYNC
             else:
@@ -404,7 +389,7 @@ class AsyncWorkerPool:
 
         return GeventWorker(cap)
 
-    async def _run_entry(self, entry: _Entry) -> None:
+    async def _run_entry(self, entry: Entry) -> None:
         claim = entry.claim
         task = claim.task
         wtype: WorkerType | None = None
@@ -419,14 +404,14 @@ class AsyncWorkerPool:
             if not gate.try_acquire():
                 await gate.acquire()
             try:
-                if entry.state is _DONE:
+                if entry.state is DONE:
                     return
                 started_at = time.time()
                 expires = task.expires_at
                 if expires is not None and started_at >= expires:
-                    self._settle(entry, self._expired(claim, wtype, started_at))
+                    self._settle(entry, expired_outcome(claim, wtype, started_at, self.worker_id))
                     return
-                entry.state = _RUNNING
+                entry.state = RUNNING
                 buf = self._started_buf
                 buf.append(claim)
                 if len(buf) == 1:
@@ -449,7 +434,7 @@ class AsyncWorkerPool:
                     payload = None if value is None else self.serializer.dumps(value)
             finally:
                 gate.release()
-            if entry.state is not _DONE:
+            if entry.state is not DONE:
                 self._settle(
                     entry,
                     Outcome(
@@ -465,70 +450,28 @@ class AsyncWorkerPool:
                     ),
                 )
         except asyncio.CancelledError:
-            if entry.state is _DONE:
+            if entry.state is DONE:
                 return  # we cancelled it ourselves (release or lost lease): already settled
             if entry.reason is None and started_at is not None:
                 # Cancelled from inside the task: report it as cancelled.
+                exc = TaskCancelledError("task was cancelled")
                 self._settle(
-                    entry,
-                    self._failure(
-                        claim, wtype, started_at, t0, TaskCancelledError("task was cancelled")
-                    ),
+                    entry, failure_outcome(self.worker_id, claim, wtype, started_at, t0, exc)
                 )
                 return
-            self._settle(entry, None, reason=_RELEASE)
+            self._settle(entry, None, reason=RELEASE)
             raise
         except Exception as exc:
-            if entry.state is not _DONE:
-                self._settle(entry, self._failure(claim, wtype, started_at, t0, exc))
+            if entry.state is not DONE:
+                self._settle(
+                    entry, failure_outcome(self.worker_id, claim, wtype, started_at, t0, exc)
+                )
 
-    def _expired(self, claim: ClaimedTask, wtype: WorkerType, at: float) -> Outcome:
-        exc = TaskExpiredError(
-            f"task {claim.task.id} expired at {claim.task.expires_at} before it started"
-        )
-        return Outcome(
-            claimed=claim,
-            status=TaskStatus.EXPIRED,
-            error=ErrorInfo.from_exception(exc),
-            finished_at=at,
-            attempt=claim.task.attempt,
-            worker_id=self.worker_id,
-            worker_type=wtype,
-        )
-
-    def _failure(
-        self,
-        claim: ClaimedTask,
-        wtype: WorkerType | None,
-        started_at: float | None,
-        t0: float,
-        exc: BaseException,
-    ) -> Outcome:
-        if isinstance(exc, RemoteTaskError):
-            info = exc.info
-        else:
-            tb = "".join(traceback.format_exception(exc))
-            info = ErrorInfo.from_exception(exc, tb)
-        cancelled = isinstance(exc, TaskCancelledError) or info.type.endswith("TaskCancelledError")
-        return Outcome(
-            claimed=claim,
-            status=TaskStatus.CANCELLED if cancelled else TaskStatus.ERROR,
-            error=info,
-            started_at=started_at,
-            finished_at=time.time(),
-            duration=time.perf_counter() - t0 if started_at is not None else 0.0,
-            attempt=claim.task.attempt,
-            worker_id=self.worker_id,
-            worker_type=wtype,
-            timed_out=isinstance(exc, TaskTimeoutError),
-            crashed=isinstance(exc, WorkerCrashedError),
-        )
-
-    def _settle(self, entry: _Entry, outcome: Outcome | None, *, reason: str | None = None) -> None:
+    def _settle(self, entry: Entry, outcome: Outcome | None, *, reason: str | None = None) -> None:
         """End a claim exactly once: an outcome, a release, or a lost lease."""
-        if entry.state is _DONE:
+        if entry.state is DONE:
             return
-        entry.state = _DONE
+        entry.state = DONE
         del self._entries[entry.claim.task.id]
         stats = self.stats
         if outcome is not None:
@@ -552,7 +495,7 @@ class AsyncWorkerPool:
                 stats.cancelled += 1
             if outcome.started_at is not None and status is not TaskStatus.EXPIRED:
                 stats.started += 1
-        elif reason == _RELEASE:
+        elif reason == RELEASE:
             self._release_buf.append(entry.claim)
             self._have_items.set()
             stats.released += 1
@@ -562,9 +505,9 @@ class AsyncWorkerPool:
         if not self._entries:
             self._drained.set()
 
-    def _cancel(self, entry: _Entry, reason: str) -> None:
+    def _cancel(self, entry: Entry, reason: str) -> None:
         """Stop a held task: release it (shutdown) or forget it (lease lost)."""
-        if entry.state is _DONE:
+        if entry.state is DONE:
             return
         entry.reason = reason
         self._settle(entry, None, reason=reason)
@@ -647,19 +590,19 @@ class AsyncWorkerPool:
                 entry = self._entries.get(tid)
                 if entry is not None:
                     log.warning("lease of task %s was lost; abandoning it", tid)
-                    self._cancel(entry, _LOST)
+                    self._cancel(entry, LOST)
 
     async def _shutdown(self, flusher: asyncio.Task[None], renewer: asyncio.Task[None]) -> None:
         # Tasks still waiting for a slot go back at once; running ones get the grace.
-        for entry in [e for e in self._entries.values() if e.state is _QUEUED]:
-            self._cancel(entry, _RELEASE)
+        for entry in [e for e in self._entries.values() if e.state is QUEUED]:
+            self._cancel(entry, RELEASE)
         if self._entries and not self._force:
             self._drained.clear()
             if self._entries:
-                await self._wait_first(self._drained, self._force_event, self.shutdown_grace)
+                await wait_first(self._drained, self._force_event, self.shutdown_grace)
         cut_off = bool(self._entries)
         for entry in list(self._entries.values()):
-            self._cancel(entry, _RELEASE)
+            self._cancel(entry, RELEASE)
         if self._orphans:
             await asyncio.wait(list(self._orphans), timeout=10.0)
         self._closed.set()
@@ -673,13 +616,3 @@ class AsyncWorkerPool:
             except Exception:
                 log.exception("stopping the %s worker failed", wtype.value)
         self._started_workers.clear()
-
-    async def _wait_first(self, a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
-        loop = asyncio.get_running_loop()
-        waits = [loop.create_task(a.wait()), loop.create_task(b.wait())]
-        try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
