@@ -183,7 +183,9 @@ async def test_full_buffer_drops_by_policy_and_reports(
     assert log.stats.dropped_full == 3 and log.stats.buffered == 5
     await log.flush()
     kept = [e.task_id for e in await store.query()]
-    expected = ["t0", "t1", "t2", "t3", "t4"] if policy == "newest" else [f"t{i}" for i in range(3, 8)]
+    expected = (
+        ["t0", "t1", "t2", "t3", "t4"] if policy == "newest" else [f"t{i}" for i in range(3, 8)]
+    )
     assert sorted(kept) == expected
     assert any("event buffer full" in r.getMessage() for r in caplog.records)
 
