@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 import uuid
@@ -20,11 +21,19 @@ from pathlib import Path
 from omniq.models import Task
 from omniq.storage import Completion, open_storage
 
+REDIS_URL = os.environ.get("OMNIQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "OMNIQ_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
 BACKENDS: dict[str, Callable[[Path], str]] = {
     "memory": lambda d: "memory://",
     "sqlite": lambda d: f"sqlite:///{d / 'bench.db'}",
     "file-local": lambda d: (d / "file-store").as_uri(),
     "file-memfs": lambda d: f"file+memory://bench-{uuid.uuid4().hex}",
+    # Server engines: a fresh namespace per run, dropped afterwards.
+    "redis": lambda d: f"{REDIS_URL}?prefix=omniq-bench-{uuid.uuid4().hex[:12]}:",
+    "postgres": lambda d: f"{POSTGRES_URL}?schema=omniq_bench_{uuid.uuid4().hex[:12]}",
 }
 
 
@@ -48,6 +57,9 @@ async def bench(url: str, n: int, batch: int) -> tuple[float, float]:
             assert not report.stale
             done += len(claimed)
         claim_rate = n / (time.perf_counter() - start)
+        drop = getattr(store, "drop", None)
+        if drop is not None:
+            await drop()
     return enqueue_rate, claim_rate
 
 
@@ -55,8 +67,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5000, help="tasks per run (default 5000)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 100])
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument(
+        "--backends", nargs="+", default=list(BACKENDS), help="ids, space- or comma-separated"
+    )
     args = parser.parse_args()
+    args.backends = [b for arg in args.backends for b in arg.split(",") if b]
+    unknown = sorted(set(args.backends) - set(BACKENDS))
+    if unknown:
+        parser.error(f"unknown backends {unknown}; choose from {list(BACKENDS)}")
     print(f"{'backend':<12} {'batch':>5} {'enqueue/s':>12} {'claim+complete/s':>17}")
     for name in args.backends:
         for batch in args.batch:
