@@ -1,71 +1,81 @@
-"""Fixtures: event stores to run the event system against, and wait helpers."""
+"""Fixtures: the real event stores (memory, SQLite, JSON-lines files, PostgreSQL)."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import anyio
 import pytest
 
-from omniq.models import EventType, TaskEvent
-from omniq.storage._interfaces import EventStorage
+from omniq.storage import Backend, EventStorage, open_storage
+
+POSTGRES_URL = os.environ.get(
+    "OMNIQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+STORES = ["memory", "sqlite", "file", "postgres"]
 
 
-class ListEventStorage(EventStorage):
-    """Interim in-test store until the real backends land."""
+def store_url(kind: str, tmp_path: Path) -> str:
+    """A URL naming a fresh, empty event store of ``kind``."""
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    if kind == "file":
+        return (tmp_path / "store").as_uri()
+    return f"{POSTGRES_URL}?schema=omniq_ev_{uuid.uuid4().hex[:12]}"
 
-    def __init__(self) -> None:
-        self.events: dict[str, TaskEvent] = {}
 
-    async def append(self, events: Sequence[TaskEvent]) -> None:
-        for e in events:
-            self.events[e.id] = e
+async def drop(backend: Backend) -> None:
+    dropper = getattr(backend, "drop", None)
+    if dropper is not None:
+        await dropper()
 
-    async def query(
-        self,
-        *,
-        task_id: str | None = None,
-        types: Sequence[EventType] | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[TaskEvent]:
-        out = sorted(self.events.values(), key=lambda e: (e.timestamp, e.id))
-        out = [
-            e
-            for e in out
-            if (task_id is None or e.task_id == task_id)
-            and (types is None or e.type in types)
-            and (since is None or e.timestamp >= since)
-            and (until is None or e.timestamp < until)
-        ]
-        return out if limit is None else out[:limit]
 
-    async def purge(self, *, older_than: float | None = None, keep_last: int | None = None) -> int:
-        before = len(self.events)
-        keep = sorted(self.events.values(), key=lambda e: (e.timestamp, e.id))
-        if older_than is not None:
-            keep = [e for e in keep if e.timestamp >= older_than]
-        if keep_last is not None:
-            keep = keep[len(keep) - keep_last :] if keep_last else []
-        self.events = {e.id: e for e in keep}
-        return before - len(self.events)
-
-    async def count(self) -> int:
-        return len(self.events)
+@pytest.fixture(params=STORES)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[EventStorage]:
-    yield ListEventStorage()
+async def backend(kind: str, tmp_path: Path) -> AsyncIterator[Backend]:
+    b = open_storage(store_url(kind, tmp_path))
+    async with b:
+        try:
+            yield b
+        finally:
+            await drop(b)
+
+
+@pytest.fixture
+def store(backend: Backend) -> EventStorage:
+    assert backend.events is not None
+    return backend.events
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[EventStorage]:
+    async with open_storage(store_url("sqlite", tmp_path)) as b:
+        assert b.events is not None
+        yield b.events
+
+
+@pytest.fixture
+async def memory_store() -> AsyncIterator[EventStorage]:
+    async with open_storage("memory://") as b:
+        assert b.events is not None
+        yield b.events
 
 
 async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
+    predicate: Callable[[], Awaitable[bool]], limit: float = 10.0, what: str = "condition"
 ) -> None:
-    """Poll ``predicate`` until true, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``predicate`` until true, failing after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
     while not await predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")

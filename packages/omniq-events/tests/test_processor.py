@@ -79,15 +79,15 @@ async def test_subscribe_sync_and_async_handlers_follow_the_log(store: EventStor
     def broken(e: TaskEvent) -> None:
         raise RuntimeError("handler bug")
 
-    async with AsyncEventLogger(store, flush_interval=0.01) as log:
-        p = AsyncEventProcessor(store, logger=log, poll_interval=0.01)
+    async with AsyncEventLogger(store, flush_interval=0.01) as elog:
+        p = AsyncEventProcessor(store, logger=elog, poll_interval=0.01)
         p.subscribe(got_all.append)
         sub = p.subscribe(on_error, [E.ERROR])
         p.subscribe(broken, E.EXECUTING)
         async with p:
-            log.enqueued("t1")
-            log.executing("t1", "w", 1)
-            log.error("t1", ValueError("nope"), "w", 1, 0.5)
+            elog.enqueued("t1")
+            elog.executing("t1", "w", 1)
+            elog.error("t1", ValueError("nope"), "w", 1, 0.5)
             with anyio.fail_after(10):
                 await done.wait()
 

@@ -22,8 +22,9 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from omniq.config import Settings, get_settings
 from omniq.models import ErrorInfo, Schedule, TaskEvent, TaskResult, now, settings
-from omniq.storage._interfaces import Backend, EventStorage
+from omniq.storage import Backend, EventStorage, open_storage
 
 from ._buffer import DropPolicy, EventBuffer
 from ._builders import (
@@ -38,7 +39,7 @@ from ._builders import (
     schedule_paused_event,
     schedule_resumed_event,
 )
-from ._report import RateLimiter, get_library_logger
+from ._report import RateLimiter, event_storage_url, get_library_logger
 
 __all__ = ["AsyncEventLogger", "EventLoggerStats", "EventsListener"]
 
@@ -98,7 +99,7 @@ class AsyncEventLogger:
 
     def __init__(
         self,
-        storage: EventStorage | Backend | None = None,
+        storage: EventStorage | Backend | str | None = None,
         *,
         enabled: bool = True,
         buffer_size: int = settings.EVENT_BUFFER_SIZE,
@@ -120,12 +121,16 @@ class AsyncEventLogger:
         if retention_seconds < 0 or retention_count < 0:
             raise ValueError("retention limits must be >= 0 (0 = no limit)")
         backend: Backend | None = None
+        if isinstance(storage, str):  # a URL: open (and own) the backend it names
+            storage = open_storage(storage) if storage else None
+            owns_backend = True
         if isinstance(storage, Backend):
             backend, storage = storage, storage.events
         self._backend = backend
         self._owns_backend = owns_backend and backend is not None
+        # A Backend may only expose ``events`` once connected: resolved again on start.
         self._storage: EventStorage | None = storage
-        self._disabled = not enabled or storage is None
+        self._disabled = not enabled or (storage is None and backend is None)
         self._buffer = EventBuffer(buffer_size, drop_policy)
         self._batch_size = min(batch_size, buffer_size)
         self._flush_interval = flush_interval
@@ -155,6 +160,21 @@ class AsyncEventLogger:
         self._flush_lock: anyio.Lock | None = None
         self._closing = False
         self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **options: Any) -> AsyncEventLogger:
+        """A logger configured from ``omniq.config`` settings (default: the environment).
+
+        ``EVENT_STORAGE_TYPE`` empty means event logging is disabled (a no-op logger);
+        otherwise ``EVENT_STORAGE_URL`` (or the embedded default under ``BASE_DIR``)
+        names the store, which the logger opens and owns. ``options`` override the
+        buffer and retention settings.
+        """
+        s = settings if settings is not None else get_settings()
+        options.setdefault("buffer_size", s.event_buffer_size)
+        options.setdefault("retention_seconds", s.event_retention_seconds)
+        options.setdefault("retention_count", s.event_retention_count)
+        return cls(event_storage_url(s), **options)
 
     # -- state -------------------------------------------------------------------------
 
@@ -321,6 +341,8 @@ class AsyncEventLogger:
         Returns once those events have left the buffer; never raises for store errors
         (they are counted in ``stats``).
         """
+        if self._storage is None and self._backend is not None:
+            self._storage = self._backend.events
         if self._storage is None:
             return
         await self._drain(self._buffer.accepted)
@@ -402,6 +424,8 @@ class AsyncEventLogger:
         Without arguments, applies the configured retention (age and/or count). Store
         errors propagate here, since the caller asked for the purge.
         """
+        if self._storage is None and self._backend is not None:
+            self._storage = self._backend.events
         if self._storage is None:
             return 0
         if older_than is None and keep_last is None:
@@ -451,7 +475,10 @@ class AsyncEventLogger:
             return
         if self._owns_backend and self._backend is not None:
             await self._backend.connect()
+        if self._backend is not None:
+            self._storage = self._backend.events
         if self._storage is None:
+            self._disabled = True
             return
         self._flush_lock = anyio.Lock()
         self._tg = anyio.create_task_group()

@@ -28,7 +28,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from omniq.models import ConfigError, EventType, TaskEvent, now
-from omniq.storage._interfaces import Backend, EventStorage
+from omniq.storage import Backend, EventStorage, open_storage
 
 from ._logger import AsyncEventLogger
 from ._report import get_library_logger
@@ -80,7 +80,7 @@ class AsyncEventProcessor:
 
     def __init__(
         self,
-        storage: EventStorage | Backend,
+        storage: EventStorage | Backend | str,
         *,
         logger: AsyncEventLogger | None = None,
         poll_interval: float = 0.05,
@@ -89,16 +89,18 @@ class AsyncEventProcessor:
         page_size: int = 1000,
         owns_backend: bool = False,
     ) -> None:
+        if isinstance(storage, str):  # a URL: open (and own) the backend it names
+            storage = open_storage(storage)
+            owns_backend = True
         backend: Backend | None = None
+        events: EventStorage | None
         if isinstance(storage, Backend):
-            backend = storage
-            events = storage.events
-            if events is None:
-                raise ConfigError("storage", storage.url, "a backend that stores events")
-            storage = events
+            backend, events = storage, storage.events  # may appear only on connect
+        else:
+            events = storage
         self._backend = backend
         self._owns_backend = owns_backend and backend is not None
-        self._storage = storage
+        self._events = events
         self._logger = logger
         self._poll_interval = poll_interval
         self._max_poll_interval = max_poll_interval
@@ -111,6 +113,15 @@ class AsyncEventProcessor:
         self._tg: TaskGroup | None = None
         self.handled = 0
         self.handler_errors = 0
+
+    @property
+    def _storage(self) -> EventStorage:
+        if self._events is None and self._backend is not None:
+            self._events = self._backend.events
+        if self._events is None:
+            url = self._backend.url if self._backend is not None else None
+            raise ConfigError("storage", url, "a connected backend that stores events")
+        return self._events
 
     @property
     def storage(self) -> EventStorage:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
-from omniq.config import get_logger
+from omniq.config import Settings, get_logger
+from omniq.models import ConfigError
 
-__all__ = ["LOGGER_NAME", "RateLimiter", "get_library_logger"]
+__all__ = ["LOGGER_NAME", "RateLimiter", "event_storage_url", "get_library_logger"]
 
 LOGGER_NAME = "omniq.events"
 
@@ -38,3 +40,20 @@ class RateLimiter:
             self._last = t
             return True
         return False
+
+
+def event_storage_url(settings: Settings) -> str:
+    """The event store URL the settings name; empty when event logging is disabled."""
+    kind = settings.event_storage_type
+    if not kind:
+        return ""
+    if settings.event_storage_url:
+        return settings.event_storage_url
+    base = Path(settings.base_dir).absolute()
+    if kind == "sqlite":
+        return f"sqlite:///{base / 'events.db'}"
+    if kind == "file":
+        return settings.fsspec_uri or (base / "events").as_uri()
+    if kind == "memory":
+        return "memory://"
+    raise ConfigError("event_storage_url", "", f"a connection URL for the {kind} event store")

@@ -18,12 +18,14 @@ import anyio
 import anyio.to_thread
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from omniq.config import Settings, get_settings
 from omniq.models import ErrorInfo, Schedule, TaskEvent, TaskResult
-from omniq.storage._interfaces import Backend, EventStorage
+from omniq.storage import Backend, EventStorage
 
 from ._builders import TaskRef
 from ._logger import AsyncEventLogger, EventLoggerStats
 from ._processor import AsyncEventProcessor, EventHandler, EventTypes, Subscription
+from ._report import event_storage_url
 
 __all__ = ["EventLogger", "EventProcessor"]
 
@@ -113,17 +115,26 @@ class EventLogger(_SyncBase):
     the portal's loop, where the logger uses it.
     """
 
-    def __init__(self, storage: EventStorage | Backend | None = None, **options: Any) -> None:
+    def __init__(self, storage: EventStorage | Backend | str | None = None, **options: Any) -> None:
         self._async = AsyncEventLogger(storage, **options)
         self._portal = _Portal()
         self._cm: contextlib.AbstractContextManager[AsyncEventLogger] | None = None
-        if self._async.enabled or options.get("owns_backend"):
+        if self._async.enabled:
             self._cm = self._portal.portal.wrap_async_context_manager(self._async)
             try:
                 self._cm.__enter__()
             except BaseException:
                 self._portal.close()
                 raise
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **options: Any) -> EventLogger:
+        """See ``AsyncEventLogger.from_settings``."""
+        s = settings if settings is not None else get_settings()
+        options.setdefault("buffer_size", s.event_buffer_size)
+        options.setdefault("retention_seconds", s.event_retention_seconds)
+        options.setdefault("retention_count", s.event_retention_count)
+        return cls(event_storage_url(s), **options)
 
     @property
     def async_logger(self) -> AsyncEventLogger:
@@ -244,7 +255,7 @@ class EventProcessor(_SyncBase):
 
     def __init__(
         self,
-        storage: EventStorage | Backend,
+        storage: EventStorage | Backend | str,
         *,
         logger: EventLogger | AsyncEventLogger | None = None,
         **options: Any,
