@@ -23,6 +23,7 @@ from ._builders import (
     schedule_paused_event,
     schedule_resumed_event,
 )
+from ._ids import event_id
 from ._logger import AsyncEventLogger, EventLoggerStats, EventsListener
 from ._processor import AsyncEventProcessor, EventHandler, Subscription
 from ._report import LOGGER_NAME
@@ -45,6 +46,7 @@ __all__ = [
     "complete_event",
     "enqueued_event",
     "error_event",
+    "event_id",
     "executing_event",
     "expired_event",
     "retry_event",

@@ -12,6 +12,8 @@ from typing import Any
 
 from omniq.models import ErrorInfo, EventType, Schedule, Task, TaskEvent, TaskResult
 
+from ._ids import event_id
+
 __all__ = [
     "TaskRef",
     "cancelled_event",
@@ -65,7 +67,9 @@ def enqueued_event(task: TaskRef, **extra: Any) -> TaskEvent:
             depends_on=list(task.depends_on) or None,
         )
     meta.update(extra)
-    return TaskEvent(task_id=task_id, type=EventType.ENQUEUED, queue=queue, metadata=meta)
+    return TaskEvent(
+        id=event_id(), task_id=task_id, type=EventType.ENQUEUED, queue=queue, metadata=meta
+    )
 
 
 def executing_event(
@@ -79,7 +83,12 @@ def executing_event(
     _put(meta, attempt=attempt)
     meta.update(extra)
     return TaskEvent(
-        task_id=task_id, type=EventType.EXECUTING, worker_id=worker_id, queue=queue, metadata=meta
+        id=event_id(),
+        task_id=task_id,
+        type=EventType.EXECUTING,
+        worker_id=worker_id,
+        queue=queue,
+        metadata=meta,
     )
 
 
@@ -104,7 +113,12 @@ def complete_event(
     _put(meta, attempt=attempt, duration=duration)
     meta.update(extra)
     return TaskEvent(
-        task_id=task_id, type=EventType.COMPLETE, worker_id=worker_id, queue=queue, metadata=meta
+        id=event_id(),
+        task_id=task_id,
+        type=EventType.COMPLETE,
+        worker_id=worker_id,
+        queue=queue,
+        metadata=meta,
     )
 
 
@@ -125,7 +139,12 @@ def error_event(
     meta.update(_error_fields(error))
     meta.update(extra)
     return TaskEvent(
-        task_id=task_id, type=EventType.ERROR, worker_id=worker_id, queue=queue, metadata=meta
+        id=event_id(),
+        task_id=task_id,
+        type=EventType.ERROR,
+        worker_id=worker_id,
+        queue=queue,
+        metadata=meta,
     )
 
 
@@ -148,7 +167,12 @@ def retry_event(
     meta.update(_error_fields(error))
     meta.update(extra)
     return TaskEvent(
-        task_id=task_id, type=EventType.RETRY, worker_id=worker_id, queue=queue, metadata=meta
+        id=event_id(),
+        task_id=task_id,
+        type=EventType.RETRY,
+        worker_id=worker_id,
+        queue=queue,
+        metadata=meta,
     )
 
 
@@ -158,7 +182,9 @@ def cancelled_event(task: TaskRef, reason: str | None = None, **extra: Any) -> T
     task_id, queue = _base(task, meta)
     _put(meta, reason=reason)
     meta.update(extra)
-    return TaskEvent(task_id=task_id, type=EventType.CANCELLED, queue=queue, metadata=meta)
+    return TaskEvent(
+        id=event_id(), task_id=task_id, type=EventType.CANCELLED, queue=queue, metadata=meta
+    )
 
 
 def expired_event(task: TaskRef, **extra: Any) -> TaskEvent:
@@ -168,7 +194,9 @@ def expired_event(task: TaskRef, **extra: Any) -> TaskEvent:
     if isinstance(task, Task):
         _put(meta, expires_at=task.expires_at)
     meta.update(extra)
-    return TaskEvent(task_id=task_id, type=EventType.EXPIRED, queue=queue, metadata=meta)
+    return TaskEvent(
+        id=event_id(), task_id=task_id, type=EventType.EXPIRED, queue=queue, metadata=meta
+    )
 
 
 def _schedule_event(schedule: Schedule | str, kind: EventType, extra: dict[str, Any]) -> TaskEvent:
@@ -188,7 +216,7 @@ def _schedule_event(schedule: Schedule | str, kind: EventType, extra: dict[str, 
         sid, queue = schedule, None
         meta["schedule_id"] = sid
     meta.update(extra)
-    return TaskEvent(task_id=sid, type=kind, queue=queue, metadata=meta)
+    return TaskEvent(id=event_id(), task_id=sid, type=kind, queue=queue, metadata=meta)
 
 
 def schedule_paused_event(schedule: Schedule | str, **extra: Any) -> TaskEvent:
