@@ -20,6 +20,7 @@ from ._report import fmt, markdown, show
 from ._workloads import EMBEDDED, PEERS
 
 ALL_WORKLOADS = ("w1", "w2", "w3", "w4", "w5")
+VERBOSE = False
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +39,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--setup-only", action="store_true", help="create the peer venvs and exit")
     ap.add_argument("--json", type=Path, help="write raw results here")
     ap.add_argument("--markdown", type=Path, help="write the tables as Markdown here")
+    ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed runs")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.lat_n, args.io_n, args.floor_n = 2_000, 100, 400, 20_000
@@ -82,7 +84,7 @@ def _one(samples: dict, errors: dict, key: tuple[str, str], fn: Any, *fargs: Any
         except Exception as exc:
             errors[key] = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else repr(exc)
             print(f"  {key[0]:<14} {key[1]}: FAILED {errors[key]}", flush=True)
-            if "-v" in sys.argv:
+            if VERBOSE:
                 traceback.print_exc()
             return
     for metric, value in result.items():
@@ -152,8 +154,9 @@ def _tables(args, versions, samples, errors, floors):  # type: ignore[no-untyped
                 "; ".join(errs)[:120],
             ]
         )
-    tables.append((f"W1-W3, W5 (N={args.n}, latency N={args.lat_n}, I/O N={args.io_n}; "
-                   f"medians of {args.runs})", headers, rows))  # fmt: skip
+    if args.workloads & {"w1", "w2", "w3", "w5"}:
+        tables.append((f"W1-W3, W5 (N={args.n}, latency N={args.lat_n}, I/O N={args.io_n}; "
+                       f"medians of {args.runs})", headers, rows))  # fmt: skip
     if "w4" in args.workloads:
         h4 = ["embedded", "version", "W4 enqueue/s", "W4 drain/s", "W4 e2e/s", "errors"]
         r4 = []
@@ -181,7 +184,9 @@ def _tables(args, versions, samples, errors, floors):  # type: ignore[no-untyped
 
 
 def main(argv: list[str] | None = None) -> int:
+    global VERBOSE
     args = _parse(argv)
+    VERBOSE = args.verbose
     machine = machine_info()
     versions = _setup(args)
     if args.setup_only:

@@ -35,8 +35,8 @@ def show(title: str, headers: Row, rows: list[Row]) -> None:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
         return
     table = Table(title=title)
-    for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i < 3 else "right")
+    for h in headers:
+        table.add_column(h, justify="right" if h.startswith("W") else "left")
     for r in rows:
         table.add_row(*r)
     Console(width=200).print(table)

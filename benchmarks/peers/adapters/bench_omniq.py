@@ -8,8 +8,10 @@ process running ``run_worker`` with ``concurrency`` = BENCH_IO_CONCURRENCY.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import tempfile
 import time
 from importlib.metadata import version as dist_version
 from pathlib import Path
@@ -112,6 +114,9 @@ def embedded(url: str, n: int) -> dict[str, float]:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
+    out = Path(tempfile.mkdtemp(prefix="omniq-bench-embedded-"))
+    REC.n, REC.out = n, out
+
     async def run() -> dict[str, float]:
         await reset(url)
         oq = _omniq(url)
@@ -120,7 +125,11 @@ def embedded(url: str, n: int) -> dict[str, float]:
             await _send_many(oq, "noop", n)
             t1 = time.perf_counter()
             await oq.run_worker(queues=[QUEUE], concurrency=IO_CONCURRENCY, burst=True)
-            t2 = time.perf_counter()
-        return {"enqueue_s": t1 - t0, "drain_s": t2 - t1}
+        # Drain is timed like the peers': first task start to last task end.
+        done = json.loads((out / "noop.json").read_text())
+        return {"enqueue_s": t1 - t0, "drain_s": done["t_last"] - done["t_first"]}
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
