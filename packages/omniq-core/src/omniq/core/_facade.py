@@ -36,6 +36,7 @@ from omniq.queue._build import Callback, TaskSpec
 from omniq.storage import Backend, open_storage
 from omniq.workers import PoolStats
 
+from ._schedules import ScheduleOps, stop_schedulers  # scheduling (issue 8)
 from ._taskfn import TaskFunction, make_task_function
 from ._urls import resolve_urls
 from ._worker import WorkerHandle, run_pool
@@ -78,7 +79,7 @@ class _Open:
         self.workers: set[WorkerHandle] = set()
 
 
-class OmniQ:
+class OmniQ(ScheduleOps):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,
@@ -628,6 +629,7 @@ async def _run_worker(state: _Open, opts: dict[str, Any], burst: bool) -> PoolSt
 
 
 async def _shutdown(state: _Open) -> None:
+    await stop_schedulers(state)  # scheduling (issue 8)
     for handle in list(state.workers):
         await handle.stop_on_home()
     if state.logger is not None:

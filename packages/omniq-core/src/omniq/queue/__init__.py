@@ -5,7 +5,8 @@ outcomes into completions, retries, results and events; ``TaskQueue`` is its blo
 twin. Policy: ``RetryManager`` (exponential backoff, full jitter, cap),
 ``CircuitBreaker``/``BreakerRegistry`` (defer a failing function's tasks, back off from
 an unreachable backend), ``DependencyResolver`` (cycles rejected at enqueue) and
-``TTLManager`` (expiry, lease reclaim, result purge).
+``TTLManager`` (expiry, lease reclaim, result purge). ``AsyncScheduler``/``Scheduler``
+fire cron, interval and one-shot schedules, safely from many hosts at once.
 """
 
 from __future__ import annotations
@@ -16,25 +17,43 @@ from ._deps import DependencyResolver
 from ._portal import BlockingRunner, SyncInAsyncWarning
 from ._queue import AsyncTaskQueue
 from ._retry import RetryManager, RetryPolicy
+from ._scheduler import (
+    AsyncScheduler,
+    Clock,
+    SchedulerStats,
+    SystemClock,
+    TickReport,
+    run_task,
+    run_task_id,
+)
+from ._scheduler_sync import Scheduler
 from ._source import QueueWorkerSource, default_worker_id
 from ._sync import TaskQueue
 from ._ttl import TTLManager, TTLReport
 
 __all__ = [
+    "AsyncScheduler",
     "AsyncTaskQueue",
     "BlockingRunner",
     "BreakerRegistry",
     "BreakerState",
     "CircuitBreaker",
+    "Clock",
     "DependencyResolver",
     "QueueWorkerSource",
     "RetryManager",
     "RetryPolicy",
+    "Scheduler",
+    "SchedulerStats",
     "SyncInAsyncWarning",
+    "SystemClock",
     "TTLManager",
     "TTLReport",
     "TaskQueue",
+    "TickReport",
     "build_task",
     "default_worker_id",
+    "run_task",
+    "run_task_id",
     "task_ids",
 ]
