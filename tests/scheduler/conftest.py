@@ -1,0 +1,10 @@
+"""Scheduler suites: the repository root on sys.path for ``tests.conformance`` helpers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
