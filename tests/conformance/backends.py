@@ -118,3 +118,13 @@ register(
         cleanup=drop_namespace,
     )
 )
+register(
+    BackendSpec(
+        "nats",
+        lambda tmp: unique_url("nats"),
+        shared=True,
+        multiprocess=True,
+        persistent=True,
+        cleanup=drop_namespace,
+    )
+)

@@ -1,0 +1,231 @@
+"""Reads, sweeps and waits of the NATS task queue (see ``_nats_tasks`` for the model).
+
+``reclaim_expired``/``expire`` pull only the lease/TTL timers that are due (the others
+are nak'ed with a delay by JetStream), so they cost nothing when nothing expired.
+``wait_for_work`` subscribes to the queues' work subjects (an enqueue's own publish
+wakes it) and, while delayed tasks exist, keeps a blocking pull on the eta timers so
+JetStream wakes it when one becomes due; no sleep-polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from omniq.models import Task, TaskStatus, now
+
+from ._interfaces import CompletionReport, DependencyPolicy
+from ._nats_tasks import QueueCore, Rec, any_dec, finished, pending, rec_dec
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+    from ._nats import NatsBackend
+
+__all__ = ["NatsTaskQueue", "on_timer"]
+
+
+class NatsTaskQueue(QueueCore):
+    """TaskQueueStorage on a KV bucket of records plus a work-queue stream."""
+
+    # -- sweeps --------------------------------------------------------------------
+
+    async def reclaim_expired(self) -> list[str]:
+        return await self._call(self._reclaim)  # type: ignore[no-any-return]
+
+    async def _reclaim(self) -> list[str]:
+        be = self._be
+        out: list[str] = []
+        msgs = await be.js.pull(be.work_stream, "timer-lease", 512)
+        for m in msgs:
+            token, until, ids = any_dec.decode(m.data)
+            t = now()
+            if until > t:
+                await m.nak(delay=until - t)
+                continue
+            later: list[float] = []
+
+            def fn(
+                rec: Rec, token: str = token, t: float = t, later: list[float] = later
+            ) -> Rec | None:
+                if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
+                    return None
+                if rec.until is not None and rec.until > t:
+                    later.append(rec.until)
+                    return None
+                return pending(rec, rec.task.attempt, rec.task.eta)
+
+            res = await asyncio.gather(*(self._change(i, fn) for i in ids))
+            for i, r in zip(ids, res, strict=True):
+                if r is not None:
+                    await self._ready(r[1], r[2])
+                    out.append(i)
+            if later:
+                await m.nak(delay=max(0.001, min(later) - now()))
+            else:
+                await m.ack()
+        return out
+
+    async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
+        return await self._call(lambda: self._expire(dependency_policy))  # type: ignore[no-any-return]
+
+    async def _expire(self, policy: DependencyPolicy) -> CompletionReport:
+        be = self._be
+        report = CompletionReport()
+        ended: list[tuple[str, TaskStatus, list[str]]] = []
+        for m in await be.js.pull(be.work_stream, "timer-ttl", 512):
+            entries: list[list[Any]] = any_dec.decode(m.data)
+            t = now()
+            later = [exp for _, exp in entries if exp > t]
+            keep: list[float] = []
+
+            def fn(rec: Rec, t: float = t, keep: list[float] = keep) -> Rec | None:
+                st = rec.task.status
+                if st is TaskStatus.RUNNING:
+                    keep.append(t + 5.0)
+                if st is not TaskStatus.PENDING or rec.task.expires_at is None:
+                    return None
+                if rec.task.expires_at > t:
+                    keep.append(rec.task.expires_at)
+                    return None
+                return finished(rec, TaskStatus.EXPIRED, t)
+
+            due = [i for i, exp in entries if exp <= t]
+            res = await asyncio.gather(*(self._change(i, fn) for i in due))
+            for i, r in zip(due, res, strict=True):
+                if r is not None:
+                    report.done.append(i)
+                    if r[1].dependents:
+                        ended.append((i, TaskStatus.EXPIRED, r[1].dependents))
+            nxt = later + keep
+            if nxt:
+                await m.nak(delay=max(0.001, min(nxt) - now()))
+            else:
+                await m.ack()
+        await self._resolve(ended, policy, report)
+        return report
+
+    # -- reads ---------------------------------------------------------------------
+
+    async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
+        res = await self._call(lambda: asyncio.gather(*(self._get(i) for i in task_ids)))
+        return [None if r is None else r.task for r, _ in res]
+
+    async def _scan(self) -> list[Rec]:
+        be = self._be
+        msgs = await be.js.scan(
+            f"KV_{be.tasks_bucket}", f"$KV.{be.tasks_bucket}.>", last_per_subject=True
+        )
+        out = []
+        for m in msgs:
+            if m.data and not (m.headers and m.headers.get("KV-Operation")):
+                out.append(rec_dec.decode(m.data))
+        return out
+
+    async def _select(self, queue: str | None, status: TaskStatus | None) -> list[Rec]:
+        recs: list[Rec] = await self._call(self._scan)
+        return [
+            r
+            for r in recs
+            if (queue is None or r.task.queue == queue)
+            and (status is None or r.task.status is TaskStatus(status))
+        ]
+
+    async def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        found = sorted((r.task for r in await self._select(queue, status)), key=lambda t: t.id)
+        return found[offset : offset + limit]
+
+    async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
+        return len(await self._select(queue, status))
+
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        out: dict[tuple[str, TaskStatus], int] = {}
+        for r in await self._select(None, None):
+            k = (r.task.queue, r.task.status)
+            out[k] = out.get(k, 0) + 1
+        return out
+
+    async def purge(self, *, finished_before: float) -> int:
+        from ._nats import token
+
+        doomed = [
+            r.task.id
+            for r in await self._select(None, None)
+            if r.task.status.is_terminal and r.finished is not None and r.finished < finished_before
+        ]
+        be = self._be
+        await self._call(
+            lambda: asyncio.gather(*(be.js.kv_purge(be.tasks_bucket, token(i)) for i in doomed))
+        )
+        return len(doomed)
+
+    # -- waiting -------------------------------------------------------------------
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        from ._nats import token
+
+        be = self._be
+        woke = asyncio.Event()
+
+        async def cb(_: Msg) -> None:
+            woke.set()
+
+        nc = be.js.nc
+        subs = [await nc.subscribe(f"{be.ns}.work.{token(q)}.*", cb=cb) for q in queues]
+        watcher: asyncio.Task[None] | None = None
+        try:
+            subjects = await be.call(self._subjects)
+            if self._candidates(subjects, queues):
+                return True
+            deadline = now() + timeout
+            if subjects.get(f"{be.ns}.timer.eta"):
+                await be.call(self.promote)
+
+                async def watch() -> None:
+                    ev = be.js.timer_event
+                    while (left := deadline - now()) > 0.05:
+                        ev.clear()
+                        step = min(left, 5.0)
+                        try:
+                            await be.js.pull_timer(be.work_stream, "timer-eta", step)
+                            async with asyncio.timeout(step + 0.5):
+                                await ev.wait()
+                        except TimeoutError:
+                            pass
+                        except Exception:
+                            await asyncio.sleep(0.1)
+
+                watcher = asyncio.create_task(watch())
+            try:
+                async with asyncio.timeout(max(0.0, deadline - now())):
+                    await woke.wait()
+            except TimeoutError:
+                return woke.is_set()
+            return True
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            for s in subs:
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    await s.unsubscribe()
+
+
+async def on_timer(be: NatsBackend, msg: Msg) -> None:
+    """An eta timer answering a blocking pull: promote it when due (else nak it with a
+    delay); anything else is handed back at once."""
+    try:
+        if msg.subject == f"{be.ns}.timer.eta" and isinstance(be.tasks, NatsTaskQueue):
+            await be.tasks.promote([msg])
+        else:
+            await msg.nak()
+    except Exception:
+        pass

@@ -1,0 +1,556 @@
+"""The task queue of the NATS JetStream backend (see ``_nats`` for the layout).
+
+A task's record in the ``NS_TASKS`` KV bucket is the truth; each change is a write
+checked against the revision it was computed from, so racing claimers, completers and
+dependency resolvers serialize inside JetStream. A ready task also has a message on
+``NS.work.<queue>.<priority>`` naming its ready generation ``gen``; ``claim`` pulls the
+highest priority subjects first, turns the message into a lease by a revision-checked
+write and acks it (a message whose generation is no longer current is dropped).
+Leases live in the record (per-claim length, fencing token); one ``lease`` timer per
+claim is nak'ed with a delay until the lease can have expired, which is how
+``reclaim_expired`` finds expired leases without scanning. Delayed tasks (eta) and
+TTLs use ``eta``/``ttl`` timers the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from omniq.models import ClaimedTask, Task, TaskStatus, new_id, now
+
+from ._interfaces import (
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    LeaseRef,
+    RetryRequest,
+    TaskQueueStorage,
+)
+from ._remote import claimed
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+    from ._nats import NatsBackend
+
+__all__ = [
+    "QueueCore",
+    "Rec",
+    "any_dec",
+    "consumer_of",
+    "finished",
+    "pending",
+    "prio_of",
+    "rec_dec",
+]
+
+_replace = msgspec.structs.replace
+_FAILED = frozenset({TaskStatus.ERROR, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
+_list = list
+
+
+class Rec(msgspec.Struct, array_like=True):
+    """A task record: the task (status/attempt/eta current) plus lease and dependency
+    state. ``gen`` counts the times the task became ready (fences work messages)."""
+
+    task: Task
+    gen: int = 0
+    token: str | None = None
+    worker: str | None = None
+    until: float | None = None
+    finished: float | None = None
+    blocked: bool = False
+    released: bool = False
+    dependents: list[str] = msgspec.field(default_factory=list)
+
+
+class Work(msgspec.Struct, array_like=True):
+    """A ready-task message: the record as of revision ``rev`` (saves a read on claim)."""
+
+    id: str
+    gen: int
+    rev: int
+    rec: bytes
+
+
+_enc = msgspec.msgpack.Encoder()
+rec_dec = msgspec.msgpack.Decoder(Rec)
+_work = msgspec.msgpack.Decoder(Work)
+any_dec = msgspec.msgpack.Decoder()
+
+
+def _prio(p: int) -> str:
+    return f"n{-p}" if p < 0 else str(p)
+
+
+def prio_of(s: str) -> int:
+    return -int(s[1:]) if s.startswith("n") else int(s)
+
+
+async def _ack(msg: Msg) -> None:
+    await msg.ack()
+
+
+class QueueCore(TaskQueueStorage):
+    """The write paths of the task queue (claims, lease ends, dependencies); reads,
+    sweeps and waits are in ``_nats_queue.NatsTaskQueue``."""
+
+    def __init__(self, be: NatsBackend) -> None:
+        self._be = be
+        self._leases: dict[tuple[str, str], tuple[int, Rec]] = {}
+
+    # -- primitives ----------------------------------------------------------------
+
+    async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        return await self._be.call(fn)
+
+    async def _get(self, task_id: str) -> tuple[Rec | None, int]:
+        from ._nats import token
+
+        raw, rev = await self._be.js.kv_get(self._be.tasks_bucket, token(task_id))
+        return (None if raw is None else rec_dec.decode(raw)), rev
+
+    async def _cas(self, rec: Rec, rev: int) -> int | None:
+        from ._nats import token
+
+        key = token(rec.task.id)
+        return await self._be.js.kv_put(self._be.tasks_bucket, key, _enc.encode(rec), rev)
+
+    def _remember(self, rec: Rec, rev: int) -> None:
+        if rec.token is None:
+            return
+        if len(self._leases) > 200_000:
+            for k in list(self._leases)[:50_000]:
+                del self._leases[k]
+        self._leases[(rec.task.id, rec.token)] = (rev, rec)
+
+    async def _timer(self, kind: str, body: Any, msg_id: str | None = None) -> None:
+        headers = None if msg_id is None else {"Nats-Msg-Id": msg_id}
+        await self._be.js.publish(f"{self._be.ns}.timer.{kind}", _enc.encode(body), headers)
+
+    async def _ready(self, rec: Rec, rev: int, *, due: bool = False) -> None:
+        """Announce a ready task: a work message, or an eta timer while it is delayed."""
+        from ._nats import token
+
+        t = rec.task
+        if not due and t.eta is not None and t.eta > now():
+            await self._timer("eta", [t.id, rec.gen, t.eta], f"e:{t.id}:{rec.gen}")
+            return
+        subject = f"{self._be.ns}.work.{token(t.queue)}.{_prio(t.priority)}"
+        body = _enc.encode(Work(t.id, rec.gen, rev, _enc.encode(rec)))
+        await self._be.js.publish(subject, body, {"Nats-Msg-Id": f"w:{t.id}:{rec.gen}"})
+
+    async def _change(
+        self, task_id: str, fn: Callable[[Rec], Rec | None], hint: tuple[int, Rec] | None = None
+    ) -> tuple[Rec, Rec, int] | None:
+        """Apply ``fn`` to the current record with a revision-checked write, re-reading on
+        conflict. ``fn`` returns None to refuse. Returns (old, new, new revision)."""
+        while True:
+            if hint is not None:
+                rev, rec = hint
+                hint = None
+            else:
+                got, rev = await self._get(task_id)
+                if got is None:
+                    return None
+                rec = got
+            new = fn(rec)
+            if new is None:
+                return None
+            new_rev = await self._cas(new, rev)
+            if new_rev is not None:
+                return rec, new, new_rev
+
+    def _leased(self, token: str, change: Callable[[Rec], Rec]) -> Callable[[Rec], Rec | None]:
+        def fn(rec: Rec) -> Rec | None:
+            if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
+                return None
+            return change(rec)
+
+        return fn
+
+    # -- enqueue -------------------------------------------------------------------
+
+    async def enqueue(
+        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> list[Task]:
+        if not tasks:
+            return []
+        out: list[Task | None] = [None] * len(tasks)
+        ttl: list[list[Any]] = []
+
+        async def one(i: int) -> None:
+            out[i] = await self._enqueue_one(tasks[i], dependency_policy, ttl)
+
+        async def run() -> None:
+            plain = [i for i, t in enumerate(tasks) if not t.depends_on]
+            await asyncio.gather(*(one(i) for i in plain))
+            for i, t in enumerate(tasks):
+                if t.depends_on:
+                    await one(i)
+            if ttl:
+                await self._timer("ttl", ttl)
+
+        await self._call(run)
+        return [t for t in out if t is not None]
+
+    async def _enqueue_one(
+        self, task: Task, policy: DependencyPolicy, ttl: list[list[Any]]
+    ) -> Task:
+        existing, _ = await self._get(task.id)
+        if existing is not None:
+            return existing.task
+        t = task if task.status is TaskStatus.PENDING else _replace(task, status=TaskStatus.PENDING)
+        rec = Rec(t)
+        pending_deps: list[str] = []
+        if t.depends_on:
+            deps = await asyncio.gather(*(self._get(d) for d in t.depends_on))
+            failed = any(d is not None and d.task.status in _FAILED for d, _ in deps)
+            if failed and policy == "cancel":
+                rec.task = _replace(t, status=TaskStatus.CANCELLED)
+                rec.finished = now()
+            elif failed:
+                rec.released = True
+            else:
+                pending_deps = [
+                    dep
+                    for dep, (d, _) in zip(t.depends_on, deps, strict=True)
+                    if d is None or d.task.status is not TaskStatus.SUCCESS
+                ]
+                rec.blocked = bool(pending_deps)
+        rev = await self._cas(rec, 0)
+        if rev is None:
+            got, _ = await self._get(t.id)
+            return got.task if got is not None else t
+        if t.key is not None:
+            holder = await self._take_key(t.key, t.id)
+            if holder is not None:
+                from ._nats import token
+
+                await self._be.js.kv_purge(self._be.tasks_bucket, token(t.id), rev)
+                return holder
+        if rec.blocked:
+            report = CompletionReport()
+            for dep in pending_deps:
+                await self._change(dep, functools.partial(_with_dependent, child=t.id))
+            await self._check_child(t.id, policy, report)
+            got, rev = await self._get(t.id)
+            if got is not None:
+                rec = got
+        elif rec.task.status is TaskStatus.PENDING:
+            await self._ready(rec, rev)
+        if rec.task.status is TaskStatus.PENDING and t.expires_at is not None:
+            ttl.append([t.id, t.expires_at])
+        return rec.task
+
+    async def _take_key(self, key: str, task_id: str) -> Task | None:
+        """Bind an idempotency key to ``task_id``; returns the live task holding it instead."""
+        import hashlib
+
+        kt = "k" + hashlib.sha1(key.encode()).hexdigest()
+        js, bucket = self._be.js, self._be.keys_bucket
+        while True:
+            val, krev = await js.kv_get(bucket, kt)
+            if val is not None:
+                holder_id = val.decode()
+                if holder_id == task_id:
+                    return None
+                holder, _ = await self._get(holder_id)
+                if holder is not None and not holder.task.status.is_terminal:
+                    return holder.task
+            if await js.kv_put(bucket, kt, task_id.encode(), krev) is not None:
+                return None
+
+    # -- claim ---------------------------------------------------------------------
+
+    async def _subjects(self) -> dict[str, int]:
+        info = await self._be.js.api(
+            f"STREAM.INFO.{self._be.work_stream}", {"subjects_filter": f"{self._be.ns}.>"}
+        )
+        subjects: dict[str, int] = info["state"].get("subjects") or {}
+        return subjects
+
+    def _candidates(self, subjects: dict[str, int], queues: Sequence[str]) -> list[tuple[int, str]]:
+        from ._nats import token
+
+        prefix = f"{self._be.ns}.work."
+        wanted = {token(q) for q in queues}
+        out = []
+        for subj, n in subjects.items():
+            if n and subj.startswith(prefix):
+                qtok, _, ptok = subj[len(prefix) :].rpartition(".")
+                if qtok in wanted:
+                    out.append((prio_of(ptok), subj))
+        out.sort(key=lambda x: -x[0])
+        return out
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> list[ClaimedTask]:
+        if limit <= 0 or not queues:
+            return []
+        return await self._call(lambda: self._claim(queues, worker_id, limit, lease))  # type: ignore[no-any-return]
+
+    async def _claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    ) -> list[ClaimedTask]:
+        be, js = self._be, self._be.js
+        subjects = await self._subjects()
+        if subjects.get(f"{be.ns}.timer.eta") and await self.promote():
+            subjects = await self._subjects()
+        cands = self._candidates(subjects, queues)
+        token, t = new_id(), now()
+        until = t + lease
+        out: list[ClaimedTask] = []
+        groups: dict[int, list[str]] = {}
+        for p, subj in cands:
+            groups.setdefault(p, []).append(subj)
+        for _, subjs in sorted(groups.items(), key=lambda kv: -kv[0]):
+            while len(out) < limit:
+                need = limit - len(out)
+                for s in subjs:
+                    await be.ensure_consumer(consumer_of(s), s)
+                pulled = await asyncio.gather(
+                    *(js.pull(be.work_stream, consumer_of(s), need) for s in subjs)
+                )
+                msgs = [(m, _work.decode(m.data)) for ms in pulled for m in ms]
+                if not msgs:
+                    break
+                msgs.sort(key=lambda mw: mw[1].id)
+                for m, _ in msgs[need:]:
+                    await m.nak()
+                take = msgs[:need]
+                ids = [w.id for _, w in take]
+                res = await asyncio.gather(
+                    self._timer("lease", [token, until, ids]),
+                    *(self._claim_one(w, token, until, worker_id, t) for _, w in take),
+                )
+                for m, _ in take:
+                    await m.ack()
+                out += [c for c in res[1:] if c is not None]
+        return out
+
+    async def _claim_one(
+        self, w: Work, token: str, until: float, worker_id: str, t: float
+    ) -> ClaimedTask | None:
+        def fn(rec: Rec) -> Rec | None:
+            task = rec.task
+            if task.status is not TaskStatus.PENDING or rec.gen != w.gen or rec.blocked:
+                return None
+            if task.expires_at is not None and task.expires_at <= t:
+                return None
+            running = _replace(task, status=TaskStatus.RUNNING, attempt=task.attempt + 1)
+            return _replace(rec, task=running, token=token, worker=worker_id, until=until)
+
+        done = await self._change(w.id, fn, (w.rev, rec_dec.decode(w.rec)))
+        if done is None:
+            return None
+        _, new, rev = done
+        self._remember(new, rev)
+        return claimed(new.task, token, until, worker_id)
+
+    async def promote(self, msgs: Sequence[Msg] | None = None) -> int:
+        """Turn due eta timers into work messages (not-due ones are nak'ed with a delay)."""
+        be = self._be
+        if msgs is None:
+            msgs = await be.js.pull(be.work_stream, "timer-eta", 512)
+        n = 0
+        for m in msgs:
+            task_id, gen, eta = any_dec.decode(m.data)
+            left = eta - now()
+            if left > 0.001:
+                await m.nak(delay=left)
+                continue
+            rec, rev = await self._get(task_id)
+            if rec is not None and rec.task.status is TaskStatus.PENDING and rec.gen == gen:
+                await self._ready(rec, rev, due=True)
+                n += 1
+            await m.ack()
+        return n
+
+    # -- lease ends ----------------------------------------------------------------
+
+    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
+        until = now() + lease
+
+        async def one(ref: LeaseRef) -> str | None:
+            hint = self._leases.get((ref.task_id, ref.token))
+            done = await self._change(
+                ref.task_id, self._leased(ref.token, lambda r: _replace(r, until=until)), hint
+            )
+            if done is None:
+                return ref.task_id
+            self._remember(done[1], done[2])
+            return None
+
+        res = await self._call(lambda: asyncio.gather(*(one(r) for r in leases)))
+        return [x for x in res if x is not None]
+
+    async def _end(
+        self, task_id: str, token: str, change: Callable[[Rec], Rec]
+    ) -> tuple[Rec, Rec, int] | None:
+        hint = self._leases.pop((task_id, token), None)
+        return await self._change(task_id, self._leased(token, change), hint)
+
+    async def complete(
+        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        t = now()
+
+        async def one(c: Completion) -> tuple[Rec, Rec, int] | None:
+            if not TaskStatus(c.status).is_terminal:
+                return None
+            return await self._end(c.task_id, c.token, lambda r: finished(r, c.status, t))
+
+        async def run() -> CompletionReport:
+            res = await asyncio.gather(*(one(c) for c in completions))
+            report = CompletionReport()
+            ended: list[tuple[str, TaskStatus, list[str]]] = []
+            for c, r in zip(completions, res, strict=True):
+                if r is None:
+                    report.stale.append(c.task_id)
+                else:
+                    report.done.append(c.task_id)
+                    if r[1].dependents:
+                        ended.append((c.task_id, r[1].task.status, r[1].dependents))
+            await self._resolve(ended, dependency_policy, report)
+            return report
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
+    async def _back(self, refs: Sequence[tuple[str, str, Callable[[Rec], Rec]]]) -> list[str]:
+        async def one(task_id: str, token: str, change: Callable[[Rec], Rec]) -> str | None:
+            done = await self._end(task_id, token, change)
+            if done is None:
+                return task_id
+            await self._ready(done[1], done[2])
+            return None
+
+        res = await self._call(lambda: asyncio.gather(*(one(*r) for r in refs)))
+        return [x for x in res if x is not None]
+
+    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
+        return await self._back(
+            [(r.task_id, r.token, functools.partial(_retried, eta=r.eta)) for r in requests]
+        )
+
+    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
+        return await self._back(
+            [
+                (
+                    r.task_id,
+                    r.token,
+                    lambda rec: pending(rec, max(0, rec.task.attempt - 1), rec.task.eta),
+                )
+                for r in leases
+            ]
+        )
+
+    async def cancel(
+        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        t = now()
+
+        def fn(rec: Rec) -> Rec | None:
+            if rec.task.status.is_terminal:
+                return None
+            return finished(rec, TaskStatus.CANCELLED, t)
+
+        async def run() -> CompletionReport:
+            res = await asyncio.gather(*(self._change(i, fn) for i in task_ids))
+            report = CompletionReport()
+            ended = []
+            for tid, r in zip(task_ids, res, strict=True):
+                if r is not None:
+                    report.done.append(tid)
+                    if r[1].dependents:
+                        ended.append((tid, TaskStatus.CANCELLED, r[1].dependents))
+            await self._resolve(ended, dependency_policy, report)
+            return report
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
+    # -- dependencies --------------------------------------------------------------
+
+    async def _resolve(
+        self,
+        ended: _list[tuple[str, TaskStatus, _list[str]]],
+        policy: DependencyPolicy,
+        report: CompletionReport,
+    ) -> None:
+        """Release or cancel (transitively) the dependents of tasks that just ended."""
+        todo = list(ended)
+        while todo:
+            _, _, children = todo.pop(0)
+            for cid in sorted(set(children)):
+                cancelled = await self._check_child(cid, policy, report)
+                if cancelled is not None and cancelled.dependents:
+                    todo.append((cid, TaskStatus.CANCELLED, cancelled.dependents))
+
+    async def _check_child(
+        self, cid: str, policy: DependencyPolicy, report: CompletionReport
+    ) -> Rec | None:
+        """Re-evaluate a blocked task from its dependencies' states: release it when all
+        succeeded, cancel (returned) or release it when one failed. Idempotent."""
+        while True:
+            rec, rev = await self._get(cid)
+            if rec is None or rec.task.status is not TaskStatus.PENDING or not rec.blocked:
+                return None
+            deps = await asyncio.gather(*(self._get(d) for d in rec.task.depends_on))
+            states = [None if d is None else d.task.status for d, _ in deps]
+            if any(s in _FAILED for s in states):
+                if policy == "cancel":
+                    new = finished(rec, TaskStatus.CANCELLED, now())
+                else:
+                    new = _replace(rec, blocked=False, released=True, gen=rec.gen + 1)
+            elif all(s is TaskStatus.SUCCESS for s in states):
+                new = _replace(rec, blocked=False, gen=rec.gen + 1)
+            else:
+                return None
+            new_rev = await self._cas(new, rev)
+            if new_rev is None:
+                continue
+            if new.task.status is TaskStatus.CANCELLED:
+                report.cancelled.append(new.task)
+                return new
+            report.released.append(cid)
+            await self._ready(new, new_rev)
+            return None
+
+
+def consumer_of(subject: str) -> str:
+    """Durable consumer name of a work subject ``NS.work.<queue>.<prio>``."""
+    _, _, qtok, ptok = subject.split(".", 3)
+    return f"w-{qtok}-{ptok}"
+
+
+def _with_dependent(rec: Rec, child: str) -> Rec | None:
+    if rec.task.status.is_terminal or child in rec.dependents:
+        return None
+    return _replace(rec, dependents=[*rec.dependents, child])
+
+
+def finished(rec: Rec, status: TaskStatus, t: float) -> Rec:
+    return _replace(
+        rec,
+        task=_replace(rec.task, status=status),
+        token=None,
+        worker=None,
+        until=None,
+        finished=t,
+        blocked=False,
+    )
+
+
+def _retried(rec: Rec, eta: float | None) -> Rec:
+    return pending(rec, rec.task.attempt, eta)
+
+
+def pending(rec: Rec, attempt: int, eta: float | None) -> Rec:
+    task = _replace(rec.task, status=TaskStatus.PENDING, attempt=attempt, eta=eta)
+    return _replace(rec, task=task, token=None, worker=None, until=None, gen=rec.gen + 1)
