@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+
+import msgspec
 
 from omniq.models import (
     BackendUnavailableError,
@@ -67,8 +70,20 @@ _list = list
 _OPTIONS = ("prefix",)
 
 
+_tasks_decoder = msgspec.msgpack.Decoder(list[Task])
+
+
 def _float(v: bytes | None) -> float | None:
     return float(v) if v else None
+
+
+def _fs(v: float | None) -> str:
+    return "" if v is None else repr(v)
+
+
+def _decode_tasks(blob: bytes) -> list[Task]:
+    """The claimed envelopes, sent by the claim script as one msgpack array."""
+    return _tasks_decoder.decode(blob)
 
 
 class _Base:
@@ -92,12 +107,23 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
     ) -> list[Task]:
         if not tasks:
             return []
-        args: list[Any] = [dependency_policy, len(tasks)]
-        for t in tasks:
-            args += [t.id, t.queue, t.priority, _opt(t.eta), _opt(t.expires_at), t.key or ""]
-            args.append(len(t.depends_on))
-            args += list(t.depends_on)
-            args.append(encode(t))
+        envs = [encode(t) for t in tasks]
+        meta = encode(
+            [
+                [
+                    t.id,
+                    t.queue,
+                    t.priority,
+                    _fs(t.eta),
+                    _fs(t.expires_at),
+                    t.key or "",
+                    list(t.depends_on),
+                    len(env),
+                ]
+                for t, env in zip(tasks, envs, strict=True)
+            ]
+        )
+        args = (dependency_policy, meta, b"".join(envs))
         rows = await self._script("enqueue", *args)
         out: list[Task] = []
         for t, row in zip(tasks, rows, strict=True):
@@ -114,10 +140,11 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
         if limit <= 0 or not queues:
             return []
         until = now() + lease
-        rows = await self._script("claim", worker_id, repr(until), limit, *queues)
+        blob, meta = await self._script("claim", worker_id, repr(until), limit, *queues)
         out = []
-        for tok, attempt, env, eta in rows:
-            task = with_state_eta(decode_task(env), TaskStatus.RUNNING, int(attempt), _float(eta))
+        for i, stored in enumerate(_decode_tasks(blob)):
+            tok, attempt, eta = meta[3 * i], meta[3 * i + 1], meta[3 * i + 2]
+            task = with_state_eta(stored, TaskStatus.RUNNING, int(attempt), _float(eta))
             out.append(claimed(task, _s(tok), until, worker_id))
         return out
 
@@ -147,10 +174,10 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
     ) -> CompletionReport:
         if not completions:
             return CompletionReport()
-        args: list[Any] = [dependency_policy]
+        flat: list[Any] = []
         for c in completions:
-            args += [c.task_id, c.token, TaskStatus(c.status).value]
-        return self._report(await self._script("complete", *args))
+            flat += (c.task_id, c.token, c.status)  # msgspec encodes a TaskStatus by value
+        return self._report(await self._script("complete", dependency_policy, encode(flat)))
 
     async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
         if not requests:
@@ -200,10 +227,13 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
             for row in rows
         ]
 
-    def _index(self, queue: str | None, status: TaskStatus | None) -> str:
-        q = queue if queue is not None else "*"
+    async def _index_keys(self, queue: str | None, status: TaskStatus | None) -> list[str]:
+        """The per-queue index zsets to read (every known queue when ``queue`` is None)."""
         s = TaskStatus(status).value if status is not None else "all"
-        return f"{self._p}i:{q}:{s}"
+        if queue is not None:
+            return [f"{self._p}i:{queue}:{s}"]
+        queues = await self._call(lambda: self._be.redis.smembers(f"{self._p}queues"))
+        return [f"{self._p}i:{_s(q)}:{s}" for q in sorted(queues)]
 
     async def list(
         self,
@@ -215,13 +245,31 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
     ) -> list[Task]:
         if limit <= 0:
             return []
-        key = self._index(queue, status)
-        ids = await self._call(lambda: self._be.redis.zrange(key, offset, offset + limit - 1))
+        keys = await self._index_keys(queue, status)
+        r = self._be.redis
+
+        async def run() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for k in keys:
+                pipe.zrange(k, 0 if len(keys) > 1 else offset, offset + limit - 1)
+            return await pipe.execute()
+
+        parts = await self._call(run) if keys else []
+        # Index members share score 0, so each part is in id order; merge the queues.
+        ids = parts[0] if len(parts) == 1 else list(heapq.merge(*parts))[offset : offset + limit]
         return [t for t in await self.get([_s(i) for i in ids]) if t is not None]
 
     async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
-        key = self._index(queue, status)
-        return int(await self._call(lambda: self._be.redis.zcard(key)))
+        keys = await self._index_keys(queue, status)
+        r = self._be.redis
+
+        async def run() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for k in keys:
+                pipe.zcard(k)
+            return await pipe.execute()
+
+        return sum(int(n) for n in await self._call(run)) if keys else 0
 
     async def counts(self) -> dict[tuple[str, TaskStatus], int]:
         r = self._be.redis
