@@ -26,6 +26,7 @@ POSTGRES_URL = os.environ.get(
     "OMNIQ_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
+NATS_URL = os.environ.get("OMNIQ_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 BACKENDS: dict[str, Callable[[Path], str]] = {
     "memory": lambda d: "memory://",
     "sqlite": lambda d: f"sqlite:///{d / 'bench.db'}",
@@ -34,6 +35,7 @@ BACKENDS: dict[str, Callable[[Path], str]] = {
     # Server engines: a fresh namespace per run, dropped afterwards.
     "redis": lambda d: f"{REDIS_URL}?prefix=omniq-bench-{uuid.uuid4().hex[:12]}:",
     "postgres": lambda d: f"{POSTGRES_URL}?schema=omniq_bench_{uuid.uuid4().hex[:12]}",
+    "nats": lambda d: f"{NATS_URL}?namespace=OQBENCH{uuid.uuid4().hex[:12].upper()}",
 }
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from omniq.models import BackendUnavailableError, StorageError
@@ -95,9 +96,59 @@ class JS:
         self._on_timer = on_timer
         self.timer_event = asyncio.Event()
         self._sub: Any = None
+        self._resp_sub: Any = None
+        self._resp = nc.new_inbox()
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self._timer_inbox, cb=self._on_timer_msg)
+        self._resp_sub = await self.nc.subscribe(self._resp + ".*", cb=self._on_reply)
+
+    def fail_pending(self) -> None:
+        """The connection dropped: requests already sent will get no reply; fail them now
+        (their effect is unknown, as with any lost reply) instead of at their timeout."""
+        waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(nats.errors.ConnectionReconnectingError())
+
+    async def _on_reply(self, msg: Msg) -> None:
+        fut = self._waiting.pop(msg.subject[len(self._resp) + 1 :], None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    async def many(self, reqs: Sequence[tuple[str, bytes, dict[str, str] | None]]) -> list[Msg]:
+        """Send requests back to back and await all replies (one timeout for the batch):
+        far cheaper than a task and a timer per request."""
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[Msg]] = []
+        rids: list[str] = []
+        try:
+            for subject, payload, headers in reqs:
+                rid = str(next(self._ids))
+                fut: asyncio.Future[Msg] = loop.create_future()
+                self._waiting[rid] = fut
+                rids.append(rid)
+                futs.append(fut)
+                await self.nc.publish(
+                    subject, payload, reply=f"{self._resp}.{rid}", headers=headers
+                )
+            if futs:
+                _, pending = await asyncio.wait(futs, timeout=5.0)
+                if pending:
+                    raise nats.errors.TimeoutError
+            errors = [e for f in futs if (e := f.exception()) is not None]
+            if errors:
+                raise errors[0]
+            out = [f.result() for f in futs]
+        finally:
+            for rid in rids:
+                self._waiting.pop(rid, None)
+        for m in out:
+            if _status(m) == "503":
+                raise nats.errors.NoRespondersError
+        return out
 
     async def _on_timer_msg(self, msg: Msg) -> None:
         """Messages answering blocking timer pulls (possibly of an abandoned wait)."""
@@ -118,7 +169,7 @@ class JS:
     async def request(
         self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None
     ) -> Msg:
-        return await self.nc.request(subject, payload, timeout=5.0, headers=headers)
+        return (await self.many([(subject, payload, headers)]))[0]
 
     async def api(self, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         msg = await self.request("$JS.API." + subject, json.dumps(body or {}).encode())
@@ -133,37 +184,66 @@ class JS:
     ) -> int | None:
         """Publish to a stream; the sequence, or None if an expected-last-sequence
         header did not match (someone else wrote first)."""
-        msg = await self.request(subject, payload, headers)
-        resp = json.loads(msg.data)
-        err = resp.get("error")
-        if err:
-            if err.get("err_code") in _WRONG_LAST:
-                return None
-            raise nats.js.errors.APIError.from_error(err)
-        return int(resp["seq"])
+        return (await self.publish_many([(subject, payload, headers)]))[0]
+
+    async def publish_many(
+        self, items: Sequence[tuple[str, bytes, dict[str, str] | None]]
+    ) -> list[int | None]:
+        out: list[int | None] = []
+        for msg in await self.many(items):
+            resp = json.loads(msg.data)
+            err = resp.get("error")
+            if err:
+                if err.get("err_code") in _WRONG_LAST:
+                    out.append(None)
+                    continue
+                raise nats.js.errors.APIError.from_error(err)
+            out.append(int(resp["seq"]))
+        return out
 
     async def kv_get(self, bucket: str, key: str) -> tuple[bytes | None, int]:
         """(value, revision); value None for a missing or deleted key (revision 0 if it
         never existed, else the tombstone's)."""
-        msg = await self.request(f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{key}")
-        status = _status(msg)
-        if status == "404":
-            return None, 0
-        if status is not None:
-            raise StorageError(f"nats direct get {bucket}/{key}: status {status}")
-        hdrs = msg.headers or {}
-        rev = int(hdrs.get("Nats-Sequence", 0))
-        if hdrs.get("KV-Operation") in ("DEL", "PURGE"):
-            return None, rev
-        return msg.data, rev
+        return (await self.kv_get_many(bucket, [key]))[0]
+
+    async def kv_get_many(self, bucket: str, keys: Sequence[str]) -> list[tuple[bytes | None, int]]:
+        pre = f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}."
+        out: list[tuple[bytes | None, int]] = []
+        for msg in await self.many([(pre + k, b"", None) for k in keys]):
+            status = _status(msg)
+            if status == "404":
+                out.append((None, 0))
+                continue
+            if status is not None:
+                raise StorageError(f"nats direct get on {bucket}: status {status}")
+            hdrs = msg.headers or {}
+            rev = int(hdrs.get("Nats-Sequence", 0))
+            if hdrs.get("KV-Operation") in ("DEL", "PURGE"):
+                out.append((None, rev))
+            else:
+                out.append((msg.data, rev))
+        return out
 
     async def kv_put(
         self, bucket: str, key: str, value: bytes, last: int | None = None
     ) -> int | None:
         """Write ``key``; with ``last``, only if its revision is still ``last`` (0: the key
         must not exist). Returns the new revision, or None when the check failed."""
-        headers = None if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)}
-        return await self.publish(f"$KV.{bucket}.{key}", value, headers)
+        return (await self.kv_put_many(bucket, [(key, value, last)]))[0]
+
+    async def kv_put_many(
+        self, bucket: str, items: Sequence[tuple[str, bytes, int | None]]
+    ) -> list[int | None]:
+        return await self.publish_many(
+            [
+                (
+                    f"$KV.{bucket}.{key}",
+                    value,
+                    None if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)},
+                )
+                for key, value, last in items
+            ]
+        )
 
     async def kv_purge(self, bucket: str, key: str, last: int | None = None) -> bool:
         headers = {"KV-Operation": "PURGE", "Nats-Rollup": "sub"}
@@ -235,9 +315,10 @@ class JS:
         return out
 
     async def close(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+        for sub in (self._sub, self._resp_sub):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
 
 def seq_of(msg: Msg) -> int:
@@ -309,6 +390,7 @@ class NatsBackend(Backend):
             "allow_reconnect": True,
             "ping_interval": 5,
             "max_outstanding_pings": 2,
+            "disconnected_cb": self._disconnected,
         }
         opts.update(self._options)
         try:
@@ -325,6 +407,10 @@ class NatsBackend(Backend):
         except BaseException:
             await self.close()
             raise
+
+    async def _disconnected(self) -> None:
+        if self._js is not None:
+            self._js.fail_pending()
 
     async def _ensure_streams(self) -> None:
         js = self._nc.jetstream()  # type: ignore[union-attr]

@@ -133,17 +133,58 @@ class QueueCore(TaskQueueStorage):
         headers = None if msg_id is None else {"Nats-Msg-Id": msg_id}
         await self._be.js.publish(f"{self._be.ns}.timer.{kind}", _enc.encode(body), headers)
 
-    async def _ready(self, rec: Rec, rev: int, *, due: bool = False) -> None:
-        """Announce a ready task: a work message, or an eta timer while it is delayed."""
+    def _ready_msg(
+        self, rec: Rec, rev: int, due: bool = False
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """The message announcing a ready task: work, or an eta timer while delayed."""
         from ._nats import token
 
         t = rec.task
         if not due and t.eta is not None and t.eta > now():
-            await self._timer("eta", [t.id, rec.gen, t.eta], f"e:{t.id}:{rec.gen}")
-            return
+            body = _enc.encode([t.id, rec.gen, t.eta])
+            return f"{self._be.ns}.timer.eta", body, {"Nats-Msg-Id": f"e:{t.id}:{rec.gen}"}
         subject = f"{self._be.ns}.work.{token(t.queue)}.{_prio(t.priority)}"
         body = _enc.encode(Work(t.id, rec.gen, rev, _enc.encode(rec)))
-        await self._be.js.publish(subject, body, {"Nats-Msg-Id": f"w:{t.id}:{rec.gen}"})
+        return subject, body, {"Nats-Msg-Id": f"w:{t.id}:{rec.gen}"}
+
+    async def _ready(self, rec: Rec, rev: int, *, due: bool = False) -> None:
+        await self._be.js.publish(*self._ready_msg(rec, rev, due))
+
+    async def _ready_many(self, recs: Sequence[tuple[Rec, int]]) -> None:
+        if recs:
+            await self._be.js.publish_many([self._ready_msg(r, v) for r, v in recs])
+
+    async def _change_many(
+        self, items: Sequence[tuple[str, Callable[[Rec], Rec | None], tuple[int, Rec] | None]]
+    ) -> list[tuple[Rec, Rec, int] | None]:
+        """``_change`` for many tasks: one pipelined batch of writes for those with a
+        known revision (hint), the usual read-and-retry for the rest and for conflicts."""
+        from ._nats import token
+
+        out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
+        slow: list[int] = []
+        fast: list[tuple[int, Rec, Rec, int]] = []
+        for i, (_, fn, hint) in enumerate(items):
+            new = None if hint is None else fn(hint[1])
+            if hint is None or new is None:
+                slow.append(i)
+            else:
+                fast.append((i, hint[1], new, hint[0]))
+        if fast:
+            revs = await self._be.js.kv_put_many(
+                self._be.tasks_bucket,
+                [(token(new.task.id), _enc.encode(new), rev) for _, _, new, rev in fast],
+            )
+            for (i, old, new, _), r in zip(fast, revs, strict=True):
+                if r is None:
+                    slow.append(i)
+                else:
+                    out[i] = (old, new, r)
+        if slow:
+            res = await asyncio.gather(*(self._change(items[i][0], items[i][1]) for i in slow))
+            for i, done in zip(slow, res, strict=True):
+                out[i] = done
+        return out
 
     async def _change(
         self, task_id: str, fn: Callable[[Rec], Rec | None], hint: tuple[int, Rec] | None = None
@@ -188,16 +229,53 @@ class QueueCore(TaskQueueStorage):
             out[i] = await self._enqueue_one(tasks[i], dependency_policy, ttl)
 
         async def run() -> None:
-            plain = [i for i, t in enumerate(tasks) if not t.depends_on]
-            await asyncio.gather(*(one(i) for i in plain))
+            plain = [i for i, t in enumerate(tasks) if not t.depends_on and t.key is None]
+            slow = await self._enqueue_plain(tasks, plain, out, ttl)
+            await asyncio.gather(*(one(i) for i in slow))
             for i, t in enumerate(tasks):
-                if t.depends_on:
+                if t.depends_on or (t.key is not None and i not in slow):
                     await one(i)
             if ttl:
                 await self._timer("ttl", ttl)
 
         await self._call(run)
         return [t for t in out if t is not None]
+
+    async def _enqueue_plain(
+        self,
+        tasks: Sequence[Task],
+        idx: Sequence[int],
+        out: list[Task | None],
+        ttl: list[list[Any]],
+    ) -> list[int]:
+        """Create the records of tasks without key or dependencies in one batch (a create
+        fails if the id exists) and announce them; returns the indexes left to the slow
+        path."""
+        from ._nats import token
+
+        recs = []
+        for i in idx:
+            t = tasks[i]
+            if t.status is not TaskStatus.PENDING:
+                t = _replace(t, status=TaskStatus.PENDING)
+            recs.append(Rec(t))
+        if not recs:
+            return []
+        revs = await self._be.js.kv_put_many(
+            self._be.tasks_bucket, [(token(r.task.id), _enc.encode(r), 0) for r in recs]
+        )
+        slow: list[int] = []
+        ready: list[tuple[Rec, int]] = []
+        for i, rec, rev in zip(idx, recs, revs, strict=True):
+            if rev is None:
+                slow.append(i)
+                continue
+            ready.append((rec, rev))
+            out[i] = rec.task
+            if rec.task.expires_at is not None:
+                ttl.append([rec.task.id, rec.task.expires_at])
+        await self._ready_many(ready)
+        return slow
 
     async def _enqueue_one(
         self, task: Task, policy: DependencyPolicy, ttl: list[list[Any]]
@@ -224,9 +302,14 @@ class QueueCore(TaskQueueStorage):
                 ]
                 rec.blocked = bool(pending_deps)
         rev = await self._cas(rec, 0)
-        if rev is None:
-            got, _ = await self._get(t.id)
-            return got.task if got is not None else t
+        if rev is None:  # raced with another enqueue, or a purged id's tombstone
+            got, trev = await self._get(t.id)
+            if got is not None:
+                return got.task
+            rev = await self._cas(rec, trev)
+            if rev is None:
+                got, _ = await self._get(t.id)
+                return got.task if got is not None else t
         if t.key is not None:
             holder = await self._take_key(t.key, t.id)
             if holder is not None:
@@ -326,33 +409,26 @@ class QueueCore(TaskQueueStorage):
                     await m.nak()
                 take = msgs[:need]
                 ids = [w.id for _, w in take]
-                res = await asyncio.gather(
-                    self._timer("lease", [token, until, ids]),
-                    *(self._claim_one(w, token, until, worker_id, t) for _, w in take),
+                items = [
+                    (
+                        w.id,
+                        functools.partial(
+                            _claim_fn, gen=w.gen, token=token, until=until, worker=worker_id, t=t
+                        ),
+                        (w.rev, rec_dec.decode(w.rec)),
+                    )
+                    for _, w in take
+                ]
+                res, _ = await asyncio.gather(
+                    self._change_many(items), self._timer("lease", [token, until, ids])
                 )
                 for m, _ in take:
                     await m.ack()
-                out += [c for c in res[1:] if c is not None]
+                for r in res:
+                    if r is not None:
+                        self._remember(r[1], r[2])
+                        out.append(claimed(r[1].task, token, until, worker_id))
         return out
-
-    async def _claim_one(
-        self, w: Work, token: str, until: float, worker_id: str, t: float
-    ) -> ClaimedTask | None:
-        def fn(rec: Rec) -> Rec | None:
-            task = rec.task
-            if task.status is not TaskStatus.PENDING or rec.gen != w.gen or rec.blocked:
-                return None
-            if task.expires_at is not None and task.expires_at <= t:
-                return None
-            running = _replace(task, status=TaskStatus.RUNNING, attempt=task.attempt + 1)
-            return _replace(rec, task=running, token=token, worker=worker_id, until=until)
-
-        done = await self._change(w.id, fn, (w.rev, rec_dec.decode(w.rec)))
-        if done is None:
-            return None
-        _, new, rev = done
-        self._remember(new, rev)
-        return claimed(new.task, token, until, worker_id)
 
     async def promote(self, msgs: Sequence[Msg] | None = None) -> int:
         """Turn due eta timers into work messages (not-due ones are nak'ed with a delay)."""
@@ -378,37 +454,45 @@ class QueueCore(TaskQueueStorage):
     async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
         until = now() + lease
 
-        async def one(ref: LeaseRef) -> str | None:
-            hint = self._leases.get((ref.task_id, ref.token))
-            done = await self._change(
-                ref.task_id, self._leased(ref.token, lambda r: _replace(r, until=until)), hint
+        items = [
+            (
+                ref.task_id,
+                self._leased(ref.token, functools.partial(_replace, until=until)),
+                self._leases.get((ref.task_id, ref.token)),
             )
-            if done is None:
-                return ref.task_id
-            self._remember(done[1], done[2])
-            return None
-
-        res = await self._call(lambda: asyncio.gather(*(one(r) for r in leases)))
-        return [x for x in res if x is not None]
-
-    async def _end(
-        self, task_id: str, token: str, change: Callable[[Rec], Rec]
-    ) -> tuple[Rec, Rec, int] | None:
-        hint = self._leases.pop((task_id, token), None)
-        return await self._change(task_id, self._leased(token, change), hint)
+            for ref in leases
+        ]
+        res = await self._call(lambda: self._change_many(items))
+        lost = []
+        for ref, r in zip(leases, res, strict=True):
+            if r is None:
+                lost.append(ref.task_id)
+            else:
+                self._remember(r[1], r[2])
+        return lost
 
     async def complete(
         self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> CompletionReport:
         t = now()
 
-        async def one(c: Completion) -> tuple[Rec, Rec, int] | None:
-            if not TaskStatus(c.status).is_terminal:
+        def fn(rec: Rec, token: str, status: TaskStatus) -> Rec | None:
+            if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
                 return None
-            return await self._end(c.task_id, c.token, lambda r: finished(r, c.status, t))
+            return finished(rec, status, t)
 
         async def run() -> CompletionReport:
-            res = await asyncio.gather(*(one(c) for c in completions))
+            ok = [c for c in completions if TaskStatus(c.status).is_terminal]
+            items = [
+                (
+                    c.task_id,
+                    functools.partial(fn, token=c.token, status=TaskStatus(c.status)),
+                    self._leases.pop((c.task_id, c.token), None),
+                )
+                for c in ok
+            ]
+            got = dict(zip((id(c) for c in ok), await self._change_many(items), strict=True))
+            res = [got.get(id(c)) for c in completions]
             report = CompletionReport()
             ended: list[tuple[str, TaskStatus, list[str]]] = []
             for c, r in zip(completions, res, strict=True):
@@ -424,15 +508,17 @@ class QueueCore(TaskQueueStorage):
         return await self._call(run)  # type: ignore[no-any-return]
 
     async def _back(self, refs: Sequence[tuple[str, str, Callable[[Rec], Rec]]]) -> list[str]:
-        async def one(task_id: str, token: str, change: Callable[[Rec], Rec]) -> str | None:
-            done = await self._end(task_id, token, change)
-            if done is None:
-                return task_id
-            await self._ready(done[1], done[2])
-            return None
+        items = [
+            (tid, self._leased(token, change), self._leases.pop((tid, token), None))
+            for tid, token, change in refs
+        ]
 
-        res = await self._call(lambda: asyncio.gather(*(one(*r) for r in refs)))
-        return [x for x in res if x is not None]
+        async def run() -> list[str]:
+            res = await self._change_many(items)
+            await self._ready_many([(r[1], r[2]) for r in res if r is not None])
+            return [ref[0] for ref, r in zip(refs, res, strict=True) if r is None]
+
+        return await self._call(run)  # type: ignore[no-any-return]
 
     async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
         return await self._back(
@@ -521,6 +607,16 @@ class QueueCore(TaskQueueStorage):
             report.released.append(cid)
             await self._ready(new, new_rev)
             return None
+
+
+def _claim_fn(rec: Rec, *, gen: int, token: str, until: float, worker: str, t: float) -> Rec | None:
+    task = rec.task
+    if task.status is not TaskStatus.PENDING or rec.gen != gen or rec.blocked:
+        return None
+    if task.expires_at is not None and task.expires_at <= t:
+        return None
+    running = _replace(task, status=TaskStatus.RUNNING, attempt=task.attempt + 1)
+    return _replace(rec, task=running, token=token, worker=worker, until=until)
 
 
 def consumer_of(subject: str) -> str:

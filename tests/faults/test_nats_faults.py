@@ -1,0 +1,272 @@
+"""Fault tests for the NATS JetStream backend.
+
+- restart: a private ``nats-server -js`` (its own port and store directory) is stopped
+  and started again mid-run; the client reconnects and nothing acknowledged (enqueued,
+  completed, stored) is lost, in-flight leases included;
+- dropped connection: the client talks to the server through a TCP proxy that cuts every
+  connection (as a server-side kill or a network drop would); operations recover (at
+  worst one BackendUnavailableError) and wake-ups still work;
+- exactly-once: 4 processes drain 5,000 tasks; each task is completed exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import pytest
+
+from omniq.models import BackendUnavailableError, Task, TaskResult, TaskStatus, now
+from omniq.storage import Backend, Completion, open_storage
+
+from ._servers import free_port, wait_port
+
+pytestmark = pytest.mark.anyio
+T = TypeVar("T")
+SHARED = "nats://127.0.0.1:4222"
+
+
+def _ns_url(base: str) -> str:
+    return f"{base}?namespace=OQFAULT{uuid.uuid4().hex[:12].upper()}"
+
+
+class PrivateNats:
+    """A nats-server with JetStream on a free port, storing in a temporary directory."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="omniq-nats-"))
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+            wait_port(self.port, up=False)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_nats() -> Iterator[PrivateNats]:
+    server = PrivateNats()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+async def retrying(fn: Callable[[], Awaitable[T]], deadline: float = 30.0) -> T:
+    """Call ``fn`` until it stops raising BackendUnavailableError (server coming back)."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return await fn()
+        except BackendUnavailableError:
+            if time.monotonic() > end:
+                raise
+            await anyio.sleep(0.05)
+
+
+def _task(queue: str = "default") -> Task:
+    return Task(func="tests.faults:noop", queue=queue)
+
+
+async def _drop(backend: Backend) -> None:
+    await backend.drop()  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+async def test_server_restart_loses_nothing_acknowledged(private_nats: PrivateNats) -> None:
+    url = _ns_url(private_nats.url)
+    async with open_storage(url) as backend:
+        q, rs = backend.tasks, backend.results
+        assert q is not None and rs is not None
+        tasks = [_task() for _ in range(300)]
+        await q.enqueue(tasks)
+        first = await q.claim(["default"], "w1", limit=100, lease=60)
+        report = await q.complete([Completion(c.task.id, c.token) for c in first])
+        acked = set(report.done)
+        await rs.put([TaskResult(task_id=i, status=TaskStatus.SUCCESS) for i in acked])
+        held = await q.claim(["default"], "w1", limit=50, lease=60)  # in flight at restart
+
+        await anyio.to_thread.run_sync(private_nats.restart)
+
+        # In-flight leases survive the restart and can still be completed.
+        rep2 = await retrying(lambda: q.complete([Completion(c.task.id, c.token) for c in held]))
+        assert sorted(rep2.done) == sorted(c.task.id for c in held)
+        acked |= set(rep2.done)
+        while True:
+            batch = await retrying(lambda: q.claim(["default"], "w2", limit=100, lease=60))
+            if not batch:
+                break
+            rep = await retrying(
+                lambda b=batch: q.complete([Completion(c.task.id, c.token) for c in b])
+            )
+            acked |= set(rep.done)
+        assert acked == {t.id for t in tasks}
+        assert await retrying(lambda: q.count(status=TaskStatus.SUCCESS)) == 300
+        got = await retrying(lambda: rs.get([t.id for t in tasks]))
+        assert {r.task_id for r in got if r is not None} >= set(report.done)
+        await retrying(lambda: _drop(backend))
+
+
+class Proxy:
+    """A TCP proxy to the shared server whose connections can all be cut at once."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_w}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(Exception):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        self._writers -= {writer, up_w}
+
+    def cut(self) -> int:
+        """Abort every proxied connection (both sides see a reset)."""
+        n = 0
+        for w in list(self._writers):
+            with contextlib.suppress(Exception):
+                w.transport.abort()
+                n += 1
+        return n
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def proxied() -> AsyncIterator[tuple[Backend, Proxy]]:
+    proxy = Proxy(4222)
+    await proxy.start()
+    url = _ns_url(f"nats://127.0.0.1:{proxy.port}")
+    try:
+        async with open_storage(url) as backend:
+            try:
+                yield backend, proxy
+            finally:
+                await retrying(lambda: _drop(backend))
+    finally:
+        await proxy.close()
+
+
+async def test_dropped_connection_recovers(proxied: tuple[Backend, Proxy]) -> None:
+    backend, proxy = proxied
+    q = backend.tasks
+    assert q is not None
+    await q.enqueue([_task()])
+    assert proxy.cut() >= 1
+
+    failures = 0
+
+    async def attempt(fn: Callable[[], Awaitable[T]]) -> T:
+        nonlocal failures
+        try:
+            return await fn()
+        except BackendUnavailableError:
+            failures += 1
+            return await retrying(fn)
+
+    [c] = await attempt(lambda: q.claim(["default"], "w", lease=30))
+    rep = await attempt(lambda: q.complete([Completion(c.task.id, c.token)]))
+    assert rep.done == [c.task.id]
+    assert failures <= 1
+
+    # Subscriptions are restored after the reconnect: a waiting worker is woken.
+    url = backend.url.replace(f":{proxy.port}", ":4222")
+    async with open_storage(url) as other:
+        assert other.tasks is not None
+        proxy.cut()
+        woke: list[bool] = []
+
+        async def waiter() -> None:
+            woke.append(await attempt(lambda: q.wait_for_work(["default"], 10)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            start = now()
+            await anyio.sleep(0.5)  # let the client notice the cut and reconnect
+            await other.tasks.enqueue([_task()])
+        assert woke == [True] and now() - start < 5
+
+
+@pytest.mark.slow
+async def test_four_processes_claim_each_task_exactly_once(tmp_path: Path) -> None:
+    url = _ns_url(SHARED)
+    async with open_storage(url) as backend:
+        q = backend.tasks
+        assert q is not None
+        ids: list[str] = []
+        for _ in range(10):
+            batch = [_task("eo") for _ in range(500)]
+            ids += [t.id for t in batch]
+            await q.enqueue(batch)
+        script = Path(__file__).with_name("_claimer.py")
+        outs = [tmp_path / f"out{i}" for i in range(4)]
+        procs = [subprocess.Popen([sys.executable, str(script), url, "eo", str(o)]) for o in outs]  # noqa: ASYNC220
+        for p in procs:
+            assert await anyio.to_thread.run_sync(lambda p=p: p.wait(120)) == 0
+        seen: list[str] = []
+        for o in outs:
+            text = o.read_text()
+            seen += text.split("\n") if text else []
+        assert len(seen) == 5000
+        assert sorted(seen) == sorted(ids)
+        assert sum(1 for o in outs if o.read_text()) >= 2  # they really competed
+        assert await q.count(queue="eo", status=TaskStatus.SUCCESS) == 5000
+        await _drop(backend)
