@@ -11,6 +11,7 @@ import pytest
 from omniq.models import Task, now
 from omniq.storage import open_storage
 from omniq.storage._postgres import PostgresBackend
+from omniq.storage._postgres_sql import MIGRATIONS
 
 pytestmark = pytest.mark.anyio
 BASE = "postgresql://postgres@127.0.0.1:5432/test"
@@ -31,7 +32,7 @@ async def test_concurrent_first_start_migrates_once(schema: str) -> None:
             tg.start_soon(be.connect)
     try:
         versions = await backends[0].run(lambda c: c.fetch("SELECT version FROM omniq_migrations"))
-        assert [r[0] for r in versions] == [1]
+        assert [r[0] for r in versions] == [v for v, _ in MIGRATIONS]
         await backends[1].connect()  # idempotent
         assert backends[0].tasks is not None
         [t] = await backends[0].tasks.enqueue([Task(func="m:f")])
@@ -84,3 +85,27 @@ async def test_events_are_plain_jsonb(schema: str) -> None:
         )
         row = await be.run(lambda c: c.fetchrow("SELECT type, metadata->>'a' AS a FROM events"))
         assert row["type"] == "COMPLETE" and row["a"] == "1"
+
+
+async def test_plain_enqueue_batch_with_repeats_and_key_collisions(schema: str) -> None:
+    """The set-based enqueue path hands repeated ids and live-key collisions (within the
+    batch and against stored tasks) to the per-row function, in order."""
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        assert be.tasks is not None
+        a = Task(func="m:f", key="k1")
+        await be.tasks.enqueue([a])
+        b = Task(func="m:f")
+        c = Task(func="m:f", key="k1")  # collides with a (stored, live)
+        d = Task(func="m:f", key="k2")
+        e = Task(func="m:f", key="k2")  # collides with d (same batch)
+        out = await be.tasks.enqueue([b, c, b, d, e, a])
+        assert [t.id for t in out] == [b.id, a.id, b.id, d.id, d.id, a.id]
+        assert await be.tasks.count() == 3
+
+
+async def test_synchronous_commit_is_opt_in(schema: str) -> None:
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        default = await be.run(lambda c: c.fetchval("SHOW synchronous_commit"))
+    async with PostgresBackend(f"{BASE}?schema={schema}&synchronous_commit=off") as be:
+        assert await be.run(lambda c: c.fetchval("SHOW synchronous_commit")) == "off"
+    assert default != "off"

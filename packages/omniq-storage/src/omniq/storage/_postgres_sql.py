@@ -276,7 +276,60 @@ BEGIN
 END $$;
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, V1)]
+# V2: resolution returns at once when none of the finished tasks has a dependent (the
+# common case), instead of running its aggregate/UPDATE/DELETE statements for nothing.
+V2 = r"""
+CREATE OR REPLACE FUNCTION omniq_resolve(p_ok text[], p_failed text[], p_policy text,
+    p_now float8, p_chan text, OUT released text[], OUT cancelled text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    frontier text[];
+    nxt text[];
+    nn bigint;
+BEGIN
+    released := '{}';
+    cancelled := '{}';
+    IF NOT EXISTS (SELECT 1 FROM task_deps d WHERE d.depends_on = ANY(p_ok || p_failed)) THEN
+        RETURN;
+    END IF;
+    IF p_policy = 'release' THEN
+        p_ok := p_ok || p_failed;
+        p_failed := '{}';
+    END IF;
+    IF cardinality(p_ok) > 0 THEN
+        WITH dec AS (
+            SELECT d.task_id, count(*) AS n FROM task_deps d
+            WHERE d.depends_on = ANY(p_ok) GROUP BY d.task_id
+        ), upd AS (
+            UPDATE tasks t SET waiting = t.waiting - dec.n FROM dec
+            WHERE t.id = dec.task_id AND t.status = 'pending' AND t.waiting > 0
+            RETURNING t.id, t.waiting, t.queue
+        ), rel AS (
+            SELECT u.id, u.queue FROM upd u WHERE u.waiting <= 0
+        ), note AS (
+            SELECT pg_notify(p_chan, q.queue) FROM (SELECT DISTINCT queue FROM rel) q
+        )
+        SELECT coalesce(array_agg(rel.id ORDER BY rel.id), '{}'), (SELECT count(*) FROM note)
+        INTO released, nn FROM rel;
+        DELETE FROM task_deps WHERE depends_on = ANY(p_ok);
+    END IF;
+    frontier := p_failed;
+    WHILE cardinality(frontier) > 0 LOOP
+        WITH c AS (
+            UPDATE tasks t SET status = 'cancelled', finished_at = p_now, token = NULL
+            WHERE t.id IN (SELECT d.task_id FROM task_deps d WHERE d.depends_on = ANY(frontier))
+              AND t.status = 'pending'
+            RETURNING t.id
+        )
+        SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}') INTO nxt FROM c;
+        DELETE FROM task_deps WHERE depends_on = ANY(frontier);
+        cancelled := cancelled || nxt;
+        frontier := nxt;
+    END LOOP;
+END $$;
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2)]
 
 CLAIM_ANY = """
 WITH ready AS (
@@ -296,6 +349,26 @@ UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
     token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
 FROM pick WHERE t.id = pick.id
 RETURNING t.id, t.priority, t.attempt, t.token, t.eta, t.envelope
+"""
+
+# Enqueue fast path (no task in the batch has dependencies): one set-based INSERT and
+# one NOTIFY per queue instead of the per-row PL/pgSQL loop. Rows that hit an existing
+# id or live key are left out of RETURNING; the caller resolves those through
+# omniq_enqueue, which returns the stored task.
+ENQUEUE_PLAIN = """
+WITH ins AS (
+    INSERT INTO tasks (id, queue, status, priority, eta, expires_at, key, waiting, envelope)
+    SELECT i.id, i.queue, 'pending', i.priority, i.eta, i.expires_at, i.key, 0, i.envelope
+    FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::float8[], $6::text[],
+                $7::bytea[]) WITH ORDINALITY AS i(id, queue, priority, eta, expires_at, key,
+                                                  envelope, ord)
+    ORDER BY i.ord
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue
+), note AS (
+    SELECT pg_notify($8, q.queue) FROM (SELECT DISTINCT queue FROM ins) q
+)
+SELECT ins.id FROM ins WHERE (SELECT count(*) FROM note) >= 0
 """
 
 RENEW = """
