@@ -67,3 +67,24 @@ async def test_scripts_are_cached_on_the_server(backend: RedisBackend) -> None:
         await backend.redis.script_exists(*[s.sha for s in backend.scripts.values() if s.sha])
     )
     assert shas or backend.scripts
+
+
+async def test_list_merges_per_queue_indexes_in_id_order(backend: RedisBackend) -> None:
+    """Indexes are per queue (running tasks: the queue's lease zset); listing across
+    queues merges them by id and applies offset/limit after the merge."""
+    q = backend.tasks
+    assert q is not None
+    tasks = [Task(func="m:f", queue="ab"[i % 2]) for i in range(6)]
+    await q.enqueue(tasks)
+    ids = [t.id for t in tasks]
+    assert [t.id for t in await q.list(limit=3, offset=2)] == ids[2:5]
+    assert await q.count(status=TaskStatus.PENDING) == 6
+    await q.claim(["a"], "w", limit=3)
+    await q.claim(["b"], "w", limit=1)
+    running = [ids[0], ids[1], ids[2], ids[4]]
+    assert [t.id for t in await q.list(status=TaskStatus.RUNNING)] == running
+    page = await q.list(status=TaskStatus.RUNNING, offset=1, limit=2)
+    assert [t.id for t in page] == running[1:3]
+    assert await q.count(status=TaskStatus.RUNNING) == 4
+    assert await q.count(queue="b", status=TaskStatus.RUNNING) == 1
+    assert [t.id for t in await q.list(status=TaskStatus.PENDING)] == [ids[3], ids[5]]

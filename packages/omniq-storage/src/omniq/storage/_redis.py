@@ -3,8 +3,8 @@
 Every multi-key state change runs as one Lua script (loaded once, called by EVALSHA;
 see ``_redis_lua``). Ready tasks sit in a sorted set per queue scored by -priority
 (ties ordered by id, i.e. FIFO), delayed tasks in a sorted set by eta, leases in a
-sorted set by expiry with a per-task fencing token. Waiters block on one pub/sub
-subscription per backend instead of polling. Results expire by key TTL (PX).
+sorted set per queue by expiry with a per-task fencing token. Waiters block on one
+pub/sub subscription per backend instead of polling. Results expire by key TTL (PX).
 """
 
 from __future__ import annotations
@@ -227,13 +227,20 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
             for row in rows
         ]
 
-    async def _index_keys(self, queue: str | None, status: TaskStatus | None) -> list[str]:
-        """The per-queue index zsets to read (every known queue when ``queue`` is None)."""
+    def _key(self, queue: str, status: TaskStatus | None) -> str:
+        """The zset listing ``queue``'s tasks in ``status``: the lease zset for running
+        tasks, else the index zset (score 0, so ordered by id)."""
+        if status is not None and TaskStatus(status) is TaskStatus.RUNNING:
+            return f"{self._p}l:{queue}"
         s = TaskStatus(status).value if status is not None else "all"
+        return f"{self._p}i:{queue}:{s}"
+
+    async def _index_keys(self, queue: str | None, status: TaskStatus | None) -> list[str]:
+        """The per-queue zsets to read (every known queue when ``queue`` is None)."""
         if queue is not None:
-            return [f"{self._p}i:{queue}:{s}"]
+            return [self._key(queue, status)]
         queues = await self._call(lambda: self._be.redis.smembers(f"{self._p}queues"))
-        return [f"{self._p}i:{_s(q)}:{s}" for q in sorted(queues)]
+        return [self._key(_s(q), status) for q in sorted(queues)]
 
     async def list(
         self,
@@ -254,9 +261,23 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
                 pipe.zrange(k, 0 if len(keys) > 1 else offset, offset + limit - 1)
             return await pipe.execute()
 
-        parts = await self._call(run) if keys else []
-        # Index members share score 0, so each part is in id order; merge the queues.
-        ids = parts[0] if len(parts) == 1 else list(heapq.merge(*parts))[offset : offset + limit]
+        if status is not None and TaskStatus(status) is TaskStatus.RUNNING:
+            # Lease zsets are ordered by lease end: read them whole (running tasks are
+            # bounded by the workers' capacity) and order by id here.
+
+            async def run_all() -> list[Any]:
+                pipe = r.pipeline(transaction=False)
+                for k in keys:
+                    pipe.zrange(k, 0, -1)
+                return await pipe.execute()
+
+            every = sorted(i for part in await self._call(run_all) for i in part)
+            ids = every[offset : offset + limit]
+        else:
+            parts = await self._call(run) if keys else []
+            # Index members share score 0, so each part is in id order; merge the queues.
+            merged = parts[0] if len(parts) == 1 else list(heapq.merge(*parts))
+            ids = merged if len(parts) == 1 else merged[offset : offset + limit]
         return [t for t in await self.get([_s(i) for i in ids]) if t is not None]
 
     async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
@@ -279,7 +300,7 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
             pipe = r.pipeline(transaction=False)
             for q in queues:
                 for st in TaskStatus:
-                    pipe.zcard(f"{self._p}i:{q}:{st.value}")
+                    pipe.zcard(self._key(q, st))
             return await pipe.execute()
 
         res = await self._call(run)
@@ -307,19 +328,18 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
                 for q in queues:
                     pipe.zcard(f"{p}r:{q}")
                     pipe.zrange(f"{p}d:{q}", 0, 0, withscores=True)
-                pipe.zrange(f"{p}lease", 0, 0, withscores=True)
+                    pipe.zrange(f"{p}l:{q}", 0, 0, withscores=True)
                 return await pipe.execute()
 
             res = await self._call(probe)
             t = now()
             wake_at = t + timeout
             for i in range(len(queues)):
-                if int(res[2 * i]):
+                if int(res[3 * i]):
                     return True
-                if res[2 * i + 1]:
-                    wake_at = min(wake_at, float(res[2 * i + 1][0][1]))
-            if res[-1]:
-                wake_at = min(wake_at, float(res[-1][0][1]))
+                for nxt in (res[3 * i + 1], res[3 * i + 2]):
+                    if nxt:
+                        wake_at = min(wake_at, float(nxt[0][1]))
             if wake_at <= t:
                 return True
             if await wait_event(ev, wake_at - t):

@@ -4,11 +4,13 @@ Key layout under the prefix P (all scripts get P as ARGV[1] and now as ARGV[2]):
 ``t:<id>`` task hash (d envelope, q queue, p priority, s status, a attempt, g lease
 generation, tok token, le lease end, w worker, eta, exp, k key, nd open dependencies,
 fin finished at); ``r:<q>`` ready zset (score -priority, ties by id); ``d:<q>`` delayed
-zset (score eta); ``lease`` zset (score lease end); ``exp`` zset (score expires_at of
+zset (score eta); ``l:<q>`` lease zset (score lease end; also the index of running
+tasks of the queue); ``exp`` zset (score expires_at of
 pending tasks); ``fin`` zset (score finished at); ``dn:<id>`` set of dependents waiting
 on id; ``ndep`` count of dependency edges still registered in ``dn:*`` sets (0 lets
 complete skip dependency resolution); ``keys`` hash idempotency key -> live task id;
-``i:<q>:<status|all>`` per-queue index zsets (score 0, so ordered by id); ``queues``
+``i:<q>:<status|all>`` per-queue index zsets (score 0, so ordered by id; none for
+``running``, whose index is ``l:<q>``); ``queues``
 set; ``chan`` pub/sub channel carrying ``w:<queue>`` (work) and ``r:<id>`` (result)
 notifications.
 
@@ -60,6 +62,7 @@ local function flush()
   zbuf = {}
 end
 local function idx(q, s, id, add)
+  if s == 'running' then return end
   if add then zadd(P .. 'i:' .. q .. ':' .. s, 0, id) else zrem(P .. 'i:' .. q .. ':' .. s, id) end
 end
 local function move(id, q, old, new)
@@ -89,7 +92,7 @@ local function finish(id, q, old, new, k, exp)
     zrem(P .. 'r:' .. q, id)
     zrem(P .. 'd:' .. q, id)
   end
-  zrem(P .. 'lease', id)
+  if old == 'running' then zrem(P .. 'l:' .. q, id) end
   if exp ~= '' then zrem(P .. 'exp', id) end
   unkey(id, k)
 end
@@ -133,16 +136,20 @@ end
 local function publish()
   for q, _ in pairs(notify) do redis.call('PUBLISH', P .. 'chan', 'w:' .. q) end
 end
-local function reclaim(out)
-  local ids = redis.call('ZRANGEBYSCORE', P .. 'lease', '-inf', '(' .. NOWS, 'LIMIT', 0, 1000)
-  for _, id in ipairs(ids) do
-    zrem(P .. 'lease', id)
-    local h = redis.call('HMGET', tk(id), 's', 'q', 'p')
-    if h[1] == 'running' then
-      move(id, h[2], 'running', 'pending')
-      redis.call('HSET', tk(id), 's', 'pending', 'tok', '')
-      make_ready(id, h[2], h[3], nil)
-      if out then table.insert(out, id) end
+-- Lapsed leases of the queues back to pending.
+local function reclaim(out, queues)
+  for _, q in ipairs(queues) do
+    local lk = P .. 'l:' .. q
+    local ids = redis.call('ZRANGEBYSCORE', lk, '-inf', '(' .. NOWS, 'LIMIT', 0, 1000)
+    for _, id in ipairs(ids) do
+      zrem(lk, id)
+      local h = redis.call('HMGET', tk(id), 's', 'p')
+      if h[1] == 'running' then
+        move(id, q, 'running', 'pending')
+        redis.call('HSET', tk(id), 's', 'pending', 'tok', '')
+        make_ready(id, q, h[2], nil)
+        if out then table.insert(out, id) end
+      end
     end
   end
 end
@@ -233,7 +240,7 @@ local worker, lend, limit = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local lendn = tonumber(lend)
 local queues = {}
 for j = 6, #ARGV do queues[#queues + 1] = ARGV[j] end
-reclaim(nil)
+reclaim(nil, queues)
 for _, q in ipairs(queues) do
   local due = redis.call('ZRANGEBYSCORE', P .. 'd:' .. q, '-inf', NOWS, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
@@ -280,7 +287,7 @@ while taken < limit do
       local tok = id .. ':' .. g
       redis.call('HSET', t, 's', 'running', 'a', a, 'g', g, 'tok', tok, 'le', lend, 'w', worker)
       move(id, q, 'pending', 'running')
-      zadd(P .. 'lease', lendn, id)
+      zadd(P .. 'l:' .. q, lendn, id)
       envs[#envs + 1] = h[3]
       meta[#meta + 1] = tok
       meta[#meta + 1] = a
@@ -313,10 +320,10 @@ local lend = ARGV[3]
 local lost = {}
 for j = 4, #ARGV, 2 do
   local id, tok = ARGV[j], ARGV[j+1]
-  local h = redis.call('HMGET', tk(id), 's', 'tok')
+  local h = redis.call('HMGET', tk(id), 's', 'tok', 'q')
   if h[1] == 'running' and h[2] == tok then
     redis.call('HSET', tk(id), 'le', lend)
-    zadd(P .. 'lease', tonumber(lend), id)
+    zadd(P .. 'l:' .. h[3], tonumber(lend), id)
   else
     lost[#lost + 1] = id
   end
@@ -362,7 +369,7 @@ for j = 4, #ARGV, 3 do
   local t = tk(id)
   local h = redis.call('HMGET', t, 's', 'tok', 'q', 'p')
   if h[1] == 'running' and h[2] == tok then
-    zrem(P .. 'lease', id)
+    zrem(P .. 'l:' .. h[3], id)
     if giveback then
       redis.call('HINCRBY', t, 'a', -1)
       redis.call('HSET', t, 'tok', '', 's', 'pending')
@@ -430,7 +437,7 @@ RECLAIM = (
     COMMON
     + r"""
 local out = {}
-reclaim(out)
+reclaim(out, redis.call('SMEMBERS', P .. 'queues'))
 flush()
 publish()
 return out
