@@ -268,15 +268,25 @@ class QueueWorkerSource:
         stale: set[str] = set()
         report = None
         if completions:
-            report = await q.tasks.complete(completions, dependency_policy=q.dependency_policy)
+            # Results are stored before the completions that make them final: a worker
+            # killed between the two leaves a task that runs again once its lease
+            # expires, never a finished task without its result (tests/chaos). The renew
+            # just before is the fence: only a worker still holding the lease writes.
+            if results and q.results is not None:
+                lost = await q.tasks.renew(
+                    [LeaseRef(c.task_id, c.token) for c in completions], self.lease
+                )
+                stale.update(lost)
+                kept = [r for tid, r in results.items() if tid not in stale]
+                if kept:
+                    await q.results.put(kept)
+            live = [c for c in completions if c.task_id not in stale]
+            report = await q.tasks.complete(live, dependency_policy=q.dependency_policy)
             stale.update(report.stale)
         if retries:
             stale.update(await q.tasks.retry(retries))
         if stale:
             _log.info("discarding outcomes of %d tasks whose lease was lost", len(stale))
-        kept = [r for tid, r in results.items() if tid not in stale]
-        if kept and q.results is not None:
-            await q.results.put(kept)
         log: list[TaskEvent] = [e for tid, e in events.items() if tid not in stale]
         log.extend(e for tid, e in retry_events.items() if tid not in stale)
         for tid in events:
