@@ -26,6 +26,8 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import msgspec
+
 from omniq.models import BackendUnavailableError, StorageError
 
 from ._interfaces import Backend
@@ -80,6 +82,14 @@ def token(name: str) -> str:
     if _SAFE.fullmatch(name) and not name.startswith("_h"):
         return name
     return "_h" + hashlib.sha1(name.encode()).hexdigest()[:24]
+
+
+class _PubAck(msgspec.Struct):
+    seq: int = 0
+    error: dict[str, Any] | None = None
+
+
+_pub_ack = msgspec.json.Decoder(_PubAck)
 
 
 def _status(msg: Msg) -> str | None:
@@ -191,14 +201,13 @@ class JS:
     ) -> list[int | None]:
         out: list[int | None] = []
         for msg in await self.many(items):
-            resp = json.loads(msg.data)
-            err = resp.get("error")
-            if err:
-                if err.get("err_code") in _WRONG_LAST:
+            ack = _pub_ack.decode(msg.data)
+            if ack.error is not None:
+                if ack.error.get("err_code") in _WRONG_LAST:
                     out.append(None)
                     continue
-                raise nats.js.errors.APIError.from_error(err)
-            out.append(int(resp["seq"]))
+                raise nats.js.errors.APIError.from_error(ack.error)
+            out.append(ack.seq)
         return out
 
     async def kv_get(self, bucket: str, key: str) -> tuple[bytes | None, int]:
@@ -328,7 +337,10 @@ def seq_of(msg: Msg) -> int:
 
 
 class NatsBackend(Backend):
-    """``nats://host:4222?namespace=OMNIQ&replicas=1`` - all four contracts on JetStream."""
+    """``nats://host:4222?namespace=OMNIQ&replicas=1`` - all four contracts on JetStream.
+
+    Keyword options go to ``nats.connect`` (e.g. ``name``, ``user_credentials``), except
+    ``connect_deadline`` (seconds allowed for the first connect, default 10)."""
 
     def __init__(
         self,
@@ -393,8 +405,10 @@ class NatsBackend(Backend):
             "disconnected_cb": self._disconnected,
         }
         opts.update(self._options)
+        deadline = float(opts.pop("connect_deadline", 10.0))
         try:
-            nc = await nats.connect(**opts)
+            async with asyncio.timeout(deadline):  # the client retries the first connect too
+                nc = await nats.connect(**opts)
         except Exception as exc:
             raise BackendUnavailableError(f"nats unreachable at {self._servers}: {exc!r}") from exc
         self._nc = nc

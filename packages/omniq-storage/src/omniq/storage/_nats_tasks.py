@@ -280,8 +280,12 @@ class QueueCore(TaskQueueStorage):
     async def _enqueue_one(
         self, task: Task, policy: DependencyPolicy, ttl: list[list[Any]]
     ) -> Task:
-        existing, _ = await self._get(task.id)
+        existing, erev = await self._get(task.id)
         if existing is not None:
+            if existing.task.status is TaskStatus.PENDING and not existing.blocked:
+                # Re-announce (de-duplicated by Nats-Msg-Id; a duplicate is dropped by the
+                # generation check): heals an enqueue that died before its publish.
+                await self._ready(existing, erev)
             return existing.task
         t = task if task.status is TaskStatus.PENDING else _replace(task, status=TaskStatus.PENDING)
         rec = Rec(t)
