@@ -1,4 +1,4 @@
-"""Reads, sweeps and waits of the NATS task queue (see ``_nats_tasks`` for the model).
+"""Lease ends, sweeps, reads and waits of the NATS task queue (model: ``_nats_tasks``).
 
 ``reclaim_expired``/``expire`` pull only the lease/TTL timers that are due (the others
 are nak'ed with a delay by JetStream), so they cost nothing when nothing expired.
@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from omniq.models import Task, TaskStatus, now
 
-from ._interfaces import CompletionReport, DependencyPolicy
+from ._interfaces import Completion, CompletionReport, DependencyPolicy, LeaseRef, RetryRequest
 from ._nats_tasks import QueueCore, Rec, any_dec, finished, pending, rec_dec
 
 if TYPE_CHECKING:
@@ -26,9 +29,123 @@ if TYPE_CHECKING:
 
 __all__ = ["NatsTaskQueue", "on_timer"]
 
+_replace = msgspec.structs.replace
+
 
 class NatsTaskQueue(QueueCore):
     """TaskQueueStorage on a KV bucket of records plus a work-queue stream."""
+
+    # -- lease ends ----------------------------------------------------------------
+
+    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
+        until = now() + lease
+
+        items = [
+            (
+                ref.task_id,
+                self._leased(ref.token, functools.partial(_replace, until=until)),
+                self._leases.get((ref.task_id, ref.token)),
+            )
+            for ref in leases
+        ]
+        res = await self._call(lambda: self._change_many(items))
+        lost = []
+        for ref, r in zip(leases, res, strict=True):
+            if r is None:
+                lost.append(ref.task_id)
+            else:
+                self._remember(r[1], r[2])
+        return lost
+
+    async def complete(
+        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        t = now()
+
+        def fn(rec: Rec, token: str, status: TaskStatus) -> Rec | None:
+            if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
+                return None
+            return finished(rec, status, t)
+
+        async def run() -> CompletionReport:
+            ok = [c for c in completions if TaskStatus(c.status).is_terminal]
+            items = [
+                (
+                    c.task_id,
+                    functools.partial(fn, token=c.token, status=TaskStatus(c.status)),
+                    self._leases.pop((c.task_id, c.token), None),
+                )
+                for c in ok
+            ]
+            got = dict(zip((id(c) for c in ok), await self._change_many(items), strict=True))
+            res = [got.get(id(c)) for c in completions]
+            report = CompletionReport()
+            ended: list[tuple[str, TaskStatus, list[str]]] = []
+            for c, r in zip(completions, res, strict=True):
+                if r is None:
+                    report.stale.append(c.task_id)
+                else:
+                    report.done.append(c.task_id)
+                    if r[1].dependents:
+                        ended.append((c.task_id, r[1].task.status, r[1].dependents))
+            await self._resolve(ended, dependency_policy, report)
+            return report
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
+    async def _back(self, refs: Sequence[tuple[str, str, Callable[[Rec], Rec]]]) -> list[str]:
+        items = [
+            (tid, self._leased(token, change), self._leases.pop((tid, token), None))
+            for tid, token, change in refs
+        ]
+
+        async def run() -> list[str]:
+            res = await self._change_many(items)
+            await self._ready_many([(r[1], r[2]) for r in res if r is not None])
+            return [ref[0] for ref, r in zip(refs, res, strict=True) if r is None]
+
+        return await self._call(run)  # type: ignore[no-any-return]
+
+    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
+        return await self._back(
+            [(r.task_id, r.token, functools.partial(_retried, eta=r.eta)) for r in requests]
+        )
+
+    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
+        return await self._back(
+            [
+                (
+                    r.task_id,
+                    r.token,
+                    lambda rec: pending(rec, max(0, rec.task.attempt - 1), rec.task.eta),
+                )
+                for r in leases
+            ]
+        )
+
+    async def cancel(
+        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        t = now()
+
+        def fn(rec: Rec) -> Rec | None:
+            if rec.task.status.is_terminal:
+                return None
+            return finished(rec, TaskStatus.CANCELLED, t)
+
+        async def run() -> CompletionReport:
+            res = await asyncio.gather(*(self._change(i, fn) for i in task_ids))
+            report = CompletionReport()
+            ended = []
+            for tid, r in zip(task_ids, res, strict=True):
+                if r is not None:
+                    report.done.append(tid)
+                    if r[1].dependents:
+                        ended.append((tid, TaskStatus.CANCELLED, r[1].dependents))
+            await self._resolve(ended, dependency_policy, report)
+            return report
+
+        return await self._call(run)  # type: ignore[no-any-return]
 
     # -- sweeps --------------------------------------------------------------------
 
@@ -217,6 +334,10 @@ class NatsTaskQueue(QueueCore):
             for s in subs:
                 with contextlib.suppress(Exception):  # the connection may be gone already
                     await s.unsubscribe()
+
+
+def _retried(rec: Rec, eta: float | None) -> Rec:
+    return pending(rec, rec.task.attempt, eta)
 
 
 async def on_timer(be: NatsBackend, msg: Msg) -> None:

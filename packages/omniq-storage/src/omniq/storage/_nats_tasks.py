@@ -24,11 +24,8 @@ import msgspec
 from omniq.models import ClaimedTask, Task, TaskStatus, new_id, now
 
 from ._interfaces import (
-    Completion,
     CompletionReport,
     DependencyPolicy,
-    LeaseRef,
-    RetryRequest,
     TaskQueueStorage,
 )
 from ._remote import claimed
@@ -92,13 +89,9 @@ def prio_of(s: str) -> int:
     return -int(s[1:]) if s.startswith("n") else int(s)
 
 
-async def _ack(msg: Msg) -> None:
-    await msg.ack()
-
-
 class QueueCore(TaskQueueStorage):
-    """The write paths of the task queue (claims, lease ends, dependencies); reads,
-    sweeps and waits are in ``_nats_queue.NatsTaskQueue``."""
+    """Records, enqueue, claim and dependency resolution; lease ends, sweeps, reads and
+    waits are in ``_nats_queue.NatsTaskQueue``."""
 
     def __init__(self, be: NatsBackend) -> None:
         self._be = be
@@ -453,118 +446,6 @@ class QueueCore(TaskQueueStorage):
             await m.ack()
         return n
 
-    # -- lease ends ----------------------------------------------------------------
-
-    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
-        until = now() + lease
-
-        items = [
-            (
-                ref.task_id,
-                self._leased(ref.token, functools.partial(_replace, until=until)),
-                self._leases.get((ref.task_id, ref.token)),
-            )
-            for ref in leases
-        ]
-        res = await self._call(lambda: self._change_many(items))
-        lost = []
-        for ref, r in zip(leases, res, strict=True):
-            if r is None:
-                lost.append(ref.task_id)
-            else:
-                self._remember(r[1], r[2])
-        return lost
-
-    async def complete(
-        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
-    ) -> CompletionReport:
-        t = now()
-
-        def fn(rec: Rec, token: str, status: TaskStatus) -> Rec | None:
-            if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
-                return None
-            return finished(rec, status, t)
-
-        async def run() -> CompletionReport:
-            ok = [c for c in completions if TaskStatus(c.status).is_terminal]
-            items = [
-                (
-                    c.task_id,
-                    functools.partial(fn, token=c.token, status=TaskStatus(c.status)),
-                    self._leases.pop((c.task_id, c.token), None),
-                )
-                for c in ok
-            ]
-            got = dict(zip((id(c) for c in ok), await self._change_many(items), strict=True))
-            res = [got.get(id(c)) for c in completions]
-            report = CompletionReport()
-            ended: list[tuple[str, TaskStatus, list[str]]] = []
-            for c, r in zip(completions, res, strict=True):
-                if r is None:
-                    report.stale.append(c.task_id)
-                else:
-                    report.done.append(c.task_id)
-                    if r[1].dependents:
-                        ended.append((c.task_id, r[1].task.status, r[1].dependents))
-            await self._resolve(ended, dependency_policy, report)
-            return report
-
-        return await self._call(run)  # type: ignore[no-any-return]
-
-    async def _back(self, refs: Sequence[tuple[str, str, Callable[[Rec], Rec]]]) -> list[str]:
-        items = [
-            (tid, self._leased(token, change), self._leases.pop((tid, token), None))
-            for tid, token, change in refs
-        ]
-
-        async def run() -> list[str]:
-            res = await self._change_many(items)
-            await self._ready_many([(r[1], r[2]) for r in res if r is not None])
-            return [ref[0] for ref, r in zip(refs, res, strict=True) if r is None]
-
-        return await self._call(run)  # type: ignore[no-any-return]
-
-    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
-        return await self._back(
-            [(r.task_id, r.token, functools.partial(_retried, eta=r.eta)) for r in requests]
-        )
-
-    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
-        return await self._back(
-            [
-                (
-                    r.task_id,
-                    r.token,
-                    lambda rec: pending(rec, max(0, rec.task.attempt - 1), rec.task.eta),
-                )
-                for r in leases
-            ]
-        )
-
-    async def cancel(
-        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
-    ) -> CompletionReport:
-        t = now()
-
-        def fn(rec: Rec) -> Rec | None:
-            if rec.task.status.is_terminal:
-                return None
-            return finished(rec, TaskStatus.CANCELLED, t)
-
-        async def run() -> CompletionReport:
-            res = await asyncio.gather(*(self._change(i, fn) for i in task_ids))
-            report = CompletionReport()
-            ended = []
-            for tid, r in zip(task_ids, res, strict=True):
-                if r is not None:
-                    report.done.append(tid)
-                    if r[1].dependents:
-                        ended.append((tid, TaskStatus.CANCELLED, r[1].dependents))
-            await self._resolve(ended, dependency_policy, report)
-            return report
-
-        return await self._call(run)  # type: ignore[no-any-return]
-
     # -- dependencies --------------------------------------------------------------
 
     async def _resolve(
@@ -645,10 +526,6 @@ def finished(rec: Rec, status: TaskStatus, t: float) -> Rec:
         finished=t,
         blocked=False,
     )
-
-
-def _retried(rec: Rec, eta: float | None) -> Rec:
-    return pending(rec, rec.task.attempt, eta)
 
 
 def pending(rec: Rec, attempt: int, eta: float | None) -> Rec:
