@@ -14,9 +14,10 @@ for p in (str(HERE), str(ROOT)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+from tests.conformance.backends import BACKENDS  # noqa: E402
+
 from omniq.core import OmniQ  # noqa: E402
 from omniq.storage import open_storage  # noqa: E402
-from tests.conformance.backends import BACKENDS  # noqa: E402
 
 E2E_BACKENDS = ["memory", "sqlite", "file-local", "redis", "postgres", "nats"]
 MULTIPROCESS = {"sqlite", "file-local", "redis", "postgres", "nats"}

@@ -52,3 +52,15 @@ def die_first_time(path: str) -> str:
     if runs == 0:
         time.sleep(120)
     return f"completed on run {runs + 1} in pid {os.getpid()}"
+
+
+def read_file(path: str) -> str:
+    """The file's text (tests read their markers through this sync helper)."""
+    return Path(path).read_text()
+
+
+def mark_then_sleep(path: str, seconds: float) -> str:
+    """Create ``path`` (the test sees the task has started), then work for a while."""
+    Path(path).write_text("started")
+    time.sleep(seconds)
+    return "slow done"

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import e2e_tasks as t
 import msgspec
 import pytest
 
-import e2e_tasks as t
 from omniq.core import OmniQ
 from omniq.models import DependencyCycleError, EventType, TaskStatus, now
 from omniq.queue import BreakerRegistry
@@ -114,7 +114,7 @@ async def test_dependency_chain_runs_in_order(oq: OmniQ, tmp_path: Path) -> None
     async with oq.worker(concurrency=8):
         rc = await oq.get_result(c.id, wait=True, timeout=WAIT)
     assert rc is not None and rc.ok
-    assert Path(log).read_text().split() == ["a", "b", "c"]
+    assert t.read_file(log).split() == ["a", "b", "c"]
 
 
 async def test_failed_dependency_cancels_dependents(oq: OmniQ) -> None:
@@ -170,7 +170,7 @@ async def test_callbacks_enqueue_follow_ups(oq: OmniQ, tmp_path: Path) -> None:
         await oq.get_result(bad2.id, wait=True, timeout=WAIT)
     assert r1 is not None and r1.value == "success-callback"
     assert r2 is not None and r2.value == "failure-callback"
-    assert "never" not in Path(log).read_text()
+    assert "never" not in t.read_file(log)
 
 
 async def test_idempotency_key(oq: OmniQ) -> None:
@@ -186,8 +186,7 @@ async def test_circuit_breaker_defers_instead_of_failing(
     breakers = BreakerRegistry(threshold=2, cooldown=3600)
     async with make_oq(circuit_breaker=breakers) as oq:
         tasks = [
-            await oq.enqueue(t.always_fails, max_retries=10, retry_delay=0.001)
-            for _ in range(3)
+            await oq.enqueue(t.always_fails, max_retries=10, retry_delay=0.001) for _ in range(3)
         ]
         import anyio
 
@@ -209,15 +208,35 @@ async def test_circuit_breaker_defers_instead_of_failing(
         assert len(failures) <= 3
 
 
-async def test_graceful_shutdown_finishes_running_task(oq: OmniQ) -> None:
-    task = await oq.enqueue(t.slow, (0.3,))
+async def test_graceful_shutdown_finishes_running_task(oq: OmniQ, tmp_path: Path) -> None:
+    import anyio
+
+    marker = tmp_path / "started"
+    task = await oq.enqueue(t.mark_then_sleep, (str(marker), 0.3))
     async with oq.worker() as w:
         deadline = now() + WAIT
-        while (await oq.get_task(task.id)).status is not TaskStatus.RUNNING:  # type: ignore[union-attr]
+        while not marker.exists():
             assert now() < deadline
-            import anyio
-
             await anyio.sleep(0.01)
-    assert w.stats is not None
+    assert w.stats is not None and w.stats.succeeded == 1
     r = await oq.get_result(task.id)
     assert r is not None and r.ok and r.value == "slow done"
+
+
+async def test_shutdown_hands_back_unstarted_and_overdue_tasks(
+    make_oq: Callable[..., OmniQ], tmp_path: Path
+) -> None:
+    import anyio
+
+    async with make_oq(shutdown_grace=0.1) as oq:
+        marker = tmp_path / "started"
+        task = await oq.enqueue(t.mark_then_sleep, (str(marker), 1.0))
+        async with oq.worker() as w:
+            deadline = now() + WAIT
+            while not marker.exists():
+                assert now() < deadline
+                await anyio.sleep(0.01)
+        assert w.stats is not None and w.stats.released == 1
+        back = await oq.get_task(task.id)
+        assert back is not None and back.status is TaskStatus.PENDING and back.attempt == 0
+        assert await oq.get_result(task.id) is None

@@ -10,7 +10,6 @@ loop, so mixing the two APIs, threads and loops is safe.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import threading
 import weakref
@@ -18,8 +17,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
-
-import anyio.to_thread
 
 from omniq.config import ConfigProvider, Settings
 from omniq.events import AsyncEventLogger
@@ -212,8 +209,8 @@ class OmniQ(ScheduleOps):
         if home is None or home is loop:
             return await fn(await self._ensure(), *args)
         if home is self._portal_loop:
-            call = functools.partial(self._runner.portal.call, self._on_home, fn, *args)
-            return await anyio.to_thread.run_sync(call)
+            fut = asyncio.run_coroutine_threadsafe(self._on_home(fn, *args), home)
+            return await asyncio.wrap_future(fut)
         fut = asyncio.run_coroutine_threadsafe(self._on_home(fn, *args), home)
         return await asyncio.wrap_future(fut)
 
@@ -499,10 +496,13 @@ class OmniQ(ScheduleOps):
         concurrency: int | None = None,
         worker_type: WorkerType | str | None = None,
         burst: bool = False,
+        handle_signals: bool = True,
         **pool_options: Any,
     ) -> PoolStats:
+        """Blocking ``run_worker``; from the main thread, SIGTERM/SIGINT stop it gracefully
+        (a second signal at once)."""
         opts = dict(pool_options, queues=queues, concurrency=concurrency, worker_type=worker_type)
-        return self._call_sync(_run_worker, opts, burst)
+        return WorkerHandle(self, opts, burst=burst).run_sync(handle_signals=handle_signals)
 
     def worker(
         self,

@@ -53,9 +53,10 @@ class WorkerHandle:
     """A background worker: ``async with`` or ``with`` starts it, leaving stops it
     gracefully (running tasks finish within SHUTDOWN_GRACE)."""
 
-    def __init__(self, oq: OmniQ, opts: dict[str, Any]) -> None:
+    def __init__(self, oq: OmniQ, opts: dict[str, Any], *, burst: bool = False) -> None:
         self._oq = oq
         self._opts = opts
+        self._burst = burst
         self._pool: AsyncWorkerPool | None = None
         self._task: asyncio.Task[PoolStats] | None = None
         self._state: _Open | None = None
@@ -66,7 +67,7 @@ class WorkerHandle:
             raise OmniQError("this worker is already running")
         self._state = state
         self._pool = make_pool(state.queue, self._opts)
-        self._task = asyncio.get_running_loop().create_task(self._pool.run())
+        self._task = asyncio.get_running_loop().create_task(self._pool.run(burst=self._burst))
         state.workers.add(self)
         await asyncio.sleep(0)
 
@@ -83,6 +84,39 @@ class WorkerHandle:
                 self._state.workers.discard(self)
                 if self._state.logger is not None:
                     await self._state.logger.flush()
+
+    async def join_on_home(self) -> PoolStats:
+        task = self._task
+        if task is None:
+            raise OmniQError("this worker is not running")
+        try:
+            stats = await task
+        finally:
+            await self.stop_on_home()
+        self.stats = stats
+        return stats
+
+    def run_sync(self, *, handle_signals: bool = True) -> PoolStats:
+        """Start, then block until the pool ends (burst drained, or stopped by SIGTERM/
+        SIGINT when called from the main thread)."""
+        import threading
+
+        from omniq.workers import install_signal_handlers
+
+        self.start_sync()
+        restore = None
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            pool = self._pool
+            if pool is not None:
+                restore = install_signal_handlers(pool)
+        try:
+            return self._oq._call_sync(_join, self)
+        except BaseException:
+            self.stop_sync(force=True)
+            raise
+        finally:
+            if restore is not None:
+                restore()
 
     @property
     def pool(self) -> AsyncWorkerPool | None:
@@ -127,6 +161,10 @@ class WorkerHandle:
 
 async def _start(state: _Open, handle: WorkerHandle) -> None:
     await handle.start_on_home(state)
+
+
+async def _join(state: _Open, handle: WorkerHandle) -> PoolStats:
+    return await handle.join_on_home()
 
 
 async def _stop(state: _Open, handle: WorkerHandle, force: bool) -> None:

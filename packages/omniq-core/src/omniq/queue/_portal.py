@@ -8,14 +8,11 @@ portal thread does not survive ``fork``, so a new one is started).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from omniq.models import OmniQError
 
@@ -29,41 +26,59 @@ class SyncInAsyncWarning(RuntimeWarning):
 
 
 class BlockingRunner:
-    """Runs coroutine functions on a helper-thread event loop and waits for them."""
+    """Runs coroutine functions on a helper-thread event loop and waits for them.
+
+    A plain asyncio loop in a daemon thread (anyio code runs on it as on any asyncio
+    loop). It is re-created in a forked child, where the parent's thread does not exist.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cm: contextlib.AbstractContextManager[BlockingPortal] | None = None
-        self._portal: BlockingPortal | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._thread_id: int | None = None
 
     @property
-    def portal(self) -> BlockingPortal:
-        """The portal, started on first use (and again after a fork)."""
-        portal = self._portal
-        if portal is not None and self._pid == os.getpid():
-            return portal
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The helper loop, started on first use (and again after a fork)."""
+        loop = self._loop
+        if loop is not None and self._pid == os.getpid():
+            return loop
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's loop thread is gone here
-                self._cm = self._portal = None
+                self._loop = self._thread = None
                 self._pid = os.getpid()
-            if self._portal is None:
-                cm = start_blocking_portal(name="omniq-portal")
-                self._portal = cm.__enter__()
-                self._cm = cm
-                self._thread_id = self._portal.call(threading.get_ident)
-            return self._portal
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
+
+                thread = threading.Thread(target=serve, name="omniq-loop", daemon=True)
+                thread.start()
+                ready.wait()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    @property
+    def portal(self) -> _Portal:
+        """``portal.call(async_fn, *args)``: like anyio's BlockingPortal.call."""
+        return _Portal(self)
 
     @property
     def started(self) -> bool:
-        return self._portal is not None and self._pid == os.getpid()
+        return self._loop is not None and self._pid == os.getpid()
 
     def in_portal_thread(self) -> bool:
-        return self.started and threading.get_ident() == self._thread_id
+        return self.started and threading.current_thread() is self._thread
 
     def run(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``await func(*args)`` on the portal loop and return its result (exceptions keep
+        """``await func(*args)`` on the helper loop and return its result (exceptions keep
         their type and traceback)."""
         if self.in_portal_thread():
             raise OmniQError(
@@ -81,11 +96,37 @@ class BlockingRunner:
                 SyncInAsyncWarning,
                 stacklevel=3,
             )
-        return self.portal.call(func, *args)
+
+        async def call() -> T:
+            return await func(*args)
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result()
 
     def close(self) -> None:
         """Stop the loop thread (if this process started it)."""
         with self._lock:
-            cm, self._cm, self._portal = self._cm, None, None
-            if cm is not None and self._pid == os.getpid():
-                cm.__exit__(None, None, None)
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+            if loop is None or thread is None or self._pid != os.getpid():
+                return
+
+            async def cancel_all() -> None:
+                me = asyncio.current_task()
+                tasks = [t for t in asyncio.all_tasks() if t is not me]
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+
+
+class _Portal:
+    """The subset of anyio's BlockingPortal that OmniQ code uses."""
+
+    def __init__(self, runner: BlockingRunner) -> None:
+        self._runner = runner
+
+    def call(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        return self._runner.run(func, *args)
