@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 # Let the other distributions' portions (omniq.models, ...) live beside this package.
 __path__ = extend_path(__path__, __name__)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -39,48 +39,99 @@ _EXPORTS: dict[str, str] = {
     "ConfigProvider": "omniq.config",
     # omniq.serialization
     "SerializationManager": "omniq.serialization",
+    # omniq.models (more errors)
+    "TaskNotFoundError": "omniq.models",
+    "TaskExpiredError": "omniq.models",
+    "TaskCancelledError": "omniq.models",
+    "WorkerCrashedError": "omniq.models",
+    "InvalidTaskError": "omniq.models",
+    # omniq.storage
+    "open_storage": "omniq.storage",
+    # omniq.queue
+    "AsyncTaskQueue": "omniq.queue",
+    "TaskQueue": "omniq.queue",
+    "RetryManager": "omniq.queue",
+    "RetryPolicy": "omniq.queue",
+    "CircuitBreaker": "omniq.queue",
+    "BreakerRegistry": "omniq.queue",
+    "DependencyResolver": "omniq.queue",
+    "TTLManager": "omniq.queue",
+    # omniq.core
+    "OmniQ": "omniq.core",
 }
 
 __all__ = [
+    "AsyncTaskQueue",
+    "BreakerRegistry",
+    "CircuitBreaker",
     "ConfigError",
     "ConfigProvider",
     "DependencyCycleError",
+    "DependencyResolver",
     "ErrorInfo",
     "EventType",
+    "InvalidTaskError",
+    "OmniQ",
     "OmniQError",
+    "RetryManager",
+    "RetryPolicy",
     "Schedule",
     "SerializationError",
     "SerializationManager",
     "Settings",
     "StorageError",
+    "TTLManager",
     "Task",
+    "TaskCancelledError",
     "TaskEvent",
+    "TaskExpiredError",
+    "TaskNotFoundError",
+    "TaskQueue",
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",
+    "WorkerCrashedError",
     "WorkerType",
     "__version__",
+    "open_storage",
 ]
 
 if TYPE_CHECKING:
     from omniq.config import ConfigProvider, Settings
+    from omniq.core import OmniQ
     from omniq.models import (
         ConfigError,
         DependencyCycleError,
         ErrorInfo,
         EventType,
+        InvalidTaskError,
         OmniQError,
         Schedule,
         SerializationError,
         StorageError,
         Task,
+        TaskCancelledError,
         TaskEvent,
+        TaskExpiredError,
+        TaskNotFoundError,
         TaskResult,
         TaskStatus,
         TaskTimeoutError,
+        WorkerCrashedError,
         WorkerType,
     )
+    from omniq.queue import (
+        AsyncTaskQueue,
+        BreakerRegistry,
+        CircuitBreaker,
+        DependencyResolver,
+        RetryManager,
+        RetryPolicy,
+        TaskQueue,
+        TTLManager,
+    )
     from omniq.serialization import SerializationManager
+    from omniq.storage import open_storage
 
 
 def __getattr__(name: str) -> Any:
