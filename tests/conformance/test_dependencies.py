@@ -102,3 +102,21 @@ async def test_dependency_already_succeeded(store: Backend) -> None:
     await q.enqueue([child])
     [c2] = await q.claim(["default"], "w")
     assert c2.task.id == child.id
+
+
+async def test_dependency_enqueued_later_releases_waiting_dependent(store: Backend) -> None:
+    """A dependency id not enqueued yet keeps the dependent waiting; once that id is
+    enqueued and succeeds, the dependent is released (not stranded)."""
+    q = tq(store)
+    root = task()
+    child = task(depends_on=(root.id,))
+    [stored] = await q.enqueue([child])
+    assert stored.status is TaskStatus.PENDING
+    assert await q.claim(["default"], "w") == []
+    await q.enqueue([root])
+    [c] = await q.claim(["default"], "w", limit=10)
+    assert c.task.id == root.id
+    report = await q.complete([Completion(root.id, c.token)])
+    assert report.released == [child.id]
+    [c2] = await q.claim(["default"], "w")
+    assert c2.task.id == child.id

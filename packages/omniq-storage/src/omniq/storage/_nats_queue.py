@@ -101,6 +101,7 @@ class NatsTaskQueue(QueueCore):
 
         async def run() -> list[str]:
             res = await self._change_many(items)
+            self._crash("back")  # the claim's lease timer re-announces (_settle)
             await self._ready_many([(r[1], r[2]) for r in res if r is not None])
             return [ref[0] for ref, r in zip(refs, res, strict=True) if r is None]
 
@@ -153,37 +154,74 @@ class NatsTaskQueue(QueueCore):
         return await self._call(self._reclaim)  # type: ignore[no-any-return]
 
     async def _reclaim(self) -> list[str]:
+        """Handle due lease timers (a claim's, or an enqueue's guard): expire leases
+        still held by the timer's token, re-announce tasks found pending (a crash may
+        have cut a write from its publish; duplicates are de-duplicated or dropped by
+        the generation check), re-check blocked ones and re-arm their guard. The timer
+        is acked only after all of that, so a crash here gets it redelivered."""
         be = self._be
         out: list[str] = []
-        msgs = await be.js.pull(be.work_stream, "timer-lease", 512)
-        for m in msgs:
-            token, until, ids = any_dec.decode(m.data)
+        for m in await be.js.pull(be.work_stream, "timer-lease", 512):
+            body: list[Any] = any_dec.decode(m.data)
+            tok, until, ids = body[0], body[1], body[2]
+            policy: DependencyPolicy = body[3] if len(body) > 3 else "cancel"
             t = now()
             if until > t:
                 await m.nak(delay=until - t)
                 continue
             later: list[float] = []
-
-            def fn(
-                rec: Rec, token: str = token, t: float = t, later: list[float] = later
-            ) -> Rec | None:
-                if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
-                    return None
-                if rec.until is not None and rec.until > t:
-                    later.append(rec.until)
-                    return None
-                return pending(rec, rec.task.attempt, rec.task.eta)
-
-            res = await asyncio.gather(*(self._change(i, fn) for i in ids))
-            for i, r in zip(ids, res, strict=True):
-                if r is not None:
-                    await self._ready(r[1], r[2])
-                    out.append(i)
+            announce: list[tuple[Rec, int]] = []
+            blocked: list[str] = []
+            res = await asyncio.gather(
+                *(
+                    self._settle(i, tok, t, later=later, announce=announce, blocked=blocked)
+                    for i in ids
+                )
+            )
+            out += [i for i, r in zip(ids, res, strict=True) if r]
+            self._crash("reclaim")
+            await self._ready_many(announce)
+            if blocked:
+                await be.js.publish_many([self._guard_msg(blocked, self.blocked_recheck, policy)])
+                await self._resolve([("", TaskStatus.PENDING, blocked)], policy, CompletionReport())
             if later:
                 await m.nak(delay=max(0.001, min(later) - now()))
             else:
                 await m.ack()
         return out
+
+    async def _settle(
+        self,
+        tid: str,
+        tok: str,
+        t: float,
+        *,
+        later: list[float],
+        announce: list[tuple[Rec, int]],
+        blocked: list[str],
+    ) -> bool:
+        """One task of a due lease timer; True when its lease was expired here."""
+        rec, rev = await self._get(tid)
+        while rec is not None:
+            status = rec.task.status
+            if rec.token == tok and status is TaskStatus.RUNNING:
+                if rec.until is not None and rec.until > t:
+                    later.append(rec.until)
+                    return False
+                new = pending(rec, rec.task.attempt, rec.task.eta)
+                new_rev = await self._cas(new, rev)
+                if new_rev is None:
+                    rec, rev = await self._get(tid)
+                    continue
+                announce.append((new, new_rev))
+                return True
+            if status is TaskStatus.PENDING:
+                if rec.blocked:
+                    blocked.append(tid)
+                else:
+                    announce.append((rec, rev))
+            return False
+        return False
 
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
         return await self._call(lambda: self._expire(dependency_policy))  # type: ignore[no-any-return]

@@ -10,6 +10,12 @@ Leases live in the record (per-claim length, fencing token); one ``lease`` timer
 claim is nak'ed with a delay until the lease can have expired, which is how
 ``reclaim_expired`` finds expired leases without scanning. Delayed tasks (eta) and
 TTLs use ``eta``/``ttl`` timers the same way.
+
+Crash safety: every change that makes a task ready writes the record, then publishes
+its message; a *guard* (a lease timer published before the write: the claim's own
+lease timer, or one per enqueue batch) re-announces a task it finds pending without
+a claim, and re-checks a blocked one (re-armed while it stays blocked), so no single
+crash point leaves a task unclaimable (docs/storage.md, "crash points").
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from ._interfaces import (
     DependencyPolicy,
     TaskQueueStorage,
 )
+from ._nats_deps import adopt_waiters, depend
 from ._remote import claimed
 
 if TYPE_CHECKING:
@@ -44,6 +51,7 @@ __all__ = [
     "pending",
     "prio_of",
     "rec_dec",
+    "with_dependent",
 ]
 
 _replace = msgspec.structs.replace
@@ -93,9 +101,27 @@ class QueueCore(TaskQueueStorage):
     """Records, enqueue, claim and dependency resolution; lease ends, sweeps, reads and
     waits are in ``_nats_queue.NatsTaskQueue``."""
 
+    guard_delay = 15.0
+    """Seconds after an enqueue before its guard re-announces tasks still pending."""
+    blocked_recheck = 60.0
+    """Seconds between a blocked task's guard re-checks of its dependencies."""
+
     def __init__(self, be: NatsBackend) -> None:
         self._be = be
         self._leases: dict[tuple[str, str], tuple[int, Rec]] = {}
+        self._waiters_seen = False
+        self.crash_hook: Callable[[str], None] | None = None
+        """Test-only: called at each crash point (between a write and its publish)."""
+
+    def _crash(self, point: str) -> None:
+        if self.crash_hook is not None:
+            self.crash_hook(point)
+
+    def _guard_msg(
+        self, ids: Sequence[str], delay: float, policy: DependencyPolicy
+    ) -> tuple[str, bytes, None]:
+        body = [new_id(), now() + delay, list(ids), policy]
+        return f"{self._be.ns}.timer.lease", _enc.encode(body), None
 
     # -- primitives ----------------------------------------------------------------
 
@@ -216,20 +242,25 @@ class QueueCore(TaskQueueStorage):
         if not tasks:
             return []
         out: list[Task | None] = [None] * len(tasks)
-        ttl: list[list[Any]] = []
+        ttl = [[t.id, t.expires_at] for t in tasks if t.expires_at is not None]
+        ids = [t.id for t in tasks]
 
         async def one(i: int) -> None:
-            out[i] = await self._enqueue_one(tasks[i], dependency_policy, ttl)
+            out[i] = await self._enqueue_one(tasks[i], dependency_policy)
 
         async def run() -> None:
+            # Guard and TTL timers go first: whatever write follows, a timer covers it.
+            first = [self._guard_msg(ids, self.guard_delay, dependency_policy)]
+            if ttl:
+                first.append((f"{self._be.ns}.timer.ttl", _enc.encode(ttl), None))
+            await self._be.js.publish_many(first)
             plain = [i for i, t in enumerate(tasks) if not t.depends_on and t.key is None]
-            slow = await self._enqueue_plain(tasks, plain, out, ttl)
+            slow = await self._enqueue_plain(tasks, plain, out)
             await asyncio.gather(*(one(i) for i in slow))
             for i, t in enumerate(tasks):
                 if t.depends_on or (t.key is not None and i not in slow):
                     await one(i)
-            if ttl:
-                await self._timer("ttl", ttl)
+            await adopt_waiters(self, ids, dependency_policy)
 
         await self._call(run)
         return [t for t in out if t is not None]
@@ -239,7 +270,6 @@ class QueueCore(TaskQueueStorage):
         tasks: Sequence[Task],
         idx: Sequence[int],
         out: list[Task | None],
-        ttl: list[list[Any]],
     ) -> list[int]:
         """Create the records of tasks without key or dependencies in one batch (a create
         fails if the id exists) and announce them; returns the indexes left to the slow
@@ -265,14 +295,11 @@ class QueueCore(TaskQueueStorage):
                 continue
             ready.append((rec, rev))
             out[i] = rec.task
-            if rec.task.expires_at is not None:
-                ttl.append([rec.task.id, rec.task.expires_at])
+        self._crash("enqueue")
         await self._ready_many(ready)
         return slow
 
-    async def _enqueue_one(
-        self, task: Task, policy: DependencyPolicy, ttl: list[list[Any]]
-    ) -> Task:
+    async def _enqueue_one(self, task: Task, policy: DependencyPolicy) -> Task:
         existing, erev = await self._get(task.id)
         if existing is not None:
             if existing.task.status is TaskStatus.PENDING and not existing.blocked:
@@ -317,15 +344,14 @@ class QueueCore(TaskQueueStorage):
         if rec.blocked:
             report = CompletionReport()
             for dep in pending_deps:
-                await self._change(dep, functools.partial(_with_dependent, child=t.id))
+                await depend(self, dep, t.id)
             await self._check_child(t.id, policy, report)
             got, rev = await self._get(t.id)
             if got is not None:
                 rec = got
         elif rec.task.status is TaskStatus.PENDING:
+            self._crash("enqueue")
             await self._ready(rec, rev)
-        if rec.task.status is TaskStatus.PENDING and t.expires_at is not None:
-            ttl.append([t.id, t.expires_at])
         return rec.task
 
     async def _take_key(self, key: str, task_id: str) -> Task | None:
@@ -416,9 +442,10 @@ class QueueCore(TaskQueueStorage):
                     )
                     for _, w in take
                 ]
-                res, _ = await asyncio.gather(
-                    self._change_many(items), self._timer("lease", [token, until, ids])
-                )
+                # The lease timer first: a claim written without it could never expire.
+                await self._timer("lease", [token, until, ids])
+                res = await self._change_many(items)
+                self._crash("claim")
                 for m, _ in take:
                     await m.ack()
                 for r in res:
@@ -490,6 +517,7 @@ class QueueCore(TaskQueueStorage):
                 report.cancelled.append(new.task)
                 return new
             report.released.append(cid)
+            self._crash("dependency")
             await self._ready(new, new_rev)
             return None
 
@@ -510,7 +538,7 @@ def consumer_of(subject: str) -> str:
     return f"w-{qtok}-{ptok}"
 
 
-def _with_dependent(rec: Rec, child: str) -> Rec | None:
+def with_dependent(rec: Rec, child: str) -> Rec | None:
     if rec.task.status.is_terminal or child in rec.dependents:
         return None
     return _replace(rec, dependents=[*rec.dependents, child])
