@@ -88,6 +88,8 @@ class NatsTaskQueue(QueueCore):
                     report.done.append(c.task_id)
                     if r[1].dependents:
                         ended.append((c.task_id, r[1].task.status, r[1].dependents))
+            if ended:
+                self._crash("resolve")  # the dependents' own guards re-check them
             await self._resolve(ended, dependency_policy, report)
             return report
 
