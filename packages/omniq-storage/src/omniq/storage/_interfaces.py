@@ -189,8 +189,19 @@ class TaskQueueStorage(abc.ABC):
         """Task counts by (queue, status), for ``omniq status``."""
 
     @abc.abstractmethod
-    async def purge(self, *, finished_before: float) -> int:
-        """Delete terminal tasks that finished before the instant; returns how many."""
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
+        """Delete terminal tasks that finished before the instant; returns how many.
+
+        ``status`` narrows it to one terminal status (``error`` empties the dead letters).
+        """
+
+    @abc.abstractmethod
+    async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
+        """Give dead letters another run: each task in ``error`` (failed for good, its
+        retries or crash attempts used up) becomes pending again, due now, with
+        ``attempt`` 0 and no lease, atomically inside the engine. Returns the ids
+        requeued, in order; unknown ids and tasks in any other status are skipped.
+        Dependents already cancelled by the failure stay cancelled."""
 
     @abc.abstractmethod
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109

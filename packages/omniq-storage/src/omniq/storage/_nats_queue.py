@@ -311,12 +311,12 @@ class NatsTaskQueue(QueueCore):
             out[k] = out.get(k, 0) + 1
         return out
 
-    async def purge(self, *, finished_before: float) -> int:
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
         from ._nats import token
 
         doomed = [
             r.task.id
-            for r in await self._select(None, None)
+            for r in await self._select(None, status)
             if r.task.status.is_terminal and r.finished is not None and r.finished < finished_before
         ]
         be = self._be
@@ -324,6 +324,22 @@ class NatsTaskQueue(QueueCore):
             lambda: asyncio.gather(*(be.js.kv_purge(be.tasks_bucket, token(i)) for i in doomed))
         )
         return len(doomed)
+
+    async def requeue(self, task_ids: Sequence[str]) -> list[str]:
+        ids = list(dict.fromkeys(task_ids))
+
+        def fn(rec: Rec) -> Rec | None:
+            if rec.task.status is not TaskStatus.ERROR:
+                return None
+            return msgspec.structs.replace(pending(rec, 0, None), finished=None)
+
+        async def run() -> list[str]:
+            # Revision-checked write per record, then its work message.
+            res = await asyncio.gather(*(self._change(i, fn) for i in ids))
+            await self._ready_many([(r[1], r[2]) for r in res if r is not None])
+            return [i for i, r in zip(ids, res, strict=True) if r is not None]
+
+        return await self._call(run)  # type: ignore[no-any-return]
 
     # -- waiting -------------------------------------------------------------------
 

@@ -385,19 +385,47 @@ class PgTaskQueue(_Base, TaskQueueStorage):
         )
         return {(r["queue"], TaskStatus(r["status"])): int(r["n"]) for r in rows}
 
-    async def purge(self, *, finished_before: float) -> int:
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
+        only = None if status is None else TaskStatus(status).value
+
         async def run(c: Any) -> int:
             async with c.transaction():
                 n = await c.fetchval(
                     "WITH d AS (DELETE FROM tasks WHERE finished_at < $1 AND status IN "
-                    "('success','error','cancelled','expired') RETURNING id), "
+                    "('success','error','cancelled','expired') AND ($2::text IS NULL OR "
+                    "status = $2) RETURNING id), "
                     "dd AS (DELETE FROM task_deps WHERE task_id IN (SELECT id FROM d)) "
                     "SELECT count(*) FROM d",
                     finished_before,
+                    only,
                 )
             return int(n)
 
         return await self._run(run)
+
+    async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
+        ids = builtins.list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        chan = self._be.work_channel
+
+        async def run(c: Any) -> builtins.list[str]:
+            # A task whose idempotency key a live task now holds stays put.
+            rows = await c.fetch(
+                "WITH u AS (UPDATE tasks t SET status = 'pending', attempt = 0, eta = NULL,"
+                " token = NULL, worker_id = NULL, lease_expires_at = NULL, finished_at = NULL"
+                " WHERE t.id = ANY($1::text[]) AND t.status = 'error' AND (t.key IS NULL OR"
+                " NOT EXISTS (SELECT 1 FROM tasks o WHERE o.key = t.key AND o.status IN"
+                " ('pending','running'))) RETURNING t.id, t.queue),"
+                " n AS (SELECT pg_notify($2, q.queue) FROM (SELECT DISTINCT queue FROM u) q)"
+                " SELECT u.id FROM u LEFT JOIN (SELECT count(*) FROM n) x ON true",
+                ids,
+                chan,
+            )
+            return [r[0] for r in rows]
+
+        done = set(await self._run(run))
+        return [i for i in ids if i in done]
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         keys = builtins.list(queues)

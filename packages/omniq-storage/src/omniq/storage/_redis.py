@@ -313,8 +313,15 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
                     out[(q, st)] = n
         return out
 
-    async def purge(self, *, finished_before: float) -> int:
-        return int(await self._script("purge", repr(finished_before)))
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
+        only = "" if status is None else TaskStatus(status).value
+        return int(await self._script("purge", repr(finished_before), only))
+
+    async def requeue(self, task_ids: Sequence[str]) -> _list[str]:
+        ids = _list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        return [_s(x) for x in await self._script("requeue", *ids)]
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         keys = [f"w:{q}" for q in queues]
@@ -414,6 +421,7 @@ class RedisBackend(Backend):
             "expire": lua.EXPIRE,
             "reclaim": lua.RECLAIM,
             "purge": lua.PURGE,
+            "requeue": lua.REQUEUE,
             "result_purge": lua.RESULT_PURGE,
             "event_purge": lua.EVENT_PURGE,
             "sched_cas": lua.SCHED_CAS,

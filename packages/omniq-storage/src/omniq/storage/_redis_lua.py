@@ -447,8 +447,12 @@ return out
 PURGE = (
     COMMON
     + r"""
--- ARGV[3] finished before
-local ids = redis.call('ZRANGEBYSCORE', P .. 'fin', '-inf', '(' .. ARGV[3])
+-- ARGV[3] finished before, ARGV[4] only this status ('' = any terminal one)
+local all = redis.call('ZRANGEBYSCORE', P .. 'fin', '-inf', '(' .. ARGV[3])
+local ids = {}
+for _, id in ipairs(all) do
+  if ARGV[4] == '' or redis.call('HGET', tk(id), 's') == ARGV[4] then ids[#ids + 1] = id end
+end
 local gone = 0
 for _, id in ipairs(ids) do
   local h = redis.call('HMGET', tk(id), 's', 'q')
@@ -464,6 +468,34 @@ end
 if gone > 0 then redis.call('DECRBY', P .. 'ndep', gone) end
 flush()
 return #ids
+"""
+)
+
+REQUEUE = (
+    COMMON
+    + r"""
+-- ARGV[3..] ids: dead letters (status error) back to pending, attempt 0, due now. A task
+-- whose idempotency key a live task now holds stays put.
+local out = {}
+for j = 3, #ARGV do
+  local id = ARGV[j]
+  local t = tk(id)
+  local h = redis.call('HMGET', t, 's', 'q', 'p', 'k', 'exp')
+  local free = not h[4] or h[4] == '' or not redis.call('HGET', P .. 'keys', h[4])
+  if h[1] == 'error' and free then
+    redis.call('HSET', t, 's', 'pending', 'a', 0, 'tok', '', 'eta', '')
+    redis.call('HDEL', t, 'fin', 'le', 'w')
+    if h[5] and h[5] ~= '' then zadd(P .. 'exp', tonumber(h[5]), id) end
+    if h[4] and h[4] ~= '' then redis.call('HSET', P .. 'keys', h[4], id) end
+    zrem(P .. 'fin', id)
+    move(id, h[2], 'error', 'pending')
+    make_ready(id, h[2], h[3], '')
+    out[#out + 1] = id
+  end
+end
+flush()
+publish()
+return out
 """
 )
 

@@ -8,6 +8,7 @@ Dependency resolution runs inside the transaction of the completion that causes 
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -339,20 +340,45 @@ class SQLiteTasks(TaskQueueStorage):
         )
         return {(q, TaskStatus(s)): n for q, s, n in rows}
 
-    async def purge(self, *, finished_before: float) -> int:
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
         cond = (
             "status IN ('success', 'error', 'cancelled', 'expired') AND finished_at IS NOT NULL"
             " AND finished_at < ?"
         )
+        args: tuple[Any, ...] = (finished_before,)
+        if status is not None:
+            cond += " AND status = ?"
+            args += (TaskStatus(status).value,)
 
         def run(c: sqlite3.Connection) -> int:
             c.execute(
-                f"DELETE FROM deps WHERE task_id IN (SELECT id FROM tasks WHERE {cond})",
-                (finished_before,),
+                f"DELETE FROM deps WHERE task_id IN (SELECT id FROM tasks WHERE {cond})", args
             )
-            return int(c.execute(f"DELETE FROM tasks WHERE {cond}", (finished_before,)).rowcount)
+            return int(c.execute(f"DELETE FROM tasks WHERE {cond}", args).rowcount)
 
         return await self._db.tx(run)
+
+    async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
+        ids = list(dict.fromkeys(task_ids))
+
+        def run(c: sqlite3.Connection) -> list[str]:
+            done: set[str] = set()
+            for chunk in _chunks(ids):
+                # OR IGNORE: a task whose idempotency key a live task now holds stays put.
+                rows = c.execute(
+                    "UPDATE OR IGNORE tasks SET status = 'pending', attempt = 0, eta = NULL,"
+                    " token = NULL, worker_id = NULL, lease_expires_at = NULL, finished_at = NULL"
+                    f" WHERE status = 'error' AND id IN ({placeholders(len(chunk))})"
+                    " RETURNING id",
+                    chunk,
+                ).fetchall()
+                done.update(r[0] for r in rows)
+            return [i for i in ids if i in done]
+
+        out = await self._db.tx(run)
+        if out:
+            self.notifier.notify()
+        return out
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         qs = list(dict.fromkeys(queues))

@@ -385,11 +385,24 @@ class QueueState:
             out[k] = out.get(k, 0) + 1
         return out
 
-    def purge(self, finished_before: float) -> int:
+    def requeue(self, task_ids: Sequence[str], now: float) -> list[str]:
+        out: list[str] = []
+        for tid in task_ids:
+            rec = self.recs.get(tid)
+            if rec is None or rec.task.status is not TaskStatus.ERROR or tid in out:
+                continue
+            rec.task = _replace(rec.task, status=TaskStatus.PENDING, attempt=0, eta=None)
+            rec.token = rec.worker_id = rec.lease_expires_at = rec.finished_at = None
+            self._save(rec, now)
+            out.append(tid)
+        return out
+
+    def purge(self, finished_before: float, status: TaskStatus | None = None) -> int:
         doomed = [
             tid
             for tid, r in self.recs.items()
             if r.task.status in TERMINAL_STATUSES
+            and (status is None or r.task.status is status)
             and r.finished_at is not None
             and r.finished_at < finished_before
         ]

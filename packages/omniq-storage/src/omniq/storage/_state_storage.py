@@ -132,8 +132,15 @@ class StateTasks(TaskQueueStorage):
     async def counts(self) -> dict[tuple[str, TaskStatus], int]:
         return await self._run(lambda s, t: s.counts())
 
-    async def purge(self, *, finished_before: float) -> int:
-        return await self._run(lambda s, t: s.purge(finished_before))
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
+        return await self._run(lambda s, t: s.purge(finished_before, status))
+
+    async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
+        ids = list(task_ids)
+        out = await self._run(lambda s, t: s.requeue(ids, t))
+        if out:
+            self.notifier.notify()
+        return out
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         qs = list(queues)
