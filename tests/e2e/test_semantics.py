@@ -230,7 +230,7 @@ async def test_shutdown_hands_back_unstarted_and_overdue_tasks(
 
     async with make_oq(shutdown_grace=0.1) as oq:
         marker = tmp_path / "started"
-        task = await oq.enqueue(t.mark_then_sleep, (str(marker), 1.0))
+        task = await oq.enqueue(t.mark_then_sleep, (str(marker), 3.0))
         async with oq.worker() as w:
             deadline = now() + WAIT
             while not marker.exists():

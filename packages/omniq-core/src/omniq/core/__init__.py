@@ -7,9 +7,10 @@ the task queue, result store, event log and workers; every operation is
 
 from __future__ import annotations
 
+from ._dead_letters import DeadLetter
 from ._facade import OmniQ
 from ._taskfn import TaskFunction
 from ._urls import default_url, resolve_urls
 from ._worker import WorkerHandle
 
-__all__ = ["OmniQ", "TaskFunction", "WorkerHandle", "default_url", "resolve_urls"]
+__all__ = ["DeadLetter", "OmniQ", "TaskFunction", "WorkerHandle", "default_url", "resolve_urls"]

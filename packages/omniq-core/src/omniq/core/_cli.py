@@ -236,6 +236,9 @@ def _register_extras() -> None:
     except ImportError:  # pragma: no cover
         return
     register(app)
+    from ._dlq_cli import register as register_dlq
+
+    register_dlq(app)
 
 
 _register_extras()

@@ -33,6 +33,7 @@ from omniq.queue._build import Callback, TaskSpec
 from omniq.storage import Backend, open_storage
 from omniq.workers import PoolStats
 
+from ._dead_letters import DeadLetterOps  # dead letters (issue 10)
 from ._schedules import ScheduleOps, stop_schedulers  # scheduling (issue 8)
 from ._taskfn import TaskFunction, make_task_function
 from ._urls import resolve_urls
@@ -76,7 +77,7 @@ class _Open:
         self.workers: set[WorkerHandle] = set()
 
 
-class OmniQ(ScheduleOps):
+class OmniQ(ScheduleOps, DeadLetterOps):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["WorkerHandle", "make_pool", "run_pool"]
 
 
-def make_pool(queue: AsyncTaskQueue, opts: dict[str, Any]) -> AsyncWorkerPool:
+def make_pool(
+    queue: AsyncTaskQueue, opts: dict[str, Any], *, burst: bool = False
+) -> AsyncWorkerPool:
     """An AsyncWorkerPool over ``queue``'s task source/outcome sink."""
     opts = dict(opts)
     queues = opts.pop("queues", None)
@@ -26,6 +28,7 @@ def make_pool(queue: AsyncTaskQueue, opts: dict[str, Any]) -> AsyncWorkerPool:
     worker_id = opts.pop("worker_id", None)
     lease = opts.pop("lease_seconds", None)
     source = queue.worker_source(queues, worker_id=worker_id, lease=lease)
+    source.burst = burst
     return AsyncWorkerPool(
         source,
         source,
@@ -41,7 +44,7 @@ def make_pool(queue: AsyncTaskQueue, opts: dict[str, Any]) -> AsyncWorkerPool:
 
 async def run_pool(queue: AsyncTaskQueue, opts: dict[str, Any], *, burst: bool) -> PoolStats:
     """Run one pool to completion, then flush its events."""
-    pool = make_pool(queue, opts)
+    pool = make_pool(queue, opts, burst=burst)
     try:
         return await pool.run(burst=burst)
     finally:
@@ -66,7 +69,7 @@ class WorkerHandle:
         if self._task is not None:
             raise OmniQError("this worker is already running")
         self._state = state
-        self._pool = make_pool(state.queue, self._opts)
+        self._pool = make_pool(state.queue, self._opts, burst=self._burst)
         self._task = asyncio.get_running_loop().create_task(self._pool.run(burst=self._burst))
         state.workers.add(self)
         await asyncio.sleep(0)

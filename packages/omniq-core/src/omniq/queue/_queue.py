@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -32,6 +32,9 @@ from ._build import TaskSpec, build_task
 from ._deps import DependencyResolver
 from ._retry import RetryManager, RetryPolicy
 from ._ttl import TTLManager
+
+if TYPE_CHECKING:
+    from ._source import QueueWorkerSource
 
 __all__ = ["AsyncTaskQueue"]
 
@@ -273,7 +276,7 @@ class AsyncTaskQueue:
         *,
         worker_id: str | None = None,
         lease: float | None = None,
-    ) -> Any:
+    ) -> QueueWorkerSource:
         """A TaskSource + OutcomeSink for ``omniq.workers`` pools over this queue."""
         from ._source import QueueWorkerSource
 

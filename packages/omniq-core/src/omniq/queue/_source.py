@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
+
+import anyio
 
 from omniq.events import (
     cancelled_event,
@@ -81,6 +83,10 @@ class QueueWorkerSource:
         self.poisoned = 0
         self.sweep_interval = 1.0
         self._next_sweep = 0.0
+        self._outstanding: set[str] = set()
+        self._settled: anyio.Event | None = None
+        self.burst = False
+        """Set for burst runs: an empty claim first waits for outcomes still in flight."""
 
     def _attempt(self, task: Task) -> int:
         return task.attempt - self.deferrals.get(task.id, 0)
@@ -88,7 +94,28 @@ class QueueWorkerSource:
     # -- TaskSource --------------------------------------------------------------------------
 
     async def claim(self, limit: int) -> list[ClaimedTask]:
-        """Claim a batch; defer tasks whose function breaker is open; fail poison tasks."""
+        """Claim a batch; defer tasks whose function breaker is open; fail poison tasks.
+
+        In a burst run, when nothing is ready but outcomes of tasks this worker ran are
+        still on their way to ``report``, wait (briefly) for them first: their completion
+        may release dependents or follow-ups, which a burst run must not miss.
+        """
+        claims = await self._claim(limit)
+        if not claims and self.burst and self._outstanding:
+            self._settled = anyio.Event()
+            with anyio.move_on_after(2.0):
+                await self._settled.wait()
+            self._settled = None
+            claims = await self._claim(limit)
+        self._outstanding.update(c.task.id for c in claims)
+        return claims
+
+    def _settle(self, ids: Iterable[str]) -> None:
+        self._outstanding.difference_update(ids)
+        if not self._outstanding and self._settled is not None:
+            self._settled.set()
+
+    async def _claim(self, limit: int) -> list[ClaimedTask]:
         if not self.backend_breaker.allow():
             return []
         try:
@@ -174,16 +201,20 @@ class QueueWorkerSource:
     async def renew(self, claims: Sequence[ClaimedTask]) -> set[str]:
         if not claims:
             return set()
-        return set(await self.queue.tasks.renew([LeaseRef.of(c) for c in claims], self.lease))
+        lost = set(await self.queue.tasks.renew([LeaseRef.of(c) for c in claims], self.lease))
+        if lost:
+            self._settle(lost)
+        return lost
 
     async def release(self, claims: Sequence[ClaimedTask]) -> None:
         if claims:
-            await self.queue.tasks.release([LeaseRef.of(c) for c in claims])
+            try:
+                await self.queue.tasks.release([LeaseRef.of(c) for c in claims])
+            finally:
+                self._settle(c.task.id for c in claims)
 
     async def wait_for_work(self, timeout: float) -> bool:  # noqa: ASYNC109
         if not self.backend_breaker.allow():
-            import anyio
-
             await anyio.sleep(min(timeout, max(0.0, self.backend_breaker.retry_at() - now())))
             return False
         try:
@@ -205,6 +236,12 @@ class QueueWorkerSource:
 
     async def report(self, outcomes: Sequence[Outcome], *, final: bool = False) -> None:
         """Turn finished attempts into completions/retries, results, events, follow-ups."""
+        try:
+            await self._report(outcomes, final=final)
+        finally:
+            self._settle(o.task_id for o in outcomes)
+
+    async def _report(self, outcomes: Sequence[Outcome], *, final: bool) -> None:
         q = self.queue
         retry_mgr = q.retry
         breakers = q.breakers
