@@ -61,8 +61,13 @@ class Fleet:
         self._seq += 1
         log = open(self.log_dir / f"worker-{self._seq}.log", "wb")  # noqa: SIM115
         cfg = dict(self.cfg, **overrides)
+        if cfg.get("cli"):
+            argv, more = _cli_argv(cfg)
+            env.update(more)
+        else:
+            argv = [sys.executable, str(HERE / "chaos_worker.py"), json.dumps(cfg)]
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "chaos_worker.py"), json.dumps(cfg)],
+            argv,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -136,6 +141,22 @@ class Fleet:
             f"--- {f.name}\n{f.read_text(errors='replace')[-3000:]}"
             for f in sorted(self.log_dir.glob("worker-*.log"))
         )
+
+
+def _cli_argv(cfg: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """``omniq worker`` (the real command line) for a config; options it has no flag for
+    go through their ``OMNIQ_*`` variables."""
+    argv = [sys.executable, "-m", "omniq.core._cli", "worker", "--url", cfg["url"],
+            "--concurrency", str(cfg.get("concurrency", 8)), "--no-scheduler"]  # fmt: skip
+    env = {
+        "OMNIQ_LEASE_SECONDS": str(cfg["lease"]),
+        "OMNIQ_RETRY_DELAY": str(cfg.get("retry_delay", 0.01)),
+    }
+    if cfg.get("events"):
+        env["OMNIQ_EVENT_STORAGE_URL"] = cfg["events"]
+    for name, value in cfg.get("pool", {}).items():
+        env[f"OMNIQ_{name.upper()}"] = str(value)
+    return argv, env
 
 
 def _killpg(pid: int, sig: signal.Signals) -> None:

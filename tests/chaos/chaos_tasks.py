@@ -69,3 +69,10 @@ def blow_memory(ledger: str, tag: str, limit_mb: int) -> int:
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
     return len(blob)
+
+
+def blow_up(flag: str) -> str:
+    """Fails until the file ``flag`` exists (a dead letter that a fix can rescue)."""
+    if not os.path.exists(flag):
+        raise RuntimeError(f"{flag} missing")
+    return "fixed"

@@ -17,12 +17,12 @@ import anyio
 import chaos_tasks as ct
 import pytest
 from chaos_fleet import Fleet, audit, record
+from tests.faults._servers import PrivatePostgres, PrivateRedis
+from tests.faults.test_nats_faults import PrivateNats
 
 from omniq.core import OmniQ
 from omniq.models import TaskStatus
 from omniq.storage import open_storage
-from tests.faults._servers import PrivatePostgres, PrivateRedis
-from tests.faults.test_nats_faults import PrivateNats
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

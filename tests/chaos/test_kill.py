@@ -59,6 +59,7 @@ async def test_sigkill_storm_loses_nothing(
         for i in range(0, n, 1000):
             await oq.enqueue_many(tasks[i : i + 1000])
     cfg = {
+        "cli": True,
         "url": url,
         "events": events,
         "lease": LEASE,

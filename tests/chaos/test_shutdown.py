@@ -39,7 +39,7 @@ async def test_sigterm_in_flight_finishes_or_hands_back(
         ]
         await oq.enqueue_many(tasks)
     # A long lease: anything not handed back would stay RUNNING for 30 s.
-    cfg = {"url": url, "events": events, "lease": 30.0, "concurrency": 8,
+    cfg = {"cli": True, "url": url, "events": events, "lease": 30.0, "concurrency": 8,
            "pool": {"shutdown_grace": GRACE}}  # fmt: skip
     first = Fleet(cfg, tmp_path).start()
     t0 = time.monotonic()
