@@ -1,4 +1,5 @@
-"""Run the Python examples of docs/quickstart.md, concepts.md and configuration.md."""
+"""Run the Python examples of the README and docs/quickstart.md, concepts.md and
+configuration.md."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-FILES = ["quickstart.md", "concepts.md", "configuration.md"]
+FILES = ["../README.md", "quickstart.md", "concepts.md", "configuration.md"]
 
 
 @pytest.mark.parametrize("name", FILES)
