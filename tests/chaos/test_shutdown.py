@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import chaos_tasks as ct
 import pytest
-from chaos_fleet import Fleet, audit, record
+from chaos_fleet import Fleet, audit, read_ledger, record
 
 from omniq.core import OmniQ
 from omniq.models import TaskStatus
@@ -47,7 +47,11 @@ async def test_sigterm_in_flight_finishes_or_hands_back(
         async with open_storage(url) as backend:
             assert backend.tasks is not None
             end = time.monotonic() + 60
-            while await backend.tasks.count(status=TaskStatus.RUNNING) < 20:
+            # Every worker is serving (its signal handlers are in place) and holds tasks.
+            while (
+                len({r.pid for rs in read_ledger(ledger).values() for r in rs}) < 3
+                or await backend.tasks.count(status=TaskStatus.RUNNING) < 20
+            ):
                 assert time.monotonic() < end, first.logs()
                 await anyio.sleep(0.05)
             stopping = time.monotonic()
