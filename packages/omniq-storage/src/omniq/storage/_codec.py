@@ -1,7 +1,9 @@
 """Reusable msgspec codecs: msgpack for tasks, results and schedules, JSON for events.
 
 Encoders and typed decoders are built once and shared (msgspec caches per type), so
-backends never pickle anything and decoding validates the shape of stored data.
+backends never pickle anything and decoding validates the shape of stored data. A stored
+record that does not decode (corrupt, truncated, tampered, or foreign bytes such as a
+pickle written straight into the engine) raises ``StorageError``; nothing in it is run.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import Schedule, Task, TaskEvent, TaskResult
+from omniq.models import Schedule, StorageError, Task, TaskEvent, TaskResult
 
 __all__ = [
     "decode_event",
@@ -34,16 +36,26 @@ def encode(obj: Any) -> bytes:
     return _msgpack.encode(obj)
 
 
+def _decode(decoder: Any, data: bytes | str, what: str) -> Any:
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, TypeError, ValueError, OverflowError) as exc:
+        raise StorageError(f"stored {what} does not decode: {exc}") from exc
+
+
 def decode_task(data: bytes) -> Task:
-    return _task.decode(data)
+    """A stored task envelope; StorageError if the bytes are not one."""
+    return _decode(_task, data, "task")  # type: ignore[no-any-return]
 
 
 def decode_result(data: bytes) -> TaskResult:
-    return _result.decode(data)
+    """A stored result; StorageError if the bytes are not one."""
+    return _decode(_result, data, "result")  # type: ignore[no-any-return]
 
 
 def decode_schedule(data: bytes) -> Schedule:
-    return _schedule.decode(data)
+    """A stored schedule; StorageError if the bytes are not one."""
+    return _decode(_schedule, data, "schedule")  # type: ignore[no-any-return]
 
 
 def encode_event(event: TaskEvent) -> bytes:
@@ -52,4 +64,5 @@ def encode_event(event: TaskEvent) -> bytes:
 
 
 def decode_event(data: bytes | str) -> TaskEvent:
-    return _event.decode(data)
+    """A stored event; StorageError if the text is not one."""
+    return _decode(_event, data, "event")  # type: ignore[no-any-return]

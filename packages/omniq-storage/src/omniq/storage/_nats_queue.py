@@ -10,6 +10,7 @@ JetStream wakes it when one becomes due; no sleep-polling.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 from collections.abc import Callable, Sequence
@@ -325,7 +326,7 @@ class NatsTaskQueue(QueueCore):
         )
         return len(doomed)
 
-    async def requeue(self, task_ids: Sequence[str]) -> list[str]:
+    async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
         ids = list(dict.fromkeys(task_ids))
 
         def fn(rec: Rec) -> Rec | None:
