@@ -131,7 +131,7 @@ async def test_unsigned_pickle_argument_payload_is_never_unpickled(
     marker = tmp_path / "pwned"
     try:
         async with OmniQ(url, dill_enabled=True, dill_secret="k" * 32) as oq:
-            base = oq.build("os:getcwd")
+            base = oq.build("os:getcwd", max_retries=0)
             forged = msgspec.structs.replace(
                 base, payload=Payload("dill", evil_pickle(str(marker)))
             )
@@ -152,10 +152,10 @@ async def test_unknown_module_outside_allow_list_is_never_imported(tmp_path: Pat
     sys.modules.pop("fuzz_evil", None)
     try:
         async with OmniQ(f"sqlite:///{tmp_path / 'q.db'}") as oq:
-            base = oq.build("os:getcwd")
+            base = oq.build("os:getcwd", max_retries=0)
             evil = msgspec.structs.replace(base, func="fuzz_evil:run")
             nowhere = msgspec.structs.replace(
-                oq.build("os:getcwd"), func="no_such_module_xyz.sub:run"
+                oq.build("os:getcwd", max_retries=0), func="no_such_module_xyz.sub:run"
             )
             await oq.enqueue_many([evil, nowhere])
             async with oq.worker(allowed_modules=["os", "app.tasks"]):
