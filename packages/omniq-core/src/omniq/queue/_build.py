@@ -18,7 +18,7 @@ TaskSpec = Callable[..., Any] | str
 
 
 def task_ids(refs: Iterable[Task | str] | Task | str | None) -> tuple[str, ...]:
-    """Normalize ``depends_on`` (tasks or ids, one or many) to a tuple of ids."""
+    """Normalize ``depends_on`` (tasks or ids, one or many) to a tuple of distinct ids."""
     if refs is None:
         return ()
     if isinstance(refs, Task | str):
@@ -31,7 +31,7 @@ def task_ids(refs: Iterable[Task | str] | Task | str | None) -> tuple[str, ...]:
             out.append(r)
         else:
             raise InvalidTaskError(f"depends_on takes tasks or task ids, got {r!r}")
-    return tuple(out)
+    return tuple(dict.fromkeys(out))  # a dependency listed twice is one dependency
 
 
 def _seconds(value: float | timedelta | None, name: str) -> float | None:

@@ -251,6 +251,9 @@ class QueueWorkerSource:
         events: dict[str, TaskEvent] = {}
         retry_events: dict[str, TaskEvent] = {}
         follow: dict[str, tuple[Task, ...]] = {}
+        ev = q.events
+        logging_on = ev is not None and ev.enabled  # events are built only when kept
+        deferrals = self.deferrals
         t_now = now()
         for o in outcomes:
             task = o.claimed.task
@@ -266,9 +269,10 @@ class QueueWorkerSource:
                     delay = retry_mgr.delay(task, attempt)
                     eta = t_now + delay
                     retries.append(RetryRequest(task.id, token, eta))
-                    retry_events[task.id] = retry_event(
-                        task, o.error, eta, attempt, delay=delay, worker_id=worker
-                    )
+                    if logging_on:
+                        retry_events[task.id] = retry_event(
+                            task, o.error, eta, attempt, delay=delay, worker_id=worker
+                        )
                     continue
             finished = o.finished_at or t_now
             completions.append(Completion(task.id, token, status))
@@ -284,51 +288,53 @@ class QueueWorkerSource:
                 expires_at=q.result_expiry(finished),
                 queue=task.queue,
             )
+            if deferrals:
+                deferrals.pop(task.id, None)
             if status is TaskStatus.SUCCESS:
-                events[task.id] = complete_event(
-                    task, worker_id=worker, attempt=attempt, duration=o.duration
-                )
+                if logging_on:
+                    events[task.id] = complete_event(
+                        task, worker_id=worker, attempt=attempt, duration=o.duration
+                    )
                 if task.on_success:
                     follow[task.id] = task.on_success
             elif status is TaskStatus.ERROR:
-                events[task.id] = error_event(
-                    task, o.error, worker_id=worker, attempt=attempt, duration=o.duration
-                )
+                if logging_on:
+                    events[task.id] = error_event(
+                        task, o.error, worker_id=worker, attempt=attempt, duration=o.duration
+                    )
                 if task.on_failure:
                     follow[task.id] = task.on_failure
             elif status is TaskStatus.EXPIRED:
-                events[task.id] = expired_event(task)
+                if logging_on:
+                    events[task.id] = expired_event(task)
             else:
-                events[task.id] = cancelled_event(task, o.error.message if o.error else None)
+                if logging_on:
+                    events[task.id] = cancelled_event(task, o.error.message if o.error else None)
                 if task.on_failure:
                     follow[task.id] = task.on_failure
         stale: set[str] = set()
         report = None
         if completions:
-            # Results are stored before the completions that make them final: a worker
-            # killed between the two leaves a task that runs again once its lease
-            # expires, never a finished task without its result (tests/chaos). The renew
-            # just before is the fence: only a worker still holding the lease writes.
-            if results and q.results is not None:
-                lost = await q.tasks.renew(
-                    [LeaseRef(c.task_id, c.token) for c in completions], self.lease
-                )
-                stale.update(lost)
-                kept = [r for tid, r in results.items() if tid not in stale]
-                if kept:
-                    await q.results.put(kept)
-            live = [c for c in completions if c.task_id not in stale]
-            report = await q.tasks.complete(live, dependency_policy=q.dependency_policy)
+            # Results are stored before the completions that make them final, fenced by
+            # the lease: a worker killed between the two leaves a task that runs again
+            # once its lease expires, never a finished task without its result
+            # (tests/chaos). Backends holding the results do both in one atomic step.
+            report = await q.tasks.finish(
+                completions,
+                list(results.values()),
+                q.results,
+                lease=self.lease,
+                dependency_policy=q.dependency_policy,
+            )
             stale.update(report.stale)
         if retries:
             stale.update(await q.tasks.retry(retries))
         if stale:
             _log.info("discarding outcomes of %d tasks whose lease was lost", len(stale))
-        log: list[TaskEvent] = [e for tid, e in events.items() if tid not in stale]
-        log.extend(e for tid, e in retry_events.items() if tid not in stale)
-        for tid in events:
-            self.deferrals.pop(tid, None)
-        q._log(log)
+        if logging_on:
+            log: list[TaskEvent] = [e for tid, e in events.items() if tid not in stale]
+            log.extend(e for tid, e in retry_events.items() if tid not in stale)
+            q._log(log)
         if report is not None:
             await q.record_cascade(report)
         followups = [t for tid, ts in follow.items() if tid not in stale for t in ts]

@@ -140,6 +140,37 @@ class TaskQueueStorage(abc.ABC):
     ) -> CompletionReport:
         """End leased tasks in a terminal status and resolve their dependents."""
 
+    async def finish(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """Store ``results`` in ``result_store``, then ``complete``: the worker's way to end
+        leased tasks. Fenced: a task whose lease was lost gets neither (it is listed in
+        ``stale``), and a crash between the two steps leaves a task that runs again,
+        never a finished task without its result.
+
+        The default renews the leases (the fence), puts the results, then completes
+        (three calls); a backend holding ``result_store`` itself does it in one atomic
+        step.
+        """
+        stale: list[str] = []
+        if results and result_store is not None:
+            stale = await self.renew([LeaseRef(c.task_id, c.token) for c in completions], lease)
+            lost = set(stale)
+            kept = [r for r in results if r.task_id not in lost]
+            if kept:
+                await result_store.put(kept)
+            completions = [c for c in completions if c.task_id not in lost]
+        report = await self.complete(completions, dependency_policy=dependency_policy)
+        if stale:
+            report.stale = stale + report.stale
+        return report
+
     @abc.abstractmethod
     async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
         """Return leased tasks to pending with the given eta; returns stale ids."""

@@ -150,7 +150,7 @@ class PgTaskQueue(_Base, TaskQueueStorage):
         dep_idx: builtins.list[int] = []
         dep_on: builtins.list[str] = []
         for i, t in enumerate(tasks, 1):
-            for d in t.depends_on:
+            for d in dict.fromkeys(t.depends_on):  # a dependency listed twice is one edge
                 dep_idx.append(i)
                 dep_on.append(d)
         args = (

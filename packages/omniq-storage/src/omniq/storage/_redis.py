@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from omniq.models import (
     ClaimedTask,
     StorageError,
     Task,
+    TaskResult,
     TaskStatus,
     now,
 )
@@ -33,6 +35,7 @@ from ._interfaces import (
     CompletionReport,
     DependencyPolicy,
     LeaseRef,
+    ResultStorage,
     RetryRequest,
     TaskQueueStorage,
 )
@@ -178,6 +181,51 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
         for c in completions:
             flat += (c.task_id, c.token, c.status)  # msgspec encodes a TaskStatus by value
         return self._report(await self._script("complete", dependency_policy, encode(flat)))
+
+    async def finish(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """Results and completions in one script when the results live in this Redis:
+        the lease check fences both, atomically, in one round trip."""
+        by_id = {r.task_id: r for r in results}
+        if (
+            result_store is not self._be.results
+            or len(by_id) != len(results)
+            or not by_id.keys() <= {c.task_id for c in completions}
+        ):
+            return await super().finish(
+                completions,
+                results,
+                result_store,
+                lease=lease,
+                dependency_policy=dependency_policy,
+            )
+        if not completions:
+            return CompletionReport()
+        flat: list[Any] = []
+        blobs: list[bytes] = []
+        t = now()
+        for c in completions:
+            res = by_id.get(c.task_id)
+            if res is None:
+                flat += (c.task_id, c.token, c.status, 0, "", "")
+                continue
+            blob = encode(res)
+            blobs.append(blob)
+            exp = res.expires_at
+            if exp is None:
+                flat += (c.task_id, c.token, c.status, len(blob), "", "")
+            else:
+                ms = max(1, math.ceil((exp - t) * 1000))
+                flat += (c.task_id, c.token, c.status, len(blob), ms, repr(exp))
+        res = await self._script("finish", dependency_policy, encode(flat), b"".join(blobs))
+        return self._report(res)
 
     async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
         if not requests:
@@ -416,6 +464,8 @@ class RedisBackend(Backend):
             "claim": lua.CLAIM,
             "renew": lua.RENEW,
             "complete": lua.COMPLETE,
+            "finish": lua.FINISH,
+            "results_put": lua.RESULTS_PUT,
             "retry": lua.RETRY,
             "cancel": lua.CANCEL,
             "expire": lua.EXPIRE,
@@ -456,7 +506,13 @@ class RedisBackend(Backend):
                     await ps.subscribe(f"{self.prefix}chan")
                 continue
             if msg is not None and msg.get("type") == "message":
-                self.waiters.wake(_s(msg["data"]))
+                data = _s(msg["data"])
+                if data.startswith("R:"):  # a batch of results (see FINISH)
+                    wake = self.waiters.wake
+                    for tid in data[2:].split("\x1f"):
+                        wake("r:" + tid)
+                else:
+                    self.waiters.wake(data)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -187,14 +187,18 @@ for _, row in ipairs(rows) do
   else
     local waiting, failed = 0, false
     local open = {}
+    local seen = {}
     for _, d in ipairs(deps) do
-      local s = redis.call('HGET', tk(d), 's')
-      if s == 'success' then
-      elseif s == 'error' or s == 'cancelled' or s == 'expired' then
-        failed = true
-      else
-        waiting = waiting + 1
-        open[#open + 1] = d
+      if not seen[d] then  -- a dependency listed twice is one edge
+        seen[d] = true
+        local s = redis.call('HGET', tk(d), 's')
+        if s == 'success' then
+        elseif s == 'error' or s == 'cancelled' or s == 'expired' then
+          failed = true
+        else
+          waiting = waiting + 1
+          open[#open + 1] = d
+        end
       end
     end
     local t = tk(id)
@@ -355,6 +359,79 @@ resolve(roots, policy, released, cancelled)
 flush()
 publish()
 return {done, stale, released, cancelled}
+"""
+)
+
+FINISH = (
+    COMMON
+    + r"""
+-- COMPLETE plus the results, fenced by the same lease check: ARGV[3] policy, ARGV[4]
+-- msgpack flat array of id, token, status, result length (0 = none), result TTL in ms
+-- ('' = none), result expires_at; ARGV[5] the results concatenated. Result waiters get
+-- one 'R:' notification listing the ids (unit-separated) instead of one per task.
+local policy = ARGV[3]
+local items = cmsgpack.unpack(ARGV[4])
+local R = ARGV[5]
+local pos = 1
+local done, stale, roots, released, cancelled, stored = {}, {}, {}, {}, {}, {}
+for j = 1, #items, 6 do
+  local id, tok, st, n, px = items[j], items[j+1], items[j+2], items[j+3], items[j+4]
+  local h = redis.call('HMGET', tk(id), 's', 'tok', 'q', 'k', 'exp')
+  if h[1] == 'running' and h[2] == tok then
+    if n > 0 then
+      local key = P .. 'res:' .. id
+      local blob = string.sub(R, pos, pos + n - 1)
+      if px ~= '' then
+        redis.call('SET', key, blob, 'PX', px)
+        zadd(P .. 'rexp', tonumber(items[j+5]), id)
+      else
+        redis.call('SET', key, blob)
+        zrem(P .. 'rexp', id)
+      end
+      stored[#stored + 1] = id
+    end
+    finish(id, h[3], 'running', st, h[4], h[5])
+    done[#done + 1] = id
+    roots[#roots + 1] = {id, st ~= 'success'}
+  else
+    stale[#stale + 1] = id
+  end
+  pos = pos + n
+end
+resolve(roots, policy, released, cancelled)
+flush()
+publish()
+if #stored > 0 then redis.call('PUBLISH', P .. 'chan', 'R:' .. table.concat(stored, '\31')) end
+return {done, stale, released, cancelled}
+"""
+)
+
+RESULTS_PUT = (
+    COMMON
+    + r"""
+-- ARGV[3] msgpack flat array of id, result length, TTL ms ('' = none), expires_at;
+-- ARGV[4] the results concatenated. One 'R:' notification for all of them.
+local items = cmsgpack.unpack(ARGV[3])
+local R = ARGV[4]
+local pos = 1
+local ids = {}
+for j = 1, #items, 4 do
+  local id, n, px = items[j], items[j+1], items[j+2]
+  local key = P .. 'res:' .. id
+  local blob = string.sub(R, pos, pos + n - 1)
+  pos = pos + n
+  if px ~= '' then
+    redis.call('SET', key, blob, 'PX', px)
+    zadd(P .. 'rexp', tonumber(items[j+3]), id)
+  else
+    redis.call('SET', key, blob)
+    zrem(P .. 'rexp', id)
+  end
+  ids[#ids + 1] = id
+end
+flush()
+if #ids > 0 then redis.call('PUBLISH', P .. 'chan', 'R:' .. table.concat(ids, '\31')) end
+return #ids
 """
 )
 

@@ -62,24 +62,20 @@ class RedisResults(_Base, ResultStorage):
     async def put(self, results: Sequence[TaskResult]) -> None:
         if not results:
             return
-        r = self._be.redis
         t = now()
-
-        async def run() -> None:
-            pipe = r.pipeline(transaction=True)
-            for res in results:
-                key = f"{self._p}res:{res.task_id}"
-                if res.expires_at is not None:
-                    ms = max(1, math.ceil((res.expires_at - t) * 1000))
-                    pipe.set(key, encode(res), px=ms)
-                    pipe.zadd(f"{self._p}rexp", {res.task_id: res.expires_at})
-                else:
-                    pipe.set(key, encode(res))
-                    pipe.zrem(f"{self._p}rexp", res.task_id)
-                pipe.publish(f"{self._p}chan", f"r:{res.task_id}")
-            await pipe.execute()
-
-        await self._call(run)
+        flat: list[Any] = []
+        blobs: list[bytes] = []
+        for res in results:
+            blob = encode(res)
+            blobs.append(blob)
+            exp = res.expires_at
+            if exp is None:
+                flat += (res.task_id, len(blob), "", "")
+            else:
+                flat += (res.task_id, len(blob), max(1, math.ceil((exp - t) * 1000)), repr(exp))
+        script = self._be.scripts["results_put"]
+        args: list[Any] = [self._p, repr(t), encode(flat), b"".join(blobs)]
+        await self._call(lambda: script(args=args))
 
     async def get(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
         if not task_ids:
