@@ -112,6 +112,24 @@ async def test_retry_and_release_killed_before_publish(url: str, op: str) -> Non
     assert again.task.attempt == (2 if op == "retry" else 1)
 
 
+async def test_requeue_killed_before_publish(url: str) -> None:
+    """A dead letter requeued by a client that dies before announcing it: the guard
+    timer published before the write re-announces it."""
+    t = _task()
+    async with open_storage(url) as be:
+        q = _queue(be)  # default guard delay: the enqueue's own guard stays out of the way
+        await q.enqueue([t])
+        [c] = await q.claim(["default"], "w")
+        await q.complete([Completion(t.id, c.token, TaskStatus.ERROR)])
+        _doomed(be, "requeue")
+        with pytest.raises(Killed):
+            await q.requeue([t.id])
+        got = await q.get_one(t.id)
+        assert got is not None and got.status is TaskStatus.PENDING
+    again = await _recovered(url, t.id, deadline=q.guard_delay * 10)
+    assert again.task.attempt == 1
+
+
 @pytest.mark.slow
 async def test_reclaim_killed_before_publish(url: str) -> None:
     """The reaper dies after returning the expired lease's task to pending: its lease

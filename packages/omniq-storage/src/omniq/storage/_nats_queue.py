@@ -335,8 +335,12 @@ class NatsTaskQueue(QueueCore):
             return msgspec.structs.replace(pending(rec, 0, None), finished=None)
 
         async def run() -> list[str]:
+            # A guard timer first (the finished task has no lease timer left): a crash
+            # between a record's write and its work message is re-announced by the guard.
+            await self._be.js.publish_many([self._guard_msg(ids, self.guard_delay, "cancel")])
             # Revision-checked write per record, then its work message.
             res = await asyncio.gather(*(self._change(i, fn) for i in ids))
+            self._crash("requeue")  # the guard above re-announces the records
             await self._ready_many([(r[1], r[2]) for r in res if r is not None])
             return [i for i, r in zip(ids, res, strict=True) if r is not None]
 
