@@ -60,6 +60,9 @@ def _setup(args: argparse.Namespace) -> dict[str, str]:
     for v in sorted(x for x in venvs if x):
         print(f"venv {v}: {' '.join(_venvs.PINS[v])}", flush=True)
         _venvs.ensure(v)
+    print("compiling bytecode", flush=True)
+    for v in sorted(venvs, key=lambda x: x or ""):
+        _venvs.compile_bytecode(_venvs.python_for(v))
     _workloads.ensure_databases()
     versions: dict[str, str] = {}
     for name in args.peers:

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from ._venvs import PYCACHE
+
 ADAPTERS = Path(__file__).resolve().parent / "adapters"
 DRIVER = ADAPTERS / "driver.py"
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -27,6 +29,9 @@ def adapter_env(extra: dict[str, str]) -> dict[str, str]:
         env.pop(key, None)
     env["PYTHONPATH"] = str(ADAPTERS)
     env["PYTHONUNBUFFERED"] = "1"
+    # Compiled bytecode for every library, as installed packages have it (see _venvs).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     env.update(extra)
     return env
 
