@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from omniq.models import (
@@ -22,6 +22,9 @@ from omniq.models import (
 
 from ._interfaces import (
     Backend,
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
     EventStorage,
     ResultStorage,
 )
@@ -42,10 +45,15 @@ class _Results(ResultStorage):
         self.notifier = Notifier()
 
     async def put(self, results: Sequence[TaskResult]) -> None:
-        with self._lock:
-            for r in results:
-                self._data[r.task_id] = r
+        self.store(results)
         self.notifier.notify([r.task_id for r in results])
+
+    def store(self, results: Sequence[TaskResult]) -> None:
+        """Write without notifying (``put`` and the task store's ``finish``)."""
+        with self._lock:
+            data = self._data
+            for r in results:
+                data[r.task_id] = r
 
     async def get(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
         t = now()
@@ -72,6 +80,60 @@ class _Results(ResultStorage):
             for k in doomed:
                 del self._data[k]
         return len(doomed)
+
+
+class _Tasks(StateTasks):
+    """StateTasks whose ``finish`` writes this backend's results under the state lock:
+    lease check, results and completion in one step."""
+
+    def __init__(
+        self,
+        run: Callable[[Callable[[QueueState, float], object]], Awaitable[object]],
+        results: _Results,
+    ) -> None:
+        super().__init__(run)
+        self._results = results
+
+    async def finish(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        if result_store is not self._results or not results:
+            return await super().finish(
+                completions,
+                results,
+                result_store,
+                lease=lease,
+                dependency_policy=dependency_policy,
+            )
+        by_id = {r.task_id: r for r in results}
+        items = list(completions)
+        store = self._results.store
+        written: list[str] = []
+
+        def run(s: QueueState, t: float) -> CompletionReport:
+            kept = [
+                by_id[c.task_id]
+                for c in items
+                if c.task_id in by_id
+                and c.status.is_terminal
+                and s._leased(c.task_id, c.token) is not None
+            ]
+            store(kept)
+            written.extend(r.task_id for r in kept)
+            return s.complete(items, dependency_policy, t)
+
+        report = await self._run(run)
+        if written:
+            self._results.notifier.notify(written)
+        if report.released:
+            self.notifier.notify()
+        return report
 
 
 class _Events(EventStorage):
@@ -133,8 +195,8 @@ class MemoryBackend(Backend):
         self.url = url
         self._state = QueueState()
         self._lock = threading.Lock()
-        self.tasks = StateTasks(self._run)
         self.results = _Results()
+        self.tasks = _Tasks(self._run, self.results)
         self.events = _Events()
         self.schedules = StateSchedules(self._run)
 
