@@ -83,6 +83,7 @@ class QueueWorkerSource:
         self.poisoned = 0
         self.sweep_interval = 1.0
         self._next_sweep = 0.0
+        self._sweep_due = False
         self._outstanding: set[str] = set()
         self._settled: anyio.Event | None = None
         self.burst = False
@@ -115,9 +116,22 @@ class QueueWorkerSource:
         if not self._outstanding and self._settled is not None:
             self._settled.set()
 
+    async def _sweep(self, t: float, *, full: bool) -> None:
+        self._sweep_due = False
+        try:
+            if full:
+                self._next_sweep = t + self.sweep_interval
+                await self.queue.ttl.run_once()
+            else:
+                await self.queue.ttl.expire()
+        except Exception:
+            _log.warning("TTL sweep failed", exc_info=True)
+
     async def _claim(self, limit: int) -> list[ClaimedTask]:
         if not self.backend_breaker.allow():
             return []
+        if self._sweep_due:
+            await self._sweep(now(), full=True)
         try:
             claims = await self.queue.tasks.claim(
                 self.queues, self.worker_id, limit=limit, lease=self.lease
@@ -128,20 +142,15 @@ class QueueWorkerSource:
             return []
         self.backend_breaker.record_success()
         t = now()
-        full = t >= self._next_sweep
-        if full or not claims:
+        if not claims:
             # TTL duties ride on the claim loop: expired tasks get their EXPIRED result
             # and event before an idle (or burst) worker reports "nothing to do".
-            try:
-                if full:
-                    self._next_sweep = t + self.sweep_interval
-                    await self.queue.ttl.run_once()
-                else:
-                    await self.queue.ttl.expire()
-            except Exception:
-                _log.warning("TTL sweep failed", exc_info=True)
-        if not claims:
+            await self._sweep(t, full=t >= self._next_sweep)
             return claims
+        if t >= self._next_sweep:
+            # Not now: the claimed tasks start first (the pool dispatches them before
+            # it claims again); the next claim call runs the sweep.
+            self._sweep_due = True
         runnable: list[ClaimedTask] = []
         deferred: list[ClaimedTask] = []
         poison: list[ClaimedTask] = []
