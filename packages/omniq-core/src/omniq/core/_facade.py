@@ -354,10 +354,43 @@ class OmniQ(ScheduleOps, DeadLetterOps):
         func: TaskSpec,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
+        *,
+        queue: str | None = None,
+        priority: int = 0,
+        eta: float | datetime | None = None,
+        delay: float | timedelta | None = None,
+        ttl: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | timedelta | None = None,
+        depends_on: Iterable[Task | str] | Task | str | None = None,
+        on_success: Callback | Sequence[Callback] | None = None,
+        on_failure: Callback | Sequence[Callback] | None = None,
+        key: str | None = None,
+        worker: WorkerType | str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Task:
-        """Blocking ``enqueue`` (same options)."""
-        task = self.build(func, args, kwargs, **options)
+        """Blocking ``enqueue`` (same options, spelled out so editors and type checkers
+        see them; tests/test_sync_twins.py keeps the two signatures identical)."""
+        task = self.build(
+            func,
+            args,
+            kwargs,
+            queue=queue,
+            priority=priority,
+            eta=eta,
+            delay=delay,
+            ttl=ttl,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            depends_on=depends_on,
+            on_success=on_success,
+            on_failure=on_failure,
+            key=key,
+            worker=worker,
+            metadata=metadata,
+        )
         return self._call_sync(_enqueue_many, [task])[0]
 
     def _items(self, items: Iterable[EnqueueItem], options: dict[str, Any]) -> list[Task]:

@@ -80,8 +80,14 @@ class TaskQueue:
     ) -> TaskResult | None:
         return self._runner.run(lambda: self._async.get_result(task_id, wait=wait, timeout=timeout))
 
+    def get_results(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
+        return self._runner.run(self._async.get_results, task_ids)
+
     def get_task(self, task_id: str) -> Task | None:
         return self._runner.run(self._async.get_task, task_id)
+
+    def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        return self._runner.run(self._async.counts)
 
     def list_tasks(
         self,
