@@ -7,8 +7,11 @@ import asyncio
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from omniq.models import OmniQError
 from omniq.queue import AsyncTaskQueue
+from omniq.queue._source import QueueWorkerSource
 from omniq.workers import AsyncWorkerPool, PoolStats
 
 if TYPE_CHECKING:
@@ -29,7 +32,8 @@ def make_pool(
     lease = opts.pop("lease_seconds", None)
     source = queue.worker_source(queues, worker_id=worker_id, lease=lease)
     source.burst = burst
-    return AsyncWorkerPool(
+    source.handover = True  # closed by run_pool / WorkerHandle when the pool ends
+    pool = AsyncWorkerPool(
         source,
         source,
         settings=queue.settings,
@@ -40,6 +44,8 @@ def make_pool(
         lease_seconds=source.lease,
         **opts,
     )
+    source.offer = pool.offer
+    return pool
 
 
 async def run_pool(queue: AsyncTaskQueue, opts: dict[str, Any], *, burst: bool) -> PoolStats:
@@ -48,8 +54,17 @@ async def run_pool(queue: AsyncTaskQueue, opts: dict[str, Any], *, burst: bool) 
     try:
         return await pool.run(burst=burst)
     finally:
+        await _close_source(pool)
         if queue.events is not None:
             await queue.events.flush()
+
+
+async def _close_source(pool: AsyncWorkerPool) -> None:
+    """End the handovers of the pool's source (tasks handed over, never run, go back)."""
+    source = pool.source
+    if isinstance(source, QueueWorkerSource):
+        with anyio.CancelScope(shield=True):
+            await source.close()
 
 
 class WorkerHandle:
@@ -83,6 +98,7 @@ class WorkerHandle:
         try:
             self.stats = await task
         finally:
+            await _close_source(pool)
             if self._state is not None:
                 self._state.workers.discard(self)
                 if self._state.logger is not None:

@@ -8,10 +8,11 @@ per-function circuit breakers that defer instead of failing, poison tasks, resul
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -39,7 +40,7 @@ from omniq.models import (
 from omniq.storage import Completion, LeaseRef, RetryRequest
 from omniq.workers import Outcome
 
-from ._breaker import CircuitBreaker
+from ._breaker import BreakerState, CircuitBreaker
 
 if TYPE_CHECKING:
     from ._queue import AsyncTaskQueue
@@ -88,6 +89,13 @@ class QueueWorkerSource:
         self._settled: anyio.Event | None = None
         self.burst = False
         """Set for burst runs: an empty claim first waits for outcomes still in flight."""
+        self.handover = False
+        """Take tasks the store hands over already claimed while this worker waits idle
+        (``wait_for_push``); whoever sets it calls ``close()`` when the pool ends."""
+        self._pushed: list[ClaimedTask] = []
+        self.offer: Callable[[list[ClaimedTask]], bool] | None = None
+        """The pool's ``offer``: runs handed-over claims at once (set with handover)."""
+        self._confirms: set[asyncio.Task[None]] = set()
 
     def _attempt(self, task: Task) -> int:
         return task.attempt - self.deferrals.get(task.id, 0)
@@ -101,6 +109,12 @@ class QueueWorkerSource:
         still on their way to ``report``, wait (briefly) for them first: their completion
         may release dependents or follow-ups, which a burst run must not miss.
         """
+        if self._pushed:
+            pushed, self._pushed = self._pushed[:limit], self._pushed[limit:]
+            self._confirm(pushed)
+            claims = await self._admit(pushed)
+            self._outstanding.update(c.task.id for c in claims)
+            return claims
         claims = await self._claim(limit)
         if not claims and self.burst and self._outstanding:
             self._settled = anyio.Event()
@@ -151,6 +165,10 @@ class QueueWorkerSource:
             # Not now: the claimed tasks start first (the pool dispatches them before
             # it claims again); the next claim call runs the sweep.
             self._sweep_due = True
+        return await self._admit(claims)
+
+    async def _admit(self, claims: list[ClaimedTask]) -> list[ClaimedTask]:
+        """The claims to run: breaker-deferred and poison tasks are dealt with here."""
         runnable: list[ClaimedTask] = []
         deferred: list[ClaimedTask] = []
         poison: list[ClaimedTask] = []
@@ -226,11 +244,64 @@ class QueueWorkerSource:
         if not self.backend_breaker.allow():
             await anyio.sleep(min(timeout, max(0.0, self.backend_breaker.retry_at() - now())))
             return False
+        if self._pushed:
+            return True
         try:
+            if self.handover:
+                return await self.queue.tasks.wait_for_push(
+                    self.queues,
+                    timeout,
+                    worker_id=self.worker_id,
+                    lease=self.lease,
+                    inbox=self._inbox,
+                )
             return await self.queue.tasks.wait_for_work(self.queues, timeout)
         except BackendUnavailableError:
             self.backend_breaker.record_failure()
             return False
+
+    def _inbox(self, claims: list[ClaimedTask]) -> None:
+        """Handed-over claims: straight to the pool (``offer``) when their functions'
+        breakers are closed, else kept for the next ``claim``."""
+        offer = self.offer
+        breakers = self.queue.breakers
+        if (
+            offer is not None
+            and all(breakers.get(c.task.func).state is BreakerState.CLOSED for c in claims)
+            and all(self._attempt(c.task) <= c.task.max_retries + 1 for c in claims)
+            and offer(claims)
+        ):
+            self._confirm(claims)
+            self._outstanding.update(c.task.id for c in claims)
+            return
+        self._pushed.extend(claims)
+
+    def _confirm(self, claims: list[ClaimedTask]) -> None:
+        """A handed-over lease is short: renew it to ours now, off the start path."""
+
+        async def renew() -> None:
+            try:
+                lost = await self.renew(claims)
+            except Exception:
+                _log.warning("renewing %d handed-over leases failed", len(claims), exc_info=True)
+                return
+            if lost:  # finished already (fast tasks), or the short lease lapsed
+                _log.debug("%d handed-over tasks were not renewed", len(lost))
+
+        task = asyncio.get_running_loop().create_task(renew())
+        self._confirms.add(task)
+        task.add_done_callback(self._confirms.discard)
+
+    async def close(self) -> None:
+        """End handovers: tasks handed over but never run go back to pending."""
+        if self._confirms:
+            await asyncio.gather(*self._confirms, return_exceptions=True)
+        self._pushed = []
+        if self.handover:
+            try:
+                await self.queue.tasks.close_inbox(self.worker_id)
+            except Exception:  # their short leases lapse instead
+                _log.warning("closing the handover inbox failed", exc_info=True)
 
     # -- OutcomeSink -------------------------------------------------------------------------
 

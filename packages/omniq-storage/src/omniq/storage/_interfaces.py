@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import msgspec
@@ -238,6 +238,28 @@ class TaskQueueStorage(abc.ABC):
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         """Block until work may be ready in ``queues`` (woken by the engine's own
         notification) or ``timeout`` passes. True if woken; spurious wake-ups allowed."""
+
+    async def wait_for_push(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        *,
+        worker_id: str,
+        lease: float,
+        inbox: Callable[[builtins.list[ClaimedTask]], None],
+    ) -> bool:
+        """``wait_for_work`` for a worker that also takes tasks handed over already
+        claimed: a backend may lease a task to this waiting worker as it is enqueued and
+        pass it to ``inbox`` (from its listener, possibly after this call returned),
+        saving the claim round trip. The worker renews such a lease on receipt; one it
+        never runs goes back with ``close_inbox``, or when its lease lapses. Default:
+        plain ``wait_for_work``, no handovers."""
+        return await self.wait_for_work(queues, timeout)
+
+    async def close_inbox(self, worker_id: str) -> builtins.list[str]:
+        """No more handovers to ``worker_id``; tasks handed over to it and not run go back
+        to pending. Returns their ids."""
+        return []
 
     async def get_one(self, task_id: str) -> Task | None:
         """Read one task (None if unknown)."""

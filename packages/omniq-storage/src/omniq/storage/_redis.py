@@ -74,6 +74,9 @@ _OPTIONS = ("prefix",)
 
 
 _tasks_decoder = msgspec.msgpack.Decoder(list[Task])
+REGISTRATION = 2.0
+"""Longest idle registration for handovers (seconds, plus 1 s of grace); a waiting
+worker re-registers at least this often."""
 
 
 def _float(v: bytes | None) -> float | None:
@@ -372,14 +375,53 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
         return [_s(x) for x in await self._script("requeue", *ids)]
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        return await self._wait(queues, timeout, None, 0.0)
+
+    async def wait_for_push(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        *,
+        worker_id: str,
+        lease: float,
+        inbox: Callable[[_list[ClaimedTask]], None],
+    ) -> bool:
+        """Registers the worker as idle on its queues for the wait (at most
+        REGISTRATION seconds, so a worker that died stops getting handovers soon) in the
+        same round trip as the probe; ENQUEUE hands it a task ready now in an empty
+        queue, published to this backend's listener, which calls ``inbox``."""
+        self._be.inboxes[worker_id] = (inbox, list(queues))
+        return await self._wait(queues, min(timeout, REGISTRATION), worker_id, lease)
+
+    async def close_inbox(self, worker_id: str) -> _list[str]:
+        entry = self._be.inboxes.pop(worker_id, None)
+        if entry is None:
+            return []
+        return [_s(x) for x in await self._script("close_inbox", worker_id, *entry[1])]
+
+    async def _wait(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        worker_id: str | None,
+        lease: float,
+    ) -> bool:
         keys = [f"w:{q}" for q in queues]
+        if worker_id is not None:
+            keys.append(f"p:{worker_id}")
         ev = self._be.waiters.register(keys)
         try:
             r = self._be.redis
             p = self._p
+            until = now() + timeout + 1.0
 
             async def probe() -> list[Any]:
                 pipe = r.pipeline(transaction=False)
+                if worker_id is not None:
+                    reg = "\x1f".join([repr(lease), *queues])
+                    pipe.hset(f"{p}iwr", worker_id, reg)
+                    for q in queues:
+                        pipe.zadd(f"{p}iw:{q}", {worker_id: until})
                 for q in queues:
                     pipe.zcard(f"{p}r:{q}")
                     pipe.zrange(f"{p}d:{q}", 0, 0, withscores=True)
@@ -387,6 +429,8 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
                 return await pipe.execute()
 
             res = await self._call(probe)
+            if worker_id is not None:
+                res = res[1 + len(queues) :]
             t = now()
             wake_at = t + timeout
             for i in range(len(queues)):
@@ -422,6 +466,8 @@ class RedisBackend(Backend):
         self._redis: aioredis.Redis | None = None
         self.scripts: dict[str, AsyncScript] = {}
         self.waiters = Waiters()
+        self.inboxes: dict[str, tuple[Callable[[list[ClaimedTask]], None], list[str]]] = {}
+        """Workers of this process taking handovers: id -> (inbox, queues)."""
         self._listener: asyncio.Task[None] | None = None
         self._pubsub: PubSub | None = None
         self._subscribed = asyncio.Event()
@@ -464,6 +510,7 @@ class RedisBackend(Backend):
             "claim": lua.CLAIM,
             "renew": lua.RENEW,
             "complete": lua.COMPLETE,
+            "close_inbox": lua.CLOSE_INBOX,
             "finish": lua.FINISH,
             "results_put": lua.RESULTS_PUT,
             "retry": lua.RETRY,
@@ -506,13 +553,30 @@ class RedisBackend(Backend):
                     await ps.subscribe(f"{self.prefix}chan")
                 continue
             if msg is not None and msg.get("type") == "message":
-                data = _s(msg["data"])
+                raw = msg["data"]
+                if raw[:2] == b"P:":  # a task handed over to a waiting worker
+                    self._handover(raw)
+                    continue
+                data = _s(raw)
                 if data.startswith("R:"):  # a batch of results (see FINISH)
                     wake = self.waiters.wake
                     for tid in data[2:].split("\x1f"):
                         wake("r:" + tid)
                 else:
                     self.waiters.wake(data)
+
+    def _handover(self, raw: bytes) -> None:
+        worker, tok, lend, env = raw[2:].split(b"\x1f", 3)
+        wid = worker.decode()
+        entry = self.inboxes.get(wid)
+        if entry is None:
+            return  # not ours (or closed): the lease lapses, or close_inbox released it
+        try:
+            task = with_state(decode_task(env), TaskStatus.RUNNING, 1)
+        except Exception:  # pragma: no cover - a corrupt envelope: let the lease lapse
+            return
+        entry[0]([claimed(task, tok.decode(), float(lend), wid)])
+        self.waiters.wake(f"p:{wid}")
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -11,8 +11,11 @@ on id; ``ndep`` count of dependency edges still registered in ``dn:*`` sets (0 l
 complete skip dependency resolution); ``keys`` hash idempotency key -> live task id;
 ``i:<q>:<status|all>`` per-queue index zsets (score 0, so ordered by id; none for
 ``running``, whose index is ``l:<q>``); ``queues``
-set; ``chan`` pub/sub channel carrying ``w:<queue>`` (work) and ``r:<id>`` (result)
-notifications.
+set; ``iw:<q>`` zset of workers waiting idle on the queue (score: registration end) and
+``iwr`` hash worker -> "lease<US>queue<US>..." (handover, see ENQUEUE); ``pu`` marks a
+task hash whose lease came from a handover; ``chan`` pub/sub channel carrying
+``w:<queue>`` (work), ``r:<id>`` / ``R:<id><US><id>...`` (results) and ``P:<worker><US>
+<token><US><lease end><US><envelope>`` (a task handed over) notifications (US = 0x1f).
 
 Hot-path cost: sorted-set writes are buffered per key (net effect per member) and
 flushed as one multi-member ZADD/ZREM per key at the end of the script (or before the
@@ -160,6 +163,45 @@ ENQUEUE = (
     + r"""
 -- ARGV[3] policy; ARGV[4] msgpack array of {id, q, p, eta, exp, key, {deps}, envelope
 -- length}; ARGV[5] the envelopes concatenated (cmsgpack has no bin type)
+-- Handover: a task ready now, in a queue with nothing else ready, goes straight to a
+-- worker waiting idle on it (``iw:<q>`` zset, score = registration end; ``iwr`` hash
+-- worker -> lease and queues): leased to it for at most HANDOVER seconds (it renews on
+-- receipt) and published as 'P:' worker, token, lease end, envelope (unit-separated).
+-- The worker is unregistered from all its queues: one handover per registration.
+local HANDOVER = 5
+local function handover(id, q, eta, env)
+  if eta and eta ~= '' and tonumber(eta) > NOW then return false end
+  local rb = zbuf[P .. 'r:' .. q]
+  if rb and #rb.order > 0 then return false end
+  if redis.call('EXISTS', P .. 'r:' .. q) == 1 then return false end
+  local w = redis.call('ZRANGEBYSCORE', P .. 'iw:' .. q, NOWS, '+inf', 'LIMIT', 0, 1)
+  if #w == 0 then return false end
+  local worker = w[1]
+  local reg = redis.call('HGET', P .. 'iwr', worker)
+  redis.call('HDEL', P .. 'iwr', worker)
+  redis.call('ZREM', P .. 'iw:' .. q, worker)
+  local lease = HANDOVER
+  if reg then
+    local first = true
+    for part in string.gmatch(reg, '[^\31]+') do
+      if first then
+        lease = math.min(HANDOVER, tonumber(part))
+        first = false
+      elseif part ~= q then
+        redis.call('ZREM', P .. 'iw:' .. part, worker)
+      end
+    end
+  end
+  local lend = NOW + lease
+  local tok = id .. ':1'
+  redis.call('HSET', tk(id), 's', 'running', 'a', 1, 'g', 1, 'tok', tok, 'le', lend,
+    'w', worker, 'pu', 1)
+  move(id, q, 'pending', 'running')
+  zadd(P .. 'l:' .. q, lend, id)
+  redis.call('PUBLISH', P .. 'chan',
+    'P:' .. worker .. '\31' .. tok .. '\31' .. string.format('%.6f', lend) .. '\31' .. env)
+  return true
+end
 local policy = ARGV[3]
 local rows = cmsgpack.unpack(ARGV[4])
 local E = ARGV[5]
@@ -221,7 +263,7 @@ for _, row in ipairs(rows) do
         for _, d in ipairs(open) do
           edges = edges + redis.call('SADD', P .. 'dn:' .. d, id)
         end
-      else
+      elseif not handover(id, q, eta, env) then
         make_ready(id, q, p, eta)
       end
     end
@@ -432,6 +474,36 @@ end
 flush()
 if #ids > 0 then redis.call('PUBLISH', P .. 'chan', 'R:' .. table.concat(ids, '\31')) end
 return #ids
+"""
+)
+
+CLOSE_INBOX = (
+    COMMON
+    + r"""
+-- ARGV[3] worker, ARGV[4..] its queues: unregister it (no more handovers) and put the
+-- tasks handed over to it that it never ran back to pending (attempt given back).
+local worker = ARGV[3]
+redis.call('HDEL', P .. 'iwr', worker)
+local back = {}
+for j = 4, #ARGV do
+  local q = ARGV[j]
+  redis.call('ZREM', P .. 'iw:' .. q, worker)
+  for _, id in ipairs(redis.call('ZRANGE', P .. 'l:' .. q, 0, -1)) do
+    local t = tk(id)
+    local h = redis.call('HMGET', t, 's', 'w', 'pu', 'p')
+    if h[1] == 'running' and h[2] == worker and h[3] == '1' then
+      zrem(P .. 'l:' .. q, id)
+      redis.call('HINCRBY', t, 'a', -1)
+      redis.call('HSET', t, 'tok', '', 's', 'pending')
+      move(id, q, 'running', 'pending')
+      make_ready(id, q, h[4], nil)
+      back[#back + 1] = id
+    end
+  end
+end
+flush()
+publish()
+return back
 """
 )
 

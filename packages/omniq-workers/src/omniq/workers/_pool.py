@@ -299,8 +299,11 @@ class AsyncWorkerPool:
         finally:
             for w in waits:
                 w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+        # Only the source's wait may need its cleanup awaited; the event waits end on
+        # their own (not awaiting them saves loop turns on every wake-up).
         first = waits[0]
+        if not first.done():
+            await asyncio.gather(first, return_exceptions=True)
         if first.done() and not first.cancelled() and first.exception() is not None:
             self.stats.source_errors += 1
             log.error("TaskSource.wait_for_work failed: %r", first.exception())
@@ -312,6 +315,21 @@ class AsyncWorkerPool:
                 await self._stop_event.wait()
         except TimeoutError:
             pass
+
+    def offer(self, claims: Sequence[ClaimedTask]) -> bool:
+        """Run claims the source received outside ``claim()`` (a store handing tasks
+        over to this idle worker) at once; False, taking none, if the pool is not
+        running, is stopping or has no room for all of them (the source then returns
+        them from its next ``claim``). Call on the pool's event loop."""
+        if (
+            not self._running
+            or self._stopping
+            or len(self._entries) + len(claims) > self.max_workers
+            or self._loop is not asyncio.get_running_loop()
+        ):
+            return False
+        self._dispatch(claims)
+        return True
 
     def _dispatch(self, claims: Sequence[ClaimedTask]) -> None:
         loop = self._loop
