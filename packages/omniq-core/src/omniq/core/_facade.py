@@ -31,7 +31,7 @@ from omniq.models import (
 from omniq.queue import AsyncTaskQueue, BlockingRunner, BreakerRegistry, TaskQueue
 from omniq.queue._build import Callback, TaskSpec
 from omniq.storage import Backend, open_storage
-from omniq.workers import PoolStats
+from omniq.workers import PoolStats, wait_interruptibly
 
 from ._dead_letters import DeadLetterOps  # dead letters (issue 10)
 from ._schedules import ScheduleOps, stop_schedulers  # scheduling (issue 8)
@@ -235,7 +235,7 @@ class OmniQ(ScheduleOps, DeadLetterOps):
                 "(it would deadlock); use await oq.<name>(...) there"
             )
         coro: Coroutine[Any, Any, T] = self._on_home(fn, *args)
-        return asyncio.run_coroutine_threadsafe(coro, home).result()
+        return wait_interruptibly(asyncio.run_coroutine_threadsafe(coro, home))
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from omniq.models import OmniQError
+from omniq.workers import wait_interruptibly
 
 __all__ = ["BlockingRunner", "SyncInAsyncWarning"]
 
@@ -100,7 +101,7 @@ class BlockingRunner:
         async def call() -> T:
             return await func(*args)
 
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result()
+        return wait_interruptibly(asyncio.run_coroutine_threadsafe(call(), self.loop))
 
     def close(self) -> None:
         """Stop the loop thread (if this process started it)."""

@@ -17,6 +17,7 @@ from omniq.models import InvalidTaskError
 from ._pool import AsyncWorkerPool
 from ._signals import install_signal_handlers
 from ._types import OutcomeSink, PoolStats, TaskSource
+from ._wait import wait_interruptibly
 
 __all__ = ["WorkerPool"]
 
@@ -61,7 +62,8 @@ class WorkerPool:
         restore = install_signal_handlers(self, signals) if handle_signals else None
         try:
             with start_blocking_portal("asyncio") as portal:
-                return portal.call(functools.partial(self.async_pool.run, burst=burst))
+                future = portal.start_task_soon(functools.partial(self.async_pool.run, burst=burst))
+                return wait_interruptibly(future)
         finally:
             if restore is not None:
                 restore()
@@ -85,7 +87,7 @@ class WorkerPool:
         if self._future is None:
             return self.stats
         try:
-            return self._future.result(timeout)
+            return wait_interruptibly(self._future, timeout)
         finally:
             if self._future.done():
                 self._close()
