@@ -3,7 +3,7 @@
 Every task must end successful with one success result, never two accepted completions
 (COMPLETE events), and a task may start more than once only when its earlier runs were
 in workers the test killed (ledger pids against killed pids). Matrix: every backend
-with the async worker type, plus the thread and process types on SQLite (see
+with the async worker type, plus the thread, process and gevent types on SQLite (see
 docs/guarantees.md for why not the full product).
 """
 
@@ -38,6 +38,7 @@ N = {
     ("nats", "async"): 3000,
     ("sqlite", "thread"): 5000,
     ("sqlite", "process"): 3000,
+    ("sqlite", "gevent"): 3000,
 }
 MATRIX = list(N)
 
