@@ -17,8 +17,7 @@ import anyio
 import chaos_tasks as ct
 import pytest
 from chaos_fleet import Fleet, audit, record
-from tests.faults._servers import PrivatePostgres, PrivateRedis
-from tests.faults.test_nats_faults import PrivateNats
+from tests.faults._servers import PrivateNats, PrivatePostgres, PrivateRedis
 
 from omniq.core import OmniQ
 from omniq.models import TaskStatus

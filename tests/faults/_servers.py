@@ -1,4 +1,4 @@
-"""Private engine instances for fault tests.
+"""Private engine instances and shared helpers for the fault tests.
 
 The shared servers on 127.0.0.1:5432/6379/4222 are used by everyone, so a test that
 restarts a server starts its own instance on a free port in a temporary directory and
@@ -14,12 +14,50 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["PrivatePostgres", "PrivateRedis", "free_port", "wait_port"]
+import anyio
+
+from omniq.models import BackendUnavailableError, Task
+from omniq.storage import Backend
+
+T = TypeVar("T")
+
+__all__ = [
+    "PrivateNats",
+    "PrivatePostgres",
+    "PrivateRedis",
+    "drop",
+    "fault_task",
+    "free_port",
+    "retrying",
+    "running",
+    "wait_port",
+]
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+async def retrying(fn: Callable[[], Awaitable[T]], deadline: float = 30.0) -> T:
+    """Call ``fn`` until it stops raising BackendUnavailableError (server coming back)."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return await fn()
+        except BackendUnavailableError:
+            if time.monotonic() > end:
+                raise
+            await anyio.sleep(0.05)
+
+
+def fault_task(queue: str = "default") -> Task:
+    return Task(func="tests.faults:noop", queue=queue)
+
+
+async def drop(backend: Backend) -> None:
+    await backend.drop()  # type: ignore[attr-defined]
 
 
 def free_port() -> int:
@@ -39,32 +77,23 @@ def wait_port(port: int, *, up: bool = True, deadline: float = 20.0) -> None:
     raise AssertionError(f"port {port} did not become {'reachable' if up else 'free'}")
 
 
-class PrivateRedis:
-    """A redis-server with AOF (fsync always) so that acknowledged writes survive."""
+class _ProcessServer:
+    """A server process on a free port with its data in a temporary directory."""
+
+    prefix = "omniq-server-"
 
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="omniq-redis-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=self.prefix))
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.dir),
-                "--save", "",
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_port(self.port)
 
     def stop(self) -> None:
@@ -82,6 +111,40 @@ class PrivateRedis:
         with contextlib.suppress(Exception):
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedis(_ProcessServer):
+    """A redis-server with AOF (fsync always) so that acknowledged writes survive."""
+
+    prefix = "omniq-redis-"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        return [
+            "redis-server",
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.dir),
+            "--save", "",
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+        ]  # fmt: skip
+
+
+class PrivateNats(_ProcessServer):
+    """A nats-server with JetStream on a free port, storing in a temporary directory."""
+
+    prefix = "omniq-nats-"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.dir)]
 
 
 class PrivatePostgres:
@@ -132,7 +195,7 @@ class PrivatePostgres:
 
 
 @contextlib.contextmanager
-def running(server: PrivateRedis | PrivatePostgres) -> Iterator[str]:
+def running(server: _ProcessServer | PrivatePostgres) -> Iterator[str]:
     try:
         server.start()
         yield server.url

@@ -1,8 +1,7 @@
 """Fault tests for the NATS JetStream backend.
 
-- restart: a private ``nats-server -js`` (its own port and store directory) is stopped
-  and started again mid-run; the client reconnects and nothing acknowledged (enqueued,
-  completed, stored) is lost, in-flight leases included;
+- restart: in test_server_faults.py, shared with Redis and PostgreSQL (a private
+  ``nats-server -js`` with its own port and store directory);
 - dropped connection: the client talks to the server through a TCP proxy that cuts every
   connection (as a server-side kill or a network drop would); operations recover (at
   worst one BackendUnavailableError) and wake-ups still work;
@@ -13,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -26,10 +22,10 @@ from typing import TypeVar
 import anyio
 import pytest
 
-from omniq.models import BackendUnavailableError, Task, TaskResult, TaskStatus, now
+from omniq.models import BackendUnavailableError, TaskStatus, now
 from omniq.storage import Backend, Completion, open_storage
 
-from ._servers import free_port, wait_port
+from ._servers import PrivateNats, drop, fault_task, retrying
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
@@ -40,43 +36,6 @@ def _ns_url(base: str) -> str:
     return f"{base}?namespace=OQFAULT{uuid.uuid4().hex[:12].upper()}"
 
 
-class PrivateNats:
-    """A nats-server with JetStream on a free port, storing in a temporary directory."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="omniq-nats-"))
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-            wait_port(self.port, up=False)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture
 def private_nats() -> Iterator[PrivateNats]:
     server = PrivateNats()
@@ -85,61 +44,6 @@ def private_nats() -> Iterator[PrivateNats]:
         yield server
     finally:
         server.cleanup()
-
-
-async def retrying(fn: Callable[[], Awaitable[T]], deadline: float = 30.0) -> T:
-    """Call ``fn`` until it stops raising BackendUnavailableError (server coming back)."""
-    end = time.monotonic() + deadline
-    while True:
-        try:
-            return await fn()
-        except BackendUnavailableError:
-            if time.monotonic() > end:
-                raise
-            await anyio.sleep(0.05)
-
-
-def _task(queue: str = "default") -> Task:
-    return Task(func="tests.faults:noop", queue=queue)
-
-
-async def _drop(backend: Backend) -> None:
-    await backend.drop()  # type: ignore[attr-defined]
-
-
-@pytest.mark.slow
-async def test_server_restart_loses_nothing_acknowledged(private_nats: PrivateNats) -> None:
-    url = _ns_url(private_nats.url)
-    async with open_storage(url) as backend:
-        q, rs = backend.tasks, backend.results
-        assert q is not None and rs is not None
-        tasks = [_task() for _ in range(300)]
-        await q.enqueue(tasks)
-        first = await q.claim(["default"], "w1", limit=100, lease=60)
-        report = await q.complete([Completion(c.task.id, c.token) for c in first])
-        acked = set(report.done)
-        await rs.put([TaskResult(task_id=i, status=TaskStatus.SUCCESS) for i in acked])
-        held = await q.claim(["default"], "w1", limit=50, lease=60)  # in flight at restart
-
-        await anyio.to_thread.run_sync(private_nats.restart)
-
-        # In-flight leases survive the restart and can still be completed.
-        rep2 = await retrying(lambda: q.complete([Completion(c.task.id, c.token) for c in held]))
-        assert sorted(rep2.done) == sorted(c.task.id for c in held)
-        acked |= set(rep2.done)
-        while True:
-            batch = await retrying(lambda: q.claim(["default"], "w2", limit=100, lease=60))
-            if not batch:
-                break
-            rep = await retrying(
-                lambda b=batch: q.complete([Completion(c.task.id, c.token) for c in b])
-            )
-            acked |= set(rep.done)
-        assert acked == {t.id for t in tasks}
-        assert await retrying(lambda: q.count(status=TaskStatus.SUCCESS)) == 300
-        got = await retrying(lambda: rs.get([t.id for t in tasks]))
-        assert {r.task_id for r in got if r is not None} >= set(report.done)
-        await retrying(lambda: _drop(backend))
 
 
 class Proxy:
@@ -200,7 +104,7 @@ async def proxied() -> AsyncIterator[tuple[Backend, Proxy]]:
             try:
                 yield backend, proxy
             finally:
-                await retrying(lambda: _drop(backend))
+                await retrying(lambda: drop(backend))
     finally:
         await proxy.close()
 
@@ -209,7 +113,7 @@ async def test_dropped_connection_recovers(proxied: tuple[Backend, Proxy]) -> No
     backend, proxy = proxied
     q = backend.tasks
     assert q is not None
-    await q.enqueue([_task()])
+    await q.enqueue([fault_task()])
     assert proxy.cut() >= 1
 
     failures = 0
@@ -241,7 +145,7 @@ async def test_dropped_connection_recovers(proxied: tuple[Backend, Proxy]) -> No
             tg.start_soon(waiter)
             start = now()
             await anyio.sleep(0.5)  # let the client notice the cut and reconnect
-            await other.tasks.enqueue([_task()])
+            await other.tasks.enqueue([fault_task()])
         assert woke == [True] and now() - start < 5
 
 
@@ -253,7 +157,7 @@ async def test_four_processes_claim_each_task_exactly_once(tmp_path: Path) -> No
         assert q is not None
         ids: list[str] = []
         for _ in range(10):
-            batch = [_task("eo") for _ in range(500)]
+            batch = [fault_task("eo") for _ in range(500)]
             ids += [t.id for t in batch]
             await q.enqueue(batch)
         script = Path(__file__).with_name("_claimer.py")
@@ -269,4 +173,4 @@ async def test_four_processes_claim_each_task_exactly_once(tmp_path: Path) -> No
         assert sorted(seen) == sorted(ids)
         assert sum(1 for o in outs if o.read_text()) >= 2  # they really competed
         assert await q.count(queue="eo", status=TaskStatus.SUCCESS) == 5000
-        await _drop(backend)
+        await drop(backend)

@@ -1,4 +1,5 @@
-"""Per-engine fault tests for the PostgreSQL and Redis backends.
+"""Per-engine fault tests for the PostgreSQL and Redis backends (NATS: restart here,
+the rest in test_nats_faults.py).
 
 - restart: a private server is stopped hard and started again mid-run; the client
   reconnects and nothing acknowledged (enqueued, completed, stored) is lost;
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -20,10 +20,18 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from omniq.models import BackendUnavailableError, Task, TaskResult, TaskStatus, now
+from omniq.models import BackendUnavailableError, TaskResult, TaskStatus, now
 from omniq.storage import Backend, Completion, open_storage
 
-from ._servers import PrivatePostgres, PrivateRedis, running
+from ._servers import (
+    PrivateNats,
+    PrivatePostgres,
+    PrivateRedis,
+    drop,
+    fault_task,
+    retrying,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
@@ -38,45 +46,28 @@ def _ns_url(base: str, engine: str) -> str:
     tag = uuid.uuid4().hex[:12]
     if engine == "redis":
         return f"{base}?prefix=omniq-fault-{tag}:"
+    if engine == "nats":
+        return f"{base}?namespace=OQFAULT{tag.upper()}"
     return f"{base}?schema=omniq_fault_{tag}"
-
-
-async def retrying(fn: Callable[[], Awaitable[T]], deadline: float = 30.0) -> T:
-    """Call ``fn`` until it stops raising BackendUnavailableError (server coming back)."""
-    end = time.monotonic() + deadline
-    while True:
-        try:
-            return await fn()
-        except BackendUnavailableError:
-            if time.monotonic() > end:
-                raise
-            await anyio.sleep(0.05)
-
-
-def _task(queue: str = "default") -> Task:
-    return Task(func="tests.faults:noop", queue=queue)
 
 
 @pytest.fixture
 def private_url(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
     engine = request.param
-    server = PrivateRedis() if engine == "redis" else PrivatePostgres()
+    servers = {"redis": PrivateRedis, "postgres": PrivatePostgres, "nats": PrivateNats}
+    server = servers[engine]()
     with running(server) as url:
         yield _ns_url(url, engine), server
 
 
-async def _drop(backend: Backend) -> None:
-    await backend.drop()  # type: ignore[attr-defined]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("private_url", ENGINES, indirect=True)
+@pytest.mark.parametrize("private_url", [*ENGINES, "nats"], indirect=True)
 async def test_server_restart_loses_nothing_acknowledged(private_url: tuple[str, Any]) -> None:
     url, server = private_url
     async with open_storage(url) as backend:
         q, rs = backend.tasks, backend.results
         assert q is not None and rs is not None
-        tasks = [_task() for _ in range(300)]
+        tasks = [fault_task() for _ in range(300)]
         await q.enqueue(tasks)
         first = await q.claim(["default"], "w1", limit=100, lease=60)
         report = await q.complete([Completion(c.task.id, c.token) for c in first])
@@ -102,7 +93,7 @@ async def test_server_restart_loses_nothing_acknowledged(private_url: tuple[str,
         assert await retrying(lambda: q.count(status=TaskStatus.SUCCESS)) == 300
         got = await retrying(lambda: rs.get([t.id for t in tasks]))
         assert {r.task_id for r in got if r is not None} >= set(report.done)
-        await retrying(lambda: _drop(backend))
+        await retrying(lambda: drop(backend))
 
 
 async def _kill_connections(engine: str, name: str) -> int:
@@ -147,7 +138,7 @@ async def named_backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[B
         try:
             yield backend, engine, name
         finally:
-            await retrying(lambda: _drop(backend))
+            await retrying(lambda: drop(backend))
 
 
 @pytest.mark.parametrize("named_backend", ENGINES, indirect=True)
@@ -155,7 +146,7 @@ async def test_killed_connections_recover(named_backend: tuple[Backend, str, str
     backend, engine, name = named_backend
     q = backend.tasks
     assert q is not None
-    await q.enqueue([_task()])  # the pool and listener are connected and in use
+    await q.enqueue([fault_task()])  # the pool and listener are connected and in use
     assert await _kill_connections(engine, name) >= 1
 
     failures = 0
@@ -186,7 +177,7 @@ async def test_killed_connections_recover(named_backend: tuple[Backend, str, str
             tg.start_soon(waiter)
             start = now()
             await anyio.sleep(0.3)  # let the listener notice the kill and reconnect
-            await other.tasks.enqueue([_task()])
+            await other.tasks.enqueue([fault_task()])
         assert woke == [True] and now() - start < 5
 
 
@@ -199,7 +190,7 @@ async def test_four_processes_claim_each_task_exactly_once(engine: str, tmp_path
         assert q is not None
         ids: list[str] = []
         for _ in range(10):
-            batch = [_task("eo") for _ in range(500)]
+            batch = [fault_task("eo") for _ in range(500)]
             ids += [t.id for t in batch]
             await q.enqueue(batch)
         script = Path(__file__).with_name("_claimer.py")
@@ -214,4 +205,4 @@ async def test_four_processes_claim_each_task_exactly_once(engine: str, tmp_path
         assert len(seen) == 5000
         assert sorted(seen) == sorted(ids)
         assert await q.count(queue="eo", status=TaskStatus.SUCCESS) == 5000
-        await _drop(backend)
+        await drop(backend)
