@@ -37,6 +37,15 @@ async def wait_for(cond: Callable[[], bool], what: str) -> None:
         await anyio.sleep(0.02)
 
 
+def has_run(marker: Path) -> Callable[[], bool]:
+    """True once ``die_first_time`` has recorded its run in ``marker``.
+
+    The file exists as soon as the task opens it, before its "x" is written; killing the
+    worker in that window would leave no record of the first run, so wait for the content.
+    """
+    return lambda: marker.exists() and "x" in marker.read_text()
+
+
 async def test_sigkill_mid_task_runs_again_after_lease_and_completes_once(
     store_url: str, tmp_path: Path
 ) -> None:
@@ -45,7 +54,7 @@ async def test_sigkill_mid_task_runs_again_after_lease_and_completes_once(
         task = await oq.enqueue(t.die_first_time, (str(marker),), max_retries=3)
         proc = spawn_worker(store_url, 1.0)
         try:
-            await wait_for(marker.exists, "the first run to start")
+            await wait_for(has_run(marker), "the first run to record itself")
             proc.send_signal(signal.SIGKILL)
             proc.wait(WAIT)
         finally:
@@ -65,7 +74,7 @@ async def test_poison_task_ends_as_worker_crashed(store_url: str, tmp_path: Path
         task = await oq.enqueue(t.die_first_time, (str(marker),), max_retries=0)
         proc = spawn_worker(store_url, 1.0)
         try:
-            await wait_for(marker.exists, "the first run to start")
+            await wait_for(has_run(marker), "the first run to record itself")
             proc.send_signal(signal.SIGKILL)
             proc.wait(WAIT)
         finally:
