@@ -12,6 +12,14 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+async def loop_kind() -> str:
+    """The class of the event loop running this (async) task, e.g. ``uvloop.Loop``."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    return f"{type(loop).__module__}.{type(loop).__qualname__}"
+
+
 async def async_mul(a: int, b: int) -> int:
     await asyncio.sleep(0)
     return a * b

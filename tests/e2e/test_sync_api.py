@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +15,8 @@ import e2e_tasks as t
 import pytest
 
 from omniq.core import OmniQ
-from omniq.models import OmniQError, TaskStatus
-from omniq.queue import SyncInAsyncWarning
+from omniq.models import ConfigError, OmniQError, TaskStatus
+from omniq.queue import SyncInAsyncWarning, loop_factory
 
 WAIT = 20.0
 
@@ -28,6 +30,45 @@ def test_plain_script_style(make_oq: Callable[..., OmniQ]) -> None:
         assert r is not None and r.value == 42
         assert [x.id for x in oq.list_tasks_sync(status="success")] == [task.id]
         assert oq.counts_sync()[("default", TaskStatus.SUCCESS)] == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("auto", "uvloop."), ("uvloop", "uvloop."), ("asyncio", "asyncio.")],
+)
+def test_event_loop_setting_picks_the_loop_of_sync_calls_and_workers(
+    make_oq: Callable[..., OmniQ], setting: str, expected: str
+) -> None:
+    # uvloop is installed in the dev environment, so auto picks it.
+    with make_oq(event_loop=setting) as oq:
+        task = oq.enqueue_sync(t.loop_kind)
+        oq.run_worker_sync(burst=True)
+        r = oq.get_result_sync(task.id)
+        assert r is not None and r.ok, r
+        assert r.value.startswith(expected), r.value
+
+
+def test_event_loop_uvloop_without_uvloop_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # makes `import uvloop` fail
+    with pytest.raises(ConfigError, match=r"event_loop='uvloop'.*uvloop is not installed"):
+        OmniQ("memory://", event_loop="uvloop")
+    assert loop_factory("auto") is asyncio.new_event_loop  # auto falls back quietly
+
+
+def test_event_loop_auto_keeps_asyncio_under_gevent_monkey_patching() -> None:
+    code = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import asyncio\n"
+        "from omniq.queue import loop_factory\n"
+        "assert loop_factory('auto') is asyncio.new_event_loop\n"
+        "assert loop_factory('uvloop') is not asyncio.new_event_loop\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
 
 
 def test_many_threads_at_once(make_oq: Callable[..., OmniQ]) -> None:

@@ -23,6 +23,7 @@ _STORES = ("file", "memory", "sqlite", "postgres", "redis", "nats")
 _EVENT_STORES = ("sqlite", "postgres", "file", "memory")
 _WORKERS = ("async", "thread", "process", "gevent")
 _POLICIES = ("cancel", "release")
+_LOOPS = ("auto", "asyncio", "uvloop")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -188,6 +189,7 @@ FIELD_RULES: dict[str, FieldRule] = {
     "thread_workers": _COUNT,
     "process_workers": _COUNT,
     "gevent_workers": _COUNT,
+    "event_loop": _choice(*_LOOPS),
     "task_timeout": _SECS,
     "task_ttl": _SECS,
     "retry_attempts": _int(0),
@@ -240,6 +242,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     thread_workers: int = c.THREAD_WORKERS
     process_workers: int = c.PROCESS_WORKERS
     gevent_workers: int = c.GEVENT_WORKERS
+    event_loop: str = c.EVENT_LOOP
     task_timeout: float = c.TASK_TIMEOUT
     task_ttl: float = c.TASK_TTL
     retry_attempts: int = c.RETRY_ATTEMPTS

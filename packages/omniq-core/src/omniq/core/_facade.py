@@ -28,7 +28,7 @@ from omniq.models import (
     TaskStatus,
     WorkerType,
 )
-from omniq.queue import AsyncTaskQueue, BlockingRunner, BreakerRegistry, TaskQueue
+from omniq.queue import AsyncTaskQueue, BlockingRunner, BreakerRegistry, TaskQueue, loop_factory
 from omniq.queue._build import Callback, TaskSpec
 from omniq.storage import Backend, open_storage
 from omniq.workers import PoolStats, wait_interruptibly
@@ -114,7 +114,7 @@ class OmniQ(ScheduleOps, DeadLetterOps):
             event_storage if event_storage is not None else urls[2]
         )
         self.breakers = circuit_breaker or BreakerRegistry()
-        self._runner = BlockingRunner()
+        self._runner = BlockingRunner(loop_factory(self.settings.event_loop))
         self._open: _Open | None = None
         self._open_lock = threading.Lock()
         self._portal_loop: asyncio.AbstractEventLoop | None = None

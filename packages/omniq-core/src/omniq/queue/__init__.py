@@ -14,7 +14,7 @@ from __future__ import annotations
 from ._breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from ._build import build_task, task_ids
 from ._deps import DependencyResolver
-from ._portal import BlockingRunner, SyncInAsyncWarning
+from ._portal import BlockingRunner, SyncInAsyncWarning, loop_factory
 from ._queue import AsyncTaskQueue
 from ._retry import RetryManager, RetryPolicy
 from ._scheduler import (
@@ -53,6 +53,7 @@ __all__ = [
     "TickReport",
     "build_task",
     "default_worker_id",
+    "loop_factory",
     "run_task",
     "run_task_id",
     "task_ids",

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from omniq.models import OmniQError
+from omniq.models import ConfigError, OmniQError
 from omniq.workers import wait_interruptibly
 
-__all__ = ["BlockingRunner", "SyncInAsyncWarning"]
+__all__ = ["BlockingRunner", "SyncInAsyncWarning", "loop_factory"]
 
 T = TypeVar("T")
 
@@ -26,14 +27,46 @@ class SyncInAsyncWarning(RuntimeWarning):
     """A blocking ``*_sync`` call was made from a thread that runs an event loop."""
 
 
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_anything_patched())
+
+
+def loop_factory(kind: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
+    """The constructor of the event loop named by the ``event_loop`` setting.
+
+    ``auto`` picks uvloop when it is installed and gevent has not monkey-patched the
+    process (uvloop's own I/O would bypass gevent's hub), else asyncio's default loop;
+    ``uvloop`` insists on it (ConfigError when it is not installed); ``asyncio`` is
+    ``asyncio.new_event_loop`` (which honours an installed event loop policy). uvloop
+    wakes faster from idle, which is most of the enqueue-to-start latency of an idle
+    worker (docs/performance.md).
+    """
+    if kind not in ("auto", "asyncio", "uvloop"):
+        raise ConfigError("event_loop", kind, "one of auto, asyncio, uvloop")
+    if kind == "asyncio" or (kind == "auto" and _gevent_patched()):
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        if kind == "uvloop":
+            raise ConfigError(
+                "event_loop", kind, "auto or asyncio", "uvloop is not installed"
+            ) from None
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
 class BlockingRunner:
     """Runs coroutine functions on a helper-thread event loop and waits for them.
 
-    A plain asyncio loop in a daemon thread (anyio code runs on it as on any asyncio
-    loop). It is re-created in a forked child, where the parent's thread does not exist.
+    An event loop (``factory``: asyncio's default unless given) in a daemon thread;
+    anyio code runs on it as on any asyncio loop. It is re-created in a forked child,
+    where the parent's thread does not exist.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
+        self._factory = factory or asyncio.new_event_loop
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -50,7 +83,7 @@ class BlockingRunner:
                 self._loop = self._thread = None
                 self._pid = os.getpid()
             if self._loop is None:
-                loop = asyncio.new_event_loop()
+                loop = self._factory()
                 ready = threading.Event()
 
                 def serve() -> None:

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from omniq.config import Settings
+from omniq.config import Settings, get_settings
 from omniq.events import AsyncEventLogger
 from omniq.models import OmniQError, Schedule, ScheduleState
 from omniq.storage import Backend, open_storage
 
 from ._build import TaskSpec
-from ._portal import BlockingRunner
+from ._portal import BlockingRunner, loop_factory
 from ._queue import AsyncTaskQueue
 from ._scheduler import AsyncScheduler, Clock, SchedulerStats, TickReport
 
@@ -40,7 +40,7 @@ class Scheduler:
         clock: Clock | None = None,
         **options: Any,
     ) -> None:
-        self._runner = BlockingRunner()
+        self._runner = BlockingRunner(loop_factory((settings or get_settings()).event_loop))
         self._backends: list[Backend] = []
         self._logger: AsyncEventLogger | None = None
         self._logger_task: asyncio.Task[None] | None = None

@@ -6,12 +6,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from omniq.config import Settings
+from omniq.config import Settings, get_settings
 from omniq.models import Task, TaskResult, TaskStatus
 from omniq.storage import Backend, open_storage
 
 from ._build import TaskSpec
-from ._portal import BlockingRunner
+from ._portal import BlockingRunner, loop_factory
 from ._queue import AsyncTaskQueue
 
 __all__ = ["TaskQueue"]
@@ -31,7 +31,7 @@ class TaskQueue:
         *,
         settings: Settings | None = None,
     ) -> None:
-        self._runner = BlockingRunner()
+        self._runner = BlockingRunner(loop_factory((settings or get_settings()).event_loop))
         self._backends: list[Backend] = []
         self._async: AsyncTaskQueue = self._runner.run(self._open, url, result_url, settings)
 

@@ -21,6 +21,7 @@ __all__ = [
     "DILL_SECRET",
     "DISABLE_LOGGING",
     "EVENT_BUFFER_SIZE",
+    "EVENT_LOOP",
     "EVENT_RETENTION_COUNT",
     "EVENT_RETENTION_SECONDS",
     "EVENT_STORAGE_TYPE",
@@ -83,6 +84,9 @@ PROCESS_WORKERS: Final = 2
 """Process pool size."""
 GEVENT_WORKERS: Final = 100
 """Gevent pool size."""
+EVENT_LOOP: Final = "auto"
+"""Event loop of blocking (``*_sync``) calls and ``omniq worker``: auto (uvloop when it is
+installed and gevent has not patched the process), asyncio or uvloop."""
 
 TASK_TIMEOUT: Final = 300.0
 """Default execution timeout in seconds (0 = none)."""
