@@ -556,6 +556,9 @@ class RedisBackend(Backend):
                 raw = msg["data"]
                 if raw[:2] == b"P:":  # a task handed over to a waiting worker
                     self._handover(raw)
+                    # Let the task just handed to the pool start before this loop reads
+                    # again (the read's set-up would otherwise run first: W2 latency).
+                    await asyncio.sleep(0)
                     continue
                 data = _s(raw)
                 if data.startswith("R:"):  # a batch of results (see FINISH)

@@ -169,13 +169,16 @@ ENQUEUE = (
 -- receipt) and published as 'P:' worker, token, lease end, envelope (unit-separated).
 -- The worker is unregistered from all its queues: one handover per registration.
 local HANDOVER = 5
-local function handover(id, q, eta, env)
-  if eta and eta ~= '' and tonumber(eta) > NOW then return false end
+-- The idle worker a task ready now goes to, unregistered from all its queues: returns
+-- worker, lease end; nil when the task is not ready now, the queue has ready tasks
+-- (they go first) or nobody waits.
+local function take_idle(q, eta)
+  if eta and eta ~= '' and tonumber(eta) > NOW then return nil end
   local rb = zbuf[P .. 'r:' .. q]
-  if rb and #rb.order > 0 then return false end
-  if redis.call('EXISTS', P .. 'r:' .. q) == 1 then return false end
+  if rb and #rb.order > 0 then return nil end
+  if redis.call('EXISTS', P .. 'r:' .. q) == 1 then return nil end
   local w = redis.call('ZRANGEBYSCORE', P .. 'iw:' .. q, NOWS, '+inf', 'LIMIT', 0, 1)
-  if #w == 0 then return false end
+  if #w == 0 then return nil end
   local worker = w[1]
   local reg = redis.call('HGET', P .. 'iwr', worker)
   redis.call('HDEL', P .. 'iwr', worker)
@@ -192,15 +195,7 @@ local function handover(id, q, eta, env)
       end
     end
   end
-  local lend = NOW + lease
-  local tok = id .. ':1'
-  redis.call('HSET', tk(id), 's', 'running', 'a', 1, 'g', 1, 'tok', tok, 'le', lend,
-    'w', worker, 'pu', 1)
-  move(id, q, 'pending', 'running')
-  zadd(P .. 'l:' .. q, lend, id)
-  redis.call('PUBLISH', P .. 'chan',
-    'P:' .. worker .. '\31' .. tok .. '\31' .. string.format('%.6f', lend) .. '\31' .. env)
-  return true
+  return worker, NOW + lease
 end
 local policy = ARGV[3]
 local rows = cmsgpack.unpack(ARGV[4])
@@ -247,24 +242,39 @@ for _, row in ipairs(rows) do
     local cancel = failed and policy == 'cancel'
     local ndv = 0
     if not cancel then ndv = waiting end
-    redis.call('HSET', t, 'd', env, 'q', q, 'p', p, 'a', 0, 'g', 0, 'eta', eta, 'exp', exp,
-      'k', key, 's', 'pending', 'nd', ndv)
     queues[q] = true
     idx(q, 'all', id, true)
     if key ~= '' then redis.call('HSET', P .. 'keys', key, id) end
     local status = 'pending'
-    move(id, q, nil, 'pending')
-    if cancel then
-      status = 'cancelled'
-      finish(id, q, 'pending', 'cancelled', key, '')
-    else
+    local worker, lend = nil, nil
+    if not cancel and waiting == 0 then worker, lend = take_idle(q, eta) end
+    if worker then
+      -- Handed over: stored already leased to the idle worker (one write, no pass
+      -- through the pending index) and published to it with the envelope.
+      local tok = id .. ':1'
+      redis.call('HSET', t, 'd', env, 'q', q, 'p', p, 'a', 1, 'g', 1, 'eta', eta,
+        'exp', exp, 'k', key, 's', 'running', 'nd', 0, 'tok', tok, 'le', lend,
+        'w', worker, 'pu', 1)
       if exp ~= '' then zadd(P .. 'exp', tonumber(exp), id) end
-      if waiting > 0 then
-        for _, d in ipairs(open) do
-          edges = edges + redis.call('SADD', P .. 'dn:' .. d, id)
+      zadd(P .. 'l:' .. q, lend, id)
+      redis.call('PUBLISH', P .. 'chan',
+        'P:' .. worker .. '\31' .. tok .. '\31' .. string.format('%.6f', lend) .. '\31' .. env)
+    else
+      redis.call('HSET', t, 'd', env, 'q', q, 'p', p, 'a', 0, 'g', 0, 'eta', eta, 'exp', exp,
+        'k', key, 's', 'pending', 'nd', ndv)
+      move(id, q, nil, 'pending')
+      if cancel then
+        status = 'cancelled'
+        finish(id, q, 'pending', 'cancelled', key, '')
+      else
+        if exp ~= '' then zadd(P .. 'exp', tonumber(exp), id) end
+        if waiting > 0 then
+          for _, d in ipairs(open) do
+            edges = edges + redis.call('SADD', P .. 'dn:' .. d, id)
+          end
+        else
+          make_ready(id, q, p, eta)
         end
-      elseif not handover(id, q, eta, env) then
-        make_ready(id, q, p, eta)
       end
     end
     table.insert(out, {id, status})
