@@ -38,9 +38,9 @@ def loop_factory(kind: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
     ``auto`` picks uvloop when it is installed and gevent has not monkey-patched the
     process (uvloop's own I/O would bypass gevent's hub), else asyncio's default loop;
     ``uvloop`` insists on it (ConfigError when it is not installed); ``asyncio`` is
-    ``asyncio.new_event_loop`` (which honours an installed event loop policy). uvloop
-    wakes faster from idle, which is most of the enqueue-to-start latency of an idle
-    worker (docs/performance.md).
+    ``asyncio.new_event_loop`` (which honours an installed event loop policy). uvloop's
+    cheaper wake-up from idle shortens an idle worker's enqueue-to-start latency
+    (docs/performance.md, item 7).
     """
     if kind not in ("auto", "asyncio", "uvloop"):
         raise ConfigError("event_loop", kind, "one of auto, asyncio, uvloop")
