@@ -12,6 +12,22 @@ from omniq.storage import Backend, Completion, LeaseRef
 
 from .helpers import task, tq
 
+
+async def _registered(store: Backend, worker: str) -> None:
+    """Until the waiter's idle registration is stored (Redis keeps it in ``iw:<queue>``),
+    so the enqueue that follows is the one that finds it. Other backends register
+    nothing: their waiter just waits for work, and the test takes the claim path."""
+    from omniq.storage._redis import RedisBackend
+
+    if not isinstance(store, RedisBackend):
+        return
+    key = f"{store.prefix}iw:default"
+    deadline = anyio.current_time() + 5.0
+    while await store.redis.zscore(key, worker) is None:
+        assert anyio.current_time() < deadline, "the waiter never registered"
+        await anyio.sleep(0.01)
+
+
 pytestmark = pytest.mark.anyio
 
 
@@ -32,7 +48,7 @@ async def _wait_and_enqueue(store: Backend, worker: str) -> tuple[list[ClaimedTa
                 await q.wait_for_push(["default"], 5.0, worker_id=worker, lease=30.0, inbox=inbox)
 
             tg.start_soon(waiter)
-            await anyio.sleep(0.3)  # let the waiter register (not synchronization of a result)
+            await _registered(store, worker)
             await q.enqueue([t])
     # A handover travels through the backend's listener: allow it a moment to land.
     with anyio.move_on_after(1.0):
