@@ -14,7 +14,7 @@ import e2e_tasks as t
 import pytest
 
 from omniq.core import OmniQ
-from omniq.models import TaskStatus, now
+from omniq.models import TaskResult, TaskStatus, now
 
 pytestmark = [pytest.mark.anyio, pytest.mark.multiprocess, pytest.mark.slow]
 HERE = Path(__file__).resolve().parent
@@ -46,45 +46,40 @@ def has_run(marker: Path) -> Callable[[], bool]:
     return lambda: marker.exists() and "x" in marker.read_text()
 
 
+async def kill_first_run(store_url: str, marker: Path, max_retries: int) -> TaskResult | None:
+    """Enqueue ``die_first_time``, SIGKILL the worker process running it, then let an
+    in-process worker (1 s lease) take over; the task's result once it has one."""
+    async with OmniQ(store_url, lease_seconds=1.0) as oq:
+        task = await oq.enqueue(t.die_first_time, (str(marker),), max_retries=max_retries)
+        proc = spawn_worker(store_url, 1.0)
+        try:
+            await wait_for(has_run(marker), "the first run to record itself")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(WAIT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        async with oq.worker():
+            return await oq.get_result(task.id, wait=True, timeout=WAIT)
+
+
 async def test_sigkill_mid_task_runs_again_after_lease_and_completes_once(
     store_url: str, tmp_path: Path
 ) -> None:
     marker = tmp_path / "runs"
-    async with OmniQ(store_url, lease_seconds=1.0) as oq:
-        task = await oq.enqueue(t.die_first_time, (str(marker),), max_retries=3)
-        proc = spawn_worker(store_url, 1.0)
-        try:
-            await wait_for(has_run(marker), "the first run to record itself")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(WAIT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        async with oq.worker():
-            r = await oq.get_result(task.id, wait=True, timeout=WAIT)
-        assert r is not None and r.ok, r
-        assert r.value.startswith("completed on run 2")
-        assert r.attempts == 2
-        assert marker.read_text() == "xx"  # ran twice: killed once, completed once
+    r = await kill_first_run(store_url, marker, max_retries=3)
+    assert r is not None and r.ok, r
+    assert r.value.startswith("completed on run 2")
+    assert r.attempts == 2
+    assert marker.read_text() == "xx"  # ran twice: killed once, completed once
 
 
 async def test_poison_task_ends_as_worker_crashed(store_url: str, tmp_path: Path) -> None:
     marker = tmp_path / "runs"
-    async with OmniQ(store_url, lease_seconds=1.0) as oq:
-        task = await oq.enqueue(t.die_first_time, (str(marker),), max_retries=0)
-        proc = spawn_worker(store_url, 1.0)
-        try:
-            await wait_for(has_run(marker), "the first run to record itself")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(WAIT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        async with oq.worker():
-            r = await oq.get_result(task.id, wait=True, timeout=WAIT)
-        assert r is not None and r.status is TaskStatus.ERROR
-        assert r.error is not None and r.error.type.endswith("WorkerCrashedError")
-        assert marker.read_text() == "x"  # never ran a second time
+    r = await kill_first_run(store_url, marker, max_retries=0)
+    assert r is not None and r.status is TaskStatus.ERROR
+    assert r.error is not None and r.error.type.endswith("WorkerCrashedError")
+    assert marker.read_text() == "x"  # never ran a second time
 
 
 async def test_dependencies_across_worker_processes(store_url: str, tmp_path: Path) -> None:

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
 import anyio
 import pytest
 
-from omniq.models import BackendUnavailableError, TaskStatus, now
+from omniq.models import BackendUnavailableError, now
 from omniq.storage import Backend, Completion, open_storage
 
 from ._servers import PrivateNats, drop, fault_task, retrying
@@ -147,30 +144,3 @@ async def test_dropped_connection_recovers(proxied: tuple[Backend, Proxy]) -> No
             await anyio.sleep(0.5)  # let the client notice the cut and reconnect
             await other.tasks.enqueue([fault_task()])
         assert woke == [True] and now() - start < 5
-
-
-@pytest.mark.slow
-async def test_four_processes_claim_each_task_exactly_once(tmp_path: Path) -> None:
-    url = _ns_url(SHARED)
-    async with open_storage(url) as backend:
-        q = backend.tasks
-        assert q is not None
-        ids: list[str] = []
-        for _ in range(10):
-            batch = [fault_task("eo") for _ in range(500)]
-            ids += [t.id for t in batch]
-            await q.enqueue(batch)
-        script = Path(__file__).with_name("_claimer.py")
-        outs = [tmp_path / f"out{i}" for i in range(4)]
-        procs = [subprocess.Popen([sys.executable, str(script), url, "eo", str(o)]) for o in outs]  # noqa: ASYNC220
-        for p in procs:
-            assert await anyio.to_thread.run_sync(lambda p=p: p.wait(120)) == 0
-        seen: list[str] = []
-        for o in outs:
-            text = o.read_text()
-            seen += text.split("\n") if text else []
-        assert len(seen) == 5000
-        assert sorted(seen) == sorted(ids)
-        assert sum(1 for o in outs if o.read_text()) >= 2  # they really competed
-        assert await q.count(queue="eo", status=TaskStatus.SUCCESS) == 5000
-        await drop(backend)
