@@ -48,3 +48,5 @@ def sync_api() -> None:
     assert_type(oq.cancel_sync(task.id), bool)
     oq.enqueue_sync("operator:add", (1, 2), priorty=1)  # type: ignore[call-arg]
     add.enqueue_sync(1)  # type: ignore[call-arg]
+    oq.enqueue_many_sync(["operator:add"], priority="high")  # type: ignore[arg-type]
+    assert_type(oq.enqueue_many_sync(["operator:add"], queue="math"), list[Task])

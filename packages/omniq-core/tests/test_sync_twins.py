@@ -4,11 +4,19 @@ same parameters, so the two colours cannot drift apart (architecture.md section 
 from __future__ import annotations
 
 import inspect
+import typing
 
 import pytest
 
 from omniq.core import OmniQ
-from omniq.queue import AsyncScheduler, AsyncTaskQueue, Scheduler, TaskQueue
+from omniq.queue import (
+    AsyncScheduler,
+    AsyncTaskQueue,
+    EnqueueOptions,
+    Scheduler,
+    TaskQueue,
+    build_task,
+)
 
 # Async methods that are hooks for the worker's outcome sink, not user operations.
 NOT_OPERATIONS = {"record_cancelled", "record_cascade", "record_expired"}
@@ -74,3 +82,16 @@ def test_sync_wrapper_classes_mirror_their_async_core(async_cls: type, sync_cls:
     assert missing == []
     drift = [n for n, sig in ops.items() if _drifts(sig, inspect.signature(getattr(sync_cls, n)))]
     assert drift == []
+
+
+def test_enqueue_options_are_build_tasks_keywords() -> None:
+    """``EnqueueOptions`` (the typed ``**options`` of enqueue and friends) lists exactly
+    the keyword options ``build_task`` implements, with the same types."""
+    params = inspect.signature(build_task, eval_str=True).parameters
+    keywords = {
+        n: p.annotation
+        for n, p in params.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "task_id"
+    }
+    hints = typing.get_type_hints(EnqueueOptions)
+    assert keywords == hints

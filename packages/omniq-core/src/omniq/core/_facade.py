@@ -14,9 +14,8 @@ import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 from omniq.config import ConfigProvider, Settings
 from omniq.events import AsyncEventLogger
@@ -28,8 +27,15 @@ from omniq.models import (
     TaskStatus,
     WorkerType,
 )
-from omniq.queue import AsyncTaskQueue, BlockingRunner, BreakerRegistry, TaskQueue, loop_factory
-from omniq.queue._build import Callback, TaskSpec
+from omniq.queue import (
+    AsyncTaskQueue,
+    BlockingRunner,
+    BreakerRegistry,
+    EnqueueOptions,
+    TaskQueue,
+    loop_factory,
+)
+from omniq.queue._build import TaskSpec
 from omniq.storage import Backend, open_storage
 from omniq.workers import PoolStats, wait_interruptibly
 
@@ -290,7 +296,7 @@ class OmniQ(ScheduleOps, DeadLetterOps):
         func: TaskSpec,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[EnqueueOptions],
     ) -> Task:
         """A Task with this OmniQ's defaults, not stored (for ``enqueue_many`` or as a
         ``on_success``/``on_failure`` follow-up)."""
@@ -309,44 +315,14 @@ class OmniQ(ScheduleOps, DeadLetterOps):
         func: TaskSpec,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int = 0,
-        eta: float | datetime | None = None,
-        delay: float | timedelta | None = None,
-        ttl: float | timedelta | None = None,
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109
-        max_retries: int | None = None,
-        retry_delay: float | timedelta | None = None,
-        depends_on: Iterable[Task | str] | Task | str | None = None,
-        on_success: Callback | Sequence[Callback] | None = None,
-        on_failure: Callback | Sequence[Callback] | None = None,
-        key: str | None = None,
-        worker: WorkerType | str | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Task:
         """Enqueue ``func(*args, **kwargs)``; returns the stored Task (for a live
         idempotency ``key``, the task already holding it). ``func`` is a callable or an
-        import path ``"module:qualname"``; lambdas and closures need dill enabled."""
-        task = self.build(
-            func,
-            args,
-            kwargs,
-            queue=queue,
-            priority=priority,
-            eta=eta,
-            delay=delay,
-            ttl=ttl,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_delay=retry_delay,
-            depends_on=depends_on,
-            on_success=on_success,
-            on_failure=on_failure,
-            key=key,
-            worker=worker,
-            metadata=metadata,
-        )
+        import path ``"module:qualname"``; lambdas and closures need dill enabled. The
+        options are those of ``EnqueueOptions`` (queue, priority, eta/delay, ttl, timeout,
+        retries, dependencies, follow-ups, key, worker hint, metadata)."""
+        task = self.build(func, args, kwargs, **options)
         return (await self._call(_enqueue_many, [task]))[0]
 
     def enqueue_sync(
@@ -354,46 +330,13 @@ class OmniQ(ScheduleOps, DeadLetterOps):
         func: TaskSpec,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int = 0,
-        eta: float | datetime | None = None,
-        delay: float | timedelta | None = None,
-        ttl: float | timedelta | None = None,
-        timeout: float | timedelta | None = None,
-        max_retries: int | None = None,
-        retry_delay: float | timedelta | None = None,
-        depends_on: Iterable[Task | str] | Task | str | None = None,
-        on_success: Callback | Sequence[Callback] | None = None,
-        on_failure: Callback | Sequence[Callback] | None = None,
-        key: str | None = None,
-        worker: WorkerType | str | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Task:
-        """Blocking ``enqueue`` (same options, spelled out so editors and type checkers
-        see them; tests/test_sync_twins.py keeps the two signatures identical)."""
-        task = self.build(
-            func,
-            args,
-            kwargs,
-            queue=queue,
-            priority=priority,
-            eta=eta,
-            delay=delay,
-            ttl=ttl,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_delay=retry_delay,
-            depends_on=depends_on,
-            on_success=on_success,
-            on_failure=on_failure,
-            key=key,
-            worker=worker,
-            metadata=metadata,
-        )
+        """Blocking ``enqueue`` (same options)."""
+        task = self.build(func, args, kwargs, **options)
         return self._call_sync(_enqueue_many, [task])[0]
 
-    def _items(self, items: Iterable[EnqueueItem], options: dict[str, Any]) -> list[Task]:
+    def _items(self, items: Iterable[EnqueueItem], options: EnqueueOptions) -> list[Task]:
         out: list[Task] = []
         for item in items:
             if isinstance(item, Task):
@@ -407,13 +350,17 @@ class OmniQ(ScheduleOps, DeadLetterOps):
                 out.append(self.build(item, (), None, **options))
         return out
 
-    async def enqueue_many(self, items: Iterable[EnqueueItem], **options: Any) -> list[Task]:
+    async def enqueue_many(
+        self, items: Iterable[EnqueueItem], **options: Unpack[EnqueueOptions]
+    ) -> list[Task]:
         """Enqueue a batch in one storage round trip. Items are Tasks (``oq.build``),
         callables/paths, or ``(func, args[, kwargs])`` tuples; ``options`` apply to the
         non-Task items."""
         return await self._call(_enqueue_many, self._items(items, options))
 
-    def enqueue_many_sync(self, items: Iterable[EnqueueItem], **options: Any) -> list[Task]:
+    def enqueue_many_sync(
+        self, items: Iterable[EnqueueItem], **options: Unpack[EnqueueOptions]
+    ) -> list[Task]:
         return self._call_sync(_enqueue_many, self._items(items, options))
 
     @overload

@@ -12,7 +12,7 @@ fire cron, interval and one-shot schedules, safely from many hosts at once.
 from __future__ import annotations
 
 from ._breaker import BreakerRegistry, BreakerState, CircuitBreaker
-from ._build import build_task, task_ids
+from ._build import EnqueueOptions, build_task, task_ids
 from ._deps import DependencyResolver
 from ._portal import BlockingRunner, SyncInAsyncWarning, loop_factory
 from ._queue import AsyncTaskQueue
@@ -40,6 +40,7 @@ __all__ = [
     "CircuitBreaker",
     "Clock",
     "DependencyResolver",
+    "EnqueueOptions",
     "QueueWorkerSource",
     "RetryManager",
     "RetryPolicy",

@@ -4,17 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from omniq.config import Settings
 from omniq.models import InvalidTaskError, Task, WorkerType, as_timestamp, now
 from omniq.serialization import SerializationManager
 
-__all__ = ["TaskSpec", "build_task", "task_ids"]
+__all__ = ["EnqueueOptions", "TaskSpec", "build_task", "task_ids"]
 
 Callback = Task | Callable[..., Any] | str
 """A follow-up: a built Task, or a callable/import path run without arguments."""
 TaskSpec = Callable[..., Any] | str
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The keyword options of ``enqueue``/``enqueue_sync``/``enqueue_many``/``build``
+    (``**options: Unpack[EnqueueOptions]``), so editors and type checkers see one list;
+    ``build_task`` takes the same keywords with their defaults (a test keeps them equal).
+
+    ``queue`` (default: the setting), ``priority`` (higher runs first), ``eta`` (a
+    timestamp or datetime) or ``delay`` (seconds or timedelta), ``ttl`` and ``timeout``
+    (seconds or timedelta; 0 = none, None = the setting), ``max_retries`` and
+    ``retry_delay`` (None = the settings), ``depends_on`` (tasks or ids),
+    ``on_success``/``on_failure`` (follow-up tasks or callables), ``key`` (idempotency
+    key of a live task), ``worker`` (worker type hint) and ``metadata``.
+    """
+
+    queue: str | None
+    priority: int
+    eta: float | datetime | None
+    delay: float | timedelta | None
+    ttl: float | timedelta | None
+    timeout: float | timedelta | None
+    max_retries: int | None
+    retry_delay: float | timedelta | None
+    depends_on: Iterable[Task | str] | Task | str | None
+    on_success: Callback | Sequence[Callback] | None
+    on_failure: Callback | Sequence[Callback] | None
+    key: str | None
+    worker: WorkerType | str | None
+    metadata: Mapping[str, Any] | None
 
 
 def task_ids(refs: Iterable[Task | str] | Task | str | None) -> tuple[str, ...]:
