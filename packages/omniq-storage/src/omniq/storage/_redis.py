@@ -9,7 +9,6 @@ pub/sub subscription per backend instead of polling. Results expire by key TTL (
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import heapq
 import math
@@ -52,13 +51,14 @@ from ._remote import (
 
 try:
     import redis.asyncio as aioredis
-    from redis.asyncio.client import PubSub
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.commands.core import AsyncScript
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
     from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from ._redis_sub import Subscriber  # hiredis parses the subscriber's stream
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     from omniq.models import MissingExtraError
 
@@ -468,9 +468,7 @@ class RedisBackend(Backend):
         self.waiters = Waiters()
         self.inboxes: dict[str, tuple[Callable[[list[ClaimedTask]], None], list[str]]] = {}
         """Workers of this process taking handovers: id -> (inbox, queues)."""
-        self._listener: asyncio.Task[None] | None = None
-        self._pubsub: PubSub | None = None
-        self._subscribed = asyncio.Event()
+        self._subscriber: Subscriber | None = None
         self.tasks = RedisTaskQueue(self)
         self.results = RedisResults(self)
         self.events = RedisEvents(self)
@@ -526,47 +524,31 @@ class RedisBackend(Backend):
         self.scripts = {k: client.register_script(v) for k, v in names.items()}
         try:
             await self.call(client.ping)
-            self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-            await self.call(lambda: self._pubsub.subscribe(f"{self.prefix}chan"))  # type: ignore[union-attr]
+            sub = Subscriber(
+                client,
+                f"{self.prefix}chan",
+                self._notified,
+                self.waiters.wake_all,
+                health_interval=float(opts["health_check_interval"] or 10),
+            )
+            await self.call(sub.start)
+            self._subscriber = sub
         except BaseException:
             await self.close()
             raise
-        self._listener = asyncio.create_task(self._listen(), name="omniq-redis-listener")
 
-    async def _listen(self) -> None:
-        """Dispatch pub/sub notifications to local waiters; reconnect on failure and wake
-        everyone then (a notification may have been missed meanwhile)."""
-        ps = self._pubsub
-        assert ps is not None
-        backoff = 0.05
-        while True:
-            try:
-                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=5.0)
-                backoff = 0.05
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.waiters.wake_all()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                with contextlib.suppress(Exception):
-                    await ps.subscribe(f"{self.prefix}chan")
-                continue
-            if msg is not None and msg.get("type") == "message":
-                raw = msg["data"]
-                if raw[:2] == b"P:":  # a task handed over to a waiting worker
-                    self._handover(raw)
-                    # Let the task just handed to the pool start before this loop reads
-                    # again (the read's set-up would otherwise run first: W2 latency).
-                    await asyncio.sleep(0)
-                    continue
-                data = _s(raw)
-                if data.startswith("R:"):  # a batch of results (see FINISH)
-                    wake = self.waiters.wake
-                    for tid in data[2:].split("\x1f"):
-                        wake("r:" + tid)
-                else:
-                    self.waiters.wake(data)
+    def _notified(self, raw: bytes) -> None:
+        """One pub/sub message (see ``_redis_lua``): a handover, results, or work."""
+        if raw[:2] == b"P:":  # a task handed over to a waiting worker
+            self._handover(raw)
+            return
+        data = _s(raw)
+        if data.startswith("R:"):  # a batch of results (see FINISH)
+            wake = self.waiters.wake
+            for tid in data[2:].split("\x1f"):
+                wake("r:" + tid)
+        else:
+            self.waiters.wake(data)
 
     def _handover(self, raw: bytes) -> None:
         worker, tok, lend, env = raw[2:].split(b"\x1f", 3)
@@ -582,15 +564,9 @@ class RedisBackend(Backend):
         self.waiters.wake(f"p:{wid}")
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
-            self._listener = None
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._pubsub = None
+        if self._subscriber is not None:
+            await self._subscriber.close()
+            self._subscriber = None
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
