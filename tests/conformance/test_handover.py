@@ -14,16 +14,19 @@ from .helpers import task, tq
 
 
 async def _registered(store: Backend, worker: str) -> None:
-    """Until the waiter's idle registration is stored (Redis keeps it in ``iw:<queue>``),
-    so the enqueue that follows is the one that finds it. Other backends register
-    nothing: their waiter just waits for work, and the test takes the claim path."""
+    """Until the waiter's idle registration is stored (Redis keeps it in ``iw:<queue>``,
+    as a member starting with the worker id), so the enqueue that follows is the one that
+    finds it. Other backends register nothing: their waiter just waits for work, and the
+    test takes the claim path."""
     from omniq.storage._redis import RedisBackend
 
     if not isinstance(store, RedisBackend):
         return
     key = f"{store.prefix}iw:default"
     deadline = anyio.current_time() + 5.0
-    while await store.redis.zscore(key, worker) is None:
+    while worker.encode() not in [
+        m.split(b"\x1f", 1)[0] for m in await store.redis.zrange(key, 0, -1)
+    ]:
         assert anyio.current_time() < deadline, "the waiter never registered"
         await anyio.sleep(0.01)
 

@@ -88,3 +88,43 @@ async def test_list_merges_per_queue_indexes_in_id_order(backend: RedisBackend) 
     assert await q.count(status=TaskStatus.RUNNING) == 4
     assert await q.count(queue="b", status=TaskStatus.RUNNING) == 1
     assert [t.id for t in await q.list(status=TaskStatus.PENDING)] == [ids[3], ids[5]]
+
+
+async def test_scripts_reload_after_a_script_flush(backend: RedisBackend) -> None:
+    # A restarted server (or SCRIPT FLUSH) forgets the scripts: calls load them again.
+    assert backend.tasks is not None
+    await backend.tasks.enqueue([Task(func="m:f")])
+    await backend.redis.script_flush()
+    await backend.tasks.enqueue([Task(func="m:f")])
+    assert await backend.tasks.count() == 2
+
+
+async def test_concurrent_script_calls_all_complete(backend: RedisBackend) -> None:
+    # One call at a time takes the lane (_redis_lane); the others go through the pool.
+    assert backend.tasks is not None
+    tasks = [Task(func="m:f") for _ in range(50)]
+    stored: list[list[Task]] = []
+
+    async def one(t: Task) -> None:
+        stored.append(await backend.tasks.enqueue([t]))  # type: ignore[union-attr]
+
+    async with anyio.create_task_group() as tg:
+        for t in tasks:
+            tg.start_soon(one, t)
+    assert sorted(s[0].id for s in stored) == sorted(t.id for t in tasks)
+    assert await backend.tasks.count() == 50
+
+
+async def test_a_cancelled_script_call_leaves_no_reply_behind(backend: RedisBackend) -> None:
+    """Cancelled between send and reply (the server paused meanwhile), a call must not
+    leave its reply for the next call on the same connection to read."""
+    assert backend.tasks is not None and backend.lane is not None
+    await backend.tasks.enqueue([Task(func="m:f")])  # the lane is connected
+    await backend.redis.execute_command("CLIENT", "PAUSE", 300, "ALL")
+    with anyio.move_on_after(0.1):
+        await backend.tasks.enqueue([Task(func="m:f", queue="cancelled")])
+    t = Task(func="m:g", queue="after")
+    [got] = await backend.tasks.enqueue([t])  # waits out the pause
+    assert got.id == t.id and got.queue == "after"
+    [c] = await backend.tasks.claim(["after"], "w")
+    assert c.task.id == t.id

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import math
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -58,6 +59,7 @@ try:
     from redis.exceptions import RedisError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    from ._redis_lane import Lane, LaneMissed
     from ._redis_sub import Subscriber  # hiredis parses the subscriber's stream
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     from omniq.models import MissingExtraError
@@ -105,8 +107,16 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
     """Task queue on sorted sets and hashes; each operation is one Lua script."""
 
     async def _script(self, name: str, *args: Any) -> Any:
-        script = self._be.scripts[name]
-        return await self._call(lambda: script(args=[self._p, repr(now()), *args]))
+        be = self._be
+        script = be.scripts[name]
+        full = [self._p, repr(now()), *args]
+        lane = be.lane
+        if lane is not None and not lane.busy:
+            try:
+                return await be.call(lambda: lane.evalsha(script.sha, full))
+            except LaneMissed:
+                pass
+        return await self._call(lambda: script(args=full))
 
     async def enqueue(
         self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
@@ -375,7 +385,7 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
         return [_s(x) for x in await self._script("requeue", *ids)]
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
-        return await self._wait(queues, timeout, None, 0.0)
+        return await self._wait(queues, timeout, None)
 
     async def wait_for_push(
         self,
@@ -390,24 +400,30 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
         REGISTRATION seconds, so a worker that died stops getting handovers soon) in the
         same round trip as the probe; ENQUEUE hands it a task ready now in an empty
         queue, published to this backend's listener, which calls ``inbox``."""
-        self._be.inboxes[worker_id] = (inbox, list(queues))
-        return await self._wait(queues, min(timeout, REGISTRATION), worker_id, lease)
+        member = "\x1f".join([worker_id, repr(lease), self._be.inbox_channel, *queues])
+        self._be.inboxes[worker_id] = (inbox, list(queues), member)
+        return await self._wait(queues, min(timeout, REGISTRATION), (worker_id, member))
 
     async def close_inbox(self, worker_id: str) -> _list[str]:
         entry = self._be.inboxes.pop(worker_id, None)
         if entry is None:
             return []
-        return [_s(x) for x in await self._script("close_inbox", worker_id, *entry[1])]
+        _, queues, member = entry
+        return [_s(x) for x in await self._script("close_inbox", worker_id, member, *queues)]
 
     async def _wait(
         self,
         queues: Sequence[str],
         timeout: float,  # noqa: ASYNC109
-        worker_id: str | None,
-        lease: float,
+        idle: tuple[str, str] | None,
     ) -> bool:
+        """Probe, then wait for a notification. ``idle`` (worker id, registration member;
+        see ``_redis_lua``): register the worker as idle on ``queues`` in the probe's round
+        trip, and wake for a handover to it too."""
         keys = [f"w:{q}" for q in queues]
-        if worker_id is not None:
+        member = None
+        if idle is not None:
+            worker_id, member = idle
             keys.append(f"p:{worker_id}")
         ev = self._be.waiters.register(keys)
         try:
@@ -417,11 +433,10 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
 
             async def probe() -> list[Any]:
                 pipe = r.pipeline(transaction=False)
-                if worker_id is not None:
-                    reg = "\x1f".join([repr(lease), *queues])
-                    pipe.hset(f"{p}iwr", worker_id, reg)
+                if member is not None:
+                    pipe.sadd(f"{p}queues", *queues)  # so RECLAIM sees handed-over leases
                     for q in queues:
-                        pipe.zadd(f"{p}iw:{q}", {worker_id: until})
+                        pipe.zadd(f"{p}iw:{q}", {member: until})
                 for q in queues:
                     pipe.zcard(f"{p}r:{q}")
                     pipe.zrange(f"{p}d:{q}", 0, 0, withscores=True)
@@ -429,7 +444,7 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
                 return await pipe.execute()
 
             res = await self._call(probe)
-            if worker_id is not None:
+            if member is not None:
                 res = res[1 + len(queues) :]
             t = now()
             wake_at = t + timeout
@@ -466,9 +481,13 @@ class RedisBackend(Backend):
         self._redis: aioredis.Redis | None = None
         self.scripts: dict[str, AsyncScript] = {}
         self.waiters = Waiters()
-        self.inboxes: dict[str, tuple[Callable[[list[ClaimedTask]], None], list[str]]] = {}
-        """Workers of this process taking handovers: id -> (inbox, queues)."""
+        self.inboxes: dict[str, tuple[Callable[[list[ClaimedTask]], None], list[str], str]] = {}
+        """Workers of this backend taking handovers: id -> (inbox, queues, registration)."""
+        self.inbox_channel = f"{self.prefix}chan:{uuid.uuid4().hex}"
+        """This backend's own channel: handovers to its workers are published here."""
         self._subscriber: Subscriber | None = None
+        self.lane: Lane | None = None
+        """Script calls one at a time skip redis-py's per-command path (``_redis_lane``)."""
         self.tasks = RedisTaskQueue(self)
         self.results = RedisResults(self)
         self.events = RedisEvents(self)
@@ -522,11 +541,12 @@ class RedisBackend(Backend):
             "sched_cas": lua.SCHED_CAS,
         }
         self.scripts = {k: client.register_script(v) for k, v in names.items()}
+        self.lane = Lane(client)
         try:
             await self.call(client.ping)
             sub = Subscriber(
                 client,
-                f"{self.prefix}chan",
+                [f"{self.prefix}chan", self.inbox_channel],
                 self._notified,
                 self.waiters.wake_all,
                 health_interval=float(opts["health_check_interval"] or 10),
@@ -567,6 +587,10 @@ class RedisBackend(Backend):
         if self._subscriber is not None:
             await self._subscriber.close()
             self._subscriber = None
+        if self.lane is not None:
+            with contextlib.suppress(Exception):
+                await self.lane.close()
+            self.lane = None
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()

@@ -11,11 +11,14 @@ on id; ``ndep`` count of dependency edges still registered in ``dn:*`` sets (0 l
 complete skip dependency resolution); ``keys`` hash idempotency key -> live task id;
 ``i:<q>:<status|all>`` per-queue index zsets (score 0, so ordered by id; none for
 ``running``, whose index is ``l:<q>``); ``queues``
-set; ``iw:<q>`` zset of workers waiting idle on the queue (score: registration end) and
-``iwr`` hash worker -> "lease<US>queue<US>..." (handover, see ENQUEUE); ``pu`` marks a
+set (queues enqueued to or waited on); ``iw:<q>`` zset of workers waiting idle on the
+queue (score: registration end; member "worker<US>lease<US>channel<US>queue<US>...",
+the same string on each of the worker's queues; handover, see ENQUEUE); ``pu`` marks a
 task hash whose lease came from a handover; ``chan`` pub/sub channel carrying
-``w:<queue>`` (work), ``r:<id>`` / ``R:<id><US><id>...`` (results) and ``P:<worker><US>
-<token><US><lease end><US><envelope>`` (a task handed over) notifications (US = 0x1f).
+``w:<queue>`` (work) and ``r:<id>`` / ``R:<id><US><id>...`` (results) notifications;
+each backend's own channel (``chan:<backend id>``, named in its workers' registrations)
+carries ``P:<worker><US><token><US><lease end><US><envelope>`` (a task handed over to
+one of its workers; US = 0x1f).
 
 Hot-path cost: sorted-set writes are buffered per key (net effect per member) and
 flushed as one multi-member ZADD/ZREM per key at the end of the script (or before the
@@ -164,14 +167,15 @@ ENQUEUE = (
 -- ARGV[3] policy; ARGV[4] msgpack array of {id, q, p, eta, exp, key, {deps}, envelope
 -- length}; ARGV[5] the envelopes concatenated (cmsgpack has no bin type)
 -- Handover: a task ready now, in a queue with nothing else ready, goes straight to a
--- worker waiting idle on it (``iw:<q>`` zset, score = registration end; ``iwr`` hash
--- worker -> lease and queues): leased to it for at most HANDOVER seconds (it renews on
--- receipt) and published as 'P:' worker, token, lease end, envelope (unit-separated).
--- The worker is unregistered from all its queues: one handover per registration.
+-- worker waiting idle on it (``iw:<q>`` zset, score = registration end, member = worker,
+-- lease, its backend's channel and its queues): leased to it for at most HANDOVER
+-- seconds (it renews on receipt) and published on that channel as 'P:' worker, token,
+-- lease end, envelope (unit-separated). The worker is unregistered from all its queues:
+-- one handover per registration.
 local HANDOVER = 5
 -- The idle worker a task ready now goes to, unregistered from all its queues: returns
--- worker, lease end; nil when the task is not ready now, the queue has ready tasks
--- (they go first) or nobody waits.
+-- worker, lease end, channel; nil when the task is not ready now, the queue has ready
+-- tasks (they go first) or nobody waits.
 local function take_idle(q, eta)
   if eta and eta ~= '' and tonumber(eta) > NOW then return nil end
   local rb = zbuf[P .. 'r:' .. q]
@@ -179,23 +183,16 @@ local function take_idle(q, eta)
   if redis.call('EXISTS', P .. 'r:' .. q) == 1 then return nil end
   local w = redis.call('ZRANGEBYSCORE', P .. 'iw:' .. q, NOWS, '+inf', 'LIMIT', 0, 1)
   if #w == 0 then return nil end
-  local worker = w[1]
-  local reg = redis.call('HGET', P .. 'iwr', worker)
-  redis.call('HDEL', P .. 'iwr', worker)
-  redis.call('ZREM', P .. 'iw:' .. q, worker)
-  local lease = HANDOVER
-  if reg then
-    local first = true
-    for part in string.gmatch(reg, '[^\31]+') do
-      if first then
-        lease = math.min(HANDOVER, tonumber(part))
-        first = false
-      elseif part ~= q then
-        redis.call('ZREM', P .. 'iw:' .. part, worker)
-      end
-    end
+  local member = w[1]
+  local parts = {}
+  for part in string.gmatch(member, '[^\31]+') do parts[#parts + 1] = part end
+  redis.call('ZREM', P .. 'iw:' .. q, member)
+  for i = 4, #parts do
+    if parts[i] ~= q then redis.call('ZREM', P .. 'iw:' .. parts[i], member) end
   end
-  return worker, NOW + lease
+  local lease = tonumber(parts[2])
+  if #parts < 4 or not lease then return nil end  -- not a registration we wrote
+  return parts[1], NOW + math.min(HANDOVER, lease), parts[3]
 end
 local policy = ARGV[3]
 local rows = cmsgpack.unpack(ARGV[4])
@@ -242,12 +239,11 @@ for _, row in ipairs(rows) do
     local cancel = failed and policy == 'cancel'
     local ndv = 0
     if not cancel then ndv = waiting end
-    queues[q] = true
     idx(q, 'all', id, true)
     if key ~= '' then redis.call('HSET', P .. 'keys', key, id) end
     local status = 'pending'
-    local worker, lend = nil, nil
-    if not cancel and waiting == 0 then worker, lend = take_idle(q, eta) end
+    local worker, lend, chan = nil, nil, nil
+    if not cancel and waiting == 0 then worker, lend, chan = take_idle(q, eta) end
     if worker then
       -- Handed over: stored already leased to the idle worker (one write, no pass
       -- through the pending index) and published to it with the envelope.
@@ -257,9 +253,10 @@ for _, row in ipairs(rows) do
         'w', worker, 'pu', 1)
       if exp ~= '' then zadd(P .. 'exp', tonumber(exp), id) end
       zadd(P .. 'l:' .. q, lend, id)
-      redis.call('PUBLISH', P .. 'chan',
+      redis.call('PUBLISH', chan,
         'P:' .. worker .. '\31' .. tok .. '\31' .. string.format('%.6f', lend) .. '\31' .. env)
     else
+      queues[q] = true
       redis.call('HSET', t, 'd', env, 'q', q, 'p', p, 'a', 0, 'g', 0, 'eta', eta, 'exp', exp,
         'k', key, 's', 'pending', 'nd', ndv)
       move(id, q, nil, 'pending')
@@ -490,14 +487,14 @@ return #ids
 CLOSE_INBOX = (
     COMMON
     + r"""
--- ARGV[3] worker, ARGV[4..] its queues: unregister it (no more handovers) and put the
--- tasks handed over to it that it never ran back to pending (attempt given back).
+-- ARGV[3] worker, ARGV[4] its registration member, ARGV[5..] its queues: unregister it
+-- (no more handovers) and put the tasks handed over to it that it never ran back to
+-- pending (attempt given back).
 local worker = ARGV[3]
-redis.call('HDEL', P .. 'iwr', worker)
 local back = {}
-for j = 4, #ARGV do
+for j = 5, #ARGV do
   local q = ARGV[j]
-  redis.call('ZREM', P .. 'iw:' .. q, worker)
+  redis.call('ZREM', P .. 'iw:' .. q, ARGV[4])
   for _, id in ipairs(redis.call('ZRANGE', P .. 'l:' .. q, 0, -1)) do
     local t = tk(id)
     local h = redis.call('HMGET', t, 's', 'w', 'pu', 'p')

@@ -108,7 +108,7 @@ def _error(cmd: str | bytes, reply: Exception) -> Exception:
 
 
 class Subscriber:
-    """One channel's subscriber on a connection made like ``client``'s.
+    """A subscriber to ``channels`` on a connection made like ``client``'s.
 
     ``on_message(data)`` runs in the event loop's read callback for every message;
     ``on_reset()`` runs after a lost connection is subscribed again.
@@ -117,14 +117,14 @@ class Subscriber:
     def __init__(
         self,
         client: Any,
-        channel: str,
+        channels: list[str],
         on_message: Callable[[bytes], None],
         on_reset: Callable[[], None],
         *,
         health_interval: float = 10.0,
     ) -> None:
         self._client = client
-        self._channel = channel
+        self._channels = channels
         self._on_message = on_message
         self._on_reset = on_reset
         self._health = health_interval
@@ -168,7 +168,8 @@ class Subscriber:
                 await ask("AUTH", *creds)
             if conn.client_name:
                 await ask("CLIENT", "SETNAME", conn.client_name)
-            await ask("SUBSCRIBE", self._channel)
+            for channel in self._channels:  # one confirmation each
+                await ask("SUBSCRIBE", channel)
         except BaseException:
             if proto.transport is not None:
                 proto.transport.abort()
