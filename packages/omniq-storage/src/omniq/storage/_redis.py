@@ -112,8 +112,9 @@ class RedisTaskQueue(_Base, TaskQueueStorage):
         full = [self._p, repr(now()), *args]
         lane = be.lane
         if lane is not None and not lane.busy:
+            wake = name == "enqueue"  # it may hand the task over to a waiting worker
             try:
-                return await be.call(lambda: lane.evalsha(script.sha, full))
+                return await be.call(lambda: lane.evalsha(script.sha, full, wake_first=wake))
             except LaneMissed:
                 pass
         return await self._call(lambda: script(args=full))

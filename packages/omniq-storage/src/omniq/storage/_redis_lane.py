@@ -38,15 +38,29 @@ class Lane:
         self._conn = client.connection_pool.make_connection()  # connects on first use
         self.busy = False
 
-    async def evalsha(self, sha: str, args: Sequence[Any]) -> Any:
+    async def evalsha(self, sha: str, args: Sequence[Any], *, wake_first: bool = False) -> Any:
+        """Run the script; raises ``LaneMissed`` when the pool path must run it instead.
+
+        ``wake_first``: send a PING in the same write, ahead of the script. Redis writes
+        pending replies after each event-loop turn, most recently queued client first;
+        the PING queues this caller before the script publishes, so a worker woken by
+        the script (a handover) is written to, and starts waking, before the caller's
+        reply wakes the caller (p50 enqueue -> start 0.77 -> 0.71 ms on 2 cores, where
+        the two processes compete for a core right then).
+        """
         if self.busy:
             raise LaneMissed
         self.busy = True
         conn = self._conn
         try:
-            await conn.send_packed_command(
-                conn.pack_command("EVALSHA", sha, 0, *args), check_health=False
-            )
+            call = ("EVALSHA", sha, 0, *args)
+            if wake_first:
+                packed = conn.pack_commands([("PING",), call])
+            else:
+                packed = conn.pack_command(*call)
+            await conn.send_packed_command(packed, check_health=False)
+            if wake_first:
+                await conn.read_response()
             return await conn.read_response()
         except NoScriptError:
             raise LaneMissed from None
