@@ -128,3 +128,20 @@ async def test_a_cancelled_script_call_leaves_no_reply_behind(backend: RedisBack
     assert got.id == t.id and got.queue == "after"
     [c] = await backend.tasks.claim(["after"], "w")
     assert c.task.id == t.id
+
+
+async def test_lapsed_and_foreign_idle_registrations_are_dropped(backend: RedisBackend) -> None:
+    # An idle registration whose time ran out (a worker that died waiting), or one in a
+    # format this version did not write, never gets a task: the task stays claimable
+    # and the registration is gone once met.
+    assert backend.tasks is not None
+    key = f"{backend.prefix}iw:default"
+    lapsed = "\x1f".join(["w-dead", "30.0", f"{backend.prefix}chan:gone", "default"])
+    await backend.redis.zadd(key, {lapsed: now() - 1, "w-0.1.0-format": now() + 60})
+    for _ in range(2):  # one registration met per enqueue into an empty queue
+        t = Task(func="m:f")
+        [stored] = await backend.tasks.enqueue([t])
+        assert stored.status is TaskStatus.PENDING
+        [c] = await backend.tasks.claim(["default"], "w")
+        assert c.task.id == t.id
+    assert await backend.redis.zcard(key) == 0

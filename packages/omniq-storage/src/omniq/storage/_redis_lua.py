@@ -181,16 +181,18 @@ local function take_idle(q, eta)
   local rb = zbuf[P .. 'r:' .. q]
   if rb and #rb.order > 0 then return nil end
   if redis.call('EXISTS', P .. 'r:' .. q) == 1 then return nil end
-  local w = redis.call('ZRANGEBYSCORE', P .. 'iw:' .. q, NOWS, '+inf', 'LIMIT', 0, 1)
+  -- The latest registration (the worker that went idle last, warmest): when even it
+  -- has lapsed, all have, and nobody waits.
+  local w = redis.call('ZPOPMAX', P .. 'iw:' .. q)
   if #w == 0 then return nil end
   local member = w[1]
   local parts = {}
   for part in string.gmatch(member, '[^\31]+') do parts[#parts + 1] = part end
-  redis.call('ZREM', P .. 'iw:' .. q, member)
   for i = 4, #parts do
     if parts[i] ~= q then redis.call('ZREM', P .. 'iw:' .. parts[i], member) end
   end
   local lease = tonumber(parts[2])
+  if tonumber(w[2]) < NOW then return nil end
   if #parts < 4 or not lease then return nil end  -- not a registration we wrote
   return parts[1], NOW + math.min(HANDOVER, lease), parts[3]
 end
