@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+import redis.asyncio as aioredis
 
-from omniq.models import Task, TaskResult, TaskStatus, now
+from omniq.models import BackendUnavailableError, Task, TaskResult, TaskStatus, now
 from omniq.storage._redis import RedisBackend
 
 pytestmark = pytest.mark.anyio
@@ -145,3 +146,33 @@ async def test_lapsed_and_foreign_idle_registrations_are_dropped(backend: RedisB
         [c] = await backend.tasks.claim(["default"], "w")
         assert c.task.id == t.id
     assert await backend.redis.zcard(key) == 0
+
+
+def test_pack_command_encodes_like_redis_py() -> None:
+    import redis.asyncio.connection as rc
+
+    from omniq.storage._redis_resp import pack_command
+
+    args = ("EVALSHA", b"\x00\xffbin", 0, 17, 1795837321.7916415, "ünï")
+    assert pack_command(*args) == b"".join(rc.Connection().pack_command(*args))
+    with pytest.raises(TypeError, match="cannot send list"):
+        pack_command("GET", [1])  # type: ignore[arg-type]
+
+
+async def test_a_hung_call_fails_instead_of_hanging() -> None:
+    # The server stops answering scripts (writes paused): a call gives up after the
+    # socket timeout and its retries with BackendUnavailableError instead of waiting
+    # forever (the lane's watchdog hands the call over to the pool's timeouts).
+    be = RedisBackend(f"{BASE}?prefix=omniq-rtest-{uuid.uuid4().hex[:10]}:", socket_timeout=0.1)
+    admin = aioredis.from_url(BASE)
+    async with be:
+        assert be.tasks is not None
+        try:
+            await be.tasks.enqueue([Task(func="m:f")])  # every connection is open
+            await admin.execute_command("CLIENT", "PAUSE", 15_000, "WRITE")
+            with anyio.fail_after(20), pytest.raises(BackendUnavailableError):
+                await be.tasks.enqueue([Task(func="m:f")])
+        finally:
+            await admin.execute_command("CLIENT", "UNPAUSE")
+            await admin.aclose()
+            await be.drop()

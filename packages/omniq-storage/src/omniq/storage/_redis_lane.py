@@ -16,6 +16,9 @@ reply is read by the next one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +26,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._redis_resp import pack_command
+
 __all__ = ["Lane", "LaneMissed"]
+
+_PING = pack_command("PING")
 
 
 class LaneMissed(Exception):
@@ -35,8 +42,17 @@ class Lane:
     """``evalsha`` on a connection of its own, one call at a time."""
 
     def __init__(self, client: Any) -> None:
-        self._conn = client.connection_pool.make_connection()  # connects on first use
+        pool = client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        # With a socket_timeout, redis-py wraps every send in asyncio.wait_for (a new
+        # Task on Python 3.11) and every read in a timeout scope; here a watchdog drops
+        # the connection under a call that has waited longer instead (see _watch).
+        self._timeout: float | None = kwargs.get("socket_timeout")
+        kwargs["socket_timeout"] = None
+        self._conn = pool.connection_class(**kwargs)  # connects on first use
         self.busy = False
+        self._since = 0.0
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def evalsha(self, sha: str, args: Sequence[Any], *, wake_first: bool = False) -> Any:
         """Run the script; raises ``LaneMissed`` when the pool path must run it instead.
@@ -51,13 +67,14 @@ class Lane:
         if self.busy:
             raise LaneMissed
         self.busy = True
+        self._since = time.monotonic()
+        if self._watchdog is None and self._timeout:
+            self._watchdog = asyncio.create_task(self._watch(self._timeout))
         conn = self._conn
         try:
-            call = ("EVALSHA", sha, 0, *args)
+            packed = pack_command("EVALSHA", sha, 0, *args)
             if wake_first:
-                packed = conn.pack_commands([("PING",), call])
-            else:
-                packed = conn.pack_command(*call)
+                packed = _PING + packed
             await conn.send_packed_command(packed, check_health=False)
             if wake_first:
                 await conn.read_response()
@@ -66,7 +83,7 @@ class Lane:
             raise LaneMissed from None
         except ResponseError:
             raise  # the script failed on the server: a whole reply, the connection is fine
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except (RedisConnectionError, RedisTimeoutError, OSError):  # TimeoutError too
             await conn.disconnect(nowait=True)
             raise LaneMissed from None
         except BaseException:
@@ -77,5 +94,18 @@ class Lane:
         finally:
             self.busy = False
 
+    async def _watch(self, limit: float) -> None:
+        """Drop the connection under a call older than ``limit`` (the server hangs or
+        the network is gone): the call then fails over to the pool path."""
+        while True:
+            await asyncio.sleep(limit / 4)
+            if self.busy and time.monotonic() - self._since > limit:
+                await self._conn.disconnect(nowait=True)
+
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         await self._conn.disconnect()

@@ -32,17 +32,11 @@ from redis.credentials import UsernamePasswordCredentialProvider
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from ._redis_resp import pack_command
+
 __all__ = ["Subscriber"]
 
 log = logging.getLogger("omniq.storage.redis")
-
-
-def _command(*args: str | bytes) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a.encode() if isinstance(a, str) else a
-        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(parts)
 
 
 class _Protocol(asyncio.Protocol):
@@ -93,7 +87,7 @@ class _Protocol(asyncio.Protocol):
             raise RedisConnectionError("pub/sub connection is closed")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._replies.append(fut)
-        self.transport.write(_command(*args))
+        self.transport.write(pack_command(*args))
         reply = await fut
         if isinstance(reply, hiredis.ReplyError):
             raise _error(args[0], reply)
