@@ -22,6 +22,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -48,7 +50,9 @@ class Lane:
         # Task on Python 3.11) and every read in a timeout scope; here a watchdog drops
         # the connection under a call that has waited longer instead (see _watch).
         self._timeout: float | None = kwargs.get("socket_timeout")
+        kwargs["socket_connect_timeout"] = kwargs.get("socket_connect_timeout") or self._timeout
         kwargs["socket_timeout"] = None
+        kwargs["retry"] = Retry(NoBackoff(), 0)  # failing fast: the pool path retries
         self._conn = pool.connection_class(**kwargs)  # connects on first use
         self.busy = False
         self._since = 0.0
