@@ -39,11 +39,22 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--setup-only", action="store_true", help="create the peer venvs and exit")
     ap.add_argument("--json", type=Path, help="write raw results here")
     ap.add_argument("--markdown", type=Path, help="write the tables as Markdown here")
+    ap.add_argument(
+        "--omniq-ref",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="also run OmniQ on Redis from git revision REV's sources (peer 'omniq@REV'), "
+        "alternating with the working tree: an A/B of a change in the same minutes",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed runs")
     args = ap.parse_args(argv)
+    args.peers = [p for p in args.peers.split(",") if p]
+    for rev in args.omniq_ref:
+        PEERS[f"omniq@{rev}"] = _workloads.omniq_at(rev)
+        args.peers.append(f"omniq@{rev}")
     if args.quick:
         args.n, args.lat_n, args.io_n, args.floor_n = 2_000, 100, 400, 20_000
-    args.peers = [p for p in args.peers.split(",") if p]
     args.embedded = [p for p in args.embedded.split(",") if p]
     args.workloads = {w.strip().lower() for w in args.workloads.split(",") if w}
     for p in args.peers:

@@ -58,6 +58,22 @@ PEERS: dict[str, Peer] = {
     ]
 }
 
+
+def omniq_at(rev: str) -> Peer:
+    """OmniQ on Redis from git revision ``rev``'s package sources (exported once to a
+    temporary directory and put ahead of the workspace's on PYTHONPATH); the adapter and
+    the engine are the working tree's, so only the library differs."""
+    root = Path(__file__).resolve().parents[2]
+    dest = Path(tempfile.mkdtemp(prefix=f"omniq-bench-{rev.replace('/', '_')}-"))
+    archive = subprocess.run(
+        ["git", "archive", rev, "packages"], cwd=root, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    srcs = sorted(str(p) for p in (dest / "packages").glob("*/src"))
+    path = ":".join([str(DRIVER.parent), *srcs])
+    return Peer(f"omniq@{rev}", "omniq", None, "redis", {"PYTHONPATH": path})
+
+
 SQLITE_DIR = Path(tempfile.gettempdir()) / "omniq-bench"
 
 # W4: OmniQ in one process on its embedded backends; Huey's SqliteHuey with its consumer.
