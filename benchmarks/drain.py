@@ -1,4 +1,4 @@
-"""In-process drain driver used for profiling (docs/performance.md, optimisation log).
+"""In-process drain driver used for profiling (docs/performance.md, docs/dev/optimisation-log.md).
 
 Enqueues N no-op tasks with ``enqueue_many`` (1,000 per call), then drains them with
 ``run_worker(burst=True)`` (concurrency 100) in the same process, after a 300-task

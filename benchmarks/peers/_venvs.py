@@ -20,7 +20,7 @@ each process imports compiled modules, as after a ``pip install``, even where th
 environment sets PYTHONDONTWRITEBYTECODE (compiling from source on every import costs
 each worker ~15 MB of resident memory and seconds of start-up)."""
 
-# Versions current on PyPI when the harness was written; bump deliberately.
+# Pinned peer versions; bump deliberately (a venv is rebuilt when its pins change).
 PINS: dict[str, list[str]] = {
     "celery": ["celery[redis]==5.7.0"],
     "dramatiq": ["dramatiq[redis]==2.2.1"],

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: one OmniQ per test on each landed backend."""
+"""End-to-end fixtures: one OmniQ per test on each backend."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Issue 7 item 4, end to end on every landed backend: results, retries, TTL,
-dependencies, callbacks, idempotency, circuit breaker, graceful shutdown."""
+"""End to end on every backend: results, retries, TTL, dependencies, callbacks,
+idempotency, circuit breaker, graceful shutdown."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Issue 7 item 5: the blocking API from a script, from threads, inside a running loop,
-after fork; the decorator; mixing the async and sync APIs."""
+"""The blocking API from a script, from threads, inside a running loop, after fork;
+the decorator; mixing the async and sync APIs."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Event ids: ``omniq.models.new_id`` (UUIDv7 layout, time-sortable).
 
-The events package once carried its own copy because ``new_id`` read ``os.urandom``
-per id; ``new_id`` now draws from the fork-safe ``random`` generator itself, so one
+``new_id`` draws from a fork-safe generator and is cheap per call, so one
 implementation serves tasks and events.
 """
 
