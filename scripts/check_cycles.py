@@ -112,13 +112,16 @@ def one_cycle(graph: Mapping[str, set[str]], group: list[str]) -> list[str]:
     return [start, start]
 
 
-def find_cycles(packages: Iterable[str], only: str | None = None) -> list[list[str]]:
-    """Each cycle (as a module path) of a group with a module matching ``only``."""
+def find_cycles(
+    packages: Iterable[str], only: str | None = None
+) -> list[tuple[list[str], list[str]]]:
+    """(one cycle as a module path, the whole group) for each group of modules that
+    import each other, keeping groups with a module matching ``only``."""
     graph = import_graph(packages)
     out = []
     for group in strongly_connected(graph):
         if only is None or any(fnmatch.fnmatchcase(m, only) for m in group):
-            out.append(one_cycle(graph, group))
+            out.append((one_cycle(graph, group), group))
     return out
 
 
@@ -150,7 +153,7 @@ def self_test() -> None:
         )
         sys.path.insert(0, tmp)
         try:
-            cycles = find_cycles(["cyclecheck_probe"])
+            cycles = [cycle for cycle, _ in find_cycles(["cyclecheck_probe"])]
         finally:
             sys.path.remove(tmp)
     want = ["cyclecheck_probe.a", "cyclecheck_probe.b", "cyclecheck_probe.a"]
@@ -178,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     if not cycles:
         print(f"no import cycles in {len(packages)} portions{scope}")
         return 0
-    print(f"{len(cycles)} import cycle(s){scope}:")
-    for cycle in cycles:
+    print(f"{len(cycles)} group(s) of modules importing each other{scope}:")
+    for cycle, group in cycles:
         print("  " + " -> ".join(cycle))
+        if len(group) > len(cycle) - 1:
+            print(f"    (the group has {len(group)} modules: {', '.join(group)})")
     return 1
 
 

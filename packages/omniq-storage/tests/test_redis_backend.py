@@ -9,7 +9,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from omniq.models import BackendUnavailableError, Task, TaskResult, TaskStatus, now
+from omniq.models import BackendUnavailableError, StorageError, Task, TaskResult, TaskStatus, now
 from omniq.storage._backends.redis._backend import RedisBackend
 
 pytestmark = pytest.mark.anyio
@@ -155,7 +155,7 @@ def test_pack_command_encodes_like_redis_py() -> None:
 
     args = ("EVALSHA", b"\x00\xffbin", 0, 17, 1795837321.7916415, "ünï")
     assert pack_command(*args) == b"".join(rc.Connection().pack_command(*args))
-    with pytest.raises(TypeError, match="cannot send list"):
+    with pytest.raises(StorageError, match="cannot send list"):
         pack_command("GET", [1])  # type: ignore[arg-type]
 
 

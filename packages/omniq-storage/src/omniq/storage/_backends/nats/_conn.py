@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import MissingExtraError, StorageError
+from omniq.models import BackendUnavailableError, MissingExtraError, StorageError
 
 try:
     import nats
@@ -122,7 +122,7 @@ class JS:
             if futs:
                 _, pending = await asyncio.wait(futs, timeout=5.0)
                 if pending:
-                    raise nats.errors.TimeoutError
+                    raise BackendUnavailableError("nats: no reply to a request within 5 s")
             errors = [e for f in futs if (e := f.exception()) is not None]
             if errors:
                 raise errors[0]
@@ -132,7 +132,7 @@ class JS:
                 self._waiting.pop(rid, None)
         for m in out:
             if _status(m) == "503":
-                raise nats.errors.NoRespondersError
+                raise BackendUnavailableError("nats: no responders (is JetStream enabled?)")
         return out
 
     async def _on_timer_msg(self, msg: Msg) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -27,6 +27,7 @@ from omniq.storage._interfaces import (
     LeaseRef,
     RetryRequest,
 )
+from omniq.storage._wake import Watch
 
 from ._conn import token
 from ._records import Rec, any_dec, finished, pending, rec_dec
@@ -360,8 +361,18 @@ class NatsTaskQueue(QueueCore):
         async def cb(_: Msg) -> None:
             be.wake.notify((key,))
 
+        with be.wake.watch([key]) as woken:
+            return await self._wait_for_work(queues, timeout, cb, woken)
+
+    async def _wait_for_work(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        cb: Callable[[Msg], Awaitable[None]],
+        woken: Watch,
+    ) -> bool:
+        be = self._be
         nc = be.js.nc
-        woken = be.wake.watch([key])
         subs = [await nc.subscribe(f"{be.ns}.work.{token(q)}.*", cb=cb) for q in queues]
         watcher: asyncio.Task[None] | None = None
         try:
@@ -387,9 +398,8 @@ class NatsTaskQueue(QueueCore):
                             await asyncio.sleep(0.1)
 
                 watcher = asyncio.create_task(watch())
-            return await woken.wait(max(0.0, deadline - now())) or woken.fired
+            return await woken.wait(max(0.0, deadline - now()))
         finally:
-            woken.__exit__(None, None, None)
             if watcher is not None:
                 watcher.cancel()
             for s in subs:

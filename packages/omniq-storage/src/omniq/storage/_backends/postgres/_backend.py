@@ -123,7 +123,8 @@ class PostgresBackend(Backend):
             raise StorageError(
                 "PostgresBackend is not connected: call connect() or use 'async with'"
             )
-        for attempt in range(3):
+        attempt = 0
+        while True:
             try:
                 async with self._pool.acquire() as conn:
                     try:
@@ -131,15 +132,15 @@ class PostgresBackend(Backend):
                     except _CONN_ERRORS:
                         conn.terminate()  # never hand a broken connection back to the pool
                         raise
-            except _RETRY_TX:
+            except _RETRY_TX as exc:
                 if attempt == 2:
-                    raise
+                    raise StorageError(f"postgresql error, three times: {exc}") from exc
             except _CONN_ERRORS as exc:
                 if attempt >= 1:
                     raise BackendUnavailableError(f"postgresql unreachable: {exc}") from exc
             except asyncpg.PostgresError as exc:
                 raise StorageError(f"postgresql error: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            attempt += 1
 
     run = call
     """``call`` under the name tests and tools use: ``await be.run(lambda c: ...)``."""

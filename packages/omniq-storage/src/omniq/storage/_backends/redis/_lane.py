@@ -3,9 +3,8 @@ when it is free, with the command packed and sent directly.
 
 Why: on an idle process, redis-py's per-command machinery (``execute_command``: pool
 checkout with its readiness probe, retry wrapper, release) costs more than the rest of
-an ``enqueue`` before the bytes leave (0.144 -> 0.112 ms p50 for a round trip 20 ms
-apart; see docs/performance.md). Calls that find the lane busy use the pool as before,
-so concurrency is unchanged.
+an ``enqueue`` before the bytes leave (docs/performance.md has the measurements). Calls
+that find the lane busy use the pool, so concurrency is that of the pool.
 
 Failure handling keeps the pool path's guarantees: a call whose connection fails before
 a reply is sent again through the pool (which retries, as for every other command), a
@@ -28,6 +27,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from omniq.models import StorageError
+
 from ._resp import pack_command
 
 __all__ = ["Lane", "LaneMissed"]
@@ -35,7 +36,7 @@ __all__ = ["Lane", "LaneMissed"]
 _PING = pack_command("PING")
 
 
-class LaneMissed(Exception):
+class LaneMissed(StorageError):
     """The lane could not run the call (busy, not connected, or no reply came): the
     caller runs it through the pool."""
 
@@ -65,8 +66,8 @@ class Lane:
         pending replies after each event-loop turn, most recently queued client first;
         the PING queues this caller before the script publishes, so a worker woken by
         the script (a handover) is written to, and starts waking, before the caller's
-        reply wakes the caller (p50 enqueue -> start 0.77 -> 0.71 ms on 2 cores, where
-        the two processes compete for a core right then).
+        reply wakes the caller (which matters when the two processes compete for a
+        core right then).
         """
         if self.busy:
             raise LaneMissed

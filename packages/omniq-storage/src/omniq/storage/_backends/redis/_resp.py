@@ -3,6 +3,8 @@ and the lane): a few arguments, no options, cheaper than redis-py's general pack
 
 from __future__ import annotations
 
+from omniq.models import StorageError
+
 __all__ = ["pack_command"]
 
 
@@ -20,6 +22,6 @@ def pack_command(*args: str | bytes | int | float) -> bytes:
         elif isinstance(a, float):
             b = repr(a).encode()
         else:
-            raise TypeError(f"cannot send {type(a).__name__} to redis: {a!r}")
+            raise StorageError(f"cannot send {type(a).__name__} to redis: {a!r}")
         parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
     return b"".join(parts)

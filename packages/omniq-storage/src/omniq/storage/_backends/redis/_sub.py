@@ -4,11 +4,10 @@ hiredis in the transport's ``data_received``.
 Why not redis-py's ``PubSub``: every ``get_message`` goes through health checks, a
 timeout scope, the connection's read path and a dict per message before our code sees
 the bytes, and that is most of what an idle worker adds to enqueue -> start latency
-(0.47 against 0.32 ms p50 publish -> receive on uvloop, 20 ms apart; see
-docs/performance.md). Here a notification is handled in the same callback that receives
-it. The connection is set up from the redis-py client's own connection settings (host
-or unix path, TLS context, credentials, client name), so it goes wherever the client
-goes.
+(docs/performance.md has the measurements). Here a notification is handled in the same
+callback that receives it. The connection is set up from the redis-py client's own
+connection settings (host or unix path, TLS context, credentials, client name), so it
+goes wherever the client goes.
 
 The subscriber keeps itself alive: it PINGs after ``health_interval`` seconds of
 silence, and on any loss it reconnects with backoff and calls ``on_reset`` once the
