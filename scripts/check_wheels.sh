@@ -37,6 +37,38 @@ if module != "omniq":  # the umbrella's own modules; the portions are checked al
             missing = (exc.name or "").split(".")[0]
             if not isinstance(exc, MissingExtraError) and missing not in EXTRAS:
                 raise SystemExit(f"{info.name}: imports undeclared {exc.name!r}") from exc
+if module == "omniq.storage":
+    # The engines' SQL and Lua ship as package data: every file is in the installed
+    # wheel and loads through the backend's own loaders (no driver needed for that).
+    from importlib import resources
+    from omniq.storage._backends.postgres import _sql
+    from omniq.storage._backends.redis import _lua
+
+    def files(pkg, sub, suffix):
+        root = resources.files(pkg).joinpath(sub)
+        out, todo = [], [root]
+        while todo:
+            for entry in todo.pop().iterdir():
+                if entry.is_dir():
+                    todo.append(entry)
+                elif entry.name.endswith(suffix):
+                    out.append(entry)
+        return out
+
+    lua = files("omniq.storage._backends.redis", "lua", ".lua")
+    names = {e.name[:-4] for e in lua} - {"_common"}
+    assert names and set(_lua.script_names()) == names, (sorted(names), _lua.script_names())
+    for name in names:
+        text = _lua.load_script(name)
+        assert text.startswith(_lua.COMMON) and len(text) > len(_lua.COMMON), name
+    sql = files("omniq.storage._backends.postgres", "sql", ".sql")
+    migrations = sorted(e.name for e in sql if e.name[:4].isdigit())
+    assert migrations and len(_sql.load_migrations()) == len(migrations), migrations
+    assert all(ddl.strip() for _, ddl in _sql.load_migrations())
+    queries = _sql.load_queries()
+    assert any(e.name == "queries.sql" for e in sql) and queries, "queries.sql missing"
+    assert all(q.strip() for q in queries.values())
+    print(f"  omniq.storage: {len(lua)} .lua and {len(sql)} .sql files load from the wheel")
 if module == "omniq.models":
     leaked = [m for m in ("dill", "anyio") if m in sys.modules]
     assert not leaked, f"import omniq.models pulled in {leaked}"

@@ -18,7 +18,7 @@ async def _registered(store: Backend, worker: str) -> None:
     as a member starting with the worker id), so the enqueue that follows is the one that
     finds it. Other backends register nothing: their waiter just waits for work, and the
     test takes the claim path."""
-    from omniq.storage._redis import RedisBackend
+    from omniq.storage._backends.redis._backend import RedisBackend
 
     if not isinstance(store, RedisBackend):
         return

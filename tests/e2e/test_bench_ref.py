@@ -19,7 +19,7 @@ def test_omniq_at_a_revision_imports_that_revisions_sources() -> None:
             [
                 peer.python(),
                 "-c",
-                "import omniq.core, omniq.storage._redis as r; print(r.__file__)",
+                "import omniq.core, omniq.storage._backends.redis._backend as r; print(r.__file__)",
             ],
             env=peer.environ(),
             capture_output=True,

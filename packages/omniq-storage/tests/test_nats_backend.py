@@ -11,7 +11,8 @@ import pytest
 
 from omniq.models import BackendUnavailableError, StorageError, Task, TaskStatus, now
 from omniq.storage import Completion, open_storage
-from omniq.storage._nats import NatsBackend, token
+from omniq.storage._backends.nats._backend import NatsBackend
+from omniq.storage._backends.nats._conn import token
 
 pytestmark = pytest.mark.anyio
 NATS_URL = os.environ.get("OMNIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")

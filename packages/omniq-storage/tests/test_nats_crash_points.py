@@ -15,8 +15,8 @@ import pytest
 
 from omniq.models import ClaimedTask, Task, TaskStatus
 from omniq.storage import Completion, LeaseRef, RetryRequest, open_storage
-from omniq.storage._nats import NatsBackend
-from omniq.storage._nats_queue import NatsTaskQueue
+from omniq.storage._backends.nats._backend import NatsBackend
+from omniq.storage._backends.nats._queue import NatsTaskQueue
 
 pytestmark = pytest.mark.anyio
 NATS_URL = os.environ.get("OMNIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -188,7 +188,7 @@ async def test_dependency_enqueued_later_killed_before_adoption(url: str) -> Non
         q = _doomed(be, "never")
         await q.enqueue([child])
         q.crash_hook = None
-        from omniq.storage import _nats_deps
+        from omniq.storage._backends.nats import _deps as _nats_deps
 
         async def no_adopt(*_: object) -> None:
             return None

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from omniq.models import Task, now
-from omniq.storage import open_storage
-from omniq.storage._postgres import PostgresBackend
-from omniq.storage._postgres_sql import MIGRATIONS
+from omniq.models import Task, TaskStatus, now
+from omniq.storage import Completion, open_storage
+from omniq.storage._backends.postgres._backend import PostgresBackend
+from omniq.storage._backends.postgres._sql import MIGRATIONS
 
 pytestmark = pytest.mark.anyio
 BASE = "postgresql://postgres@127.0.0.1:5432/test"
@@ -41,6 +41,43 @@ async def test_concurrent_first_start_migrates_once(schema: str) -> None:
     finally:
         for be in backends:
             await be.close()
+
+
+async def test_schema_made_by_migration_1_alone_is_upgraded(schema: str) -> None:
+    """A schema that recorded only migration 1 gets migration 2 on connect, and the
+    dependency resolver then still releases and cancels dependents."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(BASE)
+    try:
+        async with conn.transaction():
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+            await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+            await conn.execute(
+                "CREATE TABLE omniq_migrations "
+                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            await conn.execute(MIGRATIONS[0][1])
+            await conn.execute("INSERT INTO omniq_migrations (version) VALUES (1)")
+    finally:
+        await conn.close()
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        versions = await be.run(lambda c: c.fetch("SELECT version FROM omniq_migrations"))
+        assert [r[0] for r in versions] == [v for v, _ in MIGRATIONS]
+        parent, other = Task(func="m:f"), Task(func="m:f")
+        child = Task(func="m:f", depends_on=(parent.id,))
+        doomed = Task(func="m:f", depends_on=(other.id,))
+        await be.tasks.enqueue([parent, other, child, doomed])
+        claimed = {c.task.id: c for c in await be.tasks.claim(["default"], "w", limit=10)}
+        assert set(claimed) == {parent.id, other.id}
+        report = await be.tasks.complete(
+            [
+                Completion(parent.id, claimed[parent.id].token),
+                Completion(other.id, claimed[other.id].token, TaskStatus.ERROR),
+            ]
+        )
+        assert report.released == [child.id]
+        assert [t.id for t in report.cancelled] == [doomed.id]
 
 
 async def test_schemas_are_isolated(schema: str) -> None:

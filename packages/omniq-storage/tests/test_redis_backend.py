@@ -9,8 +9,8 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from omniq.models import BackendUnavailableError, Task, TaskResult, TaskStatus, now
-from omniq.storage._redis import RedisBackend
+from omniq.models import BackendUnavailableError, StorageError, Task, TaskResult, TaskStatus, now
+from omniq.storage._backends.redis._backend import RedisBackend
 
 pytestmark = pytest.mark.anyio
 BASE = "redis://127.0.0.1:6379/0"
@@ -151,11 +151,11 @@ async def test_lapsed_and_foreign_idle_registrations_are_dropped(backend: RedisB
 def test_pack_command_encodes_like_redis_py() -> None:
     import redis.asyncio.connection as rc
 
-    from omniq.storage._redis_resp import pack_command
+    from omniq.storage._backends.redis._resp import pack_command
 
     args = ("EVALSHA", b"\x00\xffbin", 0, 17, 1795837321.7916415, "ünï")
     assert pack_command(*args) == b"".join(rc.Connection().pack_command(*args))
-    with pytest.raises(TypeError, match="cannot send list"):
+    with pytest.raises(StorageError, match="cannot send list"):
         pack_command("GET", [1])  # type: ignore[arg-type]
 
 

@@ -21,7 +21,7 @@ import redis
 import redis.asyncio as aioredis
 
 from omniq.models import BackendUnavailableError, ClaimedTask, Task
-from omniq.storage._redis import RedisBackend
+from omniq.storage._backends.redis._backend import RedisBackend
 
 pytestmark = pytest.mark.anyio
 BASE = "redis://127.0.0.1:6379/0"

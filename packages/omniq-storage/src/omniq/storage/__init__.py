@@ -6,8 +6,10 @@ fsspec, SQLite) are importable directly, server backends load their drivers lazi
 
 from __future__ import annotations
 
+from ._backends.file import FileBackend
+from ._backends.memory import MemoryBackend
+from ._backends.sqlite import SQLiteBackend
 from ._factory import BACKENDS, BackendEntry, open_storage, register_backend
-from ._file import FileBackend
 from ._interfaces import (
     Backend,
     Completion,
@@ -21,8 +23,6 @@ from ._interfaces import (
     ScheduleStorage,
     TaskQueueStorage,
 )
-from ._memory import MemoryBackend
-from ._sqlite import SQLiteBackend
 
 __all__ = [
     "BACKENDS",

@@ -29,14 +29,18 @@ class BackendEntry(NamedTuple):
 
 
 BACKENDS: dict[str, BackendEntry] = {
-    "memory": BackendEntry("omniq.storage._memory:MemoryBackend"),
-    "file": BackendEntry("omniq.storage._file:FileBackend"),
-    "sqlite": BackendEntry("omniq.storage._sqlite:SQLiteBackend"),
-    "postgresql": BackendEntry("omniq.storage._postgres:PostgresBackend", "postgres"),
-    "postgres": BackendEntry("omniq.storage._postgres:PostgresBackend", "postgres"),
-    "redis": BackendEntry("omniq.storage._redis:RedisBackend", "redis"),
-    "rediss": BackendEntry("omniq.storage._redis:RedisBackend", "redis"),
-    "nats": BackendEntry("omniq.storage._nats:NatsBackend", "nats"),
+    "memory": BackendEntry("omniq.storage._backends.memory:MemoryBackend"),
+    "file": BackendEntry("omniq.storage._backends.file:FileBackend"),
+    "sqlite": BackendEntry("omniq.storage._backends.sqlite:SQLiteBackend"),
+    "postgresql": BackendEntry(
+        "omniq.storage._backends.postgres._backend:PostgresBackend", "postgres"
+    ),
+    "postgres": BackendEntry(
+        "omniq.storage._backends.postgres._backend:PostgresBackend", "postgres"
+    ),
+    "redis": BackendEntry("omniq.storage._backends.redis._backend:RedisBackend", "redis"),
+    "rediss": BackendEntry("omniq.storage._backends.redis._backend:RedisBackend", "redis"),
+    "nats": BackendEntry("omniq.storage._backends.nats._backend:NatsBackend", "nats"),
 }
 """URL scheme -> backend. Backend classes are constructed as ``cls(url, **options)``."""
 

@@ -1,13 +1,13 @@
 """Helpers shared by the networked backends (PostgreSQL, Redis, NATS JetStream).
 
-Envelope encoding (msgpack via msgspec), URL option parsing, and an in-process
-registry of waiters that a backend's notification listener wakes.
+Envelope encoding (msgpack via msgspec), URL option parsing, task state copies, and
+the base class of every engine's storage wrappers.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -24,7 +24,8 @@ from ._codec import (
 )
 
 __all__ = [
-    "Waiters",
+    "Engine",
+    "EngineStore",
     "claimed",
     "decode_event",
     "decode_result",
@@ -33,10 +34,11 @@ __all__ = [
     "encode",
     "encode_event",
     "split_options",
-    "wait_event",
     "with_state",
     "with_state_eta",
 ]
+
+T = TypeVar("T")
 
 
 def with_state(task: Task, status: str | TaskStatus, attempt: int) -> Task:
@@ -74,43 +76,22 @@ def split_options(url: str, names: Iterable[str]) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=urlencode(rest))), mine
 
 
-class Waiters:
-    """In-process wake-ups keyed by name (a queue, a task id), set by a listener."""
-
-    def __init__(self) -> None:
-        self._by_key: dict[str, set[asyncio.Event]] = {}
-
-    def register(self, keys: Sequence[str]) -> asyncio.Event:
-        ev = asyncio.Event()
-        for k in keys:
-            self._by_key.setdefault(k, set()).add(ev)
-        return ev
-
-    def unregister(self, keys: Sequence[str], ev: asyncio.Event) -> None:
-        for k in keys:
-            s = self._by_key.get(k)
-            if s is not None:
-                s.discard(ev)
-                if not s:
-                    del self._by_key[k]
-
-    def wake(self, key: str) -> None:
-        for ev in self._by_key.get(key, ()):
-            ev.set()
-
-    def wake_all(self) -> None:
-        for s in self._by_key.values():
-            for ev in s:
-                ev.set()
+E = TypeVar("E", bound="Engine")
 
 
-async def wait_event(ev: asyncio.Event, timeout: float | None) -> bool:  # noqa: ASYNC109
-    """Wait for ``ev`` up to ``timeout`` seconds; True if it was set."""
-    if timeout is not None and timeout <= 0:
-        return ev.is_set()
-    try:
-        async with asyncio.timeout(timeout):
-            await ev.wait()
-    except TimeoutError:
-        return ev.is_set()
-    return True
+class Engine(Protocol):
+    """What a networked engine's stores need from their backend: one call wrapper that
+    maps the driver's connection failures to ``BackendUnavailableError``."""
+
+    async def call(self, fn: Callable[..., Awaitable[T]], /) -> T: ...
+
+
+class EngineStore(Generic[E]):
+    """Base of every networked engine's storage wrappers (task queue, results, events,
+    schedules): holds the engine context they share and runs driver calls through it."""
+
+    def __init__(self, engine: E) -> None:
+        self._be = engine
+
+    async def _call(self, fn: Callable[..., Awaitable[T]]) -> T:
+        return await self._be.call(fn)

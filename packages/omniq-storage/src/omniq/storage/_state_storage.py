@@ -23,9 +23,8 @@ from ._interfaces import (
     ScheduleStorage,
     TaskQueueStorage,
 )
-from ._notify import Notifier
 from ._state import QueueState
-from ._waiting import wait_for_work
+from ._wake import Wake, wait_for_work
 
 __all__ = ["Runner", "StateSchedules", "StateTasks"]
 
@@ -47,7 +46,7 @@ class StateTasks(TaskQueueStorage):
         self._run_any = run
         self._poll = poll
         self._max_poll = max_poll
-        self.notifier = Notifier()
+        self.wake = Wake()
 
     async def _run(self, fn: Callable[[QueueState, float], T]) -> T:
         return await self._run_any(fn)  # type: ignore[return-value]
@@ -57,7 +56,7 @@ class StateTasks(TaskQueueStorage):
     ) -> list[Task]:
         batch = list(tasks)
         out = await self._run(lambda s, t: s.enqueue(batch, t, dependency_policy))
-        self.notifier.notify()
+        self.wake.notify()
         return out
 
     async def claim(
@@ -76,19 +75,19 @@ class StateTasks(TaskQueueStorage):
         items = list(completions)
         report = await self._run(lambda s, t: s.complete(items, dependency_policy, t))
         if report.released:
-            self.notifier.notify()
+            self.wake.notify()
         return report
 
     async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
         items = list(requests)
         stale = await self._run(lambda s, t: s.retry(items, t))
-        self.notifier.notify()
+        self.wake.notify()
         return stale
 
     async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
         refs = list(leases)
         stale = await self._run(lambda s, t: s.release(refs, t))
-        self.notifier.notify()
+        self.wake.notify()
         return stale
 
     async def cancel(
@@ -97,19 +96,19 @@ class StateTasks(TaskQueueStorage):
         ids = list(task_ids)
         report = await self._run(lambda s, t: s.cancel(ids, dependency_policy, t))
         if report.released:
-            self.notifier.notify()
+            self.wake.notify()
         return report
 
     async def reclaim_expired(self) -> list[str]:
         ids = await self._run(lambda s, t: s.reclaim_expired(t))
         if ids:
-            self.notifier.notify()
+            self.wake.notify()
         return ids
 
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
         report = await self._run(lambda s, t: s.expire(dependency_policy, t))
         if report.released:
-            self.notifier.notify()
+            self.wake.notify()
         return report
 
     async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
@@ -139,19 +138,19 @@ class StateTasks(TaskQueueStorage):
         ids = list(task_ids)
         out = await self._run(lambda s, t: s.requeue(ids, t))
         if out:
-            self.notifier.notify()
+            self.wake.notify()
         return out
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         qs = list(queues)
 
         async def probe() -> tuple[bool, float | None, int]:
-            version = self.notifier.version
+            version = self.wake.version
             ready, eta = await self._run(lambda s, t: (s.has_ready(qs, t), s.next_eta()))
             return ready, eta, version
 
         return await wait_for_work(
-            self.notifier, probe, timeout, poll=self._poll, max_poll=self._max_poll
+            self.wake, probe, timeout, poll=self._poll, max_poll=self._max_poll
         )
 
 

@@ -1,0 +1,1 @@
+"""One subpackage per storage engine; the shared code lives one level up."""

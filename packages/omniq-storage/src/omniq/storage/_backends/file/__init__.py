@@ -1,0 +1,5 @@
+"""The file backend: all four contracts on any fsspec filesystem."""
+
+from ._backend import FileBackend
+
+__all__ = ["FileBackend"]

@@ -1,0 +1,5 @@
+"""The in-process memory backend."""
+
+from ._backend import MemoryBackend
+
+__all__ = ["MemoryBackend"]

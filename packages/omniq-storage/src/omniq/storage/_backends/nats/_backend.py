@@ -1,0 +1,232 @@
+"""NATS JetStream backend (nats-py): tasks, results, events and schedules.
+
+Layout under a namespace ``NS`` (URL option ``namespace``, default ``OMNIQ``):
+
+- ``NS_TASKS`` KV bucket: one record per task (``_records.Rec``); every state change
+  is a revision-checked write (compare-and-set on the key's last sequence), so two
+  workers never both win a claim, complete or dependency release;
+- ``NS_KEYS`` KV bucket: idempotency key -> task id, taken with a create (fails if the
+  key exists) or a revision-checked takeover once the holder is terminal;
+- ``NS_WORK`` work-queue stream: ``NS.work.<queue>.<priority>`` carries one message per
+  ready task (one durable pull consumer per queue and priority, explicit ack), and
+  ``NS.timer.{eta,lease,ttl}`` carry timers that are nak'ed with a delay until due;
+- ``NS_RESULTS`` / ``NS_SCHED`` KV buckets, ``NS_EVENTS`` stream (limits retention).
+
+All streams use file storage and ``replicas`` (default 1). See docs/storage.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from omniq.models import BackendUnavailableError, MissingExtraError, StorageError
+from omniq.storage._interfaces import Backend
+from omniq.storage._remote import split_options
+from omniq.storage._wake import Wake
+
+try:
+    import nats
+    import nats.errors
+    import nats.js.errors
+    from nats.aio.client import Client
+    from nats.js.api import (
+        AckPolicy,
+        ConsumerConfig,
+        DeliverPolicy,
+        KeyValueConfig,
+        RetentionPolicy,
+        StorageType,
+        StreamConfig,
+    )
+
+    from ._conn import ACK_WAIT, JS, SAFE_NAME, UNAVAILABLE
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingExtraError("the nats backend needs: pip install 'omniq-storage[nats]'") from exc
+
+from ._queue import NatsTaskQueue, on_timer
+from ._stores import NatsEvents, NatsResults, NatsSchedules
+
+__all__ = ["NatsBackend"]
+
+T = TypeVar("T")
+_OPTIONS = ("namespace", "replicas")
+
+
+class NatsBackend(Backend):
+    """``nats://host:4222?namespace=OMNIQ&replicas=1`` - all four contracts on JetStream.
+
+    Keyword options go to ``nats.connect`` (e.g. ``name``, ``user_credentials``), except
+    ``connect_deadline`` (seconds allowed for the first connect, default 10)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str | None = None,
+        replicas: int | None = None,
+        **options: Any,
+    ) -> None:
+        self.url = url
+        clean, opts = split_options(url, _OPTIONS)
+        self._servers = clean.split("?", 1)[0] if clean.endswith("?") else clean
+        ns = namespace if namespace is not None else opts.get("namespace", "OMNIQ")
+        if not SAFE_NAME.fullmatch(ns):
+            raise StorageError(f"nats namespace {ns!r} must match [A-Za-z0-9_-]+")
+        self.ns = ns
+        self.replicas = int(replicas if replicas is not None else opts.get("replicas", 1))
+        self._options = options
+        self._nc: Client | None = None
+        self._js: JS | None = None
+        self.tasks_bucket = f"{ns}_TASKS"
+        self.keys_bucket = f"{ns}_KEYS"
+        self.results_bucket = f"{ns}_RESULTS"
+        self.sched_bucket = f"{ns}_SCHED"
+        self.work_stream = f"{ns}_WORK"
+        self.events_stream = f"{ns}_EVENTS"
+        self._consumers: set[str] = set()
+        self.wake = Wake()
+        """Wakes result and work waits; fed by their subscriptions' callbacks."""
+        self.tasks = NatsTaskQueue(self)
+        self.results = NatsResults(self)
+        self.events = NatsEvents(self)
+        self.schedules = NatsSchedules(self)
+
+    @property
+    def js(self) -> JS:
+        if self._js is None:
+            raise StorageError("NatsBackend is not connected: call connect() or use 'async with'")
+        return self._js
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run driver calls, mapping connection failures to BackendUnavailableError."""
+        try:
+            return await fn()
+        except UNAVAILABLE as exc:
+            raise BackendUnavailableError(f"nats unreachable at {self._servers}: {exc!r}") from exc
+        except nats.errors.Error as exc:
+            raise StorageError(f"nats error: {exc!r}") from exc
+
+    async def connect(self) -> None:
+        if self._nc is not None:
+            return
+        opts: dict[str, Any] = {
+            "servers": [self._servers],
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.1,
+            "connect_timeout": 2,
+            "allow_reconnect": True,
+            "ping_interval": 5,
+            "max_outstanding_pings": 2,
+            "disconnected_cb": self._disconnected,
+        }
+        opts.update(self._options)
+        deadline = float(opts.pop("connect_deadline", 10.0))
+        try:
+            async with asyncio.timeout(deadline):  # the client retries the first connect too
+                nc = await nats.connect(**opts)
+        except Exception as exc:
+            raise BackendUnavailableError(f"nats unreachable at {self._servers}: {exc!r}") from exc
+        self._nc = nc
+        self._js = JS(nc, lambda m: on_timer(self, self.ns, m))
+        try:
+            await self.call(self._js.start)
+            await self.call(self._ensure_streams)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _disconnected(self) -> None:
+        if self._js is not None:
+            self._js.fail_pending()
+
+    async def _ensure_streams(self) -> None:
+        js = self._nc.jetstream()  # type: ignore[union-attr]
+        for bucket in (self.tasks_bucket, self.keys_bucket, self.results_bucket, self.sched_bucket):
+            with contextlib.suppress(nats.js.errors.BadRequestError):
+                await js.create_key_value(
+                    KeyValueConfig(
+                        bucket=bucket,
+                        history=1,
+                        storage=StorageType.FILE,
+                        replicas=self.replicas,
+                        direct=True,
+                    )
+                )
+        await self._add_stream(
+            StreamConfig(
+                name=self.work_stream,
+                subjects=[f"{self.ns}.work.>", f"{self.ns}.timer.>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=120.0,
+            )
+        )
+        await self._add_stream(
+            StreamConfig(
+                name=self.events_stream,
+                subjects=[f"{self.ns}.ev.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+            )
+        )
+        for kind in ("eta", "lease", "ttl"):
+            await self.ensure_consumer(f"timer-{kind}", f"{self.ns}.timer.{kind}")
+
+    async def _add_stream(self, cfg: StreamConfig) -> None:
+        js = self._nc.jetstream()  # type: ignore[union-attr]
+        try:
+            await js.add_stream(cfg)
+        except nats.js.errors.BadRequestError:
+            await js.stream_info(cfg.name or "")  # exists with another config: keep it
+
+    async def ensure_consumer(self, name: str, subject: str) -> None:
+        """Create (idempotently) the durable pull consumer ``name`` on the work stream."""
+        if name in self._consumers:
+            return
+        cfg = ConsumerConfig(
+            durable_name=name,
+            filter_subject=subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT,
+            max_deliver=-1,
+            max_ack_pending=-1,
+            max_waiting=4096,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        body = {"stream_name": self.work_stream, "config": cfg.as_dict()}
+        try:
+            await self.js.api(f"CONSUMER.DURABLE.CREATE.{self.work_stream}.{name}", body)
+        except nats.js.errors.APIError as exc:
+            if "already" not in str(exc).lower():
+                raise
+        self._consumers.add(name)
+
+    async def close(self) -> None:
+        if self._js is not None:
+            await self._js.close()
+            self._js = None
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+            self._nc = None
+        self._consumers.clear()
+
+    async def drop(self) -> int:
+        """Delete every stream and bucket of this namespace (tests, reset)."""
+        n = 0
+        for name in (
+            self.work_stream,
+            self.events_stream,
+            *(f"KV_{b}" for b in (self.tasks_bucket, self.keys_bucket)),
+            *(f"KV_{b}" for b in (self.results_bucket, self.sched_bucket)),
+        ):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.js.api(f"STREAM.DELETE.{name}")
+                n += 1
+        self._consumers.clear()
+        return n

@@ -1,0 +1,311 @@
+"""The NATS JetStream connection helpers of the NATS backend: subject tokens, and
+``JS``, thin JetStream requests over one connection (see ``_backend`` for the layout)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from omniq.models import BackendUnavailableError, MissingExtraError, StorageError
+
+try:
+    import nats
+    import nats.errors
+    import nats.js.errors
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js.api import (
+        AckPolicy,
+        ConsumerConfig,
+        DeliverPolicy,
+    )
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingExtraError("the nats backend needs: pip install 'omniq-storage[nats]'") from exc
+
+__all__ = ["ACK_WAIT", "JS", "SAFE_NAME", "UNAVAILABLE", "seq_of", "token"]
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,48}")
+_WRONG_LAST = (10071, 10164)
+UNAVAILABLE = (
+    nats.errors.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.FlushTimeoutError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+    OSError,
+    asyncio.TimeoutError,
+)
+ACK_WAIT = 5.0
+"""Seconds before a pulled but unacknowledged message is delivered again."""
+
+
+def token(name: str) -> str:
+    """A subject token / key naming ``name`` (queue, task id): itself when it is
+    plainly safe, else ``_h`` + a hash of it."""
+    if SAFE_NAME.fullmatch(name) and not name.startswith("_h"):
+        return name
+    return "_h" + hashlib.sha1(name.encode()).hexdigest()[:24]
+
+
+class _PubAck(msgspec.Struct):
+    seq: int = 0
+    error: dict[str, Any] | None = None
+
+
+_pub_ack = msgspec.json.Decoder(_PubAck)
+
+
+def _status(msg: Msg) -> str | None:
+    return msg.headers.get("Status") if msg.headers and not msg.data else None
+
+
+class JS:
+    """Thin, fast JetStream helpers over one connection: revision-checked KV writes,
+    direct gets, no-wait pulls, blocking timer pulls, and snapshot scans."""
+
+    def __init__(self, nc: Client, on_timer: Callable[[Msg], Awaitable[None]]) -> None:
+        self.nc = nc
+        self._timer_inbox = nc.new_inbox()
+        self._on_timer = on_timer
+        self.timer_event = asyncio.Event()
+        self._sub: Any = None
+        self._resp_sub: Any = None
+        self._resp = nc.new_inbox()
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(self._timer_inbox, cb=self._on_timer_msg)
+        self._resp_sub = await self.nc.subscribe(self._resp + ".*", cb=self._on_reply)
+
+    def fail_pending(self) -> None:
+        """The connection dropped: requests already sent will get no reply; fail them now
+        (their effect is unknown, as with any lost reply) instead of at their timeout."""
+        waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(nats.errors.ConnectionReconnectingError())
+
+    async def _on_reply(self, msg: Msg) -> None:
+        fut = self._waiting.pop(msg.subject[len(self._resp) + 1 :], None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    async def many(self, reqs: Sequence[tuple[str, bytes, dict[str, str] | None]]) -> list[Msg]:
+        """Send requests back to back and await all replies (one timeout for the batch):
+        far cheaper than a task and a timer per request."""
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[Msg]] = []
+        rids: list[str] = []
+        try:
+            for subject, payload, headers in reqs:
+                rid = str(next(self._ids))
+                fut: asyncio.Future[Msg] = loop.create_future()
+                self._waiting[rid] = fut
+                rids.append(rid)
+                futs.append(fut)
+                await self.nc.publish(
+                    subject, payload, reply=f"{self._resp}.{rid}", headers=headers
+                )
+            if futs:
+                _, pending = await asyncio.wait(futs, timeout=5.0)
+                if pending:
+                    raise BackendUnavailableError("nats: no reply to a request within 5 s")
+            errors = [e for f in futs if (e := f.exception()) is not None]
+            if errors:
+                raise errors[0]
+            out = [f.result() for f in futs]
+        finally:
+            for rid in rids:
+                self._waiting.pop(rid, None)
+        for m in out:
+            if _status(m) == "503":
+                raise BackendUnavailableError("nats: no responders (is JetStream enabled?)")
+        return out
+
+    async def _on_timer_msg(self, msg: Msg) -> None:
+        """Messages answering blocking timer pulls (possibly of an abandoned wait)."""
+        if _status(msg) is None and msg.reply:
+            await self._on_timer(msg)
+        self.timer_event.set()
+
+    async def pull_timer(self, stream: str, consumer: str, expires: float) -> None:
+        """Ask for the next timer of ``consumer`` within ``expires`` seconds; it is
+        handled by ``on_timer`` whenever it arrives, then ``timer_event`` is set."""
+        body = {"batch": 1, "expires": int(expires * 1e9)}
+        await self.nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+            json.dumps(body).encode(),
+            reply=self._timer_inbox,
+        )
+
+    async def request(
+        self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Msg:
+        return (await self.many([(subject, payload, headers)]))[0]
+
+    async def api(self, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        msg = await self.request("$JS.API." + subject, json.dumps(body or {}).encode())
+        resp: dict[str, Any] = json.loads(msg.data)
+        err = resp.get("error")
+        if err:
+            raise nats.js.errors.APIError.from_error(err)
+        return resp
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> int | None:
+        """Publish to a stream; the sequence, or None if an expected-last-sequence
+        header did not match (someone else wrote first)."""
+        return (await self.publish_many([(subject, payload, headers)]))[0]
+
+    async def publish_many(
+        self, items: Sequence[tuple[str, bytes, dict[str, str] | None]]
+    ) -> list[int | None]:
+        out: list[int | None] = []
+        for msg in await self.many(items):
+            ack = _pub_ack.decode(msg.data)
+            if ack.error is not None:
+                if ack.error.get("err_code") in _WRONG_LAST:
+                    out.append(None)
+                    continue
+                raise nats.js.errors.APIError.from_error(ack.error)
+            out.append(ack.seq)
+        return out
+
+    async def kv_get(self, bucket: str, key: str) -> tuple[bytes | None, int]:
+        """(value, revision); value None for a missing or deleted key (revision 0 if it
+        never existed, else the tombstone's)."""
+        return (await self.kv_get_many(bucket, [key]))[0]
+
+    async def kv_get_many(self, bucket: str, keys: Sequence[str]) -> list[tuple[bytes | None, int]]:
+        pre = f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}."
+        out: list[tuple[bytes | None, int]] = []
+        for msg in await self.many([(pre + k, b"", None) for k in keys]):
+            status = _status(msg)
+            if status == "404":
+                out.append((None, 0))
+                continue
+            if status is not None:
+                raise StorageError(f"nats direct get on {bucket}: status {status}")
+            hdrs = msg.headers or {}
+            rev = int(hdrs.get("Nats-Sequence", 0))
+            if hdrs.get("KV-Operation") in ("DEL", "PURGE"):
+                out.append((None, rev))
+            else:
+                out.append((msg.data, rev))
+        return out
+
+    async def kv_put(
+        self, bucket: str, key: str, value: bytes, last: int | None = None
+    ) -> int | None:
+        """Write ``key``; with ``last``, only if its revision is still ``last`` (0: the key
+        must not exist). Returns the new revision, or None when the check failed."""
+        return (await self.kv_put_many(bucket, [(key, value, last)]))[0]
+
+    async def kv_put_many(
+        self, bucket: str, items: Sequence[tuple[str, bytes, int | None]]
+    ) -> list[int | None]:
+        return await self.publish_many(
+            [
+                (
+                    f"$KV.{bucket}.{key}",
+                    value,
+                    None if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)},
+                )
+                for key, value, last in items
+            ]
+        )
+
+    async def kv_purge(self, bucket: str, key: str, last: int | None = None) -> bool:
+        headers = {"KV-Operation": "PURGE", "Nats-Rollup": "sub"}
+        if last is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(last)
+        return await self.publish(f"$KV.{bucket}.{key}", b"", headers) is not None
+
+    async def pull(self, stream: str, consumer: str, batch: int) -> list[Msg]:
+        """Pull up to ``batch`` messages available now (a no_wait pull request)."""
+        msgs: list[Msg] = []
+        done = asyncio.Event()
+
+        async def cb(msg: Msg) -> None:
+            if _status(msg) is not None:
+                done.set()
+                return
+            msgs.append(msg)
+            if len(msgs) >= batch:
+                done.set()
+
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, cb=cb)
+        try:
+            await self.nc.publish(
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                json.dumps({"batch": batch, "no_wait": True}).encode(),
+                reply=inbox,
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await done.wait()
+            return msgs
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def scan(self, stream: str, subject: str, *, last_per_subject: bool) -> list[Msg]:
+        """A snapshot of a stream's messages on ``subject`` (only the newest per subject
+        with ``last_per_subject``), read through a short-lived ephemeral consumer."""
+        pending = await self.api(f"STREAM.INFO.{stream}", {"subjects_filter": subject})
+        if not pending["state"].get("subjects"):
+            return []
+        cfg = ConsumerConfig(
+            filter_subject=subject,
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT
+            if last_per_subject
+            else DeliverPolicy.ALL,
+            inactive_threshold=30.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        info = await self.api(
+            f"CONSUMER.CREATE.{stream}", {"stream_name": stream, "config": cfg.as_dict()}
+        )
+        name = info["name"]
+        remaining = int(info.get("num_pending", 0))
+        out: list[Msg] = []
+        try:
+            while remaining > 0:
+                got = await self.pull(stream, name, min(remaining, 5000))
+                if not got:
+                    break
+                out += got
+                remaining -= len(got)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.api(f"CONSUMER.DELETE.{stream}.{name}")
+        return out
+
+    async def close(self) -> None:
+        for sub in (self._sub, self._resp_sub):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+
+def seq_of(msg: Msg) -> int:
+    """The stream sequence of a message delivered by a consumer."""
+    parts = (msg.reply or "").split(".")
+    return int(parts[5]) if len(parts) == 9 else int(parts[7])

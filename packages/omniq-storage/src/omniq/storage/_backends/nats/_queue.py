@@ -1,0 +1,423 @@
+"""Lease ends, sweeps, reads and waits of the NATS task queue (model: ``_tasks``).
+
+``reclaim_expired``/``expire`` pull only the lease/TTL timers that are due (the others
+are nak'ed with a delay by JetStream), so they cost nothing when nothing expired.
+``wait_for_work`` subscribes to the queues' work subjects (an enqueue's own publish
+wakes it) and, while delayed tasks exist, keeps a blocking pull on the eta timers so
+JetStream wakes it when one becomes due; no sleep-polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from omniq.models import Task, TaskStatus, now
+from omniq.storage._interfaces import (
+    Backend,
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    LeaseRef,
+    RetryRequest,
+)
+from omniq.storage._wake import Watch
+
+from ._conn import token
+from ._records import Rec, any_dec, finished, pending, rec_dec
+from ._tasks import QueueCore
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+__all__ = ["NatsTaskQueue", "on_timer"]
+
+_replace = msgspec.structs.replace
+
+
+class NatsTaskQueue(QueueCore):
+    """TaskQueueStorage on a KV bucket of records plus a work-queue stream."""
+
+    # -- lease ends ----------------------------------------------------------------
+
+    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
+        until = now() + lease
+
+        items = [
+            (
+                ref.task_id,
+                self._leased(ref.token, functools.partial(_replace, until=until)),
+                self._leases.get((ref.task_id, ref.token)),
+            )
+            for ref in leases
+        ]
+        res = await self._call(lambda: self._change_many(items))
+        lost = []
+        for ref, r in zip(leases, res, strict=True):
+            if r is None:
+                lost.append(ref.task_id)
+            else:
+                self._remember(r[1], r[2])
+        return lost
+
+    async def complete(
+        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        t = now()
+
+        def fn(rec: Rec, token: str, status: TaskStatus) -> Rec | None:
+            if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
+                return None
+            return finished(rec, status, t)
+
+        async def run() -> CompletionReport:
+            ok = [c for c in completions if TaskStatus(c.status).is_terminal]
+            items = [
+                (
+                    c.task_id,
+                    functools.partial(fn, token=c.token, status=TaskStatus(c.status)),
+                    self._leases.pop((c.task_id, c.token), None),
+                )
+                for c in ok
+            ]
+            got = dict(zip((id(c) for c in ok), await self._change_many(items), strict=True))
+            res = [got.get(id(c)) for c in completions]
+            report = CompletionReport()
+            ended: list[tuple[str, TaskStatus, list[str]]] = []
+            for c, r in zip(completions, res, strict=True):
+                if r is None:
+                    report.stale.append(c.task_id)
+                else:
+                    report.done.append(c.task_id)
+                    if r[1].dependents:
+                        ended.append((c.task_id, r[1].task.status, r[1].dependents))
+            if ended:
+                self._crash("resolve")  # the dependents' own guards re-check them
+            await self._resolve(ended, dependency_policy, report)
+            return report
+
+        return await self._call(run)
+
+    async def _back(self, refs: Sequence[tuple[str, str, Callable[[Rec], Rec]]]) -> list[str]:
+        items = [
+            (tid, self._leased(token, change), self._leases.pop((tid, token), None))
+            for tid, token, change in refs
+        ]
+
+        async def run() -> list[str]:
+            res = await self._change_many(items)
+            self._crash("back")  # the claim's lease timer re-announces (_settle)
+            await self._ready_many([(r[1], r[2]) for r in res if r is not None])
+            return [ref[0] for ref, r in zip(refs, res, strict=True) if r is None]
+
+        return await self._call(run)
+
+    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
+        return await self._back(
+            [(r.task_id, r.token, functools.partial(_retried, eta=r.eta)) for r in requests]
+        )
+
+    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
+        return await self._back(
+            [
+                (
+                    r.task_id,
+                    r.token,
+                    lambda rec: pending(rec, max(0, rec.task.attempt - 1), rec.task.eta),
+                )
+                for r in leases
+            ]
+        )
+
+    async def cancel(
+        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        t = now()
+
+        def fn(rec: Rec) -> Rec | None:
+            if rec.task.status.is_terminal:
+                return None
+            return finished(rec, TaskStatus.CANCELLED, t)
+
+        async def run() -> CompletionReport:
+            res = await asyncio.gather(*(self._change(i, fn) for i in task_ids))
+            report = CompletionReport()
+            ended = []
+            for tid, r in zip(task_ids, res, strict=True):
+                if r is not None:
+                    report.done.append(tid)
+                    if r[1].dependents:
+                        ended.append((tid, TaskStatus.CANCELLED, r[1].dependents))
+            await self._resolve(ended, dependency_policy, report)
+            return report
+
+        return await self._call(run)
+
+    # -- sweeps --------------------------------------------------------------------
+
+    async def reclaim_expired(self) -> list[str]:
+        return await self._call(self._reclaim)
+
+    async def _reclaim(self) -> list[str]:
+        """Handle due lease timers (a claim's, or an enqueue's guard): expire leases
+        still held by the timer's token, re-announce tasks found pending (a crash may
+        have cut a write from its publish; duplicates are de-duplicated or dropped by
+        the generation check), re-check blocked ones and re-arm their guard. The timer
+        is acked only after all of that, so a crash here gets it redelivered."""
+        be = self._be
+        out: list[str] = []
+        for m in await be.js.pull(be.work_stream, "timer-lease", 512):
+            body: list[Any] = any_dec.decode(m.data)
+            tok, until, ids = body[0], body[1], body[2]
+            policy: DependencyPolicy = body[3] if len(body) > 3 else "cancel"
+            t = now()
+            if until > t:
+                await m.nak(delay=until - t)
+                continue
+            later: list[float] = []
+            announce: list[tuple[Rec, int]] = []
+            blocked: list[str] = []
+            res = await asyncio.gather(
+                *(
+                    self._settle(i, tok, t, later=later, announce=announce, blocked=blocked)
+                    for i in ids
+                )
+            )
+            out += [i for i, r in zip(ids, res, strict=True) if r]
+            self._crash("reclaim")
+            await self._ready_many(announce)
+            if blocked:
+                await be.js.publish_many([self._guard_msg(blocked, self.blocked_recheck, policy)])
+                await self._resolve([("", TaskStatus.PENDING, blocked)], policy, CompletionReport())
+            if later:
+                await m.nak(delay=max(0.001, min(later) - now()))
+            else:
+                await m.ack()
+        return out
+
+    async def _settle(
+        self,
+        tid: str,
+        tok: str,
+        t: float,
+        *,
+        later: list[float],
+        announce: list[tuple[Rec, int]],
+        blocked: list[str],
+    ) -> bool:
+        """One task of a due lease timer; True when its lease was expired here."""
+        rec, rev = await self._get(tid)
+        while rec is not None:
+            status = rec.task.status
+            if rec.token == tok and status is TaskStatus.RUNNING:
+                if rec.until is not None and rec.until > t:
+                    later.append(rec.until)
+                    return False
+                new = pending(rec, rec.task.attempt, rec.task.eta)
+                new_rev = await self._cas(new, rev)
+                if new_rev is None:
+                    rec, rev = await self._get(tid)
+                    continue
+                announce.append((new, new_rev))
+                return True
+            if status is TaskStatus.PENDING:
+                if rec.blocked:
+                    blocked.append(tid)
+                else:
+                    announce.append((rec, rev))
+            return False
+        return False
+
+    async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
+        return await self._call(lambda: self._expire(dependency_policy))
+
+    async def _expire(self, policy: DependencyPolicy) -> CompletionReport:
+        be = self._be
+        report = CompletionReport()
+        ended: list[tuple[str, TaskStatus, list[str]]] = []
+        for m in await be.js.pull(be.work_stream, "timer-ttl", 512):
+            entries: list[list[Any]] = any_dec.decode(m.data)
+            t = now()
+            later = [exp for _, exp in entries if exp > t]
+            keep: list[float] = []
+
+            def fn(rec: Rec, t: float = t, keep: list[float] = keep) -> Rec | None:
+                st = rec.task.status
+                if st is TaskStatus.RUNNING:
+                    keep.append(t + 5.0)
+                if st is not TaskStatus.PENDING or rec.task.expires_at is None:
+                    return None
+                if rec.task.expires_at > t:
+                    keep.append(rec.task.expires_at)
+                    return None
+                return finished(rec, TaskStatus.EXPIRED, t)
+
+            due = [i for i, exp in entries if exp <= t]
+            res = await asyncio.gather(*(self._change(i, fn) for i in due))
+            for i, r in zip(due, res, strict=True):
+                if r is not None:
+                    report.done.append(i)
+                    if r[1].dependents:
+                        ended.append((i, TaskStatus.EXPIRED, r[1].dependents))
+            nxt = later + keep
+            if nxt:
+                await m.nak(delay=max(0.001, min(nxt) - now()))
+            else:
+                await m.ack()
+        await self._resolve(ended, policy, report)
+        return report
+
+    # -- reads ---------------------------------------------------------------------
+
+    async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
+        res = await self._call(lambda: asyncio.gather(*(self._get(i) for i in task_ids)))
+        return [None if r is None else r.task for r, _ in res]
+
+    async def _scan(self) -> list[Rec]:
+        be = self._be
+        msgs = await be.js.scan(
+            f"KV_{be.tasks_bucket}", f"$KV.{be.tasks_bucket}.>", last_per_subject=True
+        )
+        out = []
+        for m in msgs:
+            if m.data and not (m.headers and m.headers.get("KV-Operation")):
+                out.append(rec_dec.decode(m.data))
+        return out
+
+    async def _select(self, queue: str | None, status: TaskStatus | None) -> list[Rec]:
+        recs: list[Rec] = await self._call(self._scan)
+        return [
+            r
+            for r in recs
+            if (queue is None or r.task.queue == queue)
+            and (status is None or r.task.status is TaskStatus(status))
+        ]
+
+    async def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        found = sorted((r.task for r in await self._select(queue, status)), key=lambda t: t.id)
+        return found[offset : offset + limit]
+
+    async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
+        return len(await self._select(queue, status))
+
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        out: dict[tuple[str, TaskStatus], int] = {}
+        for r in await self._select(None, None):
+            k = (r.task.queue, r.task.status)
+            out[k] = out.get(k, 0) + 1
+        return out
+
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
+        doomed = [
+            r.task.id
+            for r in await self._select(None, status)
+            if r.task.status.is_terminal and r.finished is not None and r.finished < finished_before
+        ]
+        be = self._be
+        await self._call(
+            lambda: asyncio.gather(*(be.js.kv_purge(be.tasks_bucket, token(i)) for i in doomed))
+        )
+        return len(doomed)
+
+    async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
+        ids = list(dict.fromkeys(task_ids))
+
+        def fn(rec: Rec) -> Rec | None:
+            if rec.task.status is not TaskStatus.ERROR:
+                return None
+            return msgspec.structs.replace(pending(rec, 0, None), finished=None)
+
+        async def run() -> list[str]:
+            # A guard timer first (the finished task has no lease timer left): a crash
+            # between a record's write and its work message is re-announced by the guard.
+            await self._be.js.publish_many([self._guard_msg(ids, self.guard_delay, "cancel")])
+            # Revision-checked write per record, then its work message.
+            res = await asyncio.gather(*(self._change(i, fn) for i in ids))
+            self._crash("requeue")  # the guard above re-announces the records
+            await self._ready_many([(r[1], r[2]) for r in res if r is not None])
+            return [i for i, r in zip(ids, res, strict=True) if r is not None]
+
+        return await self._call(run)
+
+    # -- waiting -------------------------------------------------------------------
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        be = self._be
+        key = object()  # this wait's own key: its subscriptions wake only it
+
+        async def cb(_: Msg) -> None:
+            be.wake.notify((key,))
+
+        with be.wake.watch([key]) as woken:
+            return await self._wait_for_work(queues, timeout, cb, woken)
+
+    async def _wait_for_work(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        cb: Callable[[Msg], Awaitable[None]],
+        woken: Watch,
+    ) -> bool:
+        be = self._be
+        nc = be.js.nc
+        subs = [await nc.subscribe(f"{be.ns}.work.{token(q)}.*", cb=cb) for q in queues]
+        watcher: asyncio.Task[None] | None = None
+        try:
+            subjects = await be.call(self._subjects)
+            if self._candidates(subjects, queues):
+                return True
+            deadline = now() + timeout
+            if subjects.get(f"{be.ns}.timer.eta"):
+                await be.call(self.promote)
+
+                async def watch() -> None:
+                    ev = be.js.timer_event
+                    while (left := deadline - now()) > 0.05:
+                        ev.clear()
+                        step = min(left, 5.0)
+                        try:
+                            await be.js.pull_timer(be.work_stream, "timer-eta", step)
+                            async with asyncio.timeout(step + 0.5):
+                                await ev.wait()
+                        except TimeoutError:
+                            pass
+                        except Exception:
+                            await asyncio.sleep(0.1)
+
+                watcher = asyncio.create_task(watch())
+            return await woken.wait(max(0.0, deadline - now()))
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            for s in subs:
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    await s.unsubscribe()
+
+
+def _retried(rec: Rec, eta: float | None) -> Rec:
+    return pending(rec, rec.task.attempt, eta)
+
+
+async def on_timer(be: Backend, ns: str, msg: Msg) -> None:
+    """An eta timer answering a blocking pull: promote it when due (else nak it with a
+    delay); anything else is handed back at once."""
+    try:
+        if msg.subject == f"{ns}.timer.eta" and isinstance(be.tasks, NatsTaskQueue):
+            await be.tasks.promote([msg])
+        else:
+            await msg.nak()
+    except Exception:
+        pass

@@ -1,0 +1,105 @@
+"""The NATS backend's task record and its changes (pure functions of a record)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from omniq.models import Task, TaskStatus
+
+__all__ = [
+    "FAILED",
+    "Rec",
+    "Work",
+    "any_dec",
+    "claim_fn",
+    "consumer_of",
+    "enc",
+    "finished",
+    "pending",
+    "prio_of",
+    "prio_token",
+    "rec_dec",
+    "with_dependent",
+    "work_dec",
+]
+
+_replace = msgspec.structs.replace
+FAILED = frozenset({TaskStatus.ERROR, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
+"""Terminal states that fail a dependency."""
+
+
+class Rec(msgspec.Struct, array_like=True):
+    """A task record: the task (status/attempt/eta current) plus lease and dependency
+    state. ``gen`` counts the times the task became ready (fences work messages)."""
+
+    task: Task
+    gen: int = 0
+    token: str | None = None
+    worker: str | None = None
+    until: float | None = None
+    finished: float | None = None
+    blocked: bool = False
+    released: bool = False
+    dependents: list[str] = msgspec.field(default_factory=list)
+
+
+class Work(msgspec.Struct, array_like=True):
+    """A ready-task message: the record as of revision ``rev`` (saves a read on claim)."""
+
+    id: str
+    gen: int
+    rev: int
+    rec: bytes
+
+
+enc = msgspec.msgpack.Encoder()
+rec_dec = msgspec.msgpack.Decoder(Rec)
+work_dec = msgspec.msgpack.Decoder(Work)
+any_dec = msgspec.msgpack.Decoder()
+
+
+def prio_token(p: int) -> str:
+    return f"n{-p}" if p < 0 else str(p)
+
+
+def prio_of(s: str) -> int:
+    return -int(s[1:]) if s.startswith("n") else int(s)
+
+
+def claim_fn(rec: Rec, *, gen: int, token: str, until: float, worker: str, t: float) -> Rec | None:
+    task = rec.task
+    if task.status is not TaskStatus.PENDING or rec.gen != gen or rec.blocked:
+        return None
+    if task.expires_at is not None and task.expires_at <= t:
+        return None
+    running = _replace(task, status=TaskStatus.RUNNING, attempt=task.attempt + 1)
+    return _replace(rec, task=running, token=token, worker=worker, until=until)
+
+
+def consumer_of(subject: str) -> str:
+    """Durable consumer name of a work subject ``NS.work.<queue>.<prio>``."""
+    _, _, qtok, ptok = subject.split(".", 3)
+    return f"w-{qtok}-{ptok}"
+
+
+def with_dependent(rec: Rec, child: str) -> Rec | None:
+    if rec.task.status.is_terminal or child in rec.dependents:
+        return None
+    return _replace(rec, dependents=[*rec.dependents, child])
+
+
+def finished(rec: Rec, status: TaskStatus, t: float) -> Rec:
+    return _replace(
+        rec,
+        task=_replace(rec.task, status=status),
+        token=None,
+        worker=None,
+        until=None,
+        finished=t,
+        blocked=False,
+    )
+
+
+def pending(rec: Rec, attempt: int, eta: float | None) -> Rec:
+    task = _replace(rec.task, status=TaskStatus.PENDING, attempt=attempt, eta=eta)
+    return _replace(rec, task=task, token=None, worker=None, until=None, gen=rec.gen + 1)

@@ -1,0 +1,469 @@
+"""The task queue of the NATS JetStream backend (see ``_backend`` for the layout).
+
+A task's record in the ``NS_TASKS`` KV bucket is the truth; each change is a write
+checked against the revision it was computed from, so racing claimers, completers and
+dependency resolvers serialize inside JetStream. A ready task also has a message on
+``NS.work.<queue>.<priority>`` naming its ready generation ``gen``; ``claim`` pulls the
+highest priority subjects first, turns the message into a lease by a revision-checked
+write and acks it (a message whose generation is no longer current is dropped).
+Leases live in the record (per-claim length, fencing token); one ``lease`` timer per
+claim is nak'ed with a delay until the lease can have expired, which is how
+``reclaim_expired`` finds expired leases without scanning. Delayed tasks (eta) and
+TTLs use ``eta``/``ttl`` timers the same way.
+
+Crash safety: every change that makes a task ready writes the record, then publishes
+its message; a *guard* (a lease timer published before the write: the claim's own
+lease timer, or one per enqueue batch) re-announces a task it finds pending without
+a claim, and re-checks a blocked one (re-armed while it stays blocked), so no single
+crash point leaves a task unclaimable (docs/storage.md, "crash points").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from omniq.models import ClaimedTask, Task, TaskStatus, new_id, now
+from omniq.storage._interfaces import (
+    CompletionReport,
+    DependencyPolicy,
+    TaskQueueStorage,
+)
+from omniq.storage._remote import EngineStore, claimed
+
+from . import _deps
+from ._conn import token
+from ._engine import NatsEngine
+from ._records import (
+    FAILED,
+    Rec,
+    Work,
+    any_dec,
+    claim_fn,
+    consumer_of,
+    enc,
+    finished,
+    prio_of,
+    prio_token,
+    rec_dec,
+    work_dec,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+__all__ = ["QueueCore"]
+
+_replace = msgspec.structs.replace
+_list = list
+
+
+class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
+    """Records, enqueue, claim and dependency resolution; lease ends, sweeps, reads and
+    waits are in ``_queue.NatsTaskQueue``."""
+
+    guard_delay = 15.0
+    """Seconds after an enqueue before its guard re-announces tasks still pending."""
+    blocked_recheck = 60.0
+    """Seconds between a blocked task's guard re-checks of its dependencies."""
+
+    def __init__(self, be: NatsEngine) -> None:
+        super().__init__(be)
+        self._leases: dict[tuple[str, str], tuple[int, Rec]] = {}
+        self._waiters_seen = False
+        self.crash_hook: Callable[[str], None] | None = None
+        """Test-only: called at each crash point (between a write and its publish)."""
+
+    def _crash(self, point: str) -> None:
+        if self.crash_hook is not None:
+            self.crash_hook(point)
+
+    def _guard_msg(
+        self, ids: Sequence[str], delay: float, policy: DependencyPolicy
+    ) -> tuple[str, bytes, None]:
+        body = [new_id(), now() + delay, list(ids), policy]
+        return f"{self._be.ns}.timer.lease", enc.encode(body), None
+
+    # -- primitives ----------------------------------------------------------------
+
+    async def _get(self, task_id: str) -> tuple[Rec | None, int]:
+        raw, rev = await self._be.js.kv_get(self._be.tasks_bucket, token(task_id))
+        return (None if raw is None else rec_dec.decode(raw)), rev
+
+    async def _cas(self, rec: Rec, rev: int) -> int | None:
+        key = token(rec.task.id)
+        return await self._be.js.kv_put(self._be.tasks_bucket, key, enc.encode(rec), rev)
+
+    def _remember(self, rec: Rec, rev: int) -> None:
+        if rec.token is None:
+            return
+        if len(self._leases) > 200_000:
+            for k in list(self._leases)[:50_000]:
+                del self._leases[k]
+        self._leases[(rec.task.id, rec.token)] = (rev, rec)
+
+    async def _timer(self, kind: str, body: Any, msg_id: str | None = None) -> None:
+        headers = None if msg_id is None else {"Nats-Msg-Id": msg_id}
+        await self._be.js.publish(f"{self._be.ns}.timer.{kind}", enc.encode(body), headers)
+
+    def _ready_msg(
+        self, rec: Rec, rev: int, due: bool = False
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """The message announcing a ready task: work, or an eta timer while delayed."""
+        t = rec.task
+        if not due and t.eta is not None and t.eta > now():
+            body = enc.encode([t.id, rec.gen, t.eta])
+            return f"{self._be.ns}.timer.eta", body, {"Nats-Msg-Id": f"e:{t.id}:{rec.gen}"}
+        subject = f"{self._be.ns}.work.{token(t.queue)}.{prio_token(t.priority)}"
+        body = enc.encode(Work(t.id, rec.gen, rev, enc.encode(rec)))
+        return subject, body, {"Nats-Msg-Id": f"w:{t.id}:{rec.gen}"}
+
+    async def _ready(self, rec: Rec, rev: int, *, due: bool = False) -> None:
+        await self._be.js.publish(*self._ready_msg(rec, rev, due))
+
+    async def _ready_many(self, recs: Sequence[tuple[Rec, int]]) -> None:
+        if recs:
+            await self._be.js.publish_many([self._ready_msg(r, v) for r, v in recs])
+
+    async def _change_many(
+        self, items: Sequence[tuple[str, Callable[[Rec], Rec | None], tuple[int, Rec] | None]]
+    ) -> list[tuple[Rec, Rec, int] | None]:
+        """``_change`` for many tasks: one pipelined batch of writes for those with a
+        known revision (hint), the usual read-and-retry for the rest and for conflicts."""
+        out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
+        slow: list[int] = []
+        fast: list[tuple[int, Rec, Rec, int]] = []
+        for i, (_, fn, hint) in enumerate(items):
+            new = None if hint is None else fn(hint[1])
+            if hint is None or new is None:
+                slow.append(i)
+            else:
+                fast.append((i, hint[1], new, hint[0]))
+        if fast:
+            revs = await self._be.js.kv_put_many(
+                self._be.tasks_bucket,
+                [(token(new.task.id), enc.encode(new), rev) for _, _, new, rev in fast],
+            )
+            for (i, old, new, _), r in zip(fast, revs, strict=True):
+                if r is None:
+                    slow.append(i)
+                else:
+                    out[i] = (old, new, r)
+        if slow:
+            res = await asyncio.gather(*(self._change(items[i][0], items[i][1]) for i in slow))
+            for i, done in zip(slow, res, strict=True):
+                out[i] = done
+        return out
+
+    async def _change(
+        self, task_id: str, fn: Callable[[Rec], Rec | None], hint: tuple[int, Rec] | None = None
+    ) -> tuple[Rec, Rec, int] | None:
+        """Apply ``fn`` to the current record with a revision-checked write, re-reading on
+        conflict. ``fn`` returns None to refuse. Returns (old, new, new revision)."""
+        while True:
+            if hint is not None:
+                rev, rec = hint
+                hint = None
+            else:
+                got, rev = await self._get(task_id)
+                if got is None:
+                    return None
+                rec = got
+            new = fn(rec)
+            if new is None:
+                return None
+            new_rev = await self._cas(new, rev)
+            if new_rev is not None:
+                return rec, new, new_rev
+
+    def _leased(self, token: str, change: Callable[[Rec], Rec]) -> Callable[[Rec], Rec | None]:
+        def fn(rec: Rec) -> Rec | None:
+            if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
+                return None
+            return change(rec)
+
+        return fn
+
+    # -- enqueue -------------------------------------------------------------------
+
+    async def enqueue(
+        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> list[Task]:
+        if not tasks:
+            return []
+        out: list[Task | None] = [None] * len(tasks)
+        ttl = [[t.id, t.expires_at] for t in tasks if t.expires_at is not None]
+        ids = [t.id for t in tasks]
+
+        async def one(i: int) -> None:
+            out[i] = await self._enqueue_one(tasks[i], dependency_policy)
+
+        async def run() -> None:
+            # Guard and TTL timers go first: whatever write follows, a timer covers it.
+            first = [self._guard_msg(ids, self.guard_delay, dependency_policy)]
+            if ttl:
+                first.append((f"{self._be.ns}.timer.ttl", enc.encode(ttl), None))
+            await self._be.js.publish_many(first)
+            plain = [i for i, t in enumerate(tasks) if not t.depends_on and t.key is None]
+            slow = await self._enqueue_plain(tasks, plain, out)
+            await asyncio.gather(*(one(i) for i in slow))
+            for i, t in enumerate(tasks):
+                if t.depends_on or (t.key is not None and i not in slow):
+                    await one(i)
+            await _deps.adopt_waiters(self, ids, dependency_policy)
+
+        await self._call(run)
+        return [t for t in out if t is not None]
+
+    async def _enqueue_plain(
+        self,
+        tasks: Sequence[Task],
+        idx: Sequence[int],
+        out: list[Task | None],
+    ) -> list[int]:
+        """Create the records of tasks without key or dependencies in one batch (a create
+        fails if the id exists) and announce them; returns the indexes left to the slow
+        path."""
+        recs = []
+        for i in idx:
+            t = tasks[i]
+            if t.status is not TaskStatus.PENDING:
+                t = _replace(t, status=TaskStatus.PENDING)
+            recs.append(Rec(t))
+        if not recs:
+            return []
+        revs = await self._be.js.kv_put_many(
+            self._be.tasks_bucket, [(token(r.task.id), enc.encode(r), 0) for r in recs]
+        )
+        slow: list[int] = []
+        ready: list[tuple[Rec, int]] = []
+        for i, rec, rev in zip(idx, recs, revs, strict=True):
+            if rev is None:
+                slow.append(i)
+                continue
+            ready.append((rec, rev))
+            out[i] = rec.task
+        self._crash("enqueue")
+        await self._ready_many(ready)
+        return slow
+
+    async def _enqueue_one(self, task: Task, policy: DependencyPolicy) -> Task:
+        existing, erev = await self._get(task.id)
+        if existing is not None:
+            if existing.task.status is TaskStatus.PENDING and not existing.blocked:
+                # Re-announce (de-duplicated by Nats-Msg-Id; a duplicate is dropped by the
+                # generation check): heals an enqueue that died before its publish.
+                await self._ready(existing, erev)
+            return existing.task
+        t = task if task.status is TaskStatus.PENDING else _replace(task, status=TaskStatus.PENDING)
+        rec = Rec(t)
+        pending_deps: list[str] = []
+        if t.depends_on:
+            deps = await asyncio.gather(*(self._get(d) for d in t.depends_on))
+            failed = any(d is not None and d.task.status in FAILED for d, _ in deps)
+            if failed and policy == "cancel":
+                rec.task = _replace(t, status=TaskStatus.CANCELLED)
+                rec.finished = now()
+            elif failed:
+                rec.released = True
+            else:
+                pending_deps = [
+                    dep
+                    for dep, (d, _) in zip(t.depends_on, deps, strict=True)
+                    if d is None or d.task.status is not TaskStatus.SUCCESS
+                ]
+                rec.blocked = bool(pending_deps)
+        rev = await self._cas(rec, 0)
+        if rev is None:  # raced with another enqueue, or a purged id's tombstone
+            got, trev = await self._get(t.id)
+            if got is not None:
+                return got.task
+            rev = await self._cas(rec, trev)
+            if rev is None:
+                got, _ = await self._get(t.id)
+                return got.task if got is not None else t
+        if t.key is not None:
+            holder = await self._take_key(t.key, t.id)
+            if holder is not None:
+                await self._be.js.kv_purge(self._be.tasks_bucket, token(t.id), rev)
+                return holder
+        if rec.blocked:
+            report = CompletionReport()
+            for dep in pending_deps:
+                await _deps.depend(self, dep, t.id)
+            await self._check_child(t.id, policy, report)
+            got, rev = await self._get(t.id)
+            if got is not None:
+                rec = got
+        elif rec.task.status is TaskStatus.PENDING:
+            self._crash("enqueue")
+            await self._ready(rec, rev)
+        return rec.task
+
+    async def _take_key(self, key: str, task_id: str) -> Task | None:
+        """Bind an idempotency key to ``task_id``; returns the live task holding it instead."""
+        kt = "k" + hashlib.sha1(key.encode()).hexdigest()
+        js, bucket = self._be.js, self._be.keys_bucket
+        while True:
+            val, krev = await js.kv_get(bucket, kt)
+            if val is not None:
+                holder_id = val.decode()
+                if holder_id == task_id:
+                    return None
+                holder, _ = await self._get(holder_id)
+                if holder is not None and not holder.task.status.is_terminal:
+                    return holder.task
+            if await js.kv_put(bucket, kt, task_id.encode(), krev) is not None:
+                return None
+
+    # -- claim ---------------------------------------------------------------------
+
+    async def _subjects(self) -> dict[str, int]:
+        info = await self._be.js.api(
+            f"STREAM.INFO.{self._be.work_stream}", {"subjects_filter": f"{self._be.ns}.>"}
+        )
+        subjects: dict[str, int] = info["state"].get("subjects") or {}
+        return subjects
+
+    def _candidates(self, subjects: dict[str, int], queues: Sequence[str]) -> list[tuple[int, str]]:
+        prefix = f"{self._be.ns}.work."
+        wanted = {token(q) for q in queues}
+        out = []
+        for subj, n in subjects.items():
+            if n and subj.startswith(prefix):
+                qtok, _, ptok = subj[len(prefix) :].rpartition(".")
+                if qtok in wanted:
+                    out.append((prio_of(ptok), subj))
+        out.sort(key=lambda x: -x[0])
+        return out
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> list[ClaimedTask]:
+        if limit <= 0 or not queues:
+            return []
+        return await self._call(lambda: self._claim(queues, worker_id, limit, lease))
+
+    async def _claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    ) -> list[ClaimedTask]:
+        be, js = self._be, self._be.js
+        subjects = await self._subjects()
+        if subjects.get(f"{be.ns}.timer.eta") and await self.promote():
+            subjects = await self._subjects()
+        cands = self._candidates(subjects, queues)
+        token, t = new_id(), now()
+        until = t + lease
+        out: list[ClaimedTask] = []
+        groups: dict[int, list[str]] = {}
+        for p, subj in cands:
+            groups.setdefault(p, []).append(subj)
+        for _, subjs in sorted(groups.items(), key=lambda kv: -kv[0]):
+            while len(out) < limit:
+                need = limit - len(out)
+                for s in subjs:
+                    await be.ensure_consumer(consumer_of(s), s)
+                pulled = await asyncio.gather(
+                    *(js.pull(be.work_stream, consumer_of(s), need) for s in subjs)
+                )
+                msgs = [(m, work_dec.decode(m.data)) for ms in pulled for m in ms]
+                if not msgs:
+                    break
+                msgs.sort(key=lambda mw: mw[1].id)
+                for m, _ in msgs[need:]:
+                    await m.nak()
+                take = msgs[:need]
+                ids = [w.id for _, w in take]
+                items = [
+                    (
+                        w.id,
+                        functools.partial(
+                            claim_fn, gen=w.gen, token=token, until=until, worker=worker_id, t=t
+                        ),
+                        (w.rev, rec_dec.decode(w.rec)),
+                    )
+                    for _, w in take
+                ]
+                # The lease timer first: a claim written without it could never expire.
+                await self._timer("lease", [token, until, ids])
+                res = await self._change_many(items)
+                self._crash("claim")
+                for m, _ in take:
+                    await m.ack()
+                for r in res:
+                    if r is not None:
+                        self._remember(r[1], r[2])
+                        out.append(claimed(r[1].task, token, until, worker_id))
+        return out
+
+    async def promote(self, msgs: Sequence[Msg] | None = None) -> int:
+        """Turn due eta timers into work messages (not-due ones are nak'ed with a delay)."""
+        be = self._be
+        if msgs is None:
+            msgs = await be.js.pull(be.work_stream, "timer-eta", 512)
+        n = 0
+        for m in msgs:
+            task_id, gen, eta = any_dec.decode(m.data)
+            left = eta - now()
+            if left > 0.001:
+                await m.nak(delay=left)
+                continue
+            rec, rev = await self._get(task_id)
+            if rec is not None and rec.task.status is TaskStatus.PENDING and rec.gen == gen:
+                await self._ready(rec, rev, due=True)
+                n += 1
+            await m.ack()
+        return n
+
+    # -- dependencies --------------------------------------------------------------
+
+    async def _resolve(
+        self,
+        ended: _list[tuple[str, TaskStatus, _list[str]]],
+        policy: DependencyPolicy,
+        report: CompletionReport,
+    ) -> None:
+        """Release or cancel (transitively) the dependents of tasks that just ended."""
+        todo = list(ended)
+        while todo:
+            _, _, children = todo.pop(0)
+            for cid in sorted(set(children)):
+                cancelled = await self._check_child(cid, policy, report)
+                if cancelled is not None and cancelled.dependents:
+                    todo.append((cid, TaskStatus.CANCELLED, cancelled.dependents))
+
+    async def _check_child(
+        self, cid: str, policy: DependencyPolicy, report: CompletionReport
+    ) -> Rec | None:
+        """Re-evaluate a blocked task from its dependencies' states: release it when all
+        succeeded, cancel (returned) or release it when one failed. Idempotent."""
+        while True:
+            rec, rev = await self._get(cid)
+            if rec is None or rec.task.status is not TaskStatus.PENDING or not rec.blocked:
+                return None
+            deps = await asyncio.gather(*(self._get(d) for d in rec.task.depends_on))
+            states = [None if d is None else d.task.status for d, _ in deps]
+            if any(s in FAILED for s in states):
+                if policy == "cancel":
+                    new = finished(rec, TaskStatus.CANCELLED, now())
+                else:
+                    new = _replace(rec, blocked=False, released=True, gen=rec.gen + 1)
+            elif all(s is TaskStatus.SUCCESS for s in states):
+                new = _replace(rec, blocked=False, gen=rec.gen + 1)
+            else:
+                return None
+            new_rev = await self._cas(new, rev)
+            if new_rev is None:
+                continue
+            if new.task.status is TaskStatus.CANCELLED:
+                report.cancelled.append(new.task)
+                return new
+            report.released.append(cid)
+            self._crash("dependency")
+            await self._ready(new, new_rev)
+            return None

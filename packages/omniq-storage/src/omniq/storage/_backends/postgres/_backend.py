@@ -1,0 +1,245 @@
+"""PostgreSQL backend (asyncpg): tasks, results, events and schedules.
+
+Tasks are rows with indexed columns (queue, status, priority, id, eta, lease, key)
+and the msgpack envelope as ``bytea``. ``claim`` is one ``UPDATE ... FROM (SELECT ...
+FOR UPDATE SKIP LOCKED)`` statement that also takes over lapsed leases; completion,
+cancellation and expiry resolve dependents inside the same statement (PL/pgSQL
+functions, see ``sql/migrations``). ``LISTEN/NOTIFY`` wakes waiting workers and result
+waiters. Events are plain columns plus JSONB metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from omniq.models import (
+    BackendUnavailableError,
+    StorageError,
+)
+from omniq.storage._interfaces import Backend
+from omniq.storage._remote import split_options
+from omniq.storage._wake import Wake
+
+from ._sql import MIGRATIONS
+
+try:
+    import asyncpg  # type: ignore[import-untyped]
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    from omniq.models import MissingExtraError
+
+    raise MissingExtraError(
+        "the postgresql backend needs: pip install 'omniq-storage[postgres]'"
+    ) from exc
+
+from ._stores import PgEvents, PgResults, PgSchedules
+from ._tasks import PgTaskQueue
+
+__all__ = ["PostgresBackend"]
+
+T = TypeVar("T")
+_json = msgspec.json.Encoder()
+_CONN_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.CrashShutdownError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+_RETRY_TX: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
+async def _keep_session(_conn: Any) -> None:
+    """Pool reset hook: skip asyncpg's default reset query (``RESET ALL; UNLISTEN *;
+    CLOSE ALL; pg_advisory_unlock_all()``), one extra round trip per call. Pooled
+    connections never LISTEN, change settings, open cursors or take session locks;
+    asyncpg still rolls back an open transaction before calling this."""
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class PostgresBackend(Backend):
+    """``postgresql://user@host/db?schema=omniq`` - all four contracts on PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        application_name: str = "omniq",
+        synchronous_commit: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.url = url
+        clean, opts = split_options(url, ("schema", "synchronous_commit"))
+        self._dsn = clean.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.schema = schema or opts.get("schema", "omniq")
+        self.application_name = application_name
+        # Opt-in only: "off" acknowledges before the WAL is flushed (faster; a server
+        # crash may lose the last few hundred ms of acknowledged changes). None keeps
+        # the server's setting.
+        self.synchronous_commit = synchronous_commit or opts.get("synchronous_commit")
+        self._pool_opts: dict[str, Any] = {
+            "min_size": min_size,
+            "max_size": max_size,
+            "reset": _keep_session,
+            **options,
+        }
+        self.work_channel = f"omniq:{self.schema}:work"
+        self.result_channel = f"omniq:{self.schema}:result"
+        self._pool: asyncpg.Pool | None = None
+        self._listen_conn: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        self.work_wake = Wake()
+        """Wakes ``wait_for_work`` by queue name (the work channel's payload)."""
+        self.result_wake = Wake()
+        """Wakes result waits by task id (the result channel's payload)."""
+        self.tasks = PgTaskQueue(self)
+        self.results = PgResults(self)
+        self.events = PgEvents(self)
+        self.schedules = PgSchedules(self)
+
+    async def call(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``fn(connection)`` on a pooled connection. A connection the server dropped
+        is replaced and the call retried once; otherwise connection failures surface as
+        BackendUnavailableError."""
+        if self._pool is None:
+            raise StorageError(
+                "PostgresBackend is not connected: call connect() or use 'async with'"
+            )
+        attempt = 0
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    try:
+                        return await fn(conn)
+                    except _CONN_ERRORS:
+                        conn.terminate()  # never hand a broken connection back to the pool
+                        raise
+            except _RETRY_TX as exc:
+                if attempt == 2:
+                    raise StorageError(f"postgresql error, three times: {exc}") from exc
+            except _CONN_ERRORS as exc:
+                if attempt >= 1:
+                    raise BackendUnavailableError(f"postgresql unreachable: {exc}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StorageError(f"postgresql error: {exc}") from exc
+            attempt += 1
+
+    run = call
+    """``call`` under the name tests and tools use: ``await be.run(lambda c: ...)``."""
+
+    async def connect(self) -> None:
+        if self._pool is not None:
+            return
+        settings = {"search_path": self.schema, "application_name": self.application_name}
+        if self.synchronous_commit:
+            settings["synchronous_commit"] = self.synchronous_commit
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, server_settings=settings, **self._pool_opts
+            )
+        except _CONN_ERRORS as exc:
+            raise BackendUnavailableError(f"postgresql unreachable: {exc}") from exc
+        try:
+            await self.call(self._migrate)
+            await self._open_listener()
+        except BaseException:
+            await self.close()
+            raise
+        self._listener = asyncio.create_task(self._keep_listening(), name="omniq-pg-listener")
+
+    async def _migrate(self, conn: Any) -> None:
+        ident = _ident(self.schema)
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"omniq-schema:{self.schema}"
+            )
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident}")
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {ident}.omniq_migrations "
+                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in await conn.fetch(f"SELECT version FROM {ident}.omniq_migrations")}
+            await conn.execute(f"SET LOCAL search_path TO {ident}")
+            for version, ddl in MIGRATIONS:
+                if version not in done:
+                    await conn.execute(ddl)
+                    await conn.execute(
+                        f"INSERT INTO {ident}.omniq_migrations (version) VALUES ($1)", version
+                    )
+
+    def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        if channel == self.work_channel:
+            self.work_wake.notify((payload,))
+        else:
+            self.result_wake.notify((payload,))
+
+    def _on_lost(self, _conn: Any) -> None:
+        self._lost.set()
+
+    async def _open_listener(self) -> None:
+        conn = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": self.application_name}
+        )
+        await conn.add_listener(self.work_channel, self._on_notify)
+        await conn.add_listener(self.result_channel, self._on_notify)
+        conn.add_termination_listener(self._on_lost)
+        self._listen_conn = conn
+        self._lost.clear()
+
+    async def _keep_listening(self) -> None:
+        """Reopen the LISTEN connection when the server drops it; wake every waiter then,
+        since notifications sent meanwhile were lost."""
+        backoff = 0.05
+        while True:
+            await self._lost.wait()
+            self.work_wake.notify()
+            self.result_wake.notify()
+            old, self._listen_conn = self._listen_conn, None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    old.terminate()
+            try:
+                await self._open_listener()
+                backoff = 0.05
+                self.work_wake.notify()
+                self.result_wake.notify()
+            except Exception:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        if self._listen_conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listen_conn.close(), 5)
+            self._listen_conn = None
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pool.close(), 5)
+            self._pool = None
+
+    async def drop(self) -> None:
+        """Drop this backend's schema and everything in it (tests, reset)."""
+        await self.call(lambda c: c.execute(f"DROP SCHEMA IF EXISTS {_ident(self.schema)} CASCADE"))

@@ -1,0 +1,20 @@
+"""What the PostgreSQL backend's stores need from the backend that owns them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from omniq.storage._remote import Engine
+from omniq.storage._wake import Wake
+
+__all__ = ["PgEngine"]
+
+
+class PgEngine(Engine, Protocol):
+    """The backend as its stores see it: ``call(fn)`` runs ``fn(connection)`` on a
+    pooled connection; NOTIFY channels and the wakes their payloads feed."""
+
+    work_channel: str
+    result_channel: str
+    work_wake: Wake
+    result_wake: Wake

@@ -1,0 +1,348 @@
+"""The task queue of the PostgreSQL backend (see ``_backend``).
+
+``claim`` is one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)`` statement that
+also takes over lapsed leases; completion, cancellation and expiry resolve dependents
+inside the same statement (PL/pgSQL functions of ``sql/migrations``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+from omniq.models import ClaimedTask, Task, TaskStatus, now
+from omniq.storage._interfaces import (
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    LeaseRef,
+    RetryRequest,
+    TaskQueueStorage,
+)
+from omniq.storage._remote import (
+    EngineStore,
+    claimed,
+    decode_task,
+    encode,
+    with_state,
+    with_state_eta,
+)
+
+from ._engine import PgEngine
+from ._sql import QUERIES as _Q
+
+__all__ = ["PgTaskQueue"]
+
+
+class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
+    """Task rows; claim/complete/cancel/expire are single statements."""
+
+    async def enqueue(
+        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> builtins.list[Task]:
+        if not tasks:
+            return []
+        if not any(t.depends_on for t in tasks):
+            return await self._enqueue_plain(tasks, dependency_policy)
+        return await self._enqueue_full(tasks, dependency_policy)
+
+    async def _enqueue_plain(
+        self, tasks: Sequence[Task], dependency_policy: DependencyPolicy
+    ) -> builtins.list[Task]:
+        """No dependencies: one INSERT ... ON CONFLICT DO NOTHING; the (rare) rows that
+        collided with a stored id or live key go through ``omniq_enqueue``."""
+        args = (
+            [t.id for t in tasks],
+            [t.queue for t in tasks],
+            [t.priority for t in tasks],
+            [t.eta for t in tasks],
+            [t.expires_at for t in tasks],
+            [t.key for t in tasks],
+            [encode(t) for t in tasks],
+            self._be.work_channel,
+        )
+        rows = await self._call(lambda c: c.fetch(_Q["enqueue_plain"], *args))
+        inserted = {r[0] for r in rows}
+        if len(inserted) == len(tasks):
+            return [with_state(t, TaskStatus.PENDING, 0) for t in tasks]
+        # An id repeated in the batch was inserted once; its later copies are not new.
+        seen: set[str] = set()
+        new: set[int] = set()
+        for i, t in enumerate(tasks):
+            if t.id in inserted and t.id not in seen:
+                new.add(i)
+            seen.add(t.id)
+        rest = [t for i, t in enumerate(tasks) if i not in new]
+        stored = iter(await self._enqueue_full(rest, dependency_policy))
+        return [
+            with_state(t, TaskStatus.PENDING, 0) if i in new else next(stored)
+            for i, t in enumerate(tasks)
+        ]
+
+    async def _enqueue_full(
+        self, tasks: Sequence[Task], dependency_policy: DependencyPolicy
+    ) -> builtins.list[Task]:
+        dep_idx: builtins.list[int] = []
+        dep_on: builtins.list[str] = []
+        for i, t in enumerate(tasks, 1):
+            for d in dict.fromkeys(t.depends_on):  # a dependency listed twice is one edge
+                dep_idx.append(i)
+                dep_on.append(d)
+        args = (
+            [t.id for t in tasks],
+            [t.queue for t in tasks],
+            [t.priority for t in tasks],
+            [t.eta for t in tasks],
+            [t.expires_at for t in tasks],
+            [t.key for t in tasks],
+            [encode(t) for t in tasks],
+            dep_idx,
+            dep_on,
+            dependency_policy,
+            now(),
+            self._be.work_channel,
+        )
+        rows = await self._call(lambda c: c.fetch(_Q["enqueue_full"], *args))
+        out: builtins.list[Task] = []
+        for t, r in zip(tasks, rows, strict=True):
+            if r["o_existing"]:
+                stored = decode_task(r["o_envelope"])
+                out.append(with_state_eta(stored, r["o_status"], r["o_attempt"], r["o_eta"]))
+            else:
+                out.append(with_state(t, r["o_status"], 0))
+        return out
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> builtins.list[ClaimedTask]:
+        if limit <= 0 or not queues:
+            return []
+        t = now()
+        until = t + lease
+        qs = builtins.list(queues)
+        stmt = _Q["claim_one"] if len(qs) == 1 else _Q["claim_any"]
+        rows = await self._call(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until))
+        rows = sorted(rows, key=lambda r: (-r["priority"], r["id"]))
+        return [
+            claimed(
+                with_state_eta(
+                    decode_task(r["envelope"]), TaskStatus.RUNNING, r["attempt"], r["eta"]
+                ),
+                r["token"],
+                until,
+                worker_id,
+            )
+            for r in rows
+        ]
+
+    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> builtins.list[str]:
+        if not leases:
+            return []
+        ids = [x.task_id for x in leases]
+        toks = [x.token for x in leases]
+        until = now() + lease
+        rows = await self._call(lambda c: c.fetch(_Q["renew"], ids, toks, until))
+        kept = {r["id"] for r in rows}
+        return [i for i in ids if i not in kept]
+
+    async def _report(self, row: Any, input_ids: Sequence[str] | None) -> CompletionReport:
+        done = builtins.list(row["done"])
+        cancelled_ids = builtins.list(row["cancelled"])
+        cancelled: builtins.list[Task] = []
+        if cancelled_ids:
+            rows = await self._call(
+                lambda c: c.fetch(
+                    _Q["tasks_for_report"],
+                    cancelled_ids,
+                )
+            )
+            by_id = {r["id"]: r for r in rows}
+            cancelled = [
+                with_state(
+                    decode_task(by_id[i]["envelope"]), TaskStatus.CANCELLED, by_id[i]["attempt"]
+                )
+                for i in cancelled_ids
+                if i in by_id
+            ]
+        stale: builtins.list[str] = []
+        if input_ids is not None:
+            dset = set(done)
+            done = [i for i in input_ids if i in dset]
+            stale = [i for i in input_ids if i not in dset]
+        return CompletionReport(
+            done=done, stale=stale, released=builtins.list(row["released"]), cancelled=cancelled
+        )
+
+    async def complete(
+        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        if not completions:
+            return CompletionReport()
+        ids = [c.task_id for c in completions]
+        toks = [c.token for c in completions]
+        sts = [TaskStatus(c.status).value for c in completions]
+        chan = self._be.work_channel
+        row = await self._call(
+            lambda c: c.fetchrow(
+                _Q["complete"],
+                ids,
+                toks,
+                sts,
+                dependency_policy,
+                now(),
+                chan,
+            )
+        )
+        return await self._report(row, ids)
+
+    async def _requeue(
+        self,
+        ids: builtins.list[str],
+        toks: builtins.list[str],
+        etas: builtins.list[float | None],
+        giveback: bool,
+    ) -> builtins.list[str]:
+        chan = self._be.work_channel
+        rows = await self._call(
+            lambda c: c.fetch(_Q["requeue_leased"], ids, toks, etas, giveback, chan)
+        )
+        ok = {r[0] for r in rows}
+        return [i for i in ids if i not in ok]
+
+    async def retry(self, requests: Sequence[RetryRequest]) -> builtins.list[str]:
+        if not requests:
+            return []
+        return await self._requeue(
+            [r.task_id for r in requests],
+            [r.token for r in requests],
+            [r.eta for r in requests],
+            False,
+        )
+
+    async def release(self, leases: Sequence[LeaseRef]) -> builtins.list[str]:
+        if not leases:
+            return []
+        return await self._requeue(
+            [x.task_id for x in leases], [x.token for x in leases], [None] * len(leases), True
+        )
+
+    async def cancel(
+        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        if not task_ids:
+            return CompletionReport()
+        ids = builtins.list(task_ids)
+        chan = self._be.work_channel
+        row = await self._call(
+            lambda c: c.fetchrow(_Q["cancel"], ids, dependency_policy, now(), chan)
+        )
+        report = await self._report(row, None)
+        dset = set(report.done)
+        report.done = [i for i in ids if i in dset]
+        return report
+
+    async def reclaim_expired(self) -> builtins.list[str]:
+        chan = self._be.work_channel
+        rows = await self._call(lambda c: c.fetch(_Q["reclaim"], now(), chan))
+        return sorted(r[0] for r in rows)
+
+    async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
+        chan = self._be.work_channel
+        row = await self._call(lambda c: c.fetchrow(_Q["expire"], dependency_policy, now(), chan))
+        return await self._report(row, None)
+
+    @staticmethod
+    def _task(r: Any) -> Task:
+        return with_state_eta(decode_task(r["envelope"]), r["status"], r["attempt"], r["eta"])
+
+    async def get(self, task_ids: Sequence[str]) -> builtins.list[Task | None]:
+        if not task_ids:
+            return []
+        ids = builtins.list(task_ids)
+        rows = await self._call(
+            lambda c: c.fetch(
+                _Q["tasks_get"],
+                ids,
+            )
+        )
+        by_id = {r["id"]: self._task(r) for r in rows}
+        return [by_id.get(i) for i in ids]
+
+    @staticmethod
+    def _where(queue: str | None, status: TaskStatus | None) -> tuple[str, builtins.list[Any]]:
+        conds: builtins.list[str] = []
+        args: builtins.list[Any] = []
+        if queue is not None:
+            args.append(queue)
+            conds.append(f"queue = ${len(args)}")
+        if status is not None:
+            args.append(TaskStatus(status).value)
+            conds.append(f"status = ${len(args)}")
+        return (" WHERE " + " AND ".join(conds)) if conds else "", args
+
+    async def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[Task]:
+        where, args = self._where(queue, status)
+        q = (
+            f"SELECT id, status, attempt, eta, envelope FROM tasks{where} ORDER BY id "
+            f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
+        )
+        rows = await self._call(lambda c: c.fetch(q, *args, limit, offset))
+        return [self._task(r) for r in rows]
+
+    async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
+        where, args = self._where(queue, status)
+        return int(
+            await self._call(lambda c: c.fetchval(f"SELECT count(*) FROM tasks{where}", *args))
+        )
+
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        rows = await self._call(lambda c: c.fetch(_Q["tasks_counts"]))
+        return {(r["queue"], TaskStatus(r["status"])): int(r["n"]) for r in rows}
+
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
+        only = None if status is None else TaskStatus(status).value
+
+        async def run(c: Any) -> int:
+            async with c.transaction():
+                n = await c.fetchval(_Q["tasks_purge"], finished_before, only)
+            return int(n)
+
+        return await self._call(run)
+
+    async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
+        ids = builtins.list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        chan = self._be.work_channel
+
+        async def run(c: Any) -> builtins.list[str]:
+            rows = await c.fetch(_Q["tasks_requeue_errors"], ids, chan)
+            return [r[0] for r in rows]
+
+        done = set(await self._call(run))
+        return [i for i in ids if i in done]
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        keys = builtins.list(queues)
+        with self._be.work_wake.watch(keys) as watch:
+            r = await self._call(lambda c: c.fetchrow(_Q["wait_probe"], keys))
+            t = now()
+            if r["ready_now"]:
+                return True
+            wake_at = t + timeout
+            for v in (r["next_eta"], r["next_lease"]):
+                if v is not None:
+                    wake_at = min(wake_at, v)
+            if wake_at <= t:
+                return True
+            if await watch.wait(wake_at - t):
+                return True
+            return wake_at < t + timeout

@@ -1,0 +1,217 @@
+-- Statements of the PostgreSQL backend, one per "-- name: <name>" header; the
+-- comment lines after a header describe the statement. Loaded by ``_sql.query``.
+
+-- name: claim_any
+-- Lease up to $3 ready (or lapsed) tasks of the queues $1, highest priority first.
+WITH ready AS (
+    SELECT id, priority FROM tasks
+    WHERE queue = ANY($1::text[]) AND status = 'pending' AND waiting = 0
+      AND (eta IS NULL OR eta <= $2) AND (expires_at IS NULL OR expires_at > $2)
+    ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
+), lapsed AS (
+    SELECT id, priority FROM tasks
+    WHERE status = 'running' AND lease_expires_at < $2 AND queue = ANY($1::text[])
+    ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
+), pick AS (
+    SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM lapsed) c
+    ORDER BY c.priority DESC, c.id LIMIT $3
+)
+UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
+    token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
+FROM pick WHERE t.id = pick.id
+RETURNING t.id, t.priority, t.attempt, t.token, t.eta, t.envelope;
+
+-- name: claim_one
+-- claim_any for one queue: equality lets the planner walk tasks_ready in order
+-- instead of sorting every ready row.
+WITH ready AS (
+    SELECT id, priority FROM tasks
+    WHERE queue = ($1::text[])[1] AND status = 'pending' AND waiting = 0
+      AND (eta IS NULL OR eta <= $2) AND (expires_at IS NULL OR expires_at > $2)
+    ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
+), lapsed AS (
+    SELECT id, priority FROM tasks
+    WHERE status = 'running' AND lease_expires_at < $2 AND queue = ($1::text[])[1]
+    ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
+), pick AS (
+    SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM lapsed) c
+    ORDER BY c.priority DESC, c.id LIMIT $3
+)
+UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
+    token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
+FROM pick WHERE t.id = pick.id
+RETURNING t.id, t.priority, t.attempt, t.token, t.eta, t.envelope;
+
+-- name: enqueue_plain
+-- Enqueue fast path (no task in the batch has dependencies): one set-based INSERT and
+-- one NOTIFY per queue. Rows that hit an existing id or live key are left out of
+-- RETURNING; the caller resolves those through omniq_enqueue.
+WITH ins AS (
+    INSERT INTO tasks (id, queue, status, priority, eta, expires_at, key, waiting, envelope)
+    SELECT i.id, i.queue, 'pending', i.priority, i.eta, i.expires_at, i.key, 0, i.envelope
+    FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::float8[], $6::text[],
+                $7::bytea[]) WITH ORDINALITY AS i(id, queue, priority, eta, expires_at, key,
+                                                  envelope, ord)
+    ORDER BY i.ord
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue
+), note AS (
+    SELECT pg_notify($8, q.queue) FROM (SELECT DISTINCT queue FROM ins) q
+)
+SELECT ins.id FROM ins WHERE (SELECT count(*) FROM note) >= 0;
+
+-- name: enqueue_full
+-- Enqueue with dependencies (or colliding ids/keys), row by row.
+SELECT * FROM omniq_enqueue($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12);
+
+-- name: renew
+-- Extend the leases still held by the given tokens.
+UPDATE tasks t SET lease_expires_at = $3
+FROM unnest($1::text[], $2::text[]) AS i(tid, tok)
+WHERE t.id = i.tid AND t.token = i.tok AND t.status = 'running'
+RETURNING t.id;
+
+-- name: wait_probe
+-- Ready work now, and the next eta / lease end of the queues $1.
+SELECT
+    EXISTS (SELECT 1 FROM tasks WHERE queue = ANY($1::text[]) AND status = 'pending'
+            AND waiting = 0 AND eta IS NULL) AS ready_now,
+    (SELECT min(eta) FROM tasks WHERE queue = ANY($1::text[]) AND status = 'pending'
+            AND waiting = 0 AND eta IS NOT NULL) AS next_eta,
+    (SELECT min(lease_expires_at) FROM tasks WHERE status = 'running'
+            AND queue = ANY($1::text[])) AS next_lease;
+
+-- name: complete
+-- Finish leased tasks and resolve their dependents.
+SELECT * FROM omniq_complete($1,$2,$3,$4,$5,$6);
+
+-- name: requeue_leased
+-- Back to pending: a retry (new eta) or a release (attempt given back).
+SELECT * FROM omniq_requeue($1,$2,$3,$4,$5);
+
+-- name: cancel
+-- Cancel pending or running tasks and resolve their dependents.
+SELECT * FROM omniq_cancel($1,$2,$3,$4);
+
+-- name: reclaim
+-- Back to pending: running tasks whose lease lapsed.
+SELECT * FROM omniq_reclaim($1,$2);
+
+-- name: expire
+-- Expire pending tasks past their TTL and resolve their dependents.
+SELECT * FROM omniq_expire($1,$2,$3);
+
+-- name: tasks_for_report
+-- The cancelled dependents named in a completion report.
+SELECT id, attempt, envelope FROM tasks WHERE id = ANY($1::text[]);
+
+-- name: tasks_get
+-- Tasks by id.
+SELECT id, status, attempt, eta, envelope FROM tasks WHERE id = ANY($1::text[]);
+
+-- name: tasks_counts
+-- Task counts per queue and status.
+SELECT queue, status, count(*) AS n FROM tasks GROUP BY 1, 2;
+
+-- name: tasks_purge
+-- Delete finished tasks (of status $2, or any terminal one) and their edges.
+WITH d AS (
+    DELETE FROM tasks WHERE finished_at < $1
+      AND status IN ('success', 'error', 'cancelled', 'expired')
+      AND ($2::text IS NULL OR status = $2)
+    RETURNING id
+), dd AS (
+    DELETE FROM task_deps WHERE task_id IN (SELECT id FROM d)
+)
+SELECT count(*) FROM d;
+
+-- name: result_put
+-- Store results (replacing) and notify the result channel $5 per task id.
+WITH ins AS (
+    INSERT INTO results (task_id, status, expires_at, envelope)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::bytea[])
+    ON CONFLICT (task_id) DO UPDATE
+        SET status = EXCLUDED.status, expires_at = EXCLUDED.expires_at,
+            envelope = EXCLUDED.envelope
+    RETURNING task_id
+)
+SELECT count(pg_notify($5, ins.task_id)) FROM ins;
+
+-- name: result_get
+-- Live results by task id.
+SELECT task_id, envelope FROM results WHERE task_id = ANY($1::text[])
+    AND (expires_at IS NULL OR expires_at > $2);
+
+-- name: result_delete
+-- Delete results by task id.
+WITH d AS (DELETE FROM results WHERE task_id = ANY($1::text[]) RETURNING 1)
+SELECT count(*) FROM d;
+
+-- name: result_purge
+-- Delete expired results.
+WITH d AS (DELETE FROM results WHERE expires_at <= $1 RETURNING 1)
+SELECT count(*) FROM d;
+
+-- name: event_append
+-- Append events (an id already stored is skipped).
+INSERT INTO events (id, task_id, type, ts, worker_id, queue, metadata)
+SELECT i.id, i.task_id, i.type, i.ts, i.worker_id, i.queue, i.metadata::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[],
+            $7::text[]) AS i(id, task_id, type, ts, worker_id, queue, metadata)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: event_count
+-- Number of stored events.
+SELECT count(*) FROM events;
+
+-- name: schedule_upsert
+-- Store schedules (replacing).
+INSERT INTO schedules (id, state, next_run_at, envelope)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::bytea[])
+ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,
+    next_run_at = EXCLUDED.next_run_at, envelope = EXCLUDED.envelope;
+
+-- name: schedule_get
+-- One schedule.
+SELECT envelope FROM schedules WHERE id = $1;
+
+-- name: schedule_list
+-- Every schedule.
+SELECT envelope FROM schedules ORDER BY id;
+
+-- name: schedule_list_state
+-- Schedules in one state.
+SELECT envelope FROM schedules WHERE state = $1 ORDER BY id;
+
+-- name: schedule_delete
+-- Delete one schedule.
+WITH d AS (DELETE FROM schedules WHERE id = $1 RETURNING 1)
+SELECT count(*) FROM d;
+
+-- name: schedule_lock
+-- One schedule, locked for an update in this transaction.
+SELECT envelope FROM schedules WHERE id = $1 FOR UPDATE;
+
+-- name: schedule_set
+-- Write one schedule's row.
+UPDATE schedules SET state = $2, next_run_at = $3, envelope = $4 WHERE id = $1;
+
+-- name: schedule_due
+-- Due active schedules, locked (SKIP LOCKED: each run is claimed once).
+SELECT envelope FROM schedules WHERE state = 'active' AND next_run_at <= $1
+ORDER BY next_run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED;
+
+-- name: tasks_requeue_errors
+-- Dead letters back to pending with a fresh attempt count; a task whose idempotency
+-- key a live task now holds stays put. Notifies the work channel $2 per queue.
+WITH u AS (
+    UPDATE tasks t SET status = 'pending', attempt = 0, eta = NULL, token = NULL,
+        worker_id = NULL, lease_expires_at = NULL, finished_at = NULL
+    WHERE t.id = ANY($1::text[]) AND t.status = 'error'
+      AND (t.key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM tasks o WHERE o.key = t.key AND o.status IN ('pending', 'running')))
+    RETURNING t.id, t.queue
+), n AS (
+    SELECT pg_notify($2, q.queue) FROM (SELECT DISTINCT queue FROM u) q
+)
+SELECT u.id FROM u LEFT JOIN (SELECT count(*) FROM n) x ON true;

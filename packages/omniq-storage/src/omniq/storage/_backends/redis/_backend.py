@@ -1,0 +1,182 @@
+"""Redis backend (redis-py asyncio): tasks, results, events and schedules.
+
+Every multi-key state change runs as one Lua script (loaded once, called by EVALSHA;
+see ``_lua``). Ready tasks sit in a sorted set per queue scored by -priority
+(ties ordered by id, i.e. FIFO), delayed tasks in a sorted set by eta, leases in a
+sorted set per queue by expiry with a per-task fencing token. Waiters block on one
+pub/sub subscription per backend instead of polling. Results expire by key TTL (PX).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from omniq.models import (
+    BackendUnavailableError,
+    ClaimedTask,
+    StorageError,
+    TaskStatus,
+)
+from omniq.storage._interfaces import Backend
+from omniq.storage._remote import claimed, decode_task, split_options, with_state
+from omniq.storage._wake import Wake
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.commands.core import AsyncScript
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from ._lane import Lane
+    from ._sub import Subscriber  # hiredis parses the subscriber's stream
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    from omniq.models import MissingExtraError
+
+    raise MissingExtraError("the redis backend needs: pip install 'omniq-storage[redis]'") from exc
+
+from ._engine import as_str
+from ._lua import load_scripts
+from ._stores import RedisEvents, RedisResults, RedisSchedules
+from ._tasks import RedisTaskQueue
+
+__all__ = ["RedisBackend"]
+
+T = TypeVar("T")
+_list = list
+_OPTIONS = ("prefix",)
+
+
+class RedisBackend(Backend):
+    """``redis://host:port/db?prefix=omniq:`` - all four contracts on one Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.url = url
+        clean, opts = split_options(url, _OPTIONS)
+        self._driver_url = clean
+        self.prefix = prefix if prefix is not None else opts.get("prefix", "omniq:")
+        self._options = options
+        self._redis: aioredis.Redis | None = None
+        self.scripts: dict[str, AsyncScript] = {}
+        self.wake = Wake()
+        """Wakes waits by notification key: ``w:<queue>``, ``r:<task id>``, ``p:<worker>``."""
+        self.inboxes: dict[str, tuple[Callable[[list[ClaimedTask]], None], list[str], str]] = {}
+        """Workers of this backend taking handovers: id -> (inbox, queues, registration)."""
+        self.inbox_channel = f"{self.prefix}chan:{uuid.uuid4().hex}"
+        """This backend's own channel: handovers to its workers are published here."""
+        self._subscriber: Subscriber | None = None
+        self.lane: Lane | None = None
+        """Script calls one at a time skip redis-py's per-command path (``_lane``)."""
+        self.tasks = RedisTaskQueue(self)
+        self.results = RedisResults(self)
+        self.events = RedisEvents(self)
+        self.schedules = RedisSchedules(self)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise StorageError("RedisBackend is not connected: call connect() or use 'async with'")
+        return self._redis
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one driver call, mapping connection failures to BackendUnavailableError."""
+        try:
+            return await fn()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise BackendUnavailableError(
+                f"redis unreachable at {self._driver_url}: {exc}"
+            ) from exc
+        except RedisError as exc:
+            raise StorageError(f"redis error: {exc}") from exc
+
+    async def connect(self) -> None:
+        if self._redis is not None:
+            return
+        opts: dict[str, Any] = {
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), 6),
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+            "socket_timeout": 30,
+            "health_check_interval": 10,
+        }
+        opts.update(self._options)
+        client = aioredis.from_url(self._driver_url, **opts)
+        self._redis = client
+        self.scripts = {k: client.register_script(v) for k, v in load_scripts().items()}
+        self.lane = Lane(client)
+        try:
+            await self.call(client.ping)
+            sub = Subscriber(
+                client,
+                [f"{self.prefix}chan", self.inbox_channel],
+                self._notified,
+                self.wake.notify,
+                health_interval=float(opts["health_check_interval"] or 10),
+            )
+            await self.call(sub.start)
+            self._subscriber = sub
+        except BaseException:
+            await self.close()
+            raise
+
+    def _notified(self, raw: bytes) -> None:
+        """One pub/sub message (see ``_lua``): a handover, results, or work."""
+        if raw[:2] == b"P:":  # a task handed over to a waiting worker
+            self._handover(raw)
+            return
+        data = as_str(raw)
+        if data.startswith("R:"):  # a batch of results (see FINISH)
+            self.wake.notify(["r:" + tid for tid in data[2:].split("\x1f")])
+        else:
+            self.wake.notify((data,))
+
+    def _handover(self, raw: bytes) -> None:
+        worker, tok, lend, env = raw[2:].split(b"\x1f", 3)
+        wid = worker.decode()
+        entry = self.inboxes.get(wid)
+        if entry is None:
+            return  # not ours (or closed): the lease lapses, or close_inbox released it
+        try:
+            task = with_state(decode_task(env), TaskStatus.RUNNING, 1)
+        except Exception:  # pragma: no cover - a corrupt envelope: let the lease lapse
+            return
+        entry[0]([claimed(task, tok.decode(), float(lend), wid)])
+        self.wake.notify((f"p:{wid}",))
+
+    async def close(self) -> None:
+        if self._subscriber is not None:
+            await self._subscriber.close()
+            self._subscriber = None
+        if self.lane is not None:
+            with contextlib.suppress(Exception):
+                await self.lane.close()
+            self.lane = None
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+            self._redis = None
+
+    async def drop(self) -> int:
+        """Delete every key under this backend's prefix (tests, reset)."""
+        r = self.redis
+        n = 0
+        keys: AsyncIterator[bytes] = r.scan_iter(match=f"{self.prefix}*", count=1000)
+        batch: list[bytes] = []
+        async for k in keys:
+            batch.append(k)
+            if len(batch) >= 500:
+                n += int(await r.delete(*batch))
+                batch = []
+        if batch:
+            n += int(await r.delete(*batch))
+        return n

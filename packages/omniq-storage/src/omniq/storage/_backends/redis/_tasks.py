@@ -1,0 +1,394 @@
+"""The task queue of the Redis backend (see ``_backend``): each operation is one Lua
+script (``lua/``), sent on the backend's lane when it is free, else through the pool."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from omniq.models import ClaimedTask, Task, TaskResult, TaskStatus, now
+from omniq.storage._interfaces import (
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    LeaseRef,
+    ResultStorage,
+    RetryRequest,
+    TaskQueueStorage,
+)
+from omniq.storage._remote import claimed, decode_task, encode, with_state, with_state_eta
+
+from ._engine import REGISTRATION, RedisStore, as_float, as_str, opt, opt_repr
+from ._lane import LaneMissed
+
+__all__ = ["RedisTaskQueue"]
+
+_list = list
+_tasks_decoder = msgspec.msgpack.Decoder(list[Task])
+
+
+def _decode_tasks(blob: bytes) -> list[Task]:
+    """The claimed envelopes, sent by the claim script as one msgpack array."""
+    return _tasks_decoder.decode(blob)
+
+
+class RedisTaskQueue(RedisStore, TaskQueueStorage):
+    """Task queue on sorted sets and hashes; each operation is one Lua script."""
+
+    async def _script(self, name: str, *args: Any) -> Any:
+        be = self._be
+        script = be.scripts[name]
+        full = [self._p, repr(now()), *args]
+        lane = be.lane
+        if lane is not None and not lane.busy:
+            wake = name == "enqueue"  # it may hand the task over to a waiting worker
+            try:
+                return await be.call(lambda: lane.evalsha(script.sha, full, wake_first=wake))
+            except LaneMissed:
+                pass
+        return await self._call(lambda: script(args=full))
+
+    async def enqueue(
+        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> list[Task]:
+        if not tasks:
+            return []
+        envs = [encode(t) for t in tasks]
+        meta = encode(
+            [
+                [
+                    t.id,
+                    t.queue,
+                    t.priority,
+                    opt_repr(t.eta),
+                    opt_repr(t.expires_at),
+                    t.key or "",
+                    list(t.depends_on),
+                    len(env),
+                ]
+                for t, env in zip(tasks, envs, strict=True)
+            ]
+        )
+        args = (dependency_policy, meta, b"".join(envs))
+        rows = await self._script("enqueue", *args)
+        out: list[Task] = []
+        for t, row in zip(tasks, rows, strict=True):
+            if len(row) == 2:
+                out.append(with_state(t, as_str(row[1]), 0))
+            else:
+                stored = decode_task(row[3])
+                out.append(with_state_eta(stored, as_str(row[1]), int(row[2]), as_float(row[4])))
+        return out
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> list[ClaimedTask]:
+        if limit <= 0 or not queues:
+            return []
+        until = now() + lease
+        blob, meta = await self._script("claim", worker_id, repr(until), limit, *queues)
+        out = []
+        for i, stored in enumerate(_decode_tasks(blob)):
+            tok, attempt, eta = meta[3 * i], meta[3 * i + 1], meta[3 * i + 2]
+            task = with_state_eta(stored, TaskStatus.RUNNING, int(attempt), as_float(eta))
+            out.append(claimed(task, as_str(tok), until, worker_id))
+        return out
+
+    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
+        if not leases:
+            return []
+        args: list[Any] = [repr(now() + lease)]
+        for ref in leases:
+            args += [ref.task_id, ref.token]
+        return [as_str(x) for x in await self._script("renew", *args)]
+
+    @staticmethod
+    def _report(res: Any) -> CompletionReport:
+        done, stale, released, cancelled = res
+        return CompletionReport(
+            done=[as_str(x) for x in done],
+            stale=[as_str(x) for x in stale],
+            released=[as_str(x) for x in released],
+            cancelled=[
+                with_state(decode_task(env), TaskStatus.CANCELLED, int(a))
+                for _, a, env in cancelled
+            ],
+        )
+
+    async def complete(
+        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        if not completions:
+            return CompletionReport()
+        flat: list[Any] = []
+        for c in completions:
+            flat += (c.task_id, c.token, c.status)  # msgspec encodes a TaskStatus by value
+        return self._report(await self._script("complete", dependency_policy, encode(flat)))
+
+    async def finish(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """Results and completions in one script when the results live in this Redis:
+        the lease check fences both, atomically, in one round trip."""
+        by_id = {r.task_id: r for r in results}
+        if (
+            result_store is not self._be.results
+            or len(by_id) != len(results)
+            or not by_id.keys() <= {c.task_id for c in completions}
+        ):
+            return await super().finish(
+                completions,
+                results,
+                result_store,
+                lease=lease,
+                dependency_policy=dependency_policy,
+            )
+        if not completions:
+            return CompletionReport()
+        flat: list[Any] = []
+        blobs: list[bytes] = []
+        t = now()
+        for c in completions:
+            res = by_id.get(c.task_id)
+            if res is None:
+                flat += (c.task_id, c.token, c.status, 0, "", "")
+                continue
+            blob = encode(res)
+            blobs.append(blob)
+            exp = res.expires_at
+            if exp is None:
+                flat += (c.task_id, c.token, c.status, len(blob), "", "")
+            else:
+                ms = max(1, math.ceil((exp - t) * 1000))
+                flat += (c.task_id, c.token, c.status, len(blob), ms, repr(exp))
+        res = await self._script("finish", dependency_policy, encode(flat), b"".join(blobs))
+        return self._report(res)
+
+    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
+        if not requests:
+            return []
+        args: list[Any] = ["0"]
+        for r in requests:
+            args += [r.task_id, r.token, opt(r.eta)]
+        return [as_str(x) for x in await self._script("retry", *args)]
+
+    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
+        if not leases:
+            return []
+        args: list[Any] = ["1"]
+        for ref in leases:
+            args += [ref.task_id, ref.token, ""]
+        return [as_str(x) for x in await self._script("retry", *args)]
+
+    async def cancel(
+        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        if not task_ids:
+            return CompletionReport()
+        return self._report(await self._script("cancel", dependency_policy, *task_ids))
+
+    async def reclaim_expired(self) -> list[str]:
+        return [as_str(x) for x in await self._script("reclaim")]
+
+    async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
+        return self._report(await self._script("expire", dependency_policy))
+
+    async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
+        if not task_ids:
+            return []
+        r = self._be.redis
+
+        async def run() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for tid in task_ids:
+                pipe.hmget(f"{self._p}t:{tid}", "d", "s", "a", "eta")
+            return await pipe.execute()
+
+        rows = await self._call(run)
+        return [
+            None
+            if row[0] is None
+            else with_state_eta(decode_task(row[0]), as_str(row[1]), int(row[2]), as_float(row[3]))
+            for row in rows
+        ]
+
+    def _key(self, queue: str, status: TaskStatus | None) -> str:
+        """The zset listing ``queue``'s tasks in ``status``: the lease zset for running
+        tasks, else the index zset (score 0, so ordered by id)."""
+        if status is not None and TaskStatus(status) is TaskStatus.RUNNING:
+            return f"{self._p}l:{queue}"
+        s = TaskStatus(status).value if status is not None else "all"
+        return f"{self._p}i:{queue}:{s}"
+
+    async def _index_keys(self, queue: str | None, status: TaskStatus | None) -> list[str]:
+        """The per-queue zsets to read (every known queue when ``queue`` is None)."""
+        if queue is not None:
+            return [self._key(queue, status)]
+        queues = await self._call(lambda: self._be.redis.smembers(f"{self._p}queues"))
+        return [self._key(as_str(q), status) for q in sorted(queues)]
+
+    async def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        if limit <= 0:
+            return []
+        keys = await self._index_keys(queue, status)
+        r = self._be.redis
+
+        async def run() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for k in keys:
+                pipe.zrange(k, 0 if len(keys) > 1 else offset, offset + limit - 1)
+            return await pipe.execute()
+
+        if status is not None and TaskStatus(status) is TaskStatus.RUNNING:
+            # Lease zsets are ordered by lease end: read them whole (running tasks are
+            # bounded by the workers' capacity) and order by id here.
+
+            async def run_all() -> list[Any]:
+                pipe = r.pipeline(transaction=False)
+                for k in keys:
+                    pipe.zrange(k, 0, -1)
+                return await pipe.execute()
+
+            every = sorted(i for part in await self._call(run_all) for i in part)
+            ids = every[offset : offset + limit]
+        else:
+            parts = await self._call(run) if keys else []
+            # Index members share score 0, so each part is in id order; merge the queues.
+            merged = parts[0] if len(parts) == 1 else list(heapq.merge(*parts))
+            ids = merged if len(parts) == 1 else merged[offset : offset + limit]
+        return [t for t in await self.get([as_str(i) for i in ids]) if t is not None]
+
+    async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
+        keys = await self._index_keys(queue, status)
+        r = self._be.redis
+
+        async def run() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for k in keys:
+                pipe.zcard(k)
+            return await pipe.execute()
+
+        return sum(int(n) for n in await self._call(run)) if keys else 0
+
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        r = self._be.redis
+        queues = sorted(as_str(q) for q in await self._call(lambda: r.smembers(f"{self._p}queues")))
+
+        async def run() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for q in queues:
+                for st in TaskStatus:
+                    pipe.zcard(self._key(q, st))
+            return await pipe.execute()
+
+        res = await self._call(run)
+        out: dict[tuple[str, TaskStatus], int] = {}
+        it = iter(res)
+        for q in queues:
+            for st in TaskStatus:
+                n = int(next(it))
+                if n:
+                    out[(q, st)] = n
+        return out
+
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
+        only = "" if status is None else TaskStatus(status).value
+        return int(await self._script("purge", repr(finished_before), only))
+
+    async def requeue(self, task_ids: Sequence[str]) -> _list[str]:
+        ids = _list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        return [as_str(x) for x in await self._script("requeue", *ids)]
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        return await self._wait(queues, timeout, None)
+
+    async def wait_for_push(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        *,
+        worker_id: str,
+        lease: float,
+        inbox: Callable[[_list[ClaimedTask]], None],
+    ) -> bool:
+        """Registers the worker as idle on its queues for the wait (at most
+        REGISTRATION seconds, so a worker that died stops getting handovers soon) in the
+        same round trip as the probe; ENQUEUE hands it a task ready now in an empty
+        queue, published to this backend's listener, which calls ``inbox``."""
+        member = "\x1f".join([worker_id, repr(lease), self._be.inbox_channel, *queues])
+        self._be.inboxes[worker_id] = (inbox, list(queues), member)
+        return await self._wait(queues, min(timeout, REGISTRATION), (worker_id, member))
+
+    async def close_inbox(self, worker_id: str) -> _list[str]:
+        entry = self._be.inboxes.pop(worker_id, None)
+        if entry is None:
+            return []
+        _, queues, member = entry
+        return [as_str(x) for x in await self._script("close_inbox", worker_id, member, *queues)]
+
+    async def _wait(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        idle: tuple[str, str] | None,
+    ) -> bool:
+        """Probe, then wait for a notification. ``idle`` (worker id, registration member;
+        see ``lua/enqueue.lua``): register the worker as idle on ``queues`` in the probe's round
+        trip, and wake for a handover to it too."""
+        keys = [f"w:{q}" for q in queues]
+        member = None
+        if idle is not None:
+            worker_id, member = idle
+            keys.append(f"p:{worker_id}")
+        with self._be.wake.watch(keys) as watch:
+            r = self._be.redis
+            p = self._p
+            until = now() + timeout + 1.0
+
+            async def probe() -> list[Any]:
+                pipe = r.pipeline(transaction=False)
+                if member is not None:
+                    pipe.sadd(f"{p}queues", *queues)  # so RECLAIM sees handed-over leases
+                    for q in queues:
+                        pipe.zadd(f"{p}iw:{q}", {member: until})
+                for q in queues:
+                    pipe.zcard(f"{p}r:{q}")
+                    pipe.zrange(f"{p}d:{q}", 0, 0, withscores=True)
+                    pipe.zrange(f"{p}l:{q}", 0, 0, withscores=True)
+                return await pipe.execute()
+
+            res = await self._call(probe)
+            if member is not None:
+                res = res[1 + len(queues) :]
+            t = now()
+            wake_at = t + timeout
+            for i in range(len(queues)):
+                if int(res[3 * i]):
+                    return True
+                for nxt in (res[3 * i + 1], res[3 * i + 2]):
+                    if nxt:
+                        wake_at = min(wake_at, float(nxt[0][1]))
+            if wake_at <= t:
+                return True
+            if await watch.wait(wake_at - t):
+                return True
+            return wake_at < t + timeout

@@ -1,0 +1,74 @@
+-- ARGV[3] worker, ARGV[4] lease end, ARGV[5] limit, ARGV[6..] queues
+local worker, lend, limit = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local lendn = tonumber(lend)
+local queues = {}
+for j = 6, #ARGV do queues[#queues + 1] = ARGV[j] end
+reclaim(nil, queues)
+for _, q in ipairs(queues) do
+  local due = redis.call('ZRANGEBYSCORE', P .. 'd:' .. q, '-inf', NOWS, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    zrem(P .. 'd:' .. q, id)
+    zadd(P .. 'r:' .. q, -tonumber(redis.call('HGET', tk(id), 'p')), id)
+  end
+end
+flush()
+local envs, meta = {}, {}
+local taken = 0
+while taken < limit do
+  local picked = {}
+  if #queues == 1 then
+    local q = queues[1]
+    local r = redis.call('ZPOPMIN', P .. 'r:' .. q, limit - taken)
+    for j = 1, #r, 2 do picked[#picked + 1] = {r[j], q} end
+  else
+    local cands = {}
+    for _, q in ipairs(queues) do
+      local r = redis.call('ZRANGE', P .. 'r:' .. q, 0, limit - taken - 1, 'WITHSCORES')
+      for j = 1, #r, 2 do cands[#cands + 1] = {tonumber(r[j+1]), r[j], q} end
+    end
+    table.sort(cands, function(a, b)
+      if a[1] ~= b[1] then return a[1] < b[1] end
+      return a[2] < b[2]
+    end)
+    local rem = {}
+    for j = 1, math.min(#cands, limit - taken) do
+      local c = cands[j]
+      picked[#picked + 1] = {c[2], c[3]}
+      rem[c[3]] = rem[c[3]] or {}
+      table.insert(rem[c[3]], c[2])
+    end
+    for q, ids in pairs(rem) do redis.call('ZREM', P .. 'r:' .. q, unpack(ids)) end
+  end
+  if #picked == 0 then break end
+  for _, pq in ipairs(picked) do
+    local id, q = pq[1], pq[2]
+    local t = tk(id)
+    local h = redis.call('HMGET', t, 's', 'exp', 'd', 'eta', 'a', 'g')
+    if h[1] == 'pending' and not (h[2] and h[2] ~= '' and tonumber(h[2]) <= NOW) then
+      local a = tonumber(h[5]) + 1
+      local g = tonumber(h[6]) + 1
+      local tok = id .. ':' .. g
+      redis.call('HSET', t, 's', 'running', 'a', a, 'g', g, 'tok', tok, 'le', lend, 'w', worker)
+      move(id, q, 'pending', 'running')
+      zadd(P .. 'l:' .. q, lendn, id)
+      envs[#envs + 1] = h[3]
+      meta[#meta + 1] = tok
+      meta[#meta + 1] = a
+      meta[#meta + 1] = h[4]
+      taken = taken + 1
+    end
+  end
+end
+flush()
+-- The envelopes behind one msgpack array header: the client decodes them in one pass.
+local n = #envs
+local hdr
+if n < 16 then
+  hdr = string.char(0x90 + n)
+elseif n < 65536 then
+  hdr = string.char(0xdc, math.floor(n / 256), n % 256)
+else
+  hdr = string.char(0xdd, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+    math.floor(n / 256) % 256, n % 256)
+end
+return {hdr .. table.concat(envs), meta}

@@ -1,0 +1,120 @@
+-- ARGV[3] policy; ARGV[4] msgpack array of {id, q, p, eta, exp, key, {deps}, envelope
+-- length}; ARGV[5] the envelopes concatenated (cmsgpack has no bin type)
+-- Handover: a task ready now, in a queue with nothing else ready, goes straight to a
+-- worker waiting idle on it (``iw:<q>`` zset, score = registration end, member = worker,
+-- lease, its backend's channel and its queues): leased to it for at most HANDOVER
+-- seconds (it renews on receipt) and published on that channel as 'P:' worker, token,
+-- lease end, envelope (unit-separated). The worker is unregistered from all its queues:
+-- one handover per registration.
+local HANDOVER = 5
+-- The idle worker a task ready now goes to, unregistered from all its queues: returns
+-- worker, lease end, channel; nil when the task is not ready now, the queue has ready
+-- tasks (they go first) or nobody waits.
+local function take_idle(q, eta)
+  if eta and eta ~= '' and tonumber(eta) > NOW then return nil end
+  local rb = zbuf[P .. 'r:' .. q]
+  if rb and #rb.order > 0 then return nil end
+  if redis.call('EXISTS', P .. 'r:' .. q) == 1 then return nil end
+  -- The latest registration (the worker that went idle last, warmest): when even it
+  -- has lapsed, all have, and nobody waits.
+  local w = redis.call('ZPOPMAX', P .. 'iw:' .. q)
+  if #w == 0 then return nil end
+  local member = w[1]
+  local parts = {}
+  for part in string.gmatch(member, '[^\31]+') do parts[#parts + 1] = part end
+  for i = 4, #parts do
+    if parts[i] ~= q then redis.call('ZREM', P .. 'iw:' .. parts[i], member) end
+  end
+  local lease = tonumber(parts[2])
+  if tonumber(w[2]) < NOW then return nil end
+  if #parts < 4 or not lease then return nil end  -- not a registration we wrote
+  return parts[1], NOW + math.min(HANDOVER, lease), parts[3]
+end
+local policy = ARGV[3]
+local rows = cmsgpack.unpack(ARGV[4])
+local E = ARGV[5]
+local pos = 1
+local out = {}
+local queues = {}
+local edges = 0
+for _, row in ipairs(rows) do
+  local id, q, p, eta, exp, key, deps = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+  local env = string.sub(E, pos, pos + row[8] - 1)
+  pos = pos + row[8]
+  local existing = nil
+  if redis.call('EXISTS', tk(id)) == 1 then
+    existing = id
+  elseif key ~= '' then
+    local other = redis.call('HGET', P .. 'keys', key)
+    if other then
+      local s = redis.call('HGET', tk(other), 's')
+      if s == 'pending' or s == 'running' then existing = other end
+    end
+  end
+  if existing then
+    local h = redis.call('HMGET', tk(existing), 's', 'a', 'd', 'eta')
+    table.insert(out, {existing, h[1], h[2], h[3], h[4]})
+  else
+    local waiting, failed = 0, false
+    local open = {}
+    local seen = {}
+    for _, d in ipairs(deps) do
+      if not seen[d] then  -- a dependency listed twice is one edge
+        seen[d] = true
+        local s = redis.call('HGET', tk(d), 's')
+        if s == 'success' then
+        elseif s == 'error' or s == 'cancelled' or s == 'expired' then
+          failed = true
+        else
+          waiting = waiting + 1
+          open[#open + 1] = d
+        end
+      end
+    end
+    local t = tk(id)
+    local cancel = failed and policy == 'cancel'
+    local ndv = 0
+    if not cancel then ndv = waiting end
+    idx(q, 'all', id, true)
+    if key ~= '' then redis.call('HSET', P .. 'keys', key, id) end
+    local status = 'pending'
+    local worker, lend, chan = nil, nil, nil
+    if not cancel and waiting == 0 then worker, lend, chan = take_idle(q, eta) end
+    if worker then
+      -- Handed over: stored already leased to the idle worker (one write, no pass
+      -- through the pending index) and published to it with the envelope.
+      local tok = id .. ':1'
+      redis.call('HSET', t, 'd', env, 'q', q, 'p', p, 'a', 1, 'g', 1, 'eta', eta,
+        'exp', exp, 'k', key, 's', 'running', 'nd', 0, 'tok', tok, 'le', lend,
+        'w', worker, 'pu', 1)
+      if exp ~= '' then zadd(P .. 'exp', tonumber(exp), id) end
+      zadd(P .. 'l:' .. q, lend, id)
+      redis.call('PUBLISH', chan,
+        'P:' .. worker .. '\31' .. tok .. '\31' .. string.format('%.6f', lend) .. '\31' .. env)
+    else
+      queues[q] = true
+      redis.call('HSET', t, 'd', env, 'q', q, 'p', p, 'a', 0, 'g', 0, 'eta', eta, 'exp', exp,
+        'k', key, 's', 'pending', 'nd', ndv)
+      move(id, q, nil, 'pending')
+      if cancel then
+        status = 'cancelled'
+        finish(id, q, 'pending', 'cancelled', key, '')
+      else
+        if exp ~= '' then zadd(P .. 'exp', tonumber(exp), id) end
+        if waiting > 0 then
+          for _, d in ipairs(open) do
+            edges = edges + redis.call('SADD', P .. 'dn:' .. d, id)
+          end
+        else
+          make_ready(id, q, p, eta)
+        end
+      end
+    end
+    table.insert(out, {id, status})
+  end
+end
+for q, _ in pairs(queues) do redis.call('SADD', P .. 'queues', q) end
+if edges > 0 then redis.call('INCRBY', P .. 'ndep', edges) end
+flush()
+publish()
+return out

@@ -1,0 +1,17 @@
+local policy = ARGV[3]
+local done, roots, released, cancelled = {}, {}, {}, {}
+local ids = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', NOWS)
+for _, id in ipairs(ids) do
+  local h = redis.call('HMGET', tk(id), 's', 'q', 'k')
+  if h[1] == 'pending' then
+    finish(id, h[2], 'pending', 'expired', h[3], 'x')
+    done[#done + 1] = id
+    roots[#roots + 1] = {id, true}
+  else
+    zrem(P .. 'exp', id)
+  end
+end
+resolve(roots, policy, released, cancelled)
+flush()
+publish()
+return {done, {}, released, cancelled}

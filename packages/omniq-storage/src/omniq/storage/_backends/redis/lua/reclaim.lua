@@ -1,0 +1,5 @@
+local out = {}
+reclaim(out, redis.call('SMEMBERS', P .. 'queues'))
+flush()
+publish()
+return out

@@ -1,0 +1,472 @@
+"""The SQLite task queue: each operation is one ``BEGIN IMMEDIATE`` transaction.
+
+The claim is one ``UPDATE ... WHERE id IN (SELECT ... ORDER BY priority DESC, id
+LIMIT ?) RETURNING`` served by a partial index over ready pending tasks; expired
+leases are returned to pending by one indexed ``UPDATE`` in the same transaction.
+Dependency resolution runs inside the transaction of the completion that causes it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from omniq.models import ClaimedTask, Task, TaskStatus, new_id, now
+from omniq.storage._codec import decode_task, encode
+from omniq.storage._interfaces import (
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    LeaseRef,
+    RetryRequest,
+    TaskQueueStorage,
+)
+from omniq.storage._wake import Wake, wait_for_work
+
+from ._conn import Connection, placeholders
+
+__all__ = ["SQLiteTasks"]
+
+_replace = msgspec.structs.replace
+_FAILED = ("error", "cancelled", "expired")
+_CHUNK = 500
+_COLS = "data, status, attempt, eta"
+
+
+def _task(row: Sequence[Any]) -> Task:
+    """A task from (data, status, attempt, eta) columns."""
+    t = decode_task(row[0])
+    return _replace(t, status=TaskStatus(row[1]), attempt=row[2], eta=row[3])
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _select_in(c: sqlite3.Connection, sql: str, ids: Sequence[str], *args: Any) -> list[Any]:
+    """Run ``sql`` (with ``{in}`` for the id placeholders) over ``ids`` in chunks."""
+    out: list[Any] = []
+    for chunk in _chunks(ids):
+        out.extend(c.execute(sql.format(ph=placeholders(len(chunk))), [*chunk, *args]).fetchall())
+    return out
+
+
+class SQLiteTasks(TaskQueueStorage):
+    def __init__(self, db: Connection, poll_interval: float) -> None:
+        self._db = db
+        self._poll = poll_interval
+        self.wake = Wake()
+
+    # -- enqueue -------------------------------------------------------------------
+
+    async def enqueue(
+        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> list[Task]:
+        batch = list(tasks)
+        stamp = now()
+
+        def run(c: sqlite3.Connection) -> list[Task]:
+            ids = [t.id for t in batch]
+            existing = {
+                r[0]: _task(r[1:])
+                for r in _select_in(c, f"SELECT id, {_COLS} FROM tasks WHERE id IN ({{ph}})", ids)
+            }
+            keys = [t.key for t in batch if t.key is not None]
+            by_key: dict[str, Task] = {}
+            if keys:
+                for r in _select_in(
+                    c,
+                    f"SELECT key, {_COLS} FROM tasks WHERE key IN ({{ph}})"
+                    " AND status IN ('pending', 'running')",
+                    keys,
+                ):
+                    by_key[r[0]] = _task(r[1:])
+            dep_ids = sorted({d for t in batch for d in t.depends_on})
+            dep_status: dict[str, str] = {}
+            if dep_ids:
+                dep_status = dict(
+                    _select_in(c, "SELECT id, status FROM tasks WHERE id IN ({ph})", dep_ids)
+                )
+            out: list[Task] = []
+            rows: list[tuple[Any, ...]] = []
+            dep_rows: list[tuple[str, str]] = []
+            for t in batch:
+                found = existing.get(t.id) or (by_key.get(t.key) if t.key is not None else None)
+                if found is not None:
+                    out.append(found)
+                    continue
+                status, ready, finished = "pending", 1, None
+                if t.depends_on:
+                    states = [dep_status.get(d) for d in t.depends_on]
+                    if any(s in _FAILED for s in states):
+                        if dependency_policy == "cancel":
+                            status, finished = "cancelled", stamp
+                    elif not all(s == "success" for s in states):
+                        ready = 0
+                    dep_rows.extend((d, t.id) for d in t.depends_on)
+                stored = t
+                if t.status.value != status:
+                    stored = _replace(t, status=TaskStatus(status))
+                rows.append(
+                    (
+                        t.id,
+                        t.queue,
+                        t.priority,
+                        status,
+                        ready,
+                        t.eta,
+                        t.expires_at,
+                        t.attempt,
+                        t.key,
+                        finished,
+                        encode(stored),
+                    )
+                )
+                existing[t.id] = stored
+                dep_status[t.id] = status
+                if t.key is not None and status == "pending":
+                    by_key[t.key] = stored
+                out.append(stored)
+            c.executemany(
+                "INSERT INTO tasks (id, queue, priority, status, ready, eta, expires_at, attempt,"
+                " key, finished_at, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            if dep_rows:
+                c.executemany("INSERT OR IGNORE INTO deps VALUES (?, ?)", dep_rows)
+            return out
+
+        out = await self._db.tx(run)
+        self.wake.notify()
+        return out
+
+    # -- claim and lease operations --------------------------------------------------
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> list[ClaimedTask]:
+        qs = list(dict.fromkeys(queues))
+        if not qs or limit <= 0:
+            return []
+        t = now()
+        token = new_id()
+        until = t + lease
+        sql = (
+            "UPDATE tasks SET status = 'running', attempt = attempt + 1, token = ?,"
+            " worker_id = ?, lease_expires_at = ? WHERE id IN (SELECT id FROM tasks"
+            f" WHERE status = 'pending' AND ready = 1 AND queue IN ({placeholders(len(qs))})"
+            " AND (eta IS NULL OR eta <= ?) AND (expires_at IS NULL OR expires_at > ?)"
+            " ORDER BY priority DESC, id LIMIT ?)"
+            f" RETURNING priority, id, {_COLS}"
+        )
+
+        def run(c: sqlite3.Connection) -> list[Any]:
+            _reclaim(c, t)
+            return c.execute(sql, [token, worker_id, until, *qs, t, t, limit]).fetchall()
+
+        rows = await self._db.tx(run)
+        rows.sort(key=lambda r: (-r[0], r[1]))
+        return [
+            ClaimedTask(task=_task(r[2:]), token=token, lease_expires_at=until, worker_id=worker_id)
+            for r in rows
+        ]
+
+    async def _leased_update(self, set_sql: str, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+        """Apply ``set_sql`` to (..., id, token) rows still leased; returns stale ids."""
+        sql = f"UPDATE tasks SET {set_sql} WHERE id = ? AND token = ? AND status = 'running'"
+
+        def run(c: sqlite3.Connection) -> list[str]:
+            return [r[-2] for r in rows if c.execute(sql, r).rowcount == 0]
+
+        return await self._db.tx(run)
+
+    async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
+        until = now() + lease
+        return await self._leased_update(
+            "lease_expires_at = ?", [(until, x.task_id, x.token) for x in leases]
+        )
+
+    async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
+        stale = await self._leased_update(
+            "status = 'pending', eta = ?, token = NULL, worker_id = NULL, lease_expires_at = NULL",
+            [(r.eta, r.task_id, r.token) for r in requests],
+        )
+        self.wake.notify()
+        return stale
+
+    async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
+        stale = await self._leased_update(
+            "status = 'pending', attempt = max(attempt - 1, 0), token = NULL, worker_id = NULL,"
+            " lease_expires_at = NULL",
+            [(x.task_id, x.token) for x in leases],
+        )
+        self.wake.notify()
+        return stale
+
+    async def complete(
+        self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        items = list(completions)
+        t = now()
+
+        def run(c: sqlite3.Connection) -> CompletionReport:
+            report = CompletionReport()
+            done: dict[str, str] = {}
+            for chunk in _chunks(items):
+                values = ",".join("(?,?,?)" for _ in chunk)
+                args: list[Any] = [t]
+                for x in chunk:
+                    args += [x.task_id, x.token, TaskStatus(x.status).value]
+                rows = c.execute(
+                    "UPDATE tasks SET status = v.column3, finished_at = ?, token = NULL,"
+                    " lease_expires_at = NULL"
+                    f" FROM (VALUES {values}) AS v WHERE tasks.id = v.column1"
+                    " AND tasks.token = v.column2 AND tasks.status = 'running'"
+                    " AND v.column3 IN ('success', 'error', 'cancelled', 'expired')"
+                    " RETURNING tasks.id, tasks.status",
+                    args,
+                ).fetchall()
+                done.update(rows)
+            for x in items:
+                (report.done if x.task_id in done else report.stale).append(x.task_id)
+            _resolve(c, list(done.items()), dependency_policy, t, report)
+            return report
+
+        report = await self._db.tx(run)
+        if report.released:
+            self.wake.notify()
+        return report
+
+    async def cancel(
+        self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        ids = list(dict.fromkeys(task_ids))
+        t = now()
+
+        def run(c: sqlite3.Connection) -> CompletionReport:
+            report = CompletionReport()
+            for tid in ids:
+                if c.execute(
+                    "UPDATE tasks SET status = 'cancelled', finished_at = ?, token = NULL,"
+                    " lease_expires_at = NULL WHERE id = ? AND status IN ('pending', 'running')",
+                    (t, tid),
+                ).rowcount:
+                    report.done.append(tid)
+            _resolve(c, [(i, "cancelled") for i in report.done], dependency_policy, t, report)
+            return report
+
+        report = await self._db.tx(run)
+        if report.released:
+            self.wake.notify()
+        return report
+
+    async def reclaim_expired(self) -> list[str]:
+        t = now()
+        ids = await self._db.tx(lambda c: _reclaim(c, t))
+        if ids:
+            self.wake.notify()
+        return ids
+
+    async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
+        t = now()
+
+        def run(c: sqlite3.Connection) -> CompletionReport:
+            rows = c.execute(
+                "UPDATE tasks SET status = 'expired', finished_at = ? WHERE status = 'pending'"
+                " AND expires_at IS NOT NULL AND expires_at <= ? RETURNING id",
+                (t, t),
+            ).fetchall()
+            report = CompletionReport(done=sorted(r[0] for r in rows))
+            _resolve(c, [(i, "expired") for i in report.done], dependency_policy, t, report)
+            return report
+
+        report = await self._db.tx(run)
+        if report.released:
+            self.wake.notify()
+        return report
+
+    # -- reads ---------------------------------------------------------------------
+
+    async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
+        ids = list(task_ids)
+        rows = await self._db.run(
+            lambda c: _select_in(c, f"SELECT id, {_COLS} FROM tasks WHERE id IN ({{ph}})", ids)
+        )
+        found = {r[0]: r[1:] for r in rows}
+        return [_task(found[i]) if i in found else None for i in ids]
+
+    @staticmethod
+    def _where(queue: str | None, status: TaskStatus | None) -> tuple[str, list[Any]]:
+        where, args = [], []
+        if queue is not None:
+            where.append("queue = ?")
+            args.append(queue)
+        if status is not None:
+            where.append("status = ?")
+            args.append(TaskStatus(status).value)
+        return (" WHERE " + " AND ".join(where) if where else ""), args
+
+    async def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        where, args = self._where(queue, status)
+        sql = f"SELECT {_COLS} FROM tasks{where} ORDER BY id LIMIT ? OFFSET ?"
+        rows = await self._db.run(lambda c: c.execute(sql, [*args, limit, offset]).fetchall())
+        return [_task(r) for r in rows]
+
+    async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
+        where, args = self._where(queue, status)
+        row = await self._db.run(
+            lambda c: c.execute(f"SELECT count(*) FROM tasks{where}", args).fetchone()
+        )
+        return int(row[0])
+
+    async def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        rows = await self._db.run(
+            lambda c: c.execute(
+                "SELECT queue, status, count(*) FROM tasks GROUP BY queue, status"
+            ).fetchall()
+        )
+        return {(q, TaskStatus(s)): n for q, s, n in rows}
+
+    async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
+        cond = (
+            "status IN ('success', 'error', 'cancelled', 'expired') AND finished_at IS NOT NULL"
+            " AND finished_at < ?"
+        )
+        args: tuple[Any, ...] = (finished_before,)
+        if status is not None:
+            cond += " AND status = ?"
+            args += (TaskStatus(status).value,)
+
+        def run(c: sqlite3.Connection) -> int:
+            c.execute(
+                f"DELETE FROM deps WHERE task_id IN (SELECT id FROM tasks WHERE {cond})", args
+            )
+            return int(c.execute(f"DELETE FROM tasks WHERE {cond}", args).rowcount)
+
+        return await self._db.tx(run)
+
+    async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
+        ids = list(dict.fromkeys(task_ids))
+
+        def run(c: sqlite3.Connection) -> list[str]:
+            done: set[str] = set()
+            for chunk in _chunks(ids):
+                # OR IGNORE: a task whose idempotency key a live task now holds stays put.
+                rows = c.execute(
+                    "UPDATE OR IGNORE tasks SET status = 'pending', attempt = 0, eta = NULL,"
+                    " token = NULL, worker_id = NULL, lease_expires_at = NULL, finished_at = NULL"
+                    f" WHERE status = 'error' AND id IN ({placeholders(len(chunk))})"
+                    " RETURNING id",
+                    chunk,
+                ).fetchall()
+                done.update(r[0] for r in rows)
+            return [i for i in ids if i in done]
+
+        out = await self._db.tx(run)
+        if out:
+            self.wake.notify()
+        return out
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        qs = list(dict.fromkeys(queues))
+        ph = placeholders(len(qs))
+        ready_sql = (
+            f"SELECT 1 FROM tasks WHERE status = 'pending' AND ready = 1 AND queue IN ({ph})"
+            " AND (eta IS NULL OR eta <= ?) AND (expires_at IS NULL OR expires_at > ?) LIMIT 1"
+        )
+        eta_sql = (
+            f"SELECT min(eta) FROM tasks WHERE status = 'pending' AND ready = 1 AND queue IN ({ph})"
+            " AND eta > ?"
+        )
+        lease_sql = "SELECT min(lease_expires_at) FROM tasks WHERE status = 'running'"
+
+        async def probe() -> tuple[bool, float | None, int]:
+            version = self.wake.version
+            t = now()
+
+            def run(c: sqlite3.Connection) -> tuple[bool, float | None]:
+                if c.execute(ready_sql, [*qs, t, t]).fetchone() is not None:
+                    return True, None
+                etas = [
+                    c.execute(eta_sql, [*qs, t]).fetchone()[0],
+                    c.execute(lease_sql).fetchone()[0],
+                ]
+                known = [e for e in etas if e is not None]
+                return False, (min(known) if known else None)
+
+            ready, eta = await self._db.run(run)
+            return ready, eta, version
+
+        async def data_version() -> int:
+            return int(await self._db.run(lambda c: c.execute("PRAGMA data_version").fetchone()[0]))
+
+        return await wait_for_work(
+            self.wake, probe, timeout, poll=data_version, max_poll=self._poll
+        )
+
+
+def _reclaim(c: sqlite3.Connection, t: float) -> list[str]:
+    rows = c.execute(
+        "UPDATE tasks SET status = 'pending', token = NULL, worker_id = NULL,"
+        " lease_expires_at = NULL WHERE status = 'running' AND lease_expires_at <= ? RETURNING id",
+        (t,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _resolve(
+    c: sqlite3.Connection,
+    finished: list[tuple[str, str]],
+    policy: DependencyPolicy,
+    t: float,
+    report: CompletionReport,
+) -> None:
+    """Release or (transitively) cancel the waiting dependents of tasks that ended."""
+    todo = list(finished)
+    while todo:
+        batch, todo = todo, []
+        ids = [i for i, _ in batch]
+        children = _select_in(c, "SELECT dep_id, task_id FROM deps WHERE dep_id IN ({ph})", ids)
+        if not children:
+            return
+        status_of = dict(batch)
+        for parent, child in sorted(children, key=lambda r: (r[0], r[1])):
+            if status_of[parent] == "success":
+                row = c.execute(
+                    "UPDATE tasks SET ready = 1 WHERE id = ? AND status = 'pending' AND ready = 0"
+                    " AND NOT EXISTS (SELECT 1 FROM deps d LEFT JOIN tasks p ON p.id = d.dep_id"
+                    " WHERE d.task_id = tasks.id AND (p.status IS NULL OR p.status != 'success'))"
+                    " RETURNING id",
+                    (child,),
+                ).fetchone()
+                if row is not None:
+                    report.released.append(child)
+            elif policy == "cancel":
+                row = c.execute(
+                    "UPDATE tasks SET status = 'cancelled', finished_at = ? WHERE id = ?"
+                    f" AND status = 'pending' AND ready = 0 RETURNING {_COLS}",
+                    (t, child),
+                ).fetchone()
+                if row is not None:
+                    report.cancelled.append(_task(row))
+                    todo.append((child, "cancelled"))
+            else:
+                row = c.execute(
+                    "UPDATE tasks SET ready = 1 WHERE id = ? AND status = 'pending' AND ready = 0"
+                    " RETURNING id",
+                    (child,),
+                ).fetchone()
+                if row is not None:
+                    report.released.append(child)

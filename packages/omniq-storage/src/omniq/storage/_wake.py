@@ -1,0 +1,215 @@
+"""The one wait/notify primitive of every backend: result waits and work wake-ups.
+
+A ``Wake`` is a registry of waiters keyed by name (a task id, a queue, a worker id).
+Whoever learns of a change calls ``notify(keys)``: a backend writing in this process,
+or an engine's own notification (LISTEN/NOTIFY, pub/sub, a KV watch) arriving on the
+backend's listener. Waiters park a future on their own event loop, so producers may
+live on any thread or loop.
+
+Two ways to wait, both free of the check-then-wait race:
+
+- ``watch(keys)`` registers first; the caller then checks the engine and awaits the
+  watch, which returns at once if a notification arrived since it was registered;
+- ``wait(seconds, since=version)`` for key-less waits whose check reads ``version``
+  under the same lock as the state it probes (the in-process stores).
+
+``wait_for_result`` and ``wait_for_work`` are the wait loops built on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from types import TracebackType
+
+from omniq.models import TaskResult, now
+
+__all__ = ["Wake", "Watch", "wait_for_result", "wait_for_work"]
+
+_ALL: Hashable = object()
+_Slot = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+class Wake:
+    """Wake coroutines waiting on a key (or on anything, with key-less waits)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[Hashable, list[_Slot]] = {}
+        self.version = 0
+        """Bumped by every ``notify``: a key-less wait passes the value it read."""
+
+    def notify(self, keys: Iterable[Hashable] | None = None) -> None:
+        """Wake waiters on ``keys`` and every key-less waiter (all waiters if None)."""
+        with self._lock:
+            self.version += 1
+            if keys is None:
+                woken = [w for ws in self._waiters.values() for w in ws]
+                self._waiters.clear()
+            else:
+                woken = self._waiters.pop(_ALL, [])
+                for key in keys:
+                    woken.extend(self._waiters.pop(key, ()))
+        if not woken:
+            return
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for loop, fut in woken:
+            if loop is here:
+                _resolve(fut)  # same loop: no self-pipe write, as asyncio.Event.set
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    def watch(self, keys: Sequence[Hashable], *, since: int | None = None) -> Watch:
+        """Register for ``keys`` now (use as a context manager). With ``since``, the
+        watch is already fired if anything was notified after that version."""
+        return Watch(self, keys, since)
+
+    async def wait(
+        self, seconds: float | None, *, key: Hashable | None = None, since: int | None = None
+    ) -> bool:
+        """Wait until notified (True) or ``seconds`` pass (False)."""
+        with self.watch([_ALL if key is None else key], since=since) as w:
+            return await w.wait(seconds)
+
+    def _add(self, keys: Sequence[Hashable], slot: _Slot, since: int | None) -> None:
+        with self._lock:
+            if since is not None and since != self.version:
+                _resolve(slot[1])
+                return
+            for key in keys:
+                self._waiters.setdefault(key, []).append(slot)
+
+    def _remove(self, keys: Sequence[Hashable], slot: _Slot) -> None:
+        with self._lock:
+            for key in keys:
+                waiters = self._waiters.get(key)
+                if waiters is None:
+                    continue
+                try:
+                    waiters.remove(slot)
+                except ValueError:
+                    continue
+                if not waiters:
+                    del self._waiters[key]
+
+
+class Watch:
+    """A registration on some keys of a ``Wake``, made before the check it guards, so a
+    notification between the check and the wait is never missed."""
+
+    def __init__(self, wake: Wake, keys: Sequence[Hashable], since: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake = wake
+        self._keys = keys
+        self._slot: _Slot = (loop, loop.create_future())
+        wake._add(keys, self._slot, since)
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._wake._remove(self._keys, self._slot)
+
+    @property
+    def fired(self) -> bool:
+        """True once a notification for one of the keys arrived."""
+        return self._slot[1].done()
+
+    async def wait(self, seconds: float | None) -> bool:
+        """Wait until notified (True) or ``seconds`` pass (False)."""
+        fut = self._slot[1]
+        if fut.done():
+            return True
+        if seconds is None:
+            await asyncio.shield(fut)
+            return True
+        if seconds <= 0:
+            return False
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), seconds)
+        except TimeoutError:
+            return fut.done()
+        return True
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def wait_for_result(
+    get: Callable[[], Awaitable[TaskResult | None]],
+    wake: Wake,
+    key: Hashable,
+    within: float | None,
+    *,
+    recheck: float | None = None,
+) -> TaskResult | None:
+    """Return the result once ``get`` finds it, woken by ``notify(key)``; None after
+    ``within`` seconds. ``recheck`` also re-reads that often, for stores whose writers
+    cannot always notify (other processes on a file or SQLite database, a notification
+    lost during a reconnect)."""
+    deadline = None if within is None else now() + within
+    while True:
+        with wake.watch([key]) as watch:
+            result = await get()
+            if result is not None:
+                return result
+            left = None if deadline is None else deadline - now()
+            if left is not None and left <= 0:
+                return None
+            if recheck is not None:
+                left = recheck if left is None else min(left, recheck)
+            await watch.wait(left)
+
+
+async def wait_for_work(
+    wake: Wake,
+    probe: Callable[[], Awaitable[tuple[bool, float | None, int]]],
+    within: float,
+    *,
+    poll: Callable[[], Awaitable[Hashable]] | None = None,
+    min_poll: float = 0.005,
+    max_poll: float = 0.1,
+) -> bool:
+    """``probe`` returns (work ready now, earliest future eta, ``wake.version`` read
+    with it). Return True when ``probe`` sees ready work, a notification arrives, the
+    next eta comes, or ``poll``'s value changes (a cheap probe of other processes'
+    writes, checked with a growing interval up to ``max_poll``); False after
+    ``within`` seconds."""
+    deadline = now() + within
+    ready, eta, version = await probe()
+    if ready:
+        return True
+    marker = await poll() if poll is not None else None
+    interval = min_poll
+    while True:
+        t = now()
+        left = deadline - t
+        if left <= 0:
+            return False
+        step = left
+        if eta is not None:
+            if eta <= t:
+                return True
+            step = min(step, eta - t)
+        if poll is not None:
+            step = min(step, interval)
+            interval = min(interval * 2, max_poll)
+        if await wake.wait(step, since=version):
+            return True
+        if eta is not None and eta <= now():
+            return True
+        if poll is not None and await poll() != marker:
+            return True
+        if poll is None and eta is None:
+            return False
