@@ -85,9 +85,7 @@ async def test_module_outside_the_list_is_never_imported(
     name, marker = canary
     refused = make_task(f"{name}:job", 1, worker=wt)
     allowed = make_task("add", 1, 1, worker=wt)
-    _src, sink = await burst(
-        [refused, allowed], allowed_modules=["omniq_workers_testkit", "myapp.*"]
-    )
+    _src, sink = await burst([refused, allowed], allowed_modules="omniq_workers_testkit, myapp.*")
     assert_refused(sink, refused.id)
     assert sink.by_id()[allowed.id].ok
     assert name not in sys.modules and not marker.exists()

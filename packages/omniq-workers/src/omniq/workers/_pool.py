@@ -154,9 +154,10 @@ class AsyncWorkerPool:
         self.flush_interval = flush_interval
         self.idle_wait = idle_wait
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
-        self.allowed_modules: tuple[str, ...] = tuple(
-            allowed_modules if allowed_modules is not None else settings.allowed_modules
-        )
+        allowed = allowed_modules if allowed_modules is not None else settings.allowed_modules
+        if isinstance(allowed, str):  # "app.tasks, billing.*" as in OMNIQ_ALLOWED_MODULES
+            allowed = allowed.split(",")
+        self.allowed_modules: tuple[str, ...] = tuple(e.strip() for e in allowed if e.strip())
         self._workers: dict[WorkerType, Worker] = dict(workers or {})
         if self.default_worker not in self._workers:
             require_worker_extra(self.default_worker)
@@ -379,6 +380,8 @@ class AsyncWorkerPool:
         if task.worker is WorkerType.PROCESS:
             check_process_callable(task.func, task.func_payload)
         if task.func_payload is None:
+            if len(self._admitted) >= 4096:  # forged names must not grow it without bound
+                self._admitted.clear()
             self._admitted.add(task.func)
 
     def _route(self, task: Task) -> tuple[WorkerType, Callable[..., Any] | None]:
