@@ -136,7 +136,7 @@ async def test_unsigned_pickle_argument_payload_is_never_unpickled(
                 base, payload=Payload("dill", evil_pickle(str(marker)))
             )
             await oq.enqueue_many([forged])
-            async with oq.worker():
+            async with oq.worker(allowed_modules=["os"]):  # reach the payload check
                 r = await oq.get_result(forged.id, wait=True, timeout=30)
     finally:
         if spec.cleanup is not None:

@@ -49,6 +49,7 @@ VALID: dict[str, tuple[str, Any]] = {
     "dill_secret": ("s3cret", "s3cret"),
     "dill_key_id": ("k2", "k2"),
     "dill_previous_secrets": ('{"k0": "old"}', {"k0": "old"}),
+    "allowed_modules": ("myapp.tasks, billing.*,*", ("myapp.tasks", "billing", "*")),
     "max_payload_bytes": ("1024", 1024),
     "event_buffer_size": ("100", 100),
     "event_retention_seconds": ("86400", 86400.0),
@@ -88,6 +89,7 @@ GARBAGE: dict[str, str] = {
     "dill_secret": "",  # invalid only together with dill_enabled, tested separately
     "dill_key_id": " ",
     "dill_previous_secrets": '{"k0": 5}',
+    "allowed_modules": "myapp tasks",
     "max_payload_bytes": "16MB",
     "event_buffer_size": "1e3",
     "event_retention_seconds": "forever",

@@ -4,7 +4,6 @@ shutdown, lease loss, batching. Uses the in-memory source and sink of the testki
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import threading
 import time
 from collections import Counter
@@ -21,6 +20,7 @@ from omniq_workers_testkit import (
     gate,
     make_task,
     max_overlap,
+    omniq_children,
     value_of,
 )
 
@@ -61,7 +61,7 @@ def nothing_left_behind() -> Any:
     RUNS.clear()
     yield
     assert omniq_threads() == []
-    assert multiprocessing.active_children() == []
+    assert omniq_children() == []
 
 
 def pool_for(src: MemorySource, sink: MemorySink, **opts: Any) -> AsyncWorkerPool:

@@ -3,7 +3,6 @@ WorkerPool wrapper and signal handling."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
@@ -24,6 +23,7 @@ from omniq_workers_testkit import (
     exit_hard,
     gate,
     make_task,
+    omniq_children,
     segfault,
     value_of,
 )
@@ -48,7 +48,7 @@ def nothing_left_behind() -> Any:
     AGATES.clear()
     yield
     assert [t.name for t in threading.enumerate() if t.name.startswith("omniq")] == []
-    assert multiprocessing.active_children() == []
+    assert omniq_children() == []
 
 
 async def test_async_worker_runs_coroutines_and_plain_functions() -> None:

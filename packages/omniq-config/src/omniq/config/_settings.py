@@ -161,6 +161,27 @@ def _check_secrets(v: Any) -> dict[str, str]:
     return dict(v)
 
 
+def _split_modules(text: str) -> list[str]:
+    return text.split(",")
+
+
+def _check_modules(v: Any) -> tuple[str, ...]:
+    items = v.split(",") if isinstance(v, str) else v
+    _need(isinstance(items, list | tuple), "not a list of module names")
+    out: list[str] = []
+    for raw in items:
+        _need(isinstance(raw, str), f"not a module name: {raw!r}")
+        entry = raw.strip()
+        entry = entry.removesuffix(".*") if entry != "*" else entry
+        if not entry:
+            continue
+        _need(entry == "*" or bool(_COMPONENT.match(entry)), f"bad module name {raw.strip()!r}")
+        if entry not in out:
+            out.append(entry)
+    _need(bool(out), "no module given (use * for the default)")
+    return tuple(out)
+
+
 _URL = FieldRule("empty or a URL with a scheme, e.g. redis://localhost:6379/0", _check_url)
 _COUNT = _int(1)
 _SECS = _seconds()
@@ -206,6 +227,12 @@ FIELD_RULES: dict[str, FieldRule] = {
     "dill_key_id": _text(),
     "dill_previous_secrets": FieldRule(
         "a JSON object of key id -> non-empty secret", _check_secrets, _json_object, secret=True
+    ),
+    "allowed_modules": FieldRule(
+        "comma-separated module names or prefixes (app.tasks, app.*), or * for every "
+        "module outside the standard library",
+        _check_modules,
+        _split_modules,
     ),
     "max_payload_bytes": _int(1, "a number of bytes"),
     "event_buffer_size": _COUNT,
@@ -258,6 +285,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dill_previous_secrets: dict[str, str] = msgspec.field(
         default_factory=lambda: dict(c.DILL_PREVIOUS_SECRETS)
     )
+    allowed_modules: tuple[str, ...] = c.ALLOWED_MODULES
     max_payload_bytes: int = c.MAX_PAYLOAD_BYTES
     event_buffer_size: int = c.EVENT_BUFFER_SIZE
     event_retention_seconds: float = c.EVENT_RETENTION_SECONDS

@@ -345,7 +345,7 @@ class QueueWorkerSource:
                 breakers.record(task.func, True)
             elif status is TaskStatus.ERROR and not final:
                 breakers.record(task.func, False)
-                if retry_mgr.should_retry(task, attempt):
+                if o.retryable and retry_mgr.should_retry(task, attempt):
                     delay = retry_mgr.delay(task, attempt)
                     eta = t_now + delay
                     retries.append(RetryRequest(task.id, token, eta))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "ALLOWED_MODULES",
     "BASE_DIR",
     "COMPONENT_LOG_LEVELS",
     "DEFAULT_QUEUE",
@@ -115,6 +116,11 @@ DILL_KEY_ID: Final = "k1"
 """Identifier of the active signing key, stored with each payload for rotation."""
 DILL_PREVIOUS_SECRETS: Final[dict[str, str]] = {}
 """Retired signing keys still accepted for verification, key id -> secret (JSON in the env)."""
+ALLOWED_MODULES: Final[tuple[str, ...]] = ("*",)
+"""Modules whose functions a worker may import and run, checked before the import:
+``app.tasks`` or ``app.*`` admit a package and everything under it; ``*`` admits every
+module except the standard library (math, operator and a few other pure modules aside)
+and unpickling libraries, which run only when named (comma-separated in the env)."""
 MAX_PAYLOAD_BYTES: Final = 16 * 1024 * 1024
 """Largest serialized argument or result payload accepted, in bytes."""
 

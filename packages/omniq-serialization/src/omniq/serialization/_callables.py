@@ -6,15 +6,22 @@ import functools
 import importlib
 import inspect
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from omniq.models import InvalidTaskError
 
 __all__ = [
+    "ANY_MODULE",
+    "GUARDED_THIRD_PARTY",
+    "PURE_STDLIB_MODULES",
+    "admits",
     "check_allowed",
     "import_path_of",
+    "is_guarded",
     "label",
+    "module_of_label",
+    "normalize_allowed",
     "not_importable_reason",
     "parse_path",
     "resolve_path",
@@ -49,24 +56,108 @@ def parse_path(path: str) -> tuple[str, str]:
     return module, qualname
 
 
-def check_allowed(path: str, module: str, allowed_modules: Sequence[str] | None) -> None:
-    """Refuse ``module`` unless it is, or sits under, one of ``allowed_modules``.
+ANY_MODULE = "*"
+"""Allow-list entry admitting every module except the guarded ones (see :func:`is_guarded`)."""
 
-    A prefix ``"app"`` allows ``app`` and ``app.tasks`` but not ``apple``. Nothing is
-    imported before this check passes.
+PURE_STDLIB_MODULES: frozenset[str] = frozenset(
+    {"cmath", "decimal", "fractions", "math", "operator", "statistics"}
+)
+"""Standard-library modules of pure computation that ``*`` admits: no files, processes,
+network, imports or code evaluation can be reached through their functions."""
+
+GUARDED_THIRD_PARTY: frozenset[str] = frozenset({"cloudpickle", "dill"})
+"""Installed-package modules that unpickle (run code) and so are guarded like the stdlib."""
+
+
+def is_guarded(module: str) -> bool:
+    """True if ``module`` runs only when an allow-list names it (``*`` is not enough).
+
+    Guarded: the standard library (``os``, ``subprocess``, ``builtins``, ``importlib``,
+    ``logging.config``...: one task call away from running a command or code) except
+    :data:`PURE_STDLIB_MODULES`, plus :data:`GUARDED_THIRD_PARTY`.
+    """
+    top = module.partition(".")[0]
+    if top in PURE_STDLIB_MODULES:
+        return False
+    return top in sys.stdlib_module_names or top in GUARDED_THIRD_PARTY
+
+
+def normalize_allowed(allowed_modules: str | Iterable[str]) -> tuple[str, ...]:
+    """Allow-list entries as stored: ``"a, b.*"`` -> ``("a", "b")``; InvalidTaskError if bad.
+
+    An entry is ``*``, a dotted module name, or a dotted name ending in ``.*`` (the same
+    as the name: the module and everything under it). Empty entries are dropped.
+    """
+    items = allowed_modules.split(",") if isinstance(allowed_modules, str) else allowed_modules
+    out: list[str] = []
+    for raw in items:
+        if not isinstance(raw, str):
+            raise InvalidTaskError(f"allowed module entries are str, not {type(raw).__name__}")
+        entry = raw.strip()
+        if entry.endswith(".*"):
+            entry = entry[:-2]
+        entry = entry.rstrip(".")
+        if not entry:
+            continue
+        if entry != ANY_MODULE and not all(p.isidentifier() for p in entry.split(".")):
+            raise InvalidTaskError(
+                f"invalid allowed module {raw!r}: expected '*', 'package.module' or 'package.*'"
+            )
+        if entry not in out:
+            out.append(entry)
+    return tuple(out)
+
+
+def admits(module: str, allowed_modules: Sequence[str]) -> bool:
+    """True if the allow-list admits ``module`` (see :func:`check_allowed`)."""
+    for raw in allowed_modules:
+        if raw == ANY_MODULE:
+            if not is_guarded(module):
+                return True
+            continue
+        prefix = raw[:-2] if raw.endswith(".*") else raw
+        prefix = prefix.rstrip(".")
+        if prefix and (module == prefix or module.startswith(prefix + ".")):
+            return True
+    return False
+
+
+def check_allowed(path: str, module: str, allowed_modules: Sequence[str] | None) -> None:
+    """Refuse ``module`` unless the allow-list ``allowed_modules`` admits it.
+
+    An entry ``"app"`` (or ``"app.*"``) admits ``app`` and ``app.tasks`` but not
+    ``apple``; ``"*"`` admits every module that is not guarded (:func:`is_guarded`: the
+    standard library apart from pure math/operator modules, and unpickling libraries); a
+    guarded module runs only when an entry names it or a package above it. ``None`` skips
+    the check (for paths the caller wrote itself). Nothing is imported by this check.
     """
     if allowed_modules is None:
         return
     if isinstance(allowed_modules, str):
-        allowed_modules = (allowed_modules,)
-    for raw in allowed_modules:
-        prefix = raw.rstrip(".")
-        if module == prefix or module.startswith(prefix + "."):
-            return
+        allowed_modules = normalize_allowed(allowed_modules)
+    if admits(module, allowed_modules):
+        return
+    why = (
+        f"{module!r} is guarded (standard library or an unpickler): name it explicitly to run it"
+        if ANY_MODULE in allowed_modules and is_guarded(module)
+        else f"refused without importing {module!r}"
+    )
     raise InvalidTaskError(
         f"task import path {path!r} is outside the allowed modules "
-        f"{list(allowed_modules)!r}: refused without importing {module!r}"
+        f"{list(allowed_modules)!r}: {why} (setting allowed_modules, OMNIQ_ALLOWED_MODULES)"
     )
+
+
+def module_of_label(path: str) -> str | None:
+    """The module named by a ``module:qualname`` label, or None if it names none usable.
+
+    Labels of dill-sent callables may not be import paths (``<lambda>``, ``<locals>``), but
+    their module part still says where the function came from.
+    """
+    module, sep, _ = path.partition(":")
+    if not sep or not module or not all(p.isidentifier() for p in module.split(".")):
+        return None
+    return module
 
 
 @functools.lru_cache(maxsize=4096)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
 from omniq.models import ConfigError, InvalidTaskError, Payload, SerializationError, settings
 
-from ._callables import check_allowed, import_path_of, label, not_importable_reason, parse_path
+from ._callables import (
+    check_allowed,
+    import_path_of,
+    label,
+    module_of_label,
+    not_importable_reason,
+    parse_path,
+)
 from ._callables import resolve_path as _resolve_path
 from ._detector import SerializationDetector
 from ._serializers import DillSerializer, MsgspecSerializer
@@ -198,6 +206,34 @@ class SerializationManager:
             raise InvalidTaskError(f"{label(func)} cannot be pickled either: {exc}") from exc
         return label(func), payload
 
+    def check_callable(
+        self,
+        path: str,
+        payload: Payload | None = None,
+        *,
+        allowed_modules: Sequence[str] | None = None,
+    ) -> None:
+        """Every check :meth:`resolve_callable` makes before it imports or unpickles.
+
+        An import path must be well formed, must not name ``__main__`` and its module
+        must be admitted by ``allowed_modules`` (see ``check_allowed``: ``"app"`` or
+        ``"app.*"`` admits ``app`` and its submodules, ``"*"`` every module outside the
+        guarded standard library; ``None`` skips the list). A dill payload must be a dill
+        payload, and the module its label names, when it names one other than
+        ``__main__``, must be admitted too. Raises InvalidTaskError; imports nothing.
+        """
+        if payload is not None:
+            if payload.format != "dill":
+                raise InvalidTaskError(
+                    f"callable payload for {path!r} has format {payload.format!r}; expected 'dill'"
+                )
+            module = module_of_label(path)
+            if allowed_modules is not None and module is not None and module != "__main__":
+                check_allowed(path, module, allowed_modules)
+            return
+        module, _ = parse_path(path)
+        check_allowed(path, module, allowed_modules)
+
     def resolve_callable(
         self,
         path: str,
@@ -207,25 +243,24 @@ class SerializationManager:
     ) -> Callable[..., Any]:
         """The callable an :meth:`encode_callable` result names.
 
-        With a payload, it is loaded as signed dill (the allow-list does not apply: the
-        signature is the trust check). Otherwise ``path`` is imported; if
-        ``allowed_modules`` is given, a module outside those prefixes is refused before
-        anything is imported. Resolved paths are cached.
+        :meth:`check_callable` runs first, so a module outside ``allowed_modules`` is
+        refused before anything is imported. With a payload the callable is loaded as
+        signed dill (the signature is the trust check) and then the module it comes from
+        (a partial's function's, a method's class's) must be admitted as well, unless it
+        is ``__main__``. Otherwise ``path`` is imported. Resolved paths are cached.
         """
+        self.check_callable(path, payload, allowed_modules=allowed_modules)
         if payload is not None:
-            if payload.format != "dill":
-                raise InvalidTaskError(
-                    f"callable payload for {path!r} has format {payload.format!r}; expected 'dill'"
-                )
             func = self.loads(payload)
             if not callable(func):
                 raise InvalidTaskError(
                     f"callable payload for {path!r} holds a {type(func).__name__}"
                 )
+            if allowed_modules is not None:
+                module = _origin_module(func)
+                if module is not None and module != "__main__":
+                    check_allowed(label(func), module, allowed_modules)
             return func  # type: ignore[no-any-return]
-        if allowed_modules is not None:
-            module, _ = parse_path(path)
-            check_allowed(path, module, allowed_modules)
         return _resolve_path(path)
 
     # -- helpers -----------------------------------------------------------------------
@@ -252,3 +287,13 @@ class SerializationManager:
                 f"runs code); {_ENABLE_DILL_HINT}"
             )
         return self._dill
+
+
+def _origin_module(func: Any) -> str | None:
+    """The module a loaded callable comes from (through partials), if it names one."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    module = getattr(func, "__module__", None)
+    if not isinstance(module, str) or not all(p.isidentifier() for p in module.split(".")):
+        return None
+    return module

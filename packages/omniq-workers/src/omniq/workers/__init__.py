@@ -12,7 +12,7 @@ import contextlib
 
 from ._async import AsyncWorker, is_async_callable
 from ._base import Worker
-from ._gevent import GeventWorker, gevent_patched
+from ._gevent import GeventWorker, gevent_patched, require_worker_extra
 from ._pool import AsyncWorkerPool
 from ._process import ProcessWorker, RemoteTaskError
 from ._signals import install_signal_handlers
@@ -37,6 +37,7 @@ __all__ = [
     "gevent_patched",
     "install_signal_handlers",
     "is_async_callable",
+    "require_worker_extra",
     "wait_interruptibly",
 ]
 

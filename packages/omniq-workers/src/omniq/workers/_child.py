@@ -1,14 +1,19 @@
 """The loop a ProcessWorker child runs: receive a call, run it, send the outcome back.
 
-Messages are msgpack (msgspec) frames over a multiprocessing pipe; arguments and
-results stay serialization payloads, so the parent never unpickles what a child made.
+A child is a fresh interpreter started by ``python -c`` with :data:`BOOTSTRAP`, which
+imports this module and calls :func:`main`: the parent's ``__main__`` (the user's script)
+is never imported, so a script without an ``if __name__ == "__main__":`` guard runs once.
+Messages are msgpack (msgspec) frames over a socket pair; arguments and results stay
+serialization payloads, so the parent never unpickles what a child made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import pickle
 import signal
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -18,7 +23,19 @@ import msgspec
 
 from omniq.models import ErrorInfo, Payload
 
-__all__ = ["Reply", "Request", "child_main"]
+__all__ = ["BOOTSTRAP", "Init", "Reply", "Request", "child_main", "encode_init", "main"]
+
+BOOTSTRAP = "import sys; from omniq.workers._child import main; main(int(sys.argv[1]))"
+"""The ``python -c`` program of a child; its argument is the socket's file descriptor."""
+
+
+class Init(msgspec.Struct, array_like=True):
+    """The first frame a child receives: the parent's ``sys.path`` and a pickle of
+    ``(serializer_factory, allowed_modules)`` (trusted: it comes from the parent over a
+    socket pair only the two processes hold)."""
+
+    sys_path: list[str]
+    setup: bytes
 
 
 class Request(msgspec.Struct, array_like=True):
@@ -37,13 +54,31 @@ class Reply(msgspec.Struct, array_like=True):
     error: ErrorInfo | None = None
 
 
+def main(fd: int) -> None:
+    """Entry point of a child: adopt the parent's import path, then serve calls on ``fd``."""
+    # Ctrl-C reaches the whole process group; the parent decides when children stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(fd)
+    try:
+        init = msgspec.msgpack.decode(conn.recv_bytes(), type=Init)
+    except (EOFError, OSError):
+        return
+    sys.path[:] = init.sys_path
+    serializer_factory, allowed_modules = pickle.loads(init.setup)
+    child_main(conn, serializer_factory, allowed_modules)
+
+
+def encode_init(serializer_factory: Callable[[], Any], allowed: Sequence[str] | None) -> bytes:
+    """The :class:`Init` frame for a child."""
+    setup = pickle.dumps((serializer_factory, allowed), protocol=pickle.HIGHEST_PROTOCOL)
+    return msgspec.msgpack.encode(Init(list(sys.path), setup))
+
+
 def child_main(
     conn: Connection, serializer_factory: Callable[[], Any], allowed_modules: Sequence[str] | None
 ) -> None:
     """Serve calls until the parent sends an empty frame or closes the pipe."""
     serializer = serializer_factory()
-    # Ctrl-C reaches the whole process group; the parent decides when children stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     decode = msgspec.msgpack.Decoder(Request).decode
     encode = msgspec.msgpack.Encoder().encode
     cache: dict[str, Callable[..., Any]] = {}
@@ -65,7 +100,9 @@ def child_main(
                             req.func, allowed_modules=allowed_modules
                         )
                 else:
-                    fn = serializer.resolve_callable(req.func, req.func_payload)
+                    fn = serializer.resolve_callable(
+                        req.func, req.func_payload, allowed_modules=allowed_modules
+                    )
                 if req.payload is None:
                     args: tuple[Any, ...] = ()
                     kwargs: dict[str, Any] = {}
@@ -86,6 +123,7 @@ def child_main(
     finally:
         if runner is not None:
             runner.close()
+        conn.close()
 
 
 async def _await(aw: Any) -> Any:

@@ -14,7 +14,27 @@ from ._async import is_async_callable
 from ._base import Gate, Worker, timeout_error
 from ._thread import wait_event
 
-__all__ = ["GeventWorker", "gevent_patched"]
+__all__ = ["GeventWorker", "gevent_patched", "require_worker_extra"]
+
+_GEVENT_EXTRA = "omniq-workers[gevent]"
+
+
+def require_worker_extra(worker_type: WorkerType | str) -> None:
+    """Raise MissingExtraError if ``worker_type`` needs an extra that is not installed.
+
+    Only ``gevent`` has one (``omniq-workers[gevent]``). A pool calls this for its default
+    worker type before it claims anything, so a missing extra stops the worker at start
+    instead of failing every task it claims.
+    """
+    if WorkerType(worker_type) is not WorkerType.GEVENT:
+        return
+    try:
+        import gevent.pool  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"the gevent worker type needs gevent, which is not installed: "
+            f"pip install '{_GEVENT_EXTRA}' (or 'omniq[gevent]')"
+        ) from exc
 
 
 def gevent_patched() -> bool:
@@ -104,12 +124,9 @@ class GeventWorker(Worker):
     async def start(self) -> None:
         if self._started:
             return
-        try:
-            import gevent.pool  # type: ignore[import-untyped,unused-ignore]
-        except ImportError as exc:
-            raise MissingExtraError(
-                "GeventWorker needs gevent: pip install 'omniq-workers[gevent]'"
-            ) from exc
+        require_worker_extra(WorkerType.GEVENT)
+        import gevent.pool  # type: ignore[import-untyped,unused-ignore]
+
         loop = self._loop = asyncio.get_running_loop()
         selector = getattr(loop, "_selector", None)
         self.native = type(selector).__module__.startswith("gevent")

@@ -17,6 +17,7 @@ import anyio
 from omniq.models import (
     ClaimedTask,
     InvalidTaskError,
+    OmniQError,
     Payload,
     Task,
     TaskCancelledError,
@@ -27,7 +28,8 @@ from omniq.serialization import SerializationManager
 
 from ._async import AsyncWorker, is_async_callable
 from ._base import Worker
-from ._process import ProcessWorker
+from ._gevent import require_worker_extra
+from ._process import ProcessWorker, check_process_callable
 from ._support import (
     DONE,
     LOST,
@@ -53,6 +55,14 @@ _EMPTY_KWARGS: dict[str, Any] = {}
 log = logging.getLogger("omniq.workers")
 
 
+class _Refused(OmniQError):
+    """Carries the InvalidTaskError of a task refused before its function was imported."""
+
+    def __init__(self, error: InvalidTaskError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class AsyncWorkerPool:
     """Runs claimed tasks on async, thread, process and gevent workers.
 
@@ -68,6 +78,12 @@ class AsyncWorkerPool:
     queued tasks at once, gives running tasks ``shutdown_grace`` seconds, then cancels
     them and releases them to the source; ``stop(force=True)`` (a second signal) cuts
     the grace short. Every claim ends exactly once: reported, released, or lease lost.
+
+    A task's function is imported only from modules ``allowed_modules`` admits
+    (default: ``settings.allowed_modules``, i.e. ``OMNIQ_ALLOWED_MODULES``), checked
+    before anything is imported; a refused task ends at once as an ``error`` outcome that
+    is not retried (``Outcome.retryable`` is False). A ``default_worker`` whose extra is
+    missing (gevent) raises MissingExtraError here, before anything is claimed.
 
     Defaults come from ``settings`` (``omniq.config.get_settings()`` when omitted, so
     ``OMNIQ_*`` variables apply); explicit arguments win.
@@ -95,7 +111,6 @@ class AsyncWorkerPool:
         idle_wait: float = 5.0,
         worker_id: str | None = None,
         allowed_modules: Sequence[str] | None = None,
-        mp_context: str | None = None,
         workers: Mapping[WorkerType, Worker] | None = None,
     ) -> None:
         if settings is None:
@@ -139,12 +154,17 @@ class AsyncWorkerPool:
         self.flush_interval = flush_interval
         self.idle_wait = idle_wait
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
-        self.allowed_modules = tuple(allowed_modules) if allowed_modules is not None else None
-        self._mp_context = mp_context
+        allowed = allowed_modules if allowed_modules is not None else settings.allowed_modules
+        if isinstance(allowed, str):  # "app.tasks, billing.*" as in OMNIQ_ALLOWED_MODULES
+            allowed = allowed.split(",")
+        self.allowed_modules: tuple[str, ...] = tuple(e.strip() for e in allowed if e.strip())
         self._workers: dict[WorkerType, Worker] = dict(workers or {})
+        if self.default_worker not in self._workers:
+            require_worker_extra(self.default_worker)
         self._started_workers: set[WorkerType] = set()
         self._worker_lock: asyncio.Lock | None = None
         self._routes: dict[str, tuple[WorkerType, Callable[..., Any] | None]] = {}
+        self._admitted: set[str] = set()
         self._entries: dict[str, Entry] = {}
         self._orphans: set[asyncio.Task[None]] = set()
         self._started_buf: list[ClaimedTask] = []
@@ -350,6 +370,20 @@ class AsyncWorkerPool:
 
     # -- one task ------------------------------------------------------------------------
 
+    def _admit(self, task: Task) -> None:
+        """The checks made before anything is imported or unpickled (InvalidTaskError)."""
+        if task.func_payload is None and task.func in self._admitted:
+            return
+        self.serializer.check_callable(
+            task.func, task.func_payload, allowed_modules=self.allowed_modules
+        )
+        if task.worker is WorkerType.PROCESS:
+            check_process_callable(task.func, task.func_payload)
+        if task.func_payload is None:
+            if len(self._admitted) >= 4096:  # forged names must not grow it without bound
+                self._admitted.clear()
+            self._admitted.add(task.func)
+
     def _route(self, task: Task) -> tuple[WorkerType, Callable[..., Any] | None]:
         hint = task.worker
         if hint is WorkerType.PROCESS:
@@ -371,6 +405,11 @@ class AsyncWorkerPool:
                 wtype = WorkerType.ASYNC
             else:
                 wtype = self.default_worker
+        if wtype is WorkerType.PROCESS:
+            try:
+                check_process_callable(task.func, task.func_payload)
+            except InvalidTaskError as exc:
+                raise _Refused(exc) from None
         route = (wtype, None if wtype is WorkerType.PROCESS else fn)
         if cacheable and hint is None:
             self._routes[task.func] = route
@@ -401,7 +440,6 @@ class AsyncWorkerPool:
                     SerializationManager.from_settings, self._settings
                 ),
                 allowed_modules=self.allowed_modules,
-                mp_context=self._mp_context,
             )
         from ._gevent import GeventWorker
 
@@ -414,6 +452,10 @@ class AsyncWorkerPool:
         started_at: float | None = None
         t0 = 0.0
         try:
+            try:
+                self._admit(task)
+            except InvalidTaskError as exc:
+                raise _Refused(exc) from None
             wtype, fn = self._route(task)
             worker = self._workers.get(wtype)
             if worker is None or wtype not in self._started_workers:
@@ -472,13 +514,20 @@ class AsyncWorkerPool:
                 return  # we cancelled it ourselves (release or lost lease): already settled
             if entry.reason is None and started_at is not None:
                 # Cancelled from inside the task: report it as cancelled.
-                exc = TaskCancelledError("task was cancelled")
+                err = TaskCancelledError("task was cancelled")
                 self._settle(
-                    entry, failure_outcome(self.worker_id, claim, wtype, started_at, t0, exc)
+                    entry, failure_outcome(self.worker_id, claim, wtype, started_at, t0, err)
                 )
                 return
             self._settle(entry, None, reason=RELEASE)
             raise
+        except _Refused as refused:
+            if entry.state is not DONE:
+                outcome = failure_outcome(
+                    self.worker_id, claim, wtype, started_at, t0, refused.error
+                )
+                outcome.retryable = False
+                self._settle(entry, outcome)
         except Exception as exc:
             if entry.state is not DONE:
                 self._settle(

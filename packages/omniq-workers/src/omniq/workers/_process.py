@@ -5,23 +5,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
+import os
 import signal
+import socket
+import subprocess
+import sys
+import weakref
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 import msgspec
 
-from omniq.models import ErrorInfo, OmniQError, Payload, WorkerCrashedError, WorkerType, settings
+from omniq.models import (
+    ErrorInfo,
+    InvalidTaskError,
+    OmniQError,
+    Payload,
+    WorkerCrashedError,
+    WorkerType,
+    settings,
+)
 from omniq.serialization import SerializationManager
 
 from ._base import Worker, timeout_error
-from ._child import Reply, Request, child_main
+from ._child import BOOTSTRAP, Reply, Request, encode_init
 
-__all__ = ["ProcessWorker", "RemoteTaskError"]
+__all__ = ["ProcessWorker", "RemoteTaskError", "check_process_callable"]
 
 log = logging.getLogger("omniq.workers")
 
@@ -42,15 +52,47 @@ class RemoteTaskError(OmniQError):
 
 
 class _Child:
-    __slots__ = ("conn", "proc")
+    """One child interpreter, the parent's end of its socket and (Linux) its pidfd."""
 
-    def __init__(self, proc: BaseProcess, conn: Connection) -> None:
+    __slots__ = ("conn", "pidfd", "proc")
+
+    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection) -> None:
         self.proc = proc
         self.conn = conn
+        self.pidfd: int | None = None
+        if hasattr(os, "pidfd_open"):
+            with contextlib.suppress(OSError):  # kernels before 5.3
+                self.pidfd = os.pidfd_open(proc.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.poll()
+
+    @property
+    def sentinel(self) -> int:
+        """A descriptor readable once the child has exited (its socket ends at exit too)."""
+        return self.pidfd if self.pidfd is not None else self.conn.fileno()
+
+    def reap(self, *, kill: bool) -> None:
+        if kill and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        try:
+            self.proc.wait(1.0)  # a killed or dead child is reaped at once
+        except subprocess.TimeoutExpired:  # pragma: no cover - kill is not ignorable
+            log.warning("process worker child %s did not exit after SIGKILL", self.proc.pid)
+        self.conn.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
-def _describe_exit(proc: BaseProcess) -> str:
-    code = proc.exitcode
+def _describe_exit(child: _Child) -> str:
+    code = child.exitcode
     if code is None:
         return "died"
     if code < 0:
@@ -61,21 +103,47 @@ def _describe_exit(proc: BaseProcess) -> str:
     return f"exited with code {code}"
 
 
+def _kill_all(children: set[_Child]) -> None:
+    """At interpreter exit: children of a worker never stopped do not outlive it."""
+    for child in list(children):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            child.proc.kill()
+            child.proc.wait(1.0)
+
+
+def check_process_callable(func: str, func_payload: Payload | None) -> None:
+    """Refuse a callable a child cannot get: one defined in the parent's ``__main__``.
+
+    Children start from OmniQ's own entry point and never import the script being run,
+    so a function of ``__main__`` (sent by dill) would find none of the script's globals.
+    """
+    if func_payload is not None and func.partition(":")[0] == "__main__":
+        raise InvalidTaskError(
+            f"{func} is defined in __main__ (the script being run); process workers start "
+            "from OmniQ's own entry point and never import it: move the function into an "
+            "importable module"
+        )
+
+
 class ProcessWorker(Worker):
     """Runs functions in ``capacity`` long-lived child processes.
 
     Functions travel by import path (or signed dill when enabled), arguments and results
     as omniq-serialization payloads. Each child builds its own SerializationManager by
     calling ``serializer_factory`` (picklable; e.g. ``functools.partial(
-    SerializationManager.from_settings, settings)``; default: ``SerializationManager``).
-    Children start with ``spawn`` by default (``fork`` is unsafe from a threaded
-    asyncio process); ``mp_context="forkserver"`` starts
-    replacements faster but keeps a fork server process for the life of the program.
+    SerializationManager.from_settings, settings)``; default: ``SerializationManager``)
+    and resolves functions through the same ``allowed_modules`` list as the parent.
+
+    A child is a fresh interpreter (``sys.executable``) running OmniQ's own entry point
+    (``omniq.workers._child``) with the parent's ``sys.path``: unlike multiprocessing's
+    spawn and forkserver, it never re-imports the parent's ``__main__``, so a script
+    without an ``if __name__ == "__main__":`` guard is not run again in every child. The
+    price: functions defined in ``__main__`` cannot run here (InvalidTaskError).
 
     A child that dies mid-call (SIGKILL, ``os._exit``, segfault) makes that call raise
     WorkerCrashedError; a call past its timeout kills its child (SIGKILL) and raises
     TaskTimeoutError. Either way a fresh child replaces it and the pool keeps working.
-    Children are daemonic: a task cannot start processes of its own.
+    Children still running when the interpreter exits are killed.
     """
 
     worker_type = WorkerType.PROCESS
@@ -87,24 +155,21 @@ class ProcessWorker(Worker):
         serializer: SerializationManager | None = None,
         serializer_factory: Callable[[], Any] | None = None,
         allowed_modules: Sequence[str] | None = None,
-        mp_context: str | BaseContext | None = None,
     ) -> None:
         super().__init__(capacity)
         self.serializer = serializer if serializer is not None else SerializationManager()
         self.serializer_factory: Callable[[], Any] = serializer_factory or SerializationManager
         self.allowed_modules = tuple(allowed_modules) if allowed_modules is not None else None
-        if mp_context is None or isinstance(mp_context, str):
-            self._ctx: BaseContext = multiprocessing.get_context(mp_context or "spawn")
-        else:
-            self._ctx = mp_context
         self._idle: list[_Child] = []
         self._children: set[_Child] = set()
         self._stopping = False
+        self._init_frame: bytes | None = None
+        weakref.finalize(self, _kill_all, self._children)
 
     @property
     def pids(self) -> list[int]:
         """Process ids of the live children."""
-        return [c.proc.pid for c in self._children if c.proc.pid is not None]
+        return [c.pid for c in self._children]
 
     async def start(self) -> None:
         if self._started:
@@ -115,23 +180,30 @@ class ProcessWorker(Worker):
         await super().start()
 
     def _spawn(self) -> _Child:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(  # type: ignore[attr-defined]
-            target=child_main,
-            args=(child_conn, self.serializer_factory, self.allowed_modules),
-            name="omniq-process-worker",
-            daemon=True,
-        )
-        proc.start()
-        child_conn.close()
-        child = _Child(proc, parent_conn)
+        if self._init_frame is None:
+            self._init_frame = encode_init(self.serializer_factory, self.allowed_modules)
+        ours, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", BOOTSTRAP, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        child = _Child(proc, Connection(ours.detach()))
         self._children.add(child)
+        with contextlib.suppress(OSError):  # it died at once: the first call reports it
+            child.conn.send_bytes(self._init_frame)
         return child
 
     def _take(self) -> _Child:
         while self._idle:
             child = self._idle.pop()
-            if child.proc.is_alive():
+            if child.exitcode is None:
                 return child
             self._discard(child)  # died while idle (OOM killer, ...): replace silently
         return self._spawn()
@@ -140,14 +212,7 @@ class ProcessWorker(Worker):
         if child not in self._children:
             return  # already reaped (stop() raced a call that was ending)
         self._children.discard(child)
-        if kill and child.proc.exitcode is None:
-            child.proc.kill()
-        child.proc.join(1.0)  # a killed or dead child is reaped at once
-        if child.proc.exitcode is None:  # pragma: no cover - kill is not ignorable
-            log.warning("process worker child %s did not exit after SIGKILL", child.proc.pid)
-        else:
-            child.proc.close()
-        child.conn.close()
+        child.reap(kill=kill)
 
     def _replace(self, child: _Child, *, kill: bool) -> None:
         self._discard(child, kill=kill)
@@ -165,16 +230,17 @@ class ProcessWorker(Worker):
 
         The caller holds a slot. Raises RemoteTaskError for the task's own exception.
         """
+        check_process_callable(func, func_payload)
         child = self._take()
         conn = child.conn
         try:
             conn.send_bytes(_encode(Request(func, func_payload, payload)))
         except OSError:
             self._replace(child, kill=True)
-            raise WorkerCrashedError(f"process worker child {child.proc.pid} is gone") from None
+            raise WorkerCrashedError(f"process worker child {child.pid} is gone") from None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
-        fds = (conn.fileno(), child.proc.sentinel)
+        fds = tuple({conn.fileno(), child.sentinel})
         for fd in fds:
             loop.add_reader(fd, _ready, fut, fd)
         ok = False
@@ -196,10 +262,10 @@ class ProcessWorker(Worker):
             except (EOFError, OSError):
                 frame = None
             if frame is None:
-                child.proc.join(1.0)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.proc.wait(1.0)
                 raise WorkerCrashedError(
-                    f"process worker child {child.proc.pid} {_describe_exit(child.proc)} "
-                    f"while running {func}"
+                    f"process worker child {child.pid} {_describe_exit(child)} while running {func}"
                 )
             reply = _decode_reply(frame)
             ok = True
@@ -236,8 +302,8 @@ class ProcessWorker(Worker):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for child in idle:
-            if child.proc.exitcode is None:
-                await _wait_fd(child.proc.sentinel, max(0.0, deadline - loop.time()))
+            if child.exitcode is None:
+                await _wait_fd(child.sentinel, max(0.0, deadline - loop.time()))
         for child in list(self._children):
             self._discard(child, kill=True)
         await super().stop(force=force, timeout=timeout)

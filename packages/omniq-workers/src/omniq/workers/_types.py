@@ -20,7 +20,10 @@ class Outcome(msgspec.Struct, kw_only=True):
     cancelled from inside). ``value`` is the serialized return value, None when the
     function returned None. ``timed_out``/``crashed`` tell core why an ``error`` happened
     so it can apply its retry policy; ``error`` then names TaskTimeoutError or
-    WorkerCrashedError. ``duration`` is measured on a monotonic clock.
+    WorkerCrashedError. ``duration`` is measured on a monotonic clock. ``retryable`` is
+    False for an ``error`` that no retry can cure: the task was refused before its
+    function was imported (module outside the allow-list, malformed or ``__main__``
+    path), so core records the error at once instead of retrying.
     """
 
     claimed: ClaimedTask
@@ -35,6 +38,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     worker_type: WorkerType | None = None
     timed_out: bool = False
     crashed: bool = False
+    retryable: bool = True
 
     @property
     def task_id(self) -> str:
