@@ -7,6 +7,8 @@ the task queue, result store, event log and workers; every operation is
 
 from __future__ import annotations
 
+from omniq.models.lowlevel import publish
+
 from ._dead_letters import DeadLetter
 from ._facade import OmniQ
 from ._taskfn import TaskFunction
@@ -14,3 +16,7 @@ from ._urls import default_url, resolve_urls
 from ._worker import WorkerHandle
 
 __all__ = ["DeadLetter", "OmniQ", "TaskFunction", "WorkerHandle", "default_url", "resolve_urls"]
+
+# Show public names as omniq.core.X so the private modules can move freely.
+publish(globals())
+del publish

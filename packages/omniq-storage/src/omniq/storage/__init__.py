@@ -6,6 +6,8 @@ fsspec, SQLite) are importable directly, server backends load their drivers lazi
 
 from __future__ import annotations
 
+from omniq.models.lowlevel import publish
+
 from ._factory import BACKENDS, BackendEntry, open_storage, register_backend
 from ._file import FileBackend
 from ._interfaces import (
@@ -44,3 +46,7 @@ __all__ = [
     "open_storage",
     "register_backend",
 ]
+
+# Show public names as omniq.storage.X so the private modules can move freely.
+publish(globals())
+del publish

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import ErrorInfo, OmniQError, Payload, WorkerCrashedError, WorkerType, settings
+from omniq.models import Payload, RemoteTaskError, WorkerCrashedError, WorkerType, settings
 from omniq.serialization import SerializationManager
 
 from ._base import Worker, timeout_error
@@ -27,18 +27,6 @@ log = logging.getLogger("omniq.workers")
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_reply = msgspec.msgpack.Decoder(Reply).decode
-
-
-class RemoteTaskError(OmniQError):
-    """A task raised in a child process; ``info`` has its type name, message and traceback.
-
-    The exception object itself stays in the child (it may not even be importable here),
-    so the pool reports ``info`` as the task's error unchanged.
-    """
-
-    def __init__(self, info: ErrorInfo) -> None:
-        self.info = info
-        super().__init__(f"{info.type}: {info.message}")
 
 
 class _Child:
