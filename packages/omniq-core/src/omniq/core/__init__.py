@@ -2,7 +2,8 @@
 
 ``OmniQ(task_queue=..., result_storage=..., event_storage=..., **overrides)`` composes
 the task queue, result store, event log and workers; every operation is
-``async def name(...)`` with a blocking ``name_sync(...)`` twin.
+``async def name(...)`` with a blocking ``name_sync(...)`` twin. The ``omniq`` command
+line is ``omniq.core.cli`` (its ``app`` and ``main``).
 """
 
 from __future__ import annotations

@@ -121,4 +121,3 @@ class RemoteTaskError(OmniQError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.info,), self.__dict__
-
