@@ -75,6 +75,9 @@ if module == "omniq.models":
 print(f"  {module}: imports alone, with all its submodules")
 PY
   if [ "$module" = omniq ]; then
+    # The console script is omniq-core's public CLI and starts from the installed wheels.
+    "$venv/bin/omniq" --version
+    "$venv/bin/python" -m omniq --help >/dev/null
     # Installed from wheels, every portion sits physically under site-packages/omniq, so
     # this is where the umbrella (a regular package) can be type-checked with the rest.
     uv pip install -q --python "$venv/bin/python" mypy

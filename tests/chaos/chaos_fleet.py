@@ -146,7 +146,7 @@ class Fleet:
 def _cli_argv(cfg: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
     """``omniq worker`` (the real command line) for a config; options it has no flag for
     go through their ``OMNIQ_*`` variables."""
-    argv = [sys.executable, "-m", "omniq.core._cli", "worker", "--url", cfg["url"],
+    argv = [sys.executable, "-m", "omniq.core.cli", "worker", "--url", cfg["url"],
             "--concurrency", str(cfg.get("concurrency", 8)), "--no-scheduler"]  # fmt: skip
     env = {
         "OMNIQ_LEASE_SECONDS": str(cfg["lease"]),

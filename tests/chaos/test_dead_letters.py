@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from omniq.core import OmniQ
-from omniq.core._cli import app
+from omniq.core.cli import app
 from omniq.models import TaskStatus
 
 BACKEND_IDS = ["memory", "sqlite", "file-local", "postgres", "redis", "nats"]

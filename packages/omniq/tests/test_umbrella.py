@@ -34,3 +34,37 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         assert "NoSuchThing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_version_comes_from_the_installed_metadata() -> None:
+    from importlib.metadata import version
+
+    import omniq
+
+    assert omniq.__version__ == version("omniq")
+
+
+def test_every_public_name_resolves_and_shows_its_portion() -> None:
+    import importlib
+
+    import omniq
+
+    for name in omniq.__all__:
+        obj = getattr(omniq, name)
+        if name == "__version__":
+            continue
+        owner = getattr(obj, "__module__", "")
+        assert owner.startswith("omniq.") and "._" not in owner, (name, owner)
+        assert getattr(importlib.import_module(owner), name) is obj
+
+
+def test_console_script_and_python_m_run_the_core_cli() -> None:
+    from importlib.metadata import entry_points, version
+    from pathlib import Path
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "omniq"]
+    assert script.value == "omniq.core.cli:main"
+    expected = f"omniq-core {version('omniq-core')}"
+    for argv in ([str(Path(sys.executable).parent / "omniq")], [sys.executable, "-m", "omniq"]):
+        out = subprocess.run([*argv, "--version"], check=True, capture_output=True, text=True)
+        assert out.stdout.strip() == expected

@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any
 # Let the other distributions' portions (omniq.models, ...) live beside this package.
 __path__ = extend_path(__path__, __name__)
 
-__version__ = "0.2.0"
-
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # omniq.models
@@ -33,14 +31,19 @@ _EXPORTS: dict[str, str] = {
     "SerializationError": "omniq.models",
     "StorageError": "omniq.models",
     "TaskTimeoutError": "omniq.models",
+    "DependencyError": "omniq.models",
     "DependencyCycleError": "omniq.models",
+    "ScheduleError": "omniq.models",
+    "BackendUnavailableError": "omniq.models",
+    "UnknownBackendError": "omniq.models",
+    "MissingExtraError": "omniq.models",
+    "RemoteTaskError": "omniq.models",
     # omniq.config
     "Settings": "omniq.config",
     "ConfigProvider": "omniq.config",
     # omniq.serialization
     "SerializationManager": "omniq.serialization",
     # omniq.models (more errors)
-    "TaskNotFoundError": "omniq.models",
     "TaskExpiredError": "omniq.models",
     "TaskCancelledError": "omniq.models",
     "WorkerCrashedError": "omniq.models",
@@ -56,26 +59,38 @@ _EXPORTS: dict[str, str] = {
     "BreakerRegistry": "omniq.queue",
     "DependencyResolver": "omniq.queue",
     "TTLManager": "omniq.queue",
+    "AsyncScheduler": "omniq.queue",
+    "Scheduler": "omniq.queue",
     # omniq.core
     "OmniQ": "omniq.core",
+    "DeadLetter": "omniq.core",
+    "TaskFunction": "omniq.core",
 }
 
 __all__ = [
+    "AsyncScheduler",
     "AsyncTaskQueue",
+    "BackendUnavailableError",
     "BreakerRegistry",
     "CircuitBreaker",
     "ConfigError",
     "ConfigProvider",
+    "DeadLetter",
     "DependencyCycleError",
+    "DependencyError",
     "DependencyResolver",
     "ErrorInfo",
     "EventType",
     "InvalidTaskError",
+    "MissingExtraError",
     "OmniQ",
     "OmniQError",
+    "RemoteTaskError",
     "RetryManager",
     "RetryPolicy",
     "Schedule",
+    "ScheduleError",
+    "Scheduler",
     "SerializationError",
     "SerializationManager",
     "Settings",
@@ -85,11 +100,12 @@ __all__ = [
     "TaskCancelledError",
     "TaskEvent",
     "TaskExpiredError",
-    "TaskNotFoundError",
+    "TaskFunction",
     "TaskQueue",
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",
+    "UnknownBackendError",
     "WorkerCrashedError",
     "WorkerType",
     "__version__",
@@ -98,43 +114,66 @@ __all__ = [
 
 if TYPE_CHECKING:
     from omniq.config import ConfigProvider, Settings
-    from omniq.core import OmniQ
+    from omniq.core import DeadLetter, OmniQ, TaskFunction
     from omniq.models import (
+        BackendUnavailableError,
         ConfigError,
         DependencyCycleError,
+        DependencyError,
         ErrorInfo,
         EventType,
         InvalidTaskError,
+        MissingExtraError,
         OmniQError,
+        RemoteTaskError,
         Schedule,
+        ScheduleError,
         SerializationError,
         StorageError,
         Task,
         TaskCancelledError,
         TaskEvent,
         TaskExpiredError,
-        TaskNotFoundError,
         TaskResult,
         TaskStatus,
         TaskTimeoutError,
+        UnknownBackendError,
         WorkerCrashedError,
         WorkerType,
     )
     from omniq.queue import (
+        AsyncScheduler,
         AsyncTaskQueue,
         BreakerRegistry,
         CircuitBreaker,
         DependencyResolver,
         RetryManager,
         RetryPolicy,
+        Scheduler,
         TaskQueue,
         TTLManager,
     )
     from omniq.serialization import SerializationManager
     from omniq.storage import open_storage
 
+    __version__: str
+
+
+def _version() -> str:
+    """This distribution's version, from its installed metadata (one source: pyproject)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("omniq")
+    except PackageNotFoundError:  # the sources imported without being installed
+        return "0+unknown"
+
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = _version()
+        globals()[name] = value
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'omniq' has no attribute {name!r}")

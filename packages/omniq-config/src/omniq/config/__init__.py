@@ -8,6 +8,8 @@ variable, the value and what is accepted.
 
 from __future__ import annotations
 
+from omniq.models.lowlevel import publish
+
 from ._env import PREFIX, EnvConfig
 from ._logging import SILENT, LoggingConfig, get_logger
 from ._provider import ConfigProvider, Listener, get_provider, get_settings, set_provider
@@ -29,3 +31,7 @@ __all__ = [
     "get_settings",
     "set_provider",
 ]
+
+# Show public names as omniq.config.X so the private modules can move freely.
+publish(globals())
+del publish

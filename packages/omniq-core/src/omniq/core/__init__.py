@@ -2,10 +2,13 @@
 
 ``OmniQ(task_queue=..., result_storage=..., event_storage=..., **overrides)`` composes
 the task queue, result store, event log and workers; every operation is
-``async def name(...)`` with a blocking ``name_sync(...)`` twin.
+``async def name(...)`` with a blocking ``name_sync(...)`` twin. The ``omniq`` command
+line is ``omniq.core.cli`` (its ``app`` and ``main``).
 """
 
 from __future__ import annotations
+
+from omniq.models.lowlevel import publish
 
 from ._dead_letters import DeadLetter
 from ._facade import OmniQ
@@ -14,3 +17,7 @@ from ._urls import default_url, resolve_urls
 from ._worker import WorkerHandle
 
 __all__ = ["DeadLetter", "OmniQ", "TaskFunction", "WorkerHandle", "default_url", "resolve_urls"]
+
+# Show public names as omniq.core.X so the private modules can move freely.
+publish(globals())
+del publish

@@ -10,25 +10,19 @@ from typing import Annotated
 
 import typer
 
+from omniq.models import ConfigError
+
+from ._cli_common import UrlOpt, open_oq
 from ._facade import OmniQ
 
 __all__ = ["register"]
-
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", "-u", help="Task store URL (default: the OMNIQ_* environment)."),
-]
-
-
-def _open(url: str | None) -> OmniQ:
-    return OmniQ(url) if url else OmniQ()
 
 
 def _fmt(t: float | None) -> str:
     return "-" if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
-def register(app: typer.Typer, open_oq: Callable[[str | None], OmniQ] = _open) -> None:
+def register(app: typer.Typer, open_oq: Callable[[str | None], OmniQ] = open_oq) -> None:
     """Add the ``dlq`` group to ``app``."""
     group = typer.Typer(
         help="Dead letters (tasks failed for good): list, show, requeue, purge.",
@@ -108,7 +102,7 @@ def register(app: typer.Typer, open_oq: Callable[[str | None], OmniQ] = _open) -
                 typer.echo(f"requeued {len(ids)}")
                 return
             if not ids:
-                raise typer.BadParameter("give task ids or --all")
+                raise ConfigError("dlq requeue", "", "task ids or --all")
             done = oq.requeue_sync(ids)
         for i in done:
             typer.echo(i)

@@ -15,21 +15,13 @@ from typing import Annotated, Any
 
 import typer
 
-from omniq.models import OmniQError, Schedule
+from omniq.models import ConfigError, Schedule
 from omniq.workers import PoolStats
 
+from ._cli_common import OmniQGroup, UrlOpt, open_oq, redact
 from ._facade import OmniQ
 
 __all__ = ["make_app", "register", "run_worker_with_scheduler"]
-
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", "-u", help="Task store URL (default: the OMNIQ_* environment)."),
-]
-
-
-def _open(url: str | None) -> OmniQ:
-    return OmniQ(url) if url else OmniQ()
 
 
 def run_worker_with_scheduler(
@@ -53,9 +45,7 @@ def _instant(value: str | None, name: str) -> float | None:
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(
-            f"{value!r}: give Unix seconds or an ISO 8601 time", param_hint=name
-        ) from None
+        raise ConfigError(name, value, "Unix seconds or an ISO 8601 time") from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
@@ -69,7 +59,7 @@ def _describe(s: Schedule) -> str:
     return f"every {s.interval:g}s" if s.interval else f"at {_fmt(s.at)}"
 
 
-def register(app: typer.Typer, open_oq: Callable[[str | None], OmniQ] = _open) -> None:
+def register(app: typer.Typer, open_oq: Callable[[str | None], OmniQ] = open_oq) -> None:
     """Add ``scheduler`` and the ``schedule`` group to ``app``."""
     group = typer.Typer(
         help="Create, list, pause, resume and delete schedules.", no_args_is_help=True
@@ -86,7 +76,7 @@ def register(app: typer.Typer, open_oq: Callable[[str | None], OmniQ] = _open) -
         """Run a scheduler alone (no worker) until SIGTERM/SIGINT. Run as many as you
         like: each due run is enqueued once."""
         with open_oq(url) as oq:
-            typer.echo(f"scheduler running on {oq.task_queue_url}")
+            typer.echo(f"scheduler running on {redact(oq.task_queue_url)}")
             stats = oq.run_scheduler_sync(max_sleep=max_sleep)
             typer.echo(f"scheduler stopped: fired {stats.fired}, recovered {stats.recovered}")
 
@@ -116,30 +106,26 @@ def register(app: typer.Typer, open_oq: Callable[[str | None], OmniQ] = _open) -
             args = [json.loads(a) for a in arg or []]
             kw = json.loads(kwargs) if kwargs else None
         except json.JSONDecodeError as exc:
-            raise typer.BadParameter(f"arguments must be JSON: {exc}") from None
+            raise ConfigError("--arg/--kwargs", arg or kwargs, "JSON values", str(exc)) from None
         options: dict[str, Any] = {}
         if misfire_policy is not None:
             options["misfire_policy"] = misfire_policy
         with open_oq(url) as oq:
-            try:
-                s = oq.schedule_sync(
-                    func,
-                    cron=cron,
-                    interval=interval,
-                    at=_instant(at, "--at"),
-                    args=args,
-                    kwargs=kw,
-                    name=name,
-                    timezone=timezone,
-                    queue=queue,
-                    start_at=_instant(start_at, "--start-at"),
-                    end_at=_instant(end_at, "--end-at"),
-                    max_runs=max_runs,
-                    **options,
-                )
-            except OmniQError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(2) from None
+            s = oq.schedule_sync(
+                func,
+                cron=cron,
+                interval=interval,
+                at=_instant(at, "--at"),
+                args=args,
+                kwargs=kw,
+                name=name,
+                timezone=timezone,
+                queue=queue,
+                start_at=_instant(start_at, "--start-at"),
+                end_at=_instant(end_at, "--end-at"),
+                max_runs=max_runs,
+                **options,
+            )
             typer.echo(f"{s.id}  {_describe(s)}  next run {_fmt(s.next_run_at)}")
 
     @group.command("list")
@@ -205,6 +191,6 @@ def register(app: typer.Typer, open_oq: Callable[[str | None], OmniQ] = _open) -
 
 def make_app() -> typer.Typer:
     """A stand-alone app with just the scheduling commands (for tests and embedding)."""
-    app = typer.Typer(no_args_is_help=True, add_completion=False)
+    app = typer.Typer(cls=OmniQGroup, no_args_is_help=True, add_completion=False)
     register(app)
     return app

@@ -11,6 +11,8 @@ fire cron, interval and one-shot schedules, safely from many hosts at once.
 
 from __future__ import annotations
 
+from omniq.models.lowlevel import publish
+
 from ._breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from ._build import EnqueueOptions, build_task, task_ids
 from ._deps import DependencyResolver
@@ -59,3 +61,7 @@ __all__ = [
     "run_task_id",
     "task_ids",
 ]
+
+# Show public names as omniq.queue.X so the private modules can move freely.
+publish(globals())
+del publish

@@ -8,7 +8,7 @@ Library logging (the stdlib ``omniq.events`` logger) stays separate from task ev
 
 from __future__ import annotations
 
-import contextlib
+from omniq.models.lowlevel import publish
 
 from ._buffer import DropPolicy, EventBuffer
 from ._builders import (
@@ -54,9 +54,6 @@ __all__ = [
     "schedule_resumed_event",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("omniq.events._"):
-        with contextlib.suppress(AttributeError, TypeError):
-            _obj.__module__ = __name__
-del _name, _obj
+# Show public names as omniq.events.X so the private modules can move freely.
+publish(globals())
+del publish

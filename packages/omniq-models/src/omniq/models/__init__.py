@@ -6,8 +6,6 @@ is evaluated), so it can be installed alone wherever the schemas are needed.
 
 from __future__ import annotations
 
-import msgspec
-
 from . import _settings as settings
 from ._enums import (
     TERMINAL_STATUSES,
@@ -20,20 +18,18 @@ from ._enums import (
 )
 from ._errors import (
     BackendUnavailableError,
-    CircuitOpenError,
     ConfigError,
     DependencyCycleError,
     DependencyError,
     InvalidTaskError,
     MissingExtraError,
     OmniQError,
+    RemoteTaskError,
     ScheduleError,
     SerializationError,
-    StaleLeaseError,
     StorageError,
     TaskCancelledError,
     TaskExpiredError,
-    TaskNotFoundError,
     TaskTimeoutError,
     UnknownBackendError,
     WorkerCrashedError,
@@ -44,11 +40,11 @@ from ._result import ErrorInfo, TaskResult
 from ._schedule import Schedule, cron_next
 from ._task import ClaimedTask, Payload, Task
 from ._time import as_timestamp, now, to_datetime
+from .lowlevel import publish
 
 __all__ = [
     "TERMINAL_STATUSES",
     "BackendUnavailableError",
-    "CircuitOpenError",
     "ClaimedTask",
     "ConfigError",
     "DependencyCycleError",
@@ -60,18 +56,17 @@ __all__ = [
     "MissingExtraError",
     "OmniQError",
     "Payload",
+    "RemoteTaskError",
     "Schedule",
     "ScheduleError",
     "ScheduleKind",
     "ScheduleState",
     "SerializationError",
-    "StaleLeaseError",
     "StorageError",
     "Task",
     "TaskCancelledError",
     "TaskEvent",
     "TaskExpiredError",
-    "TaskNotFoundError",
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",
@@ -86,12 +81,6 @@ __all__ = [
     "to_datetime",
 ]
 
-# Show errors and enums as omniq.models.X so the private modules can move freely.
-# (Not msgspec Structs: msgspec resolves their annotations in their defining module.)
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and issubclass(_obj, msgspec.Struct):
-        continue
-    if getattr(_obj, "__module__", "").startswith("omniq.models._"):
-        _obj.__module__ = __name__
-del _name, _obj
+# Show public names as omniq.models.X so the private modules can move freely.
+publish(globals())
+del publish

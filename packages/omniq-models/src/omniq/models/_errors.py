@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from ._result import ErrorInfo
+
 __all__ = [
     "BackendUnavailableError",
-    "CircuitOpenError",
     "ConfigError",
     "DependencyCycleError",
     "DependencyError",
     "InvalidTaskError",
     "MissingExtraError",
     "OmniQError",
+    "RemoteTaskError",
     "ScheduleError",
     "SerializationError",
-    "StaleLeaseError",
     "StorageError",
     "TaskCancelledError",
     "TaskExpiredError",
-    "TaskNotFoundError",
     "TaskTimeoutError",
     "UnknownBackendError",
     "WorkerCrashedError",
@@ -39,10 +41,15 @@ class ConfigError(OmniQError, ValueError):
         self.name = name
         self.value = value
         self.accepted = accepted
+        self.detail = detail
         msg = f"{name}={value!r} is invalid: expected {accepted}"
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle the constructor's arguments, not the formatted message (args[0]).
+        return type(self), (self.name, self.value, self.accepted, self.detail), self.__dict__
 
 
 class SerializationError(OmniQError):
@@ -85,21 +92,6 @@ class MissingExtraError(StorageError, ImportError):
     """A backend's driver is not installed; the message names the extra to install."""
 
 
-class StaleLeaseError(StorageError):
-    """A worker acted on a task whose lease it no longer holds (the fencing token is stale).
-
-    Raised when a complete/renew/retry arrives from a worker whose lease expired and was
-    reclaimed by another: its outcome must not overwrite the new owner's.
-    """
-
-
-class TaskNotFoundError(StorageError, KeyError):
-    """No task with the given id exists in the store."""
-
-    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
-        return str(self.args[0]) if self.args else "task not found"
-
-
 class TaskTimeoutError(OmniQError, TimeoutError):
     """A task ran longer than its timeout and was stopped."""
 
@@ -116,5 +108,16 @@ class WorkerCrashedError(OmniQError):
     """The process running a task died (killed, segfault, ``os._exit``) before reporting."""
 
 
-class CircuitOpenError(OmniQError):
-    """A circuit breaker is open: calls are deferred until its cool-down ends."""
+class RemoteTaskError(OmniQError):
+    """A task raised in a child process; ``info`` has its type name, message and traceback.
+
+    The exception object itself stays in the child (it may not even be importable in
+    the parent), so a process worker reports ``info`` as the task's error unchanged.
+    """
+
+    def __init__(self, info: ErrorInfo) -> None:
+        self.info = info
+        super().__init__(f"{info.type}: {info.message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.info,), self.__dict__

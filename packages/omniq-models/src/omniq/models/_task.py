@@ -88,7 +88,7 @@ class ClaimedTask(msgspec.Struct, frozen=True, kw_only=True):
     """A task leased to one worker.
 
     ``token`` is the fencing token: it changes on every claim, and a store refuses a
-    renew/complete/retry whose token is no longer the current one (StaleLeaseError).
+    renew/complete/retry whose token is no longer the current one (reported as stale).
     """
 
     task: Task

@@ -8,7 +8,7 @@ and verified before anything is unpickled. Importing this package does not impor
 
 from __future__ import annotations
 
-import contextlib
+from omniq.models.lowlevel import publish
 
 from ._detector import INT_MAX, INT_MIN, SerializationDetector
 from ._manager import SerializationManager, SerializationSettings
@@ -27,9 +27,5 @@ __all__ = [
 ]
 
 # Show public names as omniq.serialization.X so the private modules can move freely.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("omniq.serialization._"):
-        with contextlib.suppress(AttributeError, TypeError):
-            _obj.__module__ = __name__
-del _name, _obj
+publish(globals())
+del publish

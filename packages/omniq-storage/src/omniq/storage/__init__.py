@@ -6,6 +6,8 @@ fsspec, SQLite) are importable directly, server backends load their drivers lazi
 
 from __future__ import annotations
 
+from omniq.models.lowlevel import publish
+
 from ._backends.file import FileBackend
 from ._backends.memory import MemoryBackend
 from ._backends.sqlite import SQLiteBackend
@@ -44,3 +46,7 @@ __all__ = [
     "open_storage",
     "register_backend",
 ]
+
+# Show public names as omniq.storage.X so the private modules can move freely.
+publish(globals())
+del publish

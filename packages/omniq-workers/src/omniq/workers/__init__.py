@@ -8,7 +8,7 @@ tasks, and an :class:`OutcomeSink` that receives :class:`Outcome` batches.
 
 from __future__ import annotations
 
-import contextlib
+from omniq.models.lowlevel import publish
 
 from ._async import AsyncWorker, is_async_callable
 from ._base import Worker
@@ -42,9 +42,5 @@ __all__ = [
 ]
 
 # Show public names as omniq.workers.X so the private modules can move freely.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("omniq.workers._"):
-        with contextlib.suppress(AttributeError, TypeError):
-            _obj.__module__ = __name__
-del _name, _obj
+publish(globals())
+del publish

@@ -18,10 +18,9 @@ from typing import Any
 import msgspec
 
 from omniq.models import (
-    ErrorInfo,
     InvalidTaskError,
-    OmniQError,
     Payload,
+    RemoteTaskError,
     WorkerCrashedError,
     WorkerType,
     settings,
@@ -37,18 +36,6 @@ log = logging.getLogger("omniq.workers")
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_reply = msgspec.msgpack.Decoder(Reply).decode
-
-
-class RemoteTaskError(OmniQError):
-    """A task raised in a child process; ``info`` has its type name, message and traceback.
-
-    The exception object itself stays in the child (it may not even be importable here),
-    so the pool reports ``info`` as the task's error unchanged.
-    """
-
-    def __init__(self, info: ErrorInfo) -> None:
-        self.info = info
-        super().__init__(f"{info.type}: {info.message}")
 
 
 class _Child:

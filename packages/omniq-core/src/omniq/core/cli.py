@@ -1,55 +1,124 @@
-"""The ``omniq`` command line: worker, enqueue, status, result, cancel, events (plus the
-scheduling commands of ``_schedule_cli``)."""
+"""The ``omniq`` command line: worker, enqueue, status, result, cancel, events, plus the
+scheduling (``_schedule_cli``) and dead-letter (``_dlq_cli``) commands.
+
+``app`` is the Typer application and ``main`` the entry point of the ``omniq`` console
+script (``python -m omniq.core.cli`` runs it too). A mistake in what the operator typed or
+configured is reported in one line on stderr with exit code 2; ``omniq --debug ...``
+adds the traceback.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
+from importlib.metadata import version
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from omniq.models import TaskStatus, to_datetime
+from omniq.models import ConfigError, MissingExtraError, TaskStatus, to_datetime
 
+from ._cli_common import DEBUG_KEY, OmniQGroup, UrlOpt, connect, open_oq, redact
 from ._facade import OmniQ
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="omniq",
+    cls=OmniQGroup,
     help="OmniQ task queue: run workers, enqueue and inspect tasks.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold URLs with passwords
 )
 console = Console()
 
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", "-u", help="Task store URL (default: the OMNIQ_* environment)."),
-]
 EventsOpt = Annotated[
     str | None, typer.Option("--events-url", help="Event store URL (default: OMNIQ_EVENT_*).")
 ]
 
 
-def _open(url: str | None, events_url: str | None = None) -> OmniQ:
-    if events_url:
-        return OmniQ(url, event_storage=events_url)
-    return OmniQ(url) if url else OmniQ()
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"omniq-core {version('omniq-core')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    *,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error, not one line.")
+    ] = False,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """OmniQ task queue: run workers, enqueue and inspect tasks."""
+    ctx.find_root().meta[DEBUG_KEY] = debug
+
+
+def _cwd_on_path() -> None:
+    """Make modules in the current directory importable, as ``python -m`` would.
+
+    The console script's ``sys.path`` starts with its own bin directory, so without this
+    ``omniq worker --app tasks:oq`` run next to ``tasks.py`` (and the task functions in
+    that folder) could not be imported.
+    """
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+_APP_FORM = "module:attribute of an OmniQ instance, e.g. --app myapp.tasks:oq"
+
+
+def _bad_app(spec: str, detail: str) -> ConfigError:
+    return ConfigError("--app", spec, _APP_FORM, detail)
 
 
 def _load_app(spec: str) -> OmniQ:
     module, _, attr = spec.partition(":")
-    obj: Any = importlib.import_module(module)
+    if not module or module.startswith("."):
+        raise _bad_app(spec, "the module part is missing")
+    _cwd_on_path()
+    try:
+        obj: Any = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module + ".").startswith(exc.name + "."):
+            where = f"no module named {exc.name!r} in {os.getcwd()} or on sys.path"
+            raise _bad_app(spec, f"{where}; run omniq from its folder or set PYTHONPATH") from exc
+        raise _bad_app(spec, f"importing {module!r} failed: {exc}") from exc
+    except Exception as exc:  # the user's module failed: report it in one line
+        raise _bad_app(spec, f"importing {module!r} failed: {type(exc).__name__}: {exc}") from exc
     for part in (attr or "oq").split("."):
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise _bad_app(spec, f"{module!r} has no attribute {part!r}") from exc
     if not isinstance(obj, OmniQ):
-        raise typer.BadParameter(f"{spec} is a {type(obj).__name__}, not an OmniQ")
+        raise _bad_app(spec, f"it is a {type(obj).__name__}")
     return obj
+
+
+def _allowed(values: list[str] | None) -> tuple[str, ...] | None:
+    """``--allow a --allow b,c`` -> ``("a", "b", "c")``; None when not given."""
+    if not values:
+        return None
+    names = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+    if not names:
+        raise ConfigError("--allow", ",".join(values), "module names, e.g. --allow myapp.tasks")
+    return names
 
 
 @app.command()
@@ -58,28 +127,55 @@ def worker(
     queues: Annotated[
         list[str] | None, typer.Option("--queue", "-q", help="Queue(s) to serve.")
     ] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", help="Tasks run at once (>= 1).")
+    ] = None,
     worker_type: Annotated[
         str | None, typer.Option("--worker-type", "-w", help="async, thread, process or gevent")
     ] = None,
     burst: Annotated[bool, typer.Option("--burst", help="Exit when nothing is due.")] = False,
     app_spec: Annotated[
-        str | None, typer.Option("--app", help="module:attr of your OmniQ instance.")
+        str | None,
+        typer.Option("--app", help="module:attr of your OmniQ instance (from this folder)."),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            help="Only run task functions from these modules (and their submodules); "
+            "repeat or separate with commas. Default: OMNIQ_ALLOWED_MODULES, else any.",
+        ),
     ] = None,
     scheduler: Annotated[bool, typer.Option("--scheduler/--no-scheduler")] = True,
     url: UrlOpt = None,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (or, with --burst, until the queue is drained)."""
+    if concurrency is not None and concurrency < 1:
+        raise ConfigError("--concurrency", concurrency, "an integer >= 1")
+    options: dict[str, Any] = {}
+    allowed = _allowed(allow)
+    if allowed is not None:
+        options["allowed_modules"] = allowed
     if worker_type == "gevent":  # patch before the app (and its drivers) are imported
-        from gevent import monkey
-
+        try:
+            from gevent import monkey
+        except ImportError as exc:
+            raise MissingExtraError(
+                "--worker-type gevent needs gevent: pip install 'omniq[gevent]' "
+                "(or 'omniq-workers[gevent]')"
+            ) from exc
         monkey.patch_all()
-    oq = _load_app(app_spec) if app_spec else _open(url)
+    _cwd_on_path()  # task functions are imported from here too, as with --app
+    oq = connect(_load_app(app_spec)) if app_spec else open_oq(url)
     from ._schedule_cli import run_worker_with_scheduler
 
     with oq:
+        shown = escape(redact(oq.task_queue_url))
         console.print(
-            f"[bold]omniq worker[/] on {oq.task_queue_url} queues={queues or ['default']}"
+            f"[bold]omniq worker[/] on {shown} queues={queues or ['default']}"
+            + (f" allow={list(allowed)}" if allowed is not None else ""),
+            markup=True,
+            highlight=False,
         )
         if burst:
             with Progress(
@@ -91,7 +187,11 @@ def worker(
             ) as progress:
                 progress.add_task("draining", total=None)
                 stats = oq.run_worker_sync(
-                    queues=queues, concurrency=concurrency, worker_type=worker_type, burst=True
+                    queues=queues,
+                    concurrency=concurrency,
+                    worker_type=worker_type,
+                    burst=True,
+                    **options,
                 )
         else:
             stats = run_worker_with_scheduler(
@@ -100,6 +200,7 @@ def worker(
                 queues=queues,
                 concurrency=concurrency,
                 worker_type=worker_type,
+                **options,
             )
     console.print(
         f"done: {stats.succeeded} succeeded, {stats.failed} failed, {stats.expired} expired, "
@@ -128,7 +229,7 @@ def enqueue(
     url: UrlOpt = None,
 ) -> None:
     """Enqueue module:function with arguments; prints the task id."""
-    with _open(url) as oq:
+    with open_oq(url) as oq:
         task = oq.enqueue_sync(
             func,
             tuple(_parse_arg(a) for a in args or []),
@@ -156,7 +257,7 @@ def status(
     url: UrlOpt = None,
 ) -> None:
     """Task counts by queue and state."""
-    with _open(url) as oq:
+    with open_oq(url) as oq:
         counts = oq.counts_sync()
         console.print(_status_table(counts))
         if not watch:
@@ -182,7 +283,7 @@ def result(
     url: UrlOpt = None,
 ) -> None:
     """Show a task's result."""
-    with _open(url) as oq:
+    with open_oq(url) as oq:
         r = oq.get_result_sync(task_id, wait=wait is not None, timeout=wait)
         if r is None:
             task = oq.get_task_sync(task_id)
@@ -204,7 +305,7 @@ def result(
 @app.command()
 def cancel(task_id: str, url: UrlOpt = None) -> None:
     """Cancel a task that has not finished."""
-    with _open(url) as oq:
+    with open_oq(url) as oq:
         ok = oq.cancel_sync(task_id)
     console.print("cancelled" if ok else "not cancelled (unknown or already finished)")
     if not ok:
@@ -214,7 +315,7 @@ def cancel(task_id: str, url: UrlOpt = None) -> None:
 @app.command()
 def events(task_id: str, url: UrlOpt = None, events_url: EventsOpt = None) -> None:
     """A task's event trail."""
-    with _open(url, events_url) as oq:
+    with open_oq(url, events_url) as oq:
         evs = oq.get_events_sync(task_id)
     table = Table(title=f"events of {task_id}")
     for col in ("time", "event", "worker", "detail"):
@@ -231,21 +332,18 @@ def events(task_id: str, url: UrlOpt = None, events_url: EventsOpt = None) -> No
 
 
 def _register_extras() -> None:
-    try:
-        from ._schedule_cli import register
-    except ImportError:  # pragma: no cover
-        return
-    register(app)
     from ._dlq_cli import register as register_dlq
+    from ._schedule_cli import register as register_schedules
 
-    register_dlq(app)
+    register_schedules(app, open_oq)
+    register_dlq(app, open_oq)
 
 
 _register_extras()
 
 
 def main() -> None:
-    """Entry point of the ``omniq`` script."""
+    """Entry point of the ``omniq`` console script."""
     sys.exit(app())
 
 
