@@ -32,6 +32,7 @@ from ._registry import (
     known_schemes,
     open_storage,
     register_backend,
+    reload_backends,
 )
 from ._sqlite import SQLiteBackend
 from ._store_urls import StoreKind, StoreUrls, default_url, event_store_url, store_urls
@@ -62,5 +63,6 @@ __all__ = [
     "known_schemes",
     "open_storage",
     "register_backend",
+    "reload_backends",
     "store_urls",
 ]

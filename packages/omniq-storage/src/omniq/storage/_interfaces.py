@@ -3,7 +3,7 @@
 Batch-first: each mutating call takes a sequence and the single-item form is a batch
 of one. Every state change that must be atomic is atomic inside the engine
 (transaction, Lua script, JetStream ack), never a read-modify-write from Python.
-The conformance suite in ``tests/conformance`` is the executable definition.
+The conformance suite in ``omniq.storage.testing`` is the executable definition.
 """
 
 from __future__ import annotations

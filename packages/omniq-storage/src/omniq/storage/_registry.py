@@ -30,6 +30,7 @@ __all__ = [
     "known_schemes",
     "open_storage",
     "register_backend",
+    "reload_backends",
 ]
 
 ENTRY_POINT_GROUP = "omniq.backends"
@@ -57,51 +58,57 @@ class BackendEntry(NamedTuple):
 
 
 class _BackendTable(MutableMapping[str, BackendEntry]):
-    """Scheme -> entry: the entry points, read once on first use, then registrations.
+    """Scheme -> entry: the entry points (read on first use), under the registrations.
 
-    Writing (``BACKENDS[scheme] = entry``) is the same as ``register_backend``.
+    Writing (``BACKENDS[scheme] = entry``) is the same as ``register_backend``; deleting
+    a registered scheme uncovers its entry point, if any.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, BackendEntry] = {}
-        self._loaded = False
+        self._declared: dict[str, BackendEntry] | None = None
+        self._registered: dict[str, BackendEntry] = {}
         self._lock = threading.Lock()
 
-    def _ensure(self) -> dict[str, BackendEntry]:
-        if not self._loaded:
+    def _merged(self) -> dict[str, BackendEntry]:
+        declared = self._declared
+        if declared is None:
+            declared = _from_entry_points()
             with self._lock:
-                if not self._loaded:
-                    found = _from_entry_points()
-                    found.update(self._entries)  # run-time registrations win
-                    self._entries = found
-                    self._loaded = True
-        return self._entries
+                self._declared = declared
+        return {**declared, **self._registered}
 
     def __getitem__(self, scheme: str) -> BackendEntry:
-        return self._ensure()[scheme.lower()]
+        key = scheme.lower()
+        entry = self._registered.get(key)
+        return entry if entry is not None else self._merged()[key]
 
     def __setitem__(self, scheme: str, entry: BackendEntry) -> None:
         with self._lock:
-            self._entries[scheme.lower()] = entry
+            self._registered[scheme.lower()] = entry
 
     def __delitem__(self, scheme: str) -> None:
-        self._ensure()
+        key = scheme.lower()
         with self._lock:
-            del self._entries[scheme.lower()]
+            if key in self._registered:
+                del self._registered[key]
+                return
+        if self._declared is not None and key in self._declared:
+            raise KeyError(f"{key} is declared by an entry point; register_backend replaces it")
+        raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._ensure()))
+        return iter(self._merged())
 
     def __len__(self) -> int:
-        return len(self._ensure())
+        return len(self._merged())
 
     def __repr__(self) -> str:
-        return f"BACKENDS({dict(self._ensure())!r})"
+        return f"BACKENDS({self._merged()!r})"
 
     def reload(self) -> None:
-        """Forget what was read from the entry points (registrations stay)."""
+        """Read the entry points again on next use (registrations stay)."""
         with self._lock:
-            self._loaded = False
+            self._declared = None
 
 
 def _from_entry_points() -> dict[str, BackendEntry]:
@@ -147,6 +154,14 @@ def register_backend(
     run-time twin of an ``omniq.backends`` entry point and wins over one.
     """
     BACKENDS[scheme] = BackendEntry(target, extra, distribution)
+
+
+def reload_backends() -> None:
+    """Read the ``omniq.backends`` entry points again on next use (after a distribution
+    was installed into the running interpreter); registrations stay."""
+    table = BACKENDS
+    if isinstance(table, _BackendTable):
+        table.reload()
 
 
 def _known() -> str:
