@@ -16,7 +16,11 @@ for p in (str(HERE), str(ROOT)):
         sys.path.insert(0, p)
 
 from chaos_fleet import FIGURES  # noqa: E402
-from tests.conformance.backends import BACKENDS  # noqa: E402
+
+from omniq.storage.testing import builtin_specs  # noqa: E402
+
+BACKENDS = {spec.id: spec for spec in builtin_specs()}
+"""The conformance suite's specs of the omniq-storage backends, by id."""
 
 
 @pytest.fixture

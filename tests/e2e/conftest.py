@@ -14,10 +14,12 @@ for p in (str(HERE), str(ROOT)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from tests.conformance.backends import BACKENDS  # noqa: E402
-
 from omniq.core import OmniQ  # noqa: E402
 from omniq.storage import open_storage  # noqa: E402
+from omniq.storage.testing import builtin_specs  # noqa: E402
+
+BACKENDS = {spec.id: spec for spec in builtin_specs()}
+"""The conformance suite's specs of the omniq-storage backends, by id."""
 
 E2E_BACKENDS = ["memory", "sqlite", "file-local", "redis", "postgres", "nats"]
 MULTIPROCESS = {"sqlite", "file-local", "redis", "postgres", "nats"}

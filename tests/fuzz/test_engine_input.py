@@ -21,11 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import pytest
 from pickles import evil_pickle
-from tests.conformance.backends import BACKENDS
 
 from omniq.core import OmniQ
 from omniq.models import Payload, StorageError, TaskResult, TaskStatus
 from omniq.storage import Backend, open_storage
+from omniq.storage.testing import builtin_specs
+
+BACKENDS = {spec.id: spec for spec in builtin_specs()}
+"""The conformance suite's specs of the omniq-storage backends, by id."""
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,5 @@
-"""Scheduler suites: the repository root on sys.path for ``tests.conformance`` helpers."""
+"""Scheduler suites: the repository root on sys.path (for the ``tests.*`` modules their
+subprocesses import)."""
 
 from __future__ import annotations
 

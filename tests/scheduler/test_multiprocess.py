@@ -17,11 +17,14 @@ from pathlib import Path
 import anyio
 import msgspec
 import pytest
-from tests.conformance.backends import BACKENDS
 
 from omniq.core import OmniQ
 from omniq.models import EventType, Task, now
 from omniq.queue import run_task_id
+from omniq.storage.testing import builtin_specs
+
+BACKENDS = {spec.id: spec for spec in builtin_specs()}
+"""The conformance suite's specs of the omniq-storage backends, by id."""
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -69,7 +69,9 @@ async def test_from_settings(tmp_path: Path) -> None:
         log.enqueued("t")
         await log.flush()
         assert log.stats.written == 1
-    assert (tmp_path / "events.db").exists()
+    # the embedded SQLite default, shared with the task queue (omniq.storage.store_urls)
+    assert (tmp_path / "omniq.db").exists()
+    assert not (tmp_path / "events.db").exists()
 
 
 def test_sync_from_settings_disabled() -> None:

@@ -7,8 +7,14 @@ import pathlib
 import pytest
 
 from omniq.models import MissingExtraError, UnknownBackendError
-from omniq.storage import FileBackend, MemoryBackend, SQLiteBackend, open_storage
-from omniq.storage._factory import BACKENDS, register_backend
+from omniq.storage import (
+    BACKENDS,
+    FileBackend,
+    MemoryBackend,
+    SQLiteBackend,
+    open_storage,
+    register_backend,
+)
 
 
 def test_embedded_schemes(tmp_path: pathlib.Path) -> None:

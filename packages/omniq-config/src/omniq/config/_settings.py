@@ -19,14 +19,13 @@ from omniq.models import settings as c
 __all__ = ["FIELD_RULES", "LOG_LEVELS", "FieldRule", "Settings"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "DISABLED")
-_STORES = ("file", "memory", "sqlite", "postgres", "redis", "nats")
-_EVENT_STORES = ("sqlite", "postgres", "file", "memory")
 _WORKERS = ("async", "thread", "process", "gevent")
 _POLICIES = ("cancel", "release")
 _LOOPS = ("auto", "asyncio", "uvloop")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_BACKEND_NAME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 _COMPONENT = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _REDACTED = "<redacted>"
 
@@ -81,6 +80,26 @@ def _choice(*options: str, empty: str = "", upper: bool = False) -> FieldRule:
         _need(isinstance(v, str))
         v = v.strip().upper() if upper else v.strip().lower()
         _need(v in options or (bool(empty) and v == ""))
+        return str(v)
+
+    return FieldRule(accepted, check)
+
+
+def _backend(empty: str = "") -> FieldRule:
+    """A backend type: the name of an ``omniq.backends`` entry point (a URL scheme).
+
+    Only its shape is checked here; ``omniq.storage`` knows which backends exist and
+    rejects an unknown one (naming the ``OMNIQ_*_TYPE`` variable) when it resolves the
+    store URLs.
+    """
+    accepted = "a backend name (a URL scheme such as sqlite, postgres, redis)" + (
+        f", or empty ({empty})" if empty else ""
+    )
+
+    def check(v: Any) -> str:
+        _need(isinstance(v, str))
+        v = v.strip().lower()
+        _need(bool(_BACKEND_NAME.match(v)) or (bool(empty) and v == ""))
         return str(v)
 
     return FieldRule(accepted, check)
@@ -197,11 +216,11 @@ FIELD_RULES: dict[str, FieldRule] = {
         _check_levels,
         _json_object,
     ),
-    "task_queue_type": _choice(*_STORES),
+    "task_queue_type": _backend(),
     "task_queue_url": _URL,
-    "result_storage_type": _choice(*_STORES, empty="same as the task queue"),
+    "result_storage_type": _backend(empty="same as the task queue"),
     "result_storage_url": _URL,
-    "event_storage_type": _choice(*_EVENT_STORES, empty="event logging disabled"),
+    "event_storage_type": _backend(empty="event logging disabled"),
     "event_storage_url": _URL,
     "fsspec_uri": _URL,
     "default_queue": _text(),

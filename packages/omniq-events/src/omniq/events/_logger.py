@@ -166,8 +166,8 @@ class AsyncEventLogger:
         """A logger configured from ``omniq.config`` settings (default: the environment).
 
         ``EVENT_STORAGE_TYPE`` empty means event logging is disabled (a no-op logger);
-        otherwise ``EVENT_STORAGE_URL`` (or the embedded default under ``BASE_DIR``)
-        names the store, which the logger opens and owns. ``options`` override the
+        otherwise the store ``omniq.storage.event_store_url`` names (the one ``OmniQ``
+        uses with these settings), which the logger opens and owns. ``options`` override the
         buffer and retention settings.
         """
         s = settings if settings is not None else get_settings()

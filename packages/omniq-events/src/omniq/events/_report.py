@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from omniq.config import Settings, get_logger
-from omniq.models import ConfigError
+from omniq.storage import event_store_url
 
 __all__ = ["LOGGER_NAME", "RateLimiter", "event_storage_url", "get_library_logger"]
 
@@ -43,17 +42,9 @@ class RateLimiter:
 
 
 def event_storage_url(settings: Settings) -> str:
-    """The event store URL the settings name; empty when event logging is disabled."""
-    kind = settings.event_storage_type
-    if not kind:
-        return ""
-    if settings.event_storage_url:
-        return settings.event_storage_url
-    base = Path(settings.base_dir).absolute()
-    if kind == "sqlite":
-        return f"sqlite:///{base / 'events.db'}"
-    if kind == "file":
-        return settings.fsspec_uri or (base / "events").as_uri()
-    if kind == "memory":
-        return "memory://"
-    raise ConfigError("event_storage_url", "", f"a connection URL for the {kind} event store")
+    """The event store URL the settings name; empty when event logging is disabled.
+
+    ``omniq.storage.event_store_url`` decides, so a logger built from settings writes
+    to the same store as ``OmniQ`` with those settings.
+    """
+    return event_store_url(settings)

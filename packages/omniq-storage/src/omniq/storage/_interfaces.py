@@ -3,7 +3,7 @@
 Batch-first: each mutating call takes a sequence and the single-item form is a batch
 of one. Every state change that must be atomic is atomic inside the engine
 (transaction, Lua script, JetStream ack), never a read-modify-write from Python.
-The conformance suite in ``tests/conformance`` is the executable definition.
+The conformance suite in ``omniq.storage.testing`` is the executable definition.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
+
+if TYPE_CHECKING:
+    from omniq.config import Settings
 
 from omniq.models import (
     ClaimedTask,
@@ -370,6 +373,15 @@ class Backend(abc.ABC):
     results: ResultStorage | None = None
     events: EventStorage | None = None
     schedules: ScheduleStorage | None = None
+
+    @classmethod
+    def default_url(cls, settings: Settings, store: str) -> str | None:
+        """Where this backend keeps ``store`` (a ``StoreKind``) when no URL is configured.
+
+        None (the default) means the backend has no embedded default: a URL must be
+        configured. ``omniq.storage.store_urls`` asks this for every store.
+        """
+        return None
 
     @abc.abstractmethod
     async def connect(self) -> None:

@@ -21,9 +21,13 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
+
+if TYPE_CHECKING:
+    from omniq.config import Settings
 
 from omniq.models import StorageError, now
 from omniq.storage._interfaces import Backend
@@ -65,6 +69,12 @@ class FileBackend(Backend):
     ``poll_interval`` (how often waiters look for other processes' changes, local
     filesystem only, default 0.05 s).
     """
+
+    @classmethod
+    def default_url(cls, settings: Settings, store: str) -> str | None:
+        """Every store defaults to ``$FSSPEC_URI``, else the folder ``$BASE_DIR/store``."""
+        base = Path(settings.base_dir).expanduser().resolve()
+        return settings.fsspec_uri or f"file://{base / 'store'}"
 
     def __init__(
         self,

@@ -11,7 +11,10 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from omniq.config import Settings
 
 from omniq.models import (
     EventType,
@@ -188,6 +191,11 @@ class _Events(EventStorage):
 
 class MemoryBackend(Backend):
     """All four contracts in this process's memory (``memory://``)."""
+
+    @classmethod
+    def default_url(cls, settings: Settings, store: str) -> str | None:
+        """Every store defaults to this process's memory."""
+        return "memory://"
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url

@@ -12,6 +12,12 @@ URL forms: ``sqlite:///relative.db``, ``sqlite:////absolute.db`` (SQLAlchemy sty
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omniq.config import Settings
+
 from omniq.storage._interfaces import Backend
 
 from ._conn import Connection, db_path
@@ -28,6 +34,11 @@ class SQLiteBackend(Backend):
     ``poll_interval`` (how often a waiter re-checks for other processes' changes,
     default 0.05 s; changes from this process wake waiters at once).
     """
+
+    @classmethod
+    def default_url(cls, settings: Settings, store: str) -> str | None:
+        """Every store defaults to one database file, ``$BASE_DIR/omniq.db``."""
+        return f"sqlite:///{Path(settings.base_dir).expanduser().resolve() / 'omniq.db'}"
 
     def __init__(
         self, url: str, *, busy_timeout: float = 30.0, poll_interval: float = 0.05

@@ -1,4 +1,4 @@
-"""Conformance registry entries for the server backends (PostgreSQL, Redis, NATS).
+"""Shared test servers for the server backends (PostgreSQL, Redis, NATS).
 
 Each test gets its own namespace on the shared servers (a unique PostgreSQL schema, a
 Redis key prefix, NATS stream/bucket names) and the cleanup drops it afterwards.

@@ -1,4 +1,4 @@
-"""Small helpers shared by the conformance tests."""
+"""Small helpers the conformance suite uses, for a backend's own tests too."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ from omniq.storage import (
     TaskQueueStorage,
 )
 
+__all__ = ["NOOP", "es", "noop", "poll_until", "rs", "ss", "task", "tq"]
+
 T = TypeVar("T")
+
+NOOP = "omniq.storage.testing.helpers:noop"
+"""The function path of the tasks the suite stores (storage never calls it)."""
+
+
+def noop() -> None:
+    """A task function that does nothing."""
 
 
 def tq(store: Backend) -> TaskQueueStorage:
@@ -39,7 +48,7 @@ def ss(store: Backend) -> ScheduleStorage:
 
 
 def task(**kw: object) -> Task:
-    kw.setdefault("func", "tests.conformance:noop")
+    kw.setdefault("func", NOOP)
     return Task(**kw)  # type: ignore[arg-type]
 
 

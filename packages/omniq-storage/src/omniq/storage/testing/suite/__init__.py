@@ -1,0 +1,30 @@
+"""The conformance suite: one test class per storage contract.
+
+Import the classes into a test module (``from omniq.storage.testing.suite import *``)
+and pytest collects them there, parametrized over the registered specs by
+``omniq.storage.testing.plugin``.
+"""
+
+from __future__ import annotations
+
+from ._dead_letters import TestDeadLetters
+from ._dependencies import TestDependencies
+from ._events import TestEvents
+from ._finish import TestFinish
+from ._handover import TestHandover
+from ._multiprocess import TestMultiprocess
+from ._queue import TestQueue
+from ._results import TestResults
+from ._schedules import TestSchedules
+
+__all__ = [
+    "TestDeadLetters",
+    "TestDependencies",
+    "TestEvents",
+    "TestFinish",
+    "TestHandover",
+    "TestMultiprocess",
+    "TestQueue",
+    "TestResults",
+    "TestSchedules",
+]
