@@ -218,7 +218,7 @@ def test_allow_list_is_parsed_and_reaches_the_worker(tmp_path: Path) -> None:
 
 
 def test_banner_and_errors_never_show_the_password() -> None:
-    from tests.conformance._servers import drop_namespace, unique_url
+    from omniq.storage.testing.servers import drop_namespace, unique_url
 
     secret = "s3cret-Pw"
     parts = urlsplit(unique_url("postgresql"))

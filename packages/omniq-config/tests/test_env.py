@@ -162,7 +162,10 @@ def test_garbage_names_the_variable(field: str) -> None:
 def test_message_format() -> None:
     with pytest.raises(ConfigError) as info:
         EnvConfig({"OMNIQ_TASK_TTL": "abc"}).settings()
-    assert str(info.value) == "OMNIQ_TASK_TTL='abc' is invalid: expected a number of seconds >= 0"
+    assert str(info.value) == (
+        "OMNIQ_TASK_TTL='abc' is invalid: expected a number of seconds from 0 to 100 years"
+        " (0 = never expires)"
+    )
 
 
 def test_cross_field_error_names_the_variable() -> None:
@@ -236,9 +239,32 @@ def test_non_numeric_text_always_rejected(field: str, text: str) -> None:
     assert info.value.name == var and info.value.value == text
 
 
-@given(st.sampled_from(_INT_FIELDS), st.integers(min_value=1, max_value=2**63))
-def test_valid_integers_round_trip(field: str, value: int) -> None:
+def _bounds(field: str) -> tuple[float, float]:
+    bounds = FIELD_RULES[field].bounds
+    assert bounds is not None
+    return bounds
+
+
+@given(st.sampled_from(_INT_FIELDS), st.data())
+def test_valid_integers_round_trip(field: str, data: st.DataObject) -> None:
+    low, high = _bounds(field)
+    value = data.draw(st.integers(min_value=int(low), max_value=int(high)))
     assert EnvConfig({EnvConfig.variable(field): str(value)}).overrides()[field] == value
+
+
+@given(st.sampled_from(_INT_FIELDS + _FLOAT_FIELDS), st.data())
+def test_values_beyond_the_bounds_rejected(field: str, data: st.DataObject) -> None:
+    low, high = _bounds(field)
+    value = data.draw(
+        st.one_of(
+            st.integers(min_value=int(high) + 1),
+            st.integers(max_value=math.ceil(low) - 1),
+        )
+    )
+    var = EnvConfig.variable(field)
+    with pytest.raises(ConfigError) as info:
+        EnvConfig({var: str(value)}).overrides()
+    assert info.value.name == var and "from" in info.value.accepted
 
 
 @given(st.sampled_from(_INT_FIELDS), st.integers(max_value=-1))
@@ -247,11 +273,10 @@ def test_negative_integers_rejected(field: str, value: int) -> None:
         EnvConfig({EnvConfig.variable(field): str(value)}).overrides()
 
 
-@given(
-    st.sampled_from([f for f in _FLOAT_FIELDS if f != "lease_seconds"]),
-    st.floats(min_value=0, allow_nan=False, allow_infinity=False),
-)
-def test_valid_seconds_round_trip(field: str, value: float) -> None:
+@given(st.sampled_from(_FLOAT_FIELDS), st.data())
+def test_valid_seconds_round_trip(field: str, data: st.DataObject) -> None:
+    low, high = _bounds(field)
+    value = data.draw(st.floats(min_value=low, max_value=high))
     parsed = EnvConfig({EnvConfig.variable(field): repr(value)}).overrides()[field]
     assert parsed == value and math.isfinite(parsed)
 

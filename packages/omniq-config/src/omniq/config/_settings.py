@@ -13,10 +13,24 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from omniq.models import ConfigError
+from omniq.models import (
+    MAX_HORIZON_SECONDS,
+    MAX_RETRIES,
+    ConfigError,
+    InvalidTaskError,
+    redact_url,
+    validate_queue_name,
+)
 from omniq.models import settings as c
 
-__all__ = ["FIELD_RULES", "LOG_LEVELS", "FieldRule", "Settings"]
+__all__ = [
+    "FIELD_RULES",
+    "LOG_LEVELS",
+    "MAX_LEASE_SECONDS",
+    "MIN_LEASE_SECONDS",
+    "FieldRule",
+    "Settings",
+]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "DISABLED")
 _WORKERS = ("async", "thread", "process", "gevent")
@@ -46,10 +60,19 @@ class FieldRule:
     check: Callable[[Any], Any]
     parse: Callable[[str], Any] = str.strip
     secret: bool = False
+    url: bool = False
+    """A connection URL: shown with its password and secret parameters redacted."""
+    bounds: tuple[float, float] | None = None
+    """Smallest and largest accepted value of a numeric setting."""
 
     def shown(self, value: object) -> object:
-        """The value as it may appear in an error message (secrets are redacted)."""
-        return _REDACTED if self.secret and value else value
+        """The value as it may appear in an error message or repr (secrets and URL
+        passwords are redacted)."""
+        if self.secret and value:
+            return _REDACTED
+        if self.url and isinstance(value, str):
+            return redact_url(value)
+        return value
 
     def validate(self, name: str, value: Any) -> Any:
         """Return ``value`` normalized, or raise ConfigError naming ``name``."""
@@ -105,21 +128,28 @@ def _backend(empty: str = "") -> FieldRule:
     return FieldRule(accepted, check)
 
 
-def _int(minimum: int, what: str = "an integer") -> FieldRule:
+def _int(minimum: int, maximum: int, what: str = "an integer", zero: str = "") -> FieldRule:
     def check(v: Any) -> int:
-        _need(isinstance(v, int) and not isinstance(v, bool) and v >= minimum)
+        _need(isinstance(v, int) and not isinstance(v, bool))
+        _need(minimum <= v <= maximum, f"out of bounds, got {v}")
         return int(v)
 
-    return FieldRule(f"{what} >= {minimum}", check, lambda t: int(t.strip()))
+    accepted = f"{what} from {minimum} to {maximum:_}" + (f" (0 = {zero})" if zero else "")
+    return FieldRule(accepted, check, lambda t: int(t.strip()), bounds=(minimum, maximum))
 
 
-def _seconds(positive: bool = False) -> FieldRule:
+def _seconds(
+    minimum: float = 0.0, maximum: float = MAX_HORIZON_SECONDS, zero: str = ""
+) -> FieldRule:
     def check(v: Any) -> float:
         _need(isinstance(v, int | float) and not isinstance(v, bool))
-        _need(math.isfinite(v) and (v > 0 if positive else v >= 0))
+        _need(math.isfinite(v), "not a finite number")
+        _need(minimum <= v <= maximum, f"out of bounds, got {v}")
         return float(v)
 
-    return FieldRule(f"a number of seconds {'>' if positive else '>='} 0", check, float)
+    top = "100 years" if maximum == MAX_HORIZON_SECONDS else f"{maximum:g}"
+    accepted = f"a number of seconds from {minimum:g} to {top}" + (f" (0 = {zero})" if zero else "")
+    return FieldRule(accepted, check, float, bounds=(minimum, maximum))
 
 
 def _parse_bool(text: str) -> bool:
@@ -149,9 +179,14 @@ def _check_url(v: Any) -> str:
         _need(not any(ch.isspace() for ch in v), "no whitespace allowed")
         _need(bool(_SCHEME.match(v)), "missing scheme")
         try:
-            _ = urlsplit(v).port  # raises on a malformed netloc or a bad port
-        except ValueError as exc:
-            raise _Bad(str(exc)) from None
+            # every host of a multi-host URL (postgresql://u@h1:5432,h2:5432/db) has
+            # a valid port; raises on a malformed netloc or a bad port
+            netloc = urlsplit(v).netloc
+            for host in netloc.rpartition("@")[2].split(","):
+                _ = urlsplit(f"//{host}").port
+        except ValueError:
+            # urlsplit's message quotes the port text, which can hold part of a password
+            raise _Bad("malformed host or port (percent-encode reserved characters)") from None
     return str(v)
 
 
@@ -201,9 +236,27 @@ def _check_modules(v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-_URL = FieldRule("empty or a URL with a scheme, e.g. redis://localhost:6379/0", _check_url)
-_COUNT = _int(1)
+_URL = FieldRule(
+    "empty or a URL with a scheme, e.g. redis://localhost:6379/0", _check_url, url=True
+)
 _SECS = _seconds()
+_DAY = 86400.0
+# Bounds of the numeric settings: each keeps OmniQ out of a state it cannot work in
+# (a lease shorter than a heartbeat round trip, a pool of zero) or out of arithmetic
+# that overflows (a TTL of 1e308 seconds).
+MIN_LEASE_SECONDS = 1.0
+"""Shortest lease: below it heartbeats cannot keep up and live workers look crashed."""
+MAX_LEASE_SECONDS = _DAY
+"""Longest lease: a crashed worker's tasks are retried within a day at the latest."""
+
+
+def _check_queue(v: Any) -> str:
+    _need(isinstance(v, str))
+    try:
+        return validate_queue_name(v.strip())
+    except InvalidTaskError as exc:
+        raise _Bad(str(exc)) from None
+
 
 FIELD_RULES: dict[str, FieldRule] = {
     "base_dir": _text(),
@@ -223,21 +276,23 @@ FIELD_RULES: dict[str, FieldRule] = {
     "event_storage_type": _backend(empty="event logging disabled"),
     "event_storage_url": _URL,
     "fsspec_uri": _URL,
-    "default_queue": _text(),
+    "default_queue": FieldRule(
+        "a queue name: 1 to 128 characters from A-Z a-z 0-9 . _ : -", _check_queue
+    ),
     "default_worker": _choice(*_WORKERS),
-    "max_workers": _COUNT,
-    "thread_workers": _COUNT,
-    "process_workers": _COUNT,
-    "gevent_workers": _COUNT,
+    "max_workers": _int(1, 10_000),
+    "thread_workers": _int(1, 1_000),
+    "process_workers": _int(1, 1_000),
+    "gevent_workers": _int(1, 100_000),
     "event_loop": _choice(*_LOOPS),
-    "task_timeout": _SECS,
-    "task_ttl": _SECS,
-    "retry_attempts": _int(0),
+    "task_timeout": _seconds(zero="no timeout"),
+    "task_ttl": _seconds(zero="never expires"),
+    "retry_attempts": _int(0, MAX_RETRIES),
     "retry_delay": _SECS,
     "retry_max_delay": _SECS,
-    "result_ttl": _SECS,
-    "lease_seconds": _seconds(positive=True),
-    "shutdown_grace": _SECS,
+    "result_ttl": _seconds(zero="kept forever"),
+    "lease_seconds": _seconds(MIN_LEASE_SECONDS, MAX_LEASE_SECONDS),
+    "shutdown_grace": _seconds(0.0, _DAY),
     "dependency_failure_policy": _choice(*_POLICIES),
     "dill_enabled": FieldRule(
         "a boolean: 1/0, true/false, yes/no, on/off", _check_bool, _parse_bool
@@ -253,10 +308,10 @@ FIELD_RULES: dict[str, FieldRule] = {
         _check_modules,
         _split_modules,
     ),
-    "max_payload_bytes": _int(1, "a number of bytes"),
-    "event_buffer_size": _COUNT,
-    "event_retention_seconds": _SECS,
-    "event_retention_count": _int(0),
+    "max_payload_bytes": _int(1, 512 * 1024 * 1024, "a number of bytes"),
+    "event_buffer_size": _int(1, 10_000_000),
+    "event_retention_seconds": _seconds(zero="kept forever"),
+    "event_retention_count": _int(0, 2**31 - 1, zero="no limit"),
 }
 
 

@@ -128,7 +128,9 @@ class OmniQ(ScheduleOps, DeadLetterOps):
         _instances.add(self)
 
     def __repr__(self) -> str:
-        return f"OmniQ(task_queue={self.task_queue_url!r})"
+        from omniq.models import redact_url
+
+        return f"OmniQ(task_queue={redact_url(self.task_queue_url)!r})"
 
     @property
     def task_queue_url(self) -> str:

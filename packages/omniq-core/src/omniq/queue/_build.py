@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from omniq.config import Settings
-from omniq.models import InvalidTaskError, Task, WorkerType, as_timestamp, now
+from omniq.models import (
+    MAX_HORIZON_SECONDS,
+    MAX_RETRIES,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    InvalidTaskError,
+    Task,
+    WorkerType,
+    now,
+    validate_key,
+    validate_metadata,
+    validate_queue_name,
+    validate_task,
+    validate_task_id,
+)
 from omniq.serialization import SerializationManager
 
 __all__ = ["EnqueueOptions", "TaskSpec", "build_task", "task_ids"]
@@ -47,29 +63,115 @@ class EnqueueOptions(TypedDict, total=False):
 
 
 def task_ids(refs: Iterable[Task | str] | Task | str | None) -> tuple[str, ...]:
-    """Normalize ``depends_on`` (tasks or ids, one or many) to a tuple of distinct ids."""
+    """Normalize ``depends_on`` (tasks or ids, one or many) to a tuple of distinct ids.
+
+    Raises InvalidTaskError for anything else, or for an id outside the task id rules
+    (``omniq.models.validate_task_id``)."""
     if refs is None:
         return ()
     if isinstance(refs, Task | str):
         refs = (refs,)
+    elif isinstance(refs, bytes | bytearray | Mapping) or not isinstance(refs, Iterable):
+        raise InvalidTaskError(
+            f"depends_on takes a task, a task id or an iterable of them, got {_kind(refs)}"
+        )
     out: list[str] = []
     for r in refs:
         if isinstance(r, Task):
             out.append(r.id)
-        elif isinstance(r, str) and r:
-            out.append(r)
+        elif isinstance(r, str):
+            out.append(validate_task_id(r, "depends_on id"))
         else:
-            raise InvalidTaskError(f"depends_on takes tasks or task ids, got {r!r}")
+            raise InvalidTaskError(f"depends_on takes tasks or task ids, got {_kind(r)}")
     return tuple(dict.fromkeys(out))  # a dependency listed twice is one dependency
 
 
-def _seconds(value: float | timedelta | None, name: str) -> float | None:
+def _kind(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _number(value: object, name: str) -> float:
+    """A finite float from an int/float (not bool), else InvalidTaskError."""
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        try:
+            f = float(value)
+        except (OverflowError, ValueError):
+            f = math.inf
+        if math.isfinite(f):
+            return f
+        raise InvalidTaskError(f"{name}={value!r} is not a finite number")
+    raise InvalidTaskError(f"{name} must be a number, got {_kind(value)}")
+
+
+def _seconds(value: object, name: str) -> float | None:
+    """A duration: None, a timedelta or a number of seconds in [0, MAX_HORIZON_SECONDS]."""
     if value is None:
         return None
-    secs = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if secs < 0:
-        raise InvalidTaskError(f"{name} must be >= 0 seconds, got {secs}")
+    secs = value.total_seconds() if isinstance(value, timedelta) else _number(value, f"{name}")
+    if not 0 <= secs <= MAX_HORIZON_SECONDS:
+        raise InvalidTaskError(
+            f"{name}={secs!r} seconds is out of bounds: expected 0 to {MAX_HORIZON_SECONDS:.0f}"
+            " (100 years)"
+        )
     return secs
+
+
+def _eta(value: object, created: float) -> float | None:
+    """An instant: None, an aware datetime or Unix seconds, from 0 up to 100 years ahead."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidTaskError(
+                f"eta: naive datetime {value.isoformat()} is ambiguous; give it a tzinfo"
+            )
+        try:
+            ts = value.timestamp()
+        except (OverflowError, ValueError, OSError) as exc:
+            raise InvalidTaskError(f"eta={value!r} cannot be converted: {exc}") from None
+    else:
+        ts = _number(value, "eta")
+    if not 0 <= ts <= created + MAX_HORIZON_SECONDS:
+        raise InvalidTaskError(
+            f"eta={ts!r} is out of bounds: expected Unix seconds from 0 to now + 100 years"
+        )
+    return ts
+
+
+def _integer(value: object, name: str, low: int, high: int) -> int:
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral):
+        n = int(value)
+        if low <= n <= high:
+            return n
+        raise InvalidTaskError(f"{name}={n} is out of bounds: expected {low} to {high}")
+    raise InvalidTaskError(f"{name} must be an int from {low} to {high}, got {_kind(value)}")
+
+
+def _func_path(func: str) -> str:
+    module, sep, qualname = func.partition(":")
+    parts = [*module.split("."), *qualname.split(".")]
+    if not sep or not all(p.isidentifier() for p in parts):
+        raise InvalidTaskError(
+            f"task path {func[:200]!r} must look like 'module:qualname' (dotted Python names)"
+        )
+    return func
+
+
+def _call(args: object, kwargs: object) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if not isinstance(args, list | tuple):
+        raise InvalidTaskError(
+            f"args must be a list or tuple of arguments, got {_kind(args)}"
+            + ("; for one string argument write args=(value,)" if isinstance(args, str) else "")
+        )
+    if kwargs is None:
+        return tuple(args), {}
+    if not isinstance(kwargs, Mapping):
+        raise InvalidTaskError(f"kwargs must be a dict, got {_kind(kwargs)}")
+    for name in kwargs:
+        if not isinstance(name, str):
+            raise InvalidTaskError(f"kwargs keys must be str, got {_kind(name)}")
+    return tuple(args), dict(kwargs)
 
 
 def build_task(
@@ -97,13 +199,13 @@ def build_task(
 ) -> Task:
     """Validate options, apply the settings' defaults and serialize the call.
 
-    ``ttl``/``timeout`` of 0 mean none; None means the configured default.
+    ``ttl``/``timeout`` of 0 mean none; None means the configured default. Every option
+    is checked for type and range (docs/configuration.md, "Task option rules"): a bad
+    one raises InvalidTaskError naming it and what is accepted; arguments that cannot
+    be serialized raise SerializationError.
     """
     if isinstance(func, str):
-        module, sep, qualname = func.partition(":")
-        if not sep or not module or not qualname:
-            raise InvalidTaskError(f"task path {func!r} must look like 'module:qualname'")
-        path, func_payload = func, None
+        path, func_payload = _func_path(func), None
     else:
         path, func_payload = serializer.encode_callable(func)
     created = now()
@@ -113,36 +215,36 @@ def build_task(
     if delay is not None:
         eta_ts = created + (_seconds(delay, "delay") or 0.0)
     else:
-        try:
-            eta_ts = as_timestamp(eta)
-        except ValueError as exc:
-            raise InvalidTaskError(str(exc)) from None
+        eta_ts = _eta(eta, created)
     ttl_s = _seconds(ttl, "ttl")
     if ttl_s is None:
         ttl_s = settings.task_ttl
     timeout_s = _seconds(timeout, "timeout")
     if timeout_s is None:
         timeout_s = settings.task_timeout
-    retries = settings.retry_attempts if max_retries is None else max_retries
-    if retries < 0:
-        raise InvalidTaskError(f"max_retries must be >= 0, got {retries}")
+    retries = (
+        settings.retry_attempts
+        if max_retries is None
+        else _integer(max_retries, "max_retries", 0, MAX_RETRIES)
+    )
     base = _seconds(retry_delay, "retry_delay")
     try:
         worker_type = WorkerType(worker) if worker is not None else None
-    except ValueError:
+    except (ValueError, TypeError):
         raise InvalidTaskError(
             f"worker={worker!r}: expected one of {', '.join(w.value for w in WorkerType)}"
         ) from None
+    call_args, call_kwargs = _call(args, kwargs)
     start = eta_ts if eta_ts is not None and eta_ts > created else created
     fields: dict[str, Any] = {}
     if task_id is not None:
-        fields["id"] = task_id
-    return Task(
+        fields["id"] = validate_task_id(task_id)
+    task = Task(
         func=path,
         func_payload=func_payload,
-        payload=serializer.dumps_call(tuple(args), dict(kwargs or {})),
-        queue=queue or settings.default_queue,
-        priority=int(priority),
+        payload=serializer.dumps_call(call_args, call_kwargs),
+        queue=settings.default_queue if queue is None else validate_queue_name(queue),
+        priority=_integer(priority, "priority", PRIORITY_MIN, PRIORITY_MAX),
         created_at=created,
         eta=eta_ts,
         expires_at=(start + ttl_s) if ttl_s else None,
@@ -151,26 +253,41 @@ def build_task(
         retry_delay=settings.retry_delay if base is None else base,
         retry_max_delay=settings.retry_max_delay,
         depends_on=task_ids(depends_on),
-        on_success=_callbacks(serializer, settings, on_success),
-        on_failure=_callbacks(serializer, settings, on_failure),
+        on_success=_callbacks(serializer, settings, on_success, "on_success"),
+        on_failure=_callbacks(serializer, settings, on_failure, "on_failure"),
         worker=worker_type,
-        key=key,
-        metadata=dict(metadata or {}),
+        key=None if key is None else validate_key(key),
+        metadata={} if metadata is None else validate_metadata(metadata),
         **fields,
     )
+    return validate_task(task, at=created)
 
 
 def _callbacks(
     serializer: SerializationManager,
     settings: Settings,
     value: Callback | Sequence[Callback] | None,
+    name: str,
 ) -> tuple[Task, ...]:
     if value is None:
         return ()
-    items: Sequence[Callback] = (
-        [value] if isinstance(value, Task | str) or callable(value) else value
-    )
+    items: Sequence[Callback]
+    if isinstance(value, Task | str) or callable(value):
+        items = [value]
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        raise InvalidTaskError(
+            f"{name} takes a task, a callable, an import path or a list of them, got {_kind(value)}"
+        )
     out: list[Task] = []
     for item in items:
-        out.append(item if isinstance(item, Task) else build_task(serializer, settings, item))
+        if isinstance(item, Task):
+            out.append(item)
+        elif isinstance(item, str) or callable(item):
+            out.append(build_task(serializer, settings, item))
+        else:
+            raise InvalidTaskError(
+                f"{name} items are tasks, callables or import paths, got {_kind(item)}"
+            )
     return tuple(out)

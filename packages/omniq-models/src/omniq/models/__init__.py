@@ -36,13 +36,33 @@ from ._errors import (
 )
 from ._event import TaskEvent
 from ._ids import new_id
+from ._redact import redact_url
 from ._result import ErrorInfo, TaskResult
 from ._schedule import Schedule, cron_next
 from ._task import ClaimedTask, Payload, Task
 from ._time import as_timestamp, now, to_datetime
+from ._validation import (
+    MAX_HORIZON_SECONDS,
+    MAX_ID_LENGTH,
+    MAX_KEY_LENGTH,
+    MAX_RETRIES,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    validate_key,
+    validate_metadata,
+    validate_queue_name,
+    validate_task,
+    validate_task_id,
+)
 from .lowlevel import publish
 
 __all__ = [
+    "MAX_HORIZON_SECONDS",
+    "MAX_ID_LENGTH",
+    "MAX_KEY_LENGTH",
+    "MAX_RETRIES",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
     "TERMINAL_STATUSES",
     "BackendUnavailableError",
     "ClaimedTask",
@@ -77,8 +97,14 @@ __all__ = [
     "cron_next",
     "new_id",
     "now",
+    "redact_url",
     "settings",
     "to_datetime",
+    "validate_key",
+    "validate_metadata",
+    "validate_queue_name",
+    "validate_task",
+    "validate_task_id",
 ]
 
 # Show public names as omniq.models.X so the private modules can move freely.

@@ -1,0 +1,65 @@
+"""Hiding credentials in connection URLs and DSNs before they are printed or logged."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["REDACTED", "redact_url"]
+
+REDACTED = "***"
+"""What a hidden password, token or secret parameter is replaced with."""
+
+# A URL starts at a scheme followed by "//", at the start of the text or after a comma,
+# semicolon or whitespace (lists of URLs, as NATS server lists are written).
+_URL_START = re.compile(r"(?:^|(?<=[\s,;]))[A-Za-z][A-Za-z0-9+.-]*://")
+# Parameter names that carry a credential: password, passwd, pwd, secret, token,
+# auth/authorization, api_key, sslkey, credentials, ...
+_SECRET_NAME = r"[\w.-]*(?:pass|pwd|secret|token|auth|key|credential)[\w.-]*"
+_QUERY_PARAM = re.compile(rf"(?i)([?&;]{_SECRET_NAME}=)([^&;#]*)")
+_DSN_PARAM = re.compile(
+    rf"(?i)((?:^|(?<=\s)){_SECRET_NAME}\s*=\s*)('(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|\S*)"
+)
+# Schemes whose URLs commonly name a user without a password (user@host); for any other
+# scheme a user part without ":" is taken to be a token (nats://TOKEN@host) and hidden.
+_USERNAME_SCHEMES = ("postgres", "redis", "valkey", "mysql", "mariadb", "amqp", "file", "sqlite")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its passwords, tokens and secret parameters replaced by ``***``.
+
+    Handles ``scheme://user:password@host`` (also with several hosts, ``@`` or other
+    reserved characters left unencoded in the password, or percent-encoded ones), a
+    bare token before ``@`` (``nats://TOKEN@host``), secret query parameters
+    (``?password=``, ``?token=``, ``?sslkey=``...), comma- or space-separated lists of
+    URLs, and libpq-style DSNs (``host=db password='s e c r e t'``). The host, port,
+    path and user name stay visible so the message still says where. When a URL is
+    ambiguous it hides more rather than less.
+    """
+    starts = [m.start() for m in _URL_START.finditer(url)]
+    if not starts:
+        return _DSN_PARAM.sub(lambda m: m.group(1) + REDACTED, url)
+    out = [_DSN_PARAM.sub(lambda m: m.group(1) + REDACTED, url[: starts[0]])]
+    for begin, end in zip(starts, [*starts[1:], len(url)], strict=True):
+        out.append(_redact_one(url[begin:end]))
+    return "".join(out)
+
+
+def _redact_one(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    # The user part ends at the "@" before the host. A password may hold "@", "/", "?"
+    # or "#" unencoded, so the last "@" of the URL is taken as that one: an "@" in a
+    # query parameter then hides more than needed, never less.
+    at = rest.rfind("@")
+    if at >= 0:
+        userinfo, hosts = rest[:at], rest[at + 1 :]
+        user, colon, _password = userinfo.partition(":")
+        if colon:
+            userinfo = f"{user}:{REDACTED}"
+        elif userinfo and not scheme.lower().startswith(_USERNAME_SCHEMES):
+            userinfo = REDACTED
+        rest = f"{userinfo}@{hosts}"
+        query_from = len(userinfo) + 1
+    else:
+        query_from = 0
+    head, tail = rest[:query_from], rest[query_from:]
+    return f"{scheme}://{head}{_QUERY_PARAM.sub(lambda m: m.group(1) + REDACTED, tail)}"
