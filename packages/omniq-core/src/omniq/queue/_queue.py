@@ -64,6 +64,10 @@ class AsyncTaskQueue:
         self.tasks = tasks
         self.results = results
         self.events = events
+        # The stores refuse records over min(this setting, the engine's own limit).
+        tasks.payload_limit.setting = s.max_payload_bytes
+        if results is not None:
+            results.payload_limit.setting = s.max_payload_bytes
         self.serializer = serializer or SerializationManager.from_settings(s)
         self.retry = retry or RetryManager(
             RetryPolicy(
