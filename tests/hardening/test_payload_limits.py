@@ -9,10 +9,10 @@ import sqlite3
 from urllib.parse import urlsplit
 
 import pytest
+from tests.conformance._servers import NATS_URL, REDIS_URL
 
 from omniq.models import Payload, PayloadTooLargeError, Task, TaskResult, TaskStatus, now
 from omniq.storage import Backend
-from tests.conformance._servers import NATS_URL, REDIS_URL
 
 pytestmark = pytest.mark.anyio
 ALL = ["memory", "file-local", "sqlite", "postgres", "redis", "nats"]
