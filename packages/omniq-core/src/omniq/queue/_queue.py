@@ -64,6 +64,10 @@ class AsyncTaskQueue:
         self.tasks = tasks
         self.results = results
         self.events = events
+        # The stores refuse records over min(this setting, the engine's own limit).
+        tasks.payload_limit.setting = s.max_payload_bytes
+        if results is not None:
+            results.payload_limit.setting = s.max_payload_bytes
         self.serializer = serializer or SerializationManager.from_settings(s)
         self.retry = retry or RetryManager(
             RetryPolicy(
@@ -107,10 +111,11 @@ class AsyncTaskQueue:
         return (await self.enqueue_many([task]))[0]
 
     async def enqueue_many(self, tasks: Iterable[Task]) -> list[Task]:
-        """Store a batch in one storage round trip (plus one per dependency level when the
-        batch depends on stored tasks, for cycle detection). Returns them as stored, in
-        order. Raises DependencyCycleError before storing anything if the batch closes a
-        cycle."""
+        """Store a batch in one storage call (plus one read per dependency level when the
+        batch depends on stored tasks, for cycle detection); Redis and NATS split a large
+        one into pieces (docs/guarantees.md, "Enqueue"). Returns them as stored, in
+        order. Raises DependencyCycleError, or PayloadTooLargeError naming the task,
+        before storing anything."""
         batch = list(tasks)
         if not batch:
             return []

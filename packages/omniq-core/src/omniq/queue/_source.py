@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
+import msgspec
 
 from omniq.events import (
     cancelled_event,
@@ -37,7 +38,7 @@ from omniq.models import (
     new_id,
     now,
 )
-from omniq.storage import Completion, LeaseRef, RetryRequest
+from omniq.storage import Completion, LeaseRef, PayloadLimit, RetryRequest
 from omniq.workers import Outcome
 
 from ._breaker import BreakerState, CircuitBreaker
@@ -335,15 +336,22 @@ class QueueWorkerSource:
         logging_on = ev is not None and ev.enabled  # events are built only when kept
         deferrals = self.deferrals
         t_now = now()
-        for o in outcomes:
-            task = o.claimed.task
-            token = o.claimed.token
+        limit = q.results.payload_limit if q.results is not None else None
+        for given in outcomes:
+            task = given.claimed.task
+            token = given.claimed.token
             attempt = self._attempt(task)
-            worker = o.worker_id or self.worker_id
+            worker = given.worker_id or self.worker_id
+            o = given
+            if limit is not None and o.status is TaskStatus.SUCCESS and o.value is not None:
+                # A result the store would refuse fails its own task (not retried: the
+                # run would return it again), never the batch that carries it.
+                o = _fit(o, limit, attempt, worker, q.result_expiry(o.finished_at or t_now))
+            oversized = o is not given
             status = o.status
             if status is TaskStatus.SUCCESS:
                 breakers.record(task.func, True)
-            elif status is TaskStatus.ERROR and not final:
+            elif status is TaskStatus.ERROR and not final and not oversized:
                 breakers.record(task.func, False)
                 if o.retryable and retry_mgr.should_retry(task, attempt):
                     delay = retry_mgr.delay(task, attempt)
@@ -422,11 +430,32 @@ class QueueWorkerSource:
             await q.enqueue_many(_fresh(followups))
 
 
+def _fit(
+    o: Outcome, limit: PayloadLimit, attempt: int, worker: str, expires: float | None
+) -> Outcome:
+    """``o``, or an ``error`` outcome naming the limit when its result is too large."""
+    result = TaskResult(
+        task_id=o.task_id,
+        status=o.status,
+        payload=o.value,
+        attempts=attempt,
+        started_at=o.started_at,
+        finished_at=o.finished_at or now(),
+        worker_id=worker,
+        expires_at=expires,
+        queue=o.claimed.task.queue,
+    )
+    err = limit.result_error(result)
+    if err is None:
+        return o
+    return msgspec.structs.replace(
+        o, status=TaskStatus.ERROR, value=None, error=ErrorInfo.from_exception(err)
+    )
+
+
 def _fresh(tasks: Sequence[Task]) -> list[Task]:
     """Callback tasks keep their id (enqueue is idempotent by id, so a re-reported outcome
     fires them once) but their TTL starts now, when they become due."""
-    import msgspec
-
     out = []
     for t in tasks:
         start = now()

@@ -14,6 +14,7 @@ __all__ = [
     "InvalidTaskError",
     "MissingExtraError",
     "OmniQError",
+    "PayloadTooLargeError",
     "RemoteTaskError",
     "ScheduleError",
     "SerializationError",
@@ -90,6 +91,21 @@ class UnknownBackendError(StorageError, ValueError):
 
 class MissingExtraError(StorageError, ImportError):
     """A backend's driver is not installed; the message names the extra to install."""
+
+
+class PayloadTooLargeError(StorageError, ValueError):
+    """A task or result is larger than the store accepts; nothing of its batch was stored.
+
+    The limit is the smaller of ``OMNIQ_MAX_PAYLOAD_BYTES`` and the engine's own (NATS
+    ``max_payload``, Redis ``proto-max-bulk-len``, ...). ``size`` and ``limit`` are in
+    bytes; ``subject`` names what was refused (``task <id>``, ``result of task <id>``).
+    """
+
+    def __init__(self, message: str, *, subject: str = "", size: int = 0, limit: int = 0) -> None:
+        self.subject = subject
+        self.size = size
+        self.limit = limit
+        super().__init__(message)
 
 
 class TaskTimeoutError(OmniQError, TimeoutError):

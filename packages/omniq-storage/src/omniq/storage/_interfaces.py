@@ -29,6 +29,8 @@ from omniq.models import (
     TaskStatus,
 )
 
+from ._limits import PayloadLimit
+
 __all__ = [
     "Backend",
     "Completion",
@@ -36,6 +38,7 @@ __all__ = [
     "DependencyPolicy",
     "EventStorage",
     "LeaseRef",
+    "PayloadLimit",
     "ResultStorage",
     "RetryRequest",
     "ScheduleRun",
@@ -112,7 +115,24 @@ class TaskQueueStorage(abc.ABC):
     A lease that expires returns its task to pending with its attempt count kept
     (``reclaim_expired``, which backends may also apply inside ``claim``).
     Terminal tasks stay readable until ``purge``.
+
+    ``enqueue`` refuses a batch holding a task larger than ``payload_limit`` with
+    ``PayloadTooLargeError`` naming it, before storing any of the batch.
     """
+
+    _payload_limit: PayloadLimit | None = None
+
+    @property
+    def payload_limit(self) -> PayloadLimit:
+        """The largest task this store accepts (``PayloadLimit``: the setting, the engine's
+        hard limit learnt at connect, the smaller in force); shared with its backend."""
+        if self._payload_limit is None:
+            self._payload_limit = PayloadLimit(type(self).__name__)
+        return self._payload_limit
+
+    @payload_limit.setter
+    def payload_limit(self, value: PayloadLimit) -> None:
+        self._payload_limit = value
 
     @abc.abstractmethod
     async def enqueue(
@@ -163,6 +183,7 @@ class TaskQueueStorage(abc.ABC):
         """
         stale: list[str] = []
         if results and result_store is not None:
+            result_store.payload_limit.check_results(results)
             stale = await self.renew([LeaseRef(c.task_id, c.token) for c in completions], lease)
             lost = set(stale)
             kept = [r for r in results if r.task_id not in lost]
@@ -270,7 +291,26 @@ class TaskQueueStorage(abc.ABC):
 
 
 class ResultStorage(abc.ABC):
-    """Task outcomes, kept until their ``expires_at`` (RESULT_TTL)."""
+    """Task outcomes, kept until their ``expires_at`` (RESULT_TTL).
+
+    ``put`` (and a task store's ``finish``) refuses a batch holding a result larger than
+    ``payload_limit`` with ``PayloadTooLargeError`` before storing any of it; the worker
+    checks each result first and fails that task instead (``omniq.queue``).
+    """
+
+    _payload_limit: PayloadLimit | None = None
+
+    @property
+    def payload_limit(self) -> PayloadLimit:
+        """The largest result this store accepts (``PayloadLimit``: the setting, the engine's
+        hard limit learnt at connect, the smaller in force); shared with its backend."""
+        if self._payload_limit is None:
+            self._payload_limit = PayloadLimit(type(self).__name__)
+        return self._payload_limit
+
+    @payload_limit.setter
+    def payload_limit(self, value: PayloadLimit) -> None:
+        self._payload_limit = value
 
     @abc.abstractmethod
     async def put(self, results: Sequence[TaskResult]) -> None:
@@ -373,6 +413,23 @@ class Backend(abc.ABC):
     results: ResultStorage | None = None
     events: EventStorage | None = None
     schedules: ScheduleStorage | None = None
+    _payload_limit: PayloadLimit | None = None
+
+    @property
+    def payload_limit(self) -> PayloadLimit:
+        """The payload limit of this backend's task and result stores (one object)."""
+        if self._payload_limit is None:
+            self.share_payload_limit(PayloadLimit(type(self).__name__))
+        assert self._payload_limit is not None
+        return self._payload_limit
+
+    def share_payload_limit(self, limit: PayloadLimit) -> None:
+        """Make ``limit`` this backend's, and its task and result stores', limit."""
+        self._payload_limit = limit
+        if self.tasks is not None:
+            self.tasks.payload_limit = limit
+        if self.results is not None:
+            self.results.payload_limit = limit
 
     @classmethod
     def default_url(cls, settings: Settings, store: str) -> str | None:

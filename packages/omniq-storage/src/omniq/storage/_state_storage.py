@@ -55,6 +55,7 @@ class StateTasks(TaskQueueStorage):
         self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> list[Task]:
         batch = list(tasks)
+        self.payload_limit.check_tasks(batch)
         out = await self._run(lambda s, t: s.enqueue(batch, t, dependency_policy))
         self.wake.notify()
         return out

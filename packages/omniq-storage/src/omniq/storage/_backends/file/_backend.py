@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 from omniq.models import StorageError, now
 from omniq.storage._interfaces import Backend
+from omniq.storage._limits import PayloadLimit
 from omniq.storage._state import QueueState
 from omniq.storage._state_storage import StateSchedules, StateTasks
 
@@ -96,6 +97,7 @@ class FileBackend(Backend):
         self._files = Files(self._fs, self.root, self.local)
         self.results: Results | None = None
         self.events: Events | None = None
+        self.share_payload_limit(PayloadLimit("file"))
 
     @contextlib.contextmanager
     def _events_lock(self) -> Iterator[None]:
@@ -128,6 +130,7 @@ class FileBackend(Backend):
             return log
 
         self._log = await anyio.to_thread.run_sync(open_)
+        self.share_payload_limit(self.payload_limit)  # the result store is new
 
     async def close(self) -> None:
         log, self._log = self._log, None

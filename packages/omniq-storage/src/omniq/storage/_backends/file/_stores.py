@@ -81,6 +81,7 @@ class Results(ResultStorage):
         return f"{self._dir}/{task_id}"
 
     async def put(self, results: Sequence[TaskResult]) -> None:
+        self.payload_limit.check_results(results)
         items = [(self._path(r.task_id), encode(r)) for r in results]
 
         def run() -> None:

@@ -30,6 +30,7 @@ from omniq.storage._interfaces import (
     EventStorage,
     ResultStorage,
 )
+from omniq.storage._limits import PayloadLimit
 from omniq.storage._state import QueueState
 from omniq.storage._state_storage import StateSchedules, StateTasks
 from omniq.storage._wake import Wake, wait_for_result
@@ -46,6 +47,7 @@ class _Results(ResultStorage):
         self.wake = Wake()
 
     async def put(self, results: Sequence[TaskResult]) -> None:
+        self.payload_limit.check_results(results)
         self.store(results)
         self.wake.notify([r.task_id for r in results])
 
@@ -104,6 +106,8 @@ class _Tasks(StateTasks):
         lease: float,
         dependency_policy: DependencyPolicy = "cancel",
     ) -> CompletionReport:
+        if result_store is not None:
+            result_store.payload_limit.check_results(results)
         if result_store is not self._results or not results:
             return await super().finish(
                 completions,
@@ -205,6 +209,7 @@ class MemoryBackend(Backend):
         self.tasks = _Tasks(self._run, self.results)
         self.events = _Events()
         self.schedules = StateSchedules(self._run)
+        self.share_payload_limit(PayloadLimit("memory"))
 
     async def _run(self, fn: Callable[[QueueState, float], T]) -> T:
         with self._lock:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from omniq.models import BackendUnavailableError, MissingExtraError, StorageError
 from omniq.storage._interfaces import Backend
+from omniq.storage._limits import PayloadLimit
 from omniq.storage._remote import split_options
 from omniq.storage._wake import Wake
 
@@ -52,6 +53,9 @@ from ._stores import NatsEvents, NatsResults, NatsSchedules
 __all__ = ["NatsBackend"]
 
 T = TypeVar("T")
+NATS_FRAMING = 8 * 1024
+"""Bytes of ``max_payload`` kept for what wraps a task's envelope: its record (lease,
+dependents), the work message around the record, and headers."""
 _OPTIONS = ("namespace", "replicas")
 
 
@@ -93,6 +97,7 @@ class NatsBackend(Backend):
         self.results = NatsResults(self)
         self.events = NatsEvents(self)
         self.schedules = NatsSchedules(self)
+        self.share_payload_limit(PayloadLimit("NATS", source="max_payload", reserve=NATS_FRAMING))
 
     @property
     def js(self) -> JS:
@@ -130,6 +135,7 @@ class NatsBackend(Backend):
         except Exception as exc:
             raise BackendUnavailableError(f"nats unreachable at {self._servers}: {exc!r}") from exc
         self._nc = nc
+        self.payload_limit.engine = nc.max_payload
         self._js = JS(nc, lambda m: on_timer(self, self.ns, m))
         try:
             await self.call(self._js.start)

@@ -50,6 +50,7 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
         return token(task_id)
 
     async def put(self, results: Sequence[TaskResult]) -> None:
+        self.payload_limit.check_results(results)
         js, b = self._be.js, self._be.results_bucket
         await self._call(
             lambda: asyncio.gather(

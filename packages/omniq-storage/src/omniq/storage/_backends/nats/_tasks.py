@@ -34,6 +34,7 @@ from omniq.storage._interfaces import (
     DependencyPolicy,
     TaskQueueStorage,
 )
+from omniq.storage._limits import chunks
 from omniq.storage._remote import EngineStore, claimed
 
 from . import _deps
@@ -191,11 +192,30 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
 
     # -- enqueue -------------------------------------------------------------------
 
+    enqueue_chunk = 1000
+    """Most tasks one enqueue round handles: its guard timer lists their ids in one
+    message, which must stay under the server's ``max_payload``."""
+    enqueue_chunk_bytes = 4 << 20
+    """Most envelope bytes one enqueue round sends before awaiting its acks."""
+
     async def enqueue(
         self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> list[Task]:
         if not tasks:
             return []
+        self.payload_limit.check_tasks(tasks)
+        out: list[Task] = []
+        sizes = [self.payload_limit.task_size(t) for t in tasks]
+        for a, b in chunks(
+            tasks, sizes, max_count=self.enqueue_chunk, max_bytes=self.enqueue_chunk_bytes
+        ):
+            out += await self._enqueue_chunk(tasks[a:b], dependency_policy)
+        return out
+
+    async def _enqueue_chunk(
+        self, tasks: Sequence[Task], dependency_policy: DependencyPolicy
+    ) -> list[Task]:
+        """One round of ``enqueue``: its own guard and TTL timers, then the records."""
         out: list[Task | None] = [None] * len(tasks)
         ttl = [[t.id, t.expires_at] for t in tasks if t.expires_at is not None]
         ids = [t.id for t in tasks]

@@ -22,6 +22,7 @@ from omniq.models import (
     StorageError,
 )
 from omniq.storage._interfaces import Backend
+from omniq.storage._limits import PayloadLimit
 from omniq.storage._remote import split_options
 from omniq.storage._wake import Wake
 
@@ -42,6 +43,8 @@ from ._tasks import PgTaskQueue
 __all__ = ["PostgresBackend"]
 
 T = TypeVar("T")
+PG_FIELD_LIMIT = (1 << 30) - 1
+"""The largest value PostgreSQL stores in one field (a task or result envelope's bytea)."""
 _json = msgspec.json.Encoder()
 _CONN_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,
@@ -114,6 +117,7 @@ class PostgresBackend(Backend):
         self.results = PgResults(self)
         self.events = PgEvents(self)
         self.schedules = PgSchedules(self)
+        self.share_payload_limit(PayloadLimit("PostgreSQL", source="bytea field limit"))
 
     async def call(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``fn(connection)`` on a pooled connection. A connection the server dropped
@@ -157,6 +161,7 @@ class PostgresBackend(Backend):
             )
         except _CONN_ERRORS as exc:
             raise BackendUnavailableError(f"postgresql unreachable: {exc}") from exc
+        self.payload_limit.engine = PG_FIELD_LIMIT
         try:
             await self.call(self._migrate)
             await self._open_listener()

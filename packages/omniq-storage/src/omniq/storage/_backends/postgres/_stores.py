@@ -41,6 +41,7 @@ class PgResults(EngineStore[PgEngine], ResultStorage):
     async def put(self, results: Sequence[TaskResult]) -> None:
         if not results:
             return
+        self.payload_limit.check_results(results)
         args = (
             [r.task_id for r in results],
             [TaskStatus(r.status).value for r in results],

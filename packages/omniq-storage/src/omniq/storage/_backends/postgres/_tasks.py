@@ -43,6 +43,7 @@ class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
     ) -> builtins.list[Task]:
         if not tasks:
             return []
+        self.payload_limit.check_tasks(tasks)
         if not any(t.depends_on for t in tasks):
             return await self._enqueue_plain(tasks, dependency_policy)
         return await self._enqueue_full(tasks, dependency_policy)

@@ -21,6 +21,7 @@ from omniq.models import (
     TaskStatus,
 )
 from omniq.storage._interfaces import Backend
+from omniq.storage._limits import PayloadLimit
 from omniq.storage._remote import claimed, decode_task, split_options, with_state
 from omniq.storage._wake import Wake
 
@@ -48,6 +49,8 @@ from ._tasks import RedisTaskQueue
 __all__ = ["RedisBackend"]
 
 T = TypeVar("T")
+REDIS_BULK_DEFAULT = 512 * 1024 * 1024
+"""Redis's default ``proto-max-bulk-len``."""
 _list = list
 _OPTIONS = ("prefix",)
 
@@ -82,6 +85,7 @@ class RedisBackend(Backend):
         self.results = RedisResults(self)
         self.events = RedisEvents(self)
         self.schedules = RedisSchedules(self)
+        self.share_payload_limit(PayloadLimit("Redis", source="proto-max-bulk-len"))
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -116,6 +120,7 @@ class RedisBackend(Backend):
         self.lane = Lane(client)
         try:
             await self.call(client.ping)
+            self.payload_limit.engine = await self._bulk_limit(client)
             sub = Subscriber(
                 client,
                 [f"{self.prefix}chan", self.inbox_channel],
@@ -128,6 +133,17 @@ class RedisBackend(Backend):
         except BaseException:
             await self.close()
             raise
+
+    @staticmethod
+    async def _bulk_limit(client: aioredis.Redis) -> int:
+        """The server's ``proto-max-bulk-len`` (largest string argument or value), or
+        its default where CONFIG is not permitted (managed services rename it)."""
+        try:
+            got: dict[Any, Any] = await client.config_get("proto-max-bulk-len")
+            value: Any = got.get("proto-max-bulk-len", got.get(b"proto-max-bulk-len"))
+            return int(value)
+        except (RedisError, KeyError, ValueError, TypeError):
+            return REDIS_BULK_DEFAULT
 
     def _notified(self, raw: bytes) -> None:
         """One pub/sub message (see ``_lua``): a handover, results, or work."""

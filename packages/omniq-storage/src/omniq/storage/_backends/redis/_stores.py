@@ -43,6 +43,7 @@ class RedisResults(RedisStore, ResultStorage):
     async def put(self, results: Sequence[TaskResult]) -> None:
         if not results:
             return
+        self.payload_limit.check_results(results)
         t = now()
         flat: list[Any] = []
         blobs: list[bytes] = []

@@ -20,6 +20,7 @@ from omniq.storage._interfaces import (
     RetryRequest,
     TaskQueueStorage,
 )
+from omniq.storage._limits import chunks
 from omniq.storage._remote import claimed, decode_task, encode, with_state, with_state_eta
 
 from ._engine import REGISTRATION, RedisStore, as_float, as_str, opt, opt_repr
@@ -52,12 +53,33 @@ class RedisTaskQueue(RedisStore, TaskQueueStorage):
                 pass
         return await self._call(lambda: script(args=full))
 
+    enqueue_chunk = 500
+    """Most tasks one enqueue script stores: a script holds the whole server while it
+    runs, so a large batch goes as several short scripts."""
+    enqueue_chunk_bytes = 1 << 20
+    """Most envelope bytes one enqueue script carries (a larger task goes alone)."""
+
     async def enqueue(
         self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> list[Task]:
         if not tasks:
             return []
+        self.payload_limit.check_tasks(tasks)
         envs = [encode(t) for t in tasks]
+        out: list[Task] = []
+        for a, b in chunks(
+            envs,
+            [len(e) for e in envs],
+            max_count=self.enqueue_chunk,
+            max_bytes=self.enqueue_chunk_bytes,
+        ):
+            out += await self._enqueue(tasks[a:b], envs[a:b], dependency_policy)
+        return out
+
+    async def _enqueue(
+        self, tasks: Sequence[Task], envs: Sequence[bytes], dependency_policy: DependencyPolicy
+    ) -> list[Task]:
+        """One enqueue script: atomic for its tasks."""
         meta = encode(
             [
                 [
@@ -140,6 +162,8 @@ class RedisTaskQueue(RedisStore, TaskQueueStorage):
     ) -> CompletionReport:
         """Results and completions in one script when the results live in this Redis:
         the lease check fences both, atomically, in one round trip."""
+        if result_store is not None:
+            result_store.payload_limit.check_results(results)
         by_id = {r.task_id: r for r in results}
         if (
             result_store is not self._be.results

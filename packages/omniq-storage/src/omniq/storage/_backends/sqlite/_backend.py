@@ -12,6 +12,7 @@ URL forms: ``sqlite:///relative.db``, ``sqlite:////absolute.db`` (SQLAlchemy sty
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from omniq.config import Settings
 
 from omniq.storage._interfaces import Backend
+from omniq.storage._limits import PayloadLimit
 
 from ._conn import Connection, db_path
 from ._stores import Events, Results, Schedules
@@ -49,9 +51,13 @@ class SQLiteBackend(Backend):
         self.results = Results(self.db, poll_interval)
         self.events = Events(self.db)
         self.schedules = Schedules(self.db)
+        self.share_payload_limit(PayloadLimit("SQLite", source="SQLITE_MAX_LENGTH"))
 
     async def connect(self) -> None:
         await self.db.open()
+        self.payload_limit.engine = await self.db.run(
+            lambda c: c.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+        )
 
     async def close(self) -> None:
         await self.db.close()

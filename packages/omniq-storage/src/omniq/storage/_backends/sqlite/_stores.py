@@ -26,6 +26,7 @@ class Results(ResultStorage):
         self.wake = Wake()
 
     async def put(self, results: Sequence[TaskResult]) -> None:
+        self.payload_limit.check_results(results)
         rows = [(r.task_id, r.expires_at, encode(r)) for r in results]
         await self._db.tx(
             lambda c: c.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", rows)

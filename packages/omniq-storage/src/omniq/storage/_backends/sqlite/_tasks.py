@@ -68,6 +68,7 @@ class SQLiteTasks(TaskQueueStorage):
         self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> list[Task]:
         batch = list(tasks)
+        self.payload_limit.check_tasks(batch)
         stamp = now()
 
         def run(c: sqlite3.Connection) -> list[Task]:
