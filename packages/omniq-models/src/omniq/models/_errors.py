@@ -6,6 +6,7 @@ __all__ = [
     "BackendUnavailableError",
     "CircuitOpenError",
     "ConfigError",
+    "CorruptRecordError",
     "DependencyCycleError",
     "DependencyError",
     "InvalidTaskError",
@@ -90,6 +91,14 @@ class StaleLeaseError(StorageError):
 
     Raised when a complete/renew/retry arrives from a worker whose lease expired and was
     reclaimed by another: its outcome must not overwrite the new owner's.
+    """
+
+
+class CorruptRecordError(StorageError):
+    """A stored record does not decode (truncated, tampered, or foreign bytes).
+
+    Nothing in it is run: a corrupt task is ended in ``error`` (a dead letter) with this
+    error in its result, and reads skip it, so one bad record never holds its neighbours.
     """
 
 

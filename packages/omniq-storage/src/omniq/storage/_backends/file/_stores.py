@@ -11,7 +11,8 @@ from typing import Any
 import anyio.to_thread
 
 from omniq.models import EventType, TaskEvent, TaskResult, new_id, now
-from omniq.storage._codec import decode_event, decode_result, encode, encode_event
+from omniq.storage._codec import decode_event, encode, encode_event
+from omniq.storage._corrupt import read_result
 from omniq.storage._interfaces import EventStorage, ResultStorage
 from omniq.storage._wake import Wake, wait_for_result
 
@@ -94,8 +95,8 @@ class Results(ResultStorage):
         data = self._files.read(self._path(task_id))
         if data is None:
             return None
-        r = decode_result(data)
-        return None if r.expires_at is not None and r.expires_at <= at else r
+        r = read_result(data, task_id)
+        return None if r is None or (r.expires_at is not None and r.expires_at <= at) else r
 
     async def get(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
         ids, t = list(task_ids), now()
@@ -121,8 +122,8 @@ class Results(ResultStorage):
                 data = self._files.read(f"{self._dir}/{name}")
                 if data is None:
                     continue
-                r = decode_result(data)
-                if r.expires_at is not None and r.expires_at <= t:
+                r = read_result(data, name)
+                if r is not None and r.expires_at is not None and r.expires_at <= t:
                     n += self._files.remove(f"{self._dir}/{name}")
             return n
 

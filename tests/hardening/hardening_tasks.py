@@ -1,0 +1,7 @@
+"""Task functions the hardening tests enqueue (importable by a worker)."""
+
+from __future__ import annotations
+
+
+async def double(x: int) -> int:
+    return 2 * x
