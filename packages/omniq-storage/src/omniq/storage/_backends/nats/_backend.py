@@ -91,6 +91,7 @@ class NatsBackend(Backend):
         """Wakes result and work waits; fed by their subscriptions' callbacks."""
         self.tasks = NatsTaskQueue(self)
         self.results = NatsResults(self)
+        self.tasks.results = self.results
         self.events = NatsEvents(self)
         self.schedules = NatsSchedules(self)
 
