@@ -27,7 +27,9 @@ def _append(path: str, data: bytes) -> None:
         f.write(data)
 
 
-async def corrupt_task(backend_id: str, store: Any, url: str, task_id: str) -> None:
+async def corrupt_task(
+    backend_id: str, store: Any, url: str, task_id: str, queue: str = "hq"
+) -> None:
     """Overwrite the stored record of ``task_id`` with bytes that do not decode (for the
     file backends: append a journal record for the id that is not a task)."""
     if backend_id == "sqlite":
@@ -71,7 +73,7 @@ async def corrupt_task(backend_id: str, store: Any, url: str, task_id: str) -> N
     elif backend_id in ("file-local", "file-memfs"):
         # A journal frame (4-byte length + msgpack Change) whose record for the id is not
         # a task record: ``func`` must be a string.
-        bad_rec = [{"id": task_id, "queue": "default", "func": 7}]
+        bad_rec = [{"id": task_id, "queue": queue, "func": 7}]
         body = msgspec.msgpack.encode([[bad_rec]])
         frame = struct.pack(">I", len(body)) + body
         if backend_id == "file-local":
@@ -80,6 +82,15 @@ async def corrupt_task(backend_id: str, store: Any, url: str, task_id: str) -> N
             store._fs.pipe_file(f"{store.root}/log/{10**18:020d}", frame)
     else:
         raise AssertionError(f"no way to corrupt {backend_id}")
+
+
+async def append_garbage_frame(backend_id: str, store: Any) -> None:
+    """Add a journal frame whose body is not msgpack at all (file backends)."""
+    frame = struct.pack(">I", len(GARBAGE)) + GARBAGE
+    if backend_id == "file-local":
+        _append(f"{store.root}/journal", frame)
+    else:
+        store._fs.pipe_file(f"{store.root}/log/{10**18:020d}", frame)
 
 
 async def corrupt_result(backend_id: str, store: Any, url: str, task_id: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import hardening_tasks as ht
 import pytest
-from damage import corrupt_result, corrupt_task
+from damage import append_garbage_frame, corrupt_result, corrupt_task
 
 from omniq.core import OmniQ
 from omniq.models import Task, TaskResult, TaskStatus
@@ -136,7 +136,7 @@ async def test_a_worker_runs_the_batch_around_a_corrupt_record(
         built = [oq.build(ht.double, (i,)) for i in range(30)]
         await oq.enqueue_many(built)
     bad = built[7]
-    await corrupt_task(backend_id, store, url, bad.id)
+    await corrupt_task(backend_id, store, url, bad.id, queue=bad.queue)
     async with OmniQ(url, lease_seconds=10.0) as oq:
         with anyio.fail_after(30):
             await oq.run_worker(burst=True, concurrency=8)
@@ -150,3 +150,26 @@ async def test_a_worker_runs_the_batch_around_a_corrupt_record(
         assert [d.task.id for d in letters] == [bad.id]
         assert "CorruptRecordError" in letters[0].error
         assert "does not decode" in letters[0].error
+
+
+@pytest.mark.engines("file-local", "file-memfs")
+async def test_a_journal_frame_that_does_not_decode_is_skipped(
+    backend_id: str, store_and_url: tuple[Backend, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, url = store_and_url
+    assert store.tasks is not None
+    tasks = _tasks(3)
+    await store.tasks.enqueue(tasks)
+    await append_garbage_frame(backend_id, store)
+    with caplog.at_level(logging.WARNING, logger="omniq.storage"):
+        b = await _reopen(store, url)
+        try:
+            assert b.tasks is not None
+            got = await b.tasks.claim(["hq"], "w1", limit=10, lease=30)
+            assert sorted(c.task.id for c in got) == sorted(t.id for t in tasks)
+            more = _tasks(1)
+            await b.tasks.enqueue(more)  # the journal still takes new frames
+            assert [c.task.id for c in await b.tasks.claim(["hq"], "w1")] == [more[0].id]
+        finally:
+            await b.close()
+    assert "journal frame that does not decode" in caplog.text
