@@ -118,6 +118,7 @@ def frame(change: Change) -> bytes:
 def apply(state: QueueState, data: bytes, now: float) -> int:
     """Apply every complete frame in ``data``; returns the bytes consumed."""
     pos, end = 0, len(data)
+    seen = len(state.corrupt)
     while pos + 4 <= end:
         (size,) = _LEN.unpack_from(data, pos)
         if pos + 4 + size > end:
@@ -137,7 +138,7 @@ def apply(state: QueueState, data: bytes, now: float) -> int:
             state.schedules.pop(sid, None)
         pos += 4 + size
     state.reset_changes()
-    for bad in state.corrupt:  # the stand-ins go back to the journal with the next change
+    for bad in state.corrupt[seen:]:  # the stand-ins go back to the journal with the next change
         state.dirty.add(bad.task_id)
         log.warning("quarantined corrupt task record %s: %s", bad.task_id, bad.reason)
     return pos
