@@ -3,16 +3,19 @@
 One corrupt record never holds its neighbours:
 
 - ``claim`` decodes the claimed records one by one. The valid ones are returned; each
-  corrupt one is *quarantined*: ended in ``error`` through the engine's own fenced
-  ``finish`` (one extra round trip, only when a claim met one), with a result whose
-  error is ``CorruptRecordError``, so it is a dead letter like any task that failed for
-  good. The stored bytes are kept as they are.
+  corrupt one is *quarantined*: ended in ``error`` with a result whose error is
+  ``CorruptRecordError``, so it is a dead letter like any task that failed for good.
+  SQLite, PostgreSQL and Redis do it through their own fenced ``finish`` (``quarantine``
+  here: one extra round trip, only when a claim met one; the stored bytes are kept);
+  NATS replaces the record with an error stand-in at the revision it read, and the file
+  journal does so while replaying (``_backends/nats``, ``_backends/file``).
 - Reads (``get``, ``list``, a completion's cancelled dependents) show a corrupt record
   in a terminal status as a *stand-in*: a task with its id, queue, status and attempt,
   ``func`` set to ``CORRUPT_FUNC`` and ``metadata[CORRUPT_KEY]`` holding the reason. A
   corrupt record that is not terminal yet is skipped (``get`` gives None) and logged as
-  a warning naming its id; its next claim quarantines it. ``count``/``counts`` never
-  decode, so they count it.
+  a warning naming its id; its next claim quarantines it. ``count``/``counts`` do not
+  decode where the engine counts rows or index entries, so they count it there.
+- A stored result that does not decode reads as missing (``read_result``).
 """
 
 from __future__ import annotations
