@@ -13,3 +13,11 @@ def one(path: str) -> int:
     with open(path, "a") as f:
         f.write("ran\n")
     return 1
+
+
+async def double(x: int) -> int:
+    return 2 * x
+
+
+async def boom() -> None:
+    raise RuntimeError("boom")

@@ -19,6 +19,7 @@ from ._enums import (
 from ._errors import (
     BackendUnavailableError,
     ConfigError,
+    CorruptRecordError,
     DependencyCycleError,
     DependencyError,
     InvalidTaskError,
@@ -68,6 +69,7 @@ __all__ = [
     "BackendUnavailableError",
     "ClaimedTask",
     "ConfigError",
+    "CorruptRecordError",
     "DependencyCycleError",
     "DependencyError",
     "ErrorInfo",

@@ -9,6 +9,7 @@ from ._result import ErrorInfo
 __all__ = [
     "BackendUnavailableError",
     "ConfigError",
+    "CorruptRecordError",
     "DependencyCycleError",
     "DependencyError",
     "InvalidTaskError",
@@ -106,6 +107,14 @@ class PayloadTooLargeError(StorageError, ValueError):
         self.size = size
         self.limit = limit
         super().__init__(message)
+
+
+class CorruptRecordError(StorageError):
+    """A stored record does not decode (truncated, tampered, or foreign bytes).
+
+    Nothing in it is run: a corrupt task is ended in ``error`` (a dead letter) with this
+    error in its result, and reads skip it, so one bad record never holds its neighbours.
+    """
 
 
 class TaskTimeoutError(OmniQError, TimeoutError):

@@ -3,7 +3,8 @@
 Encoders and typed decoders are built once and shared (msgspec caches per type), so
 backends never pickle anything and decoding validates the shape of stored data. A stored
 record that does not decode (corrupt, truncated, tampered, or foreign bytes such as a
-pickle written straight into the engine) raises ``StorageError``; nothing in it is run.
+pickle written straight into the engine) raises ``CorruptRecordError`` (a
+``StorageError``); nothing in it is run. ``_corrupt`` says what the engines do with one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import Schedule, StorageError, Task, TaskEvent, TaskResult
+from omniq.models import CorruptRecordError, Schedule, Task, TaskEvent, TaskResult
 
 __all__ = [
     "decode_event",
@@ -40,21 +41,21 @@ def _decode(decoder: Any, data: bytes | str, what: str) -> Any:
     try:
         return decoder.decode(data)
     except (msgspec.DecodeError, TypeError, ValueError, OverflowError) as exc:
-        raise StorageError(f"stored {what} does not decode: {exc}") from exc
+        raise CorruptRecordError(f"stored {what} does not decode: {exc}") from exc
 
 
 def decode_task(data: bytes) -> Task:
-    """A stored task envelope; StorageError if the bytes are not one."""
+    """A stored task envelope; CorruptRecordError if the bytes are not one."""
     return _decode(_task, data, "task")  # type: ignore[no-any-return]
 
 
 def decode_result(data: bytes) -> TaskResult:
-    """A stored result; StorageError if the bytes are not one."""
+    """A stored result; CorruptRecordError if the bytes are not one."""
     return _decode(_result, data, "result")  # type: ignore[no-any-return]
 
 
 def decode_schedule(data: bytes) -> Schedule:
-    """A stored schedule; StorageError if the bytes are not one."""
+    """A stored schedule; CorruptRecordError if the bytes are not one."""
     return _decode(_schedule, data, "schedule")  # type: ignore[no-any-return]
 
 
@@ -64,5 +65,5 @@ def encode_event(event: TaskEvent) -> bytes:
 
 
 def decode_event(data: bytes | str) -> TaskEvent:
-    """A stored event; StorageError if the text is not one."""
+    """A stored event; CorruptRecordError if the text is not one."""
     return _decode(_event, data, "event")  # type: ignore[no-any-return]

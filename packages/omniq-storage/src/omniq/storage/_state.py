@@ -26,6 +26,7 @@ from omniq.models import (
     new_id,
 )
 
+from ._corrupt import Corrupt
 from ._interfaces import (
     Completion,
     CompletionReport,
@@ -69,6 +70,9 @@ class QueueState:
         self.deleted: set[str] = set()
         self.dirty_schedules: set[str] = set()
         self.deleted_schedules: set[str] = set()
+        self.corrupt: list[Corrupt] = []
+        """Records a journal replay found corrupt and replaced with error stand-ins; the
+        file backend stores their dead-letter results and empties the list."""
 
     # -- indexing ------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from omniq.config import Settings
 
 from omniq.models import StorageError, now
+from omniq.storage._corrupt import corrupt_result
 from omniq.storage._interfaces import Backend
 from omniq.storage._limits import PayloadLimit
 from omniq.storage._state import QueueState
@@ -147,7 +148,12 @@ class FileBackend(Backend):
                 return fn(state, t)
 
     async def _run(self, fn: Callable[[QueueState, float], T]) -> T:
-        return await anyio.to_thread.run_sync(self._call, fn)
+        out = await anyio.to_thread.run_sync(self._call, fn)
+        log = self._log
+        if log is not None and log.state.corrupt and self.results is not None:
+            bad, log.state.corrupt = log.state.corrupt, []
+            await self.results.put([corrupt_result(b) for b in bad])
+        return out
 
     async def _marker(self) -> object:
         log = self._log

@@ -2,6 +2,9 @@
 
 Each operation appends one frame (4-byte length + msgpack ``Change``) listing the task
 records and schedules it changed or deleted; replaying the frames rebuilds the state.
+A frame that does not decode is replayed record by record: a task record that does not
+decode but names its id is replaced by an ``error`` stand-in (written back to the
+journal; see ``_corrupt``), any other undecodable part is skipped with a warning.
 When the journal grows past a threshold it is compacted into a single frame holding
 the live state and swapped in with an atomic rename.
 
@@ -25,7 +28,8 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import Schedule
+from omniq.models import Schedule, TaskStatus
+from omniq.storage._corrupt import Corrupt, log, stand_in
 from omniq.storage._state import QueueState, TaskRecord
 
 __all__ = ["Change", "LocalJournal", "SegmentLog"]
@@ -44,6 +48,48 @@ class Change(msgspec.Struct, array_like=True, omit_defaults=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Change)
+_any = msgspec.msgpack.Decoder()
+_BAD = (msgspec.DecodeError, TypeError, ValueError, OverflowError)
+
+
+def _salvage(body: bytes, state: QueueState, now: float) -> Change:
+    """A frame that does not decode as a whole, decoded part by part."""
+    try:
+        raw = _any.decode(body)
+    except _BAD as exc:
+        log.warning("skipping a journal frame that does not decode: %s", exc)
+        return Change()
+    parts = raw if isinstance(raw, list) else []
+    parts = parts + [[]] * (4 - len(parts))
+    out = Change()
+    for item in parts[0] if isinstance(parts[0], list) else []:
+        try:
+            out.tasks.append(msgspec.convert(item, TaskRecord))
+            continue
+        except _BAD as exc:
+            reason = f"stored task does not decode: {exc}"
+        task = item[0] if isinstance(item, list) and item else None
+        tid = task.get("id") if isinstance(task, dict) else None
+        if not isinstance(task, dict) or not isinstance(tid, str):
+            log.warning("skipping a journal task record without an id: %s", reason)
+            continue
+        q, a = task.get("queue"), task.get("attempt")
+        queue = q if isinstance(q, str) else None
+        attempt = a if isinstance(a, int) else 0
+        out.tasks.append(
+            TaskRecord(stand_in(tid, queue, TaskStatus.ERROR, attempt, reason), finished_at=now)
+        )
+        state.corrupt.append(Corrupt(tid, "", reason, attempt, queue))
+    for idx, (name, kind) in enumerate(
+        (("deleted", str), ("schedules", Schedule), ("deleted_schedules", str)), 1
+    ):
+        got = getattr(out, name)
+        for item in parts[idx] if isinstance(parts[idx], list) else []:
+            try:
+                got.append(msgspec.convert(item, kind))
+            except _BAD as exc:
+                log.warning("skipping a journal %s entry that does not decode: %s", name, exc)
+    return out
 
 
 def take_change(state: QueueState) -> Change | None:
@@ -72,11 +118,16 @@ def frame(change: Change) -> bytes:
 def apply(state: QueueState, data: bytes, now: float) -> int:
     """Apply every complete frame in ``data``; returns the bytes consumed."""
     pos, end = 0, len(data)
+    seen = len(state.corrupt)
     while pos + 4 <= end:
         (size,) = _LEN.unpack_from(data, pos)
         if pos + 4 + size > end:
             break
-        change = _decoder.decode(data[pos + 4 : pos + 4 + size])
+        body = data[pos + 4 : pos + 4 + size]
+        try:
+            change = _decoder.decode(body)
+        except _BAD:
+            change = _salvage(body, state, now)
         for rec in change.tasks:
             state.put_record(rec, now)
         for tid in change.deleted:
@@ -87,6 +138,9 @@ def apply(state: QueueState, data: bytes, now: float) -> int:
             state.schedules.pop(sid, None)
         pos += 4 + size
     state.reset_changes()
+    for bad in state.corrupt[seen:]:  # the stand-ins go back to the journal with the next change
+        state.dirty.add(bad.task_id)
+        log.warning("quarantined corrupt task record %s: %s", bad.task_id, bad.reason)
     return pos
 
 

@@ -1,21 +1,42 @@
 """Results and events of the file backend (see ``_backend``), over a small
-filesystem wrapper that writes atomically where the filesystem allows."""
+filesystem wrapper that writes atomically where the filesystem allows.
+
+A task id never names a path: ``Files.child`` turns it into one file name (the id
+itself when it is a plain name, else a hash of it) and proves, after normalisation,
+that the path stays directly inside its directory under the store's root.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import posixpath
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio.to_thread
 
-from omniq.models import EventType, TaskEvent, TaskResult, new_id, now
-from omniq.storage._codec import decode_event, decode_result, encode, encode_event
+from omniq.models import EventType, InvalidTaskError, TaskEvent, TaskResult, new_id, now
+from omniq.storage._codec import decode_event, encode, encode_event
+from omniq.storage._corrupt import read_result
 from omniq.storage._interfaces import EventStorage, ResultStorage
 from omniq.storage._wake import Wake, wait_for_result
 
-__all__ = ["Events", "Files", "Results"]
+__all__ = ["Events", "Files", "Results", "file_name"]
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def file_name(key: str) -> str:
+    """The file name holding ``key``'s object: ``key`` itself when it is a plain name
+    (letters, digits, ``_.-``, starting with a letter or digit, at most 128 characters,
+    not ending in ``.tmp``), else ``_h`` + its SHA-256. Every id gets a file; no id
+    is a path (``..``, ``/``, ``\\``, NUL and absolute paths all hash)."""
+    if _PLAIN.fullmatch(key) and not key.endswith(".tmp"):
+        return key
+    return "_h" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Files:
@@ -23,6 +44,21 @@ class Files:
 
     def __init__(self, fs: Any, root: str, local: bool) -> None:
         self.fs, self.root, self.local = fs, root, local
+
+    def child(self, directory: str, key: str) -> str:
+        """The path of ``key``'s file in ``directory`` (one of the store's own folders),
+        checked after normalisation to stay directly inside it, under the root;
+        ``InvalidTaskError`` naming the key otherwise. Every read, write and delete of
+        an object named by a task id goes through here."""
+        norm = os.path.normpath if self.local else posixpath.normpath
+        folder = norm(directory)
+        path = norm(f"{folder}/{file_name(key)}")
+        root = norm(self.root).rstrip("/")
+        if path.rsplit("/", 1)[0] != folder or not folder.startswith(f"{root}/"):
+            raise InvalidTaskError(
+                f"task id {key!r} names a path outside the file store's {folder!r}"
+            )
+        return path
 
     def makedirs(self, path: str) -> None:
         if self.local:
@@ -78,7 +114,7 @@ class Results(ResultStorage):
         self.wake = Wake()
 
     def _path(self, task_id: str) -> str:
-        return f"{self._dir}/{task_id}"
+        return self._files.child(self._dir, task_id)
 
     async def put(self, results: Sequence[TaskResult]) -> None:
         self.payload_limit.check_results(results)
@@ -95,8 +131,8 @@ class Results(ResultStorage):
         data = self._files.read(self._path(task_id))
         if data is None:
             return None
-        r = decode_result(data)
-        return None if r.expires_at is not None and r.expires_at <= at else r
+        r = read_result(data, task_id)
+        return None if r is None or (r.expires_at is not None and r.expires_at <= at) else r
 
     async def get(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
         ids, t = list(task_ids), now()
@@ -122,8 +158,8 @@ class Results(ResultStorage):
                 data = self._files.read(f"{self._dir}/{name}")
                 if data is None:
                     continue
-                r = decode_result(data)
-                if r.expires_at is not None and r.expires_at <= t:
+                r = read_result(data, name)
+                if r is not None and r.expires_at is not None and r.expires_at <= t:
                     n += self._files.remove(f"{self._dir}/{name}")
             return n
 

@@ -95,6 +95,7 @@ class NatsBackend(Backend):
         """Wakes result and work waits; fed by their subscriptions' callbacks."""
         self.tasks = NatsTaskQueue(self)
         self.results = NatsResults(self)
+        self.tasks.results = self.results
         self.events = NatsEvents(self)
         self.schedules = NatsSchedules(self)
         self.share_payload_limit(PayloadLimit("NATS", source="max_payload", reserve=NATS_FRAMING))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from omniq.models import Task, TaskStatus, now
+from omniq.storage._corrupt import log
 from omniq.storage._interfaces import (
     Backend,
     Completion,
@@ -30,7 +31,7 @@ from omniq.storage._interfaces import (
 from omniq.storage._wake import Watch
 
 from ._conn import token
-from ._records import Rec, any_dec, finished, pending, rec_dec
+from ._records import CorruptRec, Rec, any_dec, decode_rec, finished, pending
 from ._tasks import QueueCore
 
 if TYPE_CHECKING:
@@ -276,8 +277,15 @@ class NatsTaskQueue(QueueCore):
     # -- reads ---------------------------------------------------------------------
 
     async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
-        res = await self._call(lambda: asyncio.gather(*(self._get(i) for i in task_ids)))
-        return [None if r is None else r.task for r, _ in res]
+        async def one(task_id: str) -> Task | None:
+            try:
+                rec, _ = await self._get(task_id)
+            except CorruptRec as exc:
+                log.warning("skipping corrupt task record %s: %s", task_id, exc)
+                return None
+            return None if rec is None else rec.task
+
+        return list(await self._call(lambda: asyncio.gather(*(one(i) for i in task_ids))))
 
     async def _scan(self) -> list[Rec]:
         be = self._be
@@ -287,7 +295,11 @@ class NatsTaskQueue(QueueCore):
         out = []
         for m in msgs:
             if m.data and not (m.headers and m.headers.get("KV-Operation")):
-                out.append(rec_dec.decode(m.data))
+                key = m.subject.rsplit(".", 1)[-1]
+                try:
+                    out.append(decode_rec(key, m.data, 0))
+                except CorruptRec as exc:
+                    log.warning("skipping corrupt task record (key %s): %s", key, exc)
         return out
 
     async def _select(self, queue: str | None, status: TaskStatus | None) -> list[Rec]:

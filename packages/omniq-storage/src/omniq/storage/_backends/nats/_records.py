@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
-from omniq.models import Task, TaskStatus
+from omniq.models import CorruptRecordError, Task, TaskStatus
 
 __all__ = [
     "FAILED",
+    "CorruptRec",
     "Rec",
     "Work",
     "any_dec",
@@ -41,6 +42,24 @@ class Rec(msgspec.Struct, array_like=True):
     blocked: bool = False
     released: bool = False
     dependents: list[str] = msgspec.field(default_factory=list)
+
+
+class CorruptRec(CorruptRecordError):
+    """A task record in the bucket that does not decode, at revision ``rev`` (a
+    revision-checked write there replaces exactly the bytes that were read)."""
+
+    def __init__(self, task_id: str, rev: int, reason: str) -> None:
+        super().__init__(reason)
+        self.task_id = task_id
+        self.rev = rev
+
+
+def decode_rec(task_id: str, raw: bytes, rev: int) -> Rec:
+    """A stored record; ``CorruptRec`` if the bytes are not one."""
+    try:
+        return rec_dec.decode(raw)
+    except (msgspec.DecodeError, TypeError, ValueError, OverflowError) as exc:
+        raise CorruptRec(task_id, rev, f"stored task does not decode: {exc}") from exc
 
 
 class Work(msgspec.Struct, array_like=True):

@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from omniq.models import EventType, Schedule, ScheduleState, TaskEvent, TaskResult, now
+from omniq.storage._corrupt import read_result
 from omniq.storage._interfaces import EventStorage, ResultStorage, ScheduleRun, ScheduleStorage
 from omniq.storage._remote import (
     EngineStore,
     decode_event,
-    decode_result,
     decode_schedule,
     encode,
     encode_event,
@@ -62,8 +62,8 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
         raw, _ = await self._be.js.kv_get(self._be.results_bucket, self._key(task_id))
         if raw is None:
             return None
-        res = decode_result(raw)
-        if res.expires_at is not None and res.expires_at <= now():
+        res = read_result(raw, task_id)
+        if res is None or (res.expires_at is not None and res.expires_at <= now()):
             return None
         return res
 
@@ -95,8 +95,12 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
             if raw is None:
                 return 0
             await js.kv_purge(b, self._key(task_id))
-            res = decode_result(raw)
-            return 0 if res.expires_at is not None and res.expires_at <= now() else 1
+            res = read_result(raw, task_id)
+            return (
+                0
+                if res is not None and res.expires_at is not None and res.expires_at <= now()
+                else 1
+            )
 
         return sum(await self._call(lambda: asyncio.gather(*(one(i) for i in task_ids))))
 
@@ -111,7 +115,9 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
             for m in msgs:
                 if not _live(m):
                     continue
-                res = decode_result(m.data)
+                res = read_result(m.data, m.subject.rsplit(".", 1)[-1])
+                if res is None:
+                    continue
                 if res.expires_at is not None and res.expires_at <= t:
                     doomed.append(m.subject.rsplit(".", 1)[-1])
             await asyncio.gather(*(be.js.kv_purge(b, k) for k in doomed))

@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from omniq.models import ClaimedTask, Task, TaskStatus, new_id, now
+from omniq.storage._corrupt import Corrupt, corrupt_result, log, stand_in
 from omniq.storage._interfaces import (
     CompletionReport,
     DependencyPolicy,
+    ResultStorage,
     TaskQueueStorage,
 )
 from omniq.storage._limits import chunks
@@ -42,11 +44,13 @@ from ._conn import token
 from ._engine import NatsEngine
 from ._records import (
     FAILED,
+    CorruptRec,
     Rec,
     Work,
     any_dec,
     claim_fn,
     consumer_of,
+    decode_rec,
     enc,
     finished,
     prio_of,
@@ -73,6 +77,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
     blocked_recheck = 60.0
     """Seconds between a blocked task's guard re-checks of its dependencies."""
 
+    results: ResultStorage | None = None
+    """Where a quarantined record's result goes (the backend's own result store)."""
+
     def __init__(self, be: NatsEngine) -> None:
         super().__init__(be)
         self._leases: dict[tuple[str, str], tuple[int, Rec]] = {}
@@ -93,8 +100,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
     # -- primitives ----------------------------------------------------------------
 
     async def _get(self, task_id: str) -> tuple[Rec | None, int]:
+        """The record and its revision; ``CorruptRec`` if it does not decode."""
         raw, rev = await self._be.js.kv_get(self._be.tasks_bucket, token(task_id))
-        return (None if raw is None else rec_dec.decode(raw)), rev
+        return (None if raw is None else decode_rec(task_id, raw, rev)), rev
 
     async def _cas(self, rec: Rec, rev: int) -> int | None:
         key = token(rec.task.id)
@@ -132,10 +140,14 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             await self._be.js.publish_many([self._ready_msg(r, v) for r, v in recs])
 
     async def _change_many(
-        self, items: Sequence[tuple[str, Callable[[Rec], Rec | None], tuple[int, Rec] | None]]
+        self,
+        items: Sequence[tuple[str, Callable[[Rec], Rec | None], tuple[int, Rec] | None]],
+        corrupt: list[CorruptRec] | None = None,
     ) -> list[tuple[Rec, Rec, int] | None]:
         """``_change`` for many tasks: one pipelined batch of writes for those with a
-        known revision (hint), the usual read-and-retry for the rest and for conflicts."""
+        known revision (hint), the usual read-and-retry for the rest and for conflicts.
+        With ``corrupt``, a record that does not decode is listed there (its change is
+        None) instead of failing the batch."""
         out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
         slow: list[int] = []
         fast: list[tuple[int, Rec, Rec, int]] = []
@@ -156,9 +168,17 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 else:
                     out[i] = (old, new, r)
         if slow:
-            res = await asyncio.gather(*(self._change(items[i][0], items[i][1]) for i in slow))
+            res = await asyncio.gather(
+                *(self._change(items[i][0], items[i][1]) for i in slow),
+                return_exceptions=corrupt is not None,
+            )
             for i, done in zip(slow, res, strict=True):
-                out[i] = done
+                if isinstance(done, CorruptRec) and corrupt is not None:
+                    corrupt.append(done)
+                elif isinstance(done, BaseException):
+                    raise done
+                else:
+                    out[i] = done
         return out
 
     async def _change(
@@ -380,6 +400,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         token, t = new_id(), now()
         until = t + lease
         out: list[ClaimedTask] = []
+        corrupt: list[CorruptRec] = []
+        queue_of: dict[str, str] = {}
         groups: dict[int, list[str]] = {}
         for p, subj in cands:
             groups.setdefault(p, []).append(subj)
@@ -409,9 +431,10 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                     )
                     for _, w in take
                 ]
+                queue_of.update((i, h[1].task.queue) for i, _, h in items)
                 # The lease timer first: a claim written without it could never expire.
                 await self._timer("lease", [token, until, ids])
-                res = await self._change_many(items)
+                res = await self._change_many(items, corrupt)
                 self._crash("claim")
                 for m, _ in take:
                     await m.ack()
@@ -419,7 +442,29 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                     if r is not None:
                         self._remember(r[1], r[2])
                         out.append(claimed(r[1].task, token, until, worker_id))
+        if corrupt:
+            await self._quarantine(corrupt, queue_of)
         return out
+
+    async def _quarantine(self, corrupt: Sequence[CorruptRec], queue_of: dict[str, str]) -> None:
+        """Replace each corrupt record (at the revision read, so a record rewritten since
+        is left alone) with a stand-in ended in ``error``, and store its dead-letter
+        result. Its dependents are not named any more; their guards find it failed."""
+        t = now()
+        bad = [Corrupt(c.task_id, "", str(c), 0, queue_of.get(c.task_id)) for c in corrupt]
+        stubs = [
+            Rec(stand_in(b.task_id, b.queue, TaskStatus.ERROR, 0, b.reason), finished=t)
+            for b in bad
+        ]
+        revs = await self._be.js.kv_put_many(
+            self._be.tasks_bucket,
+            [(token(s.task.id), enc.encode(s), c.rev) for s, c in zip(stubs, corrupt, strict=True)],
+        )
+        done = [b for b, r in zip(bad, revs, strict=True) if r is not None]
+        for b in done:
+            log.warning("quarantined corrupt task record %s: %s", b.task_id, b.reason)
+        if done and self.results is not None:
+            await self.results.put([corrupt_result(b, t) for b in done])
 
     async def promote(self, msgs: Sequence[Msg] | None = None) -> int:
         """Turn due eta timers into work messages (not-due ones are nak'ed with a delay)."""

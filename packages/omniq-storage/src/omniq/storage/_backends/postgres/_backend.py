@@ -115,6 +115,7 @@ class PostgresBackend(Backend):
         """Wakes result waits by task id (the result channel's payload)."""
         self.tasks = PgTaskQueue(self)
         self.results = PgResults(self)
+        self.tasks.results = self.results
         self.events = PgEvents(self)
         self.schedules = PgSchedules(self)
         self.share_payload_limit(PayloadLimit("PostgreSQL", source="bytea field limit"))

@@ -17,13 +17,14 @@ from omniq.models import (
     TaskStatus,
     now,
 )
+from omniq.storage._corrupt import read_result
 from omniq.storage._interfaces import (
     EventStorage,
     ResultStorage,
     ScheduleRun,
     ScheduleStorage,
 )
-from omniq.storage._remote import EngineStore, decode_result, decode_schedule, encode
+from omniq.storage._remote import EngineStore, decode_schedule, encode
 from omniq.storage._wake import wait_for_result
 
 from ._engine import PgEngine
@@ -56,7 +57,7 @@ class PgResults(EngineStore[PgEngine], ResultStorage):
             return []
         ids = builtins.list(task_ids)
         rows = await self._call(lambda c: c.fetch(_Q["result_get"], ids, now()))
-        by_id = {r["task_id"]: decode_result(r["envelope"]) for r in rows}
+        by_id = {r["task_id"]: read_result(r["envelope"], r["task_id"]) for r in rows}
         return [by_id.get(i) for i in ids]
 
     async def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:  # noqa: ASYNC109

@@ -12,18 +12,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from omniq.models import ClaimedTask, Task, TaskStatus, now
+from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
     Completion,
     CompletionReport,
     DependencyPolicy,
     LeaseRef,
+    ResultStorage,
     RetryRequest,
     TaskQueueStorage,
 )
 from omniq.storage._remote import (
     EngineStore,
     claimed,
-    decode_task,
     encode,
     with_state,
     with_state_eta,
@@ -35,8 +36,30 @@ from ._sql import QUERIES as _Q
 __all__ = ["PgTaskQueue"]
 
 
+def _read(r: Any, pre: str = "", queue: str | None = None, *, always: bool = False) -> Task | None:
+    """A task from a row (id, queue, status, attempt, eta, envelope, named with prefix
+    ``pre``); a corrupt envelope reads as a stand-in or None (``_corrupt.read_task``)."""
+    status, attempt = r[pre + "status"], r[pre + "attempt"]
+    tid = r["o_id"] if pre else r["id"]
+    q = queue if pre else r["queue"]
+    task = read_task(r[pre + "envelope"], tid, q, status, attempt, always=always)
+    if task is None or task.func == CORRUPT_FUNC:
+        return task
+    return with_state_eta(task, status, attempt, r[pre + "eta"])
+
+
+def _cancelled(r: Any) -> Task:
+    """A dependent a completion cancelled (a stand-in if its envelope is corrupt)."""
+    task = read_task(r["envelope"], r["id"], r["queue"], TaskStatus.CANCELLED, r["attempt"])
+    assert task is not None  # cancelled is terminal: never skipped
+    return with_state(task, TaskStatus.CANCELLED, r["attempt"])
+
+
 class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
     """Task rows; claim/complete/cancel/expire are single statements."""
+
+    results: ResultStorage | None = None
+    """Where a quarantined record's result goes (the backend's own result store)."""
 
     async def enqueue(
         self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
@@ -108,8 +131,9 @@ class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
         out: builtins.list[Task] = []
         for t, r in zip(tasks, rows, strict=True):
             if r["o_existing"]:
-                stored = decode_task(r["o_envelope"])
-                out.append(with_state_eta(stored, r["o_status"], r["o_attempt"], r["o_eta"]))
+                stored = _read(r, "o_", t.queue, always=True)
+                assert stored is not None  # always=True: a stand-in, never None
+                out.append(stored)
             else:
                 out.append(with_state(t, r["o_status"], 0))
         return out
@@ -125,17 +149,17 @@ class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
         stmt = _Q["claim_one"] if len(qs) == 1 else _Q["claim_any"]
         rows = await self._call(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until))
         rows = sorted(rows, key=lambda r: (-r["priority"], r["id"]))
-        return [
-            claimed(
-                with_state_eta(
-                    decode_task(r["envelope"]), TaskStatus.RUNNING, r["attempt"], r["eta"]
-                ),
-                r["token"],
-                until,
-                worker_id,
-            )
-            for r in rows
-        ]
+        out: builtins.list[ClaimedTask] = []
+        bad: builtins.list[Corrupt] = []
+        for r in rows:
+            got = try_task(r["envelope"])
+            if isinstance(got, Task):
+                task = with_state_eta(got, TaskStatus.RUNNING, r["attempt"], r["eta"])
+                out.append(claimed(task, r["token"], until, worker_id))
+            else:
+                bad.append(Corrupt(r["id"], r["token"], str(got), r["attempt"], r["queue"]))
+        await quarantine(self, self.results, bad, lease=lease)
+        return out
 
     async def renew(self, leases: Sequence[LeaseRef], lease: float) -> builtins.list[str]:
         if not leases:
@@ -159,13 +183,7 @@ class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
                 )
             )
             by_id = {r["id"]: r for r in rows}
-            cancelled = [
-                with_state(
-                    decode_task(by_id[i]["envelope"]), TaskStatus.CANCELLED, by_id[i]["attempt"]
-                )
-                for i in cancelled_ids
-                if i in by_id
-            ]
+            cancelled = [_cancelled(by_id[i]) for i in cancelled_ids if i in by_id]
         stale: builtins.list[str] = []
         if input_ids is not None:
             dset = set(done)
@@ -253,10 +271,6 @@ class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
         row = await self._call(lambda c: c.fetchrow(_Q["expire"], dependency_policy, now(), chan))
         return await self._report(row, None)
 
-    @staticmethod
-    def _task(r: Any) -> Task:
-        return with_state_eta(decode_task(r["envelope"]), r["status"], r["attempt"], r["eta"])
-
     async def get(self, task_ids: Sequence[str]) -> builtins.list[Task | None]:
         if not task_ids:
             return []
@@ -267,7 +281,7 @@ class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
                 ids,
             )
         )
-        by_id = {r["id"]: self._task(r) for r in rows}
+        by_id = {r["id"]: _read(r) for r in rows}
         return [by_id.get(i) for i in ids]
 
     @staticmethod
@@ -292,11 +306,11 @@ class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
     ) -> builtins.list[Task]:
         where, args = self._where(queue, status)
         q = (
-            f"SELECT id, status, attempt, eta, envelope FROM tasks{where} ORDER BY id "
+            f"SELECT id, queue, status, attempt, eta, envelope FROM tasks{where} ORDER BY id "
             f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
         )
         rows = await self._call(lambda c: c.fetch(q, *args, limit, offset))
-        return [self._task(r) for r in rows]
+        return [t for t in map(_read, rows) if t is not None]
 
     async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
         where, args = self._where(queue, status)

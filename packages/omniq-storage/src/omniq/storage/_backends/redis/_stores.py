@@ -14,6 +14,7 @@ from omniq.models import (
     TaskResult,
     now,
 )
+from omniq.storage._corrupt import read_result
 from omniq.storage._interfaces import (
     EventStorage,
     ResultStorage,
@@ -22,7 +23,6 @@ from omniq.storage._interfaces import (
 )
 from omniq.storage._remote import (
     decode_event,
-    decode_result,
     decode_schedule,
     encode,
     encode_event,
@@ -66,8 +66,8 @@ class RedisResults(RedisStore, ResultStorage):
         raw = await self._call(lambda: self._be.redis.mget(keys))
         t = now()
         out: list[TaskResult | None] = []
-        for v in raw:
-            res = None if v is None else decode_result(cast(bytes, v))
+        for tid, v in zip(task_ids, raw, strict=True):
+            res = None if v is None else read_result(cast(bytes, v), tid)
             if res is not None and res.expires_at is not None and res.expires_at <= t:
                 res = None
             out.append(res)

@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import ClaimedTask, Task, TaskResult, TaskStatus, now
+from omniq.models import ClaimedTask, CorruptRecordError, Task, TaskResult, TaskStatus, now
+from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
     Completion,
     CompletionReport,
@@ -21,7 +22,7 @@ from omniq.storage._interfaces import (
     TaskQueueStorage,
 )
 from omniq.storage._limits import chunks
-from omniq.storage._remote import claimed, decode_task, encode, with_state, with_state_eta
+from omniq.storage._remote import claimed, encode, with_state, with_state_eta
 
 from ._engine import REGISTRATION, RedisStore, as_float, as_str, opt, opt_repr
 from ._lane import LaneMissed
@@ -32,9 +33,36 @@ _list = list
 _tasks_decoder = msgspec.msgpack.Decoder(list[Task])
 
 
-def _decode_tasks(blob: bytes) -> list[Task]:
-    """The claimed envelopes, sent by the claim script as one msgpack array."""
-    return _tasks_decoder.decode(blob)
+def _decode_tasks(blob: bytes, sizes: Sequence[int]) -> list[Task | CorruptRecordError]:
+    """The claimed envelopes, sent by the claim script as one msgpack array of
+    ``sizes``-long items: decoded in one pass, or one by one when that fails."""
+    try:
+        return _list(_tasks_decoder.decode(blob))
+    except (msgspec.DecodeError, TypeError, ValueError, OverflowError):
+        pass
+    pos = len(blob) - sum(sizes)  # past the array header
+    out: list[Task | CorruptRecordError] = []
+    for n in sizes:
+        out.append(try_task(blob[pos : pos + n]))
+        pos += n
+    return out
+
+
+def _read(task_id: str, row: Sequence[Any], *, always: bool) -> Task | None:
+    """A task from its hash fields (envelope, status, attempt, eta, queue); a corrupt
+    envelope reads as a stand-in or None (``_corrupt.read_task``)."""
+    status, attempt = as_str(row[1]), int(row[2])
+    task = read_task(row[0], task_id, as_str(row[4]) or None, status, attempt, always=always)
+    if task is None or task.func == CORRUPT_FUNC:
+        return task
+    return with_state_eta(task, status, attempt, as_float(row[3]))
+
+
+def _cancelled(task_id: str, env: bytes, attempt: int) -> Task:
+    """A dependent the script cancelled (a stand-in if its envelope is corrupt)."""
+    task = read_task(env, task_id, None, TaskStatus.CANCELLED, attempt)
+    assert task is not None  # cancelled is terminal: never skipped
+    return with_state(task, TaskStatus.CANCELLED, attempt)
 
 
 class RedisTaskQueue(RedisStore, TaskQueueStorage):
@@ -102,8 +130,10 @@ class RedisTaskQueue(RedisStore, TaskQueueStorage):
             if len(row) == 2:
                 out.append(with_state(t, as_str(row[1]), 0))
             else:
-                stored = decode_task(row[3])
-                out.append(with_state_eta(stored, as_str(row[1]), int(row[2]), as_float(row[4])))
+                fields = [row[3], row[1], row[2], row[4], t.queue]
+                stored = _read(as_str(row[0]), fields, always=True)
+                assert stored is not None  # always=True: a stand-in, never None
+                out.append(stored)
         return out
 
     async def claim(
@@ -114,10 +144,15 @@ class RedisTaskQueue(RedisStore, TaskQueueStorage):
         until = now() + lease
         blob, meta = await self._script("claim", worker_id, repr(until), limit, *queues)
         out = []
-        for i, stored in enumerate(_decode_tasks(blob)):
-            tok, attempt, eta = meta[3 * i], meta[3 * i + 1], meta[3 * i + 2]
-            task = with_state_eta(stored, TaskStatus.RUNNING, int(attempt), as_float(eta))
-            out.append(claimed(task, as_str(tok), until, worker_id))
+        bad: list[Corrupt] = []
+        for i, stored in enumerate(_decode_tasks(blob, meta[3::4])):
+            tok, attempt, eta = as_str(meta[4 * i]), int(meta[4 * i + 1]), meta[4 * i + 2]
+            if isinstance(stored, Task):
+                task = with_state_eta(stored, TaskStatus.RUNNING, attempt, as_float(eta))
+                out.append(claimed(task, tok, until, worker_id))
+            else:  # the token is "<id>:<generation>"
+                bad.append(Corrupt(tok.rpartition(":")[0], tok, str(stored), attempt))
+        await quarantine(self, self._be.results, bad, lease=lease)
         return out
 
     async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
@@ -135,10 +170,7 @@ class RedisTaskQueue(RedisStore, TaskQueueStorage):
             done=[as_str(x) for x in done],
             stale=[as_str(x) for x in stale],
             released=[as_str(x) for x in released],
-            cancelled=[
-                with_state(decode_task(env), TaskStatus.CANCELLED, int(a))
-                for _, a, env in cancelled
-            ],
+            cancelled=[_cancelled(as_str(tid), env, int(a)) for tid, a, env in cancelled],
         )
 
     async def complete(
@@ -235,15 +267,13 @@ class RedisTaskQueue(RedisStore, TaskQueueStorage):
         async def run() -> list[Any]:
             pipe = r.pipeline(transaction=False)
             for tid in task_ids:
-                pipe.hmget(f"{self._p}t:{tid}", "d", "s", "a", "eta")
+                pipe.hmget(f"{self._p}t:{tid}", "d", "s", "a", "eta", "q")
             return await pipe.execute()
 
         rows = await self._call(run)
         return [
-            None
-            if row[0] is None
-            else with_state_eta(decode_task(row[0]), as_str(row[1]), int(row[2]), as_float(row[3]))
-            for row in rows
+            None if row[0] is None else _read(tid, row, always=False)
+            for tid, row in zip(task_ids, rows, strict=True)
         ]
 
     def _key(self, queue: str, status: TaskStatus | None) -> str:

@@ -49,6 +49,7 @@ class SQLiteBackend(Backend):
         self.db = Connection(db_path(url), busy_timeout)
         self.tasks = SQLiteTasks(self.db, poll_interval)
         self.results = Results(self.db, poll_interval)
+        self.tasks.results = self.results
         self.events = Events(self.db)
         self.schedules = Schedules(self.db)
         self.share_payload_limit(PayloadLimit("SQLite", source="SQLITE_MAX_LENGTH"))

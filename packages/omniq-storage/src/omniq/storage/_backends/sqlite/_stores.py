@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 
 from omniq.models import EventType, Schedule, ScheduleState, TaskEvent, TaskResult, now
-from omniq.storage._codec import decode_result, decode_schedule, encode
+from omniq.storage._codec import decode_schedule, encode
+from omniq.storage._corrupt import read_result
 from omniq.storage._interfaces import EventStorage, ResultStorage, ScheduleRun, ScheduleStorage
 from omniq.storage._wake import Wake, wait_for_result
 
@@ -50,7 +51,7 @@ class Results(ResultStorage):
             return out
 
         found = await self._db.run(read)
-        return [decode_result(found[i]) if i in found else None for i in ids]
+        return [read_result(found[i], i) if i in found else None for i in ids]
 
     async def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:  # noqa: ASYNC109
         return await wait_for_result(

@@ -16,12 +16,14 @@ from typing import Any
 import msgspec
 
 from omniq.models import ClaimedTask, Task, TaskStatus, new_id, now
-from omniq.storage._codec import decode_task, encode
+from omniq.storage._codec import encode
+from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
     Completion,
     CompletionReport,
     DependencyPolicy,
     LeaseRef,
+    ResultStorage,
     RetryRequest,
     TaskQueueStorage,
 )
@@ -34,13 +36,23 @@ __all__ = ["SQLiteTasks"]
 _replace = msgspec.structs.replace
 _FAILED = ("error", "cancelled", "expired")
 _CHUNK = 500
-_COLS = "data, status, attempt, eta"
+_COLS = "id, queue, data, status, attempt, eta"
 
 
-def _task(row: Sequence[Any]) -> Task:
-    """A task from (data, status, attempt, eta) columns."""
-    t = decode_task(row[0])
-    return _replace(t, status=TaskStatus(row[1]), attempt=row[2], eta=row[3])
+def _task(row: Sequence[Any], *, always: bool = False) -> Task | None:
+    """A task from (id, queue, data, status, attempt, eta) columns; a corrupt record is
+    a stand-in or None (``_corrupt.read_task``)."""
+    t = read_task(row[2], row[0], row[1], row[3], row[4], always=always)
+    if t is None or t.func == CORRUPT_FUNC:
+        return t
+    return _replace(t, status=TaskStatus(row[3]), attempt=row[4], eta=row[5])
+
+
+def _stored(row: Sequence[Any]) -> Task:
+    """``_task`` for enqueue: an id or key already taken, even by a corrupt record."""
+    t = _task(row, always=True)
+    assert t is not None
+    return t
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -61,6 +73,8 @@ class SQLiteTasks(TaskQueueStorage):
         self._db = db
         self._poll = poll_interval
         self.wake = Wake()
+        self.results: ResultStorage | None = None
+        """Where a quarantined record's result goes (the backend's own result store)."""
 
     # -- enqueue -------------------------------------------------------------------
 
@@ -74,8 +88,8 @@ class SQLiteTasks(TaskQueueStorage):
         def run(c: sqlite3.Connection) -> list[Task]:
             ids = [t.id for t in batch]
             existing = {
-                r[0]: _task(r[1:])
-                for r in _select_in(c, f"SELECT id, {_COLS} FROM tasks WHERE id IN ({{ph}})", ids)
+                r[0]: _stored(r)
+                for r in _select_in(c, f"SELECT {_COLS} FROM tasks WHERE id IN ({{ph}})", ids)
             }
             keys = [t.key for t in batch if t.key is not None]
             by_key: dict[str, Task] = {}
@@ -86,7 +100,7 @@ class SQLiteTasks(TaskQueueStorage):
                     " AND status IN ('pending', 'running')",
                     keys,
                 ):
-                    by_key[r[0]] = _task(r[1:])
+                    by_key[r[0]] = _stored(r[1:])
             dep_ids = sorted({d for t in batch for d in t.depends_on})
             dep_status: dict[str, str] = {}
             if dep_ids:
@@ -163,7 +177,7 @@ class SQLiteTasks(TaskQueueStorage):
             f" WHERE status = 'pending' AND ready = 1 AND queue IN ({placeholders(len(qs))})"
             " AND (eta IS NULL OR eta <= ?) AND (expires_at IS NULL OR expires_at > ?)"
             " ORDER BY priority DESC, id LIMIT ?)"
-            f" RETURNING priority, id, {_COLS}"
+            f" RETURNING priority, {_COLS}"
         )
 
         def run(c: sqlite3.Connection) -> list[Any]:
@@ -172,10 +186,19 @@ class SQLiteTasks(TaskQueueStorage):
 
         rows = await self._db.tx(run)
         rows.sort(key=lambda r: (-r[0], r[1]))
-        return [
-            ClaimedTask(task=_task(r[2:]), token=token, lease_expires_at=until, worker_id=worker_id)
-            for r in rows
-        ]
+        out: list[ClaimedTask] = []
+        bad: list[Corrupt] = []
+        for r in rows:
+            got = try_task(r[3])
+            if isinstance(got, Task):
+                task = _replace(got, status=TaskStatus.RUNNING, attempt=r[5], eta=r[6])
+                out.append(
+                    ClaimedTask(task=task, token=token, lease_expires_at=until, worker_id=worker_id)
+                )
+            else:
+                bad.append(Corrupt(r[1], token, str(got), r[5], r[2]))
+        await quarantine(self, self.results, bad, lease=lease)
+        return out
 
     async def _leased_update(self, set_sql: str, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         """Apply ``set_sql`` to (..., id, token) rows still leased; returns stale ids."""
@@ -296,9 +319,9 @@ class SQLiteTasks(TaskQueueStorage):
     async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
         ids = list(task_ids)
         rows = await self._db.run(
-            lambda c: _select_in(c, f"SELECT id, {_COLS} FROM tasks WHERE id IN ({{ph}})", ids)
+            lambda c: _select_in(c, f"SELECT {_COLS} FROM tasks WHERE id IN ({{ph}})", ids)
         )
-        found = {r[0]: r[1:] for r in rows}
+        found = {r[0]: r for r in rows}
         return [_task(found[i]) if i in found else None for i in ids]
 
     @staticmethod
@@ -323,7 +346,7 @@ class SQLiteTasks(TaskQueueStorage):
         where, args = self._where(queue, status)
         sql = f"SELECT {_COLS} FROM tasks{where} ORDER BY id LIMIT ? OFFSET ?"
         rows = await self._db.run(lambda c: c.execute(sql, [*args, limit, offset]).fetchall())
-        return [_task(r) for r in rows]
+        return [t for t in map(_task, rows) if t is not None]
 
     async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
         where, args = self._where(queue, status)
@@ -461,7 +484,7 @@ def _resolve(
                     (t, child),
                 ).fetchone()
                 if row is not None:
-                    report.cancelled.append(_task(row))
+                    report.cancelled.append(_stored(row))
                     todo.append((child, "cancelled"))
             else:
                 row = c.execute(

@@ -19,7 +19,7 @@ WITH ready AS (
 UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
     token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
 FROM pick WHERE t.id = pick.id
-RETURNING t.id, t.priority, t.attempt, t.token, t.eta, t.envelope;
+RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope;
 
 -- name: claim_one
 -- claim_any for one queue: equality lets the planner walk tasks_ready in order
@@ -40,7 +40,7 @@ WITH ready AS (
 UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
     token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
 FROM pick WHERE t.id = pick.id
-RETURNING t.id, t.priority, t.attempt, t.token, t.eta, t.envelope;
+RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope;
 
 -- name: enqueue_plain
 -- Enqueue fast path (no task in the batch has dependencies): one set-based INSERT and
@@ -103,11 +103,11 @@ SELECT * FROM omniq_expire($1,$2,$3);
 
 -- name: tasks_for_report
 -- The cancelled dependents named in a completion report.
-SELECT id, attempt, envelope FROM tasks WHERE id = ANY($1::text[]);
+SELECT id, queue, attempt, envelope FROM tasks WHERE id = ANY($1::text[]);
 
 -- name: tasks_get
 -- Tasks by id.
-SELECT id, status, attempt, eta, envelope FROM tasks WHERE id = ANY($1::text[]);
+SELECT id, queue, status, attempt, eta, envelope FROM tasks WHERE id = ANY($1::text[]);
 
 -- name: tasks_counts
 -- Task counts per queue and status.

@@ -55,12 +55,14 @@ while taken < limit do
       meta[#meta + 1] = tok
       meta[#meta + 1] = a
       meta[#meta + 1] = h[4]
+      meta[#meta + 1] = #h[3]
       taken = taken + 1
     end
   end
 end
 flush()
--- The envelopes behind one msgpack array header: the client decodes them in one pass.
+-- The envelopes behind one msgpack array header: the client decodes them in one pass,
+-- or, when one does not decode, one by one (meta gives each one's length).
 local n = #envs
 local hdr
 if n < 16 then
