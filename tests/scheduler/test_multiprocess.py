@@ -21,7 +21,7 @@ from tests.conformance.backends import BACKENDS
 
 from omniq.core import OmniQ
 from omniq.models import EventType, Task, now
-from omniq.queue import run_task_id
+from omniq.queue._scheduler import run_task_id
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
