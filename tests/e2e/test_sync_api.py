@@ -15,8 +15,9 @@ import e2e_tasks as t
 import pytest
 
 from omniq.core import OmniQ
+from omniq.events.bridge import loop_factory
 from omniq.models import ConfigError, OmniQError, TaskStatus
-from omniq.queue import SyncInAsyncWarning, loop_factory
+from omniq.queue import SyncInAsyncWarning
 
 WAIT = 20.0
 
@@ -61,7 +62,7 @@ def test_event_loop_auto_keeps_asyncio_under_gevent_monkey_patching() -> None:
     code = (
         "from gevent import monkey; monkey.patch_all()\n"
         "import asyncio\n"
-        "from omniq.queue import loop_factory\n"
+        "from omniq.events.bridge import loop_factory\n"
         "assert loop_factory('auto') is asyncio.new_event_loop\n"
         "assert loop_factory('uvloop') is not asyncio.new_event_loop\n"
     )

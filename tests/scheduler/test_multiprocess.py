@@ -20,7 +20,7 @@ import pytest
 
 from omniq.core import OmniQ
 from omniq.models import EventType, Task, now
-from omniq.queue import run_task_id
+from omniq.queue._scheduler import run_task_id
 from omniq.storage.testing import builtin_specs
 
 BACKENDS = {spec.id: spec for spec in builtin_specs()}

@@ -15,7 +15,8 @@ import pytest
 
 from omniq.events import AsyncEventLogger
 from omniq.models import EventType, ScheduleError, ScheduleState
-from omniq.queue import AsyncScheduler, AsyncTaskQueue, run_task, run_task_id
+from omniq.queue import AsyncScheduler, AsyncTaskQueue, run_task
+from omniq.queue._scheduler import run_task_id
 from omniq.storage import Backend, open_storage
 
 pytestmark = pytest.mark.anyio

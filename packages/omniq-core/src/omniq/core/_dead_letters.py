@@ -15,8 +15,7 @@ import msgspec
 from omniq.events import enqueued_event
 from omniq.models import Task, TaskResult, TaskStatus, now
 
-if TYPE_CHECKING:
-    from ._facade import _Open
+from ._session import Session
 
 __all__ = ["DeadLetter", "DeadLetterOps"]
 
@@ -83,8 +82,8 @@ class DeadLetterOps:
         return self._call_sync(_purge, finished_before)
 
 
-async def _pair(state: _Open, tasks: Sequence[Task]) -> list[DeadLetter]:
-    q = state.queue
+async def _pair(session: Session, tasks: Sequence[Task]) -> list[DeadLetter]:
+    q = session.queue
     results: list[TaskResult | None] = (
         list(await q.results.get([t.id for t in tasks]))
         if q.results is not None and tasks
@@ -93,22 +92,22 @@ async def _pair(state: _Open, tasks: Sequence[Task]) -> list[DeadLetter]:
     return [DeadLetter(t, r) for t, r in zip(tasks, results, strict=True)]
 
 
-async def _list(state: _Open, queue: str | None, limit: int, offset: int) -> list[DeadLetter]:
-    tasks = await state.queue.tasks.list(
+async def _list(session: Session, queue: str | None, limit: int, offset: int) -> list[DeadLetter]:
+    tasks = await session.queue.tasks.list(
         queue=queue, status=TaskStatus.ERROR, limit=limit, offset=offset
     )
-    return await _pair(state, tasks)
+    return await _pair(session, tasks)
 
 
-async def _show(state: _Open, task_id: str) -> DeadLetter | None:
-    task = await state.queue.tasks.get_one(task_id)
+async def _show(session: Session, task_id: str) -> DeadLetter | None:
+    task = await session.queue.tasks.get_one(task_id)
     if task is None or task.status is not TaskStatus.ERROR:
         return None
-    return (await _pair(state, [task]))[0]
+    return (await _pair(session, [task]))[0]
 
 
-async def _requeue(state: _Open, ids: list[str]) -> list[str]:
-    q = state.queue
+async def _requeue(session: Session, ids: list[str]) -> list[str]:
+    q = session.queue
     done = await q.tasks.requeue(ids)
     if done and q.results is not None:
         await q.results.delete(done)
@@ -118,8 +117,8 @@ async def _requeue(state: _Open, ids: list[str]) -> list[str]:
     return done
 
 
-async def _purge(state: _Open, finished_before: float | None) -> int:
-    q = state.queue
+async def _purge(session: Session, finished_before: float | None) -> int:
+    q = session.queue
     before = finished_before if finished_before is not None else now() + 1.0
     if q.results is not None:
         doomed: list[str] = []

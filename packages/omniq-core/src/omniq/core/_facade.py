@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 from omniq.config import ConfigProvider, Settings
-from omniq.events import AsyncEventLogger
+from omniq.events.bridge import ThreadPortal, loop_factory
 from omniq.models import (
-    OmniQError,
+    EventLoopError,
+    InvalidStateError,
     Task,
     TaskEvent,
     TaskResult,
@@ -29,18 +29,19 @@ from omniq.models import (
 )
 from omniq.queue import (
     AsyncTaskQueue,
-    BlockingRunner,
     BreakerRegistry,
     EnqueueOptions,
     TaskQueue,
-    loop_factory,
+    TaskSpec,
+    build_task,
 )
-from omniq.queue._build import TaskSpec
-from omniq.storage import Backend, open_storage
-from omniq.workers import PoolStats, wait_interruptibly
+from omniq.serialization import SerializationManager
+from omniq.storage import Backend
+from omniq.workers import PoolStats
 
-from ._dead_letters import DeadLetterOps  # dead letters (issue 10)
-from ._schedules import ScheduleOps, stop_schedulers  # scheduling (issue 8)
+from ._dead_letters import DeadLetterOps
+from ._schedules import ScheduleOps
+from ._session import Session
 from ._taskfn import TaskFunction, make_task_function
 from ._urls import resolve_urls
 from ._worker import WorkerHandle, run_pool
@@ -64,23 +65,6 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-
-
-class _Open:
-    """What exists while OmniQ is connected on its home loop."""
-
-    def __init__(
-        self,
-        queue: AsyncTaskQueue,
-        backends: list[Backend],
-        logger: AsyncEventLogger | None,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self.queue = queue
-        self.backends = backends
-        self.logger = logger
-        self.loop = loop
-        self.workers: set[WorkerHandle] = set()
 
 
 class OmniQ(ScheduleOps, DeadLetterOps):
@@ -120,11 +104,8 @@ class OmniQ(ScheduleOps, DeadLetterOps):
             event_storage if event_storage is not None else urls[2]
         )
         self.breakers = circuit_breaker or BreakerRegistry()
-        self._runner = BlockingRunner(loop_factory(self.settings.event_loop))
-        self._open: _Open | None = None
-        self._open_lock = threading.Lock()
-        self._portal_loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
+        self._thread = ThreadPortal(loop_factory(self.settings.event_loop), warn=True)
+        self._session: Session | None = None
         _instances.add(self)
 
     def __repr__(self) -> str:
@@ -140,110 +121,46 @@ class OmniQ(ScheduleOps, DeadLetterOps):
     # -- connection and loop plumbing --------------------------------------------------------
 
     def _forget(self) -> None:
-        """After fork in the child: the parent's loop thread and connections are not ours."""
-        self._open = None
-        self._portal_loop = None
-        self._open_lock = threading.Lock()
+        """After fork in the child: the parent's loops and connections are not ours."""
+        self._session = None
 
-    async def _connect(self) -> _Open:
-        backends: list[Backend] = []
-        owned: list[Backend] = []
-
-        def get(spec: str | Backend) -> Backend:
-            if isinstance(spec, Backend):
-                b = spec
-            else:
-                for existing in backends:
-                    if getattr(existing, "url", None) == spec:
-                        return existing
-                b = open_storage(spec)
-                owned.append(b)
-            if b not in backends:
-                backends.append(b)
-            return b
-
-        try:
-            tb = get(self._task_spec)
-            await tb.connect()
-            rb = get(self._result_spec) if self._result_spec is not None else tb
-            eb = get(self._event_spec) if self._event_spec is not None else None
-            for b in backends:
-                await b.connect()
-            if tb.tasks is None:
-                raise OmniQError(f"{self.task_queue_url} cannot hold a task queue")
-            logger: AsyncEventLogger | None = None
-            if eb is not None:
-                if eb.events is None:
-                    raise OmniQError(f"{eb.url} cannot hold events")
-                s = self.settings
-                logger = AsyncEventLogger(
-                    eb.events,
-                    buffer_size=s.event_buffer_size,
-                    retention_seconds=s.event_retention_seconds,
-                    retention_count=s.event_retention_count,
-                )
-                await _host(logger)
-            queue = AsyncTaskQueue(
-                tb.tasks, rb.results, logger, settings=self.settings, breakers=self.breakers
-            )
-        except BaseException:
-            for b in owned:
-                await b.close()
-            raise
-        state = _Open(queue, owned, logger, asyncio.get_running_loop())
-        return state
-
-    async def _ensure(self) -> _Open:
-        state = self._open
-        loop = asyncio.get_running_loop()
-        if state is not None and state.loop is loop:
-            return state
-        if self._closed:
-            raise OmniQError("this OmniQ is closed")
-        if state is not None and not state.loop.is_closed():
-            raise OmniQError("OmniQ is bound to another event loop")  # callers forward
-        self._open = await self._connect()
-        return self._open
-
-    def _home(self) -> asyncio.AbstractEventLoop | None:
-        state = self._open
-        if state is None or state.loop.is_closed():
+    def _live(self) -> Session | None:
+        """The session, unless there is none or its home loop has been closed."""
+        session = self._session
+        if session is None or session.loop.is_closed():
             return None
-        return state.loop
+        return session
+
+    async def _ensure(self) -> Session:
+        """The session on the running loop, connecting first if there is none."""
+        session = self._session
+        loop = asyncio.get_running_loop()
+        if session is not None and session.loop is loop:
+            return session
+        if session is not None and not session.loop.is_closed():
+            raise EventLoopError("OmniQ is bound to another event loop")  # callers forward
+        self._session = await Session.connect(
+            self._task_spec, self._result_spec, self._event_spec, self.settings, self.breakers
+        )
+        return self._session
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``fn(queue_state, *args)`` on the home loop, from any loop."""
-        home = self._home()
-        loop = asyncio.get_running_loop()
-        if home is None or home is loop:
+        """Run ``fn(session, *args)`` on the home loop, from any loop."""
+        session = self._live()
+        if session is None or session.loop is asyncio.get_running_loop():
             return await fn(await self._ensure(), *args)
-        if home is self._portal_loop:
-            fut = asyncio.run_coroutine_threadsafe(self._on_home(fn, *args), home)
-            return await asyncio.wrap_future(fut)
-        fut = asyncio.run_coroutine_threadsafe(self._on_home(fn, *args), home)
-        return await asyncio.wrap_future(fut)
+        return await session.portal.call_async(self._on_home, fn, *args)
 
     async def _on_home(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         return await fn(await self._ensure(), *args)
 
     def _call_sync(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        home = self._home()
-        if home is None or home is self._portal_loop:
-            if self._portal_loop is None:
-                self._portal_loop = self._runner.run(_running_loop)
-            result: T = self._runner.run(self._on_home, fn, *args)
-            return result
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is home:
-            raise OmniQError(
-                "a blocking *_sync call was made on the event loop that OmniQ is bound to "
-                "(it would deadlock); use await oq.<name>(...) there"
-            )
-        coro: Coroutine[Any, Any, T] = self._on_home(fn, *args)
-        return wait_interruptibly(asyncio.run_coroutine_threadsafe(coro, home))
+        """Run ``fn(session, *args)`` on the home loop and wait; without a session, the
+        helper thread's loop becomes home."""
+        session = self._live()
+        portal = session.portal if session is not None else self._thread.portal
+        result: T = portal.call(self._on_home, fn, *args)
+        return result
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -258,16 +175,15 @@ class OmniQ(ScheduleOps, DeadLetterOps):
 
     async def close(self) -> None:
         """Stop background workers, flush events, close the stores OmniQ opened."""
-        if self._home() is not None:
+        if self._live() is not None:
             await self._call(_shutdown)
-        self._open = None
+        self._session = None
 
     def close_sync(self) -> None:
-        if self._home() is not None:
+        if self._live() is not None:
             self._call_sync(_shutdown)
-        self._open = None
-        self._runner.close()
-        self._portal_loop = None
+        self._session = None
+        self._thread.close(cancel_remaining=True)
 
     async def __aenter__(self) -> OmniQ:
         return await self.open()
@@ -302,12 +218,9 @@ class OmniQ(ScheduleOps, DeadLetterOps):
     ) -> Task:
         """A Task with this OmniQ's defaults, not stored (for ``enqueue_many`` or as a
         ``on_success``/``on_failure`` follow-up)."""
-        from omniq.queue import build_task
-        from omniq.serialization import SerializationManager
-
         ser = (
-            self._open.queue.serializer
-            if self._open
+            self._session.queue.serializer
+            if self._session
             else SerializationManager.from_settings(self.settings)
         )
         return build_task(ser, self.settings, func, args, kwargs, **options)
@@ -503,9 +416,9 @@ class OmniQ(ScheduleOps, DeadLetterOps):
     @property
     def queue(self) -> AsyncTaskQueue:
         """The async core (only valid on the home loop, after the first call)."""
-        if self._open is None:
-            raise OmniQError("OmniQ is not open yet")
-        return self._open.queue
+        if self._session is None:
+            raise InvalidStateError("OmniQ is not open yet")
+        return self._session.queue
 
     def task_queue(self) -> TaskQueue:
         """A blocking TaskQueue over a fresh connection to the same task store URL."""
@@ -519,103 +432,60 @@ class OmniQ(ScheduleOps, DeadLetterOps):
         self._call_sync(_flush_events)
 
 
-# The logger's task group must be entered and exited by one task; portal calls each run
-# in their own task, so a long-lived host task owns it.
-_hosts: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
+# -- operations run on the home loop (first argument: the session) --------------------------
 
 
-async def _host(logger: AsyncEventLogger) -> None:
-    started = asyncio.Event()
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        async with logger:
-            started.set()
-            await stop.wait()
-
-    task = asyncio.get_running_loop().create_task(run())
-    _hosts[id(logger)] = (task, stop)
-    waiter = asyncio.ensure_future(started.wait())
-    await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        waiter.cancel()
-        _hosts.pop(id(logger), None)
-        task.result()
-
-
-async def _unhost(logger: AsyncEventLogger) -> None:
-    entry = _hosts.pop(id(logger), None)
-    if entry is None:
-        return
-    task, stop = entry
-    stop.set()
-    await task
-
-
-# -- operations run on the home loop (first argument: the open state) -----------------------
-
-
-async def _running_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
-
-
-async def _noop(state: _Open) -> None:
+async def _noop(session: Session) -> None:
     return None
 
 
-async def _enqueue_many(state: _Open, tasks: list[Task]) -> list[Task]:
-    return await state.queue.enqueue_many(tasks)
+async def _enqueue_many(session: Session, tasks: list[Task]) -> list[Task]:
+    return await session.queue.enqueue_many(tasks)
 
 
 async def _get_result(
-    state: _Open,
+    session: Session,
     tid: str,
     wait: bool,
     timeout: float | None,  # noqa: ASYNC109
 ) -> TaskResult | None:
-    return await state.queue.get_result(tid, wait=wait, timeout=timeout)
+    return await session.queue.get_result(tid, wait=wait, timeout=timeout)
 
 
-async def _get_task(state: _Open, tid: str) -> Task | None:
-    return await state.queue.get_task(tid)
+async def _get_task(session: Session, tid: str) -> Task | None:
+    return await session.queue.get_task(tid)
 
 
 async def _list_tasks(
-    state: _Open, queue: str | None, status: TaskStatus | str | None, limit: int, offset: int
+    session: Session, queue: str | None, status: TaskStatus | str | None, limit: int, offset: int
 ) -> list[Task]:
-    return await state.queue.list_tasks(queue=queue, status=status, limit=limit, offset=offset)
+    return await session.queue.list_tasks(queue=queue, status=status, limit=limit, offset=offset)
 
 
-async def _counts(state: _Open) -> dict[tuple[str, TaskStatus], int]:
-    return await state.queue.counts()
+async def _counts(session: Session) -> dict[tuple[str, TaskStatus], int]:
+    return await session.queue.counts()
 
 
-async def _cancel(state: _Open, tid: str) -> bool:
-    return bool(await state.queue.cancel(tid))
+async def _cancel(session: Session, tid: str) -> bool:
+    return bool(await session.queue.cancel(tid))
 
 
-async def _flush_events(state: _Open) -> None:
-    if state.logger is not None:
-        await state.logger.flush()
+async def _flush_events(session: Session) -> None:
+    if session.logger is not None:
+        await session.logger.flush()
 
 
-async def _get_events(state: _Open, tid: str | None, limit: int | None) -> list[TaskEvent]:
-    logger = state.logger
+async def _get_events(session: Session, tid: str | None, limit: int | None) -> list[TaskEvent]:
+    logger = session.logger
     if logger is None or logger.storage is None:
         return []
     await logger.flush()
     return await logger.storage.query(task_id=tid, limit=limit)
 
 
-async def _run_worker(state: _Open, opts: dict[str, Any], burst: bool) -> PoolStats:
-    return await run_pool(state.queue, opts, burst=burst)
+async def _run_worker(session: Session, opts: dict[str, Any], burst: bool) -> PoolStats:
+    return await run_pool(session.queue, opts, burst=burst)
 
 
-async def _shutdown(state: _Open) -> None:
-    await stop_schedulers(state)  # scheduling (issue 8)
-    for handle in list(state.workers):
-        await handle.stop_on_home()
-    if state.logger is not None:
-        await _unhost(state.logger)
-    for b in state.backends:
-        await b.close()
+async def _shutdown(session: Session) -> None:
+    await session.close()

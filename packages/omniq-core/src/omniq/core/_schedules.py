@@ -10,57 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from omniq.models import MisfirePolicy, OmniQError, Schedule, ScheduleState
-from omniq.queue import AsyncScheduler, SchedulerStats
-from omniq.queue._build import TaskSpec
-from omniq.storage import Backend, ScheduleStorage
+from omniq.events.bridge import stop_on_signals
+from omniq.models import InvalidStateError, MisfirePolicy, Schedule, ScheduleState
+from omniq.queue import AsyncScheduler, SchedulerStats, TaskSpec
 
-if TYPE_CHECKING:
-    from ._facade import _Open
+from ._session import Session, SessionRunner
 
-__all__ = ["ScheduleOps", "SchedulerHandle", "stop_schedulers"]
+__all__ = ["ScheduleOps", "SchedulerHandle"]
 
 T = TypeVar("T")
 
-# Per open state: the scheduler used for management calls and the running handles.
-_managers: weakref.WeakKeyDictionary[Any, AsyncScheduler] = weakref.WeakKeyDictionary()
-_running: weakref.WeakKeyDictionary[Any, set[SchedulerHandle]] = weakref.WeakKeyDictionary()
 
-
-def _store(oq: ScheduleOps, state: _Open) -> ScheduleStorage:
-    spec = oq._task_spec
-    backend: Backend | None = spec if isinstance(spec, Backend) else None
-    if backend is None:
-        backend = next((b for b in state.backends if b.tasks is state.queue.tasks), None)
-    if backend is None or backend.schedules is None:
-        url = backend.url if backend is not None else spec
-        raise OmniQError(f"{url} cannot hold schedules")
-    return backend.schedules
-
-
-def _manager(oq: ScheduleOps, state: _Open) -> AsyncScheduler:
-    m = _managers.get(state)
-    if m is None:
-        m = AsyncScheduler(
-            state.queue,
-            _store(oq, state),
-            misfire_policy=oq.default_misfire_policy,
-            misfire_grace=oq.default_misfire_grace,
-        )
-        _managers[state] = m
-    return m
-
-
-def _wake_local(state: _Open) -> None:
-    for handle in _running.get(state, ()):
-        if handle.scheduler is not None:
-            handle.scheduler.wake()
+class _ScheduleHome(SessionRunner, Protocol):
+    default_misfire_policy: MisfirePolicy | str
+    default_misfire_grace: float
 
 
 class ScheduleOps:
@@ -73,7 +41,6 @@ class ScheduleOps:
     """With ``skip``: how late (seconds) a run may still fire."""
 
     if TYPE_CHECKING:
-        _task_spec: str | Backend
 
         async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T: ...
 
@@ -100,7 +67,7 @@ class ScheduleOps:
         run's task. Returns the stored Schedule."""
         opts = dict(task_options, cron=cron, interval=interval, at=at, args=args)
         opts.update(kwargs=kwargs, name=name, timezone=timezone)
-        return await self._call(_op_schedule, self, func, opts)
+        return await self._call(_op_schedule, self._defaults(), func, opts)
 
     def schedule_sync(
         self,
@@ -118,43 +85,46 @@ class ScheduleOps:
         """Blocking ``schedule`` (same options)."""
         opts = dict(task_options, cron=cron, interval=interval, at=at, args=args)
         opts.update(kwargs=kwargs, name=name, timezone=timezone)
-        return self._call_sync(_op_schedule, self, func, opts)
+        return self._call_sync(_op_schedule, self._defaults(), func, opts)
 
     async def pause_schedule(self, schedule_id: str | Schedule) -> Schedule | None:
         """Persistently pause (SCHEDULE_PAUSED event); None for an unknown id."""
-        return await self._call(_op_pause, self, _sid(schedule_id))
+        return await self._call(_op_pause, self._defaults(), _sid(schedule_id))
 
     def pause_schedule_sync(self, schedule_id: str | Schedule) -> Schedule | None:
-        return self._call_sync(_op_pause, self, _sid(schedule_id))
+        return self._call_sync(_op_pause, self._defaults(), _sid(schedule_id))
 
     async def resume_schedule(self, schedule_id: str | Schedule) -> Schedule | None:
         """Persistently resume from the next due time (SCHEDULE_RESUMED event); a run
         missed while paused fires once (``run_once``) or not at all (``skip``)."""
-        return await self._call(_op_resume, self, _sid(schedule_id))
+        return await self._call(_op_resume, self._defaults(), _sid(schedule_id))
 
     def resume_schedule_sync(self, schedule_id: str | Schedule) -> Schedule | None:
-        return self._call_sync(_op_resume, self, _sid(schedule_id))
+        return self._call_sync(_op_resume, self._defaults(), _sid(schedule_id))
 
     async def list_schedules(self, *, state: ScheduleState | str | None = None) -> list[Schedule]:
         """All schedules (or those active/paused), ordered by id."""
-        return await self._call(_op_list, self, state)
+        return await self._call(_op_list, self._defaults(), state)
 
     def list_schedules_sync(self, *, state: ScheduleState | str | None = None) -> list[Schedule]:
-        return self._call_sync(_op_list, self, state)
+        return self._call_sync(_op_list, self._defaults(), state)
 
     async def get_schedule(self, schedule_id: str) -> Schedule | None:
         """One schedule with its next/last run and run count."""
-        return await self._call(_op_get, self, schedule_id)
+        return await self._call(_op_get, self._defaults(), schedule_id)
 
     def get_schedule_sync(self, schedule_id: str) -> Schedule | None:
-        return self._call_sync(_op_get, self, schedule_id)
+        return self._call_sync(_op_get, self._defaults(), schedule_id)
 
     async def delete_schedule(self, schedule_id: str | Schedule) -> bool:
         """Delete a schedule (its enqueued tasks stay); True if it existed."""
-        return await self._call(_op_delete, self, _sid(schedule_id))
+        return await self._call(_op_delete, self._defaults(), _sid(schedule_id))
 
     def delete_schedule_sync(self, schedule_id: str | Schedule) -> bool:
-        return self._call_sync(_op_delete, self, _sid(schedule_id))
+        return self._call_sync(_op_delete, self._defaults(), _sid(schedule_id))
+
+    def _defaults(self) -> tuple[MisfirePolicy | str, float]:
+        return self.default_misfire_policy, self.default_misfire_grace
 
     def scheduler(self, **options: Any) -> SchedulerHandle:
         """A scheduler running in the background while the context is open: ``async with
@@ -181,24 +151,29 @@ class SchedulerHandle:
     """A scheduler loop on OmniQ's home event loop; stopped when the context exits or
     the OmniQ closes."""
 
-    def __init__(self, oq: ScheduleOps, options: dict[str, Any]) -> None:
+    def __init__(self, oq: _ScheduleHome, options: dict[str, Any]) -> None:
         self._oq = oq
         self._options = options
         self.scheduler: AsyncScheduler | None = None
         self._task: asyncio.Task[SchedulerStats] | None = None
-        self._state: _Open | None = None
+        self._session: Session | None = None
         self.stats: SchedulerStats | None = None
 
-    async def start_on_home(self, state: _Open) -> None:
+    def wake(self) -> None:
+        """Make the scheduler re-read its next due time (a schedule changed)."""
+        if self.scheduler is not None:
+            self.scheduler.wake()
+
+    async def start_on_home(self, session: Session) -> None:
         if self._task is not None:
-            raise OmniQError("this scheduler is already running")
-        self._state = state
+            raise InvalidStateError("this scheduler is already running")
+        self._session = session
         opts = dict(self._options)
         opts.setdefault("misfire_policy", self._oq.default_misfire_policy)
         opts.setdefault("misfire_grace", self._oq.default_misfire_grace)
-        self.scheduler = AsyncScheduler(state.queue, _store(self._oq, state), **opts)
+        self.scheduler = AsyncScheduler(session.queue, session.schedule_store(), **opts)
         self._task = asyncio.get_running_loop().create_task(self.scheduler.run())
-        _running.setdefault(state, set()).add(self)
+        session.schedulers.add(self)
         await asyncio.sleep(0)
 
     async def stop_on_home(self) -> None:
@@ -210,13 +185,13 @@ class SchedulerHandle:
         try:
             self.stats = await task
         finally:
-            if self._state is not None:
-                _running.get(self._state, set()).discard(self)
+            if self._session is not None:
+                self._session.schedulers.discard(self)
 
     async def join_on_home(self) -> SchedulerStats:
         task = self._task
         if task is None:
-            raise OmniQError("this scheduler is not running")
+            raise InvalidStateError("this scheduler is not running")
         try:
             stats = await task
         finally:
@@ -243,9 +218,7 @@ class SchedulerHandle:
         self.start_sync()
         restore = None
         if handle_signals and threading.current_thread() is threading.main_thread():
-            from omniq.queue._scheduler_sync import _install_signals
-
-            restore = _install_signals(self.stop_sync)
+            restore = stop_on_signals(self.stop_sync)
         try:
             return self._oq._call_sync(_join, self)
         except BaseException:
@@ -278,52 +251,50 @@ class SchedulerHandle:
         self.stop_sync()
 
 
-async def stop_schedulers(state: _Open) -> None:
-    """Stop the schedulers running on ``state`` (OmniQ.close calls this)."""
-    for handle in list(_running.get(state, ())):
-        await handle.stop_on_home()
+# -- operations run on the home loop (first argument: the session) --------------------------
 
-
-# -- operations run on the home loop (first argument: the open state) -----------------------
+Defaults = tuple[MisfirePolicy | str, float]
 
 
 async def _op_schedule(
-    state: _Open, oq: ScheduleOps, func: TaskSpec, opts: dict[str, Any]
+    session: Session, defaults: Defaults, func: TaskSpec, opts: dict[str, Any]
 ) -> Schedule:
-    sched = await _manager(oq, state).schedule(func, **opts)
-    _wake_local(state)
+    sched = await session.schedule_manager(*defaults).schedule(func, **opts)
+    session.wake_schedulers()
     return sched
 
 
-async def _op_pause(state: _Open, oq: ScheduleOps, sid: str) -> Schedule | None:
-    return await _manager(oq, state).pause(sid)
+async def _op_pause(session: Session, defaults: Defaults, sid: str) -> Schedule | None:
+    return await session.schedule_manager(*defaults).pause(sid)
 
 
-async def _op_resume(state: _Open, oq: ScheduleOps, sid: str) -> Schedule | None:
-    sched = await _manager(oq, state).resume(sid)
-    _wake_local(state)
+async def _op_resume(session: Session, defaults: Defaults, sid: str) -> Schedule | None:
+    sched = await session.schedule_manager(*defaults).resume(sid)
+    session.wake_schedulers()
     return sched
 
 
-async def _op_list(state: _Open, oq: ScheduleOps, st: ScheduleState | str | None) -> list[Schedule]:
-    return await _manager(oq, state).list(state=st)
+async def _op_list(
+    session: Session, defaults: Defaults, st: ScheduleState | str | None
+) -> list[Schedule]:
+    return await session.schedule_manager(*defaults).list(state=st)
 
 
-async def _op_get(state: _Open, oq: ScheduleOps, sid: str) -> Schedule | None:
-    return await _manager(oq, state).get(sid)
+async def _op_get(session: Session, defaults: Defaults, sid: str) -> Schedule | None:
+    return await session.schedule_manager(*defaults).get(sid)
 
 
-async def _op_delete(state: _Open, oq: ScheduleOps, sid: str) -> bool:
-    return await _manager(oq, state).delete(sid)
+async def _op_delete(session: Session, defaults: Defaults, sid: str) -> bool:
+    return await session.schedule_manager(*defaults).delete(sid)
 
 
-async def _start(state: _Open, handle: SchedulerHandle) -> None:
-    await handle.start_on_home(state)
+async def _start(session: Session, handle: SchedulerHandle) -> None:
+    await handle.start_on_home(session)
 
 
-async def _join(state: _Open, handle: SchedulerHandle) -> SchedulerStats:
+async def _join(session: Session, handle: SchedulerHandle) -> SchedulerStats:
     return await handle.join_on_home()
 
 
-async def _stop(state: _Open, handle: SchedulerHandle) -> None:
+async def _stop(session: Session, handle: SchedulerHandle) -> None:
     await handle.stop_on_home()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast
 
 from omniq.models import Task
 
-if TYPE_CHECKING:
-    from ._facade import OmniQ
+from ._session import Enqueuer
 
 __all__ = ["TaskFunction", "make_task_function"]
 
@@ -35,7 +34,7 @@ class TaskFunction(Protocol, Generic[P, R_co]):
 
 
 def make_task_function(
-    oq: OmniQ, func: Callable[P, R], options: dict[str, Any]
+    oq: Enqueuer, func: Callable[P, R], options: dict[str, Any]
 ) -> TaskFunction[P, R]:
     """Attach the enqueue helpers to ``func`` itself (so its import path still resolves
     to it in a worker) and return it typed as a TaskFunction."""

@@ -4,26 +4,30 @@ background for the duration of a context (``worker()``)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
-from omniq.models import OmniQError
+from omniq.models import InvalidStateError
 from omniq.queue import AsyncTaskQueue
-from omniq.queue._source import QueueWorkerSource
-from omniq.workers import AsyncWorkerPool, PoolStats
+from omniq.workers import AsyncWorkerPool, PoolStats, install_signal_handlers
 
-if TYPE_CHECKING:
-    from ._facade import OmniQ, _Open
+from ._session import Session, SessionRunner
 
 __all__ = ["WorkerHandle", "make_pool", "run_pool"]
 
 
+class _Closeable(Protocol):
+    async def close(self) -> None: ...
+
+
 def make_pool(
     queue: AsyncTaskQueue, opts: dict[str, Any], *, burst: bool = False
-) -> AsyncWorkerPool:
-    """An AsyncWorkerPool over ``queue``'s task source/outcome sink."""
+) -> tuple[AsyncWorkerPool, _Closeable]:
+    """An AsyncWorkerPool over ``queue``'s task source/outcome sink, and that source
+    (to close when the pool ends: tasks handed over but never run go back)."""
     opts = dict(opts)
     queues = opts.pop("queues", None)
     concurrency = opts.pop("concurrency", None)
@@ -45,69 +49,68 @@ def make_pool(
         **opts,
     )
     source.offer = pool.offer
-    return pool
+    return pool, source
 
 
 async def run_pool(queue: AsyncTaskQueue, opts: dict[str, Any], *, burst: bool) -> PoolStats:
     """Run one pool to completion, then flush its events."""
-    pool = make_pool(queue, opts, burst=burst)
+    pool, source = make_pool(queue, opts, burst=burst)
     try:
         return await pool.run(burst=burst)
     finally:
-        await _close_source(pool)
+        await _close_source(source)
         if queue.events is not None:
             await queue.events.flush()
 
 
-async def _close_source(pool: AsyncWorkerPool) -> None:
-    """End the handovers of the pool's source (tasks handed over, never run, go back)."""
-    source = pool.source
-    if isinstance(source, QueueWorkerSource):
-        with anyio.CancelScope(shield=True):
-            await source.close()
+async def _close_source(source: _Closeable) -> None:
+    """End the handovers of a pool's source (tasks handed over, never run, go back)."""
+    with anyio.CancelScope(shield=True):
+        await source.close()
 
 
 class WorkerHandle:
     """A background worker: ``async with`` or ``with`` starts it, leaving stops it
     gracefully (running tasks finish within SHUTDOWN_GRACE)."""
 
-    def __init__(self, oq: OmniQ, opts: dict[str, Any], *, burst: bool = False) -> None:
+    def __init__(self, oq: SessionRunner, opts: dict[str, Any], *, burst: bool = False) -> None:
         self._oq = oq
         self._opts = opts
         self._burst = burst
         self._pool: AsyncWorkerPool | None = None
+        self._source: _Closeable | None = None
         self._task: asyncio.Task[PoolStats] | None = None
-        self._state: _Open | None = None
+        self._session: Session | None = None
         self.stats: PoolStats | None = None
 
-    async def start_on_home(self, state: _Open) -> None:
+    async def start_on_home(self, session: Session) -> None:
         if self._task is not None:
-            raise OmniQError("this worker is already running")
-        self._state = state
-        self._pool = make_pool(state.queue, self._opts, burst=self._burst)
+            raise InvalidStateError("this worker is already running")
+        self._session = session
+        self._pool, self._source = make_pool(session.queue, self._opts, burst=self._burst)
         self._task = asyncio.get_running_loop().create_task(self._pool.run(burst=self._burst))
-        state.workers.add(self)
+        session.workers.add(self)
         await asyncio.sleep(0)
 
     async def stop_on_home(self, force: bool = False) -> None:
-        pool, task = self._pool, self._task
-        if pool is None or task is None:
+        pool, source, task = self._pool, self._source, self._task
+        if pool is None or source is None or task is None:
             return
-        self._pool = self._task = None
+        self._pool = self._source = self._task = None
         await pool.stop(force=force)
         try:
             self.stats = await task
         finally:
-            await _close_source(pool)
-            if self._state is not None:
-                self._state.workers.discard(self)
-                if self._state.logger is not None:
-                    await self._state.logger.flush()
+            await _close_source(source)
+            if self._session is not None:
+                self._session.workers.discard(self)
+                if self._session.logger is not None:
+                    await self._session.logger.flush()
 
     async def join_on_home(self) -> PoolStats:
         task = self._task
         if task is None:
-            raise OmniQError("this worker is not running")
+            raise InvalidStateError("this worker is not running")
         try:
             stats = await task
         finally:
@@ -118,10 +121,6 @@ class WorkerHandle:
     def run_sync(self, *, handle_signals: bool = True) -> PoolStats:
         """Start, then block until the pool ends (burst drained, or stopped by SIGTERM/
         SIGINT when called from the main thread)."""
-        import threading
-
-        from omniq.workers import install_signal_handlers
-
         self.start_sync()
         restore = None
         if handle_signals and threading.current_thread() is threading.main_thread():
@@ -178,13 +177,13 @@ class WorkerHandle:
         self.stop_sync(force=exc_type is not None)
 
 
-async def _start(state: _Open, handle: WorkerHandle) -> None:
-    await handle.start_on_home(state)
+async def _start(session: Session, handle: WorkerHandle) -> None:
+    await handle.start_on_home(session)
 
 
-async def _join(state: _Open, handle: WorkerHandle) -> PoolStats:
+async def _join(session: Session, handle: WorkerHandle) -> PoolStats:
     return await handle.join_on_home()
 
 
-async def _stop(state: _Open, handle: WorkerHandle, force: bool) -> None:
+async def _stop(session: Session, handle: WorkerHandle, force: bool) -> None:
     await handle.stop_on_home(force)

@@ -11,12 +11,12 @@ fire cron, interval and one-shot schedules, safely from many hosts at once.
 
 from __future__ import annotations
 
+from omniq.events.bridge import SyncInAsyncWarning
 from omniq.models.lowlevel import publish
 
 from ._breaker import BreakerRegistry, BreakerState, CircuitBreaker
-from ._build import EnqueueOptions, build_task, task_ids
+from ._build import EnqueueOptions, TaskSpec, build_task, task_ids
 from ._deps import DependencyResolver
-from ._portal import BlockingRunner, SyncInAsyncWarning, loop_factory
 from ._queue import AsyncTaskQueue
 from ._retry import RetryManager, RetryPolicy
 from ._scheduler import (
@@ -26,24 +26,21 @@ from ._scheduler import (
     SystemClock,
     TickReport,
     run_task,
-    run_task_id,
 )
 from ._scheduler_sync import Scheduler
-from ._source import QueueWorkerSource, default_worker_id
+from ._source import default_worker_id
 from ._sync import TaskQueue
 from ._ttl import TTLManager, TTLReport
 
 __all__ = [
     "AsyncScheduler",
     "AsyncTaskQueue",
-    "BlockingRunner",
     "BreakerRegistry",
     "BreakerState",
     "CircuitBreaker",
     "Clock",
     "DependencyResolver",
     "EnqueueOptions",
-    "QueueWorkerSource",
     "RetryManager",
     "RetryPolicy",
     "Scheduler",
@@ -53,12 +50,11 @@ __all__ = [
     "TTLManager",
     "TTLReport",
     "TaskQueue",
+    "TaskSpec",
     "TickReport",
     "build_task",
     "default_worker_id",
-    "loop_factory",
     "run_task",
-    "run_task_id",
     "task_ids",
 ]
 

@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from omniq.models import ConfigError
+
 __all__ = ["BreakerRegistry", "BreakerState", "CircuitBreaker"]
 
 
@@ -36,7 +38,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if threshold < 1:
-            raise ValueError("threshold must be >= 1")
+            raise ConfigError("threshold", threshold, "an integer >= 1")
         self.threshold = threshold
         self.cooldown = cooldown
         self.half_open_max = max(1, half_open_max)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -31,10 +31,8 @@ from ._breaker import BreakerRegistry
 from ._build import TaskSpec, build_task
 from ._deps import DependencyResolver
 from ._retry import RetryManager, RetryPolicy
+from ._source import QueueWorkerSource
 from ._ttl import TTLManager
-
-if TYPE_CHECKING:
-    from ._source import QueueWorkerSource
 
 __all__ = ["AsyncTaskQueue"]
 
@@ -283,8 +281,6 @@ class AsyncTaskQueue:
         lease: float | None = None,
     ) -> QueueWorkerSource:
         """A TaskSource + OutcomeSink for ``omniq.workers`` pools over this queue."""
-        from ._source import QueueWorkerSource
-
         return QueueWorkerSource(
             self, queues or [self.settings.default_queue], worker_id=worker_id, lease=lease
         )

@@ -11,11 +11,11 @@ from typing import Any
 
 from omniq.config import Settings, get_settings
 from omniq.events import AsyncEventLogger
-from omniq.models import OmniQError, Schedule, ScheduleState
+from omniq.events.bridge import ThreadPortal, loop_factory, stop_on_signals
+from omniq.models import ConfigError, Schedule, ScheduleState
 from omniq.storage import Backend, open_storage
 
 from ._build import TaskSpec
-from ._portal import BlockingRunner, loop_factory
 from ._queue import AsyncTaskQueue
 from ._scheduler import AsyncScheduler, Clock, SchedulerStats, TickReport
 
@@ -40,12 +40,14 @@ class Scheduler:
         clock: Clock | None = None,
         **options: Any,
     ) -> None:
-        self._runner = BlockingRunner(loop_factory((settings or get_settings()).event_loop))
+        self._runner = ThreadPortal(
+            loop_factory((settings or get_settings()).event_loop), warn=True
+        )
         self._backends: list[Backend] = []
         self._logger: AsyncEventLogger | None = None
         self._logger_task: asyncio.Task[None] | None = None
         self._stop_logger = asyncio.Event()
-        self._async: AsyncScheduler = self._runner.run(
+        self._async: AsyncScheduler = self._runner.call(
             self._open, url, events_url, settings, clock, options
         )
 
@@ -61,14 +63,14 @@ class Scheduler:
         await backend.connect()
         self._backends.append(backend)
         if backend.tasks is None or backend.schedules is None:
-            raise OmniQError(f"{url} cannot hold both tasks and schedules")
+            raise ConfigError("url", url, "a backend that can hold both tasks and schedules")
         if events_url is not None:
             eb = backend if events_url == url else open_storage(events_url)
             if eb is not backend:
                 await eb.connect()
                 self._backends.append(eb)
             if eb.events is None:
-                raise OmniQError(f"{events_url} cannot hold events")
+                raise ConfigError("events_url", events_url, "a backend that can hold events")
             self._logger = AsyncEventLogger(eb.events)
             await self._host_logger(self._logger)
         queue = AsyncTaskQueue(backend.tasks, backend.results, self._logger, settings=settings)
@@ -94,36 +96,36 @@ class Scheduler:
         return self._async
 
     def schedule(self, func: TaskSpec, **options: Any) -> Schedule:
-        return self._runner.run(lambda: self._async.schedule(func, **options))
+        return self._runner.call(lambda: self._async.schedule(func, **options))
 
     def add(self, schedules: Sequence[Schedule]) -> None:
-        self._runner.run(self._async.add, list(schedules))
+        self._runner.call(self._async.add, list(schedules))
 
     def get(self, schedule_id: str) -> Schedule | None:
-        return self._runner.run(self._async.get, schedule_id)
+        return self._runner.call(self._async.get, schedule_id)
 
     def list(self, *, state: ScheduleState | str | None = None) -> builtins.list[Schedule]:
-        return self._runner.run(lambda: self._async.list(state=state))
+        return self._runner.call(lambda: self._async.list(state=state))
 
     def delete(self, schedule_id: str) -> bool:
-        return self._runner.run(self._async.delete, schedule_id)
+        return self._runner.call(self._async.delete, schedule_id)
 
     def pause(self, schedule_id: str) -> Schedule | None:
-        return self._runner.run(self._async.pause, schedule_id)
+        return self._runner.call(self._async.pause, schedule_id)
 
     def resume(self, schedule_id: str) -> Schedule | None:
-        return self._runner.run(self._async.resume, schedule_id)
+        return self._runner.call(self._async.resume, schedule_id)
 
     def tick(self, now: float | None = None) -> TickReport:
-        return self._runner.run(self._async.tick, now)
+        return self._runner.call(self._async.tick, now)
 
     def run(self, *, handle_signals: bool = True) -> SchedulerStats:
         """Fire due runs until ``stop()``; from the main thread SIGTERM/SIGINT stop it."""
         restore = None
         if handle_signals and threading.current_thread() is threading.main_thread():
-            restore = _install_signals(self.stop)
+            restore = stop_on_signals(self.stop)
         try:
-            return self._runner.run(self._async.run)
+            return self._runner.call(self._async.run)
         finally:
             if restore is not None:
                 restore()
@@ -134,7 +136,7 @@ class Scheduler:
         async def _stop() -> None:
             self._async.stop()
 
-        self._runner.portal.call(_stop)
+        self._runner.call(_stop)
 
     def close(self) -> None:
         """Flush events, close the stores and stop the helper loop."""
@@ -147,8 +149,8 @@ class Scheduler:
                 for b in self._backends:
                     await b.close()
 
-            self._runner.run(_close)
-        self._runner.close()
+            self._runner.call(_close)
+        self._runner.close(cancel_remaining=True)
 
     def __enter__(self) -> Scheduler:
         return self
@@ -160,23 +162,3 @@ class Scheduler:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _install_signals(stop: Any) -> Any:
-    """SIGTERM/SIGINT call ``stop`` (from a thread, so the handler never blocks on the
-    loop); returns a function restoring the previous handlers."""
-    import signal
-
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def handler(signum: int, frame: object) -> None:
-        threading.Thread(target=stop, daemon=True).start()
-
-    for s in previous:
-        signal.signal(s, handler)
-
-    def restore() -> None:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-    return restore

@@ -13,12 +13,14 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import msgspec
 
+from omniq.config import Settings
 from omniq.events import (
+    AsyncEventLogger,
     cancelled_event,
     complete_event,
     error_event,
@@ -38,15 +40,46 @@ from omniq.models import (
     new_id,
     now,
 )
-from omniq.storage import Completion, LeaseRef, PayloadLimit, RetryRequest
+from omniq.storage import (
+    Completion,
+    CompletionReport,
+    DependencyPolicy,
+    LeaseRef,
+    PayloadLimit,
+    ResultStorage,
+    RetryRequest,
+    TaskQueueStorage,
+)
 from omniq.workers import Outcome
 
-from ._breaker import BreakerState, CircuitBreaker
+from ._breaker import BreakerRegistry, BreakerState, CircuitBreaker
+from ._retry import RetryManager
+from ._ttl import TTLManager
 
-if TYPE_CHECKING:
-    from ._queue import AsyncTaskQueue
+__all__ = ["QueueCore", "QueueWorkerSource", "default_worker_id"]
 
-__all__ = ["QueueWorkerSource", "default_worker_id"]
+
+class QueueCore(Protocol):
+    """What a worker source needs of ``AsyncTaskQueue``: its stores, policies and the
+    recording steps shared with the enqueue side."""
+
+    settings: Settings
+    tasks: TaskQueueStorage
+    results: ResultStorage | None
+    events: AsyncEventLogger | None
+    retry: RetryManager
+    breakers: BreakerRegistry
+    dependency_policy: DependencyPolicy
+    ttl: TTLManager
+
+    def _log(self, events: Sequence[TaskEvent]) -> None: ...
+
+    def result_expiry(self, finished: float) -> float | None: ...
+
+    async def record_cascade(self, report: CompletionReport) -> None: ...
+
+    async def enqueue_many(self, tasks: Iterable[Task]) -> list[Task]: ...
+
 
 _log = logging.getLogger("omniq.queue")
 
@@ -68,7 +101,7 @@ class QueueWorkerSource:
 
     def __init__(
         self,
-        queue: AsyncTaskQueue,
+        queue: QueueCore,
         queues: Sequence[str],
         *,
         worker_id: str | None = None,

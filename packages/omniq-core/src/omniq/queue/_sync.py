@@ -7,11 +7,11 @@ from types import TracebackType
 from typing import Any
 
 from omniq.config import Settings, get_settings
-from omniq.models import Task, TaskResult, TaskStatus
+from omniq.events.bridge import ThreadPortal, loop_factory
+from omniq.models import ConfigError, Task, TaskResult, TaskStatus
 from omniq.storage import Backend, open_storage
 
 from ._build import TaskSpec
-from ._portal import BlockingRunner, loop_factory
 from ._queue import AsyncTaskQueue
 
 __all__ = ["TaskQueue"]
@@ -31,9 +31,11 @@ class TaskQueue:
         *,
         settings: Settings | None = None,
     ) -> None:
-        self._runner = BlockingRunner(loop_factory((settings or get_settings()).event_loop))
+        self._runner = ThreadPortal(
+            loop_factory((settings or get_settings()).event_loop), warn=True
+        )
         self._backends: list[Backend] = []
-        self._async: AsyncTaskQueue = self._runner.run(self._open, url, result_url, settings)
+        self._async: AsyncTaskQueue = self._runner.call(self._open, url, result_url, settings)
 
     async def _open(
         self, url: str, result_url: str | None, settings: Settings | None
@@ -41,12 +43,13 @@ class TaskQueue:
         backend = open_storage(url)
         await backend.connect()
         self._backends.append(backend)
+        if backend.tasks is None:
+            raise ConfigError("url", url, "a backend that can hold a task queue")
         results_backend = backend
         if result_url and result_url != url:
             results_backend = open_storage(result_url)
             await results_backend.connect()
             self._backends.append(results_backend)
-        assert backend.tasks is not None, f"{url} holds no task queue"
         return AsyncTaskQueue(backend.tasks, results_backend.results, settings=settings)
 
     @property
@@ -61,10 +64,10 @@ class TaskQueue:
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Task:
-        return self._runner.run(lambda: self._async.enqueue(func, args, kwargs, **options))
+        return self._runner.call(lambda: self._async.enqueue(func, args, kwargs, **options))
 
     def enqueue_many(self, tasks: Iterable[Task]) -> list[Task]:
-        return self._runner.run(self._async.enqueue_many, list(tasks))
+        return self._runner.call(self._async.enqueue_many, list(tasks))
 
     def build(
         self,
@@ -78,16 +81,18 @@ class TaskQueue:
     def get_result(
         self, task_id: str, *, wait: bool = False, timeout: float | None = None
     ) -> TaskResult | None:
-        return self._runner.run(lambda: self._async.get_result(task_id, wait=wait, timeout=timeout))
+        return self._runner.call(
+            lambda: self._async.get_result(task_id, wait=wait, timeout=timeout)
+        )
 
     def get_results(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
-        return self._runner.run(self._async.get_results, task_ids)
+        return self._runner.call(self._async.get_results, task_ids)
 
     def get_task(self, task_id: str) -> Task | None:
-        return self._runner.run(self._async.get_task, task_id)
+        return self._runner.call(self._async.get_task, task_id)
 
     def counts(self) -> dict[tuple[str, TaskStatus], int]:
-        return self._runner.run(self._async.counts)
+        return self._runner.call(self._async.counts)
 
     def list_tasks(
         self,
@@ -97,12 +102,12 @@ class TaskQueue:
         limit: int = 100,
         offset: int = 0,
     ) -> list[Task]:
-        return self._runner.run(
+        return self._runner.call(
             lambda: self._async.list_tasks(queue=queue, status=status, limit=limit, offset=offset)
         )
 
     def cancel(self, task_id: str | Sequence[str]) -> list[str]:
-        return self._runner.run(self._async.cancel, task_id)
+        return self._runner.call(self._async.cancel, task_id)
 
     def close(self) -> None:
         """Close the backends and stop the helper loop."""
@@ -112,8 +117,8 @@ class TaskQueue:
                 for b in self._backends:
                     await b.close()
 
-            self._runner.run(_close)
-        self._runner.close()
+            self._runner.call(_close)
+        self._runner.close(cancel_remaining=True)
 
     def __enter__(self) -> TaskQueue:
         return self

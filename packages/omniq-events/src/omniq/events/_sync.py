@@ -1,22 +1,21 @@
-"""Blocking twins of the async logger and processor (architecture.md section 6).
+"""Blocking twins of the async logger and processor.
 
-Each holds an anyio blocking portal, an event loop in a helper thread, and runs the
-async object there, so it works from plain scripts, from any thread, and from code that
-already runs an event loop. Methods keep their names; exceptions cross the portal with
-their type and traceback. The hot path (``log`` and the builders) never crosses the
-portal: it only touches the thread-safe buffer.
+Each holds a ``ThreadPortal`` (``omniq.events.bridge``: an event loop in a helper
+thread) and runs the async object there, so it works from plain scripts, from any
+thread, and from code that already runs an event loop. Methods keep their names;
+exceptions cross the portal with their type and traceback. The hot path (``log`` and
+the builders) never crosses the portal: it only touches the thread-safe buffer.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from omniq.config import Settings, get_settings
 from omniq.models import ErrorInfo, Schedule, TaskEvent, TaskResult
@@ -26,56 +25,13 @@ from ._builders import TaskRef
 from ._logger import AsyncEventLogger, EventLoggerStats
 from ._processor import AsyncEventProcessor, EventHandler, EventTypes, Subscription
 from ._report import event_storage_url
+from .bridge import ThreadPortal
 
 __all__ = ["EventLogger", "EventProcessor"]
 
-T = TypeVar("T")
-
-
-class _Portal:
-    """An event loop in a helper thread, started on demand and stopped by ``close``."""
-
-    def __init__(self) -> None:
-        self._cm: contextlib.AbstractContextManager[BlockingPortal] | None = None
-        self._portal: BlockingPortal | None = None
-
-    @property
-    def portal(self) -> BlockingPortal:
-        if self._portal is None:
-            self._cm = start_blocking_portal("asyncio")
-            self._portal = self._cm.__enter__()
-        return self._portal
-
-    def close(self) -> None:
-        cm, self._cm, self._portal = self._cm, None, None
-        if cm is not None:
-            cm.__exit__(None, None, None)
-
-    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
-        """Drive an async iterator on the portal's loop, one blocking step at a time."""
-        done = object()
-
-        async def step() -> Any:
-            try:
-                return await agen.__anext__()
-            except StopAsyncIteration:
-                return done
-
-        portal = self.portal
-        try:
-            while True:
-                item = portal.call(step)
-                if item is done:
-                    return
-                yield item
-        finally:
-            aclose = getattr(agen, "aclose", None)
-            if aclose is not None and self._portal is not None:
-                portal.call(aclose)
-
 
 class _SyncBase:
-    _portal: _Portal
+    _portal: ThreadPortal
 
     def close(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -117,7 +73,7 @@ class EventLogger(_SyncBase):
 
     def __init__(self, storage: EventStorage | Backend | str | None = None, **options: Any) -> None:
         self._async = AsyncEventLogger(storage, **options)
-        self._portal = _Portal()
+        self._portal = ThreadPortal()
         self._cm: contextlib.AbstractContextManager[AsyncEventLogger] | None = None
         if self._async.enabled:
             self._cm = self._portal.portal.wrap_async_context_manager(self._async)
@@ -262,7 +218,7 @@ class EventProcessor(_SyncBase):
     ) -> None:
         alogger = logger.async_logger if isinstance(logger, EventLogger) else logger
         self._async = AsyncEventProcessor(storage, logger=alogger, **options)
-        self._portal = _Portal()
+        self._portal = ThreadPortal()
         self._cm: contextlib.AbstractContextManager[AsyncEventProcessor] | None = None
 
     @property
@@ -312,7 +268,9 @@ class EventProcessor(_SyncBase):
         types: EventTypes = None,
         task_id: str | None = None,
     ) -> Iterator[TaskEvent]:
-        return self._portal.iterate(self._async.replay(since, until, types=types, task_id=task_id))
+        return self._portal.portal.iterate(
+            self._async.replay(since, until, types=types, task_id=task_id)
+        )
 
     def replay_to_handlers(
         self,
@@ -334,7 +292,7 @@ class EventProcessor(_SyncBase):
         task_id: str | None = None,
     ) -> Iterator[TaskEvent]:
         """Blocking live iterator; close it (or break out) to stop."""
-        return self._portal.iterate(self._async.tail(since, types=types, task_id=task_id))
+        return self._portal.portal.iterate(self._async.tail(since, types=types, task_id=task_id))
 
     def start(self, since: float | None = None) -> None:
         """Follow the log from ``since`` (default: now) and dispatch in the background."""

@@ -146,3 +146,19 @@ class RemoteTaskError(OmniQError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.info,), self.__dict__
+
+
+__all__ += ["EventLoopError", "InvalidStateError"]
+
+
+class InvalidStateError(OmniQError, RuntimeError):
+    """A call does not fit the object's current state: a worker or scheduler started
+    while it runs, joined while it does not, or OmniQ's async core read before it opened."""
+
+
+class EventLoopError(OmniQError, RuntimeError):
+    """A call was made on an event loop it cannot run on.
+
+    A blocking call on the loop thread it would wait for (a deadlock), or a connection
+    used from a loop other than the one it is bound to.
+    """

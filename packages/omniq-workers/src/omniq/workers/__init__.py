@@ -19,7 +19,6 @@ from ._signals import install_signal_handlers
 from ._sync import WorkerPool
 from ._thread import ThreadWorker
 from ._types import Outcome, OutcomeSink, PoolStats, TaskSource
-from ._wait import wait_interruptibly
 
 __all__ = [
     "AsyncWorker",
@@ -38,7 +37,6 @@ __all__ = [
     "install_signal_handlers",
     "is_async_callable",
     "require_worker_extra",
-    "wait_interruptibly",
 ]
 
 # Show public names as omniq.workers.X so the private modules can move freely.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import signal
 from collections.abc import Iterable
@@ -10,14 +9,12 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Self
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
-
-from omniq.models import InvalidTaskError
+from omniq.events.bridge import ThreadPortal, wait_interruptibly
+from omniq.models import InvalidStateError
 
 from ._pool import AsyncWorkerPool
 from ._signals import install_signal_handlers
 from ._types import OutcomeSink, PoolStats, TaskSource
-from ._wait import wait_interruptibly
 
 __all__ = ["WorkerPool"]
 
@@ -25,7 +22,7 @@ __all__ = ["WorkerPool"]
 class WorkerPool:
     """Blocking wrapper of :class:`AsyncWorkerPool` with the same options and methods.
 
-    The async pool runs in an anyio blocking portal (an asyncio loop in a helper thread),
+    The async pool runs behind a ``ThreadPortal`` (an asyncio loop in a helper thread),
     so this works from plain scripts, threads and code already running an event loop.
     The task source and outcome sink are the async protocols; they run on that loop.
     ``with WorkerPool(...) as pool:`` runs it in the background until the block ends.
@@ -33,8 +30,7 @@ class WorkerPool:
 
     def __init__(self, source: TaskSource, sink: OutcomeSink, **options: Any) -> None:
         self.async_pool = AsyncWorkerPool(source, sink, **options)
-        self._portal_cm: contextlib.AbstractContextManager[BlockingPortal] | None = None
-        self._portal: BlockingPortal | None = None
+        self._portal: ThreadPortal | None = None
         self._future: Future[PoolStats] | None = None
 
     @property
@@ -60,21 +56,23 @@ class WorkerPool:
         forces it) for the duration of the call; main thread only.
         """
         restore = install_signal_handlers(self, signals) if handle_signals else None
+        portal = ThreadPortal()
         try:
-            with start_blocking_portal("asyncio") as portal:
-                future = portal.start_task_soon(functools.partial(self.async_pool.run, burst=burst))
-                return wait_interruptibly(future)
+            return portal.call(functools.partial(self.async_pool.run, burst=burst))
+        except BaseException:
+            portal.close(cancel_remaining=True)
+            raise
         finally:
+            portal.close()
             if restore is not None:
                 restore()
 
     def start(self, *, burst: bool = False) -> None:
         """Run the pool in the background; ``stop()`` ends it."""
         if self._future is not None:
-            raise InvalidTaskError("this pool is already running")
-        self._portal_cm = start_blocking_portal("asyncio")
-        self._portal = self._portal_cm.__enter__()
-        self._future = self._portal.start_task_soon(
+            raise InvalidStateError("this pool is already running")
+        self._portal = ThreadPortal()
+        self._future = self._portal.portal.start_task_soon(
             functools.partial(self.async_pool.run, burst=burst)
         )
 
@@ -98,9 +96,9 @@ class WorkerPool:
         return self.wait(timeout)
 
     def _close(self) -> None:
-        cm, self._portal_cm, self._portal, self._future = self._portal_cm, None, None, None
-        if cm is not None:
-            cm.__exit__(None, None, None)
+        portal, self._portal, self._future = self._portal, None, None
+        if portal is not None:
+            portal.close()
 
     def __enter__(self) -> Self:
         self.start()
