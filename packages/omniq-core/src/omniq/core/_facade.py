@@ -26,6 +26,7 @@ from omniq.models import (
     TaskResult,
     TaskStatus,
     WorkerType,
+    redact_url,
 )
 from omniq.queue import (
     AsyncTaskQueue,
@@ -128,8 +129,6 @@ class OmniQ(ScheduleOps, DeadLetterOps):
         _instances.add(self)
 
     def __repr__(self) -> str:
-        from omniq.models import redact_url
-
         return f"OmniQ(task_queue={redact_url(self.task_queue_url)!r})"
 
     @property
@@ -170,11 +169,11 @@ class OmniQ(ScheduleOps, DeadLetterOps):
             for b in backends:
                 await b.connect()
             if tb.tasks is None:
-                raise OmniQError(f"{self.task_queue_url} cannot hold a task queue")
+                raise OmniQError(f"{redact_url(self.task_queue_url)} cannot hold a task queue")
             logger: AsyncEventLogger | None = None
             if eb is not None:
                 if eb.events is None:
-                    raise OmniQError(f"{eb.url} cannot hold events")
+                    raise OmniQError(f"{redact_url(eb.url)} cannot hold events")
                 s = self.settings
                 logger = AsyncEventLogger(
                     eb.events,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from omniq.models import MisfirePolicy, OmniQError, Schedule, ScheduleState
+from omniq.models import MisfirePolicy, OmniQError, Schedule, ScheduleState, redact_url
 from omniq.queue import AsyncScheduler, SchedulerStats
 from omniq.queue._build import TaskSpec
 from omniq.storage import Backend, ScheduleStorage
@@ -40,7 +40,7 @@ def _store(oq: ScheduleOps, state: _Open) -> ScheduleStorage:
         backend = next((b for b in state.backends if b.tasks is state.queue.tasks), None)
     if backend is None or backend.schedules is None:
         url = backend.url if backend is not None else spec
-        raise OmniQError(f"{url} cannot hold schedules")
+        raise OmniQError(f"{redact_url(str(url))} cannot hold schedules")
     return backend.schedules
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from omniq.config import Settings, get_settings
 from omniq.events import AsyncEventLogger
-from omniq.models import OmniQError, Schedule, ScheduleState
+from omniq.models import OmniQError, Schedule, ScheduleState, redact_url
 from omniq.storage import Backend, open_storage
 
 from ._build import TaskSpec
@@ -61,14 +61,14 @@ class Scheduler:
         await backend.connect()
         self._backends.append(backend)
         if backend.tasks is None or backend.schedules is None:
-            raise OmniQError(f"{url} cannot hold both tasks and schedules")
+            raise OmniQError(f"{redact_url(url)} cannot hold both tasks and schedules")
         if events_url is not None:
             eb = backend if events_url == url else open_storage(events_url)
             if eb is not backend:
                 await eb.connect()
                 self._backends.append(eb)
             if eb.events is None:
-                raise OmniQError(f"{events_url} cannot hold events")
+                raise OmniQError(f"{redact_url(events_url)} cannot hold events")
             self._logger = AsyncEventLogger(eb.events)
             await self._host_logger(self._logger)
         queue = AsyncTaskQueue(backend.tasks, backend.results, self._logger, settings=settings)

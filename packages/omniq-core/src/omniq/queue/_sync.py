@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import Any
 
 from omniq.config import Settings, get_settings
-from omniq.models import Task, TaskResult, TaskStatus
+from omniq.models import Task, TaskResult, TaskStatus, redact_url
 from omniq.storage import Backend, open_storage
 
 from ._build import TaskSpec
@@ -46,7 +46,7 @@ class TaskQueue:
             results_backend = open_storage(result_url)
             await results_backend.connect()
             self._backends.append(results_backend)
-        assert backend.tasks is not None, f"{url} holds no task queue"
+        assert backend.tasks is not None, f"{redact_url(url)} holds no task queue"
         return AsyncTaskQueue(backend.tasks, results_backend.results, settings=settings)
 
     @property
