@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from omniq.events import enqueued_event
-from omniq.models import Task, TaskResult, TaskStatus, now
+from omniq.models import Task, TaskResult, TaskStatus, now, validate_task_id
 
 if TYPE_CHECKING:
     from ._facade import _Open
@@ -101,7 +101,7 @@ async def _list(state: _Open, queue: str | None, limit: int, offset: int) -> lis
 
 
 async def _show(state: _Open, task_id: str) -> DeadLetter | None:
-    task = await state.queue.tasks.get_one(task_id)
+    task = await state.queue.tasks.get_one(validate_task_id(task_id))
     if task is None or task.status is not TaskStatus.ERROR:
         return None
     return (await _pair(state, [task]))[0]
@@ -109,7 +109,7 @@ async def _show(state: _Open, task_id: str) -> DeadLetter | None:
 
 async def _requeue(state: _Open, ids: list[str]) -> list[str]:
     q = state.queue
-    done = await q.tasks.requeue(ids)
+    done = await q.tasks.requeue([validate_task_id(i) for i in ids])
     if done and q.results is not None:
         await q.results.delete(done)
     if done and q.events is not None and q.events.enabled:

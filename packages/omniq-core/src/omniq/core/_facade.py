@@ -27,6 +27,7 @@ from omniq.models import (
     TaskStatus,
     WorkerType,
     redact_url,
+    validate_task_id,
 )
 from omniq.queue import (
     AsyncTaskQueue,
@@ -600,6 +601,8 @@ async def _flush_events(state: _Open) -> None:
 
 async def _get_events(state: _Open, tid: str | None, limit: int | None) -> list[TaskEvent]:
     logger = state.logger
+    if tid is not None:
+        validate_task_id(tid)
     if logger is None or logger.storage is None:
         return []
     await logger.flush()
