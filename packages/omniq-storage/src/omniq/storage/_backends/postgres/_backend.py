@@ -171,7 +171,10 @@ class PostgresBackend(Backend):
                     try:
                         out = await fn(conn)
                     except _CONN_ERRORS:
-                        conn.terminate()  # never hand a broken connection back to the pool
+                        # Never hand a broken connection back to the pool (asyncpg may
+                        # have released it already when it saw the connection close).
+                        with contextlib.suppress(asyncpg.exceptions.InterfaceError):
+                            conn.terminate()
                         raise
                     done = True
             except _RETRY_TX as exc:
