@@ -124,7 +124,13 @@ class RedisBackend(Backend):
         self.scripts = {k: client.register_script(v) for k, v in load_scripts().items()}
         self.lane = Lane(client)
         try:
-            await self.call(client.ping)
+            try:
+                await client.ping()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # not an outage yet: the caller learns it from the error, not the log
+                raise BackendUnavailableError(
+                    f"redis unreachable at {redact_url(self._driver_url)}: {describe(exc)}"
+                ) from exc
             sub = Subscriber(
                 client,
                 [f"{self.prefix}chan", self.inbox_channel],
