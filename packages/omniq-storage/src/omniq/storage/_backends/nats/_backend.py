@@ -127,7 +127,8 @@ class NatsBackend(Backend):
             raise
         except nats.errors.Error as exc:
             raise StorageError(f"nats error: {exc!r}") from exc
-        self.outage.ok()
+        if self.outage.down and self._nc is not None and self._nc.is_connected:
+            self.outage.ok()  # (a call that sent nothing proves nothing while reconnecting)
         return out
 
     @property
