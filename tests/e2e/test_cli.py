@@ -240,3 +240,13 @@ def test_banner_and_errors_never_show_the_password() -> None:
     assert ":***@127.0.0.1:1" in down.stderr and secret not in down.stdout + down.stderr
     debug = _omniq("--debug", "status", "-u", f"redis://:{secret}@127.0.0.1:1/0")
     assert "Traceback" in debug.stderr and secret not in debug.stdout + debug.stderr
+
+
+def test_unreachable_postgres_error_and_debug_traceback_hide_the_password() -> None:
+    secret = "Pg-s3cret-9Zw"
+    url = f"postgresql://app:{secret}@127.0.0.1:1/jobs"
+    down = _omniq("status", "-u", url)
+    assert down.returncode == 1 and "unreachable" in down.stderr, down.stderr
+    assert "app:***@127.0.0.1:1" in down.stderr and secret not in down.stdout + down.stderr
+    debug = _omniq("--debug", "status", "-u", url)
+    assert "Traceback" in debug.stderr and secret not in debug.stdout + debug.stderr

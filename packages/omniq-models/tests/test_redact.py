@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from omniq.models import redact_url
+from omniq.models import redact_text, redact_url
 
 
 @pytest.mark.parametrize(
@@ -134,3 +134,64 @@ def test_dsn_password_never_printed(password: str, before: list[str], after: lis
     assert not _leaks(out, password), out
     for part in (*before, *after):
         assert part in out
+
+
+# -- redact_text: the same rules for URLs and DSN parameters anywhere in free text ---------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "redis unreachable at redis://:pw@h:6379/0: Connection refused",
+            "redis unreachable at redis://:***@h:6379/0: Connection refused",
+        ),
+        (
+            "OmniQ(task_queue='postgresql://u:pw@db/app')",
+            "OmniQ(task_queue='postgresql://u:***@db/app')",
+        ),
+        ('url="nats://tok@n1:4222"', 'url="nats://***@n1:4222"'),
+        ("[nats://a:pw1@n1, nats://b:pw2@n2]", "[nats://a:***@n1, nats://b:***@n2]"),
+        ("connect to host=db password=pw failed", "connect to host=db password=*** failed"),
+        ("see https://h/x?token=abc for details", "see https://h/x?token=*** for details"),
+        ("no url here", "no url here"),
+    ],
+)
+def test_redact_text_known_shapes(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_redact_text_hides_urls_in_a_traceback() -> None:
+    try:
+        raise RuntimeError("cannot reach 'redis://:hunter2@cache:6379/0'")
+    except RuntimeError as exc:
+        import traceback
+
+        text = "".join(traceback.format_exception(exc))
+    out = redact_text(text)
+    assert "hunter2" not in out and "redis://:***@cache:6379/0" in out
+
+
+@given(
+    scheme=_scheme,
+    user=st.one_of(st.just(""), _word),
+    password=_password,
+    host=_host,
+    before=st.sampled_from(["", "at ", "url='", '("', "[", "x="]),
+    after=st.sampled_from(["", ": refused", "'", '")', "]", " and more"]),
+)
+def test_redact_text_never_prints_a_url_password(
+    scheme: str, user: str, password: str, host: str, before: str, after: str
+) -> None:
+    # in free text a URL ends at whitespace or a quote
+    assume("://" not in password and not any(c.isspace() or c in "'\"" for c in password))
+    out = redact_text(f"{before}{scheme}://{user}:{password}@{host}{after}")
+    assert not _leaks(out, password), out
+    assert host in out
+
+
+@given(text=st.text(max_size=60))
+def test_redact_text_matches_redact_url_on_a_lone_url(text: str) -> None:
+    url = f"redis://:{text}@h:1/0"
+    assume(not any(c.isspace() or c in "'\"" for c in text) and "://" not in text)
+    assert redact_text(url) == redact_url(url)

@@ -3,7 +3,6 @@ one line (a traceback only with ``omniq --debug``), and keeping passwords out of
 
 from __future__ import annotations
 
-import re
 import traceback
 from typing import Annotated, Any, NoReturn
 
@@ -19,11 +18,13 @@ from omniq.models import (
     ScheduleError,
     SerializationError,
     UnknownBackendError,
+    redact_text,
+    redact_url,
 )
 
 from ._facade import OmniQ
 
-__all__ = ["OmniQGroup", "UrlOpt", "connect", "open_oq", "redact"]
+__all__ = ["OmniQGroup", "UrlOpt", "connect", "open_oq"]
 
 DEBUG_KEY = "omniq.debug"
 
@@ -45,28 +46,13 @@ USER_ERRORS: tuple[type[OmniQError], ...] = (
 
 _STORE_HINT = "check --url or the OMNIQ_*_URL / OMNIQ_*_TYPE variables"
 
-# scheme://user:password@host -> scheme://user:***@host, and password=... in a query
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*):[^\s/@]*@")
-_QUERY_SECRET = re.compile(r"(?P<head>[?&](?:password|passwd|pwd|token|secret)=)[^&\s'\"]*", re.I)
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``.
-
-    Covers the userinfo part (``redis://:pw@host``, ``postgresql://u:pw@host``) and
-    ``password=``/``token=`` query parameters, so banners and error lines can show
-    which store is meant without printing its credentials.
-    """
-    text = _USERINFO.sub(r"\g<head>:***@", text)
-    return _QUERY_SECRET.sub(r"\g<head>***", text)
-
 
 def _debug(ctx: Any) -> bool:
     return bool(ctx.find_root().meta.get(DEBUG_KEY, False))
 
 
 def _one_line(text: str) -> str:
-    return redact(" ".join(text.split()))
+    return redact_text(" ".join(text.split()))
 
 
 def _describe(exc: OmniQError) -> str:
@@ -82,7 +68,7 @@ def _describe(exc: OmniQError) -> str:
 
 def _report(ctx: Any, line: str, code: int, exc: BaseException) -> NoReturn:
     if _debug(ctx):
-        typer.echo(redact("".join(traceback.format_exception(exc))).rstrip(), err=True)
+        typer.echo(redact_text("".join(traceback.format_exception(exc))).rstrip(), err=True)
     else:
         line += " (omniq --debug ... shows the traceback)" if code != 2 else ""
     typer.echo(f"omniq: error: {_one_line(line)}", err=True)
@@ -122,9 +108,9 @@ def connect(oq: OmniQ) -> OmniQ:
         oq.close_sync()
         raise ConfigError(
             "task store URL",
-            redact(oq.task_queue_url),
+            redact_url(oq.task_queue_url),
             "a path or URL that can be opened",
-            f"{type(exc).__name__}: {exc}; {_STORE_HINT}",
+            redact_text(f"{type(exc).__name__}: {exc}; {_STORE_HINT}"),
         ) from exc
     return oq
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from omniq.events import enqueued_event
-from omniq.models import Task, TaskResult, TaskStatus, now
+from omniq.models import Task, TaskResult, TaskStatus, now, validate_task_id
 
 from ._session import Session
 
@@ -100,7 +100,7 @@ async def _list(session: Session, queue: str | None, limit: int, offset: int) ->
 
 
 async def _show(session: Session, task_id: str) -> DeadLetter | None:
-    task = await session.queue.tasks.get_one(task_id)
+    task = await session.queue.tasks.get_one(validate_task_id(task_id))
     if task is None or task.status is not TaskStatus.ERROR:
         return None
     return (await _pair(session, [task]))[0]
@@ -108,7 +108,7 @@ async def _show(session: Session, task_id: str) -> DeadLetter | None:
 
 async def _requeue(session: Session, ids: list[str]) -> list[str]:
     q = session.queue
-    done = await q.tasks.requeue(ids)
+    done = await q.tasks.requeue([validate_task_id(i) for i in ids])
     if done and q.results is not None:
         await q.results.delete(done)
     if done and q.events is not None and q.events.enabled:

@@ -26,6 +26,8 @@ from omniq.models import (
     TaskResult,
     TaskStatus,
     WorkerType,
+    redact_url,
+    validate_task_id,
 )
 from omniq.queue import (
     AsyncTaskQueue,
@@ -109,8 +111,6 @@ class OmniQ(ScheduleOps, DeadLetterOps):
         _instances.add(self)
 
     def __repr__(self) -> str:
-        from omniq.models import redact_url
-
         return f"OmniQ(task_queue={redact_url(self.task_queue_url)!r})"
 
     @property
@@ -477,6 +477,8 @@ async def _flush_events(session: Session) -> None:
 
 async def _get_events(session: Session, tid: str | None, limit: int | None) -> list[TaskEvent]:
     logger = session.logger
+    if tid is not None:
+        validate_task_id(tid)
     if logger is None or logger.storage is None:
         return []
     await logger.flush()

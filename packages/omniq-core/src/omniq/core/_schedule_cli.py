@@ -15,10 +15,10 @@ from typing import Annotated, Any
 
 import typer
 
-from omniq.models import ConfigError, Schedule
+from omniq.models import ConfigError, Schedule, redact_url
 from omniq.workers import PoolStats
 
-from ._cli_common import OmniQGroup, UrlOpt, open_oq, redact
+from ._cli_common import OmniQGroup, UrlOpt, open_oq
 from ._facade import OmniQ
 
 __all__ = ["make_app", "register", "run_worker_with_scheduler"]
@@ -76,7 +76,7 @@ def register(app: typer.Typer, open_oq: Callable[[str | None], OmniQ] = open_oq)
         """Run a scheduler alone (no worker) until SIGTERM/SIGINT. Run as many as you
         like: each due run is enqueued once."""
         with open_oq(url) as oq:
-            typer.echo(f"scheduler running on {redact(oq.task_queue_url)}")
+            typer.echo(f"scheduler running on {redact_url(oq.task_queue_url)}")
             stats = oq.run_scheduler_sync(max_sleep=max_sleep)
             typer.echo(f"scheduler stopped: fired {stats.fired}, recovered {stats.recovered}")
 

@@ -23,9 +23,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from omniq.models import ConfigError, MissingExtraError, TaskStatus, to_datetime
+from omniq.models import ConfigError, MissingExtraError, TaskStatus, redact_url, to_datetime
 
-from ._cli_common import DEBUG_KEY, OmniQGroup, UrlOpt, connect, open_oq, redact
+from ._cli_common import DEBUG_KEY, OmniQGroup, UrlOpt, connect, open_oq
 from ._facade import OmniQ
 
 __all__ = ["app", "main"]
@@ -170,7 +170,7 @@ def worker(
     from ._schedule_cli import run_worker_with_scheduler
 
     with oq:
-        shown = escape(redact(oq.task_queue_url))
+        shown = escape(redact_url(oq.task_queue_url))
         console.print(
             f"[bold]omniq worker[/] on {shown} queues={queues or ['default']}"
             + (f" allow={list(allowed)}" if allowed is not None else ""),

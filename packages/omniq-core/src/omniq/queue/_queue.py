@@ -23,6 +23,8 @@ from omniq.models import (
     TaskResult,
     TaskStatus,
     now,
+    validate_task,
+    validate_task_id,
 )
 from omniq.serialization import SerializationManager
 from omniq.storage import CompletionReport, DependencyPolicy, ResultStorage, TaskQueueStorage
@@ -113,8 +115,9 @@ class AsyncTaskQueue:
         batch depends on stored tasks, for cycle detection); Redis and NATS split a large
         one into pieces (docs/guarantees.md, "Enqueue"). Returns them as stored, in
         order. Raises DependencyCycleError, or PayloadTooLargeError naming the task,
-        before storing anything."""
-        batch = list(tasks)
+        before storing anything. Raises InvalidTaskError for a task outside the documented
+        bounds (hand-built Tasks do not pass through ``build``)."""
+        batch = [validate_task(t) for t in tasks]
         if not batch:
             return []
         if any(t.depends_on for t in batch):
@@ -159,7 +162,9 @@ class AsyncTaskQueue:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> TaskResult | None:
         """The task's result with its value decoded; with ``wait``, block until it exists
-        (or ``timeout`` seconds pass, then None)."""
+        (or ``timeout`` seconds pass, then None). An id that breaks the task id rules
+        raises InvalidTaskError."""
+        validate_task_id(task_id)
         if self.results is None:
             return None
         if wait:
@@ -170,12 +175,15 @@ class AsyncTaskQueue:
 
     async def get_results(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
         """Several results in one round trip, values decoded."""
+        for tid in task_ids:
+            validate_task_id(tid)
         if self.results is None:
             return [None] * len(task_ids)
         return [None if r is None else self.decode(r) for r in await self.results.get(task_ids)]
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task with its current status and attempt count (None if unknown)."""
+        validate_task_id(task_id)
         return await self.tasks.get_one(task_id)
 
     async def list_tasks(
@@ -202,7 +210,7 @@ class AsyncTaskQueue:
         A running task's lease is revoked, so its worker's outcome is discarded. Pending
         dependents are cancelled (or released) per the dependency policy.
         """
-        ids = [task_id] if isinstance(task_id, str) else list(task_id)
+        ids = [validate_task_id(t) for t in ([task_id] if isinstance(task_id, str) else task_id)]
         report = await self.tasks.cancel(ids, dependency_policy=self.dependency_policy)
         if report.done:
             done = [t for t in await self.tasks.get(report.done) if t is not None]

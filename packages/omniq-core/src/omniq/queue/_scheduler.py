@@ -25,6 +25,7 @@ import msgspec
 
 from omniq.events import AsyncEventLogger
 from omniq.models import (
+    BackendUnavailableError,
     MisfirePolicy,
     Schedule,
     ScheduleError,
@@ -399,6 +400,10 @@ class AsyncScheduler:
             while not self._stopping:
                 try:
                     report = await self.tick()
+                except BackendUnavailableError as exc:  # the store logs its outage itself
+                    self.stats.errors += 1
+                    log.debug("scheduler pass skipped: %s", exc)
+                    delay = self.max_sleep
                 except Exception:  # keep firing through an engine outage
                     self.stats.errors += 1
                     log.exception("scheduler pass failed; retrying in %.1fs", self.max_sleep)

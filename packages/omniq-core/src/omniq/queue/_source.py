@@ -172,6 +172,8 @@ class QueueWorkerSource:
                 await self.queue.ttl.run_once()
             else:
                 await self.queue.ttl.expire()
+        except BackendUnavailableError as exc:  # the store logs its outage itself
+            _log.debug("TTL sweep skipped: %s", exc)
         except Exception:
             _log.warning("TTL sweep failed", exc_info=True)
 
@@ -184,9 +186,9 @@ class QueueWorkerSource:
             claims = await self.queue.tasks.claim(
                 self.queues, self.worker_id, limit=limit, lease=self.lease
             )
-        except BackendUnavailableError:
+        except BackendUnavailableError as exc:  # the store logs its outage itself
             self.backend_breaker.record_failure()
-            _log.warning("task store unreachable; backing off", exc_info=True)
+            _log.debug("task store unreachable; backing off: %s", exc)
             return []
         self.backend_breaker.record_success()
         t = now()
@@ -316,6 +318,9 @@ class QueueWorkerSource:
         async def renew() -> None:
             try:
                 lost = await self.renew(claims)
+            except BackendUnavailableError as exc:
+                _log.debug("renewing %d handed-over leases failed: %s", len(claims), exc)
+                return
             except Exception:
                 _log.warning("renewing %d handed-over leases failed", len(claims), exc_info=True)
                 return

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import anyio
 import msgspec
 
-from omniq.models import Task, now
+from omniq.models import BackendUnavailableError, Task, now
 from omniq.storage import CompletionReport, DependencyPolicy, ResultStorage, TaskQueueStorage
 
 __all__ = ["TTLManager", "TTLReport"]
@@ -82,6 +82,8 @@ class TTLManager:
         while True:
             try:
                 await self.run_once()
+            except BackendUnavailableError as exc:  # the store logs its outage itself
+                _log.debug("TTL sweep skipped: %s", exc)
             except Exception:
                 _log.warning("TTL sweep failed", exc_info=True)
             await anyio.sleep(self.interval)

@@ -27,7 +27,7 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from omniq.models import ConfigError, EventType, TaskEvent, now
+from omniq.models import ConfigError, EventType, TaskEvent, now, redact_url
 from omniq.storage import Backend, EventStorage, open_storage
 
 from ._logger import AsyncEventLogger
@@ -120,7 +120,9 @@ class AsyncEventProcessor:
             self._events = self._backend.events
         if self._events is None:
             url = self._backend.url if self._backend is not None else None
-            raise ConfigError("storage", url, "a connected backend that stores events")
+            raise ConfigError(
+                "storage", url and redact_url(url), "a connected backend that stores events"
+            )
         return self._events
 
     @property

@@ -40,7 +40,7 @@ from ._errors import (
 )
 from ._event import TaskEvent
 from ._ids import new_id
-from ._redact import redact_url
+from ._redact import redact_text, redact_url
 from ._result import ErrorInfo, TaskResult
 from ._schedule import Schedule, cron_next
 from ._task import ClaimedTask, Payload, Task
@@ -105,6 +105,7 @@ __all__ = [
     "cron_next",
     "new_id",
     "now",
+    "redact_text",
     "redact_url",
     "settings",
     "to_datetime",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._redact import redact_text
 from ._result import ErrorInfo
 
 __all__ = [
@@ -44,7 +45,8 @@ class ConfigError(OmniQError, ValueError):
         self.value = value
         self.accepted = accepted
         self.detail = detail
-        msg = f"{name}={value!r} is invalid: expected {accepted}"
+        shown = redact_text(repr(value)) if isinstance(value, str) else repr(value)
+        msg = f"{name}={shown} is invalid: expected {accepted}"
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["REDACTED", "redact_url"]
+__all__ = ["REDACTED", "redact_text", "redact_url"]
 
 REDACTED = "***"
 """What a hidden password, token or secret parameter is replaced with."""
@@ -12,6 +12,9 @@ REDACTED = "***"
 # A URL starts at a scheme followed by "//", at the start of the text or after a comma,
 # semicolon or whitespace (lists of URLs, as NATS server lists are written).
 _URL_START = re.compile(r"(?:^|(?<=[\s,;]))[A-Za-z][A-Za-z0-9+.-]*://")
+# A URL anywhere in free text (an error message, a traceback): from its scheme to the next
+# whitespace or quote, so "at redis://:pw@host: refused" and "url='nats://u:pw@h'" are found.
+_URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 # Parameter names that carry a credential: password, passwd, pwd, secret, token,
 # auth/authorization, api_key, sslkey, credentials, ...
 _SECRET_NAME = r"[\w.-]*(?:pass|pwd|secret|token|auth|key|credential)[\w.-]*"
@@ -41,6 +44,24 @@ def redact_url(url: str) -> str:
     out = [_DSN_PARAM.sub(lambda m: m.group(1) + REDACTED, url[: starts[0]])]
     for begin, end in zip(starts, [*starts[1:], len(url)], strict=True):
         out.append(_redact_one(url[begin:end]))
+    return "".join(out)
+
+
+def redact_text(text: str) -> str:
+    """``text`` (a message, a log line, a traceback) with the credentials of every URL or
+    DSN parameter in it replaced by ``***``.
+
+    The same rules as ``redact_url``, applied to each URL wherever it appears (also inside
+    quotes or after ``at``), and to ``password=...``-style parameters (DSN syntax) in the
+    rest of the text. A URL ends at whitespace or a quote.
+    """
+    out: list[str] = []
+    pos = 0
+    for m in _URL_IN_TEXT.finditer(text):
+        out.append(_DSN_PARAM.sub(lambda d: d.group(1) + REDACTED, text[pos : m.start()]))
+        out.append(_redact_one(m.group(0)))
+        pos = m.end()
+    out.append(_DSN_PARAM.sub(lambda d: d.group(1) + REDACTED, text[pos:]))
     return "".join(out)
 
 

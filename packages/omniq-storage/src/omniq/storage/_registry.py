@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from importlib.metadata import entry_points
 from typing import Any, NamedTuple
 
-from omniq.models import MissingExtraError, StorageError, UnknownBackendError
+from omniq.models import MissingExtraError, StorageError, UnknownBackendError, redact_url
 
 from ._interfaces import Backend
 
@@ -218,7 +218,9 @@ def _entry_for(scheme: str, url: str) -> tuple[str, BackendEntry]:
     if entry is None and (scheme.startswith(_FILE_PREFIXES) or _is_fsspec_protocol(scheme)):
         return "file", BACKENDS["file"]
     if entry is None:
-        raise UnknownBackendError(f"no storage backend for {scheme}:// in {url!r}; {_known()}")
+        raise UnknownBackendError(
+            f"no storage backend for {scheme}:// in {redact_url(url)!r}; {_known()}"
+        )
     return scheme, entry
 
 
@@ -242,7 +244,7 @@ def backend_class(scheme: str) -> type[Backend]:
 def _scheme(url: str) -> str:
     scheme, sep, _ = url.partition("://")
     if not sep:
-        raise UnknownBackendError(f"storage URL {url!r} has no scheme; {_known()}")
+        raise UnknownBackendError(f"storage URL {redact_url(url)!r} has no scheme; {_known()}")
     return scheme.lower()
 
 

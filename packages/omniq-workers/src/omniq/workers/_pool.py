@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 
 from omniq.models import (
+    BackendUnavailableError,
     ClaimedTask,
     InvalidTaskError,
     OmniQError,
@@ -624,14 +625,17 @@ class AsyncWorkerPool:
             try:
                 await call(batch)
                 return
-            except Exception:
+            except Exception as exc:
                 self.stats.sink_errors += 1
                 if attempt == 2:
-                    log.exception(
+                    log.warning(
                         "%s failed for %d item(s); their leases will expire and the tasks "
-                        "will be claimed again",
+                        "will be claimed again: %s",
                         what,
                         len(batch),
+                        exc,
+                        # an unreachable store logs its outage itself: no traceback here
+                        exc_info=not isinstance(exc, BackendUnavailableError),
                     )
                     return
                 await asyncio.sleep(0.05 * 4**attempt)
@@ -649,6 +653,10 @@ class AsyncWorkerPool:
                 continue
             try:
                 lost = await self.source.renew(claims)
+            except BackendUnavailableError as exc:  # the store logs its outage itself
+                self.stats.source_errors += 1
+                log.debug("TaskSource.renew failed for %d lease(s): %s", len(claims), exc)
+                continue
             except Exception:
                 self.stats.source_errors += 1
                 log.exception("TaskSource.renew failed for %d lease(s)", len(claims))

@@ -29,7 +29,7 @@ import anyio.to_thread
 if TYPE_CHECKING:
     from omniq.config import Settings
 
-from omniq.models import StorageError, now
+from omniq.models import StorageError, now, redact_url
 from omniq.storage._corrupt import corrupt_result
 from omniq.storage._interfaces import Backend
 from omniq.storage._limits import PayloadLimit
@@ -141,7 +141,7 @@ class FileBackend(Backend):
     def _call(self, fn: Callable[[QueueState, float], T]) -> T:
         log = self._log
         if log is None:
-            raise StorageError(f"file store {self.url!r} is not connected")
+            raise StorageError(f"file store {redact_url(self.url)!r} is not connected")
         with self._tlock:
             t = now()
             with log.locked(t) as state:

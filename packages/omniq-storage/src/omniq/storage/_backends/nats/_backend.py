@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from omniq.models import BackendUnavailableError, MissingExtraError, StorageError
+from omniq.models import BackendUnavailableError, MissingExtraError, StorageError, redact_url
 from omniq.storage._interfaces import Backend
 from omniq.storage._limits import PayloadLimit
+from omniq.storage._outage import Outage, describe
 from omniq.storage._remote import split_options
 from omniq.storage._wake import Wake
 
@@ -57,6 +59,14 @@ NATS_FRAMING = 8 * 1024
 """Bytes of ``max_payload`` kept for what wraps a task's envelope: its record (lease,
 dependents), the work message around the record, and headers."""
 _OPTIONS = ("namespace", "replicas")
+_log = logging.getLogger("omniq.storage.nats")
+# What the client reports (error_cb) while the server cannot be reached.
+_CONNECTION_ERRORS = (
+    *UNAVAILABLE,
+    nats.errors.NoServersError,
+    nats.errors.UnexpectedEOF,
+    BackendUnavailableError,
+)
 
 
 class NatsBackend(Backend):
@@ -91,6 +101,9 @@ class NatsBackend(Backend):
         self.work_stream = f"{ns}_WORK"
         self.events_stream = f"{ns}_EVENTS"
         self._consumers: set[str] = set()
+        self._closing = False
+        self.outage = Outage("nats", self._servers, _log)
+        """Logs losing and regaining the server once each (see ``omniq.storage._outage``)."""
         self.wake = Wake()
         """Wakes result and work waits; fed by their subscriptions' callbacks."""
         self.tasks = NatsTaskQueue(self)
@@ -109,11 +122,24 @@ class NatsBackend(Backend):
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run driver calls, mapping connection failures to BackendUnavailableError."""
         try:
-            return await fn()
+            out = await fn()
         except UNAVAILABLE as exc:
-            raise BackendUnavailableError(f"nats unreachable at {self._servers}: {exc!r}") from exc
+            self.outage.failed(exc)
+            raise BackendUnavailableError(
+                f"nats unreachable at {self._shown}: {describe(exc)}"
+            ) from exc
+        except BackendUnavailableError as exc:  # no reply / no responders (JetStream not up)
+            self.outage.failed(exc)
+            raise
         except nats.errors.Error as exc:
             raise StorageError(f"nats error: {exc!r}") from exc
+        if self.outage.down and self._nc is not None and self._nc.is_connected:
+            self.outage.ok()  # (a call that sent nothing proves nothing while reconnecting)
+        return out
+
+    @property
+    def _shown(self) -> str:
+        return redact_url(self._servers)
 
     async def connect(self) -> None:
         if self._nc is not None:
@@ -127,14 +153,18 @@ class NatsBackend(Backend):
             "ping_interval": 5,
             "max_outstanding_pings": 2,
             "disconnected_cb": self._disconnected,
+            "error_cb": self._client_error,
         }
         opts.update(self._options)
         deadline = float(opts.pop("connect_deadline", 10.0))
+        self._closing = False
         try:
             async with asyncio.timeout(deadline):  # the client retries the first connect too
                 nc = await nats.connect(**opts)
         except Exception as exc:
-            raise BackendUnavailableError(f"nats unreachable at {self._servers}: {exc!r}") from exc
+            raise BackendUnavailableError(
+                f"nats unreachable at {self._shown}: {describe(exc)}"
+            ) from exc
         self._nc = nc
         self.payload_limit.engine = nc.max_payload
         self._js = JS(nc, lambda m: on_timer(self, self.ns, m))
@@ -148,6 +178,24 @@ class NatsBackend(Backend):
     async def _disconnected(self) -> None:
         if self._js is not None:
             self._js.fail_pending()
+        if self._nc is not None and not self._closing:
+            self.outage.failed("disconnected")
+
+    async def _client_error(self, exc: Exception) -> None:
+        """nats-py's error callback (its default logs every reconnect attempt with a
+        traceback): connection failures go to the outage tracker, others are logged
+        once each without the traceback of a failed socket call."""
+        if self._closing:
+            return
+        if isinstance(exc, _CONNECTION_ERRORS):
+            if self._nc is None:  # the first connect: connect() raises when it gives up
+                _log.debug("nats connect attempt to %s failed: %s", self._shown, describe(exc))
+            else:
+                self.outage.failed(exc)
+        elif isinstance(exc, nats.errors.Error):
+            _log.warning("nats client error on %s: %s", self._shown, describe(exc))
+        else:  # raised by one of our subscription callbacks
+            _log.error("nats callback failed on %s: %s", self._shown, describe(exc), exc_info=exc)
 
     async def _ensure_streams(self) -> None:
         js = self._nc.jetstream()  # type: ignore[union-attr]
@@ -214,6 +262,7 @@ class NatsBackend(Backend):
         self._consumers.add(name)
 
     async def close(self) -> None:
+        self._closing = True
         if self._js is not None:
             await self._js.close()
             self._js = None

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,9 +22,11 @@ import msgspec
 from omniq.models import (
     BackendUnavailableError,
     StorageError,
+    redact_url,
 )
 from omniq.storage._interfaces import Backend
 from omniq.storage._limits import PayloadLimit
+from omniq.storage._outage import Outage, describe
 from omniq.storage._remote import split_options
 from omniq.storage._wake import Wake
 
@@ -61,6 +65,32 @@ _RETRY_TX: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
 )
+_log = logging.getLogger("omniq.storage.postgres")
+_open_backends: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
+
+
+class _PoolFloorFilter(logging.Filter):
+    """asyncpg logs every failed attempt to restore a pool's minimum size, with a
+    traceback; for the pools of OmniQ backends the failure goes to that backend's outage
+    tracker instead (which logs the outage once). Other pools' records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Failed to restore the pool connection floor"):
+            return True
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            return True
+        for be in list(_open_backends):
+            pool = be._pool
+            if pool is not None and getattr(pool, "_maintenance_task", None) is task:
+                exc = record.exc_info[1] if record.exc_info else None
+                be.outage.failed(exc if exc is not None else "reconnect failed")
+                return False
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_PoolFloorFilter())
 
 
 async def _keep_session(_conn: Any) -> None:
@@ -91,6 +121,9 @@ class PostgresBackend(Backend):
         self.url = url
         clean, opts = split_options(url, ("schema", "synchronous_commit"))
         self._dsn = clean.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self._shown = redact_url(self._dsn)
+        self.outage = Outage("postgresql", self._dsn, _log)
+        """Logs losing and regaining the server once each (see ``omniq.storage._outage``)."""
         self.schema = schema or opts.get("schema", "omniq")
         self.application_name = application_name
         # Opt-in only: "off" acknowledges before the WAL is flushed (faster; a server
@@ -121,31 +154,55 @@ class PostgresBackend(Backend):
         self.share_payload_limit(PayloadLimit("PostgreSQL", source="bytea field limit"))
 
     async def call(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``fn(connection)`` on a pooled connection. A connection the server dropped
-        is replaced and the call retried once; otherwise connection failures surface as
-        BackendUnavailableError."""
+        """Run ``fn(connection)`` on a pooled connection.
+
+        A pooled connection the server dropped (a restart, ``pg_terminate_backend``) fails
+        on its next use: it is terminated, never handed back to the pool, and the call is
+        retried on another connection (at most ``max_size`` + 1 times, once after a
+        timeout). A connection that cannot be opened surfaces as BackendUnavailableError.
+        """
         if self._pool is None:
             raise StorageError(
                 "PostgresBackend is not connected: call connect() or use 'async with'"
             )
-        attempt = 0
+        tx_attempt = 0
+        stale = 0
         while True:
+            acquired = done = False
+            out: Any = None
             try:
                 async with self._pool.acquire() as conn:
+                    acquired = True
                     try:
-                        return await fn(conn)
+                        out = await fn(conn)
                     except _CONN_ERRORS:
-                        conn.terminate()  # never hand a broken connection back to the pool
+                        # Never hand a broken connection back to the pool (asyncpg may
+                        # have released it already when it saw the connection close).
+                        with contextlib.suppress(asyncpg.exceptions.InterfaceError):
+                            conn.terminate()
                         raise
+                    done = True
             except _RETRY_TX as exc:
-                if attempt == 2:
+                if tx_attempt == 2:
                     raise StorageError(f"postgresql error, three times: {exc}") from exc
+                tx_attempt += 1
+                continue
             except _CONN_ERRORS as exc:
-                if attempt >= 1:
-                    raise BackendUnavailableError(f"postgresql unreachable: {exc}") from exc
+                if done:  # dropped while going back to the pool: the call itself succeeded
+                    self.outage.ok()
+                    return out  # type: ignore[no-any-return]
+                limit = 1 if isinstance(exc, TimeoutError) else self._pool.get_max_size() + 1
+                if acquired and stale < limit:
+                    stale += 1
+                    continue
+                self.outage.failed(exc)
+                raise BackendUnavailableError(
+                    f"postgresql unreachable at {self._shown}: {describe(exc)}"
+                ) from exc
             except asyncpg.PostgresError as exc:
                 raise StorageError(f"postgresql error: {exc}") from exc
-            attempt += 1
+            self.outage.ok()
+            return out  # type: ignore[no-any-return]
 
     run = call
     """``call`` under the name tests and tools use: ``await be.run(lambda c: ...)``."""
@@ -161,7 +218,10 @@ class PostgresBackend(Backend):
                 self._dsn, server_settings=settings, **self._pool_opts
             )
         except _CONN_ERRORS as exc:
-            raise BackendUnavailableError(f"postgresql unreachable: {exc}") from exc
+            raise BackendUnavailableError(
+                f"postgresql unreachable at {self._shown}: {describe(exc)}"
+            ) from exc
+        _open_backends.add(self)
         self.payload_limit.engine = PG_FIELD_LIMIT
         try:
             await self.call(self._migrate)
@@ -204,8 +264,12 @@ class PostgresBackend(Backend):
         conn = await asyncpg.connect(
             self._dsn, server_settings={"application_name": self.application_name}
         )
-        await conn.add_listener(self.work_channel, self._on_notify)
-        await conn.add_listener(self.result_channel, self._on_notify)
+        try:
+            await conn.add_listener(self.work_channel, self._on_notify)
+            await conn.add_listener(self.result_channel, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
         conn.add_termination_listener(self._on_lost)
         self._listen_conn = conn
         self._lost.clear()
@@ -224,14 +288,18 @@ class PostgresBackend(Backend):
                     old.terminate()
             try:
                 await self._open_listener()
-                backoff = 0.05
-                self.work_wake.notify()
-                self.result_wake.notify()
-            except Exception:
+            except Exception as exc:
+                self.outage.failed(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            self.outage.ok()
+            self.work_wake.notify()
+            self.result_wake.notify()
 
     async def close(self) -> None:
+        _open_backends.discard(self)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -10,6 +10,7 @@ pub/sub subscription per backend instead of polling. Results expire by key TTL (
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -19,9 +20,11 @@ from omniq.models import (
     ClaimedTask,
     StorageError,
     TaskStatus,
+    redact_url,
 )
 from omniq.storage._interfaces import Backend
 from omniq.storage._limits import PayloadLimit
+from omniq.storage._outage import Outage, describe
 from omniq.storage._remote import claimed, decode_task, split_options, with_state
 from omniq.storage._wake import Wake
 
@@ -53,6 +56,7 @@ REDIS_BULK_DEFAULT = 512 * 1024 * 1024
 """Redis's default ``proto-max-bulk-len``."""
 _list = list
 _OPTIONS = ("prefix",)
+_log = logging.getLogger("omniq.storage.redis")
 
 
 class RedisBackend(Backend):
@@ -70,6 +74,8 @@ class RedisBackend(Backend):
         self._driver_url = clean
         self.prefix = prefix if prefix is not None else opts.get("prefix", "omniq:")
         self._options = options
+        self.outage = Outage("redis", clean, _log)
+        """Logs losing and regaining the server once each (see ``omniq.storage._outage``)."""
         self._redis: aioredis.Redis | None = None
         self.scripts: dict[str, AsyncScript] = {}
         self.wake = Wake()
@@ -96,13 +102,16 @@ class RedisBackend(Backend):
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run one driver call, mapping connection failures to BackendUnavailableError."""
         try:
-            return await fn()
+            out = await fn()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self.outage.failed(exc)
             raise BackendUnavailableError(
-                f"redis unreachable at {self._driver_url}: {exc}"
+                f"redis unreachable at {redact_url(self._driver_url)}: {describe(exc)}"
             ) from exc
         except RedisError as exc:
-            raise StorageError(f"redis error: {exc}") from exc
+            raise StorageError(f"redis error: {describe(exc)}") from exc
+        self.outage.ok()
+        return out
 
     async def connect(self) -> None:
         if self._redis is not None:
@@ -119,7 +128,13 @@ class RedisBackend(Backend):
         self.scripts = {k: client.register_script(v) for k, v in load_scripts().items()}
         self.lane = Lane(client)
         try:
-            await self.call(client.ping)
+            try:
+                await client.ping()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # not an outage yet: the caller learns it from the error, not the log
+                raise BackendUnavailableError(
+                    f"redis unreachable at {redact_url(self._driver_url)}: {describe(exc)}"
+                ) from exc
             self.payload_limit.engine = await self._bulk_limit(client)
             sub = Subscriber(
                 client,
@@ -127,6 +142,7 @@ class RedisBackend(Backend):
                 self._notified,
                 self.wake.notify,
                 health_interval=float(opts["health_check_interval"] or 10),
+                outage=self.outage,
             )
             await self.call(sub.start)
             self._subscriber = sub

@@ -31,6 +31,8 @@ from redis.credentials import UsernamePasswordCredentialProvider
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from omniq.storage._outage import Outage, describe
+
 from ._resp import pack_command
 
 __all__ = ["Subscriber"]
@@ -69,7 +71,7 @@ class _Protocol(asyncio.Protocol):
                     if not fut.done():
                         fut.set_result(reply)
         except hiredis.ProtocolError as exc:  # pragma: no cover - a broken stream
-            log.warning("redis pub/sub stream unreadable, reconnecting: %s", exc)
+            log.warning("redis pub/sub stream unreadable, reconnecting: %s", describe(exc))
             if self.transport is not None:
                 self.transport.abort()
 
@@ -104,7 +106,8 @@ class Subscriber:
     """A subscriber to ``channels`` on a connection made like ``client``'s.
 
     ``on_message(data)`` runs in the event loop's read callback for every message;
-    ``on_reset()`` runs after a lost connection is subscribed again.
+    ``on_reset()`` runs after a lost connection is subscribed again. Failed reconnects
+    and the reconnect that succeeds are reported to ``outage`` (the backend's tracker).
     """
 
     def __init__(
@@ -115,12 +118,14 @@ class Subscriber:
         on_reset: Callable[[], None],
         *,
         health_interval: float = 10.0,
+        outage: Outage | None = None,
     ) -> None:
         self._client = client
         self._channels = channels
         self._on_message = on_message
         self._on_reset = on_reset
         self._health = health_interval
+        self._outage = outage
         self._proto: _Protocol | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -184,9 +189,14 @@ class Subscriber:
                     raise
                 except Exception as exc:
                     backoff = min(backoff * 2, 1.0)
-                    log.debug("redis pub/sub reconnect failed: %s", exc)
+                    if self._outage is not None:
+                        self._outage.failed(exc)
+                    else:
+                        log.debug("redis pub/sub reconnect failed: %s", describe(exc))
                     continue
                 backoff = 0.05
+                if self._outage is not None:
+                    self._outage.ok()
                 self._on_reset()
                 break
 

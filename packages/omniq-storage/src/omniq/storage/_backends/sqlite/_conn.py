@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from omniq.models import BackendUnavailableError, ConfigError, StorageError
+from omniq.models import BackendUnavailableError, ConfigError, StorageError, redact_url
 
 __all__ = ["SCHEMA", "Connection", "db_path", "placeholders"]
 
@@ -82,7 +82,7 @@ def db_path(url: str) -> str:
         return ":memory:"
     if not rest.startswith("/"):
         raise ConfigError(
-            "url", url, "sqlite:///relative.db, sqlite:////abs.db or sqlite://:memory:"
+            "url", redact_url(url), "sqlite:///relative.db, sqlite:////abs.db or sqlite://:memory:"
         )
     return rest[1:].split("?", 1)[0]
 
