@@ -14,7 +14,7 @@ from omniq.storage import EventStorage
 pytestmark = pytest.mark.anyio
 
 
-async def test_all_nine_types_round_trip_as_plain_data(store: EventStorage) -> None:
+async def test_every_type_round_trips_as_plain_data(store: EventStorage) -> None:
     task = Task(func="app:work", queue="q", expires_at=123.0, attempt=2)
     sched = Schedule(task=task, kind=ScheduleKind.INTERVAL, interval=60.0, name="tick")
     result = TaskResult(
@@ -36,6 +36,8 @@ async def test_all_nine_types_round_trip_as_plain_data(store: EventStorage) -> N
         log.expired(task)
         log.schedule_paused(sched)
         log.schedule_resumed(sched.id, next_run_at=200.0)
+        log.queue_paused("q")
+        log.queue_resumed("q", note="incident over")
     got = {e.type: e for e in await store.query()}
     assert set(got) == set(EventType)
     assert got[EventType.EXECUTING].worker_id == "w1"
@@ -52,6 +54,8 @@ async def test_all_nine_types_round_trip_as_plain_data(store: EventStorage) -> N
     assert paused.task_id == sched.id and paused.metadata["schedule_id"] == sched.id
     assert paused.metadata["name"] == "tick" and paused.metadata["kind"] == "interval"
     assert got[EventType.SCHEDULE_RESUMED].metadata["next_run_at"] == 200.0
+    assert got[EventType.QUEUE_PAUSED].task_id == "q"
+    assert got[EventType.QUEUE_RESUMED].metadata == {"queue": "q", "note": "incident over"}
     assert all(e.queue == "q" for t, e in got.items() if t is not EventType.SCHEDULE_RESUMED)
 
 

@@ -127,6 +127,8 @@ def test_status_and_event_names_are_the_promised_ones() -> None:
         "EXPIRED",
         "SCHEDULE_PAUSED",
         "SCHEDULE_RESUMED",
+        "QUEUE_PAUSED",
+        "QUEUE_RESUMED",
     ]
     assert {s for s in TaskStatus if s.is_terminal} == {
         TaskStatus.SUCCESS,

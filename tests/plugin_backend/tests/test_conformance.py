@@ -10,6 +10,7 @@ from omniq.storage.testing.suite import (  # noqa: F401  (collected by pytest he
     TestEvents,
     TestFinish,
     TestHandover,
+    TestPausedQueues,
     TestQueue,
     TestResults,
     TestSchedules,

@@ -22,6 +22,8 @@ __all__ = [
     "error_event",
     "executing_event",
     "expired_event",
+    "queue_paused_event",
+    "queue_resumed_event",
     "retry_event",
     "schedule_paused_event",
     "schedule_resumed_event",
@@ -227,3 +229,20 @@ def schedule_paused_event(schedule: Schedule | str, **extra: Any) -> TaskEvent:
 def schedule_resumed_event(schedule: Schedule | str, **extra: Any) -> TaskEvent:
     """SCHEDULE_RESUMED: a paused schedule fires again (``task_id`` is the schedule id)."""
     return _schedule_event(schedule, EventType.SCHEDULE_RESUMED, extra)
+
+
+def _queue_event(queue: str, kind: EventType, extra: dict[str, Any]) -> TaskEvent:
+    meta: dict[str, Any] = {"queue": queue}
+    meta.update(extra)
+    return TaskEvent(id=event_id(), task_id=queue, type=kind, queue=queue, metadata=meta)
+
+
+def queue_paused_event(queue: str, **extra: Any) -> TaskEvent:
+    """QUEUE_PAUSED: no task of the queue starts until it is resumed (``task_id`` is the
+    queue name)."""
+    return _queue_event(queue, EventType.QUEUE_PAUSED, extra)
+
+
+def queue_resumed_event(queue: str, **extra: Any) -> TaskEvent:
+    """QUEUE_RESUMED: the queue's tasks start again (``task_id`` is the queue name)."""
+    return _queue_event(queue, EventType.QUEUE_RESUMED, extra)

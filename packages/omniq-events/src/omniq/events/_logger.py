@@ -35,6 +35,8 @@ from ._builders import (
     error_event,
     executing_event,
     expired_event,
+    queue_paused_event,
+    queue_resumed_event,
     retry_event,
     schedule_paused_event,
     schedule_resumed_event,
@@ -332,6 +334,16 @@ class AsyncEventLogger:
         """Log SCHEDULE_RESUMED."""
         if not self._disabled:
             self.log(schedule_resumed_event(schedule, **extra))
+
+    def queue_paused(self, queue: str, **extra: Any) -> None:
+        """Log QUEUE_PAUSED."""
+        if not self._disabled:
+            self.log(queue_paused_event(queue, **extra))
+
+    def queue_resumed(self, queue: str, **extra: Any) -> None:
+        """Log QUEUE_RESUMED."""
+        if not self._disabled:
+            self.log(queue_resumed_event(queue, **extra))
 
     # -- writing -------------------------------------------------------------------------
 

@@ -172,6 +172,12 @@ class EventLogger(_SyncBase):
     def schedule_resumed(self, schedule: Schedule | str, **extra: Any) -> None:
         self._async.schedule_resumed(schedule, **extra)
 
+    def queue_paused(self, queue: str, **extra: Any) -> None:
+        self._async.queue_paused(queue, **extra)
+
+    def queue_resumed(self, queue: str, **extra: Any) -> None:
+        self._async.queue_resumed(queue, **extra)
+
     def flush(self) -> None:
         """Block until every event logged before the call is written (or dropped)."""
         if self._cm is not None:

@@ -40,6 +40,7 @@ from ._errors import (
 )
 from ._event import TaskEvent
 from ._ids import new_id
+from ._queue import QueueInfo
 from ._redact import redact_text, redact_url
 from ._result import ErrorInfo, TaskResult
 from ._schedule import Schedule, cron_next
@@ -84,6 +85,7 @@ __all__ = [
     "OmniQError",
     "Payload",
     "PayloadTooLargeError",
+    "QueueInfo",
     "RemoteTaskError",
     "Schedule",
     "ScheduleError",

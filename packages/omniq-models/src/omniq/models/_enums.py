@@ -49,6 +49,8 @@ class EventType(enum.StrEnum):
     EXPIRED = "EXPIRED"
     SCHEDULE_PAUSED = "SCHEDULE_PAUSED"
     SCHEDULE_RESUMED = "SCHEDULE_RESUMED"
+    QUEUE_PAUSED = "QUEUE_PAUSED"
+    QUEUE_RESUMED = "QUEUE_RESUMED"
 
 
 class WorkerType(enum.StrEnum):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 from omniq.models import (
     ClaimedTask,
     EventType,
+    QueueInfo,
     Schedule,
     ScheduleState,
     Task,
@@ -288,6 +289,37 @@ class TaskQueueStorage(abc.ABC):
     async def get_one(self, task_id: str) -> Task | None:
         """Read one task (None if unknown)."""
         return (await self.get([task_id]))[0]
+
+    @abc.abstractmethod
+    async def pause_queue(self, queue: str) -> bool:
+        """Pause ``queue``: once this returns, no ``claim`` (nor a handover) on any
+        process leases a task of it until ``resume_queue``, enforced inside the engine's
+        claim. Tasks leased before keep their leases and finish; ``enqueue`` still stores
+        tasks into it. Persistent and idempotent: True if the queue was not paused."""
+
+    @abc.abstractmethod
+    async def resume_queue(self, queue: str) -> bool:
+        """Let claims lease ``queue``'s tasks again and wake the workers waiting on it.
+        Idempotent: True if the queue was paused."""
+
+    @abc.abstractmethod
+    async def paused_queues(self) -> builtins.list[str]:
+        """The paused queues, sorted by name (a paused queue need not hold tasks)."""
+
+    async def list_queues(self) -> builtins.list[QueueInfo]:
+        """Every queue that holds tasks or is paused, by name, with its task counts by
+        status (``counts``) and whether it is paused."""
+        counts = await self.counts()
+        paused = set(await self.paused_queues())
+        names = sorted({q for q, _ in counts} | paused)
+        return [
+            QueueInfo(
+                name=q,
+                paused=q in paused,
+                counts={s: counts.get((q, s), 0) for s in TaskStatus},
+            )
+            for q in names
+        ]
 
 
 class ResultStorage(abc.ABC):

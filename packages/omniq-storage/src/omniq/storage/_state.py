@@ -70,6 +70,10 @@ class QueueState:
         self.deleted: set[str] = set()
         self.dirty_schedules: set[str] = set()
         self.deleted_schedules: set[str] = set()
+        self.paused: set[str] = set()
+        """Paused queues: ``claim`` leases none of their tasks."""
+        self.paused_dirty = False
+        """``paused`` changed (the file backend journals the whole set)."""
         self.corrupt: list[Corrupt] = []
         """Records a journal replay found corrupt and replaced with error stand-ins; the
         file backend stores their dead-letter results and empties the list."""
@@ -81,6 +85,7 @@ class QueueState:
         self.deleted.clear()
         self.dirty_schedules.clear()
         self.deleted_schedules.clear()
+        self.paused_dirty = False
 
     def put_record(self, rec: TaskRecord, now: float) -> None:
         """Store ``rec`` and index it by its status (also used to replay a journal)."""
@@ -157,7 +162,8 @@ class QueueState:
 
     def has_ready(self, queues: Sequence[str], now: float) -> bool:
         self._promote(now)
-        return any(self._head(q, now, set()) is not None for q in queues)
+        paused = self.paused
+        return any(q not in paused and self._head(q, now, set()) is not None for q in queues)
 
     # -- task operations -----------------------------------------------------------
 
@@ -202,7 +208,7 @@ class QueueState:
         until = now + lease
         taken: set[str] = set()
         out: list[ClaimedTask] = []
-        qs = list(dict.fromkeys(queues))
+        qs = [q for q in dict.fromkeys(queues) if q not in self.paused]
         while len(out) < limit:
             best: tuple[int, str] | None = None
             best_q = ""
@@ -416,6 +422,22 @@ class QueueState:
             self.deleted.add(tid)
             self.dirty.discard(tid)
         return len(doomed)
+
+    # -- paused queues -------------------------------------------------------------
+
+    def pause_queue(self, queue: str) -> bool:
+        if queue in self.paused:
+            return False
+        self.paused.add(queue)
+        self.paused_dirty = True
+        return True
+
+    def resume_queue(self, queue: str) -> bool:
+        if queue not in self.paused:
+            return False
+        self.paused.discard(queue)
+        self.paused_dirty = True
+        return True
 
     # -- schedules -----------------------------------------------------------------
 

@@ -142,6 +142,17 @@ class StateTasks(TaskQueueStorage):
             self.wake.notify()
         return out
 
+    async def pause_queue(self, queue: str) -> bool:
+        return await self._run(lambda s, t: s.pause_queue(queue))
+
+    async def resume_queue(self, queue: str) -> bool:
+        changed = await self._run(lambda s, t: s.resume_queue(queue))
+        self.wake.notify()
+        return changed
+
+    async def paused_queues(self) -> builtins.list[str]:
+        return await self._run(lambda s, t: sorted(s.paused))
+
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         qs = list(queues)
 

@@ -44,6 +44,8 @@ class Change(msgspec.Struct, array_like=True, omit_defaults=True):
     deleted: list[str] = msgspec.field(default_factory=list)
     schedules: list[Schedule] = msgspec.field(default_factory=list)
     deleted_schedules: list[str] = msgspec.field(default_factory=list)
+    paused: list[str] | None = None
+    """The whole set of paused queues, when the operation changed it."""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -60,6 +62,7 @@ def _salvage(body: bytes, state: QueueState, now: float) -> Change:
         log.warning("skipping a journal frame that does not decode: %s", exc)
         return Change()
     parts = raw if isinstance(raw, list) else []
+    paused = parts[4] if len(parts) > 4 else None
     parts = parts + [[]] * (4 - len(parts))
     out = Change()
     for item in parts[0] if isinstance(parts[0], list) else []:
@@ -89,25 +92,40 @@ def _salvage(body: bytes, state: QueueState, now: float) -> Change:
                 got.append(msgspec.convert(item, kind))
             except _BAD as exc:
                 log.warning("skipping a journal %s entry that does not decode: %s", name, exc)
+    if paused is None or (isinstance(paused, list) and all(isinstance(q, str) for q in paused)):
+        out.paused = paused
+    else:
+        log.warning("skipping a journal's paused queues that do not decode")
     return out
 
 
 def take_change(state: QueueState) -> Change | None:
     """The state's pending changes as a Change (None if nothing changed); resets them."""
-    if not (state.dirty or state.deleted or state.dirty_schedules or state.deleted_schedules):
+    if not (
+        state.dirty
+        or state.deleted
+        or state.dirty_schedules
+        or state.deleted_schedules
+        or state.paused_dirty
+    ):
         return None
     change = Change(
         tasks=[state.recs[i] for i in sorted(state.dirty) if i in state.recs],
         deleted=sorted(state.deleted),
         schedules=[state.schedules[i] for i in sorted(state.dirty_schedules)],
         deleted_schedules=sorted(state.deleted_schedules),
+        paused=sorted(state.paused) if state.paused_dirty else None,
     )
     state.reset_changes()
     return change
 
 
 def snapshot(state: QueueState) -> Change:
-    return Change(tasks=list(state.recs.values()), schedules=list(state.schedules.values()))
+    return Change(
+        tasks=list(state.recs.values()),
+        schedules=list(state.schedules.values()),
+        paused=sorted(state.paused),
+    )
 
 
 def frame(change: Change) -> bytes:
@@ -136,6 +154,8 @@ def apply(state: QueueState, data: bytes, now: float) -> int:
             state.schedules[s.id] = s
         for sid in change.deleted_schedules:
             state.schedules.pop(sid, None)
+        if change.paused is not None:
+            state.paused = set(change.paused)
         pos += 4 + size
     state.reset_changes()
     for bad in state.corrupt[seen:]:  # the stand-ins go back to the journal with the next change

@@ -10,7 +10,8 @@ Layout under a namespace ``NS`` (URL option ``namespace``, default ``OMNIQ``):
 - ``NS_WORK`` work-queue stream: ``NS.work.<queue>.<priority>`` carries one message per
   ready task (one durable pull consumer per queue and priority, explicit ack), and
   ``NS.timer.{eta,lease,ttl}`` carry timers that are nak'ed with a delay until due;
-- ``NS_RESULTS`` / ``NS_SCHED`` KV buckets, ``NS_EVENTS`` stream (limits retention).
+- ``NS_RESULTS`` / ``NS_SCHED`` KV buckets, ``NS_EVENTS`` stream (limits retention);
+- ``NS_QUEUES`` KV bucket: the paused queues (``_paused``).
 
 All streams use file storage and ``replicas`` (default 1). See docs/storage.md.
 """
@@ -98,6 +99,7 @@ class NatsBackend(Backend):
         self.keys_bucket = f"{ns}_KEYS"
         self.results_bucket = f"{ns}_RESULTS"
         self.sched_bucket = f"{ns}_SCHED"
+        self.queues_bucket = f"{ns}_QUEUES"
         self.work_stream = f"{ns}_WORK"
         self.events_stream = f"{ns}_EVENTS"
         self._consumers: set[str] = set()
@@ -199,7 +201,13 @@ class NatsBackend(Backend):
 
     async def _ensure_streams(self) -> None:
         js = self._nc.jetstream()  # type: ignore[union-attr]
-        for bucket in (self.tasks_bucket, self.keys_bucket, self.results_bucket, self.sched_bucket):
+        for bucket in (
+            self.tasks_bucket,
+            self.keys_bucket,
+            self.results_bucket,
+            self.sched_bucket,
+            self.queues_bucket,
+        ):
             with contextlib.suppress(nats.js.errors.BadRequestError):
                 await js.create_key_value(
                     KeyValueConfig(
@@ -279,7 +287,7 @@ class NatsBackend(Backend):
             self.work_stream,
             self.events_stream,
             *(f"KV_{b}" for b in (self.tasks_bucket, self.keys_bucket)),
-            *(f"KV_{b}" for b in (self.results_bucket, self.sched_bucket)),
+            *(f"KV_{b}" for b in (self.results_bucket, self.sched_bucket, self.queues_bucket)),
         ):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.js.api(f"STREAM.DELETE.{name}")

@@ -31,6 +31,7 @@ from omniq.storage._interfaces import (
 from omniq.storage._wake import Watch
 
 from ._conn import token
+from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, any_dec, decode_rec, finished, pending
 from ._tasks import QueueCore
 
@@ -364,6 +365,25 @@ class NatsTaskQueue(QueueCore):
 
         return await self._call(run)
 
+    # -- paused queues ---------------------------------------------------------------
+
+    async def pause_queue(self, queue: str) -> bool:
+        return await self._call(lambda: change_paused(self._be, queue, True))
+
+    async def resume_queue(self, queue: str) -> bool:
+        be = self._be
+
+        async def run() -> bool:
+            done = await change_paused(be, queue, False)
+            await be.js.nc.publish(resumed_subject(be), queue.encode())
+            return done
+
+        return await self._call(run)
+
+    async def paused_queues(self) -> builtins.list[str]:
+        paused, _ = await self._call(lambda: read_paused(self._be, leader=True))
+        return sorted(paused)
+
     # -- waiting -------------------------------------------------------------------
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
@@ -386,10 +406,13 @@ class NatsTaskQueue(QueueCore):
         be = self._be
         nc = be.js.nc
         subs = [await nc.subscribe(f"{be.ns}.work.{token(q)}.*", cb=cb) for q in queues]
+        subs.append(await nc.subscribe(resumed_subject(be), cb=cb))
         watcher: asyncio.Task[None] | None = None
         try:
-            subjects = await be.call(self._subjects)
-            if self._candidates(subjects, queues):
+            subjects, (paused, _) = await be.call(
+                lambda: asyncio.gather(self._subjects(), read_paused(be))
+            )
+            if self._candidates(subjects, [q for q in queues if q not in paused]):
                 return True
             deadline = now() + timeout
             if subjects.get(f"{be.ns}.timer.eta"):

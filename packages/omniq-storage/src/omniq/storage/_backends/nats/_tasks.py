@@ -42,6 +42,7 @@ from omniq.storage._remote import EngineStore, claimed
 from . import _deps
 from ._conn import token
 from ._engine import NatsEngine
+from ._paused import read_paused
 from ._records import (
     FAILED,
     CorruptRec,
@@ -53,6 +54,7 @@ from ._records import (
     decode_rec,
     enc,
     finished,
+    pending,
     prio_of,
     prio_token,
     rec_dec,
@@ -393,10 +395,13 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         self, queues: Sequence[str], worker_id: str, limit: int, lease: float
     ) -> list[ClaimedTask]:
         be, js = self._be, self._be.js
-        subjects = await self._subjects()
+        subjects, (paused, _) = await asyncio.gather(self._subjects(), read_paused(be))
+        live = [q for q in queues if q not in paused]
+        if not live:
+            return []
         if subjects.get(f"{be.ns}.timer.eta") and await self.promote():
             subjects = await self._subjects()
-        cands = self._candidates(subjects, queues)
+        cands = self._candidates(subjects, live)
         token, t = new_id(), now()
         until = t + lease
         out: list[ClaimedTask] = []
@@ -444,7 +449,29 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                         out.append(claimed(r[1].task, token, until, worker_id))
         if corrupt:
             await self._quarantine(corrupt, queue_of)
+        if out:
+            out = await self._fence_paused(out, token)
         return out
+
+    async def _fence_paused(self, out: list[ClaimedTask], token: str) -> list[ClaimedTask]:
+        """Re-read the paused queues from the stream leader after the lease writes and
+        give back, unrun, the tasks of a queue paused since the claim began (``_paused``)."""
+        paused, _ = await read_paused(self._be, leader=True)
+        held = [c for c in out if c.task.queue in paused]
+        if not held:
+            return out
+
+        def back(rec: Rec) -> Rec:
+            return pending(rec, max(0, rec.task.attempt - 1), rec.task.eta)
+
+        items = [
+            (c.task.id, self._leased(token, back), self._leases.pop((c.task.id, token), None))
+            for c in held
+        ]
+        res = await self._change_many(items)
+        self._crash("claim")  # the claim's lease timer re-announces them
+        await self._ready_many([(r[1], r[2]) for r in res if r is not None])
+        return [c for c in out if c.task.queue not in paused]
 
     async def _quarantine(self, corrupt: Sequence[CorruptRec], queue_of: dict[str, str]) -> None:
         """Replace each corrupt record (at the revision read, so a record rewritten since

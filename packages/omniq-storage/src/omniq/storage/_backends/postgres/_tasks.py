@@ -345,6 +345,25 @@ class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
         done = set(await self._call(run))
         return [i for i in ids if i in done]
 
+    async def pause_queue(self, queue: str) -> bool:
+        t = now()
+
+        async def run(c: Any) -> bool:
+            async with c.transaction():
+                await c.execute(_Q["queue_lock"])
+                return await c.fetchval(_Q["queue_pause"], queue, t) is not None
+
+        return await self._call(run)
+
+    async def resume_queue(self, queue: str) -> bool:
+        chan = self._be.work_channel
+        rows = await self._call(lambda c: c.fetch(_Q["queue_resume"], queue, chan))
+        return bool(rows)
+
+    async def paused_queues(self) -> builtins.list[str]:
+        rows = await self._call(lambda c: c.fetch(_Q["queues_paused"]))
+        return [r[0] for r in rows]
+
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         keys = builtins.list(queues)
         with self._be.work_wake.watch(keys) as watch:

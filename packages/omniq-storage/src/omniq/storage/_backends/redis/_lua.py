@@ -14,7 +14,8 @@ on id; ``ndep`` count of dependency edges still registered in ``dn:*`` sets (0 l
 complete skip dependency resolution); ``keys`` hash idempotency key -> live task id;
 ``i:<q>:<status|all>`` per-queue index zsets (score 0, so ordered by id; none for
 ``running``, whose index is ``l:<q>``); ``queues``
-set (queues enqueued to or waited on); ``iw:<q>`` zset of workers waiting idle on the
+set (queues enqueued to or waited on); ``paused`` set of paused queues (CLAIM leases
+none of their tasks, ENQUEUE hands none over); ``iw:<q>`` zset of workers waiting idle on the
 queue (score: registration end; member "worker<US>lease<US>channel<US>queue<US>...",
 the same string on each of the worker's queues; handover, see ENQUEUE); ``pu`` marks a
 task hash whose lease came from a handover; ``chan`` pub/sub channel carrying

@@ -372,6 +372,16 @@ class RedisTaskQueue(RedisStore, TaskQueueStorage):
             return []
         return [as_str(x) for x in await self._script("requeue", *ids)]
 
+    async def pause_queue(self, queue: str) -> bool:
+        return int(await self._script("queue_pause", queue)) == 1
+
+    async def resume_queue(self, queue: str) -> bool:
+        return int(await self._script("queue_resume", queue)) == 1
+
+    async def paused_queues(self) -> _list[str]:
+        found = await self._call(lambda: self._be.redis.smembers(f"{self._p}paused"))
+        return sorted(as_str(q) for q in found)
+
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         return await self._wait(queues, timeout, None)
 
@@ -428,14 +438,18 @@ class RedisTaskQueue(RedisStore, TaskQueueStorage):
                     pipe.zcard(f"{p}r:{q}")
                     pipe.zrange(f"{p}d:{q}", 0, 0, withscores=True)
                     pipe.zrange(f"{p}l:{q}", 0, 0, withscores=True)
+                pipe.smembers(f"{p}paused")
                 return await pipe.execute()
 
             res = await self._call(probe)
             if member is not None:
                 res = res[1 + len(queues) :]
+            paused = {as_str(q) for q in res[-1]}
             t = now()
             wake_at = t + timeout
-            for i in range(len(queues)):
+            for i, q in enumerate(queues):
+                if q in paused:  # nothing of it can be claimed: RESUME wakes this wait
+                    continue
                 if int(res[3 * i]):
                     return True
                 for nxt in (res[3 * i + 1], res[3 * i + 2]):

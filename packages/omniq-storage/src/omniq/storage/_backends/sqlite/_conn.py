@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS schedules (
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_run_at) WHERE state = 'active';
+CREATE TABLE IF NOT EXISTS paused_queues (
+    queue TEXT PRIMARY KEY,
+    paused_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 

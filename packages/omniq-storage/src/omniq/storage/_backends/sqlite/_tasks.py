@@ -39,6 +39,21 @@ _CHUNK = 500
 _COLS = "id, queue, data, status, attempt, eta"
 
 
+def _unpaused(c: sqlite3.Connection, qs: builtins.list[str]) -> builtins.list[str]:
+    """The queues of ``qs`` not paused, read in the caller's transaction: a claim runs
+    in one ``BEGIN IMMEDIATE`` transaction with this read, serialized with every pause,
+    so a pause that committed holds for every later claim. (Filtering the queue list
+    first keeps the claim on ``tasks_claim`` without testing each row of a paused
+    queue.)"""
+    rows = c.execute(
+        f"SELECT queue FROM paused_queues WHERE queue IN ({placeholders(len(qs))})", qs
+    ).fetchall()
+    if not rows:
+        return qs
+    paused = {r[0] for r in rows}
+    return [q for q in qs if q not in paused]
+
+
 def _task(row: Sequence[Any], *, always: bool = False) -> Task | None:
     """A task from (id, queue, data, status, attempt, eta) columns; a corrupt record is
     a stand-in or None (``_corrupt.read_task``)."""
@@ -171,18 +186,21 @@ class SQLiteTasks(TaskQueueStorage):
         t = now()
         token = new_id()
         until = t + lease
-        sql = (
-            "UPDATE tasks SET status = 'running', attempt = attempt + 1, token = ?,"
-            " worker_id = ?, lease_expires_at = ? WHERE id IN (SELECT id FROM tasks"
-            f" WHERE status = 'pending' AND ready = 1 AND queue IN ({placeholders(len(qs))})"
-            " AND (eta IS NULL OR eta <= ?) AND (expires_at IS NULL OR expires_at > ?)"
-            " ORDER BY priority DESC, id LIMIT ?)"
-            f" RETURNING priority, {_COLS}"
-        )
 
         def run(c: sqlite3.Connection) -> list[Any]:
             _reclaim(c, t)
-            return c.execute(sql, [token, worker_id, until, *qs, t, t, limit]).fetchall()
+            live = _unpaused(c, qs)
+            if not live:
+                return []
+            sql = (
+                "UPDATE tasks SET status = 'running', attempt = attempt + 1, token = ?,"
+                " worker_id = ?, lease_expires_at = ? WHERE id IN (SELECT id FROM tasks"
+                f" WHERE status = 'pending' AND ready = 1 AND queue IN ({placeholders(len(live))})"
+                " AND (eta IS NULL OR eta <= ?) AND (expires_at IS NULL OR expires_at > ?)"
+                " ORDER BY priority DESC, id LIMIT ?)"
+                f" RETURNING priority, {_COLS}"
+            )
+            return c.execute(sql, [token, worker_id, until, *live, t, t, limit]).fetchall()
 
         rows = await self._db.tx(run)
         rows.sort(key=lambda r: (-r[0], r[1]))
@@ -403,17 +421,32 @@ class SQLiteTasks(TaskQueueStorage):
             self.wake.notify()
         return out
 
+    # -- paused queues ---------------------------------------------------------------
+
+    async def pause_queue(self, queue: str) -> bool:
+        t = now()
+        return await self._db.tx(
+            lambda c: (
+                c.execute("INSERT OR IGNORE INTO paused_queues VALUES (?, ?)", (queue, t)).rowcount
+                > 0
+            )
+        )
+
+    async def resume_queue(self, queue: str) -> bool:
+        done = await self._db.tx(
+            lambda c: c.execute("DELETE FROM paused_queues WHERE queue = ?", (queue,)).rowcount > 0
+        )
+        self.wake.notify()
+        return done
+
+    async def paused_queues(self) -> builtins.list[str]:
+        rows = await self._db.run(
+            lambda c: c.execute("SELECT queue FROM paused_queues ORDER BY queue").fetchall()
+        )
+        return [r[0] for r in rows]
+
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
-        qs = list(dict.fromkeys(queues))
-        ph = placeholders(len(qs))
-        ready_sql = (
-            f"SELECT 1 FROM tasks WHERE status = 'pending' AND ready = 1 AND queue IN ({ph})"
-            " AND (eta IS NULL OR eta <= ?) AND (expires_at IS NULL OR expires_at > ?) LIMIT 1"
-        )
-        eta_sql = (
-            f"SELECT min(eta) FROM tasks WHERE status = 'pending' AND ready = 1 AND queue IN ({ph})"
-            " AND eta > ?"
-        )
+        all_qs = list(dict.fromkeys(queues))
         lease_sql = "SELECT min(lease_expires_at) FROM tasks WHERE status = 'running'"
 
         async def probe() -> tuple[bool, float | None, int]:
@@ -421,6 +454,17 @@ class SQLiteTasks(TaskQueueStorage):
             t = now()
 
             def run(c: sqlite3.Connection) -> tuple[bool, float | None]:
+                qs = _unpaused(c, all_qs) if all_qs else all_qs
+                ph = placeholders(len(qs))
+                ready_sql = (
+                    "SELECT 1 FROM tasks WHERE status = 'pending' AND ready = 1"
+                    f" AND queue IN ({ph}) AND (eta IS NULL OR eta <= ?)"
+                    " AND (expires_at IS NULL OR expires_at > ?) LIMIT 1"
+                )
+                eta_sql = (
+                    "SELECT min(eta) FROM tasks WHERE status = 'pending' AND ready = 1"
+                    f" AND queue IN ({ph}) AND eta > ?"
+                )
                 if c.execute(ready_sql, [*qs, t, t]).fetchone() is not None:
                     return True, None
                 etas = [

@@ -13,6 +13,7 @@ from ._events import TestEvents
 from ._finish import TestFinish
 from ._handover import TestHandover
 from ._multiprocess import TestMultiprocess
+from ._paused import TestPausedQueues
 from ._queue import TestQueue
 from ._results import TestResults
 from ._schedules import TestSchedules
@@ -24,6 +25,7 @@ __all__ = [
     "TestFinish",
     "TestHandover",
     "TestMultiprocess",
+    "TestPausedQueues",
     "TestQueue",
     "TestResults",
     "TestSchedules",

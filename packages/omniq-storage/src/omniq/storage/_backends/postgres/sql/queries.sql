@@ -2,15 +2,19 @@
 -- comment lines after a header describe the statement. Loaded by ``_sql.query``.
 
 -- name: claim_any
--- Lease up to $3 ready (or lapsed) tasks of the queues $1, highest priority first.
+-- Lease up to $3 ready (or lapsed) tasks of the queues $1 that are not paused, highest
+-- priority first. The paused queues are read once (an InitPlan) and filter rows, so
+-- the planner still sees the queues $1 in the index condition.
 WITH ready AS (
     SELECT id, priority FROM tasks
     WHERE queue = ANY($1::text[]) AND status = 'pending' AND waiting = 0
+      AND queue <> ALL(ARRAY(SELECT queue FROM paused_queues))
       AND (eta IS NULL OR eta <= $2) AND (expires_at IS NULL OR expires_at > $2)
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority FROM tasks
     WHERE status = 'running' AND lease_expires_at < $2 AND queue = ANY($1::text[])
+      AND queue <> ALL(ARRAY(SELECT queue FROM paused_queues))
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), pick AS (
     SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM lapsed) c
@@ -23,15 +27,17 @@ RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope;
 
 -- name: claim_one
 -- claim_any for one queue: equality lets the planner walk tasks_ready in order
--- instead of sorting every ready row.
+-- instead of sorting every ready row; the paused test is a one-time filter.
 WITH ready AS (
     SELECT id, priority FROM tasks
     WHERE queue = ($1::text[])[1] AND status = 'pending' AND waiting = 0
       AND (eta IS NULL OR eta <= $2) AND (expires_at IS NULL OR expires_at > $2)
+      AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = ($1::text[])[1])
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority FROM tasks
     WHERE status = 'running' AND lease_expires_at < $2 AND queue = ($1::text[])[1]
+      AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = ($1::text[])[1])
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), pick AS (
     SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM lapsed) c
@@ -72,14 +78,15 @@ WHERE t.id = i.tid AND t.token = i.tok AND t.status = 'running'
 RETURNING t.id;
 
 -- name: wait_probe
--- Ready work now, and the next eta / lease end of the queues $1.
+-- Ready work now, and the next eta / lease end of the queues $1 that are not paused.
 SELECT
     EXISTS (SELECT 1 FROM tasks WHERE queue = ANY($1::text[]) AND status = 'pending'
-            AND waiting = 0 AND eta IS NULL) AS ready_now,
+            AND waiting = 0 AND eta IS NULL AND queue <> ALL(p.qs)) AS ready_now,
     (SELECT min(eta) FROM tasks WHERE queue = ANY($1::text[]) AND status = 'pending'
-            AND waiting = 0 AND eta IS NOT NULL) AS next_eta,
+            AND waiting = 0 AND eta IS NOT NULL AND queue <> ALL(p.qs)) AS next_eta,
     (SELECT min(lease_expires_at) FROM tasks WHERE status = 'running'
-            AND queue = ANY($1::text[])) AS next_lease;
+            AND queue = ANY($1::text[]) AND queue <> ALL(p.qs)) AS next_lease
+FROM (SELECT ARRAY(SELECT queue FROM paused_queues) AS qs) p;
 
 -- name: complete
 -- Finish leased tasks and resolve their dependents.
@@ -215,3 +222,28 @@ WITH u AS (
     SELECT pg_notify($2, q.queue) FROM (SELECT DISTINCT queue FROM u) q
 )
 SELECT u.id FROM u LEFT JOIN (SELECT count(*) FROM n) x ON true;
+
+-- name: queue_lock
+-- Taken by a pause, in its transaction, before it inserts: the claims read
+-- paused_queues, so this waits for the claims running now, and a claim that starts
+-- meanwhile waits for the pause to commit. PostgreSQL locks a statement's tables
+-- before it takes the statement's snapshot, so no claim that leases after the pause
+-- commits can have missed the row.
+LOCK TABLE paused_queues IN ACCESS EXCLUSIVE MODE;
+
+-- name: queue_pause
+-- Pause the queue $1 (under queue_lock); returns a row if it was not paused.
+INSERT INTO paused_queues (queue, paused_at) VALUES ($1, $2)
+ON CONFLICT (queue) DO NOTHING RETURNING queue;
+
+-- name: queue_resume
+-- Resume the queue $1 and wake the workers waiting on it (channel $2); returns a row
+-- if it was paused.
+WITH d AS (
+    DELETE FROM paused_queues WHERE queue = $1 RETURNING queue
+)
+SELECT d.queue, pg_notify($2, d.queue) FROM d;
+
+-- name: queues_paused
+-- The paused queues.
+SELECT queue FROM paused_queues ORDER BY queue;

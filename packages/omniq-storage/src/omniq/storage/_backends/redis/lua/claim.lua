@@ -12,6 +12,13 @@ for _, q in ipairs(queues) do
   end
 end
 flush()
+-- Paused queues lease nothing (their lapsed leases and due tasks above still go back
+-- to ready): a pause is one SADD, so every script after it sees it.
+local live = {}
+for _, q in ipairs(queues) do
+  if redis.call('SISMEMBER', P .. 'paused', q) == 0 then live[#live + 1] = q end
+end
+queues = live
 local envs, meta = {}, {}
 local taken = 0
 while taken < limit do

@@ -5,8 +5,13 @@
 -- lease, its backend's channel and its queues): leased to it for at most HANDOVER
 -- seconds (it renews on receipt) and published on that channel as 'P:' worker, token,
 -- lease end, envelope (unit-separated). The worker is unregistered from all its queues:
--- one handover per registration.
+-- one handover per registration. A task of a paused queue is never handed over.
 local HANDOVER = 5
+local paused = {}
+local function is_paused(q)
+  if paused[q] == nil then paused[q] = redis.call('SISMEMBER', P .. 'paused', q) == 1 end
+  return paused[q]
+end
 -- The idle worker a task ready now goes to, unregistered from all its queues: returns
 -- worker, lease end, channel; nil when the task is not ready now, the queue has ready
 -- tasks (they go first) or nobody waits.
@@ -15,6 +20,7 @@ local function take_idle(q, eta)
   local rb = zbuf[P .. 'r:' .. q]
   if rb and #rb.order > 0 then return nil end
   if redis.call('EXISTS', P .. 'r:' .. q) == 1 then return nil end
+  if is_paused(q) then return nil end
   -- The latest registration (the worker that went idle last, warmest): when even it
   -- has lapsed, all have, and nobody waits.
   local w = redis.call('ZPOPMAX', P .. 'iw:' .. q)
