@@ -49,6 +49,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ._queue import NatsTaskQueue, on_timer
 from ._stores import NatsEvents, NatsResults, NatsSchedules
+from ._workers import NatsWorkers
 
 __all__ = ["NatsBackend"]
 
@@ -88,6 +89,7 @@ class NatsBackend(Backend):
         self.keys_bucket = f"{ns}_KEYS"
         self.results_bucket = f"{ns}_RESULTS"
         self.sched_bucket = f"{ns}_SCHED"
+        self.workers_bucket = f"{ns}_WORKERS"
         self.work_stream = f"{ns}_WORK"
         self.events_stream = f"{ns}_EVENTS"
         self._consumers: set[str] = set()
@@ -98,6 +100,7 @@ class NatsBackend(Backend):
         self.tasks.results = self.results
         self.events = NatsEvents(self)
         self.schedules = NatsSchedules(self)
+        self.workers = NatsWorkers(self, self.workers_bucket)
         self.share_payload_limit(PayloadLimit("NATS", source="max_payload", reserve=NATS_FRAMING))
 
     @property
@@ -151,7 +154,13 @@ class NatsBackend(Backend):
 
     async def _ensure_streams(self) -> None:
         js = self._nc.jetstream()  # type: ignore[union-attr]
-        for bucket in (self.tasks_bucket, self.keys_bucket, self.results_bucket, self.sched_bucket):
+        for bucket in (
+            self.tasks_bucket,
+            self.keys_bucket,
+            self.results_bucket,
+            self.sched_bucket,
+            self.workers_bucket,
+        ):
             with contextlib.suppress(nats.js.errors.BadRequestError):
                 await js.create_key_value(
                     KeyValueConfig(
@@ -230,7 +239,7 @@ class NatsBackend(Backend):
             self.work_stream,
             self.events_stream,
             *(f"KV_{b}" for b in (self.tasks_bucket, self.keys_bucket)),
-            *(f"KV_{b}" for b in (self.results_bucket, self.sched_bucket)),
+            *(f"KV_{b}" for b in (self.results_bucket, self.sched_bucket, self.workers_bucket)),
         ):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.js.api(f"STREAM.DELETE.{name}")
