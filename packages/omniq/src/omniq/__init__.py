@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "TaskStatus": "omniq.models",
     "EventType": "omniq.models",
     "WorkerType": "omniq.models",
+    "WorkerInfo": "omniq.models",
     "ErrorInfo": "omniq.models",
     "OmniQError": "omniq.models",
     "ConfigError": "omniq.models",
@@ -109,6 +110,7 @@ __all__ = [
     "TaskTimeoutError",
     "UnknownBackendError",
     "WorkerCrashedError",
+    "WorkerInfo",
     "WorkerType",
     "__version__",
     "open_storage",
@@ -142,6 +144,7 @@ if TYPE_CHECKING:
         TaskTimeoutError,
         UnknownBackendError,
         WorkerCrashedError,
+        WorkerInfo,
         WorkerType,
     )
     from omniq.queue import (

@@ -48,6 +48,7 @@ from ._session import Session
 from ._taskfn import TaskFunction, make_task_function
 from ._urls import resolve_urls
 from ._worker import WorkerHandle, run_pool
+from ._worker_registry import WorkerOps
 
 __all__ = ["OmniQ"]
 
@@ -70,7 +71,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class OmniQ(ScheduleOps, DeadLetterOps, QueueOps):
+class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,
@@ -487,7 +488,7 @@ async def _get_events(session: Session, tid: str | None, limit: int | None) -> l
 
 
 async def _run_worker(session: Session, opts: dict[str, Any], burst: bool) -> PoolStats:
-    return await run_pool(session.queue, opts, burst=burst)
+    return await run_pool(session.queue, opts, burst=burst, registry=session.task_backend.workers)
 
 
 async def _shutdown(session: Session) -> None:

@@ -12,8 +12,10 @@ import anyio
 
 from omniq.models import InvalidStateError
 from omniq.queue import AsyncTaskQueue
+from omniq.storage import WorkerRegistry
 from omniq.workers import AsyncWorkerPool, PoolStats, install_signal_handlers
 
+from ._presence import RegistryPresence
 from ._session import Session, SessionRunner
 
 __all__ = ["WorkerHandle", "make_pool", "run_pool"]
@@ -24,11 +26,18 @@ class _Closeable(Protocol):
 
 
 def make_pool(
-    queue: AsyncTaskQueue, opts: dict[str, Any], *, burst: bool = False
+    queue: AsyncTaskQueue,
+    opts: dict[str, Any],
+    *,
+    burst: bool = False,
+    registry: WorkerRegistry | None = None,
 ) -> tuple[AsyncWorkerPool, _Closeable]:
     """An AsyncWorkerPool over ``queue``'s task source/outcome sink, and that source
-    (to close when the pool ends: tasks handed over but never run go back)."""
+    (to close when the pool ends: tasks handed over but never run go back). With a
+    ``registry`` the pool keeps its entry there, unless the ``worker_registry=False``
+    option turns that off."""
     opts = dict(opts)
+    registered = bool(opts.pop("worker_registry", True))
     queues = opts.pop("queues", None)
     concurrency = opts.pop("concurrency", None)
     worker_type = opts.pop("worker_type", None)
@@ -49,12 +58,27 @@ def make_pool(
         **opts,
     )
     source.offer = pool.offer
+    if registry is not None and registered:
+        pool.presence = RegistryPresence(
+            registry,
+            worker_id=source.worker_id,
+            queues=source.queues,
+            worker_type=pool.default_worker,
+            concurrency=pool.max_workers,
+            lease=source.lease,
+        )
     return pool, source
 
 
-async def run_pool(queue: AsyncTaskQueue, opts: dict[str, Any], *, burst: bool) -> PoolStats:
+async def run_pool(
+    queue: AsyncTaskQueue,
+    opts: dict[str, Any],
+    *,
+    burst: bool,
+    registry: WorkerRegistry | None = None,
+) -> PoolStats:
     """Run one pool to completion, then flush its events."""
-    pool, source = make_pool(queue, opts, burst=burst)
+    pool, source = make_pool(queue, opts, burst=burst, registry=registry)
     try:
         return await pool.run(burst=burst)
     finally:
@@ -87,7 +111,9 @@ class WorkerHandle:
         if self._task is not None:
             raise InvalidStateError("this worker is already running")
         self._session = session
-        self._pool, self._source = make_pool(session.queue, self._opts, burst=self._burst)
+        self._pool, self._source = make_pool(
+            session.queue, self._opts, burst=self._burst, registry=session.task_backend.workers
+        )
         self._task = asyncio.get_running_loop().create_task(self._pool.run(burst=self._burst))
         session.workers.add(self)
         await asyncio.sleep(0)

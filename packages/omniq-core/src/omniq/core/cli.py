@@ -334,10 +334,12 @@ def events(task_id: str, url: UrlOpt = None, events_url: EventsOpt = None) -> No
 def _register_extras() -> None:
     from ._dlq_cli import register as register_dlq
     from ._schedule_cli import register as register_schedules
+    from ._workers_cli import register as register_workers
 
     register_schedules(app, open_oq)
     register_dlq(app, open_oq)
     importlib.import_module("omniq.core._queue_cli").register(app, open_oq)
+    register_workers(app, open_oq)
 
 
 _register_extras()

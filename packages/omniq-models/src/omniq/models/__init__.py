@@ -59,6 +59,7 @@ from ._validation import (
     validate_task,
     validate_task_id,
 )
+from ._workers import WorkerInfo
 from .lowlevel import publish
 
 __all__ = [
@@ -102,6 +103,7 @@ __all__ = [
     "TaskTimeoutError",
     "UnknownBackendError",
     "WorkerCrashedError",
+    "WorkerInfo",
     "WorkerType",
     "as_timestamp",
     "cron_next",

@@ -27,6 +27,7 @@ from ._interfaces import (
     ScheduleRun,
     ScheduleStorage,
     TaskQueueStorage,
+    WorkerRegistry,
 )
 from ._registry import (
     BACKENDS,
@@ -61,6 +62,7 @@ __all__ = [
     "StoreKind",
     "StoreUrls",
     "TaskQueueStorage",
+    "WorkerRegistry",
     "backend_class",
     "default_url",
     "event_store_url",

@@ -28,6 +28,7 @@ from omniq.models import (
     TaskEvent,
     TaskResult,
     TaskStatus,
+    WorkerInfo,
 )
 
 from ._limits import PayloadLimit
@@ -45,6 +46,7 @@ __all__ = [
     "ScheduleRun",
     "ScheduleStorage",
     "TaskQueueStorage",
+    "WorkerRegistry",
 ]
 
 DependencyPolicy = Literal["cancel", "release"]
@@ -486,3 +488,36 @@ class Backend(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    workers: WorkerRegistry | None = None
+    """The live worker processes using this backend's task queue (None where the engine
+    keeps no worker registry)."""
+
+
+class WorkerRegistry(abc.ABC):
+    """Which worker processes are alive, and what each is running.
+
+    A worker ``register``s its ``WorkerInfo`` when it starts and again with each lease
+    renewal tick (a refresh replaces the entry by id); a clean shutdown ``deregister``s
+    it. An entry counts until its ``expires_at`` (the worker's ``last_seen`` plus its
+    lease): ``list`` leaves out entries past it, so a worker whose process died drops
+    out within one lease without anyone deleting it, and ``purge_expired`` removes such
+    entries for good. Every backend object on one store sees the same entries.
+    """
+
+    @abc.abstractmethod
+    async def register(self, workers: Sequence[WorkerInfo]) -> None:
+        """Create or replace the entries of ``workers`` (by id)."""
+
+    @abc.abstractmethod
+    async def deregister(self, worker_ids: Sequence[str]) -> int:
+        """Delete entries at once (a clean shutdown); returns how many existed."""
+
+    @abc.abstractmethod
+    async def list(self, *, now: float | None = None) -> builtins.list[WorkerInfo]:
+        """Entries still counting at ``now`` (default: the current time), ordered by id."""
+
+    @abc.abstractmethod
+    async def purge_expired(self, *, now: float | None = None) -> int:
+        """Delete entries past their ``expires_at`` at ``now``; returns how many. An entry
+        refreshed meanwhile is kept (or reappears at its next refresh)."""

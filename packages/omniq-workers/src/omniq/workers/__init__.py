@@ -18,7 +18,7 @@ from ._process import ProcessWorker, RemoteTaskError
 from ._signals import install_signal_handlers
 from ._sync import WorkerPool
 from ._thread import ThreadWorker
-from ._types import Outcome, OutcomeSink, PoolStats, TaskSource
+from ._types import Outcome, OutcomeSink, PoolStats, TaskSource, WorkerPresence
 
 __all__ = [
     "AsyncWorker",
@@ -33,6 +33,7 @@ __all__ = [
     "ThreadWorker",
     "Worker",
     "WorkerPool",
+    "WorkerPresence",
     "gevent_patched",
     "install_signal_handlers",
     "is_async_callable",

@@ -44,7 +44,7 @@ from ._support import (
     worker_type_of,
 )
 from ._thread import ThreadWorker
-from ._types import Outcome, OutcomeSink, PoolStats, TaskSource
+from ._types import Outcome, OutcomeSink, PoolStats, TaskSource, WorkerPresence
 
 if TYPE_CHECKING:
     from omniq.config import Settings
@@ -113,6 +113,7 @@ class AsyncWorkerPool:
         worker_id: str | None = None,
         allowed_modules: Sequence[str] | None = None,
         workers: Mapping[WorkerType, Worker] | None = None,
+        presence: WorkerPresence | None = None,
     ) -> None:
         if settings is None:
             from omniq.config import get_settings
@@ -159,6 +160,7 @@ class AsyncWorkerPool:
         if isinstance(allowed, str):  # "app.tasks, billing.*" as in OMNIQ_ALLOWED_MODULES
             allowed = allowed.split(",")
         self.allowed_modules: tuple[str, ...] = tuple(e.strip() for e in allowed if e.strip())
+        self.presence = presence
         self._workers: dict[WorkerType, Worker] = dict(workers or {})
         if self.default_worker not in self._workers:
             require_worker_extra(self.default_worker)
@@ -260,6 +262,7 @@ class AsyncWorkerPool:
         flusher = loop.create_task(self._flush_loop())
         renewer = loop.create_task(self._renew_loop())
         try:
+            await self._beat()
             await self._claim_loop(burst)
         except asyncio.CancelledError:
             self._on_stop(True)
@@ -649,23 +652,39 @@ class AsyncWorkerPool:
             except TimeoutError:
                 pass
             claims = [e.claim for e in self._entries.values()]
-            if not claims:
-                continue
-            try:
-                lost = await self.source.renew(claims)
-            except BackendUnavailableError as exc:  # the store logs its outage itself
-                self.stats.source_errors += 1
-                log.debug("TaskSource.renew failed for %d lease(s): %s", len(claims), exc)
-                continue
-            except Exception:
-                self.stats.source_errors += 1
-                log.exception("TaskSource.renew failed for %d lease(s)", len(claims))
-                continue
-            for tid in lost:
-                entry = self._entries.get(tid)
-                if entry is not None:
-                    log.warning("lease of task %s was lost; abandoning it", tid)
-                    self._cancel(entry, LOST)
+            if claims:
+                await self._renew(claims)
+            await self._beat()
+
+    async def _renew(self, claims: list[ClaimedTask]) -> None:
+        try:
+            lost = await self.source.renew(claims)
+        except BackendUnavailableError as exc:  # the store logs its outage itself
+            self.stats.source_errors += 1
+            log.debug("TaskSource.renew failed for %d lease(s): %s", len(claims), exc)
+            return
+        except Exception:
+            self.stats.source_errors += 1
+            log.exception("TaskSource.renew failed for %d lease(s)", len(claims))
+            return
+        for tid in lost:
+            entry = self._entries.get(tid)
+            if entry is not None:
+                log.warning("lease of task %s was lost; abandoning it", tid)
+                self._cancel(entry, LOST)
+
+    async def _beat(self) -> None:
+        """Refresh this worker's registry entry with the ids of the tasks running now."""
+        presence = self.presence
+        if presence is None:
+            return
+        running = [tid for tid, e in self._entries.items() if e.state is RUNNING]
+        try:
+            await presence.beat(running)
+        except BackendUnavailableError as exc:  # the store logs its outage itself
+            log.debug("refreshing the worker registry entry failed: %s", exc)
+        except Exception:
+            log.warning("refreshing the worker registry entry failed", exc_info=True)
 
     async def _shutdown(self, flusher: asyncio.Task[None], renewer: asyncio.Task[None]) -> None:
         # Tasks still waiting for a slot go back at once; running ones get the grace.
@@ -685,6 +704,11 @@ class AsyncWorkerPool:
         await flusher
         renewer.cancel()
         await asyncio.gather(renewer, return_exceptions=True)
+        if self.presence is not None:
+            try:
+                await self.presence.leave()
+            except Exception:
+                log.warning("removing the worker registry entry failed", exc_info=True)
         for wtype in list(self._started_workers):
             try:
                 await self._workers[wtype].stop(force=cut_off or self._force)

@@ -9,7 +9,7 @@ import msgspec
 
 from omniq.models import ClaimedTask, ErrorInfo, Payload, TaskStatus, WorkerType
 
-__all__ = ["Outcome", "OutcomeSink", "PoolStats", "TaskSource"]
+__all__ = ["Outcome", "OutcomeSink", "PoolStats", "TaskSource", "WorkerPresence"]
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -87,6 +87,24 @@ class OutcomeSink(Protocol):
 
     async def report(self, outcomes: Sequence[Outcome]) -> None:
         """These tasks finished (or expired unstarted); record results and apply policy."""
+        ...
+
+
+@runtime_checkable
+class WorkerPresence(Protocol):
+    """How a pool keeps its entry in the worker registry (omniq-core writes it).
+
+    The pool calls ``beat`` when it starts and on every lease renewal tick, with the ids
+    of the tasks it is running then, and ``leave`` once when it has shut down cleanly.
+    A failing call is logged and never stops the pool.
+    """
+
+    async def beat(self, running: Sequence[str]) -> None:
+        """Create or refresh this worker's entry, listing ``running``."""
+        ...
+
+    async def leave(self) -> None:
+        """Remove this worker's entry (a clean shutdown)."""
         ...
 
 

@@ -38,6 +38,7 @@ from omniq.storage._state_storage import StateSchedules, StateTasks
 
 from ._log import LocalJournal, SegmentLog
 from ._stores import Events, Files, Results
+from ._workers import FileWorkers
 
 __all__ = ["FileBackend"]
 
@@ -98,6 +99,7 @@ class FileBackend(Backend):
         self._files = Files(self._fs, self.root, self.local)
         self.results: Results | None = None
         self.events: Events | None = None
+        self.workers: FileWorkers | None = None
         self.share_payload_limit(PayloadLimit("file"))
 
     @contextlib.contextmanager
@@ -124,6 +126,7 @@ class FileBackend(Backend):
             self._files.makedirs(self.root)
             self.results = Results(self._files, poll if self.local else None)
             self.events = Events(self._files, self._events_lock)
+            self.workers = FileWorkers(self._files)
             if self.local:
                 return LocalJournal(self.root, compact_bytes, fsync)
             log = SegmentLog(self._fs, self.root, compact_segments=max(64, compact_bytes >> 16))

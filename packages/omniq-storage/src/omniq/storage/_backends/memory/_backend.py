@@ -34,6 +34,7 @@ from omniq.storage._limits import PayloadLimit
 from omniq.storage._state import QueueState
 from omniq.storage._state_storage import StateSchedules, StateTasks
 from omniq.storage._wake import Wake, wait_for_result
+from omniq.storage._workers import InProcessWorkers
 
 __all__ = ["MemoryBackend"]
 
@@ -209,6 +210,7 @@ class MemoryBackend(Backend):
         self.tasks = _Tasks(self._run, self.results)
         self.events = _Events()
         self.schedules = StateSchedules(self._run)
+        self.workers = InProcessWorkers()
         self.share_payload_limit(PayloadLimit("memory"))
 
     async def _run(self, fn: Callable[[QueueState, float], T]) -> T:

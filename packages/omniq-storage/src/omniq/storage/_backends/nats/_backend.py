@@ -52,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ._queue import NatsTaskQueue, on_timer
 from ._stores import NatsEvents, NatsResults, NatsSchedules
+from ._workers import NatsWorkers
 
 __all__ = ["NatsBackend"]
 
@@ -100,6 +101,7 @@ class NatsBackend(Backend):
         self.results_bucket = f"{ns}_RESULTS"
         self.sched_bucket = f"{ns}_SCHED"
         self.queues_bucket = f"{ns}_QUEUES"
+        self.workers_bucket = f"{ns}_WORKERS"
         self.work_stream = f"{ns}_WORK"
         self.events_stream = f"{ns}_EVENTS"
         self._consumers: set[str] = set()
@@ -113,6 +115,7 @@ class NatsBackend(Backend):
         self.tasks.results = self.results
         self.events = NatsEvents(self)
         self.schedules = NatsSchedules(self)
+        self.workers = NatsWorkers(self, self.workers_bucket)
         self.share_payload_limit(PayloadLimit("NATS", source="max_payload", reserve=NATS_FRAMING))
 
     @property
@@ -207,6 +210,7 @@ class NatsBackend(Backend):
             self.results_bucket,
             self.sched_bucket,
             self.queues_bucket,
+            self.workers_bucket,
         ):
             with contextlib.suppress(nats.js.errors.BadRequestError):
                 await js.create_key_value(
@@ -287,7 +291,15 @@ class NatsBackend(Backend):
             self.work_stream,
             self.events_stream,
             *(f"KV_{b}" for b in (self.tasks_bucket, self.keys_bucket)),
-            *(f"KV_{b}" for b in (self.results_bucket, self.sched_bucket, self.queues_bucket)),
+            *(
+                f"KV_{b}"
+                for b in (
+                    self.results_bucket,
+                    self.sched_bucket,
+                    self.queues_bucket,
+                    self.workers_bucket,
+                )
+            ),
         ):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.js.api(f"STREAM.DELETE.{name}")

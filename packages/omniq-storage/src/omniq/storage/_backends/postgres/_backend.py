@@ -43,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ._stores import PgEvents, PgResults, PgSchedules
 from ._tasks import PgTaskQueue
+from ._workers import PgWorkers
 
 __all__ = ["PostgresBackend"]
 
@@ -151,6 +152,7 @@ class PostgresBackend(Backend):
         self.tasks.results = self.results
         self.events = PgEvents(self)
         self.schedules = PgSchedules(self)
+        self.workers = PgWorkers(self)
         self.share_payload_limit(PayloadLimit("PostgreSQL", source="bytea field limit"))
 
     async def call(self, fn: Callable[[Any], Awaitable[T]]) -> T:

@@ -48,6 +48,7 @@ from ._engine import as_str
 from ._lua import load_scripts
 from ._stores import RedisEvents, RedisResults, RedisSchedules
 from ._tasks import RedisTaskQueue
+from ._workers import RedisWorkers
 
 __all__ = ["RedisBackend"]
 
@@ -91,6 +92,7 @@ class RedisBackend(Backend):
         self.results = RedisResults(self)
         self.events = RedisEvents(self)
         self.schedules = RedisSchedules(self)
+        self.workers = RedisWorkers(self)
         self.share_payload_limit(PayloadLimit("Redis", source="proto-max-bulk-len"))
 
     @property

@@ -22,7 +22,8 @@ task hash whose lease came from a handover; ``chan`` pub/sub channel carrying
 ``w:<queue>`` (work) and ``r:<id>`` / ``R:<id><US><id>...`` (results) notifications;
 each backend's own channel (``chan:<backend id>``, named in its workers' registrations)
 carries ``P:<worker><US><token><US><lease end><US><envelope>`` (a task handed over to
-one of its workers; US = 0x1f).
+one of its workers; US = 0x1f). The worker registry keeps ``wk`` (hash, worker id ->
+entry) and ``wkx`` (zset, score expires_at); see ``_workers``.
 
 Hot-path cost: sorted-set writes are buffered per key (net effect per member) and
 flushed as one multi-member ZADD/ZREM per key at the end of the script (or before the

@@ -25,6 +25,7 @@ from omniq.storage._limits import PayloadLimit
 from ._conn import Connection, db_path
 from ._stores import Events, Results, Schedules
 from ._tasks import SQLiteTasks
+from ._workers import SQLiteWorkers
 
 __all__ = ["SQLiteBackend"]
 
@@ -52,10 +53,13 @@ class SQLiteBackend(Backend):
         self.tasks.results = self.results
         self.events = Events(self.db)
         self.schedules = Schedules(self.db)
+        self._workers = SQLiteWorkers(self.db)
+        self.workers = self._workers
         self.share_payload_limit(PayloadLimit("SQLite", source="SQLITE_MAX_LENGTH"))
 
     async def connect(self) -> None:
         await self.db.open()
+        await self._workers.setup()
         self.payload_limit.engine = await self.db.run(
             lambda c: c.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
         )

@@ -17,6 +17,7 @@ from ._paused import TestPausedQueues
 from ._queue import TestQueue
 from ._results import TestResults
 from ._schedules import TestSchedules
+from ._workers import TestWorkerRegistry
 
 __all__ = [
     "TestDeadLetters",
@@ -29,4 +30,5 @@ __all__ = [
     "TestQueue",
     "TestResults",
     "TestSchedules",
+    "TestWorkerRegistry",
 ]

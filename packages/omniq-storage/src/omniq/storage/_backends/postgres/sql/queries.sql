@@ -247,3 +247,23 @@ SELECT d.queue, pg_notify($2, d.queue) FROM d;
 -- name: queues_paused
 -- The paused queues.
 SELECT queue FROM paused_queues ORDER BY queue;
+
+-- name: workers_register
+-- Create or refresh worker registry entries.
+INSERT INTO workers (id, expires_at, envelope)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::bytea[])
+ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, envelope = EXCLUDED.envelope;
+
+-- name: workers_deregister
+-- Delete worker registry entries; returns how many existed.
+WITH d AS (DELETE FROM workers WHERE id = ANY($1::text[]) RETURNING 1)
+SELECT count(*) FROM d;
+
+-- name: workers_list
+-- Entries still counting at $1, by id.
+SELECT envelope FROM workers WHERE expires_at > $1 ORDER BY id;
+
+-- name: workers_purge
+-- Delete entries past their expiry at $1; returns how many.
+WITH d AS (DELETE FROM workers WHERE expires_at <= $1 RETURNING 1)
+SELECT count(*) FROM d;
