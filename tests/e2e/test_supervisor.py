@@ -268,3 +268,32 @@ async def test_cancelling_async_run_worker_stops_the_children(tmp_path: Path) ->
             (folder / "go").touch()
         assert not any(alive(pid) for pid in children)
         assert sorted((folder / "done").read_text().split()) == ["0", "1"]
+
+
+def test_cli_burst_with_app_loads_the_app_in_each_child(tmp_path: Path) -> None:
+    url = BACKENDS["sqlite"].url(tmp_path)
+    loads, out = tmp_path / "loads", tmp_path / "out"
+    (tmp_path / "sup_app.py").write_text(
+        "import os\n"
+        "from omniq.core import OmniQ\n"
+        f"open({str(loads)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        f"oq = OmniQ({url!r})\n"
+    )
+    with OmniQ(url) as oq:
+        oq.enqueue_many_sync([(st.count, (i, str(out))) for i in range(10)])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
+    command = ["worker", "--app", "sup_app:oq", "--processes", "2", "--burst"]
+    done = subprocess.run(
+        [sys.executable, "-m", "omniq.core.cli", *command],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "10 succeeded" in done.stdout and "processes=2" in done.stdout
+    assert len(set(loads.read_text().split())) == 3  # the command, then each child once
+    assert sorted(int(x.split()[0]) for x in out.read_text().splitlines()) == list(range(10))
