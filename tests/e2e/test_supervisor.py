@@ -146,23 +146,32 @@ def cli(url: str, *args: str, grace: float = 60.0) -> subprocess.Popen[str]:
     )
 
 
-def collect(stream: object) -> list[str]:
-    """Lines of ``stream`` as they arrive (read in a thread)."""
-    lines: list[str] = []
+class Lines(list[str]):
+    """Lines of a stream as they arrive (read in a thread); ``eof`` is set at its end."""
 
-    def read() -> None:
+    def __init__(self, stream: object) -> None:
+        super().__init__()
+        self.eof = threading.Event()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: object) -> None:
         for line in stream:  # type: ignore[attr-defined]
-            lines.append(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
+            self.append(line)
+        self.eof.set()
 
 
-def start_two_gates(url: str, folder: Path) -> tuple[list[str], subprocess.Popen[str], list[str]]:
+def finish(proc: subprocess.Popen[str], err: Lines) -> str:
+    """Wait for ``proc`` to exit and its stderr to be read to the end; its stdout."""
+    proc.wait(WAIT)
+    assert proc.stdout is not None and err.eof.wait(WAIT)
+    return proc.stdout.read()
+
+
+def start_two_gates(url: str, folder: Path) -> tuple[list[str], subprocess.Popen[str], Lines]:
     with OmniQ(url) as oq:
         ids = [t.id for t in oq.enqueue_many_sync([(st.gate, (i, str(folder))) for i in range(2)])]
     proc = cli(url, "--processes", "2", "--concurrency", "1", "--no-scheduler")
-    err = collect(proc.stderr)
+    err = Lines(proc.stderr)
     wait_for(lambda: len(started_pids(folder)) == 2, "both children to run a task")
     return ids, proc, err
 
@@ -176,7 +185,7 @@ def test_sigterm_drains_running_tasks_then_exits_0(sqlite_or_redis: str, tmp_pat
     proc.send_signal(signal.SIGTERM)
     wait_for(lambda: any("graceful stop" in line for line in err), "the stop to be passed on")
     (folder / "go").touch()  # the running tasks may finish now
-    out, _ = proc.communicate(timeout=WAIT)
+    out = finish(proc, err)
     assert proc.returncode == 0, "".join(err)
     assert "2 succeeded" in out and "0 restarts" in out
     assert sorted((folder / "done").read_text().split()) == ["0", "1"]
@@ -197,7 +206,7 @@ def test_second_signal_forces_the_stop(sqlite_or_redis: str, tmp_path: Path) -> 
     wait_for(lambda: any("graceful stop" in line for line in err), "the graceful stop")
     t0 = now()
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=WAIT)
+    finish(proc, err)
     assert now() - t0 < 15.0  # well inside the 60 s grace a graceful stop would give
     assert any("forced stop" in line for line in err)
     assert not any(alive(pid) for pid in children)
