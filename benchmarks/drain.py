@@ -8,15 +8,26 @@ start to last task end, as the peer harness times it), the worker's CPU time per
 
     URL=memory://                N=20000 uv run python -m benchmarks.drain
     URL=redis://127.0.0.1:6379/5 N=20000 uv run python -m benchmarks.drain
+    URL=redis://127.0.0.1:6379/5 N=20000 PROCESSES=2 uv run python -m benchmarks.drain
+
+With ``PROCESSES=P`` (> 1) the drain runs ``run_worker(processes=P)``: P worker
+processes, concurrency 100 each. Each records its first start and last end
+(``time.monotonic``, one clock for every process on Linux) in a file when it exits; the
+drain rate is N over the span from the earliest start to the latest end, as above. No
+warm-up runs in that mode: the children are fresh interpreters (their imports happen
+before their first task starts, outside the span). Worker CPU is then not reported.
     uv run --with py-spy py-spy record -r 500 -f raw -o x.raw -- python -m benchmarks.drain
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib
 import os
+import tempfile
 import time
+from pathlib import Path
 
 
 class Seen:
@@ -30,6 +41,49 @@ async def noop() -> None:
     if Seen.done == 1:
         Seen.t_first = time.perf_counter()
     Seen.t_last = time.perf_counter()
+
+
+STAMPS = "BENCH_DRAIN_STAMPS"
+
+
+def _write_stamps() -> None:
+    folder = os.environ.get(STAMPS)
+    if folder and Seen.done:
+        Path(folder, str(os.getpid())).write_text(f"{Seen.done} {Seen.t_first} {Seen.t_last}")
+
+
+async def noop_stamped() -> None:
+    """``noop`` timed with ``time.monotonic``, written to $BENCH_DRAIN_STAMPS at exit."""
+    Seen.done += 1
+    if Seen.done == 1:
+        Seen.t_first = time.monotonic()
+        atexit.register(_write_stamps)
+    Seen.t_last = time.monotonic()
+
+
+def _read_stamps(folder: str) -> list[list[str]]:
+    return [p.read_text().split() for p in Path(folder).iterdir()]
+
+
+async def _main_processes(url: str, n: int, processes: int) -> None:
+    from omniq.core import OmniQ
+
+    item = ("benchmarks.drain:noop_stamped", ())
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ[STAMPS] = folder  # the worker processes inherit it
+        async with OmniQ(url) as oq:
+            t0 = time.perf_counter()
+            for start in range(0, n, 1000):
+                await oq.enqueue_many([item] * min(1000, n - start), queue="bench")
+            t1 = time.perf_counter()
+            await oq.run_worker(queues=["bench"], concurrency=100, burst=True, processes=processes)
+        stamps = _read_stamps(folder)
+    ran = sum(int(s[0]) for s in stamps)
+    dt = max(float(s[2]) for s in stamps) - min(float(s[1]) for s in stamps)
+    print(
+        f"{url} N={n} processes={processes}: enqueue {n / (t1 - t0):,.0f}/s | "
+        f"drain {n / dt:,.0f}/s | per process {sorted(int(s[0]) for s in stamps)} | ran {ran}"
+    )
 
 
 async def _main(url: str, n: int) -> None:
@@ -59,4 +113,9 @@ async def _main(url: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(os.environ.get("URL", "memory://"), int(os.environ.get("N", "20000"))))
+    _url, _n = os.environ.get("URL", "memory://"), int(os.environ.get("N", "20000"))
+    _processes = int(os.environ.get("PROCESSES", "1"))
+    if _processes > 1:
+        asyncio.run(_main_processes(_url, _n, _processes))
+    else:
+        asyncio.run(_main(_url, _n))

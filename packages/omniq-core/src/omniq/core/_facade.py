@@ -45,6 +45,7 @@ from ._dead_letters import DeadLetterOps
 from ._queues import QueueOps
 from ._schedules import ScheduleOps
 from ._session import Session
+from ._supervisor import check_processes, supervisor_for
 from ._taskfn import TaskFunction, make_task_function
 from ._urls import resolve_urls
 from ._worker import WorkerHandle, run_pool
@@ -380,11 +381,18 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps):
         concurrency: int | None = None,
         worker_type: WorkerType | str | None = None,
         burst: bool = False,
+        processes: int = 1,
         **pool_options: Any,
     ) -> PoolStats:
         """Run a worker in this task until stopped (SIGTERM/cancel) or, with ``burst``,
-        until nothing is due and nothing runs. Returns the run's counters."""
+        until nothing is due and nothing runs. Returns the run's counters.
+
+        ``processes`` > 1 runs that many worker processes instead (each with these
+        options, so ``concurrency`` is per process) under a supervisor that restarts
+        one that dies; cancelling stops them gracefully. The counters are summed."""
         opts = dict(pool_options, queues=queues, concurrency=concurrency, worker_type=worker_type)
+        if check_processes(processes) > 1:
+            return await supervisor_for(self, opts, processes, burst=burst).run_async()
         return await self._call(_run_worker, opts, burst)
 
     def run_worker_sync(
@@ -395,11 +403,16 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps):
         worker_type: WorkerType | str | None = None,
         burst: bool = False,
         handle_signals: bool = True,
+        processes: int = 1,
         **pool_options: Any,
     ) -> PoolStats:
         """Blocking ``run_worker``; from the main thread, SIGTERM/SIGINT stop it gracefully
-        (a second signal at once)."""
+        (a second signal at once). ``processes`` > 1: see ``run_worker``; the signals
+        are passed on to the worker processes."""
         opts = dict(pool_options, queues=queues, concurrency=concurrency, worker_type=worker_type)
+        if check_processes(processes) > 1:
+            sup = supervisor_for(self, opts, processes, burst=burst)
+            return sup.run(handle_signals=handle_signals)
         return WorkerHandle(self, opts, burst=burst).run_sync(handle_signals=handle_signals)
 
     def worker(

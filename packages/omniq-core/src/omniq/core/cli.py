@@ -147,11 +147,26 @@ def worker(
         ),
     ] = None,
     scheduler: Annotated[bool, typer.Option("--scheduler/--no-scheduler")] = True,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            "-p",
+            help="Worker processes to run under a supervisor that restarts one that dies "
+            "(each runs --concurrency tasks at once).",
+        ),
+    ] = 1,
     url: UrlOpt = None,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (or, with --burst, until the queue is drained)."""
     if concurrency is not None and concurrency < 1:
         raise ConfigError("--concurrency", concurrency, "an integer >= 1")
+    if processes < 1:
+        raise ConfigError("--processes", processes, "an integer >= 1")
+    if processes > 1:
+        opts = dict(queues=queues, concurrency=concurrency, worker_type=worker_type)
+        _run_processes(processes, app_spec, url, burst, scheduler, _allowed(allow), opts)
+        return
     options: dict[str, Any] = {}
     allowed = _allowed(allow)
     if allowed is not None:
@@ -205,6 +220,53 @@ def worker(
     console.print(
         f"done: {stats.succeeded} succeeded, {stats.failed} failed, {stats.expired} expired, "
         f"{stats.released} handed back"
+    )
+
+
+def _run_processes(  # noqa: PLR0917
+    processes: int,
+    app_spec: str | None,
+    url: str | None,
+    burst: bool,
+    scheduler: bool,
+    allowed: tuple[str, ...] | None,
+    opts: dict[str, Any],
+) -> None:
+    """``omniq worker --processes N``: a supervisor of N worker processes (each loads
+    ``--app`` itself, or re-creates the OmniQ from the URL and settings)."""
+    import logging
+
+    from ._supervisor import supervisor_for
+
+    if allowed is not None:
+        opts["allowed_modules"] = list(allowed)
+    _cwd_on_path()
+    oq = connect(_load_app(app_spec)) if app_spec else open_oq(url)
+    log = logging.getLogger("omniq.supervisor")
+    handler: logging.Handler | None = None
+    if not log.handlers and not logging.getLogger().handlers:  # restarts must be seen
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    try:
+        with oq:
+            sup = supervisor_for(
+                oq, opts, processes, burst=burst, app=app_spec, scheduler=scheduler
+            )
+            console.print(
+                f"[bold]omniq worker[/] on {escape(redact(oq.task_queue_url))} "
+                f"queues={opts['queues'] or ['default']} processes={processes}"
+                + (f" allow={list(allowed)}" if allowed is not None else ""),
+                markup=True,
+                highlight=False,
+            )
+            stats = sup.run()
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+    console.print(
+        f"done: {stats.succeeded} succeeded, {stats.failed} failed, {stats.expired} expired, "
+        f"{stats.released} handed back ({processes} processes, {sup.restarts} restarts)"
     )
 
 
