@@ -111,7 +111,9 @@ def main() -> None:
         return  # the supervisor went away before sending the spec
     spec = msgspec.json.decode(line, type=ChildSpec)
     sys.path[:] = spec.sys_path
-    from ._cli_common import USER_ERRORS, redact
+    from omniq.models import redact_text
+
+    from ._cli_common import USER_ERRORS
 
     try:
         stats = _run(spec)
@@ -119,11 +121,11 @@ def main() -> None:
         if not isinstance(exc, USER_ERRORS):
             raise
         text = " ".join((str(exc) or type(exc).__name__).split())
-        print(f"omniq worker process {spec.slot}: error: {redact(text)}", file=sys.stderr)
+        print(f"omniq worker process {spec.slot}: error: {redact_text(text)}", file=sys.stderr)
         sys.exit(CHILD_CONFIG_ERROR)
     except Exception:
         print(
-            redact(f"omniq worker process {spec.slot}: {traceback.format_exc()}"),
+            redact_text(f"omniq worker process {spec.slot}: {traceback.format_exc()}"),
             file=sys.stderr,
         )
         sys.exit(1)

@@ -254,7 +254,7 @@ def _run_processes(  # noqa: PLR0917
                 oq, opts, processes, burst=burst, app=app_spec, scheduler=scheduler
             )
             console.print(
-                f"[bold]omniq worker[/] on {escape(redact(oq.task_queue_url))} "
+                f"[bold]omniq worker[/] on {escape(redact_url(oq.task_queue_url))} "
                 f"queues={opts['queues'] or ['default']} processes={processes}"
                 + (f" allow={list(allowed)}" if allowed is not None else ""),
                 markup=True,
