@@ -1,0 +1,28 @@
+"""``omniq --version`` names every installed OmniQ distribution and the Python."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from importlib.metadata import distributions, version
+
+
+def test_version_lists_each_installed_distribution_and_python() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "omniq.core.cli", "--version"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    installed = {
+        (d.metadata["Name"] or "").lower()
+        for d in distributions()
+        if (d.metadata["Name"] or "").lower().startswith("omniq-")
+    }
+    assert {"omniq-core", "omniq-models", "omniq-storage"} <= installed
+    for name in installed:
+        assert f"{name} {version(name)}" in out, (name, out)
+    listed = [line.split()[0] for line in out[:-1]]
+    assert listed == sorted(listed) and len(listed) == len(set(listed))
+    assert out[-1] == f"Python {platform.python_version()} ({platform.python_implementation()})"
