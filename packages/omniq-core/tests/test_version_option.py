@@ -26,3 +26,23 @@ def test_version_lists_each_installed_distribution_and_python() -> None:
     listed = [line.split()[0] for line in out[:-1]]
     assert listed == sorted(listed) and len(listed) == len(set(listed))
     assert out[-1] == f"Python {platform.python_version()} ({platform.python_implementation()})"
+
+
+def test_help_renders_for_every_command() -> None:
+    """The installed typer and click agree (a mismatch fails only when help is drawn)."""
+    import typer
+
+    from omniq.core.cli import app
+
+    group = typer.main.get_command(app)
+    commands = [[name] for name in getattr(group, "commands", {})]
+    assert len(commands) >= 8, commands
+    for argv in ([], *commands):
+        out = subprocess.run(
+            [sys.executable, "-m", "omniq.core.cli", *argv, "--help"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={"COLUMNS": "120", "PATH": ""},
+        ).stdout
+        assert "Usage:" in out, (argv, out)
