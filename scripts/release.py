@@ -47,6 +47,9 @@ PUBLISH: dict[str, str] = {
 }
 """Where each distribution is published (docs/packaging.md, "Names")."""
 
+PINNED_IN = ["README.md", "docs/**/*.md", "packages/*/README.md"]
+"""Where install commands pin the umbrella (``omniq==X.Y.Z``; scripts/check_install_paths.py)."""
+
 UNRELEASED = re.compile(r"^## +(?:(?P<version>\d[^\s]*) +[—-]+ +)?unreleased\s*$", re.I | re.M)
 HEADING = re.compile(r"^## +.*$", re.M)
 
@@ -191,6 +194,15 @@ def release(root: Path, name: str, how: str | None, date: str) -> list[str]:
         dist.pyproject.write_text(set_version(dist.pyproject.read_text(), version))
         changes.append(f"{name}: version {dist.version} -> {version}")
     changes.append(f"{name}: CHANGELOG entry ## {version} — {date}")
+    if name == UMBRELLA and version != dist.version:
+        pin = re.compile(rf"(?<![\w./-])omniq((?:\[[^\]]*\])?)=={re.escape(str(dist.version))}\b")
+        for pattern in PINNED_IN:
+            for path in sorted(root.glob(pattern)):
+                text = path.read_text()
+                new = pin.sub(rf"omniq\1=={version}", text)
+                if new != text:
+                    path.write_text(new)
+                    changes.append(f"{path.relative_to(root)}: omniq=={version}")
     umbrella = dists.get(UMBRELLA)
     if umbrella is not None and name != UMBRELLA:
         outside = [r for r in umbrella.requires if r.name == name]

@@ -109,3 +109,17 @@ def test_the_umbrella_is_never_published_to_pypi_and_a_foreign_name_is_refused(
         repo, "check-name", "omniq-models", "--repository", ours, "--pypi-json", str(mine)
     )
     assert owned.returncode == 0, owned.stderr
+
+
+def test_an_umbrella_release_moves_the_pins_in_the_docs(repo: Path) -> None:
+    before = str(project(repo, "omniq")["version"])
+    (repo / "docs").mkdir()
+    (repo / "docs" / "install.md").write_text(
+        f'pip install --find-links ./r "omniq=={before}"\npip install "omniq[all]=={before}"\n'
+    )
+    out = release(repo, "omniq", "patch", "--date", "2030-01-02")
+    assert out.returncode == 0, out.stderr
+    after = str(project(repo, "omniq")["version"])
+    assert (repo / "docs" / "install.md").read_text() == (
+        f'pip install --find-links ./r "omniq=={after}"\npip install "omniq[all]=={after}"\n'
+    )

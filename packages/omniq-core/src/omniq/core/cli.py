@@ -178,8 +178,8 @@ def worker(
             from gevent import monkey
         except ImportError as exc:
             raise MissingExtraError(
-                "--worker-type gevent needs gevent: pip install 'omniq[gevent]' "
-                "(or 'omniq-workers[gevent]')"
+                "--worker-type gevent needs gevent: pip install 'omniq-workers[gevent]' "
+                "(the omniq distribution installs it)"
             ) from exc
         monkey.patch_all()
     _cwd_on_path()  # task functions are imported from here too, as with --app
