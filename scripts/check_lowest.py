@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,9 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "omniq-history-wheels"
+TESTS_AT_ONCE = threading.Semaphore(1)
+"""Venvs are prepared in parallel, tests run one distribution at a time: some tests
+measure wake-up latencies, which two suites on two cores would distort."""
 TEST_TOOLS = ["pytest", "hypothesis"]
 TEST_NEEDS = {
     # tests that run the stores on every engine need the drivers of omniq-storage[all]
@@ -174,7 +178,8 @@ def check(
     shutil.copytree(folder / "tests", tests / folder.relative_to(ROOT) / "tests")
     shutil.copy(ROOT / "conftest.py", tests / "conftest.py")
     (tests / "pytest.ini").write_text(PYTEST_INI)
-    res = run([py, "-m", "pytest", "-q", str(folder.relative_to(ROOT) / "tests")], cwd=tests)
+    with TESTS_AT_ONCE:
+        res = run([py, "-m", "pytest", "-q", str(folder.relative_to(ROOT) / "tests")], cwd=tests)
     (here / "pytest.log").write_text(res.stdout + res.stderr)
     last = res.stdout.strip().splitlines()[-1:] or ["(no output)"]
     took = time.monotonic() - start
