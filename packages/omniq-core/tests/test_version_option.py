@@ -46,3 +46,11 @@ def test_help_renders_for_every_command() -> None:
             env={"COLUMNS": "120", "PATH": ""},
         ).stdout
         assert "Usage:" in out, (argv, out)
+
+
+def test_installing_omniq_core_installs_the_omniq_command() -> None:
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "omniq"
+    out = subprocess.run([str(script), "--help"], check=True, capture_output=True, text=True)
+    assert "Usage:" in out.stdout
