@@ -2,23 +2,68 @@
 # Build every distribution without workspace sources, then install each wheel alone into a
 # fresh venv (siblings from the built wheels, third-party packages from the index) and
 # import it. Proves the sibling pins are satisfiable and each distribution stands alone.
+# The umbrella is installed by its pinned name (omniq==<its version>) with the public
+# index enabled: the check fails if an installer could pick the unrelated "omniq".
+#   --python PY   the interpreter for the venvs (default: the lowest Python >= 3.11 here)
+#   --wheels DIR  use the wheels already built in DIR instead of building
+#   --only NAME   check this distribution only (e.g. omniq-core)
+#   --keep DIR    leave the venvs in DIR (venv-<dist>), e.g. to run tests in venv-omniq
 set -euo pipefail
 export UV_PYTHON_DOWNLOADS=never
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="" WHEELS="" ONLY="" KEEP=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --python) PY="$2"; shift 2 ;;
+    --wheels) WHEELS="$2"; shift 2 ;;
+    --only) ONLY="$(echo "$2" | tr - _)"; shift 2 ;;
+    --keep) KEEP="$2"; shift 2 ;;
+    *) echo "check_wheels.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$PY" ] || PY="$(bash "$ROOT/scripts/pythons" 2>/dev/null | head -n 1 | cut -d' ' -f2)"
 DIST="$(mktemp -d)"
 trap 'rm -rf "$DIST"' EXIT
 cd "$ROOT"
-uv build --all-packages --no-sources --wheel -q -o "$DIST/wheels"
-for whl in "$DIST"/wheels/*.whl; do
+if [ -z "$WHEELS" ]; then
+  WHEELS="$DIST/wheels"
+  uv build --all-packages --no-sources --wheel -q -o "$WHEELS"
+fi
+VENVS="${KEEP:-$DIST}"
+mkdir -p "$VENVS"
+echo "  wheels on $("$PY" -c 'import platform; print("Python", platform.python_version())')"
+for whl in "$WHEELS"/*.whl; do
   dist=$(basename "$whl" | cut -d- -f1)
+  [ -z "$ONLY" ] || [ "$dist" = "$ONLY" ] || continue
+  # Every wheel carries the MIT licence text.
+  listing="$(unzip -Z1 "$whl")"
+  grep -q '\.dist-info/licenses/LICENSE$' <<<"$listing" || { echo "$whl: no LICENSE" >&2; exit 1; }
   case "$dist" in
     omniq) module=omniq ;;
     omniq_core) module=omniq.core ;;
     *) module="omniq.${dist#omniq_}" ;;
   esac
-  venv="$DIST/venv-$dist"
-  uv venv -q --python 3.11 "$venv"
-  uv pip install -q --python "$venv/bin/python" --find-links "$DIST/wheels" "$whl"
+  venv="$VENVS/venv-$dist"
+  rm -rf "$venv"
+  uv venv -q --python "$PY" "$venv"
+  if [ "$dist" = omniq ]; then
+    version=$(basename "$whl" | cut -d- -f2)
+    # By name, index enabled: only the pin keeps the unrelated omniq on the index out.
+    uv pip install -q --python "$venv/bin/python" --find-links "$WHEELS" "omniq==$version"
+    "$venv/bin/python" - "$version" <<'PY'
+import sys
+from importlib.metadata import distribution
+
+meta = distribution("omniq").metadata
+assert meta["Version"] == sys.argv[1], f"installed omniq {meta['Version']}, not ours"
+assert meta["Summary"].startswith("OmniQ: one Python task queue"), meta["Summary"]
+from omniq import OmniQ  # noqa: E402,F401
+
+print(f"  omniq=={sys.argv[1]} from the built wheels is ours (the index has another omniq)")
+PY
+  else
+    uv pip install -q --python "$venv/bin/python" --find-links "$WHEELS" "$whl"
+  fi
   "$venv/bin/python" - "$module" <<'PY'
 import importlib, sys
 module = sys.argv[1]
@@ -81,6 +126,6 @@ PY
     # Installed from wheels, every portion sits physically under site-packages/omniq, so
     # this is where the umbrella (a regular package) can be type-checked with the rest.
     uv pip install -q --python "$venv/bin/python" mypy
-    (cd "$DIST" && "$venv/bin/python" -m mypy --strict --no-incremental --follow-imports=silent -m omniq)
+    (cd "$venv" && "$venv/bin/python" -m mypy --strict --no-incremental --follow-imports=silent -m omniq)
   fi
 done

@@ -73,7 +73,7 @@ def make_adder(n: int) -> Callable[[int], int]:
         (len, "builtins:len"),
         (json.dumps, "json:dumps"),
         (os.path.join, f"{os.path.join.__module__}:join"),
-        (Path, "pathlib:Path"),
+        (Path, f"{Path.__module__}:Path"),  # pathlib._local on Python 3.13
         (Tasks.static, f"{MODULE}:Tasks.static"),
         (Tasks.klass, f"{MODULE}:Tasks.klass"),
         (module_level, f"{MODULE}:module_level"),

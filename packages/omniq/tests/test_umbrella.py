@@ -64,7 +64,23 @@ def test_console_script_and_python_m_run_the_core_cli() -> None:
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "omniq"]
     assert script.value == "omniq.core.cli:main"
-    expected = f"omniq-core {version('omniq-core')}"
+    names = ["omniq", "omniq-config", "omniq-core", "omniq-events", "omniq-models"]
+    names += ["omniq-serialization", "omniq-storage", "omniq-workers"]
     for argv in ([str(Path(sys.executable).parent / "omniq")], [sys.executable, "-m", "omniq"]):
         out = subprocess.run([*argv, "--version"], check=True, capture_output=True, text=True)
-        assert out.stdout.strip() == expected
+        lines = out.stdout.strip().splitlines()
+        for name in names:
+            assert f"{name} {version(name)}" in lines, (name, lines)
+        assert lines[-1].startswith(f"Python {sys.version.split()[0]} ")
+
+
+def test_the_full_stack_is_installed() -> None:
+    """The umbrella alone brings every backend's driver and every worker type."""
+    import importlib
+
+    for module in ("asyncpg", "redis", "hiredis", "nats", "gevent", "uvloop"):
+        importlib.import_module(module)
+    from omniq.storage import backend_class
+
+    for scheme in ("postgresql", "redis", "nats", "sqlite", "file", "memory"):
+        backend_class(scheme)

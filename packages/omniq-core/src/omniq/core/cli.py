@@ -12,9 +12,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import platform
+import re
 import sys
 import time
-from importlib.metadata import version
+from importlib.metadata import distributions
 from typing import Annotated, Any
 
 import typer
@@ -44,9 +46,24 @@ EventsOpt = Annotated[
 ]
 
 
+def _installed_versions() -> list[tuple[str, str]]:
+    """Every installed ``omniq``/``omniq-*`` distribution and its version, by name.
+
+    Each OmniQ distribution is released on its own, so a bug report needs all of them.
+    """
+    found: dict[str, str] = {}
+    for dist in distributions():
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+        if name == "omniq" or name.startswith("omniq-"):
+            found.setdefault(name, dist.version)  # the first on sys.path is the one imported
+    return sorted(found.items())
+
+
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(f"omniq-core {version('omniq-core')}")
+        for name, installed in _installed_versions():
+            typer.echo(f"{name} {installed}")
+        typer.echo(f"Python {platform.python_version()} ({platform.python_implementation()})")
         raise typer.Exit
 
 
@@ -176,8 +193,8 @@ def worker(
             from gevent import monkey
         except ImportError as exc:
             raise MissingExtraError(
-                "--worker-type gevent needs gevent: pip install 'omniq[gevent]' "
-                "(or 'omniq-workers[gevent]')"
+                "--worker-type gevent needs gevent: pip install 'omniq-workers[gevent]' "
+                "(the omniq distribution installs it)"
             ) from exc
         monkey.patch_all()
     _cwd_on_path()  # task functions are imported from here too, as with --app

@@ -185,6 +185,17 @@ def _is_fsspec_protocol(scheme: str) -> bool:
     return scheme in fsspec.available_protocols()
 
 
+def _driver(exc: ImportError) -> str:
+    """The top-level module that failed to import: the error's own name, else that of its
+    cause (a backend re-raises the driver's ImportError as a MissingExtraError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ImportError) and seen.name:
+            return seen.name.split(".")[0]
+        seen = seen.__cause__ or seen.__context__
+    return "of its extra"
+
+
 def _import(scheme: str, entry: BackendEntry) -> type[Backend]:
     target = entry.target
     if not isinstance(target, str):
@@ -202,8 +213,13 @@ def _import(scheme: str, entry: BackendEntry) -> type[Backend]:
             if entry.extra is None:
                 raise
             raise MissingExtraError(
-                f"the {scheme}:// backend needs the driver {exc.name or '?'}: "
+                f"the {scheme}:// backend needs the driver {_driver(exc)}: "
                 f"pip install '{entry.install_hint()}'"
+                + (
+                    " (the omniq distribution installs every driver)"
+                    if entry.distribution in (None, "omniq-storage")
+                    else ""
+                )
             ) from exc
         cls = module
         for part in attr.split("."):

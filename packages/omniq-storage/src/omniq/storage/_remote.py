@@ -73,7 +73,11 @@ def split_options(url: str, names: Iterable[str]) -> tuple[str, dict[str, str]]:
             mine[k] = v
         else:
             rest.append((k, v))
-    return urlunsplit(parts._replace(query=urlencode(rest))), mine
+    cleaned = urlunsplit(parts._replace(query=urlencode(rest)))
+    if not parts.netloc and url.lower().startswith(f"{parts.scheme}://"):
+        # urlunsplit writes unix:/path for an empty host; drivers want unix:///path back
+        cleaned = f"{parts.scheme}://{cleaned.partition(':')[2]}"
+    return cleaned, mine
 
 
 E = TypeVar("E", bound="Engine")

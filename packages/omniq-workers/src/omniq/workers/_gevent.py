@@ -33,7 +33,7 @@ def require_worker_extra(worker_type: WorkerType | str) -> None:
     except ImportError as exc:
         raise MissingExtraError(
             f"the gevent worker type needs gevent, which is not installed: "
-            f"pip install '{_GEVENT_EXTRA}' (or 'omniq[gevent]')"
+            f"pip install '{_GEVENT_EXTRA}' (the omniq distribution installs it)"
         ) from exc
 
 

@@ -1,0 +1,22 @@
+"""split_options hands the driver the URL it was given, less OmniQ's own parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from omniq.storage._remote import split_options
+
+
+@pytest.mark.parametrize(
+    ("url", "driver_url"),
+    [
+        ("redis://127.0.0.1:6379/0?prefix=a:&db=1", "redis://127.0.0.1:6379/0?db=1"),
+        ("unix:///tmp/redis.sock?db=0&prefix=a:", "unix:///tmp/redis.sock?db=0"),
+        ("unix:///tmp/redis.sock?prefix=a:", "unix:///tmp/redis.sock"),
+        ("postgresql:///test?prefix=a:", "postgresql:///test"),
+    ],
+)
+def test_the_driver_url_keeps_its_form(url: str, driver_url: str) -> None:
+    cleaned, mine = split_options(url, ["prefix"])
+    assert cleaned == driver_url
+    assert mine == {"prefix": "a:"}
