@@ -65,6 +65,13 @@ _EXPORTS: dict[str, str] = {
     "OmniQ": "omniq.core",
     "DeadLetter": "omniq.core",
     "TaskFunction": "omniq.core",
+    # the running task's context and in-task control
+    "current_task": "omniq.core",
+    "TaskContext": "omniq.core",
+    "Progress": "omniq.models",
+    "Retry": "omniq.models",
+    "Fail": "omniq.models",
+    "NotInTaskError": "omniq.models",
 }
 
 __all__ = [
@@ -81,11 +88,15 @@ __all__ = [
     "DependencyResolver",
     "ErrorInfo",
     "EventType",
+    "Fail",
     "InvalidTaskError",
     "MissingExtraError",
+    "NotInTaskError",
     "OmniQ",
     "OmniQError",
+    "Progress",
     "RemoteTaskError",
+    "Retry",
     "RetryManager",
     "RetryPolicy",
     "Schedule",
@@ -98,6 +109,7 @@ __all__ = [
     "TTLManager",
     "Task",
     "TaskCancelledError",
+    "TaskContext",
     "TaskEvent",
     "TaskExpiredError",
     "TaskFunction",
@@ -109,12 +121,13 @@ __all__ = [
     "WorkerCrashedError",
     "WorkerType",
     "__version__",
+    "current_task",
     "open_storage",
 ]
 
 if TYPE_CHECKING:
     from omniq.config import ConfigProvider, Settings
-    from omniq.core import DeadLetter, OmniQ, TaskFunction
+    from omniq.core import DeadLetter, OmniQ, TaskContext, TaskFunction, current_task
     from omniq.models import (
         BackendUnavailableError,
         ConfigError,
@@ -122,10 +135,14 @@ if TYPE_CHECKING:
         DependencyError,
         ErrorInfo,
         EventType,
+        Fail,
         InvalidTaskError,
         MissingExtraError,
+        NotInTaskError,
         OmniQError,
+        Progress,
         RemoteTaskError,
+        Retry,
         Schedule,
         ScheduleError,
         SerializationError,

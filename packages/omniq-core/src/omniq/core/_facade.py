@@ -42,6 +42,7 @@ from omniq.workers import PoolStats
 from ._dead_letters import DeadLetterOps
 from ._schedules import ScheduleOps
 from ._session import Session
+from ._task_control import TaskControlOps
 from ._taskfn import TaskFunction, make_task_function
 from ._urls import resolve_urls
 from ._worker import WorkerHandle, run_pool
@@ -67,7 +68,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class OmniQ(ScheduleOps, DeadLetterOps):
+class OmniQ(ScheduleOps, DeadLetterOps, TaskControlOps):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,

@@ -1,4 +1,4 @@
-"""Builders for the nine lifecycle events with their structured metadata.
+"""Builders for the lifecycle events with their structured metadata.
 
 Metadata is plain JSON-compatible data (str, int, float, bool, None, lists, dicts) so
 every store keeps it as columns/JSON. Keys used across OmniQ: ``func``, ``attempt``,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omniq.models import ErrorInfo, EventType, Schedule, Task, TaskEvent, TaskResult
+from omniq.models import ErrorInfo, EventType, Progress, Schedule, Task, TaskEvent, TaskResult
 
 from ._ids import event_id
 
@@ -227,3 +227,24 @@ def schedule_paused_event(schedule: Schedule | str, **extra: Any) -> TaskEvent:
 def schedule_resumed_event(schedule: Schedule | str, **extra: Any) -> TaskEvent:
     """SCHEDULE_RESUMED: a paused schedule fires again (``task_id`` is the schedule id)."""
     return _schedule_event(schedule, EventType.SCHEDULE_RESUMED, extra)
+
+
+__all__ += ["progress_event"]
+
+
+def progress_event(
+    task: TaskRef, progress: Progress, *, worker_id: str | None = None, **extra: Any
+) -> TaskEvent:
+    """PROGRESS: a running task reported how far it got (at most about once a second)."""
+    meta: dict[str, Any] = {}
+    task_id, queue = _base(task, meta)
+    _put(meta, done=progress.done, total=progress.total, message=progress.message)
+    meta.update(extra)
+    return TaskEvent(
+        id=event_id(),
+        task_id=task_id,
+        type=EventType.PROGRESS,
+        worker_id=worker_id,
+        queue=queue,
+        metadata=meta,
+    )

@@ -23,16 +23,20 @@ from ._errors import (
     DependencyCycleError,
     DependencyError,
     EventLoopError,
+    Fail,
     InvalidStateError,
     InvalidTaskError,
     MissingExtraError,
+    NotInTaskError,
     OmniQError,
     PayloadTooLargeError,
     RemoteTaskError,
+    Retry,
     ScheduleError,
     SerializationError,
     StorageError,
     TaskCancelledError,
+    TaskControl,
     TaskExpiredError,
     TaskTimeoutError,
     UnknownBackendError,
@@ -41,7 +45,7 @@ from ._errors import (
 from ._event import TaskEvent
 from ._ids import new_id
 from ._redact import redact_url
-from ._result import ErrorInfo, TaskResult
+from ._result import ErrorInfo, Progress, TaskResult
 from ._schedule import Schedule, cron_next
 from ._task import ClaimedTask, Payload, Task
 from ._time import as_timestamp, now, to_datetime
@@ -77,14 +81,18 @@ __all__ = [
     "ErrorInfo",
     "EventLoopError",
     "EventType",
+    "Fail",
     "InvalidStateError",
     "InvalidTaskError",
     "MisfirePolicy",
     "MissingExtraError",
+    "NotInTaskError",
     "OmniQError",
     "Payload",
     "PayloadTooLargeError",
+    "Progress",
     "RemoteTaskError",
+    "Retry",
     "Schedule",
     "ScheduleError",
     "ScheduleKind",
@@ -93,6 +101,7 @@ __all__ = [
     "StorageError",
     "Task",
     "TaskCancelledError",
+    "TaskControl",
     "TaskEvent",
     "TaskExpiredError",
     "TaskResult",

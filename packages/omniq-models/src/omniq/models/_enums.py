@@ -49,6 +49,7 @@ class EventType(enum.StrEnum):
     EXPIRED = "EXPIRED"
     SCHEDULE_PAUSED = "SCHEDULE_PAUSED"
     SCHEDULE_RESUMED = "SCHEDULE_RESUMED"
+    PROGRESS = "PROGRESS"
 
 
 class WorkerType(enum.StrEnum):
