@@ -105,6 +105,7 @@ class PostgresBackend(Backend):
         }
         self.work_channel = f"omniq:{self.schema}:work"
         self.result_channel = f"omniq:{self.schema}:result"
+        self.cancel_channel = f"omniq:{self.schema}:cancel"
         self._pool: asyncpg.Pool | None = None
         self._listen_conn: Any = None
         self._listener: asyncio.Task[None] | None = None
@@ -194,6 +195,9 @@ class PostgresBackend(Backend):
     def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         if channel == self.work_channel:
             self.work_wake.notify((payload,))
+        elif channel == self.cancel_channel:  # tasks cancelled (their workers stop them)
+            if self.tasks is not None:
+                self.tasks.cancel_feed.push(payload.split("\x1f"))
         else:
             self.result_wake.notify((payload,))
 
@@ -206,6 +210,7 @@ class PostgresBackend(Backend):
         )
         await conn.add_listener(self.work_channel, self._on_notify)
         await conn.add_listener(self.result_channel, self._on_notify)
+        await conn.add_listener(self.cancel_channel, self._on_notify)
         conn.add_termination_listener(self._on_lost)
         self._listen_conn = conn
         self._lost.clear()
