@@ -47,6 +47,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("the nats backend needs: pip install 'omniq-storage[nats]'") from exc
 
+from ._control import progress_bucket_config, subscribe_cancels
 from ._queue import NatsTaskQueue, on_timer
 from ._stores import NatsEvents, NatsResults, NatsSchedules
 
@@ -88,6 +89,7 @@ class NatsBackend(Backend):
         self.keys_bucket = f"{ns}_KEYS"
         self.results_bucket = f"{ns}_RESULTS"
         self.sched_bucket = f"{ns}_SCHED"
+        self.progress_bucket = f"{ns}_PROGRESS"
         self.work_stream = f"{ns}_WORK"
         self.events_stream = f"{ns}_EVENTS"
         self._consumers: set[str] = set()
@@ -141,6 +143,9 @@ class NatsBackend(Backend):
         try:
             await self.call(self._js.start)
             await self.call(self._ensure_streams)
+            await self.call(
+                lambda: subscribe_cancels(nc, self.ns, self.tasks.cancel_feed.push)  # type: ignore[union-attr]
+            )
         except BaseException:
             await self.close()
             raise
@@ -181,6 +186,8 @@ class NatsBackend(Backend):
                 num_replicas=self.replicas,
             )
         )
+        with contextlib.suppress(nats.js.errors.BadRequestError):
+            await js.create_key_value(progress_bucket_config(self.progress_bucket, self.replicas))
         for kind in ("eta", "lease", "ttl"):
             await self.ensure_consumer(f"timer-{kind}", f"{self.ns}.timer.{kind}")
 
@@ -231,6 +238,7 @@ class NatsBackend(Backend):
             self.events_stream,
             *(f"KV_{b}" for b in (self.tasks_bucket, self.keys_bucket)),
             *(f"KV_{b}" for b in (self.results_bucket, self.sched_bucket)),
+            f"KV_{self.progress_bucket}",
         ):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.js.api(f"STREAM.DELETE.{name}")

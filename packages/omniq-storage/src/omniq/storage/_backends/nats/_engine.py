@@ -22,6 +22,7 @@ class NatsEngine(Engine, Protocol):
     keys_bucket: str
     results_bucket: str
     sched_bucket: str
+    progress_bucket: str
     work_stream: str
     events_stream: str
     wake: Wake
