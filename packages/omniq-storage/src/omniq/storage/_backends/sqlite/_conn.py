@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS schedules (
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_run_at) WHERE state = 'active';
+CREATE TABLE IF NOT EXISTS task_progress (
+    task_id TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 
