@@ -16,6 +16,7 @@ from ._multiprocess import TestMultiprocess
 from ._queue import TestQueue
 from ._results import TestResults
 from ._schedules import TestSchedules
+from ._task_control import TestTaskControl
 
 __all__ = [
     "TestDeadLetters",
@@ -27,4 +28,5 @@ __all__ = [
     "TestQueue",
     "TestResults",
     "TestSchedules",
+    "TestTaskControl",
 ]
