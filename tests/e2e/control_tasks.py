@@ -1,7 +1,8 @@
 """Task functions for the task-context tests (importable by path in worker processes).
 
-Each long-running task writes ``started`` to its marker file, then waits; a task that
-is stopped by a cancel never writes ``finished``. Files, not memory, so a process
+A held task writes ``started`` to its marker file, then waits until the test creates
+the ``<marker>.go`` file, then writes ``finished``. A task stopped by a cancel never
+writes ``finished`` however long the go file exists. Files, not memory, so a process
 worker's child and a worker in another process report through them too.
 """
 
@@ -15,9 +16,14 @@ import omniq.workers
 from omniq.models import Fail, Retry
 
 
-def _mark(path: str, text: str) -> None:
+def mark(path: str, text: str) -> None:
     with open(path, "a") as f:
         f.write(text + "\n")
+
+
+def marks(path: str) -> list[str]:
+    p = Path(path)
+    return p.read_text().split() if p.exists() else []
 
 
 def context_info() -> dict[str, object]:
@@ -36,48 +42,59 @@ async def async_context_info() -> dict[str, object]:
     return context_info()
 
 
-async def async_sleeper(path: str, seconds: float) -> str:
-    """Mark ``started``, record progress, sleep; mark ``finished`` if not stopped."""
+async def async_held(path: str) -> str:
+    """Held until ``path.go`` exists; writes ``cancelled`` if CancelledError stops it."""
     omniq.workers.current_task().set_progress(1, 10, "started")
-    _mark(path, "started")
-    await asyncio.sleep(seconds)
-    _mark(path, "finished")
+    mark(path, "started")
+    try:
+        # The go file comes from another process: polling it is the point here.
+        while not Path(path + ".go").exists():  # noqa: ASYNC110, ASYNC240
+            await asyncio.sleep(0.01)
+    except asyncio.CancelledError:
+        mark(path, "cancelled")
+        raise
+    mark(path, "finished")
     return "finished"
 
 
-def blocking_sleeper(path: str, seconds: float) -> str:
-    """Like ``async_sleeper`` for thread, process and gevent workers (time.sleep is
-    cooperative under gevent's monkey-patching, and gevent.sleep is used otherwise)."""
-    omniq.workers.current_task().set_progress(1, 10, "started")
-    _mark(path, "started")
-    if omniq.workers.current_task().worker_type == "gevent":
+def blocking_held(path: str) -> str:
+    """``async_held`` for process and gevent workers (gevent.sleep in a greenlet, so a
+    kill lands at the next switch)."""
+    ctx = omniq.workers.current_task()
+    ctx.set_progress(1, 10, "started")
+    mark(path, "started")
+    if ctx.worker_type == "gevent":
         import gevent  # type: ignore[import-untyped,unused-ignore]
 
-        gevent.sleep(seconds)  # yields to the hub: a killed greenlet stops here
+        sleep = gevent.sleep
     else:
-        time.sleep(seconds)
-    _mark(path, "finished")
+        sleep = time.sleep
+    while not Path(path + ".go").exists():
+        sleep(0.01)
+    mark(path, "finished")
     return "finished"
 
 
-def cooperative_thread(path: str, seconds: float) -> str:
-    """A thread task that checks ``cancelled``: writes ``saw-cancel`` and returns early."""
+def thread_held(path: str) -> str:
+    """A thread task that checks ``cancelled`` while held: writes ``saw-cancel``."""
     ctx = omniq.workers.current_task()
-    _mark(path, "started")
-    if ctx.wait_cancelled(seconds):
-        _mark(path, "saw-cancel")
-        return "cancelled"
-    _mark(path, "finished")
+    mark(path, "started")
+    while not Path(path + ".go").exists():
+        if ctx.wait_cancelled(0.01):
+            mark(path, "saw-cancel")
+            return "cancelled"
+    mark(path, "finished")
     return "finished"
 
 
 def progress_loop(n: int, path: str) -> str:
-    """Call set_progress ``n`` times in a tight loop, then wait for ``path`` to exist."""
+    """Call set_progress ``n`` times in a tight loop, then wait for ``path.go``."""
     ctx = omniq.workers.current_task()
     for i in range(1, n + 1):
         ctx.set_progress(i, n, f"step {i}")
-    deadline = time.monotonic() + 30
-    while not Path(path).exists() and time.monotonic() < deadline:
+    mark(path, "started")
+    deadline = time.monotonic() + 60
+    while not Path(path + ".go").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     return "done"
 
@@ -93,5 +110,5 @@ def retry_until(path: str, times: int, delay: float | None) -> int:
 
 
 def fail_for_good(path: str) -> None:
-    _mark(path, "ran")
+    mark(path, "ran")
     raise Fail("bad input, no point retrying")
