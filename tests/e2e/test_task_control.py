@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -221,3 +222,26 @@ async def test_cancel_and_progress_reach_a_worker_in_another_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def test_cli_status_of_one_task_shows_its_progress(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from omniq.core.cli import app
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    marker = str(tmp_path / "marker")
+    runner = CliRunner()
+    with OmniQ(url) as oq, oq.worker(concurrency=1, progress_interval=0.1):
+        task = oq.enqueue_sync(ct.progress_loop, (40, marker), worker="thread")
+        deadline = now() + WAIT
+        while (p := oq.get_progress_sync(task.id)) is None or p.done != 40:
+            assert now() < deadline, p
+            time.sleep(0.02)  # polling with a deadline
+        out = runner.invoke(app, ["status", task.id, "-u", url])
+        Path(marker + ".go").touch()
+        oq.get_result_sync(task.id, wait=True, timeout=WAIT)
+    assert out.exit_code == 0, out.output
+    assert "running" in out.output and "40/40 (100%)" in out.output and "step 40" in out.output
+    unknown = runner.invoke(app, ["status", "no-such-task", "-u", url])
+    assert unknown.exit_code == 1 and "unknown task" in unknown.output
