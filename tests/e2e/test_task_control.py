@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 

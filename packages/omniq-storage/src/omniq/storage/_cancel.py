@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import threading
-from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Protocol
 
-from omniq.models import TaskStatus
+from omniq.models import Task, TaskStatus
 
 from ._wake import Wake
-
-if TYPE_CHECKING:
-    from ._interfaces import TaskQueueStorage
 
 __all__ = ["CancelFeed", "watch_cancels"]
 
@@ -65,8 +62,20 @@ class CancelFeed:
         return ids
 
 
+class _Watched(Protocol):
+    """What the watcher needs of a task store."""
+
+    @property
+    def cancel_feed(self) -> CancelFeed: ...
+
+    @property
+    def cancel_poll(self) -> float | None: ...
+
+    async def get(self, task_ids: Sequence[str]) -> builtins.list[Task | None]: ...
+
+
 async def watch_cancels(
-    store: TaskQueueStorage,
+    store: _Watched,
     running: Callable[[], Collection[str]],
     on_cancel: Callable[[builtins.list[str]], None],
 ) -> None:

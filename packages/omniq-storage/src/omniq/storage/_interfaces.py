@@ -30,10 +30,8 @@ from omniq.models import (
     TaskStatus,
 )
 
+from ._cancel import CancelFeed, watch_cancels
 from ._limits import PayloadLimit
-
-if TYPE_CHECKING:
-    from ._cancel import CancelFeed
 
 __all__ = [
     "Backend",
@@ -348,8 +346,6 @@ class TaskQueueStorage(abc.ABC):
         listener push ids into it, ``watch_cancels`` reads them."""
         feed = self.__dict__.get("_omniq_cancel_feed")
         if feed is None:
-            from ._cancel import CancelFeed
-
             feed = self.__dict__.setdefault("_omniq_cancel_feed", CancelFeed())
         return feed  # type: ignore[no-any-return]
 
@@ -372,8 +368,6 @@ class TaskQueueStorage(abc.ABC):
         ``running()`` (the tasks ``worker_id`` holds now) that were cancelled: as soon as
         a ``signal_cancel`` notification arrives, and every ``cancel_poll`` seconds by
         reading their status. Each id is reported at most once."""
-        from ._cancel import watch_cancels
-
         await watch_cancels(self, running, on_cancel)
 
 
