@@ -34,6 +34,7 @@ class TaskContext:
 
     __slots__ = (
         "_cancelled",
+        "_event",
         "_sink",
         "attempt",
         "queue",
@@ -57,7 +58,8 @@ class TaskContext:
         self.worker_id = worker_id
         self.worker_type = worker_type
         self._sink = sink
-        self._cancelled = threading.Event()
+        self._cancelled = False
+        self._event: threading.Event | None = None  # made by the first wait_cancelled
 
     def __repr__(self) -> str:
         return (
@@ -68,16 +70,24 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """True once the task was cancelled while running (see the class docstring)."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def cancel(self) -> None:
         """Mark the task cancelled (the pool does this when ``cancel`` reaches it)."""
-        self._cancelled.set()
+        self._cancelled = True
+        event = self._event
+        if event is not None:
+            event.set()
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block (a thread task) up to ``timeout`` seconds until the task is cancelled;
         True if it was. A cancellable alternative to ``time.sleep`` in thread tasks."""
-        return self._cancelled.wait(timeout)
+        event = self._event
+        if event is None:
+            event = self._event = threading.Event()
+            if self._cancelled:  # cancelled before the event existed
+                event.set()
+        return event.wait(timeout)
 
     def set_progress(
         self, done: float, total: float | None = None, message: str | None = None
