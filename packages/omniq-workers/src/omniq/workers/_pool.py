@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -185,6 +186,7 @@ class AsyncWorkerPool:
         self._outcome_buf: list[Outcome] = []
         self._release_buf: list[ClaimedTask] = []
         self._progress: dict[str, Progress] = {}
+        self._progress_lock = threading.Lock()  # set_progress comes from any thread
         self._progress_armed = False
         self.stats = PoolStats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -698,9 +700,10 @@ class AsyncWorkerPool:
 
     def _on_progress(self, ctx: TaskContext, progress: Progress) -> None:
         """A run's ``set_progress`` (any thread): keep the latest, arm the writer."""
-        self._progress[ctx.task_id] = progress
-        if not self._progress_armed:
-            self._progress_armed = True
+        with self._progress_lock:
+            self._progress[ctx.task_id] = progress
+            armed, self._progress_armed = self._progress_armed, True
+        if not armed:
             loop = self._loop
             if loop is None:
                 return
@@ -721,8 +724,9 @@ class AsyncWorkerPool:
         while True:
             await due.wait()
             due.clear()
-            self._progress_armed = False
-            latest, self._progress = self._progress, {}
+            with self._progress_lock:
+                self._progress_armed = False
+                latest, self._progress = self._progress, {}
             pairs = []
             for tid, progress in latest.items():
                 entry = self._entries.get(tid)
