@@ -88,6 +88,12 @@ async def test_cancel_stops_a_running_task(oq: OmniQ, tmp_path: Path, wtype: str
     async with oq.worker(concurrency=2) as handle:
         task = await oq.enqueue(fn, (marker,), worker=wtype)
         await wait_for(lambda: "started" in ct.marks(marker), "the task to start")
+        if wtype != "thread":  # progress from the run (a process task's child included)
+            deadline = now() + WAIT
+            while (p := await oq.get_progress(task.id)) is None:
+                assert now() < deadline, "the run's progress was never stored"
+                await anyio.sleep(0.02)
+            assert (p.done, p.total, p.message) == (1, 10, "started")
         assert await oq.cancel(task.id)
         # The worker hears of it through the store's notification path (or poll) and
         # lets go of the task (a progress write refused for the lost lease may beat it).
