@@ -67,6 +67,13 @@ _EXPORTS: dict[str, str] = {
     "OmniQ": "omniq.core",
     "DeadLetter": "omniq.core",
     "TaskFunction": "omniq.core",
+    # the running task's context and in-task control
+    "current_task": "omniq.core",
+    "TaskContext": "omniq.core",
+    "Progress": "omniq.models",
+    "Retry": "omniq.models",
+    "Fail": "omniq.models",
+    "NotInTaskError": "omniq.models",
 }
 
 __all__ = [
@@ -83,12 +90,16 @@ __all__ = [
     "DependencyResolver",
     "ErrorInfo",
     "EventType",
+    "Fail",
     "InvalidTaskError",
     "MissingExtraError",
+    "NotInTaskError",
     "OmniQ",
     "OmniQError",
+    "Progress",
     "QueueInfo",
     "RemoteTaskError",
+    "Retry",
     "RetryManager",
     "RetryPolicy",
     "Schedule",
@@ -101,6 +112,7 @@ __all__ = [
     "TTLManager",
     "Task",
     "TaskCancelledError",
+    "TaskContext",
     "TaskEvent",
     "TaskExpiredError",
     "TaskFunction",
@@ -113,12 +125,13 @@ __all__ = [
     "WorkerInfo",
     "WorkerType",
     "__version__",
+    "current_task",
     "open_storage",
 ]
 
 if TYPE_CHECKING:
     from omniq.config import ConfigProvider, Settings
-    from omniq.core import DeadLetter, OmniQ, TaskFunction
+    from omniq.core import DeadLetter, OmniQ, TaskContext, TaskFunction, current_task
     from omniq.models import (
         BackendUnavailableError,
         ConfigError,
@@ -126,11 +139,15 @@ if TYPE_CHECKING:
         DependencyError,
         ErrorInfo,
         EventType,
+        Fail,
         InvalidTaskError,
         MissingExtraError,
+        NotInTaskError,
         OmniQError,
+        Progress,
         QueueInfo,
         RemoteTaskError,
+        Retry,
         Schedule,
         ScheduleError,
         SerializationError,

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 from omniq.models.lowlevel import publish
 
+# The running task's context is defined below core (the worker pool sets it); it is
+# re-exported here with the rest of the facade's API.
+from omniq.workers import TaskContext, current_task
+
 from ._dead_letters import DeadLetter
 from ._facade import OmniQ
 from ._taskfn import TaskFunction
 from ._urls import default_url, resolve_urls
 from ._worker import WorkerHandle
 
-__all__ = ["DeadLetter", "OmniQ", "TaskFunction", "WorkerHandle", "default_url", "resolve_urls"]
+__all__ = [
+    "DeadLetter",
+    "OmniQ",
+    "TaskContext",
+    "TaskFunction",
+    "WorkerHandle",
+    "current_task",
+    "default_url",
+    "resolve_urls",
+]
 
 # Show public names as omniq.core.X so the private modules can move freely.
 publish(globals())

@@ -46,6 +46,7 @@ from ._queues import QueueOps
 from ._schedules import ScheduleOps
 from ._session import Session
 from ._supervisor import check_processes, supervisor_for
+from ._task_control import TaskControlOps
 from ._taskfn import TaskFunction, make_task_function
 from ._urls import resolve_urls
 from ._worker import WorkerHandle, run_pool
@@ -72,7 +73,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps):
+class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,

@@ -332,11 +332,17 @@ def _status_table(counts: dict[tuple[str, TaskStatus], int]) -> Table:
 
 @app.command()
 def status(
+    task_id: Annotated[
+        str | None, typer.Argument(help="One task: its state and last progress.")
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Show a progress bar until done.")] = False,
     url: UrlOpt = None,
 ) -> None:
-    """Task counts by queue and state."""
+    """Task counts by queue and state, or one task's state and progress."""
     with open_oq(url) as oq:
+        if task_id is not None:
+            _task_status(oq, task_id)
+            return
         counts = oq.counts_sync()
         console.print(_status_table(counts))
         if not watch:
@@ -353,6 +359,27 @@ def status(
                 if done >= total:
                     break
                 time.sleep(0.5)
+
+
+def _task_status(oq: OmniQ, task_id: str) -> None:
+    task = oq.get_task_sync(task_id)
+    if task is None:
+        console.print("unknown task")
+        raise typer.Exit(1)
+    table = Table(show_header=False)
+    table.add_row("status", task.status.value)
+    table.add_row("queue", task.queue)
+    table.add_row("attempt", str(task.attempt))
+    p = oq.get_progress_sync(task_id)
+    if p is not None:
+        shown = f"{p.done:g}" if p.total is None else f"{p.done:g}/{p.total:g}"
+        if p.fraction is not None:
+            shown += f" ({p.fraction:.0%})"
+        table.add_row("progress", shown)
+        if p.message:
+            table.add_row("message", p.message)
+        table.add_row("updated", f"{max(0.0, time.time() - p.updated_at):.1f}s ago")
+    console.print(table)
 
 
 @app.command()

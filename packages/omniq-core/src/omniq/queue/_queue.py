@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from omniq.events import (
 )
 from omniq.models import (
     ErrorInfo,
+    Progress,
     Task,
     TaskCancelledError,
     TaskEvent,
@@ -37,6 +39,8 @@ from ._source import QueueWorkerSource
 from ._ttl import TTLManager
 
 __all__ = ["AsyncTaskQueue"]
+
+_log = logging.getLogger("omniq.queue")
 
 
 class AsyncTaskQueue:
@@ -202,17 +206,29 @@ class AsyncTaskQueue:
         """Task counts by (queue, status)."""
         return await self.tasks.counts()
 
+    async def get_progress(self, task_ids: Sequence[str]) -> list[Progress | None]:
+        """The last progress each task recorded (None where there is none)."""
+        return await self.tasks.get_progress(task_ids)
+
     # -- cancelling ------------------------------------------------------------------------
 
     async def cancel(self, task_id: str | Sequence[str]) -> list[str]:
         """Cancel tasks that have not finished; returns the ids actually cancelled.
 
-        A running task's lease is revoked, so its worker's outcome is discarded. Pending
-        dependents are cancelled (or released) per the dependency policy.
+        A running task's lease is revoked, so its worker's outcome is discarded, and its
+        worker is notified through the store (``signal_cancel``) so it stops the run now.
+        The CANCELLED result and event are recorded here; ``on_failure`` follow-ups do
+        not run. Pending dependents are cancelled (or released) per the dependency policy.
         """
         ids = [validate_task_id(t) for t in ([task_id] if isinstance(task_id, str) else task_id)]
         report = await self.tasks.cancel(ids, dependency_policy=self.dependency_policy)
         if report.done:
+            try:  # tell the workers running them to stop now (else: at their next renewal)
+                await self.tasks.signal_cancel(report.done)
+            except Exception:
+                _log.warning(
+                    "notifying workers of %d cancel(s) failed", len(report.done), exc_info=True
+                )
             done = [t for t in await self.tasks.get(report.done) if t is not None]
             await self.record_cancelled(done, "cancelled")
         await self.record_cascade(report)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Protocol
 
 import anyio
@@ -26,12 +26,14 @@ from omniq.events import (
     error_event,
     executing_event,
     expired_event,
+    progress_event,
     retry_event,
 )
 from omniq.models import (
     BackendUnavailableError,
     ClaimedTask,
     ErrorInfo,
+    Progress,
     Task,
     TaskEvent,
     TaskResult,
@@ -46,6 +48,7 @@ from omniq.storage import (
     DependencyPolicy,
     LeaseRef,
     PayloadLimit,
+    ProgressUpdate,
     ResultStorage,
     RetryRequest,
     TaskQueueStorage,
@@ -269,6 +272,33 @@ class QueueWorkerSource:
             self._settle(lost)
         return lost
 
+    async def set_progress(self, updates: Sequence[tuple[ClaimedTask, Progress]]) -> set[str]:
+        """Store progress fenced by the leases (a renewal too); one PROGRESS event per
+        task stored. Returns the ids whose lease was lost."""
+        if not updates:
+            return set()
+        lost = set(
+            await self.queue.tasks.set_progress(
+                [ProgressUpdate(c.task.id, c.token, p) for c, p in updates], self.lease
+            )
+        )
+        if lost:
+            self._settle(lost)
+        ev = self.queue.events
+        if ev is not None and ev.enabled:
+            ev.log_many(
+                progress_event(c.task, p, worker_id=self.worker_id)
+                for c, p in updates
+                if c.task.id not in lost
+            )
+        return lost
+
+    async def watch_cancels(
+        self, running: Callable[[], Collection[str]], on_cancel: Callable[[list[str]], None]
+    ) -> None:
+        """Report held tasks ``cancel`` ended, through the store's notification path."""
+        await self.queue.tasks.watch_cancels(self.worker_id, running, on_cancel)
+
     async def release(self, claims: Sequence[ClaimedTask]) -> None:
         if claims:
             try:
@@ -387,12 +417,18 @@ class QueueWorkerSource:
                 o = _fit(o, limit, attempt, worker, q.result_expiry(o.finished_at or t_now))
             oversized = o is not given
             status = o.status
+            requested = o.retry_delay is not None  # the task raised Retry: not a failure
             if status is TaskStatus.SUCCESS:
                 breakers.record(task.func, True)
             elif status is TaskStatus.ERROR and not final and not oversized:
-                breakers.record(task.func, False)
+                if not requested and o.retryable:
+                    breakers.record(task.func, False)
                 if o.retryable and retry_mgr.should_retry(task, attempt):
-                    delay = retry_mgr.delay(task, attempt)
+                    delay = (
+                        o.retry_delay
+                        if o.retry_delay is not None
+                        else retry_mgr.delay(task, attempt)
+                    )
                     eta = t_now + delay
                     retries.append(RetryRequest(task.id, token, eta))
                     if logging_on:

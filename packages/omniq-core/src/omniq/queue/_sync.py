@@ -8,7 +8,7 @@ from typing import Any
 
 from omniq.config import Settings, get_settings
 from omniq.events.bridge import ThreadPortal, loop_factory
-from omniq.models import ConfigError, Task, TaskResult, TaskStatus
+from omniq.models import ConfigError, Progress, Task, TaskResult, TaskStatus
 from omniq.storage import Backend, open_storage
 
 from ._build import TaskSpec
@@ -93,6 +93,10 @@ class TaskQueue:
 
     def counts(self) -> dict[tuple[str, TaskStatus], int]:
         return self._runner.call(self._async.counts)
+
+    def get_progress(self, task_ids: Sequence[str]) -> list[Progress | None]:
+        """The last progress each task recorded (None where there is none)."""
+        return self._runner.call(self._async.get_progress, task_ids)
 
     def list_tasks(
         self,

@@ -1,4 +1,4 @@
-"""Builders for the nine lifecycle events with their structured metadata.
+"""Builders for the lifecycle events with their structured metadata.
 
 Metadata is plain JSON-compatible data (str, int, float, bool, None, lists, dicts) so
 every store keeps it as columns/JSON. Keys used across OmniQ: ``func``, ``attempt``,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omniq.models import ErrorInfo, EventType, Schedule, Task, TaskEvent, TaskResult
+from omniq.models import ErrorInfo, EventType, Progress, Schedule, Task, TaskEvent, TaskResult
 
 from ._ids import event_id
 
@@ -246,3 +246,24 @@ def queue_paused_event(queue: str, **extra: Any) -> TaskEvent:
 def queue_resumed_event(queue: str, **extra: Any) -> TaskEvent:
     """QUEUE_RESUMED: the queue's tasks start again (``task_id`` is the queue name)."""
     return _queue_event(queue, EventType.QUEUE_RESUMED, extra)
+
+
+__all__ += ["progress_event"]
+
+
+def progress_event(
+    task: TaskRef, progress: Progress, *, worker_id: str | None = None, **extra: Any
+) -> TaskEvent:
+    """PROGRESS: a running task reported how far it got (at most about once a second)."""
+    meta: dict[str, Any] = {}
+    task_id, queue = _base(task, meta)
+    _put(meta, done=progress.done, total=progress.total, message=progress.message)
+    meta.update(extra)
+    return TaskEvent(
+        id=event_id(),
+        task_id=task_id,
+        type=EventType.PROGRESS,
+        worker_id=worker_id,
+        queue=queue,
+        metadata=meta,
+    )

@@ -23,16 +23,20 @@ from ._errors import (
     DependencyCycleError,
     DependencyError,
     EventLoopError,
+    Fail,
     InvalidStateError,
     InvalidTaskError,
     MissingExtraError,
+    NotInTaskError,
     OmniQError,
     PayloadTooLargeError,
     RemoteTaskError,
+    Retry,
     ScheduleError,
     SerializationError,
     StorageError,
     TaskCancelledError,
+    TaskControl,
     TaskExpiredError,
     TaskTimeoutError,
     UnknownBackendError,
@@ -42,7 +46,7 @@ from ._event import TaskEvent
 from ._ids import new_id
 from ._queue import QueueInfo
 from ._redact import redact_text, redact_url
-from ._result import ErrorInfo, TaskResult
+from ._result import ErrorInfo, Progress, TaskResult
 from ._schedule import Schedule, cron_next
 from ._task import ClaimedTask, Payload, Task
 from ._time import as_timestamp, now, to_datetime
@@ -79,15 +83,19 @@ __all__ = [
     "ErrorInfo",
     "EventLoopError",
     "EventType",
+    "Fail",
     "InvalidStateError",
     "InvalidTaskError",
     "MisfirePolicy",
     "MissingExtraError",
+    "NotInTaskError",
     "OmniQError",
     "Payload",
     "PayloadTooLargeError",
+    "Progress",
     "QueueInfo",
     "RemoteTaskError",
+    "Retry",
     "Schedule",
     "ScheduleError",
     "ScheduleKind",
@@ -96,6 +104,7 @@ __all__ = [
     "StorageError",
     "Task",
     "TaskCancelledError",
+    "TaskControl",
     "TaskEvent",
     "TaskExpiredError",
     "TaskResult",

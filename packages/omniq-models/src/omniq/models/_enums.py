@@ -51,6 +51,7 @@ class EventType(enum.StrEnum):
     SCHEDULE_RESUMED = "SCHEDULE_RESUMED"
     QUEUE_PAUSED = "QUEUE_PAUSED"
     QUEUE_RESUMED = "QUEUE_RESUMED"
+    PROGRESS = "PROGRESS"
 
 
 class WorkerType(enum.StrEnum):

@@ -164,3 +164,43 @@ class EventLoopError(OmniQError, RuntimeError):
     A blocking call on the loop thread it would wait for (a deadlock), or a connection
     used from a loop other than the one it is bound to.
     """
+
+
+__all__ += ["Fail", "NotInTaskError", "Retry", "TaskControl"]
+
+
+class NotInTaskError(OmniQError, RuntimeError):
+    """``omniq.current_task()`` was called outside a running task (no task context)."""
+
+
+class TaskControl(OmniQError):
+    """Base of the exceptions a task raises to steer its own outcome (``Retry``, ``Fail``).
+
+    They are requests, not failures: a worker turns them into a retry or a final error
+    without counting them against the function's circuit breaker.
+    """
+
+
+class Retry(TaskControl):
+    """Raised by a task to run again: at once (``delay=None``) or after ``delay`` seconds.
+
+    The run counts as an attempt: once the task's ``max_retries`` are used up, the task
+    ends in ``error`` with this exception as its error, like any failure.
+    """
+
+    def __init__(self, delay: float | None = None, message: str = "") -> None:
+        if delay is not None and not delay >= 0:
+            raise InvalidTaskError(f"Retry delay must be a number >= 0, got {delay!r}")
+        self.delay = delay
+        self.message = message
+        super().__init__(
+            message or ("retry requested" if delay is None else f"retry in {delay:g} s")
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.delay, self.message), self.__dict__
+
+
+class Fail(TaskControl):
+    """Raised by a task to fail for good: the task ends in ``error`` at once, however many
+    retries it has left (its ``on_failure`` follow-ups run as for any final error)."""

@@ -59,3 +59,26 @@ class TaskResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+
+__all__ += ["Progress"]
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How far a running task got, as it last reported (``current_task().set_progress``).
+
+    ``done`` and ``total`` are in the task's own units (items, bytes, percent);
+    ``total`` is None when unknown. ``updated_at`` is when the worker recorded it.
+    """
+
+    done: float
+    total: float | None = None
+    message: str | None = None
+    updated_at: float = 0.0
+
+    @property
+    def fraction(self) -> float | None:
+        """``done / total`` when a positive total is known, else None."""
+        if self.total is None or self.total <= 0:
+            return None
+        return self.done / self.total

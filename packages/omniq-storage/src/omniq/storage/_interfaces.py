@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 from omniq.models import (
     ClaimedTask,
     EventType,
+    Progress,
     QueueInfo,
     Schedule,
     ScheduleState,
@@ -31,6 +32,7 @@ from omniq.models import (
     WorkerInfo,
 )
 
+from ._cancel import CancelFeed, watch_cancels
 from ._limits import PayloadLimit
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "EventStorage",
     "LeaseRef",
     "PayloadLimit",
+    "ProgressUpdate",
     "ResultStorage",
     "RetryRequest",
     "ScheduleRun",
@@ -77,6 +80,14 @@ class RetryRequest(msgspec.Struct, frozen=True):
     task_id: str
     token: str
     eta: float | None = None
+
+
+class ProgressUpdate(msgspec.Struct, frozen=True):
+    """Progress of a leased task, written under its lease (``set_progress``)."""
+
+    task_id: str
+    token: str
+    progress: Progress
 
 
 class CompletionReport(msgspec.Struct):
@@ -322,6 +333,76 @@ class TaskQueueStorage(abc.ABC):
             )
             for q in names
         ]
+
+    # -- task context: progress and prompt cancellation -------------------------------------
+
+    cancel_poll: float | None = 0.2
+    """How often ``watch_cancels`` re-reads the status of the watched tasks, for stores
+    whose cancels made by other processes arrive by no notification (None: a backend
+    whose ``signal_cancel`` reaches every process's watcher; a lost notification is
+    still caught by the next lease renewal)."""
+
+    async def set_progress(
+        self, updates: Sequence[ProgressUpdate], lease: float
+    ) -> builtins.list[str]:
+        """Record the progress of leased tasks, fenced by their leases: a task whose
+        token is no longer current gets nothing stored and is returned (stale); the
+        others' leases are extended to ``now + lease`` (it is a heartbeat too).
+
+        The default renews (the fence) and then calls ``store_progress`` for the tasks
+        still held, as ``finish`` does with results; a backend may do both in one step.
+        """
+        if not updates:
+            return []
+        stale = await self.renew([LeaseRef(u.task_id, u.token) for u in updates], lease)
+        lost = set(stale)
+        kept = [u for u in updates if u.task_id not in lost]
+        if kept:
+            await self.store_progress(kept)
+        return stale
+
+    async def store_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        """Write progress records unconditionally (``set_progress`` fences first), the
+        latest replacing the previous one. The default keeps them in this object's
+        memory (one process); engines store them where every process can read them."""
+        mem = self.__dict__.setdefault("_omniq_progress", {})
+        for u in updates:
+            mem[u.task_id] = u.progress
+
+    async def get_progress(self, task_ids: Sequence[str]) -> builtins.list[Progress | None]:
+        """The last progress recorded for each task, None where there is none."""
+        mem: dict[str, Progress] = self.__dict__.get("_omniq_progress", {})
+        return [mem.get(i) for i in task_ids]
+
+    @property
+    def cancel_feed(self) -> CancelFeed:
+        """The in-process side of cancel notifications: ``signal_cancel`` and a backend's
+        listener push ids into it, ``watch_cancels`` reads them."""
+        feed = self.__dict__.get("_omniq_cancel_feed")
+        if feed is None:
+            feed = self.__dict__.setdefault("_omniq_cancel_feed", CancelFeed())
+        return feed  # type: ignore[no-any-return]
+
+    async def signal_cancel(self, task_ids: Sequence[str]) -> None:
+        """Tell the workers running ``task_ids`` that ``cancel`` ended them, so they stop
+        them now instead of at their next lease renewal. Called after ``cancel`` with
+        the ids it cancelled. The default reaches watchers of this object only (others
+        notice by polling, ``cancel_poll``); engines publish on their own notification
+        channel (pub/sub, NOTIFY, a subject) to reach every process."""
+        if task_ids:
+            self.cancel_feed.push(task_ids)
+
+    async def watch_cancels(
+        self,
+        worker_id: str,
+        running: Callable[[], Collection[str]],
+        on_cancel: Callable[[builtins.list[str]], None],
+    ) -> None:
+        """Run until cancelled, calling ``on_cancel(ids)`` (on this loop) with the ids among
+        ``running()`` (the tasks ``worker_id`` holds now) that were cancelled: as soon as
+        a ``signal_cancel`` notification arrives, and every ``cancel_poll`` seconds by
+        reading their status. Each id is reported at most once."""
+        await watch_cancels(self, running, on_cancel)
 
 
 class ResultStorage(abc.ABC):

@@ -12,28 +12,42 @@ from omniq.models.lowlevel import publish
 
 from ._async import AsyncWorker, is_async_callable
 from ._base import Worker
+from ._context import TaskContext, current_task, current_task_or_none
 from ._gevent import GeventWorker, gevent_patched, require_worker_extra
 from ._pool import AsyncWorkerPool
 from ._process import ProcessWorker, RemoteTaskError
 from ._signals import install_signal_handlers
 from ._sync import WorkerPool
 from ._thread import ThreadWorker
-from ._types import Outcome, OutcomeSink, PoolStats, TaskSource, WorkerPresence
+from ._types import (
+    CancelSource,
+    Outcome,
+    OutcomeSink,
+    PoolStats,
+    ProgressSource,
+    TaskSource,
+    WorkerPresence,
+)
 
 __all__ = [
     "AsyncWorker",
     "AsyncWorkerPool",
+    "CancelSource",
     "GeventWorker",
     "Outcome",
     "OutcomeSink",
     "PoolStats",
     "ProcessWorker",
+    "ProgressSource",
     "RemoteTaskError",
+    "TaskContext",
     "TaskSource",
     "ThreadWorker",
     "Worker",
     "WorkerPool",
     "WorkerPresence",
+    "current_task",
+    "current_task_or_none",
     "gevent_patched",
     "install_signal_handlers",
     "is_async_callable",

@@ -10,10 +10,13 @@ serialization payloads, so the parent never unpickles what a child made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import pickle
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -21,9 +24,21 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import ErrorInfo, Payload
+from omniq.models import ErrorInfo, Payload, Progress, Retry, WorkerType
 
-__all__ = ["BOOTSTRAP", "Init", "Reply", "Request", "child_main", "encode_init", "main"]
+from ._context import TaskContext, reset_current, set_current
+
+__all__ = [
+    "BOOTSTRAP",
+    "CallContext",
+    "Init",
+    "ProgressFrame",
+    "Reply",
+    "Request",
+    "child_main",
+    "encode_init",
+    "main",
+]
 
 BOOTSTRAP = "import sys; from omniq.workers._child import main; main(int(sys.argv[1]))"
 """The ``python -c`` program of a child; its argument is the socket's file descriptor."""
@@ -38,20 +53,70 @@ class Init(msgspec.Struct, array_like=True):
     setup: bytes
 
 
+class CallContext(msgspec.Struct, array_like=True):
+    """The running task a call belongs to: the child's ``current_task()``."""
+
+    task_id: str
+    attempt: int
+    queue: str
+    worker_id: str
+
+
 class Request(msgspec.Struct, array_like=True):
     """Call ``func`` (import path, or signed dill in ``func_payload``) with ``payload``."""
 
     func: str
     func_payload: Payload | None
     payload: Payload | None
+    context: CallContext | None = None
 
 
-class Reply(msgspec.Struct, array_like=True):
-    """Either the serialized return value (None for None) or the error."""
+class Reply(msgspec.Struct, array_like=True, tag="r"):
+    """Either the serialized return value (None for None) or the error; ``retry_delay``
+    is the delay of a ``Retry`` the task raised (-1.0 for none, as the error says)."""
 
     ok: bool
     value: Payload | None = None
     error: ErrorInfo | None = None
+    retry_delay: float | None = None
+
+
+class ProgressFrame(msgspec.Struct, array_like=True, tag="p"):
+    """A ``set_progress`` call made in the child, sent before the call's ``Reply``."""
+
+    progress: Progress
+
+
+class _Progress:
+    """The child's progress sink: keeps the latest value, sends it at most every
+    ``interval`` seconds (and once more before the reply), so tight loops cost little."""
+
+    def __init__(self, conn: Connection, encode: Callable[[Any], bytes], interval: float) -> None:
+        self.conn = conn
+        self.encode = encode
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.pending: Progress | None = None
+        self.sent = 0.0
+
+    def __call__(self, ctx: TaskContext, progress: Progress) -> None:
+        with self.lock:
+            self.pending = progress
+            t = time.monotonic()
+            if t - self.sent >= self.interval:
+                self._send(t)
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.pending is not None:
+                self._send(time.monotonic())
+
+    def _send(self, t: float) -> None:
+        progress, self.pending = self.pending, None
+        self.sent = t
+        if progress is not None:
+            with contextlib.suppress(OSError):
+                self.conn.send_bytes(self.encode(ProgressFrame(progress)))
 
 
 def main(fd: int) -> None:
@@ -83,6 +148,7 @@ def child_main(
     encode = msgspec.msgpack.Encoder().encode
     cache: dict[str, Callable[..., Any]] = {}
     runner: asyncio.Runner | None = None
+    sink = _Progress(conn, encode, 0.2)
     try:
         while True:
             try:
@@ -91,8 +157,17 @@ def child_main(
                 return
             if not frame:
                 return
+            token: object = None
+            retry_delay: float | None = None
             try:
                 req = decode(frame)
+                if req.context is not None:
+                    c = req.context
+                    token = set_current(
+                        TaskContext(
+                            c.task_id, c.attempt, c.queue, c.worker_id, WorkerType.PROCESS, sink
+                        )
+                    )
                 if req.func_payload is None:
                     fn = cache.get(req.func)
                     if fn is None:
@@ -115,7 +190,14 @@ def child_main(
                     value = runner.run(_await(value))
                 reply = Reply(True, None if value is None else serializer.dumps(value))
             except BaseException as exc:  # report everything, even SystemExit
-                reply = Reply(False, None, ErrorInfo.from_exception(exc, traceback.format_exc()))
+                if isinstance(exc, Retry):
+                    retry_delay = -1.0 if exc.delay is None else exc.delay
+                info = ErrorInfo.from_exception(exc, traceback.format_exc())
+                reply = Reply(False, None, info, retry_delay)
+            finally:
+                if token is not None:
+                    reset_current(token)
+            sink.flush()
             try:
                 conn.send_bytes(encode(reply))
             except (BrokenPipeError, OSError):

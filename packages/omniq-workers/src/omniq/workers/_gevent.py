@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,7 @@ def gevent_patched() -> bool:
 
 
 class _GJob:
-    __slots__ = ("abandoned", "args", "fn", "fut", "gate", "greenlet", "kwargs", "loop")
+    __slots__ = ("abandoned", "args", "context", "fn", "fut", "gate", "greenlet", "kwargs", "loop")
 
     def __init__(  # noqa: PLR0917
         self,
@@ -66,6 +67,7 @@ class _GJob:
         self.loop = loop
         self.abandoned = False
         self.greenlet: Any = None
+        self.context = contextvars.copy_context()  # current_task() inside the greenlet
 
     def finish(self, ok: bool, value: Any) -> None:  # on the event loop thread
         if self.abandoned:
@@ -81,7 +83,7 @@ class _GJob:
         import gevent
 
         try:
-            value = self.fn(*self.args, **self.kwargs)
+            value = self.context.run(self.fn, *self.args, **self.kwargs)
         except gevent.GreenletExit:
             ok, value = False, TaskCancelledError("greenlet was killed")
         except BaseException as exc:

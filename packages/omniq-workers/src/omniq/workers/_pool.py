@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -20,6 +22,7 @@ from omniq.models import (
     InvalidTaskError,
     OmniQError,
     Payload,
+    Progress,
     Task,
     TaskCancelledError,
     TaskStatus,
@@ -29,9 +32,11 @@ from omniq.serialization import SerializationManager
 
 from ._async import AsyncWorker, is_async_callable
 from ._base import Worker
+from ._context import TaskContext, set_current
 from ._gevent import require_worker_extra
 from ._process import ProcessWorker, check_process_callable
 from ._support import (
+    CANCEL,
     DONE,
     LOST,
     QUEUED,
@@ -44,7 +49,15 @@ from ._support import (
     worker_type_of,
 )
 from ._thread import ThreadWorker
-from ._types import Outcome, OutcomeSink, PoolStats, TaskSource, WorkerPresence
+from ._types import (
+    CancelSource,
+    Outcome,
+    OutcomeSink,
+    PoolStats,
+    ProgressSource,
+    TaskSource,
+    WorkerPresence,
+)
 
 if TYPE_CHECKING:
     from omniq.config import Settings
@@ -80,6 +93,14 @@ class AsyncWorkerPool:
     them and releases them to the source; ``stop(force=True)`` (a second signal) cuts
     the grace short. Every claim ends exactly once: reported, released, or lease lost.
 
+    Each run sees its ``omniq.workers.current_task()``. Progress it records is kept in
+    memory and written through the source (``ProgressSource``) at most every
+    ``progress_interval`` seconds per task; a source that is a ``CancelSource`` tells the
+    pool when ``cancel`` ended a task it holds: the task's ``cancelled`` flag turns true
+    and the run is stopped where the worker type allows (async: CancelledError; process:
+    the child is killed and replaced; gevent: the greenlet is killed; a thread runs on,
+    its result discarded, its slot held until it returns).
+
     A task's function is imported only from modules ``allowed_modules`` admits
     (default: ``settings.allowed_modules``, i.e. ``OMNIQ_ALLOWED_MODULES``), checked
     before anything is imported; a refused task ends at once as an ``error`` outcome that
@@ -110,6 +131,7 @@ class AsyncWorkerPool:
         report_batch: int = 512,
         flush_interval: float = 0.005,
         idle_wait: float = 5.0,
+        progress_interval: float = 1.0,
         worker_id: str | None = None,
         allowed_modules: Sequence[str] | None = None,
         workers: Mapping[WorkerType, Worker] | None = None,
@@ -155,6 +177,7 @@ class AsyncWorkerPool:
         self.report_batch = max(1, report_batch)
         self.flush_interval = flush_interval
         self.idle_wait = idle_wait
+        self.progress_interval = progress_interval
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         allowed = allowed_modules if allowed_modules is not None else settings.allowed_modules
         if isinstance(allowed, str):  # "app.tasks, billing.*" as in OMNIQ_ALLOWED_MODULES
@@ -173,6 +196,9 @@ class AsyncWorkerPool:
         self._started_buf: list[ClaimedTask] = []
         self._outcome_buf: list[Outcome] = []
         self._release_buf: list[ClaimedTask] = []
+        self._progress: dict[str, Progress] = {}
+        self._progress_lock = threading.Lock()  # set_progress comes from any thread
+        self._progress_armed = False
         self.stats = PoolStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -256,11 +282,17 @@ class AsyncWorkerPool:
         self._full = asyncio.Event()
         self._closed = asyncio.Event()
         self._finished = asyncio.Event()
+        self._progress_due = asyncio.Event()
         self._worker_lock = asyncio.Lock()
         if self._stopping:  # a stop requested before run() began
             self._on_stop(self._force)
         flusher = loop.create_task(self._flush_loop())
         renewer = loop.create_task(self._renew_loop())
+        helpers: list[asyncio.Task[None]] = []
+        if isinstance(self.source, ProgressSource):
+            helpers.append(loop.create_task(self._progress_loop(self.source)))
+        if isinstance(self.source, CancelSource):
+            helpers.append(loop.create_task(self._cancel_loop(self.source)))
         try:
             await self._beat()
             await self._claim_loop(burst)
@@ -270,6 +302,9 @@ class AsyncWorkerPool:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._shutdown(flusher, renewer)
+                for h in helpers:
+                    h.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
                 self._running = False
                 self._finished.set()
         return self.stats
@@ -476,6 +511,10 @@ class AsyncWorkerPool:
                     self._settle(entry, expired_outcome(claim, wtype, started_at, self.worker_id))
                     return
                 entry.state = RUNNING
+                ctx = entry.ctx = TaskContext(
+                    task.id, task.attempt, task.queue, self.worker_id, wtype, self._on_progress
+                )
+                set_current(ctx)  # this asyncio task's own context: seen by this run only
                 buf = self._started_buf
                 buf.append(claim)
                 if len(buf) == 1:
@@ -487,7 +526,9 @@ class AsyncWorkerPool:
                 payload: Payload | None
                 if fn is None:
                     assert isinstance(worker, ProcessWorker)
-                    payload = await worker.call(task.func, task.payload, timeout, task.func_payload)
+                    payload = await worker.call(
+                        task.func, task.payload, timeout, task.func_payload, ctx
+                    )
                 else:
                     if task.payload is None:
                         args: tuple[Any, ...] = ()
@@ -570,6 +611,8 @@ class AsyncWorkerPool:
             self._release_buf.append(entry.claim)
             self._have_items.set()
             stats.released += 1
+        elif reason == CANCEL:
+            stats.cancels += 1
         else:
             stats.leases_lost += 1
         self._wake.set()
@@ -577,10 +620,12 @@ class AsyncWorkerPool:
             self._drained.set()
 
     def _cancel(self, entry: Entry, reason: str) -> None:
-        """Stop a held task: release it (shutdown) or forget it (lease lost)."""
+        """Stop a held task: release it (shutdown) or forget it (lease lost, cancelled)."""
         if entry.state is DONE:
             return
         entry.reason = reason
+        if reason != RELEASE and entry.ctx is not None:
+            entry.ctx.cancel()
         self._settle(entry, None, reason=reason)
         handle = entry.handle
         if handle is not None and not handle.done():
@@ -685,6 +730,75 @@ class AsyncWorkerPool:
             log.debug("refreshing the worker registry entry failed: %s", exc)
         except Exception:
             log.warning("refreshing the worker registry entry failed", exc_info=True)
+
+    # -- progress and cancel notifications ------------------------------------------------
+
+    def _on_progress(self, ctx: TaskContext, progress: Progress) -> None:
+        """A run's ``set_progress`` (any thread): keep the latest, arm the writer."""
+        with self._progress_lock:
+            self._progress[ctx.task_id] = progress
+            armed, self._progress_armed = self._progress_armed, True
+        if not armed:
+            loop = self._loop
+            if loop is None:
+                return
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                self._progress_due.set()
+            else:
+                with contextlib.suppress(RuntimeError):  # loop closed: nobody to tell
+                    loop.call_soon_threadsafe(self._progress_due.set)
+
+    async def _progress_loop(self, source: ProgressSource) -> None:
+        """Write recorded progress through the source, at most every
+        ``progress_interval`` seconds (a task whose lease is lost there is abandoned)."""
+        due = self._progress_due
+        while True:
+            await due.wait()
+            due.clear()
+            with self._progress_lock:
+                self._progress_armed = False
+                latest, self._progress = self._progress, {}
+            pairs = []
+            for tid, progress in latest.items():
+                entry = self._entries.get(tid)
+                if entry is not None and entry.state is RUNNING:
+                    pairs.append((entry.claim, progress))
+            if pairs:
+                try:
+                    lost = await source.set_progress(pairs)
+                except Exception:
+                    self.stats.source_errors += 1
+                    log.exception("recording the progress of %d task(s) failed", len(pairs))
+                    lost = set()
+                for tid in lost:
+                    entry = self._entries.get(tid)
+                    if entry is not None:
+                        log.warning("lease of task %s was lost; abandoning it", tid)
+                        self._cancel(entry, LOST)
+            await self._wait_stop(self.progress_interval)
+
+    def _on_cancelled(self, task_ids: list[str]) -> None:
+        """``cancel`` ended these tasks: stop the runs (the canceller stored the result)."""
+        for tid in task_ids:
+            entry = self._entries.get(tid)
+            if entry is not None:
+                log.info("task %s was cancelled while held by this worker; stopping it", tid)
+                self._cancel(entry, CANCEL)
+
+    async def _cancel_loop(self, source: CancelSource) -> None:
+        entries = self._entries
+        while True:
+            try:
+                await source.watch_cancels(entries.keys, self._on_cancelled)
+                return
+            except Exception:
+                self.stats.source_errors += 1
+                log.exception("watching for cancels failed; retrying")
+                await self._wait_stop(1.0)
 
     async def _shutdown(self, flusher: asyncio.Task[None], renewer: asyncio.Task[None]) -> None:
         # Tasks still waiting for a slot go back at once; running ones get the grace.

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from omniq.models import (
+    ErrorInfo,
     InvalidTaskError,
     Payload,
     RemoteTaskError,
@@ -28,14 +29,26 @@ from omniq.models import (
 from omniq.serialization import SerializationManager
 
 from ._base import Worker, timeout_error
-from ._child import BOOTSTRAP, Reply, Request, encode_init
+from ._child import BOOTSTRAP, CallContext, ProgressFrame, Reply, Request, encode_init
+from ._context import TaskContext
 
 __all__ = ["ProcessWorker", "RemoteTaskError", "check_process_callable"]
 
 log = logging.getLogger("omniq.workers")
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode_reply = msgspec.msgpack.Decoder(Reply).decode
+_decode_frame = msgspec.msgpack.Decoder(Reply | ProgressFrame).decode
+
+
+class RemoteRetry(RemoteTaskError):
+    """A process task raised ``omniq.models.Retry``; ``delay`` is its delay (-1.0: none)."""
+
+    def __init__(self, info: ErrorInfo, delay: float) -> None:
+        super().__init__(info)
+        self.delay = delay
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.info, self.delay), self.__dict__
 
 
 class _Child:
@@ -212,49 +225,45 @@ class ProcessWorker(Worker):
         payload: Payload | None,
         timeout: float | None,  # noqa: ASYNC109
         func_payload: Payload | None = None,
+        context: TaskContext | None = None,
     ) -> Payload | None:
         """Run ``func`` with serialized ``(args, kwargs)`` in a child; return the value payload.
 
         The caller holds a slot. Raises RemoteTaskError for the task's own exception.
+        ``context`` becomes the child's ``current_task()``; its ``set_progress`` calls
+        come back over the socket and go to ``context``'s sink here.
         """
         check_process_callable(func, func_payload)
         child = self._take()
         conn = child.conn
+        ctx = (
+            None
+            if context is None
+            else CallContext(context.task_id, context.attempt, context.queue, context.worker_id)
+        )
         try:
-            conn.send_bytes(_encode(Request(func, func_payload, payload)))
+            conn.send_bytes(_encode(Request(func, func_payload, payload, ctx)))
         except OSError:
             self._replace(child, kill=True)
             raise WorkerCrashedError(f"process worker child {child.pid} is gone") from None
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[int] = loop.create_future()
+        readable = asyncio.Event()
         fds = tuple({conn.fileno(), child.sentinel})
         for fd in fds:
-            loop.add_reader(fd, _ready, fut, fd)
+            loop.add_reader(fd, readable.set)
         ok = False
         try:
             if timeout is None:
-                await fut
+                reply = await self._receive(child, func, readable, context)
             else:
+                cm = asyncio.timeout(timeout)
                 try:
-                    async with asyncio.timeout(timeout):
-                        await fut
+                    async with cm:
+                        reply = await self._receive(child, func, readable, context)
                 except TimeoutError:
-                    if fut.cancelled():
+                    if cm.expired():
                         raise timeout_error(timeout) from None
                     raise
-            for fd in fds:
-                loop.remove_reader(fd)
-            try:
-                frame = conn.recv_bytes() if conn.poll() else None
-            except (EOFError, OSError):
-                frame = None
-            if frame is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.proc.wait(1.0)
-                raise WorkerCrashedError(
-                    f"process worker child {child.pid} {_describe_exit(child)} while running {func}"
-                )
-            reply = _decode_reply(frame)
             ok = True
         finally:
             for fd in fds:
@@ -265,8 +274,43 @@ class ProcessWorker(Worker):
                 self._replace(child, kill=True)
         if not reply.ok:
             assert reply.error is not None
+            if reply.retry_delay is not None:
+                raise RemoteRetry(reply.error, reply.retry_delay)
             raise RemoteTaskError(reply.error)
         return reply.value
+
+    async def _receive(
+        self, child: _Child, func: str, readable: asyncio.Event, context: TaskContext | None
+    ) -> Reply:
+        """Read frames until the call's reply: progress frames go to ``context``."""
+        conn = child.conn
+        while True:
+            await readable.wait()
+            readable.clear()
+            while True:
+                try:
+                    frame = conn.recv_bytes() if conn.poll() else None
+                except (EOFError, OSError):
+                    frame = None
+                    exited = True
+                else:
+                    exited = frame is None and child.exitcode is not None
+                if frame is None:
+                    if not exited:
+                        break  # woken without a whole frame yet: wait again
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.proc.wait(1.0)
+                    raise WorkerCrashedError(
+                        f"process worker child {child.pid} {_describe_exit(child)} "
+                        f"while running {func}"
+                    )
+                msg = _decode_frame(frame)
+                if isinstance(msg, Reply):
+                    return msg
+                if context is not None:
+                    sink = context._sink
+                    if sink is not None:
+                        sink(context, msg.progress)
 
     async def execute(
         self,

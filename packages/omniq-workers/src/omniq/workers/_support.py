@@ -9,7 +9,9 @@ import traceback
 from omniq.models import (
     ClaimedTask,
     ErrorInfo,
+    Fail,
     InvalidTaskError,
+    Retry,
     TaskCancelledError,
     TaskExpiredError,
     TaskStatus,
@@ -18,23 +20,26 @@ from omniq.models import (
     WorkerType,
 )
 
-from ._process import RemoteTaskError
+from ._context import TaskContext
+from ._process import RemoteRetry, RemoteTaskError
 from ._types import Outcome
 
 QUEUED, RUNNING, DONE = 0, 1, 2
-RELEASE, LOST = "release", "lost"
+RELEASE, LOST, CANCEL = "release", "lost", "cancel"
+_FAIL_TYPE = f"{Fail.__module__}.{Fail.__qualname__}"
 
 
 class Entry:
     """One claimed task while the pool holds it."""
 
-    __slots__ = ("claim", "handle", "reason", "state")
+    __slots__ = ("claim", "ctx", "handle", "reason", "state")
 
     def __init__(self, claim: ClaimedTask) -> None:
         self.claim = claim
         self.state = QUEUED
         self.reason: str | None = None
         self.handle: asyncio.Task[None] | None = None
+        self.ctx: TaskContext | None = None
 
 
 def worker_type_of(value: object, what: str) -> WorkerType:
@@ -75,6 +80,12 @@ def failure_outcome(  # noqa: PLR0917
         tb = "".join(traceback.format_exception(exc))
         info = ErrorInfo.from_exception(exc, tb)
     cancelled = isinstance(exc, TaskCancelledError) or info.type.endswith("TaskCancelledError")
+    retry_delay: float | None = None
+    if isinstance(exc, Retry):
+        retry_delay = exc.delay or 0.0
+    elif isinstance(exc, RemoteRetry):
+        retry_delay = max(0.0, exc.delay)
+    final = isinstance(exc, Fail) or info.type == _FAIL_TYPE
     return Outcome(
         claimed=claim,
         status=TaskStatus.CANCELLED if cancelled else TaskStatus.ERROR,
@@ -87,6 +98,8 @@ def failure_outcome(  # noqa: PLR0917
         worker_type=wtype,
         timed_out=isinstance(exc, TaskTimeoutError),
         crashed=isinstance(exc, WorkerCrashedError),
+        retryable=not final,
+        retry_delay=retry_delay,
     )
 
 

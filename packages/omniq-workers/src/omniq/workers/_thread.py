@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import queue
@@ -25,7 +26,7 @@ _STOP = None
 class _Job:
     """One call handed to a thread; finished on the event loop thread."""
 
-    __slots__ = ("abandoned", "args", "fn", "fut", "gate", "kwargs")
+    __slots__ = ("abandoned", "args", "context", "fn", "fut", "gate", "kwargs")
 
     def __init__(
         self,
@@ -41,6 +42,8 @@ class _Job:
         self.fut = fut
         self.gate = gate
         self.abandoned = False
+        # The caller's context variables (``current_task()`` among them) go with the call.
+        self.context = contextvars.copy_context()
 
     def finish(self, ok: bool, value: Any) -> None:
         if self.abandoned:  # the caller gave up at its deadline; free the lent slot now
@@ -116,7 +119,7 @@ class ThreadWorker(Worker):
                 if job is None:
                     return
                 try:
-                    value = _call(job.fn, job.args, job.kwargs, local)
+                    value = job.context.run(_call, job.fn, job.args, job.kwargs, local)
                 except BaseException as exc:
                     loop.call_soon_threadsafe(job.finish, False, exc)
                 else:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from omniq.models import ClaimedTask, ErrorInfo, Payload, TaskStatus, WorkerType
+from omniq.models import ClaimedTask, ErrorInfo, Payload, Progress, TaskStatus, WorkerType
 
-__all__ = ["Outcome", "OutcomeSink", "PoolStats", "TaskSource", "WorkerPresence"]
+__all__ = [
+    "CancelSource",
+    "Outcome",
+    "OutcomeSink",
+    "PoolStats",
+    "ProgressSource",
+    "TaskSource",
+    "WorkerPresence",
+]
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -23,7 +31,10 @@ class Outcome(msgspec.Struct, kw_only=True):
     WorkerCrashedError. ``duration`` is measured on a monotonic clock. ``retryable`` is
     False for an ``error`` that no retry can cure: the task was refused before its
     function was imported (module outside the allow-list, malformed or ``__main__``
-    path), so core records the error at once instead of retrying.
+    path), so core records the error at once instead of retrying, and for a task that
+    raised ``omniq.models.Fail``. ``retry_delay`` is set when the task raised
+    ``omniq.models.Retry``: the delay it asked for (0.0 for at once); core then retries it
+    after that delay instead of its backoff, while its retries last.
     """
 
     claimed: ClaimedTask
@@ -39,6 +50,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     timed_out: bool = False
     crashed: bool = False
     retryable: bool = True
+    retry_delay: float | None = None
 
     @property
     def task_id(self) -> str:
@@ -74,6 +86,28 @@ class TaskSource(Protocol):
 
     async def wait_for_work(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Block until work may be available (True) or ``timeout`` seconds pass (False)."""
+        ...
+
+
+@runtime_checkable
+class ProgressSource(Protocol):
+    """A TaskSource that can store the progress tasks report (``set_progress``)."""
+
+    async def set_progress(self, updates: Sequence[tuple[ClaimedTask, Progress]]) -> set[str]:
+        """Store the latest progress of these held tasks, fenced by their leases (and
+        renewing them); return the ids whose lease was lost (nothing stored for them)."""
+        ...
+
+
+@runtime_checkable
+class CancelSource(Protocol):
+    """A TaskSource that tells the pool when ``cancel`` ended a task it holds."""
+
+    async def watch_cancels(
+        self, running: Callable[[], Collection[str]], on_cancel: Callable[[list[str]], None]
+    ) -> None:
+        """Run until cancelled, calling ``on_cancel(ids)`` on the pool's loop with the ids
+        among ``running()`` that were cancelled, as promptly as the store allows."""
         ...
 
 
@@ -121,5 +155,7 @@ class PoolStats(msgspec.Struct, kw_only=True):
     crashed: int = 0
     released: int = 0
     leases_lost: int = 0
+    cancels: int = 0
+    """Running (or queued) tasks stopped because ``cancel`` reached this worker."""
     source_errors: int = 0
     sink_errors: int = 0

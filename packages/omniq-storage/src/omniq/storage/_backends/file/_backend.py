@@ -34,9 +34,10 @@ from omniq.storage._corrupt import corrupt_result
 from omniq.storage._interfaces import Backend
 from omniq.storage._limits import PayloadLimit
 from omniq.storage._state import QueueState
-from omniq.storage._state_storage import StateSchedules, StateTasks
+from omniq.storage._state_storage import StateSchedules
 
 from ._log import LocalJournal, SegmentLog
+from ._progress import FileTasks
 from ._stores import Events, Files, Results
 from ._workers import FileWorkers
 
@@ -92,11 +93,12 @@ class FileBackend(Backend):
         self._opts = (fsync, compact_bytes, poll_interval)
         self._tlock = threading.Lock()
         self._log: LocalJournal | SegmentLog | None = None
-        self.tasks = StateTasks(
+        self.tasks = FileTasks(
             self._run, poll=self._marker if self.local else None, max_poll=poll_interval
         )
         self.schedules = StateSchedules(self._run)
         self._files = Files(self._fs, self.root, self.local)
+        self.tasks.files = self._files
         self.results: Results | None = None
         self.events: Events | None = None
         self.workers: FileWorkers | None = None

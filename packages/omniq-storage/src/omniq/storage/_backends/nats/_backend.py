@@ -50,6 +50,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("the nats backend needs: pip install 'omniq-storage[nats]'") from exc
 
+from ._control import progress_bucket_config, subscribe_cancels
 from ._queue import NatsTaskQueue, on_timer
 from ._stores import NatsEvents, NatsResults, NatsSchedules
 from ._workers import NatsWorkers
@@ -102,6 +103,7 @@ class NatsBackend(Backend):
         self.sched_bucket = f"{ns}_SCHED"
         self.queues_bucket = f"{ns}_QUEUES"
         self.workers_bucket = f"{ns}_WORKERS"
+        self.progress_bucket = f"{ns}_PROGRESS"
         self.work_stream = f"{ns}_WORK"
         self.events_stream = f"{ns}_EVENTS"
         self._consumers: set[str] = set()
@@ -176,6 +178,9 @@ class NatsBackend(Backend):
         try:
             await self.call(self._js.start)
             await self.call(self._ensure_streams)
+            await self.call(
+                lambda: subscribe_cancels(nc, self.ns, self.tasks.cancel_feed.push)  # type: ignore[union-attr]
+            )
         except BaseException:
             await self.close()
             raise
@@ -241,6 +246,8 @@ class NatsBackend(Backend):
                 num_replicas=self.replicas,
             )
         )
+        with contextlib.suppress(nats.js.errors.BadRequestError):
+            await js.create_key_value(progress_bucket_config(self.progress_bucket, self.replicas))
         for kind in ("eta", "lease", "ttl"):
             await self.ensure_consumer(f"timer-{kind}", f"{self.ns}.timer.{kind}")
 
@@ -298,6 +305,7 @@ class NatsBackend(Backend):
                     self.sched_bucket,
                     self.queues_bucket,
                     self.workers_bucket,
+                    self.progress_bucket,
                 )
             ),
         ):

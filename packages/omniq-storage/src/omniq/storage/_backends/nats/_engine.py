@@ -23,6 +23,7 @@ class NatsEngine(Engine, Protocol):
     results_bucket: str
     sched_bucket: str
     queues_bucket: str
+    progress_bucket: str
     work_stream: str
     events_stream: str
     wake: Wake

@@ -31,6 +31,7 @@ from omniq.storage._interfaces import (
 from omniq.storage._wake import Watch
 
 from ._conn import token
+from ._control import NatsTaskControl
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, any_dec, decode_rec, finished, pending
 from ._tasks import QueueCore
@@ -43,7 +44,7 @@ __all__ = ["NatsTaskQueue", "on_timer"]
 _replace = msgspec.structs.replace
 
 
-class NatsTaskQueue(QueueCore):
+class NatsTaskQueue(NatsTaskControl, QueueCore):
     """TaskQueueStorage on a KV bucket of records plus a work-queue stream."""
 
     # -- lease ends ----------------------------------------------------------------

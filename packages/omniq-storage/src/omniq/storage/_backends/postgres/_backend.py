@@ -139,6 +139,7 @@ class PostgresBackend(Backend):
         }
         self.work_channel = f"omniq:{self.schema}:work"
         self.result_channel = f"omniq:{self.schema}:result"
+        self.cancel_channel = f"omniq:{self.schema}:cancel"
         self._pool: asyncpg.Pool | None = None
         self._listen_conn: Any = None
         self._listener: asyncio.Task[None] | None = None
@@ -256,6 +257,9 @@ class PostgresBackend(Backend):
     def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         if channel == self.work_channel:
             self.work_wake.notify((payload,))
+        elif channel == self.cancel_channel:  # tasks cancelled (their workers stop them)
+            if self.tasks is not None:
+                self.tasks.cancel_feed.push(payload.split("\x1f"))
         else:
             self.result_wake.notify((payload,))
 
@@ -269,6 +273,7 @@ class PostgresBackend(Backend):
         try:
             await conn.add_listener(self.work_channel, self._on_notify)
             await conn.add_listener(self.result_channel, self._on_notify)
+            await conn.add_listener(self.cancel_channel, self._on_notify)
         except BaseException:
             conn.terminate()
             raise

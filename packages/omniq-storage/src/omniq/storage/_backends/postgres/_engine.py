@@ -16,5 +16,6 @@ class PgEngine(Engine, Protocol):
 
     work_channel: str
     result_channel: str
+    cancel_channel: str
     work_wake: Wake
     result_wake: Wake

@@ -30,6 +30,7 @@ from omniq.storage._remote import (
     with_state_eta,
 )
 
+from ._control import PgTaskControl
 from ._engine import PgEngine
 from ._sql import QUERIES as _Q
 
@@ -55,7 +56,7 @@ def _cancelled(r: Any) -> Task:
     return with_state(task, TaskStatus.CANCELLED, r["attempt"])
 
 
-class PgTaskQueue(EngineStore[PgEngine], TaskQueueStorage):
+class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
     """Task rows; claim/complete/cancel/expire are single statements."""
 
     results: ResultStorage | None = None

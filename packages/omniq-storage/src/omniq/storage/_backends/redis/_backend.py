@@ -169,7 +169,10 @@ class RedisBackend(Backend):
             self._handover(raw)
             return
         data = as_str(raw)
-        if data.startswith("R:"):  # a batch of results (see FINISH)
+        if data.startswith("C:"):  # tasks cancelled (their workers stop them)
+            assert self.tasks is not None
+            self.tasks.cancel_feed.push(data[2:].split("\x1f"))
+        elif data.startswith("R:"):  # a batch of results (see FINISH)
             self.wake.notify(["r:" + tid for tid in data[2:].split("\x1f")])
         else:
             self.wake.notify((data,))

@@ -24,6 +24,7 @@ from omniq.storage._interfaces import (
 from omniq.storage._limits import chunks
 from omniq.storage._remote import claimed, encode, with_state, with_state_eta
 
+from ._control import RedisTaskControl
 from ._engine import REGISTRATION, RedisStore, as_float, as_str, opt, opt_repr
 from ._lane import LaneMissed
 
@@ -65,7 +66,7 @@ def _cancelled(task_id: str, env: bytes, attempt: int) -> Task:
     return with_state(task, TaskStatus.CANCELLED, attempt)
 
 
-class RedisTaskQueue(RedisStore, TaskQueueStorage):
+class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
     """Task queue on sorted sets and hashes; each operation is one Lua script."""
 
     async def _script(self, name: str, *args: Any) -> Any:

@@ -77,6 +77,12 @@ CREATE TABLE IF NOT EXISTS paused_queues (
     queue TEXT PRIMARY KEY,
     paused_at REAL NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS task_progress (
+    task_id TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 

@@ -30,6 +30,7 @@ from omniq.storage._interfaces import (
 from omniq.storage._wake import Wake, wait_for_work
 
 from ._conn import Connection, placeholders
+from ._control import SQLiteTaskControl
 
 __all__ = ["SQLiteTasks"]
 
@@ -83,7 +84,7 @@ def _select_in(c: sqlite3.Connection, sql: str, ids: Sequence[str], *args: Any) 
     return out
 
 
-class SQLiteTasks(TaskQueueStorage):
+class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
     def __init__(self, db: Connection, poll_interval: float) -> None:
         self._db = db
         self._poll = poll_interval

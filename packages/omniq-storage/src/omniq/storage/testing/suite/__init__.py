@@ -17,6 +17,7 @@ from ._paused import TestPausedQueues
 from ._queue import TestQueue
 from ._results import TestResults
 from ._schedules import TestSchedules
+from ._task_control import TestTaskControl
 from ._workers import TestWorkerRegistry
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "TestQueue",
     "TestResults",
     "TestSchedules",
+    "TestTaskControl",
     "TestWorkerRegistry",
 ]
