@@ -1,4 +1,4 @@
-"""The nine event types: builders, metadata, and round trips through the real stores."""
+"""Every event type: builders, metadata, and round trips through the real stores."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 
 from omniq.config import Settings
-from omniq.events import AsyncEventLogger, EventLogger
-from omniq.models import EventType, Schedule, ScheduleKind, Task, TaskResult, TaskStatus, now
+from omniq.events import AsyncEventLogger, EventLogger, progress_event
+from omniq.models import (
+    EventType,
+    Progress,
+    Schedule,
+    ScheduleKind,
+    Task,
+    TaskResult,
+    TaskStatus,
+    now,
+)
 from omniq.storage import EventStorage
 
 pytestmark = pytest.mark.anyio
@@ -38,8 +47,13 @@ async def test_every_type_round_trips_as_plain_data(store: EventStorage) -> None
         log.schedule_resumed(sched.id, next_run_at=200.0)
         log.queue_paused("q")
         log.queue_resumed("q", note="incident over")
+        log.log(progress_event(task, Progress(done=3, total=10, message="m"), worker_id="w1"))
     got = {e.type: e for e in await store.query()}
     assert set(got) == set(EventType)
+    progress = got[EventType.PROGRESS]
+    assert progress.worker_id == "w1"
+    assert (progress.metadata["done"], progress.metadata["total"]) == (3, 10)
+    assert progress.metadata["message"] == "m"
     assert got[EventType.EXECUTING].worker_id == "w1"
     assert got[EventType.EXECUTING].metadata == {"func": "app:work", "attempt": 2}
     assert got[EventType.COMPLETE].metadata == {"attempt": 2, "duration": 0.5}
