@@ -14,7 +14,9 @@ from omniq.models import (
     ConfigError,
     ErrorInfo,
     OmniQError,
+    PayloadTooLargeError,
     RemoteTaskError,
+    Retry,
     Task,
     TaskResult,
     TaskStatus,
@@ -55,6 +57,10 @@ def _instance(cls: type[OmniQError]) -> OmniQError:
         return ConfigError("OMNIQ_X", "bad", "an int", "detail")
     if cls is RemoteTaskError:
         return RemoteTaskError(ErrorInfo(type="ValueError", message="boom", traceback="tb"))
+    if cls is Retry:
+        return Retry(2.5, "what went wrong")
+    if cls is PayloadTooLargeError:
+        return PayloadTooLargeError("what went wrong", subject="task t", size=9, limit=8)
     return cls("what went wrong")
 
 

@@ -129,6 +129,7 @@ def test_status_and_event_names_are_the_promised_ones() -> None:
         "SCHEDULE_RESUMED",
         "QUEUE_PAUSED",
         "QUEUE_RESUMED",
+        "PROGRESS",
     ]
     assert {s for s in TaskStatus if s.is_terminal} == {
         TaskStatus.SUCCESS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -78,7 +79,7 @@ def task_ids(refs: Iterable[Task | str] | Task | str | None) -> tuple[str, ...]:
     out: list[str] = []
     for r in refs:
         if isinstance(r, Task):
-            out.append(r.id)
+            out.append(validate_task_id(r.id, "depends_on id"))
         elif isinstance(r, str):
             out.append(validate_task_id(r, "depends_on id"))
         else:
@@ -140,6 +141,8 @@ def _eta(value: object, created: float) -> float | None:
 
 
 def _integer(value: object, name: str, low: int, high: int) -> int:
+    if type(value) is int and low <= value <= high:  # the common case, without the ABC check
+        return value
     if not isinstance(value, bool) and isinstance(value, numbers.Integral):
         n = int(value)
         if low <= n <= high:
@@ -148,6 +151,7 @@ def _integer(value: object, name: str, low: int, high: int) -> int:
     raise InvalidTaskError(f"{name} must be an int from {low} to {high}, got {_kind(value)}")
 
 
+@functools.lru_cache(maxsize=1024)
 def _func_path(func: str) -> str:
     module, sep, qualname = func.partition(":")
     parts = [*module.split("."), *qualname.split(".")]
@@ -260,7 +264,7 @@ def build_task(
         metadata={} if metadata is None else validate_metadata(metadata),
         **fields,
     )
-    return validate_task(task, at=created)
+    return task  # every field was checked on the way in (tests/fuzz checks the result)
 
 
 def _callbacks(
@@ -283,7 +287,7 @@ def _callbacks(
     out: list[Task] = []
     for item in items:
         if isinstance(item, Task):
-            out.append(item)
+            out.append(validate_task(item))
         elif isinstance(item, str) or callable(item):
             out.append(build_task(serializer, settings, item))
         else:

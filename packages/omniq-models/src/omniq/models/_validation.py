@@ -197,13 +197,20 @@ def validate_task(task: Task, *, at: float | None = None) -> Task:
                 f"{name}={n!r} is out of bounds: expected an int from 0 to {high}"
             )
     horizon = t + MAX_HORIZON_SECONDS
-    _number(task.created_at, "created_at", 0.0, horizon, none=False)
-    _number(task.eta, "eta", 0.0, horizon, none=True)
-    _number(task.expires_at, "expires_at", 0.0, horizon + MAX_HORIZON_SECONDS, none=True)
-    _number(task.timeout, "timeout", 0.0, MAX_HORIZON_SECONDS, none=True)
-    _number(task.retry_delay, "retry_delay", 0.0, MAX_HORIZON_SECONDS, none=False)
-    _number(task.retry_max_delay, "retry_max_delay", 0.0, MAX_HORIZON_SECONDS, none=True)
-    validate_metadata(task.metadata)
+    times = (
+        ("created_at", task.created_at, horizon, False),
+        ("eta", task.eta, horizon, True),
+        ("expires_at", task.expires_at, horizon + MAX_HORIZON_SECONDS, True),
+        ("timeout", task.timeout, MAX_HORIZON_SECONDS, True),
+        ("retry_delay", task.retry_delay, MAX_HORIZON_SECONDS, False),
+        ("retry_max_delay", task.retry_max_delay, MAX_HORIZON_SECONDS, True),
+    )
+    for name, value, high, none in times:
+        # the common case in one comparison (NaN compares false, so it takes the slow path)
+        if value is None or not 0.0 <= value <= high:
+            _number(value, name, 0.0, high, none=none)
+    if task.metadata:
+        _json_value(task.metadata, "metadata", 0)
     for follow_up in (*task.on_success, *task.on_failure):
         validate_task(follow_up, at=t)
     return task
