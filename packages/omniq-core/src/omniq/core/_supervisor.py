@@ -273,10 +273,10 @@ class Supervisor:
 
             tg.start_soon(stop_when_cancelled)
             try:
-                return await anyio.to_thread.run_sync(lambda: self.run(handle_signals=False))
+                stats = await anyio.to_thread.run_sync(lambda: self.run(handle_signals=False))
             finally:
                 tg.cancel_scope.cancel()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return stats
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         def handler(signum: int, frame: object) -> None:

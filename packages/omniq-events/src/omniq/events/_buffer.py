@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Literal
 
-from omniq.models import TaskEvent
+from omniq.models import ConfigError, TaskEvent
 
 __all__ = ["DropPolicy", "EventBuffer"]
 
@@ -35,9 +35,9 @@ class EventBuffer:
 
     def __init__(self, maxsize: int, policy: DropPolicy = "newest") -> None:
         if maxsize < 1:
-            raise ValueError(f"buffer size must be at least 1, got {maxsize}")
+            raise ConfigError("buffer size", maxsize, "an int >= 1")
         if policy not in ("newest", "oldest"):
-            raise ValueError(f"drop policy must be 'newest' or 'oldest', got {policy!r}")
+            raise ConfigError("drop policy", policy, "'newest' or 'oldest'")
         self.maxsize = maxsize
         self._drop_oldest = policy == "oldest"
         self._items: deque[TaskEvent] = deque()

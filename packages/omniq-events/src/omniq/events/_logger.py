@@ -23,7 +23,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from omniq.config import Settings, get_settings
-from omniq.models import ErrorInfo, Schedule, TaskEvent, TaskResult, now, settings
+from omniq.models import ConfigError, ErrorInfo, Schedule, TaskEvent, TaskResult, now, settings
 from omniq.storage import Backend, EventStorage, open_storage
 
 from ._buffer import DropPolicy, EventBuffer
@@ -119,9 +119,11 @@ class AsyncEventLogger:
         owns_backend: bool = False,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError("batch_size", batch_size, "an int >= 1")
         if retention_seconds < 0 or retention_count < 0:
-            raise ValueError("retention limits must be >= 0 (0 = no limit)")
+            raise ConfigError(
+                "retention", (retention_seconds, retention_count), "limits >= 0 (0 = no limit)"
+            )
         backend: Backend | None = None
         if isinstance(storage, str):  # a URL: open (and own) the backend it names
             storage = open_storage(storage) if storage else None

@@ -49,7 +49,7 @@ from ._redact import redact_text, redact_url
 from ._result import ErrorInfo, Progress, TaskResult
 from ._schedule import Schedule, cron_next
 from ._task import ClaimedTask, Payload, Task
-from ._time import as_timestamp, now, to_datetime
+from ._time import now, to_datetime
 from ._validation import (
     MAX_HORIZON_SECONDS,
     MAX_ID_LENGTH,
@@ -57,6 +57,7 @@ from ._validation import (
     MAX_RETRIES,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    as_timestamp,
     validate_key,
     validate_metadata,
     validate_queue_name,

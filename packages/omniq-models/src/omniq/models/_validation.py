@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from ._errors import InvalidTaskError
@@ -23,6 +24,7 @@ __all__ = [
     "MAX_RETRIES",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
+    "as_timestamp",
     "validate_key",
     "validate_metadata",
     "validate_queue_name",
@@ -205,10 +207,10 @@ def validate_task(task: Task, *, at: float | None = None) -> Task:
         ("retry_delay", task.retry_delay, MAX_HORIZON_SECONDS, False),
         ("retry_max_delay", task.retry_max_delay, MAX_HORIZON_SECONDS, True),
     )
-    for name, value, high, none in times:
+    for field, value, limit, none in times:
         # the common case in one comparison (NaN compares false, so it takes the slow path)
-        if value is None or not 0.0 <= value <= high:
-            _number(value, name, 0.0, high, none=none)
+        if value is None or not 0.0 <= value <= limit:
+            _number(value, field, 0.0, limit, none=none)
     if task.metadata:
         _json_value(task.metadata, "metadata", 0)
     for follow_up in (*task.on_success, *task.on_failure):
@@ -218,3 +220,24 @@ def validate_task(task: Task, *, at: float | None = None) -> Task:
 
 def _int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def as_timestamp(
+    value: float | datetime | timedelta | None, *, base: float | None = None
+) -> float | None:
+    """Convert a user-given instant to Unix seconds.
+
+    A datetime must be timezone-aware (a naive one is ambiguous across hosts); a
+    timedelta is taken relative to ``base`` (default: now).
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidTaskError(
+                f"naive datetime {value.isoformat()} is ambiguous; give it a tzinfo"
+            )
+        return value.timestamp()
+    if isinstance(value, timedelta):
+        return (now() if base is None else base) + value.total_seconds()
+    return float(value)
