@@ -27,6 +27,7 @@ from omniq.models import (
     TaskStatus,
     WorkerType,
     redact_url,
+    validate_task,
     validate_task_id,
 )
 from omniq.queue import (
@@ -258,8 +259,8 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
     def _items(self, items: Iterable[EnqueueItem], options: EnqueueOptions) -> list[Task]:
         out: list[Task] = []
         for item in items:
-            if isinstance(item, Task):
-                out.append(item)
+            if isinstance(item, Task):  # built elsewhere, maybe changed since: check it
+                out.append(validate_task(item))
             elif isinstance(item, tuple):
                 func, *rest = item
                 args = rest[0] if rest else ()
@@ -456,7 +457,7 @@ async def _noop(session: Session) -> None:
 
 
 async def _enqueue_many(session: Session, tasks: list[Task]) -> list[Task]:
-    return await session.queue.enqueue_many(tasks)
+    return await session.queue.enqueue_many(tasks, validated=True)  # see _items and build
 
 
 async def _get_result(

@@ -111,17 +111,20 @@ class AsyncTaskQueue:
         **options: Any,
     ) -> Task:
         """Store one task; returns it as stored (an existing live task for a reused key)."""
-        task = func if isinstance(func, Task) else self.build(func, args, kwargs, **options)
-        return (await self.enqueue_many([task]))[0]
+        if isinstance(func, Task):
+            return (await self.enqueue_many([func]))[0]
+        task = self.build(func, args, kwargs, **options)
+        return (await self.enqueue_many([task], validated=True))[0]
 
-    async def enqueue_many(self, tasks: Iterable[Task]) -> list[Task]:
+    async def enqueue_many(self, tasks: Iterable[Task], *, validated: bool = False) -> list[Task]:
         """Store a batch in one storage call (plus one read per dependency level when the
         batch depends on stored tasks, for cycle detection); Redis and NATS split a large
         one into pieces (docs/guarantees.md, "Enqueue"). Returns them as stored, in
         order. Raises DependencyCycleError, or PayloadTooLargeError naming the task,
         before storing anything. Raises InvalidTaskError for a task outside the documented
-        bounds (hand-built Tasks do not pass through ``build``)."""
-        batch = [validate_task(t) for t in tasks]
+        bounds (hand-built Tasks do not pass through ``build``); ``validated=True`` says
+        every task already passed ``build_task`` or ``validate_task`` and skips the check."""
+        batch = list(tasks) if validated else [validate_task(t) for t in tasks]
         if not batch:
             return []
         if any(t.depends_on for t in batch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -66,8 +67,10 @@ class TaskQueue:
     ) -> Task:
         return self._runner.call(lambda: self._async.enqueue(func, args, kwargs, **options))
 
-    def enqueue_many(self, tasks: Iterable[Task]) -> list[Task]:
-        return self._runner.call(self._async.enqueue_many, list(tasks))
+    def enqueue_many(self, tasks: Iterable[Task], *, validated: bool = False) -> list[Task]:
+        return self._runner.call(
+            functools.partial(self._async.enqueue_many, validated=validated), list(tasks)
+        )
 
     def build(
         self,
