@@ -6,12 +6,14 @@ lowest distribution so every portion can use the same code.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pickle
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
-__all__ = ["publish"]
+__all__ = ["exported", "publication_problem", "publish"]
 
 
 def publish(namespace: MutableMapping[str, Any]) -> None:
@@ -57,3 +59,33 @@ def _resolve_annotations(cls: type, module: str) -> None:
                 continue
     if resolved != annotations:
         cls.__annotations__ = resolved
+
+
+def exported(*modules: str) -> list[tuple[str, str, Any]]:
+    """``(module, name, object)`` for every class and function in the ``__all__`` of
+    ``modules``: what ``publish`` renames, for the portions' own tests of it."""
+    found = []
+    for module in modules:
+        namespace = importlib.import_module(module)
+        for name in namespace.__all__:
+            obj = getattr(namespace, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                found.append((module, name, obj))
+    return found
+
+
+def publication_problem(module: str, obj: Any) -> str | None:
+    """Why ``obj``, exported by ``module``, does not show a public home, or None.
+
+    Defined in the portion: ``__module__`` must be the portion's name; re-exported from a
+    lower portion: that portion's public name. Either way the object must be reachable
+    there by its qualified name, and a class must pickle by reference.
+    """
+    owner = obj.__module__
+    if owner != module and (not owner.startswith("omniq.") or "._" in owner):
+        return f"{module}: {obj.__qualname__} shows the private module {owner}"
+    if getattr(importlib.import_module(owner), obj.__qualname__, None) is not obj:
+        return f"{owner}.{obj.__qualname__} is not the exported object"
+    if inspect.isclass(obj) and pickle.loads(pickle.dumps(obj)) is not obj:
+        return f"{owner}.{obj.__qualname__} does not pickle by reference"
+    return None
