@@ -193,7 +193,7 @@ class TestPausedQueues:
         the claims that started after it got nothing."""
         store, url = store_and_url
         q = tq(store)
-        n = 600
+        n = 2000  # enough that claimers on a fast engine are still busy when the pause lands
         for _ in range(0, n, 200):
             await q.enqueue([task(queue="a") for _ in range(200)])
         paused = anyio.Event()
