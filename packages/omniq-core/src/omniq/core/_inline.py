@@ -49,7 +49,8 @@ class InlineOps:
         schedules that are due, run the due tasks (and what they enqueue, their
         dependents and follow-ups) until nothing is left to run. Tasks whose eta or
         retry backoff lies ahead stay pending: move the clock (``ManualClock.advance``)
-        and drain again. Meant for tests; a worker does the same continuously."""
+        and drain again. ``queues`` limits the run to those queues (default: every queue
+        holding pending tasks). Meant for tests; a worker does the same continuously."""
         return await self._call(self._drain_on_home, queues, False)
 
     def drain_sync(self, *, queues: list[str] | None = None) -> PoolStats:
@@ -66,8 +67,12 @@ class InlineOps:
         try:
             while True:
                 fired = await self._fire_schedules(session)
-                stats = await run_pool(session.queue, _pool_options(session, queues), burst=True)
-                _add(total, stats)
+                names = queues or await _pending_queues(session)
+                stats = PoolStats()
+                if names:
+                    opts = _pool_options(session, names)
+                    stats = await run_pool(session.queue, opts, burst=True)
+                    _add(total, stats)
                 if stats.claimed or fired:
                     continue
                 if settle_retries:
@@ -115,6 +120,12 @@ def _pool_options(session: Session, queues: list[str] | None) -> dict[str, Any]:
         "worker_type": worker,
         "worker_registry": False,
     }
+
+
+async def _pending_queues(session: Session) -> list[str]:
+    """The queues holding pending tasks (a drain without ``queues`` runs all of them)."""
+    counts = await session.queue.counts()
+    return sorted({q for (q, status), n in counts.items() if status is TaskStatus.PENDING and n})
 
 
 async def _next_retry(session: Session) -> float | None:
