@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # two pytest runs in subprocesses
+
 SAMPLE = Path(__file__).resolve().parent / "sample"
 
 
