@@ -193,3 +193,13 @@ def test_without_a_manual_clock_inline_retries_skip_ahead(tmp_path: Path) -> Non
         from omniq.models import set_clock
 
         set_clock(before)
+
+
+def test_a_ttl_runs_out_on_the_clock(oq: OmniQ, clock: ManualClock) -> None:
+    task = oq.enqueue_sync(it.note, ("too late",), delay=120, ttl=60)
+    assert task.status is TaskStatus.PENDING  # due at +120 s, expires 60 s after that
+    clock.advance(181)
+    oq.drain_sync()
+    after = oq.get_task_sync(task.id)
+    assert after is not None and after.status is TaskStatus.EXPIRED
+    assert it.CALLS == []
