@@ -203,3 +203,27 @@ def test_a_ttl_runs_out_on_the_clock(oq: OmniQ, clock: ManualClock) -> None:
     after = oq.get_task_sync(task.id)
     assert after is not None and after.status is TaskStatus.EXPIRED
     assert it.CALLS == []
+
+
+@pytest.mark.anyio
+async def test_async_inline_retries_dependencies_follow_ups_and_failures(
+    clock: ManualClock, tmp_path: Path
+) -> None:
+    async with OmniQ("memory://", event_storage="memory://", inline=True) as oq:
+        flaky = await oq.enqueue(it.flaky, (str(tmp_path / "n"), 1), retry_delay=600)
+        assert flaky.status is TaskStatus.SUCCESS and flaky.attempt == 2
+        kinds = [e.type for e in await oq.get_events(flaky)]
+        assert kinds.count(EventType.RETRY) == 1
+        first = oq.build(it.note, ("first",), on_success=oq.build(it.note, ("follow-up",)))
+        second = oq.build(it.async_mul, (2, 3), depends_on=first)
+        done = await oq.enqueue_many([second, first])
+        assert [t.status for t in done] == [TaskStatus.SUCCESS] * 2
+        assert it.CALLS == ["first", "follow-up", "mul 2 3"] or it.CALLS == [
+            "first",
+            "mul 2 3",
+            "follow-up",
+        ]
+        with pytest.raises(TaskFailedError, match="ValueError: broken on purpose"):
+            await oq.enqueue(it.always_fails, max_retries=0)
+        with pytest.raises(TaskFailedError, match="SerializationError"):
+            await oq.enqueue(it.returns_opaque, max_retries=0)
