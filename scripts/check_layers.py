@@ -21,6 +21,7 @@ ORDER = [
     "omniq-events",
     "omniq-workers",
     "omniq-core",
+    "omniq-testing",
     "omniq",
 ]
 REQ = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(\[[^\]]*\])?\s*(.*)$")
