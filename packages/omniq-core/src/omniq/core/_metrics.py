@@ -165,47 +165,101 @@ def metrics_registry() -> Any:
 
 
 class _Observer:
-    """Counts what a worker source reports (``OutcomeObserver``)."""
+    """Counts what a worker source reports (``OutcomeObserver``).
+
+    Batches arrive from the pool's flusher (up to hundreds of tasks): counts are summed
+    per (queue, function) first and applied once per label set, and the label children
+    are cached, so a task costs a few dictionary operations and one histogram sample.
+    """
 
     def __init__(self, m: _Metrics) -> None:
         self.m = m
         self._running: dict[str, str] = {}  # task id -> queue, for the running gauge
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any, Any, Any]] = {}
+        self._gauges: dict[str, Any] = {}
+
+    def _child(self, key: tuple[str, str]) -> tuple[Any, Any, Any, Any, Any]:
+        found = self._children.get(key)
+        if found is None:
+            m = self.m
+            if len(self._children) >= 10_000:  # forged function names must not grow it
+                self._children.clear()
+            found = self._children[key] = (
+                m.started.labels(*key),
+                m.succeeded.labels(*key),
+                m.retried.labels(*key),
+                m.failed.labels(*key),
+                m.duration.labels(*key),
+            )
+        return found
+
+    def _running_gauge(self, queue: str) -> Any:
+        g = self._gauges.get(queue)
+        if g is None:
+            g = self._gauges[queue] = self.m.running.labels(queue)
+        return g
+
+    def _move(self, delta: dict[str, int]) -> None:
+        for queue, n in delta.items():
+            if n:
+                self._running_gauge(queue).inc(n)
 
     def started(self, claims: Sequence[ClaimedTask]) -> None:
-        m = self.m
         running = self._running
+        per_key: dict[tuple[str, str], int] = {}
+        delta: dict[str, int] = {}
         for c in claims:
             task = c.task
-            m.started.labels(task.queue, task.func).inc()
+            key = (task.queue, task.func)
+            per_key[key] = per_key.get(key, 0) + 1
             if task.id not in running:
                 running[task.id] = task.queue
-                m.running.labels(task.queue).inc()
+                delta[task.queue] = delta.get(task.queue, 0) + 1
+        for key, n in per_key.items():
+            self._child(key)[0].inc(n)
+        self._move(delta)
 
     def reported(self, outcomes: Sequence[Outcome], retried: set[str]) -> None:
-        m = self.m
         running = self._running
+        # per key: succeeded, retried, failed
+        per_key: dict[tuple[str, str], list[int]] = {}
+        delta: dict[str, int] = {}
+        success, error, expired = TaskStatus.SUCCESS, TaskStatus.ERROR, TaskStatus.EXPIRED
         for o in outcomes:
             task = o.claimed.task
             key = (task.queue, task.func)
+            counts = per_key.get(key)
+            if counts is None:
+                counts = per_key[key] = [0, 0, 0]
             status = o.status
-            if status is TaskStatus.SUCCESS:
-                m.succeeded.labels(*key).inc()
+            if status is success:
+                counts[0] += 1
             elif task.id in retried:
-                m.retried.labels(*key).inc()
-            elif status is TaskStatus.ERROR:
-                m.failed.labels(*key).inc()
-            if o.started_at is not None and status is not TaskStatus.EXPIRED:
-                m.duration.labels(*key).observe(o.duration)
+                counts[1] += 1
+            elif status is error:
+                counts[2] += 1
+            if o.started_at is not None and status is not expired:
+                self._child(key)[4].observe(o.duration)
             queue = running.pop(task.id, None)
             if queue is not None:
-                m.running.labels(queue).dec()
+                delta[queue] = delta.get(queue, 0) - 1
+        for key, (ok, again, failed) in per_key.items():
+            child = self._child(key)
+            if ok:
+                child[1].inc(ok)
+            if again:
+                child[2].inc(again)
+            if failed:
+                child[3].inc(failed)
+        self._move(delta)
 
     def released(self, claims: Sequence[ClaimedTask]) -> None:
-        m = self.m
+        delta: dict[str, int] = {}
         for c in claims:
             queue = self._running.pop(c.task.id, None)
             if queue is not None:
-                m.running.labels(queue).dec()
+                delta[queue] = delta.get(queue, 0) - 1
+        self._move(delta)
 
 
 async def _refresh(m: _Metrics, queue: AsyncTaskQueue, registry: WorkerRegistry | None) -> None:

@@ -14,9 +14,10 @@ of the run that fired them.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -35,6 +36,7 @@ _REMEMBERED = 10_000
 """Most run span contexts kept for the callbacks their outcomes may fire."""
 
 _log = logging.getLogger("omniq.queue")
+_EMPTY: Any = None  # the empty OpenTelemetry Context, set when Tracing is first created
 
 
 def tracing_for(settings: Settings) -> Tracing | None:
@@ -61,9 +63,14 @@ class Tracing:
     """
 
     def __init__(self) -> None:
-        from opentelemetry import propagate, trace
+        from opentelemetry import context, propagate, trace
+        from opentelemetry.context import Context
 
+        global _EMPTY
+        if _EMPTY is None:
+            _EMPTY = Context()
         self._trace = trace
+        self._context = context
         self._propagate = propagate
         self._tracer = trace.get_tracer("omniq")
         self._runs: dict[str, Any] = {}  # task id -> the SpanContext of its latest run
@@ -117,32 +124,32 @@ class Tracing:
             span.end()
         return stored
 
-    @contextlib.contextmanager
-    def run(self, task: Task) -> Iterator[object]:
+    def run(self, task: Task) -> AbstractContextManager[object]:
         """The consumer span of one run of ``task`` (current while the function runs;
         an exception leaving it marks the span as an error)."""
+        return _RunScope(self, task)
+
+    def _start_run(self, task: Task) -> Any:
         carrier = task.metadata.get(TRACE_CONTEXT_KEY)
-        parent = self._propagate.extract(carrier if isinstance(carrier, dict) else {})
-        with self._tracer.start_as_current_span(
+        parent = self._propagate.extract(carrier) if isinstance(carrier, dict) else _EMPTY
+        span = self._tracer.start_span(
             "omniq.run",
             context=parent,
             kind=self._trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "omniq",
                 "messaging.operation.type": "process",
-                "messaging.operation.name": "run",
                 "messaging.destination.name": task.queue,
                 "messaging.message.id": task.id,
                 "omniq.task.function": task.func,
                 "omniq.task.attempt": task.attempt,
             },
-        ) as span:
-            runs = self._runs
-            runs.pop(task.id, None)
-            if len(runs) >= _REMEMBERED:
-                runs.pop(next(iter(runs)))
-            runs[task.id] = span.get_span_context()
-            yield span
+        )
+        runs = self._runs
+        if len(runs) >= _REMEMBERED:
+            runs.pop(next(iter(runs)))
+        runs[task.id] = span.get_span_context()
+        return span
 
     def forget(self, task_ids: Sequence[str]) -> None:
         """Drop the remembered runs of reported tasks."""
@@ -163,3 +170,34 @@ class Tracing:
             msgspec.structs.replace(t, metadata={**t.metadata, TRACE_CONTEXT_KEY: carrier})
             for t in tasks
         ]
+
+
+class _RunScope:
+    """Makes a run's span current on the running thread/task while the function runs
+    (a plain class: cheaper than a generator context manager on every run)."""
+
+    __slots__ = ("_span", "_task", "_token", "_tracing")
+
+    def __init__(self, tracing: Tracing, task: Task) -> None:
+        self._tracing = tracing
+        self._task = task
+
+    def __enter__(self) -> object:
+        tracing = self._tracing
+        span = self._span = tracing._start_run(self._task)
+        self._token = tracing._context.attach(tracing._trace.set_span_in_context(span))
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        if exc is not None:
+            trace = self._tracing._trace
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        self._tracing._context.detach(self._token)
+        span.end()
