@@ -12,6 +12,12 @@ machine), and each against ``off``.
 
     URL=memory://                N=20000 ROUNDS=5 uv run python -m benchmarks.observability
     URL=redis://127.0.0.1:6379/5 N=20000 ROUNDS=5 uv run python -m benchmarks.observability
+    SAMPLE=0.01 VARIANTS=off,tracing uv run python -m benchmarks.observability
+
+``SAMPLE`` (default 1) makes the SDK sample that share of traces
+(``ParentBased(TraceIdRatioBased(SAMPLE))``): runs of unsampled tasks get
+non-recording spans, the usual production setting. ``VARIANTS`` picks variants
+(comma-separated; ``off`` is always measured, as the base).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 VARIANTS = ("off", "metrics", "tracing", "both")
 
 
-def _install_sdk() -> None:
+def _install_sdk(sample: float = 1.0) -> None:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
@@ -35,12 +41,13 @@ def _install_sdk() -> None:
         SpanExporter,
         SpanExportResult,
     )
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     class Drop(SpanExporter):
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample)))
     provider.add_span_processor(BatchSpanProcessor(Drop()))
     trace.set_tracer_provider(provider)
 
@@ -65,21 +72,23 @@ async def _round(url: str, n: int, variant: str) -> tuple[float, float]:
     return n / (seen.t_last - seen.t_first), 1e6 * (c1 - c0) / n
 
 
-async def _main(url: str, n: int, rounds: int) -> None:
-    _install_sdk()
-    for variant in VARIANTS:  # warm-up: imports, first metric children, first spans
+async def _main(url: str, n: int, rounds: int, variants: list[str], sample: float) -> None:
+    _install_sdk(sample)
+    if "off" not in variants:
+        variants.insert(0, "off")
+    for variant in variants:  # warm-up: imports, first metric children, first spans
         await _round(url, 300, variant)
-    rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    cpus: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    cpus: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(rounds):
-        for variant in VARIANTS:
+        for variant in variants:
             rate, cpu = await _round(url, n, variant)
             rates[variant].append(rate)
             cpus[variant].append(cpu)
     base_rate = statistics.median(rates["off"])
     base_cpu = statistics.median(cpus["off"])
-    print(f"{url} N={n} rounds={rounds} (medians)")
-    for variant in VARIANTS:
+    print(f"{url} N={n} rounds={rounds} sample={sample} (medians)")
+    for variant in variants:
         rate, cpu = statistics.median(rates[variant]), statistics.median(cpus[variant])
         print(
             f"  {variant:8s} drain {rate:9,.0f}/s ({100 * (rate / base_rate - 1):+6.1f}%) | "
@@ -93,5 +102,7 @@ if __name__ == "__main__":
             os.environ.get("URL", "memory://"),
             int(os.environ.get("N", "20000")),
             int(os.environ.get("ROUNDS", "3")),
+            [v for v in os.environ.get("VARIANTS", ",".join(VARIANTS)).split(",") if v],
+            float(os.environ.get("SAMPLE", "1")),
         )
     )
