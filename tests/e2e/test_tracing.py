@@ -7,6 +7,9 @@ the callbacks and dependents the run releases, on every backend.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import obs_tasks as ot
@@ -143,3 +146,29 @@ async def test_tracing_off_records_nothing_and_carries_nothing(
         assert stored is not None and TRACE_CONTEXT_KEY not in stored.metadata
         await oq.run_worker(burst=True)
     assert [s for s in spans() if s.name.startswith("omniq.")] == []
+
+
+def test_tracing_without_opentelemetry_is_a_no_op() -> None:
+    script = (
+        "import sys, logging\n"
+        "sys.modules['opentelemetry'] = None  # as if the otel extra were not installed\n"
+        "logging.basicConfig()\n"
+        "from omniq.core import OmniQ\n"
+        "from omniq.queue import TRACE_CONTEXT_KEY\n"
+        "with OmniQ('memory://', tracing=True) as oq:\n"
+        "    t = oq.enqueue_sync('operator:add', (1, 2))\n"
+        "    oq.run_worker_sync(burst=True)\n"
+        "    assert oq.get_result_sync(t.id).value == 3\n"
+        "    assert TRACE_CONTEXT_KEY not in oq.get_task_sync(t.id).metadata\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIQ_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "opentelemetry is not installed" in done.stderr
