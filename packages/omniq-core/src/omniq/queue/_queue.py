@@ -36,6 +36,7 @@ from ._build import TaskSpec, build_task
 from ._deps import DependencyResolver
 from ._retry import RetryManager, RetryPolicy
 from ._source import QueueWorkerSource
+from ._tracing import tracing_for
 from ._ttl import TTLManager
 
 __all__ = ["AsyncTaskQueue"]
@@ -79,6 +80,8 @@ class AsyncTaskQueue:
             )
         )
         self.breakers = breakers or BreakerRegistry()
+        self.tracer = tracing_for(s)
+        """OpenTelemetry spans (the ``tracing`` setting), or None."""
         self.resolver = DependencyResolver(tasks.get)
         self.dependency_policy: DependencyPolicy = (
             "release" if s.dependency_failure_policy == "release" else "cancel"
@@ -127,6 +130,11 @@ class AsyncTaskQueue:
         batch = list(tasks) if validated else [validate_task(t) for t in tasks]
         if not batch:
             return []
+        if self.tracer is not None:
+            return await self.tracer.enqueue(batch, self._store)
+        return await self._store(batch)
+
+    async def _store(self, batch: list[Task]) -> list[Task]:
         if any(t.depends_on for t in batch):
             await self.resolver.check(batch)
             ordered = DependencyResolver.order(batch)
