@@ -17,7 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["NatsCluster", "NatsNode", "PgBouncer", "PgNode", "PgPair", "port_open", "wait_port"]
+__all__ = [
+    "NatsCluster",
+    "NatsNode",
+    "PgBouncer",
+    "PgNode",
+    "PgPair",
+    "RedisCluster",
+    "RedisSentinelGroup",
+    "port_open",
+    "wait_port",
+]
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -279,3 +289,150 @@ def pgbouncer_bin() -> str:
     if found is None:
         raise AssertionError("pgbouncer is not installed: run scripts/services (apt-get)")
     return found
+
+
+class _Proc:
+    """A server process started from an argv, killed by SIGKILL or stopped by SIGTERM."""
+
+    def __init__(self, port: int, argv: list[str], log: Path) -> None:
+        self.port, self.argv, self.log = port, argv, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if port_open(self.port):
+            raise AssertionError(f"port {self.port} is taken: another cluster test running?")
+        out = open(self.log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        wait_port(self.port)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+            wait_port(self.port, up=False)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+
+def _redis_argv(port: int, d: Path, *extra: str) -> list[str]:
+    d.mkdir(parents=True, exist_ok=True)
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
+            "--save", "", "--appendonly", "no", *extra]  # fmt: skip
+
+
+class RedisCluster:
+    """``size`` Redis Cluster masters (no replicas) on ``base``...; bus ports ``base+10``..."""
+
+    def __init__(self, base: int = 14700, size: int = 3) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="omniq-redis-cluster-"))
+        self.ports = [base + i for i in range(size)]
+        self.nodes = [
+            _Proc(p, _redis_argv(p, self.root / str(p), "--cluster-enabled", "yes",
+                                 "--cluster-port", str(p + 10),
+                                 "--cluster-config-file", str(self.root / str(p) / "nodes.conf")),
+                  self.root / f"{p}.log")
+            for p in self.ports
+        ]  # fmt: skip
+
+    def start(self) -> RedisCluster:
+        for n in self.nodes:
+            n.start()
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        end = time.monotonic() + 30
+        while not all(
+            self.cli(p, "CLUSTER", "INFO").startswith("cluster_state:ok") for p in self.ports
+        ):
+            assert time.monotonic() < end, "redis cluster did not reach cluster_state:ok"
+            time.sleep(0.1)  # the nodes gossip their way to a consistent view
+        return self
+
+    def url(self, **query: object) -> str:
+        q = "&".join(f"{k}={v}" for k, v in query.items())
+        return (
+            "redis+cluster://"
+            + ",".join(f"127.0.0.1:{p}" for p in self.ports[:2])
+            + (f"?{q}" if q else "")
+        )
+
+    @staticmethod
+    def cli(port: int, *args: str) -> str:
+        return subprocess.run(
+            ["redis-cli", "-p", str(port), *args], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    def close(self) -> None:
+        for n in self.nodes:
+            with contextlib.suppress(Exception):
+                n.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RedisSentinelGroup:
+    """A primary, one replica, and three sentinels (quorum 2) watching ``service``."""
+
+    def __init__(self, primary: int = 14720, replica: int = 14721, sentinels: int = 14726,
+                 service: str = "omniq", extra: tuple[str, ...] = ()) -> None:  # fmt: skip
+        self.root = Path(tempfile.mkdtemp(prefix="omniq-redis-sentinel-"))
+        self.service = service
+        self.primary = _Proc(primary, _redis_argv(primary, self.root / "p", *extra),
+                             self.root / "primary.log")  # fmt: skip
+        follow = ("--replicaof", "127.0.0.1", str(primary))
+        self.replica = _Proc(replica, _redis_argv(replica, self.root / "r", *follow, *extra),
+                             self.root / "replica.log")  # fmt: skip
+        self.sentinels: list[_Proc] = []
+        for i in range(3):
+            port = sentinels + i
+            conf = self.root / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.root}\n"
+                f"sentinel monitor {service} 127.0.0.1 {primary} 2\n"
+                f"sentinel down-after-milliseconds {service} 1000\n"
+                f"sentinel failover-timeout {service} 5000\n"
+                f"sentinel parallel-syncs {service} 1\n"
+            )
+            self.sentinels.append(
+                _Proc(port, ["redis-server", str(conf), "--sentinel"], self.root / f"s{port}.log")
+            )
+
+    def start(self) -> RedisSentinelGroup:
+        self.primary.start()
+        self.replica.start()
+        end = time.monotonic() + 30
+        while "master_link_status:up" not in RedisCluster.cli(
+            self.replica.port, "INFO", "replication"
+        ):
+            assert time.monotonic() < end, "the replica did not sync"
+            time.sleep(0.1)  # waiting for an external process
+        for s in self.sentinels:
+            s.start()
+        return self
+
+    def url(self, **query: object) -> str:
+        q = "&".join(f"{k}={v}" for k, v in query.items())
+        seeds = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{seeds}/{self.service}" + (f"?{q}" if q else "")
+
+    def master_port(self) -> int:
+        out = RedisCluster.cli(self.sentinels[0].port, "SENTINEL", "get-master-addr-by-name",
+                               self.service)  # fmt: skip
+        return int(out.split()[-1])
+
+    def close(self) -> None:
+        for p in (*self.sentinels, self.replica, self.primary):
+            with contextlib.suppress(Exception):
+                p.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
