@@ -47,15 +47,16 @@ async def test_multi_host_dsn_fails_over_to_promoted_standby(tmp_path: Path) -> 
         ledger = tmp_path / "ledger"
         cfg = {"url": url, "events": events, "lease": LEASE, "concurrency": 8}
         acked: list[Task] = []
+        tag_of: dict[str, str] = {}
         unacked = 0
         promoted_at = 0.0
         async with OmniQ(url, url, events, lease_seconds=LEASE) as oq:
             fleet = Fleet(cfg, tmp_path, size=2).start()
             t0 = time.monotonic()
             for b in range(n_batches):
+                tags = [f"b{b}-{i}" for i in range(batch)]
                 tasks = [
-                    oq.build(ct.awork, (str(ledger), f"b{b}-{i}", 0.002), max_retries=20)
-                    for i in range(batch)
+                    oq.build(ct.awork, (str(ledger), tag, 0.002), max_retries=20) for tag in tags
                 ]
                 if b == n_batches // 3:  # the primary dies; the standby is promoted
                     pair.primary.kill()
@@ -66,15 +67,16 @@ async def test_multi_host_dsn_fails_over_to_promoted_standby(tmp_path: Path) -> 
                     try:
                         await oq.enqueue_many(tasks)
                         acked += tasks
+                        tag_of.update((t.id, tags[j]) for j, t in enumerate(tasks))
                         break
                     except BackendUnavailableError:
                         # no acknowledgement: these tasks are not promised; try new ones
                         unacked += len(tasks)
+                        tags = [f"b{b}-r{i}-{time.monotonic_ns()}" for i in range(batch)]
                         tasks = [
-                            oq.build(ct.awork, (str(ledger), f"b{b}-r{i}-{time.monotonic_ns()}",
-                                                0.002), max_retries=20)
-                            for i in range(batch)
-                        ]  # fmt: skip
+                            oq.build(ct.awork, (str(ledger), tag, 0.002), max_retries=20)
+                            for tag in tags
+                        ]
                         assert time.monotonic() < end, "no enqueue succeeded after failover"
                         await anyio.sleep(0.1)
         ids = [t.id for t in acked]
@@ -85,7 +87,7 @@ async def test_multi_host_dsn_fails_over_to_promoted_standby(tmp_path: Path) -> 
             await anyio.sleep(0.2)
         elapsed = time.monotonic() - t0
         fleet.stop()
-        tags = [t.args[1] for t in acked]  # type: ignore[index]
+        tags = [tag_of[t.id] for t in acked]
         a = await audit(url, acked, tags, ledger, workers=fleet.all_pids,
                         interrupted=fleet.killed, events_url=events)  # fmt: skip
     finally:
