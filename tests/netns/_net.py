@@ -98,8 +98,16 @@ class Net:
     def heal(self, host: str) -> None:
         _run("ip", "netns", "exec", self.ns[host], "iptables", "-F")
 
-    def delay(self, host: str, ms: float, jitter_ms: float) -> None:
-        """Every packet ``host`` sends waits ``ms`` +- ``jitter_ms`` (netem, normal-ish)."""
+    def delay(self, host: str, ms: float, jitter_ms: float) -> bool:
+        """Every packet ``host`` sends waits ``ms`` +- ``jitter_ms`` (netem); False when
+        the kernel has no netem qdisc (then ``delay_relay`` stands in)."""
+        try:
+            self._netem(host, ms, jitter_ms)
+        except subprocess.CalledProcessError:
+            return False
+        return True
+
+    def _netem(self, host: str, ms: float, jitter_ms: float) -> None:
         _run("ip", "netns", "exec", self.ns[host], "tc", "qdisc", "add", "dev", self.dev[host],
              "root", "netem", "delay", f"{ms}ms", f"{jitter_ms}ms")  # fmt: skip
 

@@ -76,11 +76,11 @@ async def drain_and_audit(cfg: dict[str, Any]) -> dict[str, Any]:
 
 async def latency(cfg: dict[str, Any]) -> dict[str, Any]:
     async with OmniQ(cfg["url"], cfg["url"]) as oq:
-        warm = await oq.enqueue(nt.stamp, time.time())
+        warm = await oq.enqueue(nt.stamp, (time.time(),))
         await oq.get_result(warm, wait=True, timeout=30)
         lat: list[float] = []
         for _ in range(cfg["n"]):
-            t = await oq.enqueue(nt.stamp, time.time())
+            t = await oq.enqueue(nt.stamp, (time.time(),))
             res = await oq.get_result(t, wait=True, timeout=30)
             assert res is not None
             lat.append(float(res.value))
