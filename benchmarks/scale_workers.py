@@ -42,7 +42,7 @@ async def run(engine: str, n: int, procs: int) -> float:
             fleet.start()
             try:
                 end = time.monotonic() + 300
-                while len(read_ledger(ledger)) < n and time.monotonic() < end:
+                while len(read_ledger(ledger)) < n and time.monotonic() < end:  # noqa: ASYNC110
                     await asyncio.sleep(0.2)  # polling a file other processes write
                 fleet.stop()
             finally:
