@@ -76,7 +76,9 @@ async def test_nats_cluster_node_killed_mid_run(tmp_path: Path) -> None:
         started = 0
         next_count = 0.0
         while done < N:
-            assert time.monotonic() - t0 < 170, f"not drained: {progress}\n{fleet.logs()}"
+            assert time.monotonic() - t0 < max(170, N / 12), (
+                f"not drained: {progress}\n{fleet.logs()}"
+            )
             assert not fleet.replace_dead(), f"a worker died\n{fleet.logs()}"
             started = len(read_ledger(ledger))  # cheap progress: tasks started at least once
             if started >= N and time.monotonic() >= next_count:  # a full scan: not too often
@@ -102,10 +104,16 @@ async def test_nats_cluster_node_killed_mid_run(tmp_path: Path) -> None:
         await watcher.__aexit__(None, None, None)
         assert killed_at and back_at, "the batch drained before the node kill"
         fleet.stop()
-        a = await audit(
-            url, tasks, tags, ledger, workers=fleet.all_pids, interrupted=fleet.killed,
-            events_url=events,
-        )  # fmt: skip
+        for attempt in range(5):  # bulk reads of a loaded R3 cluster may miss the 5 s reply
+            try:
+                a = await audit(
+                    url, tasks, tags, ledger, workers=fleet.all_pids, interrupted=fleet.killed,
+                    events_url=events,
+                )  # fmt: skip
+                break
+            except BackendUnavailableError:
+                if attempt == 4:
+                    raise
     finally:
         if fleet is not None:
             fleet.close()
