@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from omniq.core import OmniQ
-from omniq.models import TaskStatus, validate_task_id
+from omniq.models import OmniQError, TaskStatus, validate_task_id
 
 from . import _pages as pages
 from ._html import layout
@@ -137,7 +137,7 @@ class _Dashboard:
         tid = request.path_params["task_id"]
         try:
             validate_task_id(tid)
-        except ValueError:
+        except (ValueError, OmniQError):
             return PlainTextResponse("not a task id", status_code=404)
         task = await self.oq.get_task(tid)
         if task is None:
