@@ -51,9 +51,9 @@ def test_overview_throughput_failures_and_oldest_pending(client: TestClient, see
     row = re.search(r'<tr data-queue="fail">(.*?)</tr>', html, re.S)
     assert row
     cells = re.findall(r'<td class="n">([^<]*)</td>', row.group(1))
-    assert cells[1].startswith("2/")  # failed in the window
+    assert cells[:2] == ["0", "2"]  # done and failed in the window
     ok = re.search(r'<tr data-queue="ok">(.*?)</tr>', html, re.S)
-    assert ok and re.findall(r'<td class="n">([^<]*)</td>', ok.group(1))[0].startswith("1/")
+    assert ok and re.findall(r'<td class="n">([^<]*)</td>', ok.group(1))[0] == "1"
     waiting = re.search(r'<tr data-queue="waiting">(.*?)</tr>', html, re.S)
     assert waiting and re.findall(r'<td class="n">([^<]*)</td>', waiting.group(1))[2].endswith("s")
 
@@ -126,7 +126,7 @@ def test_tasks_filters_and_keyset_paging(client: TestClient, seed: OmniQ) -> Non
 def test_task_detail_decodes_msgpack_and_never_unpickles(client: TestClient, seed: OmniQ) -> None:
     t = seed.enqueue_sync("math:pow", (2, 10), queue="calc")
     html = client.get(f"/tasks/{t.id}").text
-    assert "math:pow" in html and re.search(r"<pre id=args>.*2,.*10", html, re.S)
+    assert "math:pow" in html and "<pre id=args>args: [2, 10]</pre>" in html
     evil = Task(func="os:system", payload=Payload("dill", b"\x80\x04cos\nsystem\n" + b"x" * 20))
     seed.enqueue_many_sync([evil])
     seed.flush_events_sync()

@@ -10,7 +10,7 @@ from omniq.models import Progress, Schedule, Task, TaskEvent, TaskResult, TaskSt
 
 from ._html import action, ago, esc, span, stamp, table
 from ._preview import preview
-from ._stats import QueueStats
+from ._stats import WINDOW, QueueStats
 
 __all__ = [
     "dead_letters_body",
@@ -66,7 +66,7 @@ def queues_fragment(v: View, rows: Sequence[QueueStats]) -> str:
             f"{q.counts.get(s, 0)}</a></td>"
             for s in statuses
         )
-        per = f"/{span(r.window)}" if r.window else ""
+        per = "" if r.window >= WINDOW else f" in {span(r.window)}"
         done = "" if r.done is None else f"{r.done}{'+' if r.capped else ''}{per}"
         failed = "" if r.failed is None else f"{r.failed}{per}"
         oldest = "" if r.oldest_pending is None else span(r.oldest_pending)
@@ -78,7 +78,8 @@ def queues_fragment(v: View, rows: Sequence[QueueStats]) -> str:
             f"<td>{button}</td></tr>"
         )
     headers = ["queue", "state", *(s.value for s in statuses)]
-    headers += ["done", "failed", "oldest pending", ""]
+    minutes = f"{WINDOW / 60:g} min"
+    headers += [f"done ({minutes})", f"failed ({minutes})", "oldest pending", ""]
     return v.live("/fragments/queues", table(headers, out), "queues")
 
 

@@ -33,6 +33,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=repr)
+
+
 def preview(payload: Payload | None) -> str:
     """Text for ``payload``: JSON of the decoded msgpack data, else ``<binary N bytes>``."""
     if payload is None:
@@ -43,7 +47,12 @@ def preview(payload: Payload | None) -> str:
         value = msgspec.msgpack.decode(payload.data)
     except msgspec.DecodeError:
         return f"<binary {len(payload.data)} bytes, not valid msgpack>"
-    text = json.dumps(_plain(value), ensure_ascii=False, indent=1, default=repr)
+    value = _plain(value)
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], dict):
+        args, kwargs = value  # the (args, kwargs) pair of a task's arguments
+        text = "args: " + _json(args) + ("\nkwargs: " + _json(kwargs) if kwargs else "")
+    else:
+        text = _json(value)
     if len(text) > LIMIT:
         text = text[:LIMIT] + f"\n... ({len(text) - LIMIT} more characters)"
     return text
