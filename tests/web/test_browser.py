@@ -27,7 +27,12 @@ from omniq.web import create_app
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DOCS_SHOT = Path(__file__).parents[2] / "docs" / "images" / "dashboard.png"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+# Debian's chromium-driver; CI images with Google Chrome name their driver's folder.
+CHROMEDRIVER = (
+    "/usr/bin/chromedriver"
+    if os.path.exists("/usr/bin/chromedriver")
+    else os.path.join(os.environ.get("CHROMEWEBDRIVER", "/usr/bin"), "chromedriver")
+)
 WAIT = 15.0
 
 
@@ -95,7 +100,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         f"--user-data-dir={profile}",
     ):
         opts.add_argument(flag)
-    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    opts.binary_location = shutil.which("chromium") or shutil.which("google-chrome") or ""
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
         yield driver
