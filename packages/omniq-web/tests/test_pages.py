@@ -215,3 +215,15 @@ def test_mounted_inside_a_starlette_app(url: str, seed: OmniQ) -> None:
 def test_omniq_web_command_is_registered() -> None:
     out = CliRunner().invoke(cli_app, ["web", "--help"])
     assert out.exit_code == 0 and "--port" in out.output and "127.0.0.1" in out.output
+
+
+def test_overview_without_event_store_counts_from_its_own_samples(url: str, seed: OmniQ) -> None:
+    seed.enqueue_sync("math:sqrt", (4,), queue="s")
+    with TestClient(create_app(url)) as c:
+        c.get("/")  # first sample: nothing done yet
+        seed.enqueue_many_sync([("math:sqrt", (1,))] * 3, queue="s")
+        seed.run_worker_sync(queues=["s"], burst=True, handle_signals=False)
+        row = re.search(r'<tr data-queue="s">(.*?)</tr>', c.get("/fragments/queues").text, re.S)
+    assert row
+    done, failed = re.findall(r'<td class="n">([^<]*)</td>', row.group(1))[:2]
+    assert done.startswith("4 in ") and failed.startswith("0 in ")

@@ -67,7 +67,7 @@ def queues_fragment(v: View, rows: Sequence[QueueStats]) -> str:
             for s in statuses
         )
         per = "" if r.window >= WINDOW else f" in {span(r.window)}"
-        done = "" if r.done is None else f"{r.done}{'+' if r.capped else ''}{per}"
+        done = "" if r.done is None else f"{r.done}{per}"
         failed = "" if r.failed is None else f"{r.failed}{per}"
         oldest = "" if r.oldest_pending is None else span(r.oldest_pending)
         out.append(

@@ -1,8 +1,9 @@
 """The numbers of the overview: per queue, counts, throughput, failures, oldest age.
 
 Throughput and failures come from the event log (COMPLETE and ERROR events of the last
-``WINDOW`` seconds) when one is configured; otherwise from the change of the
-success/error counts between the overview's own samples, taken as it is shown.
+``WINDOW`` seconds) when one is configured and the window holds at most ``EVENT_CAP``
+of them; otherwise from the change of the success/error counts between the overview's
+own samples, taken each time it is shown (its live refresh keeps them coming).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from omniq.models import EventType, QueueInfo, TaskStatus
 __all__ = ["QueueStats", "Sampler", "queue_stats"]
 
 WINDOW = 300.0
-EVENT_CAP = 50_000
-"""Events read for one overview at most (a busier window is shown as at least this)."""
+EVENT_CAP = 2_000
+"""Events read for one overview at most: a busier window is counted from the samples,
+so that a refresh costs the same however busy the queues are."""
 
 
 @dataclass
@@ -30,7 +32,6 @@ class QueueStats:
     failed: int | None = None
     window: float = WINDOW
     oldest_pending: float | None = None
-    capped: bool = False
 
 
 @dataclass
@@ -70,12 +71,15 @@ async def queue_stats(oq: OmniQ, sampler: Sampler) -> list[QueueStats]:
     infos = await oq.list_queues()
     rows = [QueueStats(info=q) for q in infos]
     by_name = {r.info.name: r for r in rows}
+    window = sampler.add(at, infos)
+    events = None
     if await oq.events_enabled():
         events = await oq.query_events(
             types=[EventType.COMPLETE, EventType.ERROR], since=at - WINDOW, limit=EVENT_CAP
         )
+    if events is not None and len(events) < EVENT_CAP:
         for r in rows:
-            r.done, r.failed, r.capped = 0, 0, len(events) >= EVENT_CAP
+            r.done, r.failed = 0, 0
         for e in events:
             row = by_name.get(e.queue or "")
             if row is None or row.done is None or row.failed is None:
@@ -85,7 +89,6 @@ async def queue_stats(oq: OmniQ, sampler: Sampler) -> list[QueueStats]:
             else:
                 row.failed += 1
     else:
-        window = sampler.add(at, infos)
         for r in rows:
             r.done, r.failed = sampler.delta(r.info.name)
             r.window = window
