@@ -88,6 +88,9 @@ class BrowseOps:
         """True when an event store is configured (the event queries can answer)."""
         return await self._call(_events_on)
 
+    def events_enabled_sync(self) -> bool:
+        return self._call_sync(_events_on)
+
 
 async def _page(  # noqa: PLR0917
     session: Session,
