@@ -104,7 +104,7 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, list[float]]:
 
 def p(values: list[float], q: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 async def drop_schema(url: str) -> None:
