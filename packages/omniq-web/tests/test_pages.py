@@ -227,3 +227,15 @@ def test_overview_without_event_store_counts_from_its_own_samples(url: str, seed
     assert row
     done, failed = re.findall(r'<td class="n">([^<]*)</td>', row.group(1))[:2]
     assert done.startswith("4 in ") and failed.startswith("0 in ")
+
+
+def test_odd_queue_names_and_bad_input(client: TestClient, seed: OmniQ) -> None:
+    seed.enqueue_sync("math:sqrt", (4,), queue="mail:eu.v2")
+    html = client.get("/").text
+    assert 'action="/queues/mail%3Aeu.v2/pause"' in html
+    client.post("/queues/mail%3Aeu.v2/pause", data={"csrf": token(client)})
+    assert seed.list_queues_sync()[0].paused is True
+    assert client.get("/dead-letters?offset=abc").status_code == 200
+    assert client.get("/tasks?status=nonsense&since=yesterday").status_code == 200
+    bad = client.post("/queues/bad%20name/pause", data={"csrf": token(client)})
+    assert bad.status_code == 400

@@ -76,7 +76,10 @@ class _Dashboard:
         form = {k: str(val) for k, val in (await request.form()).items()}
         if not csrf_ok(request, form.get(CSRF_FIELD)):
             return PlainTextResponse("CSRF token missing or wrong", status_code=403)
-        await fn(form)
+        try:
+            await fn(form)
+        except (ValueError, OmniQError) as exc:  # a bad name or id in the request
+            return PlainTextResponse(str(exc), status_code=400)
         base = self.view(request).base
         nxt = form.get("next") or ""
         if not nxt.startswith("/") or nxt.startswith("//"):
@@ -157,7 +160,8 @@ class _Dashboard:
 
     async def dead_letters(self, request: Request) -> Response:
         queue = request.query_params.get("queue", "") or None
-        offset = int(request.query_params.get("offset", "0") or 0)
+        raw = request.query_params.get("offset", "0")
+        offset = max(0, int(raw)) if raw.isdigit() else 0
         letters = await self.oq.dead_letters(queue, limit=PAGE + 1, offset=offset)
         body = pages.dead_letters_body(
             self.view(request), letters[:PAGE], queue or "", offset, len(letters) > PAGE

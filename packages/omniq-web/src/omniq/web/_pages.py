@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from omniq.core import DeadLetter
 from omniq.models import Progress, Schedule, Task, TaskEvent, TaskResult, TaskStatus, WorkerInfo
@@ -56,9 +56,9 @@ def queues_fragment(v: View, rows: Sequence[QueueStats]) -> str:
         name = esc(q.name)
         state = '<span class="paused">paused</span>' if q.paused else "running"
         button = (
-            v.act(f"/queues/{q.name}/resume", "Resume")
+            v.act(f"/queues/{quote(q.name, safe='')}/resume", "Resume")
             if q.paused
-            else v.act(f"/queues/{q.name}/pause", "Pause")
+            else v.act(f"/queues/{quote(q.name, safe='')}/pause", "Pause")
         )
         cells = "".join(
             f'<td class="n"><a href="{esc(v.base)}/tasks?'
