@@ -44,7 +44,7 @@ TEST_NEEDS = {
     "omniq-events": ["omniq-storage[all]"],
     "omniq-core": ["omniq-storage[all]"],
     # Starlette's TestClient runs on httpx
-    "omniq-web": ["httpx"],
+    "omniq-web": ["httpx>=0.27,<0.28"],
 }
 PYTEST_INI = """[pytest]
 addopts = -ra --strict-markers --import-mode=importlib -p no:cacheprovider
