@@ -40,8 +40,6 @@ CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (lease_expires_at) WHERE status 
 CREATE INDEX IF NOT EXISTS tasks_ttl ON tasks (expires_at)
     WHERE status = 'pending' AND expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
--- counts by queue and status, listings filtered by status (dead letters, dashboards)
-CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, queue, id);
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks (key)
     WHERE key IS NOT NULL AND status IN ('pending', 'running');
 CREATE TABLE IF NOT EXISTS deps (
