@@ -22,6 +22,7 @@ ORDER = [
     "omniq-workers",
     "omniq-core",
     "omniq-web",
+    "omniq-testing",
     "omniq",
 ]
 REQ = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(\[[^\]]*\])?\s*(.*)$")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,13 @@ def test_the_umbrellas_range_follows_a_breaking_release(repo: Path) -> None:
     # omniq-web sits above omniq-core too: its range must admit the new core first
     web = repo / "packages/omniq-web/pyproject.toml"
     web.write_text(web.read_text().replace('"omniq-core>=0.2.1,<0.3"', '"omniq-core>=0.2.1,<0.4"'))
+    # omniq-testing builds on omniq-core too: a sibling widens its own range first
+    testing = repo / "packages/omniq-testing/pyproject.toml"
+    text, n = re.subn(
+        r'"omniq-core>=([\d.]+),<[\d.]+"', r'"omniq-core>=\1,<1"', testing.read_text()
+    )
+    assert n == 1
+    testing.write_text(text)
     out = release(repo, "omniq-core", "minor", "--date", "2030-01-02")
     assert out.returncode == 0, out.stderr
     version = str(project(repo, "omniq-core")["version"])

@@ -74,6 +74,9 @@ _EXPORTS: dict[str, str] = {
     "Retry": "omniq.models",
     "Fail": "omniq.models",
     "NotInTaskError": "omniq.models",
+    # testing: inline mode's error and the clock tests move
+    "TaskFailedError": "omniq.models",
+    "ManualClock": "omniq.models",
 }
 
 __all__ = [
@@ -92,6 +95,7 @@ __all__ = [
     "EventType",
     "Fail",
     "InvalidTaskError",
+    "ManualClock",
     "MissingExtraError",
     "NotInTaskError",
     "OmniQ",
@@ -115,6 +119,7 @@ __all__ = [
     "TaskContext",
     "TaskEvent",
     "TaskExpiredError",
+    "TaskFailedError",
     "TaskFunction",
     "TaskQueue",
     "TaskResult",
@@ -141,6 +146,7 @@ if TYPE_CHECKING:
         EventType,
         Fail,
         InvalidTaskError,
+        ManualClock,
         MissingExtraError,
         NotInTaskError,
         OmniQError,
@@ -156,6 +162,7 @@ if TYPE_CHECKING:
         TaskCancelledError,
         TaskEvent,
         TaskExpiredError,
+        TaskFailedError,
         TaskResult,
         TaskStatus,
         TaskTimeoutError,

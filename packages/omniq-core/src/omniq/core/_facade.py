@@ -44,6 +44,7 @@ from omniq.workers import PoolStats
 
 from ._browse import BrowseOps
 from ._dead_letters import DeadLetterOps
+from ._inline import InlineOps
 from ._queues import QueueOps
 from ._schedules import ScheduleOps
 from ._session import Session
@@ -75,7 +76,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, BrowseOps):
+class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, InlineOps, BrowseOps):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,
@@ -86,6 +87,10 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, Bro
     cool-down (default: open after 5 consecutive failures for 30 s). ``overrides`` are
     setting names in lowercase (``result_ttl=60``,
     ``max_workers=4``, ``dill_enabled=True``...), validated like the environment.
+    ``inline=True`` runs each task at enqueue, in this process, through the real
+    serialization, retries, dependencies, follow-ups, events and results (for tests;
+    see ``drain``): enqueue returns the tasks as they ended and raises
+    ``TaskFailedError`` when one ended in error.
     """
 
     def __init__(
@@ -97,8 +102,11 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, Bro
         env: Mapping[str, str] | None = None,
         settings: Settings | None = None,
         circuit_breaker: BreakerRegistry | None = None,
+        inline: bool = False,
         **overrides: Any,
     ) -> None:
+        self.inline = inline
+        self._enqueue_op = self._inline_enqueue if inline else _enqueue_many
         if settings is not None:
             self.settings = settings.replace(**overrides) if overrides else settings
         else:
@@ -244,7 +252,7 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, Bro
         options are those of ``EnqueueOptions`` (queue, priority, eta/delay, ttl, timeout,
         retries, dependencies, follow-ups, key, worker hint, metadata)."""
         task = self.build(func, args, kwargs, **options)
-        return (await self._call(_enqueue_many, [task]))[0]
+        return (await self._call(self._enqueue_op, [task]))[0]
 
     def enqueue_sync(
         self,
@@ -255,7 +263,7 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, Bro
     ) -> Task:
         """Blocking ``enqueue`` (same options)."""
         task = self.build(func, args, kwargs, **options)
-        return self._call_sync(_enqueue_many, [task])[0]
+        return self._call_sync(self._enqueue_op, [task])[0]
 
     def _items(self, items: Iterable[EnqueueItem], options: EnqueueOptions) -> list[Task]:
         out: list[Task] = []
@@ -277,12 +285,12 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, Bro
         """Enqueue a batch in one storage round trip. Items are Tasks (``oq.build``),
         callables/paths, or ``(func, args[, kwargs])`` tuples; ``options`` apply to the
         non-Task items."""
-        return await self._call(_enqueue_many, self._items(items, options))
+        return await self._call(self._enqueue_op, self._items(items, options))
 
     def enqueue_many_sync(
         self, items: Iterable[EnqueueItem], **options: Unpack[EnqueueOptions]
     ) -> list[Task]:
-        return self._call_sync(_enqueue_many, self._items(items, options))
+        return self._call_sync(self._enqueue_op, self._items(items, options))
 
     @overload
     def task(self, func: Callable[P, R], /) -> TaskFunction[P, R]: ...
