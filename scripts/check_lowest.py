@@ -43,6 +43,8 @@ TEST_NEEDS = {
     # tests that run the stores on every engine need the drivers of omniq-storage[all]
     "omniq-events": ["omniq-storage[all]"],
     "omniq-core": ["omniq-storage[all]"],
+    # Starlette's TestClient runs on httpx
+    "omniq-web": ["httpx>=0.27,<0.28"],
 }
 PYTEST_INI = """[pytest]
 addopts = -ra --strict-markers --import-mode=importlib -p no:cacheprovider

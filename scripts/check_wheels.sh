@@ -49,7 +49,8 @@ for whl in "$WHEELS"/*.whl; do
   if [ "$dist" = omniq ]; then
     version=$(basename "$whl" | cut -d- -f2)
     # By name, index enabled: only the pin keeps the unrelated omniq on the index out.
-    uv pip install -q --python "$venv/bin/python" --find-links "$WHEELS" "omniq==$version"
+    # With every extra, so that the distributions' tests can run in this venv.
+    uv pip install -q --python "$venv/bin/python" --find-links "$WHEELS" "omniq[web]==$version"
     "$venv/bin/python" - "$version" <<'PY'
 import sys
 from importlib.metadata import distribution
@@ -114,6 +115,14 @@ if module == "omniq.storage":
     assert any(e.name == "queries.sql" for e in sql) and queries, "queries.sql missing"
     assert all(q.strip() for q in queries.values())
     print(f"  omniq.storage: {len(lua)} .lua and {len(sql)} .sql files load from the wheel")
+if module == "omniq.web":
+    # The dashboard's static files ship as package data.
+    from importlib import resources
+    static = resources.files("omniq.web").joinpath("static")
+    names = {e.name for e in static.iterdir()}
+    assert {"htmx.min.js", "style.css"} <= names, names
+    assert "Zero-Clause BSD" in static.joinpath("htmx.min.js").read_text()[:400]
+    print("  omniq.web: htmx.min.js and style.css load from the wheel")
 if module == "omniq.models":
     leaked = [m for m in ("dill", "anyio") if m in sys.modules]
     assert not leaked, f"import omniq.models pulled in {leaked}"

@@ -42,6 +42,7 @@ from omniq.serialization import SerializationManager
 from omniq.storage import Backend
 from omniq.workers import PoolStats
 
+from ._browse import BrowseOps
 from ._dead_letters import DeadLetterOps
 from ._inline import InlineOps
 from ._queues import QueueOps
@@ -75,7 +76,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, InlineOps):
+class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, InlineOps, BrowseOps):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,

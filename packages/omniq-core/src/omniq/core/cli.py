@@ -463,7 +463,24 @@ def _register_extras() -> None:
     register_workers(app, open_oq)
 
 
+_PLUGIN_GROUP = "omniq.cli"
+"""Entry-point group of command-line plugins: each names a callable that takes the
+Typer ``app`` and adds its commands (``omniq web`` comes from omniq-web this way), so
+distributions above omniq-core extend the ``omniq`` command without core importing them."""
+
+
+def _load_plugins() -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=_PLUGIN_GROUP):
+        try:
+            ep.load()(app)
+        except Exception as exc:  # one broken plugin must not take the command down
+            print(f"omniq: command plugin {ep.name!r} not loaded: {exc}", file=sys.stderr)
+
+
 _register_extras()
+_load_plugins()
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -248,6 +249,36 @@ class TaskQueueStorage(abc.ABC):
         offset: int = 0,
     ) -> list[Task]:
         """Tasks filtered by queue and status, ordered by id (creation order)."""
+
+    async def list_page(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Task]:
+        """The newest ``limit`` tasks with ``after < id < before`` (each bound optional),
+        filtered by queue and status, newest first: keyset paging for dashboards, whose
+        next page passes the last id shown as ``before``. Ids made by ``new_id`` sort by
+        creation time, so a time window is an id window.
+
+        The default walks ``list``; engines with an index on ``id`` override it so that
+        a page costs the same on page one and page one thousand."""
+        if limit <= 0:
+            return []
+        kept: deque[Task] = deque(maxlen=limit)
+        offset, chunk = 0, 1000
+        while True:
+            page = await self.list(queue=queue, status=status, limit=chunk, offset=offset)
+            offset += len(page)
+            for t in page:
+                if (after is None or t.id > after) and (before is None or t.id < before):
+                    kept.append(t)
+            if len(page) < chunk or (before is not None and page[-1].id >= before):
+                break
+        return list(reversed(kept))
 
     @abc.abstractmethod
     async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:

@@ -313,6 +313,27 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         rows = await self._call(lambda c: c.fetch(q, *args, limit, offset))
         return [t for t in map(_read, rows) if t is not None]
 
+    async def list_page(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Task]:
+        where, args = self._where(queue, status)
+        for op, bound in ((">", after), ("<", before)):
+            if bound is not None:
+                args.append(bound)
+                where += f"{' AND' if where else ' WHERE'} id {op} ${len(args)}"
+        q = (
+            f"SELECT id, queue, status, attempt, eta, envelope FROM tasks{where} "
+            f"ORDER BY id DESC LIMIT ${len(args) + 1}"
+        )
+        rows = await self._call(lambda c: c.fetch(q, *args, max(limit, 0)))
+        return [t for t in map(_read, rows) if t is not None]
+
     async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
         where, args = self._where(queue, status)
         return int(

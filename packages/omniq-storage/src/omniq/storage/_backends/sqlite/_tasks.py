@@ -367,6 +367,24 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         rows = await self._db.run(lambda c: c.execute(sql, [*args, limit, offset]).fetchall())
         return [t for t in map(_task, rows) if t is not None]
 
+    async def list_page(
+        self,
+        *,
+        queue: str | None = None,
+        status: TaskStatus | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Task]:
+        where, args = self._where(queue, status)
+        for op, bound in ((">", after), ("<", before)):
+            if bound is not None:
+                where += f"{' AND' if where else ' WHERE'} id {op} ?"
+                args.append(bound)
+        sql = f"SELECT {_COLS} FROM tasks{where} ORDER BY id DESC LIMIT ?"
+        rows = await self._db.run(lambda c: c.execute(sql, [*args, max(limit, 0)]).fetchall())
+        return [t for t in map(_task, rows) if t is not None]
+
     async def count(self, *, queue: str | None = None, status: TaskStatus | None = None) -> int:
         where, args = self._where(queue, status)
         row = await self._db.run(

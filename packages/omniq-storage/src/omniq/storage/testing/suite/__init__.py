@@ -13,6 +13,7 @@ from ._events import TestEvents
 from ._finish import TestFinish
 from ._handover import TestHandover
 from ._multiprocess import TestMultiprocess
+from ._paging import TestListPage
 from ._paused import TestPausedQueues
 from ._queue import TestQueue
 from ._results import TestResults
@@ -26,6 +27,7 @@ __all__ = [
     "TestEvents",
     "TestFinish",
     "TestHandover",
+    "TestListPage",
     "TestMultiprocess",
     "TestPausedQueues",
     "TestQueue",
