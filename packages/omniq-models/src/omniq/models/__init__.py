@@ -39,6 +39,7 @@ from ._errors import (
     TaskControl,
     TaskExpiredError,
     TaskTimeoutError,
+    TransactionalEnqueueError,
     UnknownBackendError,
     WorkerCrashedError,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",
+    "TransactionalEnqueueError",
     "UnknownBackendError",
     "WorkerCrashedError",
     "WorkerInfo",
