@@ -29,6 +29,7 @@ PORTIONS = [
     "omniq.workers",
     "omniq.queue",
     "omniq.core",
+    "omniq.contrib",
 ]
 
 

@@ -21,6 +21,7 @@ ORDER = [
     "omniq-events",
     "omniq-workers",
     "omniq-core",
+    "omniq-contrib",
     "omniq",
 ]
 REQ = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(\[[^\]]*\])?\s*(.*)$")
