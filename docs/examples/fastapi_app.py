@@ -7,7 +7,7 @@ same process (``worker=True``), the tasks are stored in ``$APP_DB`` (SQLite).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException
 
@@ -24,17 +24,19 @@ def make_omniq() -> OmniQ:
     return OmniQ(f"sqlite:///{os.environ.get('APP_DB', 'app.db')}")
 
 
+Queue = Annotated[OmniQ, Depends(get_omniq)]
+
 app = FastAPI(lifespan=omniq_lifespan(make_omniq, worker=True))
 
 
 @app.post("/add")
-async def enqueue_add(a: int, b: int, oq: OmniQ = Depends(get_omniq)) -> dict[str, str]:
+async def enqueue_add(a: int, b: int, oq: Queue) -> dict[str, str]:
     task = await oq.enqueue(add, (a, b))
     return {"id": task.id}
 
 
 @app.get("/tasks/{task_id}")
-async def task_status(task_id: str, oq: OmniQ = Depends(get_omniq)) -> dict[str, Any]:
+async def task_status(task_id: str, oq: Queue) -> dict[str, Any]:
     task = await oq.get_task(task_id)
     if task is None:
         raise HTTPException(404, "no such task")

@@ -3,12 +3,12 @@
 ``omniq_lifespan(make)`` is the application's lifespan: it opens the ``OmniQ`` that
 ``make()`` returns at startup (so a broken store fails the startup, not the first
 request), keeps it in the application state, and closes it at shutdown. ``get_omniq``
-is the dependency (``Depends(get_omniq)``) that hands it to a handler::
+is the dependency (``Annotated[OmniQ, Depends(get_omniq)]``) that hands it to a handler::
 
     app = FastAPI(lifespan=omniq_lifespan(lambda: OmniQ("sqlite:///app.db")))
 
     @app.post("/reports")
-    async def create(oq: OmniQ = Depends(get_omniq)) -> dict[str, str]:
+    async def create(oq: Annotated[OmniQ, Depends(get_omniq)]) -> dict[str, str]:
         task = await oq.enqueue("app.tasks:build_report")
         return {"id": task.id}
 
