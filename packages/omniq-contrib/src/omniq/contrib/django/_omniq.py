@@ -41,11 +41,13 @@ def omniq_from_settings(config: Mapping[str, Any] | None = None) -> OmniQ:
 
 
 def get_omniq() -> OmniQ:
-    """This process's ``OmniQ``, built from ``settings.OMNIQ`` at the first call."""
+    """This process's ``OmniQ``, built from ``settings.OMNIQ`` and opened at the first
+    call. Opened at once, not at its first enqueue: on SQLite, opening it inside a
+    transaction that already writes would wait for that transaction's lock."""
     global _instance
     with _lock:
         if _instance is None:
-            _instance = omniq_from_settings()
+            _instance = omniq_from_settings().open_sync()
         return _instance
 
 

@@ -14,6 +14,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         oq = get_omniq()
+        self.stdout.write("omniq scheduler starting (SIGTERM/SIGINT stop it)")
+        self.stdout.flush()
         try:
             stats = oq.run_scheduler_sync()
         finally:
