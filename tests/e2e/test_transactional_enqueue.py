@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from omniq.core import OmniQ
-from omniq.models import TaskStatus, TransactionalEnqueueError
+from omniq.models import EventType, TaskStatus, TransactionalEnqueueError
 from omniq.storage.testing.servers import drop_namespace, unique_url
 
 pytestmark = pytest.mark.anyio
@@ -137,3 +137,36 @@ def test_other_stores_refuse_naming_the_alternative(url: str, tmp_path: Path) ->
     finally:
         if "://" in url and not url.startswith(("memory", "file")):
             drop_namespace(url)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_enqueued_events_commit_and_roll_back_with_the_task(
+    engine: str, tmp_path: Path, pg_url: str
+) -> None:
+    """With the event store in the task store's backend, the ``enqueued`` event is
+    written in the caller's transaction too."""
+    url = f"sqlite:///{tmp_path / 'q.db'}" if engine == "sqlite" else pg_url
+    async with OmniQ(url, event_storage=url) as oq:
+        if engine == "sqlite":
+            conn: object = sqlite3.connect(tmp_path / "q.db", check_same_thread=False)
+        else:
+            conn = await asyncpg.connect(_dsn(pg_url))
+        try:
+            ids = []
+            for commit in (False, True):
+                if engine == "sqlite":
+                    t = await oq.enqueue(ADD, (1, 1), connection=conn)
+                    conn.commit() if commit else conn.rollback()  # type: ignore[attr-defined]
+                else:
+                    tx = conn.transaction()  # type: ignore[attr-defined]
+                    await tx.start()
+                    t = await oq.enqueue(ADD, (1, 1), connection=conn)
+                    await (tx.commit() if commit else tx.rollback())
+                ids.append(t.id)
+            assert await oq.get_events(ids[0]) == []
+            [ev] = await oq.get_events(ids[1])
+            assert ev.type is EventType.ENQUEUED
+        finally:
+            close = conn.close()  # type: ignore[attr-defined]
+            if close is not None:
+                await close

@@ -153,11 +153,26 @@ class AsyncTaskQueue:
                 cancelled.append(got)
             if log:
                 events.append(enqueued_event(got))
+        if connection is not None and events and not cancelled:
+            events = await self._events_in_transaction(connection, events)
         if cancelled:
             await self.record_cancelled(cancelled, "a dependency had already failed", events)
         elif events:
             self._log(events)
         return stored
+
+    async def _events_in_transaction(
+        self, connection: object, events: list[TaskEvent]
+    ) -> list[TaskEvent]:
+        """The enqueued events of a transactional enqueue go in the same transaction
+        when the event store is the task store's backend (then none are left to log);
+        otherwise they are left to the logger."""
+        storage = self.events.storage if self.events is not None else None
+        if storage is not None and await storage.append_in_transaction(
+            connection, events, tasks=self.tasks
+        ):
+            return []
+        return events
 
     # -- reading ---------------------------------------------------------------------------
 

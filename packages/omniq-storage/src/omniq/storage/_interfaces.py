@@ -474,6 +474,16 @@ class ResultStorage(abc.ABC):
 class EventStorage(abc.ABC):
     """The lifecycle event log, stored as plain data (never pickled)."""
 
+    async def append_in_transaction(
+        self, connection: object, events: Sequence[TaskEvent], *, tasks: TaskQueueStorage
+    ) -> bool:
+        """Append ``events`` in the caller's transaction on ``connection``, beside the
+        tasks ``tasks.enqueue_in_transaction`` wrote there, so they commit or roll back
+        together. True when written; False (nothing written) when this event store is not
+        in the same database as ``tasks`` (another backend): the caller logs them as
+        usual. The default is False."""
+        return False
+
     @abc.abstractmethod
     async def append(self, events: Sequence[TaskEvent]) -> None:
         """Append events."""

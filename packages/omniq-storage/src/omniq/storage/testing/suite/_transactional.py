@@ -9,7 +9,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from omniq.models import TaskStatus, TransactionalEnqueueError
+from omniq.models import EventType, Task, TaskEvent, TaskStatus, TransactionalEnqueueError
 from omniq.storage import Backend
 from omniq.storage.testing._specs import BackendSpec
 from omniq.storage.testing.helpers import task, tq
@@ -107,3 +107,29 @@ class TestTransactionalEnqueue:
         q = tq(store_and_url[0])
         with pytest.raises(TransactionalEnqueueError):
             await q.enqueue_in_transaction(object(), [task()])
+
+    async def test_events_join_the_transaction_of_their_tasks(
+        self, store_and_url: tuple[Backend, str], backend_spec: BackendSpec
+    ) -> None:
+        store, url = store_and_url
+        q = tq(store)
+        if store.events is None:
+            return  # no event store on this backend
+        ev = [_event(task())]
+        if backend_spec.transaction is None:
+            assert await store.events.append_in_transaction(object(), ev, tasks=q) is False
+            assert await store.events.count() == 0
+            return
+        for commit in (False, True):
+            async with backend_spec.transaction(url) as tx:
+                t = task()
+                await q.enqueue_in_transaction(tx.connection, [t])
+                ev = [_event(t)]
+                assert await store.events.append_in_transaction(tx.connection, ev, tasks=q)
+                await (tx.commit() if commit else tx.rollback())
+            got = await store.events.query(task_id=t.id)
+            assert [e.id for e in got] == ([ev[0].id] if commit else [])
+
+
+def _event(t: Task) -> TaskEvent:
+    return TaskEvent(task_id=t.id, type=EventType.ENQUEUED, queue=t.queue)
