@@ -10,6 +10,11 @@ scheduler with these settings.
 
 from __future__ import annotations
 
+from omniq.models.lowlevel import publish
+
 from ._omniq import enqueue_in_transaction, enqueue_on_commit, get_omniq, omniq_from_settings
 
 __all__ = ["enqueue_in_transaction", "enqueue_on_commit", "get_omniq", "omniq_from_settings"]
+
+publish(globals())
+del publish
