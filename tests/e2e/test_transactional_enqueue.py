@@ -170,3 +170,20 @@ async def test_enqueued_events_commit_and_roll_back_with_the_task(
             close = conn.close()  # type: ignore[attr-defined]
             if close is not None:
                 await close
+
+
+@pytest.mark.filterwarnings("ignore::omniq.events.bridge.SyncInAsyncWarning")
+def test_asyncpg_connection_from_the_blocking_api_is_refused_clearly(pg_url: str) -> None:
+    import asyncio
+
+    async def scenario() -> None:
+        conn = await asyncpg.connect(_dsn(pg_url))
+        try:
+            with OmniQ(pg_url) as oq:  # its home loop is OmniQ's own thread
+                async with conn.transaction():
+                    with pytest.raises(TransactionalEnqueueError, match="another event loop"):
+                        oq.enqueue_sync(ADD, (1, 1), connection=conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(scenario())

@@ -139,6 +139,7 @@ class CallerEngine:
         schema = _ident(self._backend.schema)
         if isinstance(conn, _Psycopg):
             return await self._psycopg_call(conn, schema, fn)
+        _check_loop(conn)
         try:
             async with conn.transaction():  # a savepoint inside the caller's transaction
                 old = await conn.fetchval("SELECT current_setting('search_path')")
@@ -171,6 +172,19 @@ class CallerEngine:
             if _ours(exc):
                 raise
             raise StorageError(f"postgresql error in the caller's transaction: {exc}") from exc
+
+
+def _check_loop(conn: Any) -> None:
+    """An asyncpg connection runs only on the event loop that opened it."""
+    import asyncio
+
+    owner = getattr(getattr(conn, "_con", conn), "_loop", None)
+    if owner is not None and owner is not asyncio.get_running_loop():
+        raise TransactionalEnqueueError(
+            "this asyncpg connection belongs to another event loop: enqueue with the async "
+            "API on that loop (await oq.enqueue(..., connection=conn)), or give the "
+            "blocking API a psycopg 3 connection"
+        )
 
 
 def _ours(exc: Exception) -> bool:
