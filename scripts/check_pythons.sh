@@ -48,7 +48,7 @@ for entry in "${PYTHONS[@]}"; do
   start=$SECONDS
   venv="$WORK/venvs-$v/venv-omniq"  # the umbrella: every distribution with every extra
   # omniq[fastapi,django]: omniq-contrib's tests import its optional integrations
-  uv pip install -q --python "$venv/bin/python" pytest pytest-timeout hypothesis starlette django
+  uv pip install -q --python "$venv/bin/python" pytest pytest-timeout hypothesis starlette django httpx
   "$venv/bin/python" -c 'import omniq.models, sys; f = omniq.models.__file__; sys.exit("site-packages" not in f and f)'
   if "$venv/bin/python" -m pytest -q -p no:cacheprovider packages/*/tests >"$WORK/tests-$v.log" 2>&1; then
     echo "  Python $v: $(tail -n 1 "$WORK/tests-$v.log") ($((SECONDS - start)) s)"
