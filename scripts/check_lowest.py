@@ -43,7 +43,7 @@ TEST_NEEDS = {
     # tests that run the stores on every engine need the drivers of omniq-storage[all]
     "omniq-events": ["omniq-storage[all]"],
     "omniq-core": ["omniq-storage[all]"],
-    "omniq-contrib": ["omniq-storage[all]", "httpx"],  # Starlette's TestClient
+    "omniq-contrib": ["omniq-storage[all]", "httpx>=0.27"],  # Starlette's TestClient
 }
 PYTEST_INI = """[pytest]
 addopts = -ra --strict-markers --import-mode=importlib -p no:cacheprovider
