@@ -103,10 +103,11 @@ def test_sqlite3_rollback_and_commit(tmp_path: Path) -> None:
         lost = oq.enqueue_sync(ADD, (1, 1), connection=conn)
         conn.rollback()
         assert oq.get_task_sync(lost.id) is None
+        conn.execute("INSERT INTO orders VALUES (2)")
+        kept = oq.enqueue_sync(ADD, (6, 6), connection=conn)
+        assert oq.get_task_sync(kept.id) is None  # a read: WAL readers do not wait
         with oq.worker(concurrency=1):
-            conn.execute("INSERT INTO orders VALUES (2)")
-            kept = oq.enqueue_sync(ADD, (6, 6), connection=conn)
-            assert oq.get_task_sync(kept.id) is None
+            # The worker's claims wait for this transaction's write lock: commit now.
             conn.commit()
             res = oq.get_result_sync(kept.id, wait=True, timeout=20)
         assert res is not None and res.value == 12
