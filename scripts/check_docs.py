@@ -30,6 +30,7 @@ PORTIONS = [
     "omniq.queue",
     "omniq.core",
     "omniq.contrib",
+    "omniq.testing",
 ]
 
 

@@ -21,6 +21,7 @@ ORDER = [
     "omniq-events",
     "omniq-workers",
     "omniq-core",
+    "omniq-testing",
     "omniq-contrib",
     "omniq",
 ]

@@ -47,8 +47,11 @@ for entry in "${PYTHONS[@]}"; do
   fi
   start=$SECONDS
   venv="$WORK/venvs-$v/venv-omniq"  # the umbrella: every distribution with every extra
-  # omniq[fastapi,django]: omniq-contrib's tests import its optional integrations
+  # omniq-contrib's tests import its optional integrations (omniq[fastapi,django])
   uv pip install -q --python "$venv/bin/python" pytest pytest-timeout hypothesis starlette django httpx
+  # omniq-testing is the umbrella's extra "testing" (not in the full stack): its tests
+  # run here too, from its wheel.
+  uv pip install -q --python "$venv/bin/python" --find-links "$WORK/wheels" "$WORK"/wheels/omniq_testing-*.whl
   "$venv/bin/python" -c 'import omniq.models, sys; f = omniq.models.__file__; sys.exit("site-packages" not in f and f)'
   if "$venv/bin/python" -m pytest -q -p no:cacheprovider packages/*/tests >"$WORK/tests-$v.log" 2>&1; then
     echo "  Python $v: $(tail -n 1 "$WORK/tests-$v.log") ($((SECONDS - start)) s)"

@@ -10,11 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-import anyio
 import e2e_tasks as t
 import pytest
 from typer.testing import CliRunner
@@ -22,6 +20,7 @@ from typer.testing import CliRunner
 from omniq.core import OmniQ
 from omniq.core.cli import app
 from omniq.models import WorkerInfo, WorkerType, now
+from omniq.storage.testing.helpers import poll_until
 
 pytestmark = pytest.mark.anyio
 HERE = Path(__file__).resolve().parent
@@ -29,7 +28,6 @@ ROOT = HERE.parent.parent
 WAIT = 30.0
 LEASE = 1.0
 """The shortest lease the settings allow: a dead worker must vanish within it."""
-T = TypeVar("T")
 
 
 def spawn_worker(url: str, lease: float) -> subprocess.Popen[bytes]:
@@ -40,16 +38,6 @@ def spawn_worker(url: str, lease: float) -> subprocess.Popen[bytes]:
         env=env,
         stdout=subprocess.DEVNULL,
     )
-
-
-async def poll(fn: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str) -> T:
-    deadline = now() + WAIT
-    while True:
-        value = await fn()
-        if ok(value):
-            return value
-        assert now() < deadline, f"timed out waiting for {what}; last: {value!r}"
-        await anyio.sleep(0.02)
 
 
 def by_pid(workers: list[WorkerInfo]) -> dict[int, WorkerInfo]:
@@ -64,8 +52,8 @@ async def test_a_background_worker_is_listed_with_its_running_task(
         marker = tmp_path / "started"
         async with oq.worker(queues=["default", "other"], concurrency=3) as handle:
             task = await oq.enqueue(t.mark_then_sleep, (str(marker), 2.0))
-            workers = await poll(
-                oq.list_workers, lambda ws: bool(ws) and task.id in ws[0].running, "running"
+            workers = await poll_until(
+                oq.list_workers, lambda ws: bool(ws) and task.id in ws[0].running, deadline=WAIT
             )
             (w,) = workers
             assert handle.pool is not None and w.id == handle.pool.worker_id
@@ -76,7 +64,7 @@ async def test_a_background_worker_is_listed_with_its_running_task(
             assert w.version and w.version != "unknown"
             assert w.started_at <= w.last_seen < w.expires_at <= w.last_seen + LEASE + 1e-6
             # The task finishing empties ``running`` at the next refresh.
-            await poll(oq.list_workers, lambda ws: ws and not ws[0].running, "running to empty")
+            await poll_until(oq.list_workers, lambda ws: bool(ws) and not ws[0].running, deadline=WAIT)
         assert await oq.list_workers() == []  # a clean stop deregisters at once
 
 
@@ -98,15 +86,13 @@ async def test_a_sigkilled_worker_process_vanishes_within_one_lease(
         async with OmniQ(store_url, lease_seconds=LEASE) as oq:
             # Two processes on one store see each other.
             pids = {p.pid for p in procs}
-            await poll(oq.list_workers, lambda ws: pids <= set(by_pid(ws)), "both workers")
+            await poll_until(oq.list_workers, lambda ws: pids <= set(by_pid(ws)), deadline=WAIT)
             marker = tmp_path / "started"
             # Long enough to be seen running; short enough for the survivor, which takes it
             # over once the victim's lease lapses, to drain it on SIGTERM.
             task = await oq.enqueue(t.mark_then_sleep, (str(marker), 4.0))
-            workers = await poll(
-                oq.list_workers,
-                lambda ws: any(task.id in w.running for w in ws),
-                "the long task to show as running",
+            workers = await poll_until(
+                oq.list_workers, lambda ws: any(task.id in w.running for w in ws), deadline=WAIT
             )
             runner = next(w for w in workers if task.id in w.running)
             victim = next(p for p in procs if p.pid == runner.pid)
@@ -114,10 +100,8 @@ async def test_a_sigkilled_worker_process_vanishes_within_one_lease(
             victim.send_signal(signal.SIGKILL)
             killed = now()
             victim.wait(WAIT)
-            gone = await poll(
-                oq.list_workers,
-                lambda ws: runner.pid not in by_pid(ws),
-                "the killed worker to drop out",
+            gone = await poll_until(
+                oq.list_workers, lambda ws: runner.pid not in by_pid(ws), deadline=WAIT
             )
             vanished = now() - killed
             # Its last refresh came before the kill, so its entry lapsed within a lease;

@@ -18,6 +18,7 @@ from omniq.models import (
     RemoteTaskError,
     Retry,
     Task,
+    TaskFailedError,
     TaskResult,
     TaskStatus,
 )
@@ -59,6 +60,8 @@ def _instance(cls: type[OmniQError]) -> OmniQError:
         return RemoteTaskError(ErrorInfo(type="ValueError", message="boom", traceback="tb"))
     if cls is Retry:
         return Retry(2.5, "what went wrong")
+    if cls is TaskFailedError:
+        return TaskFailedError("t1", "m:f", ErrorInfo(type="ValueError", message="boom"))
     if cls is PayloadTooLargeError:
         return PayloadTooLargeError("what went wrong", subject="task t", size=9, limit=8)
     return cls("what went wrong")

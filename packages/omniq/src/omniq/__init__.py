@@ -75,6 +75,9 @@ _EXPORTS: dict[str, str] = {
     "Retry": "omniq.models",
     "Fail": "omniq.models",
     "NotInTaskError": "omniq.models",
+    # testing: inline mode's error and the clock tests move
+    "TaskFailedError": "omniq.models",
+    "ManualClock": "omniq.models",
 }
 
 __all__ = [
@@ -93,6 +96,7 @@ __all__ = [
     "EventType",
     "Fail",
     "InvalidTaskError",
+    "ManualClock",
     "MissingExtraError",
     "NotInTaskError",
     "OmniQ",
@@ -116,6 +120,7 @@ __all__ = [
     "TaskContext",
     "TaskEvent",
     "TaskExpiredError",
+    "TaskFailedError",
     "TaskFunction",
     "TaskQueue",
     "TaskResult",
@@ -143,6 +148,7 @@ if TYPE_CHECKING:
         EventType,
         Fail,
         InvalidTaskError,
+        ManualClock,
         MissingExtraError,
         NotInTaskError,
         OmniQError,
@@ -158,6 +164,7 @@ if TYPE_CHECKING:
         TaskCancelledError,
         TaskEvent,
         TaskExpiredError,
+        TaskFailedError,
         TaskResult,
         TaskStatus,
         TaskTimeoutError,

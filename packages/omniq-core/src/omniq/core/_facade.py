@@ -10,6 +10,7 @@ loop, so mixing the two APIs, threads and loops is safe.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -43,6 +44,7 @@ from omniq.storage import Backend
 from omniq.workers import PoolStats
 
 from ._dead_letters import DeadLetterOps
+from ._inline import InlineOps
 from ._queues import QueueOps
 from ._schedules import ScheduleOps
 from ._session import Session
@@ -74,7 +76,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
+class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, InlineOps):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,
@@ -85,6 +87,10 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
     cool-down (default: open after 5 consecutive failures for 30 s). ``overrides`` are
     setting names in lowercase (``result_ttl=60``,
     ``max_workers=4``, ``dill_enabled=True``...), validated like the environment.
+    ``inline=True`` runs each task at enqueue, in this process, through the real
+    serialization, retries, dependencies, follow-ups, events and results (for tests;
+    see ``drain``): enqueue returns the tasks as they ended and raises
+    ``TaskFailedError`` when one ended in error.
     """
 
     def __init__(
@@ -96,8 +102,11 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
         env: Mapping[str, str] | None = None,
         settings: Settings | None = None,
         circuit_breaker: BreakerRegistry | None = None,
+        inline: bool = False,
         **overrides: Any,
     ) -> None:
+        self.inline = inline
+        self._enqueue_op = self._inline_enqueue if inline else _enqueue_many
         if settings is not None:
             self.settings = settings.replace(**overrides) if overrides else settings
         else:
@@ -250,7 +259,7 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
         transaction, so it exists only if that transaction commits. Other task stores
         raise ``TransactionalEnqueueError`` (docs/integrations.md)."""
         task = self.build(func, args, kwargs, **options)
-        return (await self._call(_enqueue_many, [task], connection))[0]
+        return (await self._call(self._enqueue_with(connection), [task]))[0]
 
     def enqueue_sync(
         self,
@@ -264,7 +273,14 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
         """Blocking ``enqueue`` (same options; ``connection`` a psycopg 3 or sqlite3
         connection)."""
         task = self.build(func, args, kwargs, **options)
-        return self._call_sync(_enqueue_many, [task], connection)[0]
+        return self._call_sync(self._enqueue_with(connection), [task])[0]
+
+    def _enqueue_with(self, connection: object | None) -> Callable[..., Awaitable[list[Task]]]:
+        """The enqueue operation: this OmniQ's own (stored, or run inline), or, given the
+        caller's ``connection``, the store's transactional enqueue on it."""
+        if connection is None:
+            return self._enqueue_op
+        return functools.partial(_enqueue_many, connection=connection)
 
     def _items(self, items: Iterable[EnqueueItem], options: EnqueueOptions) -> list[Task]:
         out: list[Task] = []
@@ -291,7 +307,7 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
         callables/paths, or ``(func, args[, kwargs])`` tuples; ``options`` apply to the
         non-Task items. ``connection``: as for ``enqueue`` (the whole batch is written in
         that transaction)."""
-        return await self._call(_enqueue_many, self._items(items, options), connection)
+        return await self._call(self._enqueue_with(connection), self._items(items, options))
 
     def enqueue_many_sync(
         self,
@@ -300,7 +316,7 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
         connection: object | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> list[Task]:
-        return self._call_sync(_enqueue_many, self._items(items, options), connection)
+        return self._call_sync(self._enqueue_with(connection), self._items(items, options))
 
     @overload
     def task(self, func: Callable[P, R], /) -> TaskFunction[P, R]: ...

@@ -14,7 +14,6 @@ from __future__ import annotations
 import builtins
 import hashlib
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from omniq.models import (
     Task,
     TaskStatus,
     as_timestamp,
+    now,
 )
 from omniq.storage import ScheduleRun, ScheduleStorage
 
@@ -67,10 +67,11 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The wall clock and anyio's sleep."""
+    """OmniQ's clock (``omniq.models.now``: the wall clock unless a test installed
+    another) and anyio's sleep."""
 
     def now(self) -> float:
-        return time.time()
+        return now()
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)

@@ -38,6 +38,7 @@ from ._errors import (
     TaskCancelledError,
     TaskControl,
     TaskExpiredError,
+    TaskFailedError,
     TaskTimeoutError,
     TransactionalEnqueueError,
     UnknownBackendError,
@@ -50,7 +51,16 @@ from ._redact import redact_text, redact_url
 from ._result import ErrorInfo, Progress, TaskResult
 from ._schedule import Schedule, cron_next
 from ._task import ClaimedTask, Payload, Task
-from ._time import now, to_datetime
+from ._time import (
+    ManualClock,
+    TimeSource,
+    get_clock,
+    now,
+    set_clock,
+    skip_ahead,
+    to_datetime,
+    use_clock,
+)
 from ._validation import (
     MAX_HORIZON_SECONDS,
     MAX_ID_LENGTH,
@@ -88,6 +98,7 @@ __all__ = [
     "Fail",
     "InvalidStateError",
     "InvalidTaskError",
+    "ManualClock",
     "MisfirePolicy",
     "MissingExtraError",
     "NotInTaskError",
@@ -109,9 +120,11 @@ __all__ = [
     "TaskControl",
     "TaskEvent",
     "TaskExpiredError",
+    "TaskFailedError",
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",
+    "TimeSource",
     "TransactionalEnqueueError",
     "UnknownBackendError",
     "WorkerCrashedError",
@@ -119,12 +132,16 @@ __all__ = [
     "WorkerType",
     "as_timestamp",
     "cron_next",
+    "get_clock",
     "new_id",
     "now",
     "redact_text",
     "redact_url",
+    "set_clock",
     "settings",
+    "skip_ahead",
     "to_datetime",
+    "use_clock",
     "validate_key",
     "validate_metadata",
     "validate_queue_name",

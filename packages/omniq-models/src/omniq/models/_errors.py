@@ -213,3 +213,21 @@ class Retry(TaskControl):
 class Fail(TaskControl):
     """Raised by a task to fail for good: the task ends in ``error`` at once, however many
     retries it has left (its ``on_failure`` follow-ups run as for any final error)."""
+
+
+__all__ += ["TaskFailedError"]
+
+
+class TaskFailedError(OmniQError):
+    """A task run inline (``OmniQ(inline=True)``) ended in ``error``: ``task_id`` names
+    it and ``info`` holds the error exactly as a worker recorded it (type name, message,
+    traceback), so a test fails the way the task would fail on a real worker."""
+
+    def __init__(self, task_id: str, func: str, info: ErrorInfo) -> None:
+        self.task_id = task_id
+        self.func = func
+        self.info = info
+        super().__init__(f"task {func} ({task_id}) failed: {info.type}: {info.message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.task_id, self.func, self.info), self.__dict__

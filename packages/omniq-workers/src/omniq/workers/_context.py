@@ -9,11 +9,10 @@ receives (its progress travels back to the parent over the child's socket).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from contextvars import ContextVar
 
-from omniq.models import NotInTaskError, Progress, WorkerType
+from omniq.models import NotInTaskError, Progress, WorkerType, now
 
 __all__ = ["ProgressSink", "TaskContext", "current_task", "current_task_or_none"]
 
@@ -98,7 +97,7 @@ class TaskContext:
         also logs a PROGRESS event."""
         sink = self._sink
         if sink is not None:
-            sink(self, Progress(done=done, total=total, message=message, updated_at=time.time()))
+            sink(self, Progress(done=done, total=total, message=message, updated_at=now()))
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("omniq_current_task", default=None)

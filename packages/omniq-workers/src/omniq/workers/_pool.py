@@ -27,6 +27,7 @@ from omniq.models import (
     TaskCancelledError,
     TaskStatus,
     WorkerType,
+    now,
 )
 from omniq.serialization import SerializationManager
 
@@ -505,7 +506,7 @@ class AsyncWorkerPool:
             try:
                 if entry.state is DONE:
                     return
-                started_at = time.time()
+                started_at = now()
                 expires = task.expires_at
                 if expires is not None and started_at >= expires:
                     self._settle(entry, expired_outcome(claim, wtype, started_at, self.worker_id))
@@ -547,7 +548,7 @@ class AsyncWorkerPool:
                         status=TaskStatus.SUCCESS,
                         value=payload,
                         started_at=started_at,
-                        finished_at=time.time(),
+                        finished_at=now(),
                         duration=time.perf_counter() - t0,
                         attempt=task.attempt,
                         worker_id=self.worker_id,

@@ -18,6 +18,7 @@ from omniq.models import (
     TaskTimeoutError,
     WorkerCrashedError,
     WorkerType,
+    now,
 )
 
 from ._context import TaskContext
@@ -91,7 +92,7 @@ def failure_outcome(  # noqa: PLR0917
         status=TaskStatus.CANCELLED if cancelled else TaskStatus.ERROR,
         error=info,
         started_at=started_at,
-        finished_at=time.time(),
+        finished_at=now(),
         duration=time.perf_counter() - t0 if started_at is not None else 0.0,
         attempt=claim.task.attempt,
         worker_id=worker_id,
