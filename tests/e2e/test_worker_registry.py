@@ -64,7 +64,9 @@ async def test_a_background_worker_is_listed_with_its_running_task(
             assert w.version and w.version != "unknown"
             assert w.started_at <= w.last_seen < w.expires_at <= w.last_seen + LEASE + 1e-6
             # The task finishing empties ``running`` at the next refresh.
-            await poll_until(oq.list_workers, lambda ws: bool(ws) and not ws[0].running, deadline=WAIT)
+            await poll_until(
+                oq.list_workers, lambda ws: bool(ws) and not ws[0].running, deadline=WAIT
+            )
         assert await oq.list_workers() == []  # a clean stop deregisters at once
 
 

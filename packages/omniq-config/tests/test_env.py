@@ -54,6 +54,7 @@ VALID: dict[str, tuple[str, Any]] = {
     "event_buffer_size": ("100", 100),
     "event_retention_seconds": ("86400", 86400.0),
     "event_retention_count": ("1000", 1000),
+    "tracing": ("yes", True),
 }
 
 # field -> garbage environment text
@@ -94,6 +95,7 @@ GARBAGE: dict[str, str] = {
     "event_buffer_size": "1e3",
     "event_retention_seconds": "forever",
     "event_retention_count": "-5",
+    "tracing": "maybe",
 }
 
 

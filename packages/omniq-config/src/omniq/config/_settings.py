@@ -312,6 +312,7 @@ FIELD_RULES: dict[str, FieldRule] = {
     "event_buffer_size": _int(1, 10_000_000),
     "event_retention_seconds": _seconds(zero="kept forever"),
     "event_retention_count": _int(0, 2**31 - 1, zero="no limit"),
+    "tracing": FieldRule("a boolean: 1/0, true/false, yes/no, on/off", _check_bool, _parse_bool),
 }
 
 
@@ -364,6 +365,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     event_buffer_size: int = c.EVENT_BUFFER_SIZE
     event_retention_seconds: float = c.EVENT_RETENTION_SECONDS
     event_retention_count: int = c.EVENT_RETENTION_COUNT
+    tracing: bool = c.TRACING
 
     def __post_init__(self) -> None:
         for name, rule in FIELD_RULES.items():

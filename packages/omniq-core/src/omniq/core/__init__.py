@@ -16,6 +16,7 @@ from omniq.workers import TaskContext, current_task
 
 from ._dead_letters import DeadLetter
 from ._facade import OmniQ
+from ._metrics import metrics_registry
 from ._taskfn import TaskFunction
 from ._urls import default_url, resolve_urls
 from ._worker import WorkerHandle
@@ -28,6 +29,7 @@ __all__ = [
     "WorkerHandle",
     "current_task",
     "default_url",
+    "metrics_registry",
     "resolve_urls",
 ]
 

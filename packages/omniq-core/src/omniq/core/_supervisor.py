@@ -19,7 +19,9 @@ What the supervisor does:
 - on a second signal (``request_stop(force=True)``) forces the stop: the children get
   a second SIGTERM (their forced stop: running tasks are cancelled and handed back)
   and are killed if still alive ``FORCE_KILL_AFTER`` seconds later;
-- returns when every child has exited, with the children's counters summed.
+- returns when every child has exited, with the children's counters summed;
+- with ``metrics_port``, serves the children's Prometheus metrics as one set (see
+  ``omniq.core._metrics``: a private multiprocess directory, exited children marked dead).
 
 Children run in their own process group, so a Ctrl-C at the terminal reaches the
 supervisor only (which passes it on once); a child whose supervisor disappears sees its
@@ -49,6 +51,8 @@ import msgspec
 from omniq.config import Settings
 from omniq.models import ConfigError
 from omniq.workers import PoolStats
+
+from ._metrics import MultiprocessExporter
 
 __all__ = [
     "CHILD_CONFIG_ERROR",
@@ -202,8 +206,12 @@ class Supervisor:
         crash_window: float = CRASH_WINDOW,
         crash_limit: int = CRASH_LIMIT,
         env: Mapping[str, str] | None = None,
+        metrics: MultiprocessExporter | None = None,
     ) -> None:
         self.spec = spec
+        self.metrics = metrics
+        """Serves the children's metrics as one set (``metrics_port``), or None."""
+        self._child_env: dict[str, str] | None = dict(env) if env is not None else None
         self.processes = check_processes(processes)
         self.grace = grace
         self.restart_delay = restart_delay
@@ -248,10 +256,18 @@ class Supervisor:
         try:
             with tempfile.TemporaryDirectory(prefix="omniq-supervisor-") as stats_dir:
                 self._stats_dir = stats_dir
+                if self.metrics is not None:
+                    extra = self.metrics.start()
+                    base = self.env if self.env is not None else dict(os.environ)
+                    self._child_env = {**base, **extra}
+                else:
+                    self._child_env = self.env
                 try:
                     self._loop()
                 finally:
                     self._kill_all()
+                    if self.metrics is not None:
+                        self.metrics.stop()
                 stats = _sum_stats(Path(stats_dir))
         finally:
             if restore is not None:
@@ -350,13 +366,15 @@ class Supervisor:
             stats_dir=self._stats_dir,
             scheduler=self.spec.scheduler and slot.index == 0,
         )
+        if self.metrics is not None:  # the first child alone reads the store gauges
+            spec.options = {**spec.options, "metrics": True, "metrics_store": slot.index == 0}
         popen_kw: dict[str, Any] = {}
         if os.name == "posix":
             popen_kw["process_group"] = 0
         proc = subprocess.Popen(
             [sys.executable, "-m", CHILD_MODULE],
             stdin=subprocess.PIPE,
-            env=self.env,
+            env=self._child_env,
             **popen_kw,
         )
         assert proc.stdin is not None
@@ -384,6 +402,8 @@ class Supervisor:
         if code is None:
             return
         slot.proc = None
+        if self.metrics is not None:
+            self.metrics.child_exited(proc.pid)
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
@@ -493,6 +513,9 @@ def supervisor_for(
     ``run_worker`` keyword arguments); with ``app``, the children import the OmniQ
     from that ``module:attr`` instead of re-creating it from ``oq``'s URLs."""
     opts = dict(opts)
+    port = opts.pop("metrics_port", None)
+    host = opts.pop("metrics_host", None)
+    metrics = MultiprocessExporter(host or "127.0.0.1", port) if port is not None else None
     worker_type = opts.get("worker_type")
     if worker_type is not None:
         opts["worker_type"] = str(getattr(worker_type, "value", worker_type))
@@ -513,4 +536,5 @@ def supervisor_for(
         spec,
         processes,
         grace=float(grace) if grace is not None else oq.settings.shutdown_grace,
+        metrics=metrics,
     )

@@ -15,6 +15,7 @@ from omniq.queue import AsyncTaskQueue
 from omniq.storage import WorkerRegistry
 from omniq.workers import AsyncWorkerPool, PoolStats, install_signal_handlers
 
+from ._metrics import METRIC_OPTIONS, start_metrics
 from ._presence import RegistryPresence
 from ._session import Session, SessionRunner
 
@@ -35,8 +36,11 @@ def make_pool(
     """An AsyncWorkerPool over ``queue``'s task source/outcome sink, and that source
     (to close when the pool ends: tasks handed over but never run go back). With a
     ``registry`` the pool keeps its entry there, unless the ``worker_registry=False``
-    option turns that off."""
+    option turns that off. The ``metrics*`` options turn on Prometheus metrics
+    (``omniq.core.metrics_registry``), served on ``metrics_port`` when given; the queue's
+    tracer (the ``tracing`` setting) wraps each run in a span."""
     opts = dict(opts)
+    metric_opts = {k: opts.pop(k) for k in METRIC_OPTIONS if k in opts}
     registered = bool(opts.pop("worker_registry", True))
     queues = opts.pop("queues", None)
     concurrency = opts.pop("concurrency", None)
@@ -55,6 +59,7 @@ def make_pool(
         default_worker=worker_type,
         worker_id=source.worker_id,
         lease_seconds=source.lease,
+        tracer=queue.tracer,
         **opts,
     )
     source.offer = pool.offer
@@ -67,7 +72,8 @@ def make_pool(
             concurrency=pool.max_workers,
             lease=source.lease,
         )
-    return pool, source
+    metrics = start_metrics(queue, source, registry, metric_opts) if metric_opts else None
+    return pool, (metrics if metrics is not None else source)
 
 
 async def run_pool(

@@ -173,6 +173,17 @@ def worker(
             "(each runs --concurrency tasks at once).",
         ),
     ] = 1,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus metrics on this port (the metrics extra); with "
+            "--processes, one endpoint for all the worker processes.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics endpoint binds to.")
+    ] = "127.0.0.1",
     url: UrlOpt = None,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (or, with --burst, until the queue is drained)."""
@@ -182,9 +193,13 @@ def worker(
         raise ConfigError("--processes", processes, "an integer >= 1")
     if processes > 1:
         opts = dict(queues=queues, concurrency=concurrency, worker_type=worker_type)
+        if metrics_port is not None:
+            opts.update(metrics_port=metrics_port, metrics_host=metrics_host)
         _run_processes(processes, app_spec, url, burst, scheduler, _allowed(allow), opts)
         return
     options: dict[str, Any] = {}
+    if metrics_port is not None:
+        options.update(metrics_port=metrics_port, metrics_host=metrics_host)
     allowed = _allowed(allow)
     if allowed is not None:
         options["allowed_modules"] = allowed

@@ -30,9 +30,11 @@ from ._scheduler import (
 from ._scheduler_sync import Scheduler
 from ._source import default_worker_id
 from ._sync import TaskQueue
+from ._tracing import TRACE_CONTEXT_KEY, Tracing
 from ._ttl import TTLManager, TTLReport
 
 __all__ = [
+    "TRACE_CONTEXT_KEY",
     "AsyncScheduler",
     "AsyncTaskQueue",
     "BreakerRegistry",
@@ -52,6 +54,7 @@ __all__ = [
     "TaskQueue",
     "TaskSpec",
     "TickReport",
+    "Tracing",
     "build_task",
     "default_worker_id",
     "run_task",

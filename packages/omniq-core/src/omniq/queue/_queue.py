@@ -37,6 +37,7 @@ from ._build import TaskSpec, build_task
 from ._deps import DependencyResolver
 from ._retry import RetryManager, RetryPolicy
 from ._source import QueueWorkerSource
+from ._tracing import tracing_for
 from ._ttl import TTLManager
 
 __all__ = ["AsyncTaskQueue"]
@@ -80,6 +81,8 @@ class AsyncTaskQueue:
             )
         )
         self.breakers = breakers or BreakerRegistry()
+        self.tracer = tracing_for(s)
+        """OpenTelemetry spans (the ``tracing`` setting), or None."""
         self.resolver = DependencyResolver(tasks.get)
         self.dependency_policy: DependencyPolicy = (
             "release" if s.dependency_failure_policy == "release" else "cancel"
@@ -129,12 +132,18 @@ class AsyncTaskQueue:
         every task already passed ``build_task`` or ``validate_task`` and skips the check.
         ``connection``: the caller's open database connection; the tasks are written in
         its transaction (``TaskQueueStorage.enqueue_in_transaction``)."""
-        store = self.tasks.enqueue
-        if connection is not None:
-            store = functools.partial(self.tasks.enqueue_in_transaction, connection)
         batch = list(tasks) if validated else [validate_task(t) for t in tasks]
         if not batch:
             return []
+        store = functools.partial(self._store, connection=connection)
+        if self.tracer is not None:
+            return await self.tracer.enqueue(batch, store)
+        return await store(batch)
+
+    async def _store(self, batch: list[Task], connection: object | None = None) -> list[Task]:
+        store = self.tasks.enqueue
+        if connection is not None:
+            store = functools.partial(self.tasks.enqueue_in_transaction, connection)
         if any(t.depends_on for t in batch):
             await self.resolver.check(batch)
             ordered = DependencyResolver.order(batch)

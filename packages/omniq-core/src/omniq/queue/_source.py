@@ -57,9 +57,22 @@ from omniq.workers import Outcome
 
 from ._breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from ._retry import RetryManager
+from ._tracing import Tracing
 from ._ttl import TTLManager
 
-__all__ = ["QueueCore", "QueueWorkerSource", "default_worker_id"]
+__all__ = ["OutcomeObserver", "QueueCore", "QueueWorkerSource", "default_worker_id"]
+
+
+class OutcomeObserver(Protocol):
+    """Told what a worker source saw (worker metrics implement it): runs that started,
+    reported outcomes (with the ids among them that were scheduled for a retry) and
+    claims handed back."""
+
+    def started(self, claims: Sequence[ClaimedTask]) -> None: ...
+
+    def reported(self, outcomes: Sequence[Outcome], retried: set[str]) -> None: ...
+
+    def released(self, claims: Sequence[ClaimedTask]) -> None: ...
 
 
 class QueueCore(Protocol):
@@ -74,6 +87,7 @@ class QueueCore(Protocol):
     breakers: BreakerRegistry
     dependency_policy: DependencyPolicy
     ttl: TTLManager
+    tracer: Tracing | None
 
     def _log(self, events: Sequence[TaskEvent]) -> None: ...
 
@@ -133,6 +147,8 @@ class QueueWorkerSource:
         self.offer: Callable[[list[ClaimedTask]], bool] | None = None
         """The pool's ``offer``: runs handed-over claims at once (set with handover)."""
         self._confirms: set[asyncio.Task[None]] = set()
+        self.observer: OutcomeObserver | None = None
+        """Told of starts, outcomes and releases (worker metrics)."""
 
     def _attempt(self, task: Task) -> int:
         return task.attempt - self.deferrals.get(task.id, 0)
@@ -300,6 +316,8 @@ class QueueWorkerSource:
         await self.queue.tasks.watch_cancels(self.worker_id, running, on_cancel)
 
     async def release(self, claims: Sequence[ClaimedTask]) -> None:
+        if claims and self.observer is not None:
+            self.observer.released(claims)
         if claims:
             try:
                 await self.queue.tasks.release([LeaseRef.of(c) for c in claims])
@@ -375,6 +393,8 @@ class QueueWorkerSource:
     # -- OutcomeSink -------------------------------------------------------------------------
 
     async def started(self, claims: Sequence[ClaimedTask]) -> None:
+        if self.observer is not None:
+            self.observer.started(claims)
         ev = self.queue.events
         if ev is None or not ev.enabled:
             return
@@ -400,6 +420,7 @@ class QueueWorkerSource:
         events: dict[str, TaskEvent] = {}
         retry_events: dict[str, TaskEvent] = {}
         follow: dict[str, tuple[Task, ...]] = {}
+        retried: set[str] = set()
         ev = q.events
         logging_on = ev is not None and ev.enabled  # events are built only when kept
         deferrals = self.deferrals
@@ -431,6 +452,7 @@ class QueueWorkerSource:
                     )
                     eta = t_now + delay
                     retries.append(RetryRequest(task.id, token, eta))
+                    retried.add(task.id)
                     if logging_on:
                         retry_events[task.id] = retry_event(
                             task, o.error, eta, attempt, delay=delay, worker_id=worker
@@ -499,6 +521,12 @@ class QueueWorkerSource:
             q._log(log)
         if report is not None:
             await q.record_cascade(report)
+        if self.observer is not None:
+            self.observer.reported(outcomes, retried)
+        tracer = q.tracer
+        if tracer is not None:
+            follow = {tid: tuple(tracer.follow(tid, ts)) for tid, ts in follow.items()}
+            tracer.forget([o.task_id for o in outcomes])
         followups = [t for tid, ts in follow.items() if tid not in stale for t in ts]
         if followups:
             await q.enqueue_many(_fresh(followups))

@@ -46,6 +46,7 @@ __all__ = [
     "TASK_TIMEOUT",
     "TASK_TTL",
     "THREAD_WORKERS",
+    "TRACING",
 ]
 
 BASE_DIR: Final = ".omniq"
@@ -130,3 +131,7 @@ EVENT_RETENTION_SECONDS: Final = 7 * 86400.0
 """Events older than this are purged (0 = keep forever)."""
 EVENT_RETENTION_COUNT: Final = 0
 """Keep at most this many events (0 = no limit)."""
+
+TRACING: Final = False
+"""OpenTelemetry spans for enqueue and each run, with the trace context carried in the
+task (needs the ``otel`` extra; without opentelemetry installed it does nothing)."""

@@ -33,6 +33,7 @@ __all__ = [
     "decode_task",
     "encode",
     "encode_event",
+    "split_hosts",
     "split_options",
     "with_state",
     "with_state_eta",
@@ -99,3 +100,28 @@ class EngineStore(Generic[E]):
 
     async def _call(self, fn: Callable[..., Awaitable[T]]) -> T:
         return await self._be.call(fn)
+
+
+def split_hosts(url: str) -> list[str]:
+    """One URL per server of a multi-host URL (``nats://u@a:1,b:2,c:3/x?q``, or each
+    item with its own scheme): the scheme, credentials, path and query of the first
+    item go to every server that has none of its own. A one-host URL comes back alone."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "," not in rest:
+        return [url]
+    if "://" in rest:  # every item a full URL
+        return [u for u in url.split(",") if u]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    hosts, tail = rest[:cut], rest[cut:]
+    auth = ""
+    items = [h for h in hosts.split(",") if h]
+    if items and "@" in items[0]:
+        auth, _, items[0] = items[0].rpartition("@")
+        auth += "@"
+    out = []
+    for item in items:
+        if "@" in item:
+            out.append(f"{scheme}://{item}{tail}")
+        else:
+            out.append(f"{scheme}://{auth}{item}{tail}")
+    return out

@@ -25,6 +25,7 @@ from ._types import (
     OutcomeSink,
     PoolStats,
     ProgressSource,
+    RunTracer,
     TaskSource,
     WorkerPresence,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ProcessWorker",
     "ProgressSource",
     "RemoteTaskError",
+    "RunTracer",
     "TaskContext",
     "TaskSource",
     "ThreadWorker",

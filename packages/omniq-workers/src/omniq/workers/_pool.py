@@ -56,6 +56,7 @@ from ._types import (
     OutcomeSink,
     PoolStats,
     ProgressSource,
+    RunTracer,
     TaskSource,
     WorkerPresence,
 )
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncWorkerPool"]
 
 _EMPTY_KWARGS: dict[str, Any] = {}
+_NO_SCOPE = contextlib.nullcontext()
 
 log = logging.getLogger("omniq.workers")
 
@@ -102,6 +104,9 @@ class AsyncWorkerPool:
     the child is killed and replaced; gevent: the greenlet is killed; a thread runs on,
     its result discarded, its slot held until it returns).
 
+    A ``tracer`` (``RunTracer``) wraps each call of a task's function, e.g. in an
+    OpenTelemetry span.
+
     A task's function is imported only from modules ``allowed_modules`` admits
     (default: ``settings.allowed_modules``, i.e. ``OMNIQ_ALLOWED_MODULES``), checked
     before anything is imported; a refused task ends at once as an ``error`` outcome that
@@ -137,6 +142,7 @@ class AsyncWorkerPool:
         allowed_modules: Sequence[str] | None = None,
         workers: Mapping[WorkerType, Worker] | None = None,
         presence: WorkerPresence | None = None,
+        tracer: RunTracer | None = None,
     ) -> None:
         if settings is None:
             from omniq.config import get_settings
@@ -185,6 +191,7 @@ class AsyncWorkerPool:
             allowed = allowed.split(",")
         self.allowed_modules: tuple[str, ...] = tuple(e.strip() for e in allowed if e.strip())
         self.presence = presence
+        self.tracer = tracer
         self._workers: dict[WorkerType, Worker] = dict(workers or {})
         if self.default_worker not in self._workers:
             require_worker_extra(self.default_worker)
@@ -525,19 +532,21 @@ class AsyncWorkerPool:
                     timeout = None
                 t0 = time.perf_counter()
                 payload: Payload | None
-                if fn is None:
-                    assert isinstance(worker, ProcessWorker)
-                    payload = await worker.call(
-                        task.func, task.payload, timeout, task.func_payload, ctx
-                    )
-                else:
-                    if task.payload is None:
-                        args: tuple[Any, ...] = ()
-                        kwargs = _EMPTY_KWARGS
+                tracer = self.tracer
+                with tracer.run(task) if tracer is not None else _NO_SCOPE:
+                    if fn is None:
+                        assert isinstance(worker, ProcessWorker)
+                        payload = await worker.call(
+                            task.func, task.payload, timeout, task.func_payload, ctx
+                        )
                     else:
-                        args, kwargs = self.serializer.loads_call(task.payload)
-                    value = await worker.execute(fn, args, kwargs, timeout)
-                    payload = None if value is None else self.serializer.dumps(value)
+                        if task.payload is None:
+                            args: tuple[Any, ...] = ()
+                            kwargs = _EMPTY_KWARGS
+                        else:
+                            args, kwargs = self.serializer.loads_call(task.payload)
+                        value = await worker.execute(fn, args, kwargs, timeout)
+                        payload = None if value is None else self.serializer.dumps(value)
             finally:
                 gate.release()
             if entry.state is not DONE:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from omniq.models import ClaimedTask, ErrorInfo, Payload, Progress, TaskStatus, WorkerType
+from omniq.models import ClaimedTask, ErrorInfo, Payload, Progress, Task, TaskStatus, WorkerType
 
 __all__ = [
     "CancelSource",
@@ -15,6 +16,7 @@ __all__ = [
     "OutcomeSink",
     "PoolStats",
     "ProgressSource",
+    "RunTracer",
     "TaskSource",
     "WorkerPresence",
 ]
@@ -139,6 +141,21 @@ class WorkerPresence(Protocol):
 
     async def leave(self) -> None:
         """Remove this worker's entry (a clean shutdown)."""
+        ...
+
+
+@runtime_checkable
+class RunTracer(Protocol):
+    """Wraps each run of a task's function (omniq-core implements it with OpenTelemetry).
+
+    The pool enters ``run(task)`` on the run's own asyncio task just before the function
+    is called and leaves it when the call returns or raises (the exception passes
+    through the context manager), so context variables it sets are seen by the function
+    on async, thread and gevent workers.
+    """
+
+    def run(self, task: Task) -> AbstractContextManager[object]:
+        """A context manager around one run of ``task``."""
         ...
 
 

@@ -28,7 +28,7 @@ from omniq.models import BackendUnavailableError, MissingExtraError, StorageErro
 from omniq.storage._interfaces import Backend
 from omniq.storage._limits import PayloadLimit
 from omniq.storage._outage import Outage, describe
-from omniq.storage._remote import split_options
+from omniq.storage._remote import split_hosts, split_options
 from omniq.storage._wake import Wake
 
 try:
@@ -74,6 +74,11 @@ _CONNECTION_ERRORS = (
 
 class NatsBackend(Backend):
     """``nats://host:4222?namespace=OMNIQ&replicas=1`` - all four contracts on JetStream.
+
+    A cluster is several comma-separated servers in one URL
+    (``nats://a:4222,b:4222,c:4222?replicas=3``): the client connects to one, learns
+    the others, and reconnects to any of them when its server goes away; ``replicas``
+    sets the replicas of every stream and bucket the backend creates.
 
     Keyword options go to ``nats.connect`` (e.g. ``name``, ``user_credentials``), except
     ``connect_deadline`` (seconds allowed for the first connect, default 10)."""
@@ -152,7 +157,7 @@ class NatsBackend(Backend):
         if self._nc is not None:
             return
         opts: dict[str, Any] = {
-            "servers": [self._servers],
+            "servers": split_hosts(self._servers),
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.1,
             "connect_timeout": 2,

@@ -106,7 +106,19 @@ def _ident(name: str) -> str:
 
 
 class PostgresBackend(Backend):
-    """``postgresql://user@host/db?schema=omniq`` - all four contracts on PostgreSQL."""
+    """``postgresql://user@host/db?schema=omniq`` - all four contracts on PostgreSQL.
+
+    Several hosts (``postgresql://u@a:5432,b:5432/db?target_session_attrs=read-write``)
+    make the pool connect to whichever is the writable primary, so a promoted standby
+    takes over once the old primary is gone (asyncpg reads the DSN's hosts and
+    ``target_session_attrs``).
+
+    ``?pgbouncer=1`` (or ``pgbouncer=True``) is for a PgBouncer in transaction pooling
+    mode, where a session's state does not outlive a transaction: no prepared statement
+    cache, no ``search_path`` startup parameter (the schema must be the server-side
+    ``search_path`` of the role or database, or set by PgBouncer's ``connect_query``;
+    checked at connect) and no ``LISTEN``: waits poll every ``poll_interval`` seconds.
+    """
 
     def __init__(
         self,
@@ -117,10 +129,17 @@ class PostgresBackend(Backend):
         max_size: int = 10,
         application_name: str = "omniq",
         synchronous_commit: str | None = None,
+        pgbouncer: bool | None = None,
+        poll_interval: float = 0.2,
         **options: Any,
     ) -> None:
         self.url = url
-        clean, opts = split_options(url, ("schema", "synchronous_commit"))
+        clean, opts = split_options(url, ("schema", "synchronous_commit", "pgbouncer"))
+        flag = opts.get("pgbouncer", "0").lower() in ("1", "true", "yes", "on")
+        self.pgbouncer = flag if pgbouncer is None else pgbouncer
+        """Behind a transaction-pooling PgBouncer: no session state (see the class)."""
+        self.poll_interval: float | None = poll_interval if self.pgbouncer else None
+        """Longest wait between checks for work and results when no LISTEN wakes them."""
         self._dsn = clean.replace("postgresql+asyncpg://", "postgresql://", 1)
         self._shown = redact_url(self._dsn)
         self.outage = Outage("postgresql", self._dsn, _log)
@@ -135,8 +154,14 @@ class PostgresBackend(Backend):
             "min_size": min_size,
             "max_size": max_size,
             "reset": _keep_session,
+            **({"statement_cache_size": 0} if self.pgbouncer else {}),
             **options,
         }
+        if self.pgbouncer and self.synchronous_commit:
+            raise StorageError(
+                "synchronous_commit is a session setting, which PgBouncer's transaction "
+                "pooling does not keep: set it on the role or database instead"
+            )
         self.work_channel = f"omniq:{self.schema}:work"
         self.result_channel = f"omniq:{self.schema}:result"
         self.cancel_channel = f"omniq:{self.schema}:cancel"
@@ -214,6 +239,8 @@ class PostgresBackend(Backend):
         if self._pool is not None:
             return
         settings = {"search_path": self.schema, "application_name": self.application_name}
+        if self.pgbouncer:
+            del settings["search_path"]
         if self.synchronous_commit:
             settings["synchronous_commit"] = self.synchronous_commit
         try:
@@ -228,6 +255,9 @@ class PostgresBackend(Backend):
         self.payload_limit.engine = PG_FIELD_LIMIT
         try:
             await self.call(self._migrate)
+            if self.pgbouncer:
+                await self.call(self._check_schema)
+                return
             await self._open_listener()
         except BaseException:
             await self.close()
@@ -253,6 +283,17 @@ class PostgresBackend(Backend):
                     await conn.execute(
                         f"INSERT INTO {ident}.omniq_migrations (version) VALUES ($1)", version
                     )
+
+    async def _check_schema(self, conn: Any) -> None:
+        """Behind PgBouncer the schema comes from the server side; refuse to run in
+        another one (tables of the same names elsewhere would be used silently)."""
+        current = await conn.fetchval("SELECT current_schema()")
+        if current != self.schema:
+            raise StorageError(
+                f"behind PgBouncer the schema {self.schema!r} must be the server-side "
+                f"search_path (ALTER ROLE ... SET search_path, or PgBouncer's "
+                f"connect_query), but current_schema() is {current!r}"
+            )
 
     def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         if channel == self.work_channel:

@@ -19,3 +19,5 @@ class PgEngine(Engine, Protocol):
     cancel_channel: str
     work_wake: Wake
     result_wake: Wake
+    poll_interval: float | None
+    """Seconds between checks while no LISTEN connection wakes waits (PgBouncer), else None."""

@@ -65,7 +65,11 @@ class PgResults(EngineStore[PgEngine], ResultStorage):
 
     async def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:  # noqa: ASYNC109
         return await wait_for_result(
-            lambda: self.get_one(task_id), self._be.result_wake, task_id, timeout
+            lambda: self.get_one(task_id),
+            self._be.result_wake,
+            task_id,
+            timeout,
+            recheck=self._be.poll_interval,
         )
 
     async def delete(self, task_ids: Sequence[str]) -> int:

@@ -382,6 +382,8 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         keys = builtins.list(queues)
+        if self._be.poll_interval is not None:  # no LISTEN: look again soon
+            timeout = min(timeout, self._be.poll_interval)
         with self._be.work_wake.watch(keys) as watch:
             r = await self._call(lambda c: c.fetchrow(_Q["wait_probe"], keys))
             t = now()

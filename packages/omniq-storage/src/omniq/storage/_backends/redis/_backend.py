@@ -38,6 +38,7 @@ try:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from ._lane import Lane
+    from ._route import RoutedConnection, hash_tagged, parse_routed_url, stale_route
     from ._sub import Subscriber  # hiredis parses the subscriber's stream
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     from omniq.models import MissingExtraError
@@ -61,7 +62,13 @@ _log = logging.getLogger("omniq.storage.redis")
 
 
 class RedisBackend(Backend):
-    """``redis://host:port/db?prefix=omniq:`` - all four contracts on one Redis."""
+    """``redis://host:port/db?prefix=omniq:`` - all four contracts on one Redis.
+
+    ``redis+sentinel://s1:26379,s2:26379/mymaster/0?prefix=...`` follows the primary
+    that the sentinels name for ``mymaster``; ``redis+cluster://n1:7000,n2:7001?prefix=``
+    uses the Redis Cluster master serving the prefix's hash tag (a prefix without one
+    gets it: ``omniq:`` becomes ``{omniq}:``). See ``_route``.
+    """
 
     def __init__(
         self,
@@ -72,8 +79,10 @@ class RedisBackend(Backend):
     ) -> None:
         self.url = url
         clean, opts = split_options(url, _OPTIONS)
-        self._driver_url = clean
         self.prefix = prefix if prefix is not None else opts.get("prefix", "omniq:")
+        if clean.startswith("redis+cluster://"):
+            self.prefix = hash_tagged(self.prefix)  # one slot per backend: atomic scripts
+        self._router, self._driver_url = parse_routed_url(clean, self.prefix)
         self._options = options
         self.outage = Outage("redis", clean, _log)
         """Logs losing and regaining the server once each (see ``omniq.storage._outage``)."""
@@ -111,9 +120,26 @@ class RedisBackend(Backend):
                 f"redis unreachable at {redact_url(self._driver_url)}: {describe(exc)}"
             ) from exc
         except RedisError as exc:
+            if self._router is not None and stale_route(exc):
+                await self._reroute()
+                self.outage.failed(exc)
+                raise BackendUnavailableError(
+                    f"redis {self._router.kind} moved: {describe(exc)}"
+                ) from exc
             raise StorageError(f"redis error: {describe(exc)}") from exc
         self.outage.ok()
         return out
+
+    async def _reroute(self) -> None:
+        """Drop every connection (they go to a demoted or wrong node); the next ones
+        ask the router where the primary is now."""
+        with contextlib.suppress(Exception):
+            await self.redis.connection_pool.disconnect()
+        if self.lane is not None:
+            with contextlib.suppress(Exception):
+                await self.lane.close()
+        if self._subscriber is not None:
+            self._subscriber.reconnect()
 
     async def connect(self) -> None:
         if self._redis is not None:
@@ -124,6 +150,9 @@ class RedisBackend(Backend):
             "socket_timeout": 30,
             "health_check_interval": 10,
         }
+        if self._router is not None:
+            opts["connection_class"] = RoutedConnection
+            opts["router"] = self._router
         opts.update(self._options)
         client = aioredis.from_url(self._driver_url, **opts)
         self._redis = client

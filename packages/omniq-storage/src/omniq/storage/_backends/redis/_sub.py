@@ -137,6 +137,9 @@ class Subscriber:
 
     async def _connect(self) -> _Protocol:
         conn = self._client.connection_pool.make_connection()  # settings only, no I/O
+        resolve = getattr(conn, "resolve", None)  # a Sentinel or Cluster route (``_route``)
+        if resolve is not None:
+            await resolve()
         loop = asyncio.get_running_loop()
         timeout = conn.socket_connect_timeout or conn.socket_timeout or 10.0
 
@@ -217,6 +220,12 @@ class Subscriber:
                 if proto.transport is not None:
                     proto.transport.abort()
                 await proto.closed
+
+    def reconnect(self) -> None:
+        """Drop the connection (its server no longer serves us); ``_keep`` opens a new
+        one, to wherever the connection settings lead now."""
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.abort()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -1,0 +1,108 @@
+"""What worker metrics and tracing cost: the W1 drain of ``benchmarks.drain`` A/B.
+
+Four variants, interleaved round by round on the same store: ``off`` (neither),
+``metrics`` (``run_worker(metrics=True)``: counters, histogram, running gauge and the
+store gauges refreshed every 5 s), ``tracing`` (``OmniQ(tracing=True)`` with the
+OpenTelemetry SDK, a BatchSpanProcessor and an exporter that drops the spans, so the
+cost measured is OmniQ's spans and the SDK's, not an exporter's network) and ``both``.
+Each round enqueues N no-op tasks (1,000 per call), then drains them with a burst
+worker (concurrency 100) in this process, after a warm-up. Prints, per variant, the
+median drain rate and worker CPU time per task (the steadier figure on a shared
+machine), and each against ``off``.
+
+    URL=memory://                N=20000 ROUNDS=5 uv run python -m benchmarks.observability
+    URL=redis://127.0.0.1:6379/5 N=20000 ROUNDS=5 uv run python -m benchmarks.observability
+    SAMPLE=0.01 VARIANTS=off,tracing uv run python -m benchmarks.observability
+
+``SAMPLE`` (default 1) makes the SDK sample that share of traces
+(``ParentBased(TraceIdRatioBased(SAMPLE))``): runs of unsampled tasks get
+non-recording spans, the usual production setting. ``VARIANTS`` picks variants
+(comma-separated; ``off`` is always measured, as the base).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+VARIANTS = ("off", "metrics", "tracing", "both")
+
+
+def _install_sdk(sample: float = 1.0) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    class Drop(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample)))
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    trace.set_tracer_provider(provider)
+
+
+async def _round(url: str, n: int, variant: str) -> tuple[float, float]:
+    """One drain of ``n`` tasks: (tasks/s, worker CPU microseconds per task)."""
+    from omniq.core import OmniQ
+
+    drain = importlib.import_module("benchmarks.drain")
+    tracing = variant in ("tracing", "both")
+    metrics = variant in ("metrics", "both")
+    item = ("benchmarks.drain:noop", ())
+    async with OmniQ(url, tracing=tracing) as oq:
+        for start in range(0, n, 1000):
+            await oq.enqueue_many([item] * min(1000, n - start), queue="bench")
+        drain.Seen.done = 0
+        c0 = time.process_time()
+        await oq.run_worker(queues=["bench"], concurrency=100, burst=True, metrics=metrics)
+        c1 = time.process_time()
+    seen = drain.Seen
+    assert seen.done == n, (variant, seen.done)
+    return n / (seen.t_last - seen.t_first), 1e6 * (c1 - c0) / n
+
+
+async def _main(url: str, n: int, rounds: int, variants: list[str], sample: float) -> None:
+    _install_sdk(sample)
+    if "off" not in variants:
+        variants.insert(0, "off")
+    for variant in variants:  # warm-up: imports, first metric children, first spans
+        await _round(url, 300, variant)
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    cpus: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(rounds):
+        for variant in variants:
+            rate, cpu = await _round(url, n, variant)
+            rates[variant].append(rate)
+            cpus[variant].append(cpu)
+    base_rate = statistics.median(rates["off"])
+    base_cpu = statistics.median(cpus["off"])
+    print(f"{url} N={n} rounds={rounds} sample={sample} (medians)")
+    for variant in variants:
+        rate, cpu = statistics.median(rates[variant]), statistics.median(cpus[variant])
+        print(
+            f"  {variant:8s} drain {rate:9,.0f}/s ({100 * (rate / base_rate - 1):+6.1f}%) | "
+            f"worker {cpu:6.1f} us CPU/task ({100 * (cpu / base_cpu - 1):+6.1f}%)"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(
+        _main(
+            os.environ.get("URL", "memory://"),
+            int(os.environ.get("N", "20000")),
+            int(os.environ.get("ROUNDS", "3")),
+            [v for v in os.environ.get("VARIANTS", ",".join(VARIANTS)).split(",") if v],
+            float(os.environ.get("SAMPLE", "1")),
+        )
+    )

@@ -1,0 +1,37 @@
+"""Task functions for the metrics and tracing tests (importable by path in worker processes)."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+
+
+def traced_work(n: int) -> int:
+    """Open a span of its own: it must be a child of the run's consumer span."""
+    with trace.get_tracer("app").start_as_current_span("app.work"):
+        return n * 2
+
+
+def traced_thread_work(n: int) -> int:
+    """As ``traced_work``, on a thread worker."""
+    with trace.get_tracer("app").start_as_current_span("app.work"):
+        return n * 3
+
+
+traced_thread_work.__omniq_worker__ = "thread"  # type: ignore[attr-defined]
+
+
+def notify(value: int) -> int:
+    """An ``on_success`` callback."""
+    return value
+
+
+def boom() -> None:
+    raise ValueError("boom")
+
+
+def ok(n: int) -> int:
+    return n
+
+
+def fail(n: int) -> int:
+    raise ValueError(f"fail {n}")

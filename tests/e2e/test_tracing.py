@@ -1,0 +1,174 @@
+"""OpenTelemetry traces across the queue, checked with the SDK's in-memory exporter.
+
+A request span (what a web handler would open) encloses the enqueue; the trace must
+follow it through the store into the run, into spans the task opens itself, and into
+the callbacks and dependents the run releases, on every backend.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import obs_tasks as ot
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from omniq.core import OmniQ
+from omniq.models import TaskStatus
+from omniq.queue import TRACE_CONTEXT_KEY
+
+_EXPORTER = InMemorySpanExporter()
+
+
+def _install() -> None:
+    """One SDK provider for the whole test process (the global can be set once)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+
+
+_install()
+
+
+@pytest.fixture
+def spans() -> Iterator[Callable[[], list[ReadableSpan]]]:
+    _EXPORTER.clear()
+    yield lambda: list(_EXPORTER.get_finished_spans())
+    _EXPORTER.clear()
+
+
+def _one(spans: list[ReadableSpan], name: str, **attrs: object) -> ReadableSpan:
+    found = [
+        s
+        for s in spans
+        if s.name == name
+        and all(s.attributes is not None and s.attributes.get(k) == v for k, v in attrs.items())
+    ]
+    assert len(found) == 1, f"{name} {attrs}: {[(s.name, s.attributes) for s in spans]}"
+    return found[0]
+
+
+def _parent_of(child: ReadableSpan, parent: ReadableSpan) -> bool:
+    assert child.parent is not None and child.context is not None and parent.context is not None
+    return (
+        child.parent.span_id == parent.context.span_id
+        and child.context.trace_id == parent.context.trace_id
+    )
+
+
+@pytest.mark.anyio
+async def test_a_trace_follows_a_request_through_the_queue_into_callbacks(
+    make_oq: Callable[..., OmniQ], spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    async with make_oq(tracing=True) as oq:
+        with trace.get_tracer("web").start_as_current_span("GET /order") as request:
+            first = await oq.enqueue(ot.traced_work, (21,), on_success=oq.build(ot.notify, (1,)))
+            after = await oq.enqueue(ot.ok, (5,), depends_on=first)
+        stored = await oq.get_task(first.id)
+        assert stored is not None and "traceparent" in stored.metadata[TRACE_CONTEXT_KEY]
+        await oq.run_worker(burst=True)
+        assert (await oq.get_result(after.id)).status is TaskStatus.SUCCESS  # type: ignore[union-attr]
+    got = spans()
+    req = _one(got, "GET /order")
+    assert req.context is not None and request.get_span_context().trace_id == req.context.trace_id
+    produce = _one(got, "omniq.enqueue", **{"messaging.message.id": first.id})
+    assert produce.kind is SpanKind.PRODUCER and _parent_of(produce, req)
+    assert produce.attributes is not None
+    assert produce.attributes["messaging.destination.name"] == "default"
+    assert produce.attributes["omniq.task.function"] == first.func
+    run = _one(got, "omniq.run", **{"messaging.message.id": first.id})
+    assert run.kind is SpanKind.CONSUMER and _parent_of(run, produce)
+    assert run.status.status_code is not StatusCode.ERROR
+    work = _one(got, "app.work")
+    assert _parent_of(work, run)  # a span opened inside the task is the run's child
+    # the on_success callback: enqueued by the run, then run itself, in the same trace
+    callback_id = first.on_success[0].id
+    cb_produce = _one(got, "omniq.enqueue", **{"messaging.message.id": callback_id})
+    assert _parent_of(cb_produce, run)
+    cb_run = _one(got, "omniq.run", **{"messaging.message.id": callback_id})
+    assert _parent_of(cb_run, cb_produce)
+    # the dependent, enqueued in the same request, runs in that trace
+    dep_produce = _one(got, "omniq.enqueue", **{"messaging.message.id": after.id})
+    assert _parent_of(dep_produce, req)
+    dep_run = _one(got, "omniq.run", **{"messaging.message.id": after.id})
+    assert _parent_of(dep_run, dep_produce)
+
+
+@pytest.mark.anyio
+async def test_a_failing_run_is_an_error_span_and_each_retry_its_own_span(
+    make_oq: Callable[..., OmniQ], spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    async with make_oq(tracing=True) as oq:
+        task = await oq.enqueue(ot.boom, max_retries=1)
+        async with oq.worker():
+            result = await oq.get_result(task.id, wait=True, timeout=30)
+        assert result is not None and result.status is TaskStatus.ERROR
+    got = spans()
+    produce = _one(got, "omniq.enqueue", **{"messaging.message.id": task.id})
+    runs = [s for s in got if s.name == "omniq.run"]
+    assert len(runs) == 2  # the first attempt and its retry
+    assert sorted(s.attributes["omniq.task.attempt"] for s in runs) == [1, 2]  # type: ignore[index]
+    for run in runs:
+        assert _parent_of(run, produce)
+        assert run.status.status_code is StatusCode.ERROR
+        assert any(e.name == "exception" for e in run.events)  # the ValueError recorded
+
+
+@pytest.mark.anyio
+async def test_thread_worker_runs_see_the_run_span(
+    make_oq: Callable[..., OmniQ], spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    async with make_oq(tracing=True) as oq:
+        task = await oq.enqueue(ot.traced_thread_work, (2,))
+        await oq.run_worker(burst=True)
+        assert (await oq.get_result(task.id)).value == 6  # type: ignore[union-attr]
+    got = spans()
+    run = _one(got, "omniq.run", **{"messaging.message.id": task.id})
+    assert _parent_of(_one(got, "app.work"), run)
+
+
+@pytest.mark.anyio
+async def test_tracing_off_records_nothing_and_carries_nothing(
+    make_oq: Callable[..., OmniQ], spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    async with make_oq() as oq:
+        task = await oq.enqueue(ot.ok, (1,))
+        stored = await oq.get_task(task.id)
+        assert stored is not None and TRACE_CONTEXT_KEY not in stored.metadata
+        await oq.run_worker(burst=True)
+    assert [s for s in spans() if s.name.startswith("omniq.")] == []
+
+
+def test_tracing_without_opentelemetry_is_a_no_op() -> None:
+    script = (
+        "import sys, logging\n"
+        "sys.modules['opentelemetry'] = None  # as if the otel extra were not installed\n"
+        "logging.basicConfig()\n"
+        "from omniq.core import OmniQ\n"
+        "from omniq.queue import TRACE_CONTEXT_KEY\n"
+        "with OmniQ('memory://', tracing=True) as oq:\n"
+        "    t = oq.enqueue_sync('operator:add', (1, 2))\n"
+        "    oq.run_worker_sync(burst=True)\n"
+        "    assert oq.get_result_sync(t.id).value == 3\n"
+        "    assert TRACE_CONTEXT_KEY not in oq.get_task_sync(t.id).metadata\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIQ_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "opentelemetry is not installed" in done.stderr
