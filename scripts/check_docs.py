@@ -30,6 +30,7 @@ PORTIONS = [
     "omniq.queue",
     "omniq.core",
     "omniq.web",
+    "omniq.contrib",
     "omniq.testing",
 ]
 

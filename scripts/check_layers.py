@@ -23,6 +23,7 @@ ORDER = [
     "omniq-core",
     "omniq-web",
     "omniq-testing",
+    "omniq-contrib",
     "omniq",
 ]
 REQ = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(\[[^\]]*\])?\s*(.*)$")

@@ -45,6 +45,7 @@ TEST_NEEDS = {
     "omniq-core": ["omniq-storage[all]"],
     # Starlette's TestClient runs on httpx
     "omniq-web": ["httpx>=0.27,<0.28"],
+    "omniq-contrib": ["omniq-storage[all]", "httpx>=0.27"],  # Starlette's TestClient
 }
 PYTEST_INI = """[pytest]
 addopts = -ra --strict-markers --import-mode=importlib -p no:cacheprovider

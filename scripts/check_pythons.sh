@@ -47,7 +47,8 @@ for entry in "${PYTHONS[@]}"; do
   fi
   start=$SECONDS
   venv="$WORK/venvs-$v/venv-omniq"  # the umbrella: every distribution with every extra
-  uv pip install -q --python "$venv/bin/python" pytest pytest-timeout hypothesis httpx
+  # omniq-contrib's tests import its optional integrations (omniq[fastapi,django])
+  uv pip install -q --python "$venv/bin/python" pytest pytest-timeout hypothesis starlette django httpx
   # omniq-testing is the umbrella's extra "testing" (not in the full stack): its tests
   # run here too, from its wheel.
   uv pip install -q --python "$venv/bin/python" --find-links "$WORK/wheels" "$WORK"/wheels/omniq_testing-*.whl

@@ -42,6 +42,7 @@ PUBLISH: dict[str, str] = {
     "omniq-workers": "pypi",
     "omniq-core": "pypi",
     "omniq-web": "pypi",
+    "omniq-contrib": "pypi",
     "omniq-testing": "pypi",
     # On the public index "omniq" is an unrelated project: the umbrella is published as
     # files attached to its GitHub release (and to private indexes), never to PyPI.

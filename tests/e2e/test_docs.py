@@ -1,5 +1,5 @@
 """Run the Python examples of the README and docs/quickstart.md, concepts.md,
-configuration.md, security.md and dashboard.md."""
+configuration.md, security.md, dashboard.md and integrations.md."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ FILES = [
     "configuration.md",
     "security.md",
     "dashboard.md",
+    "integrations.md",
 ]
 
 

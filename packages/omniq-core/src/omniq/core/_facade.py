@@ -10,6 +10,7 @@ loop, so mixing the two APIs, threads and loops is safe.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -244,26 +245,43 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, Inl
         func: TaskSpec,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
+        *,
+        connection: object | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> Task:
         """Enqueue ``func(*args, **kwargs)``; returns the stored Task (for a live
         idempotency ``key``, the task already holding it). ``func`` is a callable or an
         import path ``"module:qualname"``; lambdas and closures need dill enabled. The
         options are those of ``EnqueueOptions`` (queue, priority, eta/delay, ttl, timeout,
-        retries, dependencies, follow-ups, key, worker hint, metadata)."""
+        retries, dependencies, follow-ups, key, worker hint, metadata).
+
+        ``connection``: your open database connection (asyncpg or psycopg 3 on a
+        PostgreSQL task store, sqlite3 on a SQLite one): the task is written in its
+        transaction, so it exists only if that transaction commits. Other task stores
+        raise ``TransactionalEnqueueError`` (docs/integrations.md)."""
         task = self.build(func, args, kwargs, **options)
-        return (await self._call(self._enqueue_op, [task]))[0]
+        return (await self._call(self._enqueue_with(connection), [task]))[0]
 
     def enqueue_sync(
         self,
         func: TaskSpec,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
+        *,
+        connection: object | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> Task:
-        """Blocking ``enqueue`` (same options)."""
+        """Blocking ``enqueue`` (same options; ``connection`` a psycopg 3 or sqlite3
+        connection)."""
         task = self.build(func, args, kwargs, **options)
-        return self._call_sync(self._enqueue_op, [task])[0]
+        return self._call_sync(self._enqueue_with(connection), [task])[0]
+
+    def _enqueue_with(self, connection: object | None) -> Callable[..., Awaitable[list[Task]]]:
+        """The enqueue operation: this OmniQ's own (stored, or run inline), or, given the
+        caller's ``connection``, the store's transactional enqueue on it."""
+        if connection is None:
+            return self._enqueue_op
+        return functools.partial(_enqueue_many, connection=connection)
 
     def _items(self, items: Iterable[EnqueueItem], options: EnqueueOptions) -> list[Task]:
         out: list[Task] = []
@@ -280,17 +298,26 @@ class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, Inl
         return out
 
     async def enqueue_many(
-        self, items: Iterable[EnqueueItem], **options: Unpack[EnqueueOptions]
+        self,
+        items: Iterable[EnqueueItem],
+        *,
+        connection: object | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> list[Task]:
         """Enqueue a batch in one storage round trip. Items are Tasks (``oq.build``),
         callables/paths, or ``(func, args[, kwargs])`` tuples; ``options`` apply to the
-        non-Task items."""
-        return await self._call(self._enqueue_op, self._items(items, options))
+        non-Task items. ``connection``: as for ``enqueue`` (the whole batch is written in
+        that transaction)."""
+        return await self._call(self._enqueue_with(connection), self._items(items, options))
 
     def enqueue_many_sync(
-        self, items: Iterable[EnqueueItem], **options: Unpack[EnqueueOptions]
+        self,
+        items: Iterable[EnqueueItem],
+        *,
+        connection: object | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> list[Task]:
-        return self._call_sync(self._enqueue_op, self._items(items, options))
+        return self._call_sync(self._enqueue_with(connection), self._items(items, options))
 
     @overload
     def task(self, func: Callable[P, R], /) -> TaskFunction[P, R]: ...
@@ -465,8 +492,11 @@ async def _noop(session: Session) -> None:
     return None
 
 
-async def _enqueue_many(session: Session, tasks: list[Task]) -> list[Task]:
-    return await session.queue.enqueue_many(tasks, validated=True)  # see _items and build
+async def _enqueue_many(
+    session: Session, tasks: list[Task], connection: object | None = None
+) -> list[Task]:
+    # validated: see _items and build
+    return await session.queue.enqueue_many(tasks, validated=True, connection=connection)
 
 
 async def _get_result(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -119,32 +120,38 @@ class AsyncTaskQueue:
         task = self.build(func, args, kwargs, **options)
         return (await self.enqueue_many([task], validated=True))[0]
 
-    async def enqueue_many(self, tasks: Iterable[Task], *, validated: bool = False) -> list[Task]:
+    async def enqueue_many(
+        self, tasks: Iterable[Task], *, validated: bool = False, connection: object | None = None
+    ) -> list[Task]:
         """Store a batch in one storage call (plus one read per dependency level when the
         batch depends on stored tasks, for cycle detection); Redis and NATS split a large
         one into pieces (docs/guarantees.md, "Enqueue"). Returns them as stored, in
         order. Raises DependencyCycleError, or PayloadTooLargeError naming the task,
         before storing anything. Raises InvalidTaskError for a task outside the documented
         bounds (hand-built Tasks do not pass through ``build``); ``validated=True`` says
-        every task already passed ``build_task`` or ``validate_task`` and skips the check."""
+        every task already passed ``build_task`` or ``validate_task`` and skips the check.
+        ``connection``: the caller's open database connection; the tasks are written in
+        its transaction (``TaskQueueStorage.enqueue_in_transaction``)."""
         batch = list(tasks) if validated else [validate_task(t) for t in tasks]
         if not batch:
             return []
+        store = functools.partial(self._store, connection=connection)
         if self.tracer is not None:
-            return await self.tracer.enqueue(batch, self._store)
-        return await self._store(batch)
+            return await self.tracer.enqueue(batch, store)
+        return await store(batch)
 
-    async def _store(self, batch: list[Task]) -> list[Task]:
+    async def _store(self, batch: list[Task], connection: object | None = None) -> list[Task]:
+        store = self.tasks.enqueue
+        if connection is not None:
+            store = functools.partial(self.tasks.enqueue_in_transaction, connection)
         if any(t.depends_on for t in batch):
             await self.resolver.check(batch)
             ordered = DependencyResolver.order(batch)
-            stored_ordered = await self.tasks.enqueue(
-                ordered, dependency_policy=self.dependency_policy
-            )
+            stored_ordered = await store(ordered, dependency_policy=self.dependency_policy)
             by_id = {t.id: s for t, s in zip(ordered, stored_ordered, strict=True)}
             stored = [by_id[t.id] for t in batch]
         else:
-            stored = await self.tasks.enqueue(batch, dependency_policy=self.dependency_policy)
+            stored = await store(batch, dependency_policy=self.dependency_policy)
         events: list[TaskEvent] = []
         cancelled: list[Task] = []
         log = self.events is not None and self.events.enabled
@@ -155,11 +162,26 @@ class AsyncTaskQueue:
                 cancelled.append(got)
             if log:
                 events.append(enqueued_event(got))
+        if connection is not None and events and not cancelled:
+            events = await self._events_in_transaction(connection, events)
         if cancelled:
             await self.record_cancelled(cancelled, "a dependency had already failed", events)
         elif events:
             self._log(events)
         return stored
+
+    async def _events_in_transaction(
+        self, connection: object, events: list[TaskEvent]
+    ) -> list[TaskEvent]:
+        """The enqueued events of a transactional enqueue go in the same transaction
+        when the event store is the task store's backend (then none are left to log);
+        otherwise they are left to the logger."""
+        storage = self.events.storage if self.events is not None else None
+        if storage is not None and await storage.append_in_transaction(
+            connection, events, tasks=self.tasks
+        ):
+            return []
+        return events
 
     # -- reading ---------------------------------------------------------------------------
 

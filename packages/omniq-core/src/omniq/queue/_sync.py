@@ -67,9 +67,12 @@ class TaskQueue:
     ) -> Task:
         return self._runner.call(lambda: self._async.enqueue(func, args, kwargs, **options))
 
-    def enqueue_many(self, tasks: Iterable[Task], *, validated: bool = False) -> list[Task]:
+    def enqueue_many(
+        self, tasks: Iterable[Task], *, validated: bool = False, connection: object | None = None
+    ) -> list[Task]:
         return self._runner.call(
-            functools.partial(self._async.enqueue_many, validated=validated), list(tasks)
+            functools.partial(self._async.enqueue_many, validated=validated, connection=connection),
+            list(tasks),
         )
 
     def build(

@@ -40,6 +40,7 @@ from ._errors import (
     TaskExpiredError,
     TaskFailedError,
     TaskTimeoutError,
+    TransactionalEnqueueError,
     UnknownBackendError,
     WorkerCrashedError,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "TaskStatus",
     "TaskTimeoutError",
     "TimeSource",
+    "TransactionalEnqueueError",
     "UnknownBackendError",
     "WorkerCrashedError",
     "WorkerInfo",

@@ -24,6 +24,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskExpiredError",
     "TaskTimeoutError",
+    "TransactionalEnqueueError",
     "UnknownBackendError",
     "WorkerCrashedError",
 ]
@@ -109,6 +110,14 @@ class PayloadTooLargeError(StorageError, ValueError):
         self.size = size
         self.limit = limit
         super().__init__(message)
+
+
+class TransactionalEnqueueError(StorageError, TypeError):
+    """An enqueue was given the caller's database ``connection`` that its task store cannot
+    join: the backend keeps tasks outside that database (Redis, NATS, files, memory) or the
+    connection is of a kind or database the backend does not write to. The message names
+    the alternative: enqueue after the commit (or ``enqueue_on_commit`` under Django).
+    """
 
 
 class CorruptRecordError(StorageError):

@@ -30,6 +30,7 @@ from omniq.models import (
     TaskEvent,
     TaskResult,
     TaskStatus,
+    TransactionalEnqueueError,
     WorkerInfo,
 )
 
@@ -161,6 +162,24 @@ class TaskQueueStorage(abc.ABC):
         yet waits; one whose dependency already failed/was cancelled/expired is stored
         cancelled (``dependency_policy="cancel"``) or ready (``"release"``).
         """
+
+    async def enqueue_in_transaction(
+        self,
+        connection: object,
+        tasks: Sequence[Task],
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> list[Task]:
+        """``enqueue`` inside the caller's open transaction on ``connection`` (a driver
+        connection to the database this store lives in): the rows exist only if that
+        transaction commits. Only stores inside a SQL database can (PostgreSQL, SQLite);
+        the default refuses with ``TransactionalEnqueueError`` naming the alternative."""
+        raise TransactionalEnqueueError(
+            f"{type(self).__name__} keeps tasks outside your database, so it cannot join "
+            "your transaction: enqueue after the commit (Django: "
+            "omniq.contrib.django.enqueue_on_commit), or use a PostgreSQL or SQLite "
+            "task store"
+        )
 
     @abc.abstractmethod
     async def claim(
@@ -485,6 +504,16 @@ class ResultStorage(abc.ABC):
 
 class EventStorage(abc.ABC):
     """The lifecycle event log, stored as plain data (never pickled)."""
+
+    async def append_in_transaction(
+        self, connection: object, events: Sequence[TaskEvent], *, tasks: TaskQueueStorage
+    ) -> bool:
+        """Append ``events`` in the caller's transaction on ``connection``, beside the
+        tasks ``tasks.enqueue_in_transaction`` wrote there, so they commit or roll back
+        together. True when written; False (nothing written) when this event store is not
+        in the same database as ``tasks`` (another backend): the caller logs them as
+        usual. The default is False."""
+        return False
 
     @abc.abstractmethod
     async def append(self, events: Sequence[TaskEvent]) -> None:

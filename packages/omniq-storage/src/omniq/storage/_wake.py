@@ -187,10 +187,12 @@ async def wait_for_work(
     writes, checked with a growing interval up to ``max_poll``); False after
     ``within`` seconds."""
     deadline = now() + within
+    # The marker is read before the probe: a write committed between the two then
+    # changes it, where read after the probe it would hide that write until the timeout.
+    marker = await poll() if poll is not None else None
     ready, eta, version = await probe()
     if ready:
         return True
-    marker = await poll() if poll is not None else None
     interval = min_poll
     while True:
         t = now()

@@ -24,6 +24,7 @@ import pytest as _pytest  # the suite's one hard requirement: fail early without
 from ._specs import (
     SPECS,
     BackendSpec,
+    CallerTx,
     builtin_specs,
     ids_with,
     register_builtin_specs,
@@ -36,6 +37,7 @@ __all__ = [
     "NOOP",
     "SPECS",
     "BackendSpec",
+    "CallerTx",
     "builtin_specs",
     "es",
     "ids_with",

@@ -25,12 +25,24 @@ from .servers import drop_namespace, unique_url
 __all__ = [
     "SPECS",
     "BackendSpec",
+    "CallerTx",
     "builtin_specs",
     "ids_with",
     "register_builtin_specs",
     "register_spec",
     "register_specs",
 ]
+
+
+@dataclass(frozen=True)
+class CallerTx:
+    """A caller's database connection inside an open transaction, for the
+    transactional-enqueue tests: pass ``connection`` to ``enqueue_in_transaction``,
+    then ``commit()`` or ``rollback()``."""
+
+    connection: object
+    commit: Callable[[], Awaitable[None]]
+    rollback: Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,15 @@ class BackendSpec:
     waiter_registered: Callable[[Backend, str], Awaitable[None]] | None = None
     """Returns once the idle registration of the waiting worker (by id) is stored, so
     the handover tests enqueue only after it (backends that hand over)."""
+    transaction: Callable[[str], contextlib.AbstractAsyncContextManager[CallerTx]] | None = None
+    """Opens a connection of the caller's kind to the database behind ``url`` with a
+    transaction begun (``enqueue_in_transaction`` joins it); None: the backend refuses
+    transactional enqueue with ``TransactionalEnqueueError``."""
+
+    @property
+    def transactional(self) -> bool:
+        """The backend joins a caller's transaction (``transaction`` is set)."""
+        return self.transaction is not None
 
     @contextlib.asynccontextmanager
     async def open(self, tmp_path: Path) -> AsyncIterator[tuple[Backend, str]]:
@@ -111,6 +132,50 @@ async def _redis_waiter_registered(store: Backend, worker: str) -> None:
         await anyio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _sqlite_transaction(url: str) -> AsyncIterator[CallerTx]:
+    """A ``sqlite3`` connection to the store's file, in a transaction."""
+    import sqlite3
+
+    from omniq.storage._backends.sqlite._conn import db_path
+
+    conn = sqlite3.connect(db_path(url), timeout=30, check_same_thread=False)
+    conn.execute("BEGIN")
+
+    async def commit() -> None:
+        conn.commit()
+
+    async def rollback() -> None:
+        conn.rollback()
+
+    try:
+        yield CallerTx(conn, commit, rollback)
+    finally:
+        conn.close()
+
+
+@contextlib.asynccontextmanager
+async def _postgres_transaction(url: str) -> AsyncIterator[CallerTx]:
+    """An asyncpg connection to the store's database (not its schema), in a
+    transaction."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(url.split("?", 1)[0])
+    tx = conn.transaction()
+    await tx.start()
+
+    async def commit() -> None:
+        await tx.commit()
+
+    async def rollback() -> None:
+        await tx.rollback()
+
+    try:
+        yield CallerTx(conn, commit, rollback)
+    finally:
+        await conn.close()
+
+
 def builtin_specs() -> list[BackendSpec]:
     """The specs of omniq-storage's own backends (the server ones use the test servers
     of ``omniq.storage.testing.servers``, one namespace per test)."""
@@ -135,6 +200,7 @@ def builtin_specs() -> list[BackendSpec]:
             shared=True,
             multiprocess=True,
             persistent=True,
+            transaction=_sqlite_transaction,
         ),
         BackendSpec(
             "redis",
@@ -153,6 +219,7 @@ def builtin_specs() -> list[BackendSpec]:
             multiprocess=True,
             persistent=True,
             cleanup=drop_namespace,
+            transaction=_postgres_transaction,
         ),
         BackendSpec(
             "nats",

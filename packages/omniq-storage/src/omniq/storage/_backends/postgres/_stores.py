@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import copy
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -23,10 +24,12 @@ from omniq.storage._interfaces import (
     ResultStorage,
     ScheduleRun,
     ScheduleStorage,
+    TaskQueueStorage,
 )
 from omniq.storage._remote import EngineStore, decode_schedule, encode
 from omniq.storage._wake import wait_for_result
 
+from ._caller import CallerEngine, caller_connection
 from ._engine import PgEngine
 from ._sql import QUERIES as _Q
 
@@ -79,6 +82,16 @@ class PgResults(EngineStore[PgEngine], ResultStorage):
 
 class PgEvents(EngineStore[PgEngine], EventStorage):
     """Events as plain columns with JSONB metadata, queryable with SQL."""
+
+    async def append_in_transaction(
+        self, connection: object, events: Sequence[TaskEvent], *, tasks: TaskQueueStorage
+    ) -> bool:
+        if getattr(tasks, "_be", None) is not self._be:
+            return False  # the tasks live in another backend's store
+        bound = copy.copy(self)
+        bound._be = cast(PgEngine, CallerEngine(self._be, caller_connection(connection)))
+        await bound.append(events)
+        return True
 
     async def append(self, events: Sequence[TaskEvent]) -> None:
         if not events:

@@ -8,8 +8,9 @@ inside the same statement (PL/pgSQL functions of ``sql/migrations``).
 from __future__ import annotations
 
 import builtins
+import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from omniq.models import ClaimedTask, Task, TaskStatus, now
 from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
@@ -30,6 +31,7 @@ from omniq.storage._remote import (
     with_state_eta,
 )
 
+from ._caller import CallerEngine, caller_connection
 from ._control import PgTaskControl
 from ._engine import PgEngine
 from ._sql import QUERIES as _Q
@@ -71,6 +73,19 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         if not any(t.depends_on for t in tasks):
             return await self._enqueue_plain(tasks, dependency_policy)
         return await self._enqueue_full(tasks, dependency_policy)
+
+    async def enqueue_in_transaction(
+        self,
+        connection: object,
+        tasks: Sequence[Task],
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> builtins.list[Task]:
+        """``enqueue``'s own statements, run on the caller's asyncpg or psycopg 3
+        connection inside its transaction (``_caller``)."""
+        bound = copy.copy(self)
+        bound._be = cast(PgEngine, CallerEngine(self._be, caller_connection(connection)))
+        return await bound.enqueue(tasks, dependency_policy=dependency_policy)
 
     async def _enqueue_plain(
         self, tasks: Sequence[Task], dependency_policy: DependencyPolicy

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import builtins
+import copy
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from omniq.models import EventType, Schedule, ScheduleState, TaskEvent, TaskResult, now
 from omniq.storage._codec import decode_schedule, encode
 from omniq.storage._corrupt import read_result
-from omniq.storage._interfaces import EventStorage, ResultStorage, ScheduleRun, ScheduleStorage
+from omniq.storage._interfaces import (
+    EventStorage,
+    ResultStorage,
+    ScheduleRun,
+    ScheduleStorage,
+    TaskQueueStorage,
+)
 from omniq.storage._wake import Wake, wait_for_result
 
+from ._caller import caller_db
 from ._conn import Connection, placeholders
 
 __all__ = ["Events", "Results", "Schedules"]
@@ -80,6 +88,16 @@ _json_meta = msgspec.json.Decoder(dict[str, Any])
 class Events(EventStorage):
     def __init__(self, db: Connection) -> None:
         self._db = db
+
+    async def append_in_transaction(
+        self, connection: object, events: Sequence[TaskEvent], *, tasks: TaskQueueStorage
+    ) -> bool:
+        if getattr(tasks, "_db", None) is not self._db:
+            return False  # the tasks live in another backend's store
+        bound = copy.copy(self)
+        bound._db = cast(Connection, caller_db(connection, self._db.path))
+        await bound.append(events)
+        return True
 
     async def append(self, events: Sequence[TaskEvent]) -> None:
         rows = [

@@ -9,9 +9,10 @@ Dependency resolution runs inside the transaction of the completion that causes 
 from __future__ import annotations
 
 import builtins
+import copy
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -29,6 +30,7 @@ from omniq.storage._interfaces import (
 )
 from omniq.storage._wake import Wake, wait_for_work
 
+from ._caller import caller_db
 from ._conn import Connection, placeholders
 from ._control import SQLiteTaskControl
 
@@ -175,6 +177,19 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         out = await self._db.tx(run)
         self.wake.notify()
         return out
+
+    async def enqueue_in_transaction(
+        self,
+        connection: object,
+        tasks: Sequence[Task],
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> list[Task]:
+        """``enqueue`` run on the caller's sqlite3 connection to this database file,
+        inside its transaction (``_caller``)."""
+        bound = copy.copy(self)
+        bound._db = cast(Connection, caller_db(connection, self._db.path))
+        return await bound.enqueue(tasks, dependency_policy=dependency_policy)
 
     # -- claim and lease operations --------------------------------------------------
 

@@ -19,6 +19,7 @@ from ._queue import TestQueue
 from ._results import TestResults
 from ._schedules import TestSchedules
 from ._task_control import TestTaskControl
+from ._transactional import TestTransactionalEnqueue
 from ._workers import TestWorkerRegistry
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "TestResults",
     "TestSchedules",
     "TestTaskControl",
+    "TestTransactionalEnqueue",
     "TestWorkerRegistry",
 ]

@@ -1,0 +1,1 @@
+"""``omniq_worker`` and ``omniq_scheduler``."""

@@ -1,0 +1,5 @@
+"""The project's tasks."""
+
+
+def add(a: int, b: int) -> int:
+    return a + b
