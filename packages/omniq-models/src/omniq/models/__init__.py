@@ -43,6 +43,15 @@ from ._errors import (
     WorkerCrashedError,
 )
 from ._event import TaskEvent
+from ._flow import (
+    MAX_LIMIT,
+    LimitInfo,
+    LimitSpec,
+    RateSpec,
+    limit_of,
+    parse_rate,
+    validate_max_concurrency,
+)
 from ._ids import new_id
 from ._queue import QueueInfo
 from ._redact import redact_text, redact_url
@@ -71,6 +80,7 @@ __all__ = [
     "MAX_HORIZON_SECONDS",
     "MAX_ID_LENGTH",
     "MAX_KEY_LENGTH",
+    "MAX_LIMIT",
     "MAX_RETRIES",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
@@ -87,6 +97,8 @@ __all__ = [
     "Fail",
     "InvalidStateError",
     "InvalidTaskError",
+    "LimitInfo",
+    "LimitSpec",
     "MisfirePolicy",
     "MissingExtraError",
     "NotInTaskError",
@@ -95,6 +107,7 @@ __all__ = [
     "PayloadTooLargeError",
     "Progress",
     "QueueInfo",
+    "RateSpec",
     "RemoteTaskError",
     "Retry",
     "Schedule",
@@ -117,13 +130,16 @@ __all__ = [
     "WorkerType",
     "as_timestamp",
     "cron_next",
+    "limit_of",
     "new_id",
     "now",
+    "parse_rate",
     "redact_text",
     "redact_url",
     "settings",
     "to_datetime",
     "validate_key",
+    "validate_max_concurrency",
     "validate_metadata",
     "validate_queue_name",
     "validate_task",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 from omniq.models import (
     ClaimedTask,
     EventType,
+    LimitInfo,
     Progress,
     QueueInfo,
     Schedule,
@@ -318,6 +319,15 @@ class TaskQueueStorage(abc.ABC):
     @abc.abstractmethod
     async def paused_queues(self) -> builtins.list[str]:
         """The paused queues, sorted by name (a paused queue need not hold tasks)."""
+
+    @abc.abstractmethod
+    async def list_limits(self) -> builtins.list[LimitInfo]:
+        """Every flow-limit key with tasks stored under it: its running count (live
+        leases) and the starts its rate window still allows, by key.
+
+        ``claim`` enforces ``Task.rate_limit``/``Task.max_concurrency`` per limit key
+        atomically: a ready task whose key is at its cap or out of rate budget stays
+        pending (no attempt taken) and the claim goes on with the tasks behind it."""
 
     async def list_queues(self) -> builtins.list[QueueInfo]:
         """Every queue that holds tasks or is paused, by name, with its task counts by

@@ -11,7 +11,7 @@ import builtins
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import TypeVar
 
-from omniq.models import ClaimedTask, Schedule, ScheduleState, Task, TaskStatus
+from omniq.models import ClaimedTask, LimitInfo, Schedule, ScheduleState, Task, TaskStatus
 
 from ._interfaces import (
     Completion,
@@ -152,6 +152,9 @@ class StateTasks(TaskQueueStorage):
 
     async def paused_queues(self) -> builtins.list[str]:
         return await self._run(lambda s, t: sorted(s.paused))
+
+    async def list_limits(self) -> builtins.list[LimitInfo]:
+        return await self._run(lambda s, t: s.limit_info(t))
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         qs = list(queues)

@@ -11,7 +11,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Any
 
-from omniq.models import ClaimedTask, Task, TaskStatus, now
+from omniq.models import ClaimedTask, LimitInfo, Task, TaskStatus, now
 from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
     Completion,
@@ -32,6 +32,7 @@ from omniq.storage._remote import (
 
 from ._control import PgTaskControl
 from ._engine import PgEngine
+from ._flow import SCAN, limit_args, limit_infos
 from ._sql import QUERIES as _Q
 
 __all__ = ["PgTaskQueue"]
@@ -68,6 +69,9 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         if not tasks:
             return []
         self.payload_limit.check_tasks(tasks)
+        limits = limit_args(tasks)
+        if limits is not None:
+            return await self._enqueue_full(tasks, dependency_policy, limits)
         if not any(t.depends_on for t in tasks):
             return await self._enqueue_plain(tasks, dependency_policy)
         return await self._enqueue_full(tasks, dependency_policy)
@@ -106,7 +110,10 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         ]
 
     async def _enqueue_full(
-        self, tasks: Sequence[Task], dependency_policy: DependencyPolicy
+        self,
+        tasks: Sequence[Task],
+        dependency_policy: DependencyPolicy,
+        limits: tuple[builtins.list[Any], ...] | None = None,
     ) -> builtins.list[Task]:
         dep_idx: builtins.list[int] = []
         dep_on: builtins.list[str] = []
@@ -128,7 +135,19 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             now(),
             self._be.work_channel,
         )
-        rows = await self._call(lambda c: c.fetch(_Q["enqueue_full"], *args))
+        if limits is None:
+            rows = await self._call(lambda c: c.fetch(_Q["enqueue_full"], *args))
+        else:  # flow-limited tasks: stored and marked limited in one transaction
+
+            async def run(c: Any) -> Any:
+                async with c.transaction():
+                    got = await c.fetch(_Q["enqueue_full"], *args)
+                    old = {t.id for t, r in zip(tasks, got, strict=True) if r["o_existing"]}
+                    keep = [i for i, tid in enumerate(limits[0]) if tid not in old]
+                    await c.execute(_Q["set_limits"], *([col[i] for i in keep] for col in limits))
+                    return got
+
+            rows = await self._call(run)
         out: builtins.list[Task] = []
         for t, r in zip(tasks, rows, strict=True):
             if r["o_existing"]:
@@ -149,6 +168,14 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         qs = builtins.list(queues)
         stmt = _Q["claim_one"] if len(qs) == 1 else _Q["claim_any"]
         rows = await self._call(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until))
+        if len(rows) < limit:
+            more = await self._call(
+                lambda c: c.fetch(
+                    _Q["claim_limited"], qs, t, limit - len(rows), worker_id, until, SCAN
+                )
+            )
+            self.limited = [r["o_key"] for r in more if r["o_id"] is None]
+            rows = [*rows, *({k[2:]: v for k, v in r.items()} for r in more if r["o_id"])]
         rows = sorted(rows, key=lambda r: (-r["priority"], r["id"]))
         out: builtins.list[ClaimedTask] = []
         bad: builtins.list[Corrupt] = []
@@ -161,6 +188,13 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
                 bad.append(Corrupt(r["id"], r["token"], str(got), r["attempt"], r["queue"]))
         await quarantine(self, self.results, bad, lease=lease)
         return out
+
+    limited: builtins.list[str] = []
+    """The limit keys the last claim held tasks back for."""
+
+    async def list_limits(self) -> builtins.list[LimitInfo]:
+        t = now()
+        return await self._call(lambda c: limit_infos(c, t))
 
     async def renew(self, leases: Sequence[LeaseRef], lease: float) -> builtins.list[str]:
         if not leases:
