@@ -43,6 +43,7 @@ from omniq.storage import Backend
 from omniq.workers import PoolStats
 
 from ._dead_letters import DeadLetterOps
+from ._limits import LimitOps
 from ._queues import QueueOps
 from ._schedules import ScheduleOps
 from ._session import Session
@@ -74,7 +75,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps):
+class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, LimitOps, WorkerOps, TaskControlOps):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,

@@ -342,7 +342,10 @@ class QueueState:
             self._save(rec, now)
         return stale
 
-    def release(self, leases: Sequence[LeaseRef], now: float) -> list[str]:
+    def release(
+        self, leases: Sequence[LeaseRef | RetryRequest], now: float, *, eta: bool = False
+    ) -> list[str]:
+        """Hand leases back with the attempt given back (``eta``: and the requests' etas)."""
         stale: list[str] = []
         for ref in leases:
             rec = self._leased(ref.task_id, ref.token)
@@ -350,6 +353,8 @@ class QueueState:
                 stale.append(ref.task_id)
                 continue
             t = rec.task
+            if eta and isinstance(ref, RetryRequest):
+                t = _replace(t, eta=ref.eta)
             rec.task = _replace(t, status=TaskStatus.PENDING, attempt=max(0, t.attempt - 1))
             rec.token = rec.worker_id = rec.lease_expires_at = None
             self._save(rec, now)

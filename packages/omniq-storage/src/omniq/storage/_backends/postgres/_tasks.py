@@ -274,6 +274,16 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             False,
         )
 
+    async def defer(self, requests: Sequence[RetryRequest]) -> builtins.list[str]:
+        if not requests:
+            return []
+        return await self._requeue(
+            [r.task_id for r in requests],
+            [r.token for r in requests],
+            [r.eta for r in requests],
+            True,
+        )
+
     async def release(self, leases: Sequence[LeaseRef]) -> builtins.list[str]:
         if not leases:
             return []

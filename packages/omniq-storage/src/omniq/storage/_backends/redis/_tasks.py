@@ -250,6 +250,14 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
             args += [r.task_id, r.token, opt(r.eta)]
         return [as_str(x) for x in await self._script("retry", *args)]
 
+    async def defer(self, requests: Sequence[RetryRequest]) -> list[str]:
+        if not requests:
+            return []
+        args: list[Any] = ["1"]
+        for r in requests:
+            args += [r.task_id, r.token, opt(r.eta)]
+        return [as_str(x) for x in await self._script("retry", *args)]
+
     async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
         if not leases:
             return []

@@ -265,6 +265,15 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         self.wake.notify()
         return stale
 
+    async def defer(self, requests: Sequence[RetryRequest]) -> list[str]:
+        stale = await self._leased_update(
+            "status = 'pending', eta = ?, attempt = max(attempt - 1, 0), token = NULL,"
+            " worker_id = NULL, lease_expires_at = NULL",
+            [(r.eta, r.task_id, r.token) for r in requests],
+        )
+        self.wake.notify()
+        return stale
+
     async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
         stale = await self._leased_update(
             "status = 'pending', attempt = max(attempt - 1, 0), token = NULL, worker_id = NULL,"

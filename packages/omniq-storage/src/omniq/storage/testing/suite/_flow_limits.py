@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from omniq.models import ClaimedTask, TaskStatus
+from omniq.models import ClaimedTask, TaskStatus, now
 from omniq.storage import Backend, Completion, LeaseRef, RetryRequest, TaskQueueStorage
 from omniq.storage.testing import _mp
 from omniq.storage.testing.helpers import poll_until, task, tq
@@ -110,6 +110,20 @@ class TestFlowLimits:
         assert await q.claim(["default"], "w") == []
         assert await q.release([LeaseRef(c2.task.id, c2.token)]) == []
         assert len(await _claim_soon(q)) == 1
+
+    async def test_defer_gives_the_attempt_back(self, store: Backend) -> None:
+        q = tq(store)
+        a = task(max_retries=0)
+        await q.enqueue([a])
+        [c] = await q.claim(["default"], "w")
+        assert c.task.attempt == 1
+        later = now() + 3600
+        assert await q.defer([RetryRequest(a.id, c.token, later)]) == []
+        got = await q.get_one(a.id)
+        assert got is not None and got.status is TaskStatus.PENDING
+        assert got.attempt == 0 and got.eta is not None and abs(got.eta - later) < 1e-3
+        assert await q.claim(["default"], "w") == []  # not before its eta
+        assert await q.defer([RetryRequest(a.id, c.token, later)]) == [a.id]  # stale now
 
     async def test_list_limits_shows_running_and_remaining_budget(self, store: Backend) -> None:
         q = tq(store)

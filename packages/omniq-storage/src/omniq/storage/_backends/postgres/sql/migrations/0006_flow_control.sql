@@ -102,3 +102,26 @@ BEGIN
     RETURN QUERY SELECT NULL::text, NULL::text, NULL::int, NULL::int, NULL::text,
         NULL::float8, NULL::bytea, k FROM unnest(full_keys) AS k;
 END $$;
+
+-- Requeue with the attempt given back now also takes an eta when one is given (a
+-- circuit-breaker deferral: pending again later, no attempt consumed); a release
+-- passes NULL and keeps the task's eta.
+CREATE OR REPLACE FUNCTION omniq_requeue(p_ids text[], p_tokens text[], p_etas float8[],
+    p_giveback boolean, p_chan text)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
+    WITH u AS (
+        UPDATE tasks t SET status = 'pending', token = NULL, lease_expires_at = NULL,
+            worker_id = NULL,
+            eta = CASE WHEN p_giveback THEN coalesce(i.eta, t.eta) ELSE i.eta END,
+            attempt = CASE WHEN p_giveback THEN greatest(t.attempt - 1, 0) ELSE t.attempt END
+        FROM unnest(p_ids, p_tokens, p_etas) AS i(tid, tok, eta)
+        WHERE t.id = i.tid AND t.token = i.tok AND t.status = 'running'
+        RETURNING t.id, t.queue
+    ), note AS (
+        SELECT pg_notify(p_chan, q.queue) FROM (SELECT DISTINCT queue FROM u) q
+    )
+    SELECT u.id FROM u WHERE (SELECT count(*) FROM note) >= 0;
+END $$;
