@@ -17,7 +17,7 @@ class HeldBack:
     EVERY = 1.0
     """Seconds between two LIMITED events of one key (per worker)."""
     MIN_PAUSE = 0.005
-    MAX_PAUSE = 0.05
+    MAX_PAUSE = 0.02
     """Bounds of the pause before the next claim while everything ready is held back."""
 
     def __init__(self) -> None:

@@ -50,6 +50,7 @@ from ._flow import (
     RateSpec,
     limit_of,
     parse_rate,
+    unit_of,
     validate_max_concurrency,
 )
 from ._ids import new_id
@@ -138,6 +139,7 @@ __all__ = [
     "redact_url",
     "settings",
     "to_datetime",
+    "unit_of",
     "validate_key",
     "validate_max_concurrency",
     "validate_metadata",

@@ -20,6 +20,7 @@ __all__ = [
     "RateSpec",
     "limit_of",
     "parse_rate",
+    "unit_of",
     "validate_max_concurrency",
 ]
 
@@ -35,6 +36,18 @@ class RateSpec(msgspec.Struct, frozen=True):
 
     count: int
     per: float
+
+    @property
+    def window(self) -> float:
+        """The window the stores count starts in: ``per`` plus a guard of 2% (at most
+        0.25 s), so that the starts as the tasks see them (a few milliseconds after the
+        claim, not all equally late) still keep to ``count`` in any ``per`` seconds."""
+        return self.per + min(self.per * 0.02, 0.25)
+
+
+def unit_of(window: float) -> str:
+    """``s``, ``m`` or ``h``: the unit of a rate whose (guarded) window is ``window``."""
+    return "s" if window < 30 else "m" if window < 1800 else "h"
 
 
 class LimitSpec(msgspec.Struct, frozen=True):

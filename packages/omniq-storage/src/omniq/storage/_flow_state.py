@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from omniq.models import LimitInfo, LimitSpec, Task, TaskStatus, limit_of
+from omniq.models import LimitInfo, LimitSpec, Task, TaskStatus, limit_of, unit_of
 
 __all__ = ["LimitIndex", "Usage", "rate_text", "usage_of"]
 
@@ -42,7 +42,7 @@ class Usage:
 def usage_of(spec: LimitSpec, recs: Iterable[_Rec], now: float) -> Usage:
     """The usage of ``spec.key`` among ``recs`` (the records carrying that key)."""
     running = starts = 0
-    since = now - spec.rate.per if spec.rate is not None else now
+    since = now - spec.rate.window if spec.rate is not None else now
     for r in recs:
         if (
             r.task.status is TaskStatus.RUNNING
@@ -58,8 +58,7 @@ def usage_of(spec: LimitSpec, recs: Iterable[_Rec], now: float) -> Usage:
 def rate_text(spec: LimitSpec) -> str | None:
     if spec.rate is None:
         return None
-    unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(spec.rate.per, "s")
-    return f"{spec.rate.count}/{unit}"
+    return f"{spec.rate.count}/{unit_of(spec.rate.per)}"
 
 
 class LimitIndex:

@@ -243,7 +243,7 @@ class QueueState:
                     full.add(spec.key)  # held back: pending, no attempt, not in the way
                     held.append((best, best_q))
                     continue
-                since = now - spec.rate.per if spec.rate is not None else now
+                since = now - spec.rate.window if spec.rate is not None else now
                 rec.starts = (*(s for s in rec.starts if s > since), now)
             rec.task = _replace(rec.task, status=TaskStatus.RUNNING, attempt=rec.task.attempt + 1)
             rec.token, rec.worker_id, rec.lease_expires_at = token, worker_id, until

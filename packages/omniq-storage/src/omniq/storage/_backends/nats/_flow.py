@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import msgspec
 import nats.js.errors
 
-from omniq.models import LimitInfo, LimitSpec, TaskStatus
+from omniq.models import LimitInfo, LimitSpec, TaskStatus, unit_of
 
 from ._engine import NatsEngine
 from ._records import enc, rec_dec
@@ -101,7 +101,7 @@ async def admit(
         raw, rev = await _read(be, kv_key, leader)
         rec = LimRec(spec.key) if not raw else _dec.decode(raw)
         live = await _live(be, rec, t) if spec.max_concurrency is not None else []
-        starts = [s for s in rec.starts if rate is not None and s > t - rate.per]
+        starts = [s for s in rec.starts if rate is not None and s > t - rate.window]
         room = len(ids)
         if spec.max_concurrency is not None:
             room = min(room, spec.max_concurrency - len(live))
@@ -112,7 +112,7 @@ async def admit(
             spec.key,
             spec.max_concurrency,
             None if rate is None else rate.count,
-            None if rate is None else rate.per,
+            None if rate is None else rate.window,
             claims=[*live, *(_Claim(i, token, t) for i in take)],
             starts=[*starts, *([t] * len(take) if rate is not None else [])],
         )
@@ -122,7 +122,7 @@ async def admit(
             continue
         wait = 0.05
         if len(take) < len(ids) and rate is not None and len(new.starts) >= rate.count:
-            wait = max(0.01, min(new.starts) + rate.per - t)
+            wait = max(0.01, min(new.starts) + rate.window - t)
         return take, wait
 
 
@@ -135,7 +135,7 @@ async def register(be: NatsEngine, specs: Sequence[LimitSpec]) -> None:
             spec.key,
             spec.max_concurrency,
             None if rate is None else rate.count,
-            None if rate is None else rate.per,
+            None if rate is None else rate.window,
         )
         items.append((_kv_key(spec.key), enc.encode(rec), 0))
     await be.js.kv_put_many(be.queues_bucket, items)  # last=0: only where missing
@@ -156,7 +156,7 @@ async def limit_infos(be: NatsEngine, t: float) -> list[LimitInfo]:
             continue
         live = await _live(be, rec, t)
         starts = sum(1 for s in rec.starts if rec.per is not None and s > t - rec.per)
-        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(rec.per or 1.0, "s")
+        unit = unit_of(rec.per or 1.0)
         out.append(
             LimitInfo(
                 key=rec.key,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from omniq.models import LimitInfo, Task, limit_of
+from omniq.models import LimitInfo, Task, limit_of, unit_of
 
 from ._sql import QUERIES as _Q
 
@@ -29,14 +29,14 @@ def limit_args(tasks: Sequence[Task]) -> tuple[list[Any], ...] | None:
         cols[1].append(spec.key)
         cols[2].append(spec.max_concurrency)
         cols[3].append(None if spec.rate is None else spec.rate.count)
-        cols[4].append(None if spec.rate is None else spec.rate.per)
+        cols[4].append(None if spec.rate is None else spec.rate.window)
     return cols if cols[0] else None
 
 
 def rate_text(count: int | None, per: float | None) -> str | None:
     if count is None or per is None:
         return None
-    return f"{count}/{ {1.0: 's', 60.0: 'm', 3600.0: 'h'}.get(per, 's') }"
+    return f"{count}/{unit_of(per)}"
 
 
 async def limit_infos(conn: Any, t: float) -> list[LimitInfo]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omniq.models import LimitInfo, Task, limit_of
+from omniq.models import LimitInfo, Task, limit_of, unit_of
 
 from ._engine import as_str
 
@@ -27,7 +27,7 @@ def lim_field(task: Task) -> str:
             spec.key,
             _num(spec.max_concurrency),
             _num(None if rate is None else rate.count),
-            _num(None if rate is None else rate.per),
+            _num(None if rate is None else rate.window),
         )
     )
 
@@ -41,8 +41,8 @@ def limit_infos(rows: list[Any]) -> list[LimitInfo]:
     out: list[LimitInfo] = []
     for key, running, cap, rate, per, starts in rows:
         n = _opt_int(rate)
-        window = _opt_int(per)
-        unit = {1: "s", 60: "m", 3600: "h"}.get(window or 1, "s")
+        window = as_str(per) if isinstance(per, bytes) else str(per)
+        unit = unit_of(float(window)) if window else "s"
         out.append(
             LimitInfo(
                 key=as_str(key),

@@ -56,7 +56,7 @@ def limit_rows(tasks: Sequence[Task]) -> list[tuple[Any, ...]]:
                     spec.key,
                     spec.max_concurrency,
                     None if rate is None else rate.count,
-                    None if rate is None else rate.per,
+                    None if rate is None else rate.window,
                     t.rate_limit,
                 )
             )

@@ -23,9 +23,19 @@ local function lim_running(key)
   end
   return n
 end
+-- Starts use the server's clock (TIME), not the caller's NOW: a caller delayed between
+-- reading its clock and running the script must not stamp its starts in the past.
+local LIM_T = nil
+local function lim_now()
+  if not LIM_T then
+    local t = redis.call('TIME')
+    LIM_T = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  return LIM_T
+end
 local function lim_starts(key, per)
   local sk = P .. 'lim:s:' .. key
-  redis.call('ZREMRANGEBYSCORE', sk, '-inf', NOW - per)
+  redis.call('ZREMRANGEBYSCORE', sk, '-inf', lim_now() - per)
   return redis.call('ZCARD', sk)
 end
 -- Usage per key within one script: {running, starts}, counted once, then kept current.
@@ -48,7 +58,7 @@ local function lim_started(key, id, g, rate, per)
   u[2] = u[2] + 1
   redis.call('ZADD', P .. 'lim:r:' .. key, NOW, id)
   if rate then
-    redis.call('ZADD', P .. 'lim:s:' .. key, NOW, id .. ':' .. g)
+    redis.call('ZADD', P .. 'lim:s:' .. key, lim_now(), id .. ':' .. g)
     redis.call('PEXPIRE', P .. 'lim:s:' .. key, math.ceil(per * 1000) + 1000)
   end
 end

@@ -39,6 +39,10 @@ DECLARE
     v_running int;
     v_starts int;
     v_id text;
+    -- The window is checked at the server's clock when the claim begins, and the
+    -- starts are stamped when it ends (re-stamped below): the tasks start just after
+    -- the stamp, however long the claim took.
+    v_t float8 := extract(epoch FROM clock_timestamp());
 BEGIN
     FOR r IN
         SELECT c.id, c.limit_key, c.limit_cap, c.limit_rate, c.limit_per FROM (
@@ -75,7 +79,7 @@ BEGIN
         END IF;
         IF r.limit_rate IS NOT NULL THEN
             SELECT count(*) INTO v_starts FROM limit_starts s
-            WHERE s.key = r.limit_key AND s.at > p_now - r.limit_per;
+            WHERE s.key = r.limit_key AND s.at > v_t - r.limit_per;
             IF v_starts >= r.limit_rate THEN
                 full_keys := full_keys || r.limit_key;
                 CONTINUE;
@@ -88,8 +92,8 @@ BEGIN
         FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN v_id IS NULL;
         IF r.limit_rate IS NOT NULL THEN
-            INSERT INTO limit_starts VALUES (r.limit_key, p_now);
-            DELETE FROM limit_starts s WHERE s.key = r.limit_key AND s.at <= p_now - r.limit_per;
+            INSERT INTO limit_starts VALUES (r.limit_key, v_t);
+            DELETE FROM limit_starts s WHERE s.key = r.limit_key AND s.at <= v_t - r.limit_per;
         END IF;
         got := got + 1;
         RETURN QUERY
@@ -99,6 +103,8 @@ BEGIN
         RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope,
                   t.limit_key;
     END LOOP;
+    UPDATE limit_starts s SET at = extract(epoch FROM clock_timestamp())
+    WHERE s.key = ANY(locked) AND s.at = v_t;
     RETURN QUERY SELECT NULL::text, NULL::text, NULL::int, NULL::int, NULL::text,
         NULL::float8, NULL::bytea, k FROM unnest(full_keys) AS k;
 END $$;
