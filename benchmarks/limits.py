@@ -103,11 +103,13 @@ async def rate_run(url: str, n: int, folder: Path) -> tuple[int, float]:
         finally:
             _stop(procs)
     starts = sorted(float(x) for x in path.read_text().split())
-    most, j = 0, 0
+    most, j, at = 0, 0, 0.0
     for i, s in enumerate(starts):
         while starts[j] <= s - 1.0:
             j += 1
-        most = max(most, i - j + 1)
+        if i - j + 1 > most:
+            most, at = i - j + 1, s - starts[0]
+    print(f"  (the fullest 1 s window ends {at:.2f} s after the first start)")
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
     return most, rate
 
