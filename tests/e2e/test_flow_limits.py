@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import e2e_tasks as t
@@ -18,7 +19,8 @@ from typer.testing import CliRunner
 
 from omniq.core import OmniQ
 from omniq.core.cli import app
-from omniq.models import EventType, InvalidTaskError, now
+from omniq.models import EventType, InvalidTaskError, TaskStatus, now
+from omniq.queue import BreakerRegistry
 
 pytestmark = pytest.mark.anyio
 HERE = Path(__file__).resolve().parent
@@ -135,3 +137,24 @@ async def test_sigkilled_worker_frees_its_slot(store_url: str, tmp_path: Path) -
                 if p is not None and p.poll() is None:
                     p.kill()
                     p.wait()
+
+
+async def test_breaker_deferral_consumes_no_attempt(make_oq: Callable[..., OmniQ]) -> None:
+    """A task claimed while its function's breaker is open goes back with the attempt
+    given back: with max_retries=0 it is still pending, attempt 0, not failed."""
+    breakers = BreakerRegistry(threshold=1, cooldown=3600)
+    async with make_oq(circuit_breaker=breakers) as oq:
+        first = await oq.enqueue(t.always_fails, max_retries=0)
+        async with oq.worker(concurrency=1):
+            r = await oq.get_result(first.id, wait=True, timeout=WAIT)
+            assert r is not None and not r.ok
+            assert breakers.allow("e2e_tasks:always_fails") is False
+            second = await oq.enqueue(t.always_fails, max_retries=0)
+            deadline = now() + WAIT
+            while not any(
+                e.metadata.get("reason") == "circuit_open" for e in await oq.get_events(second.id)
+            ):
+                assert now() < deadline, "the task was not deferred"
+                await oq.get_result(second.id, wait=True, timeout=0.05)
+        got = await oq.get_task(second.id)
+        assert got is not None and got.status is TaskStatus.PENDING and got.attempt == 0
