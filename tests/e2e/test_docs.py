@@ -1,5 +1,5 @@
 """Run the Python examples of the README and docs/quickstart.md, concepts.md,
-configuration.md, security.md, dashboard.md and integrations.md."""
+configuration.md, security.md, dashboard.md, integrations.md and flow-control.md."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ FILES = [
     "security.md",
     "dashboard.md",
     "integrations.md",
+    "flow-control.md",
 ]
 
 

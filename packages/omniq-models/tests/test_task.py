@@ -130,6 +130,7 @@ def test_status_and_event_names_are_the_promised_ones() -> None:
         "QUEUE_PAUSED",
         "QUEUE_RESUMED",
         "PROGRESS",
+        "LIMITED",
     ]
     assert {s for s in TaskStatus if s.is_terminal} == {
         TaskStatus.SUCCESS,

@@ -46,6 +46,7 @@ from omniq.workers import PoolStats
 from ._browse import BrowseOps
 from ._dead_letters import DeadLetterOps
 from ._inline import InlineOps
+from ._limits import LimitOps
 from ._queues import QueueOps
 from ._schedules import ScheduleOps
 from ._session import Session
@@ -77,7 +78,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class OmniQ(ScheduleOps, DeadLetterOps, QueueOps, WorkerOps, TaskControlOps, InlineOps, BrowseOps):
+class OmniQ(
+    ScheduleOps, DeadLetterOps, QueueOps, LimitOps, WorkerOps, TaskControlOps, InlineOps, BrowseOps
+):
     """Task queue, result store and event log in one object.
 
     ``task_queue``, ``result_storage`` and ``event_storage`` are URLs (``sqlite:///x.db``,

@@ -460,6 +460,7 @@ def _register_extras() -> None:
     register_schedules(app, open_oq)
     register_dlq(app, open_oq)
     importlib.import_module("omniq.core._queue_cli").register(app, open_oq)
+    importlib.import_module("omniq.core._limits_cli").register(app, open_oq)
     register_workers(app, open_oq)
 
 

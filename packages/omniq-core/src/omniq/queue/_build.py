@@ -19,7 +19,9 @@ from omniq.models import (
     Task,
     WorkerType,
     now,
+    parse_rate,
     validate_key,
+    validate_max_concurrency,
     validate_metadata,
     validate_queue_name,
     validate_task,
@@ -61,6 +63,9 @@ class EnqueueOptions(TypedDict, total=False):
     key: str | None
     worker: WorkerType | str | None
     metadata: Mapping[str, Any] | None
+    rate_limit: str | None
+    max_concurrency: int | None
+    limit_key: str | None
 
 
 def task_ids(refs: Iterable[Task | str] | Task | str | None) -> tuple[str, ...]:
@@ -199,6 +204,9 @@ def build_task(
     key: str | None = None,
     worker: WorkerType | str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
+    limit_key: str | None = None,
     task_id: str | None = None,
 ) -> Task:
     """Validate options, apply the settings' defaults and serialize the call.
@@ -243,6 +251,7 @@ def build_task(
     fields: dict[str, Any] = {}
     if task_id is not None:
         fields["id"] = validate_task_id(task_id)
+    fields.update(limit_fields(rate_limit, max_concurrency, limit_key))
     task = Task(
         func=path,
         func_payload=func_payload,
@@ -265,6 +274,24 @@ def build_task(
         **fields,
     )
     return task  # every field was checked on the way in (tests/fuzz checks the result)
+
+
+def limit_fields(
+    rate_limit: str | None, max_concurrency: int | None, limit_key: str | None
+) -> dict[str, Any]:
+    """The Task fields of the flow-limit options, checked (InvalidTaskError for a bad
+    spec such as ``"10/x"``); a ``limit_key`` without a limit is refused too."""
+    out: dict[str, Any] = {}
+    if rate_limit is not None:
+        parse_rate(rate_limit)
+        out["rate_limit"] = rate_limit.strip().replace(" ", "")
+    if max_concurrency is not None:
+        out["max_concurrency"] = validate_max_concurrency(max_concurrency)
+    if limit_key is not None:
+        if not out:
+            raise InvalidTaskError("limit_key needs rate_limit or max_concurrency")
+        out["limit_key"] = validate_key(limit_key, "limit_key")
+    return out
 
 
 def _callbacks(

@@ -56,6 +56,7 @@ from omniq.storage import (
 from omniq.workers import Outcome
 
 from ._breaker import BreakerRegistry, BreakerState, CircuitBreaker
+from ._limited import HeldBack
 from ._retry import RetryManager
 from ._tracing import Tracing
 from ._ttl import TTLManager
@@ -109,9 +110,9 @@ def default_worker_id() -> str:
 class QueueWorkerSource:
     """Implements ``omniq.workers.TaskSource`` and ``OutcomeSink`` for one worker.
 
-    ``deferrals`` counts, per task id, how often this process deferred a task because its
-    function's breaker was open; those claims do not count as attempts for the retry and
-    poison decisions. The backend breaker opens after consecutive
+    A task claimed while its function's breaker is open is deferred: the store takes it
+    back with the claim's attempt given back (``TaskQueueStorage.defer``), so deferrals
+    never count as attempts, on any worker. The backend breaker opens after consecutive
     BackendUnavailableErrors: claims then return nothing and ``wait_for_work`` backs off
     until the cool-down ends.
     """
@@ -130,9 +131,10 @@ class QueueWorkerSource:
         self.worker_id = worker_id or default_worker_id()
         self.lease = lease if lease is not None else queue.settings.lease_seconds
         self.backend_breaker = backend_breaker or CircuitBreaker(threshold=3, cooldown=2.0)
-        self.deferrals: dict[str, int] = {}
         self.deferred = 0
         self.poisoned = 0
+        self.held_back = HeldBack()
+        """LIMITED events and the pause while ready work is held back by flow limits."""
         self.sweep_interval = 1.0
         self._next_sweep = 0.0
         self._sweep_due = False
@@ -151,7 +153,7 @@ class QueueWorkerSource:
         """Told of starts, outcomes and releases (worker metrics)."""
 
     def _attempt(self, task: Task) -> int:
-        return task.attempt - self.deferrals.get(task.id, 0)
+        return task.attempt
 
     # -- TaskSource --------------------------------------------------------------------------
 
@@ -210,6 +212,10 @@ class QueueWorkerSource:
             _log.debug("task store unreachable; backing off: %s", exc)
             return []
         self.backend_breaker.record_success()
+        held: list[str] = getattr(self.queue.tasks, "limited", None) or []
+        self.held_back.claimed(len(claims), bool(held))
+        if held:
+            self.queue._log(self.held_back.events(held, self.worker_id))
         t = now()
         if not claims:
             # TTL duties ride on the claim loop: expired tasks get their EXPIRED result
@@ -248,7 +254,6 @@ class QueueWorkerSource:
         events: list[TaskEvent] = []
         for c in claims:
             eta = breakers.get(c.task.func).retry_at()
-            self.deferrals[c.task.id] = self.deferrals.get(c.task.id, 0) + 1
             requests.append(RetryRequest(c.task.id, c.token, eta))
             events.append(
                 retry_event(
@@ -256,7 +261,7 @@ class QueueWorkerSource:
                 )
             )
         self.deferred += len(claims)
-        stale = set(await self.queue.tasks.retry(requests))
+        stale = set(await self.queue.tasks.defer(requests))  # the attempt is given back
         self.queue._log([e for e in events if e.task_id not in stale])
 
     async def _poison(self, claims: Sequence[ClaimedTask]) -> None:
@@ -329,6 +334,9 @@ class QueueWorkerSource:
             await anyio.sleep(min(timeout, max(0.0, self.backend_breaker.retry_at() - now())))
             return False
         if self._pushed:
+            return True
+        if self.held_back.pause:  # ready work is held back by its limits: pace the claims
+            await anyio.sleep(min(timeout, self.held_back.pause))
             return True
         try:
             if self.handover:
@@ -423,7 +431,6 @@ class QueueWorkerSource:
         retried: set[str] = set()
         ev = q.events
         logging_on = ev is not None and ev.enabled  # events are built only when kept
-        deferrals = self.deferrals
         t_now = now()
         limit = q.results.payload_limit if q.results is not None else None
         for given in outcomes:
@@ -472,8 +479,6 @@ class QueueWorkerSource:
                 expires_at=q.result_expiry(finished),
                 queue=task.queue,
             )
-            if deferrals:
-                deferrals.pop(task.id, None)
             if status is TaskStatus.SUCCESS:
                 if logging_on:
                     events[task.id] = complete_event(

@@ -45,6 +45,16 @@ from ._errors import (
     WorkerCrashedError,
 )
 from ._event import TaskEvent
+from ._flow import (
+    MAX_LIMIT,
+    LimitInfo,
+    LimitSpec,
+    RateSpec,
+    limit_of,
+    parse_rate,
+    unit_of,
+    validate_max_concurrency,
+)
 from ._ids import new_id
 from ._queue import QueueInfo
 from ._redact import redact_text, redact_url
@@ -82,6 +92,7 @@ __all__ = [
     "MAX_HORIZON_SECONDS",
     "MAX_ID_LENGTH",
     "MAX_KEY_LENGTH",
+    "MAX_LIMIT",
     "MAX_RETRIES",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
@@ -98,6 +109,8 @@ __all__ = [
     "Fail",
     "InvalidStateError",
     "InvalidTaskError",
+    "LimitInfo",
+    "LimitSpec",
     "ManualClock",
     "MisfirePolicy",
     "MissingExtraError",
@@ -107,6 +120,7 @@ __all__ = [
     "PayloadTooLargeError",
     "Progress",
     "QueueInfo",
+    "RateSpec",
     "RemoteTaskError",
     "Retry",
     "Schedule",
@@ -133,16 +147,20 @@ __all__ = [
     "as_timestamp",
     "cron_next",
     "get_clock",
+    "limit_of",
     "new_id",
     "now",
+    "parse_rate",
     "redact_text",
     "redact_url",
     "set_clock",
     "settings",
     "skip_ahead",
     "to_datetime",
+    "unit_of",
     "use_clock",
     "validate_key",
+    "validate_max_concurrency",
     "validate_metadata",
     "validate_queue_name",
     "validate_task",

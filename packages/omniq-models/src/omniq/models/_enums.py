@@ -52,6 +52,9 @@ class EventType(enum.StrEnum):
     QUEUE_PAUSED = "QUEUE_PAUSED"
     QUEUE_RESUMED = "QUEUE_RESUMED"
     PROGRESS = "PROGRESS"
+    LIMITED = "LIMITED"
+    """A ready task was held back by its rate limit or concurrency cap (at most one
+    event per limit key per second)."""
 
 
 class WorkerType(enum.StrEnum):

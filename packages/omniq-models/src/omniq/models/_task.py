@@ -63,6 +63,13 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, eq=Fal
     worker: WorkerType | None = None
     key: str | None = None
     """Idempotency key: while a task with this key is live, enqueueing again returns it."""
+    rate_limit: str | None = None
+    """At most N starts per window (``"N/s"``, ``"N/m"``, ``"N/h"``) across all workers,
+    shared by the tasks with the same ``limit_key``; enforced by the store's claim."""
+    max_concurrency: int | None = None
+    """At most this many running at once across all workers, per ``limit_key``."""
+    limit_key: str | None = None
+    """Which tasks share ``rate_limit``/``max_concurrency``; None means ``func``."""
     status: TaskStatus = TaskStatus.PENDING
     """Filled in by the store when a task is read back."""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)

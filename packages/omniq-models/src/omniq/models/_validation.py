@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ._errors import InvalidTaskError
+from ._flow import parse_rate, validate_max_concurrency
 from ._task import Task
 from ._time import now
 
@@ -187,6 +188,8 @@ def validate_task(task: Task, *, at: float | None = None) -> Task:
         validate_task_id(dep, "depends_on id")
     if task.key is not None:
         validate_key(task.key)
+    if task.rate_limit is not None or task.max_concurrency is not None:
+        _check_limits(task)
     if not _int(task.priority) or not PRIORITY_MIN <= task.priority <= PRIORITY_MAX:
         raise InvalidTaskError(
             f"priority={task.priority!r} is out of bounds: expected an int from "
@@ -241,3 +244,12 @@ def as_timestamp(
     if isinstance(value, timedelta):
         return (now() if base is None else base) + value.total_seconds()
     return float(value)
+
+
+def _check_limits(task: Task) -> None:
+    if task.rate_limit is not None:
+        parse_rate(task.rate_limit)
+    if task.max_concurrency is not None:
+        validate_max_concurrency(task.max_concurrency)
+    if task.limit_key is not None:
+        validate_key(task.limit_key, "limit_key")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 from omniq.models import (
     ClaimedTask,
     EventType,
+    LimitInfo,
     Progress,
     QueueInfo,
     Schedule,
@@ -233,6 +234,13 @@ class TaskQueueStorage(abc.ABC):
     async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
         """Return leased tasks to pending with the given eta; returns stale ids."""
 
+    async def defer(self, requests: Sequence[RetryRequest]) -> list[str]:
+        """Return leased tasks to pending not before ``eta`` with the attempt taken by the
+        claim given back: the task did not run (its function's circuit breaker is open).
+        Returns stale ids. The default (for backends that do not override it) is
+        ``retry``, which keeps the attempt."""
+        return await self.retry(requests)
+
     @abc.abstractmethod
     async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
         """Hand leased tasks back unrun (shutdown): pending again at once, the attempt
@@ -368,6 +376,16 @@ class TaskQueueStorage(abc.ABC):
     @abc.abstractmethod
     async def paused_queues(self) -> builtins.list[str]:
         """The paused queues, sorted by name (a paused queue need not hold tasks)."""
+
+    async def list_limits(self) -> builtins.list[LimitInfo]:
+        """Every flow-limit key with tasks stored under it: its running count (live
+        leases) and the starts its rate window still allows, by key.
+
+        ``claim`` enforces ``Task.rate_limit``/``Task.max_concurrency`` per limit key
+        atomically: a ready task whose key is at its cap or out of rate budget stays
+        pending (no attempt taken) and the claim goes on with the tasks behind it.
+        The default, for a backend that enforces no limits, lists none."""
+        return []
 
     async def list_queues(self) -> builtins.list[QueueInfo]:
         """Every queue that holds tasks or is paused, by name, with its task counts by

@@ -19,14 +19,18 @@ import msgspec
 from omniq.models import (
     TERMINAL_STATUSES,
     ClaimedTask,
+    LimitInfo,
+    LimitSpec,
     Schedule,
     ScheduleState,
     Task,
     TaskStatus,
+    limit_of,
     new_id,
 )
 
 from ._corrupt import Corrupt
+from ._flow_state import LimitIndex, usage_of
 from ._interfaces import (
     Completion,
     CompletionReport,
@@ -52,6 +56,8 @@ class TaskRecord(msgspec.Struct, array_like=True):
     finished_at: float | None = None
     released: bool = False
     """Dependencies overridden (a dependency failed under the ``release`` policy)."""
+    starts: tuple[float, ...] = ()
+    """Claim times inside the rate window of the task's limit (flow-limited tasks)."""
 
 
 class QueueState:
@@ -66,6 +72,8 @@ class QueueState:
         self._ttl: list[tuple[float, str]] = []
         self._keys: dict[str, str] = {}
         self._dependents: dict[str, set[str]] = {}
+        self.limits = LimitIndex()
+        """Flow-limited task ids per limit key."""
         self.dirty: set[str] = set()
         self.deleted: set[str] = set()
         self.dirty_schedules: set[str] = set()
@@ -74,6 +82,8 @@ class QueueState:
         """Paused queues: ``claim`` leases none of their tasks."""
         self.paused_dirty = False
         """``paused`` changed (the file backend journals the whole set)."""
+        self.limited: list[str] = []
+        """The limit keys the last ``claim`` held tasks back for."""
         self.corrupt: list[Corrupt] = []
         """Records a journal replay found corrupt and replaced with error stand-ins; the
         file backend stores their dead-letter results and empties the list."""
@@ -91,6 +101,8 @@ class QueueState:
         """Store ``rec`` and index it by its status (also used to replay a journal)."""
         t = rec.task
         self.recs[t.id] = rec
+        if t.limit_key is not None or t.rate_limit is not None or t.max_concurrency is not None:
+            self.limits.add(t)
         live = not t.status.is_terminal
         if t.key is not None:
             if live:
@@ -112,6 +124,8 @@ class QueueState:
 
     def delete_record(self, task_id: str) -> None:
         rec = self.recs.pop(task_id, None)
+        if rec is not None:
+            self.limits.discard(rec.task)
         if rec is not None and rec.task.key is not None and self._keys.get(rec.task.key) == task_id:
             del self._keys[rec.task.key]
 
@@ -209,6 +223,8 @@ class QueueState:
         taken: set[str] = set()
         out: list[ClaimedTask] = []
         qs = [q for q in dict.fromkeys(queues) if q not in self.paused]
+        held: list[tuple[tuple[int, str], str]] = []
+        full: set[str] = set()
         while len(out) < limit:
             best: tuple[int, str] | None = None
             best_q = ""
@@ -221,13 +237,31 @@ class QueueState:
             heapq.heappop(self._ready[best_q])
             rec = self.recs[best[1]]
             taken.add(best[1])
+            spec = limit_of(rec.task)
+            if spec is not None:
+                if spec.key in full or not self._admit(spec, now):
+                    full.add(spec.key)  # held back: pending, no attempt, not in the way
+                    held.append((best, best_q))
+                    continue
+                since = now - spec.rate.window if spec.rate is not None else now
+                rec.starts = (*(s for s in rec.starts if s > since), now)
             rec.task = _replace(rec.task, status=TaskStatus.RUNNING, attempt=rec.task.attempt + 1)
             rec.token, rec.worker_id, rec.lease_expires_at = token, worker_id, until
             self._save(rec, now)
             out.append(
                 ClaimedTask(task=rec.task, token=token, lease_expires_at=until, worker_id=worker_id)
             )
+        for entry, q in held:
+            heapq.heappush(self._ready[q], entry)
+        self.limited = sorted(full)
         return out
+
+    def _admit(self, spec: LimitSpec, now: float) -> bool:
+        return usage_of(spec, self.limits.records(spec.key, self.recs), now).admits(spec)
+
+    def limit_info(self, now: float) -> list[LimitInfo]:
+        """Every limit key's running count and remaining rate budget."""
+        return self.limits.info(self.recs, now)
 
     def _leased(self, task_id: str, token: str) -> TaskRecord | None:
         rec = self.recs.get(task_id)
@@ -308,7 +342,10 @@ class QueueState:
             self._save(rec, now)
         return stale
 
-    def release(self, leases: Sequence[LeaseRef], now: float) -> list[str]:
+    def release(
+        self, leases: Sequence[LeaseRef | RetryRequest], now: float, *, eta: bool = False
+    ) -> list[str]:
+        """Hand leases back with the attempt given back (``eta``: and the requests' etas)."""
         stale: list[str] = []
         for ref in leases:
             rec = self._leased(ref.task_id, ref.token)
@@ -316,6 +353,8 @@ class QueueState:
                 stale.append(ref.task_id)
                 continue
             t = rec.task
+            if eta and isinstance(ref, RetryRequest):
+                t = _replace(t, eta=ref.eta)
             rec.task = _replace(t, status=TaskStatus.PENDING, attempt=max(0, t.attempt - 1))
             rec.token = rec.worker_id = rec.lease_expires_at = None
             self._save(rec, now)

@@ -11,7 +11,7 @@ import builtins
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import TypeVar
 
-from omniq.models import ClaimedTask, Schedule, ScheduleState, Task, TaskStatus
+from omniq.models import ClaimedTask, LimitInfo, Schedule, ScheduleState, Task, TaskStatus
 
 from ._interfaces import (
     Completion,
@@ -64,7 +64,12 @@ class StateTasks(TaskQueueStorage):
         self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
     ) -> list[ClaimedTask]:
         qs = list(queues)
-        return await self._run(lambda s, t: s.claim(qs, worker_id, limit, lease, t))
+
+        def run(s: QueueState, t: float) -> tuple[list[ClaimedTask], list[str]]:
+            return s.claim(qs, worker_id, limit, lease, t), s.limited
+
+        got, self.limited = await self._run(run)
+        return got
 
     async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
         refs = list(leases)
@@ -82,6 +87,12 @@ class StateTasks(TaskQueueStorage):
     async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
         items = list(requests)
         stale = await self._run(lambda s, t: s.retry(items, t))
+        self.wake.notify()
+        return stale
+
+    async def defer(self, requests: Sequence[RetryRequest]) -> list[str]:
+        items = list(requests)
+        stale = await self._run(lambda s, t: s.release(items, t, eta=True))
         self.wake.notify()
         return stale
 
@@ -152,6 +163,12 @@ class StateTasks(TaskQueueStorage):
 
     async def paused_queues(self) -> builtins.list[str]:
         return await self._run(lambda s, t: sorted(s.paused))
+
+    limited: builtins.list[str] = []
+    """The limit keys the last claim held tasks back for."""
+
+    async def list_limits(self) -> builtins.list[LimitInfo]:
+        return await self._run(lambda s, t: s.limit_info(t))
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         qs = list(queues)

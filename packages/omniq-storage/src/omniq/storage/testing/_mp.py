@@ -46,3 +46,19 @@ def claim_schedules(url: str, barrier: Any, out: Any, at: float) -> None:
         return fired
 
     out.put(asyncio.run(main()))
+
+
+def claim_rounds(url: str, barrier: Any, out: Any, rounds: int) -> None:
+    """Claim (never completing, long leases) for ``rounds`` rounds; report the ids."""
+
+    async def main() -> list[str]:
+        claimed: list[str] = []
+        async with open_storage(url) as store:
+            assert store.tasks is not None
+            barrier.wait(60)
+            for _ in range(rounds):
+                got = await store.tasks.claim(["default"], "w", limit=4, lease=300)
+                claimed.extend(c.task.id for c in got)
+        return claimed
+
+    out.put(asyncio.run(main()))

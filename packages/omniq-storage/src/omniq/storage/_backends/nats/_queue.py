@@ -126,6 +126,18 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             [(r.task_id, r.token, functools.partial(_retried, eta=r.eta)) for r in requests]
         )
 
+    async def defer(self, requests: Sequence[RetryRequest]) -> list[str]:
+        return await self._back(
+            [
+                (
+                    r.task_id,
+                    r.token,
+                    functools.partial(_deferred, eta=r.eta),
+                )
+                for r in requests
+            ]
+        )
+
     async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
         return await self._back(
             [
@@ -457,3 +469,8 @@ async def on_timer(be: Backend, ns: str, msg: Msg) -> None:
             await msg.nak()
     except Exception:
         pass
+
+
+def _deferred(rec: Rec, *, eta: float | None) -> Rec:
+    """Pending again not before ``eta``, the claim's attempt given back."""
+    return pending(rec, max(0, rec.task.attempt - 1), eta)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from omniq.models import ClaimedTask, Task, TaskStatus, new_id, now
+from omniq.models import ClaimedTask, LimitInfo, LimitSpec, Task, TaskStatus, limit_of, new_id, now
 from omniq.storage._corrupt import Corrupt, corrupt_result, log, stand_in
 from omniq.storage._interfaces import (
     CompletionReport,
@@ -42,6 +42,7 @@ from omniq.storage._remote import EngineStore, claimed
 from . import _deps
 from ._conn import token
 from ._engine import NatsEngine
+from ._flow import admit, limit_infos, register
 from ._paused import read_paused
 from ._records import (
     FAILED,
@@ -68,6 +69,8 @@ __all__ = ["QueueCore"]
 
 _replace = msgspec.structs.replace
 _list = list
+LIMIT_SCAN = 200
+"""How many flow-limited tasks one claim may hold back before it stops pulling."""
 
 
 class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
@@ -226,6 +229,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         if not tasks:
             return []
         self.payload_limit.check_tasks(tasks)
+        specs = {s.key: s for t in tasks if (s := limit_of(t)) is not None}
+        if specs:
+            await self._call(lambda: register(self._be, list(specs.values())))
         out: list[Task] = []
         sizes = [self.payload_limit.task_size(t) for t in tasks]
         for a, b in chunks(
@@ -410,8 +416,10 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         groups: dict[int, list[str]] = {}
         for p, subj in cands:
             groups.setdefault(p, []).append(subj)
+        held = 0
+        self.limited = []
         for _, subjs in sorted(groups.items(), key=lambda kv: -kv[0]):
-            while len(out) < limit:
+            while len(out) < limit and held < LIMIT_SCAN:
                 need = limit - len(out)
                 for s in subjs:
                     await be.ensure_consumer(consumer_of(s), s)
@@ -425,6 +433,11 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 for m, _ in msgs[need:]:
                     await m.nak()
                 take = msgs[:need]
+                n = len(take)
+                take = await self._within_limits(take, token, t)
+                held += n - len(take)
+                if not take:
+                    continue
                 ids = [w.id for _, w in take]
                 items = [
                     (
@@ -452,6 +465,41 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         if out:
             out = await self._fence_paused(out, token)
         return out
+
+    limited: list[str] = []
+    """The limit keys the last claim held tasks back for."""
+
+    async def _within_limits(
+        self, take: list[tuple[Msg, Work]], token: str, t: float
+    ) -> list[tuple[Msg, Work]]:
+        """The pulled work whose limits admit it (slots reserved); the rest is nak'ed
+        to come back when capacity may have freed: pending, no attempt taken."""
+        groups: dict[str, tuple[LimitSpec, list[tuple[Msg, Work]]]] = {}
+        keep: list[tuple[Msg, Work]] = []
+        for m, w in take:
+            try:
+                spec = limit_of(rec_dec.decode(w.rec).task)
+            except msgspec.DecodeError:
+                spec = None  # the claim below deals with a corrupt record
+            if spec is None:
+                keep.append((m, w))
+            else:
+                groups.setdefault(spec.key, (spec, []))[1].append((m, w))
+        for key, (spec, items) in groups.items():
+            ok, wait = await admit(self._be, spec, [w.id for _, w in items], token, t)
+            okset = set(ok)
+            for m, w in items:
+                if w.id in okset:
+                    keep.append((m, w))
+                else:
+                    await m.nak(delay=wait)
+            if len(okset) < len(items):
+                self.limited.append(key)
+        keep.sort(key=lambda mw: mw[1].id)
+        return keep
+
+    async def list_limits(self) -> list[LimitInfo]:
+        return await self._call(lambda: limit_infos(self._be, now()))
 
     async def _fence_paused(self, out: list[ClaimedTask], token: str) -> list[ClaimedTask]:
         """Re-read the paused queues from the stream leader after the lease writes and

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any, cast
 
-from omniq.models import ClaimedTask, Task, TaskStatus, now
+from omniq.models import ClaimedTask, LimitInfo, Task, TaskStatus, now
 from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
     Completion,
@@ -34,6 +34,7 @@ from omniq.storage._remote import (
 from ._caller import CallerEngine, caller_connection
 from ._control import PgTaskControl
 from ._engine import PgEngine
+from ._flow import SCAN, limit_args, limit_infos
 from ._sql import QUERIES as _Q
 
 __all__ = ["PgTaskQueue"]
@@ -70,6 +71,9 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         if not tasks:
             return []
         self.payload_limit.check_tasks(tasks)
+        limits = limit_args(tasks)
+        if limits is not None:
+            return await self._enqueue_full(tasks, dependency_policy, limits)
         if not any(t.depends_on for t in tasks):
             return await self._enqueue_plain(tasks, dependency_policy)
         return await self._enqueue_full(tasks, dependency_policy)
@@ -121,7 +125,10 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         ]
 
     async def _enqueue_full(
-        self, tasks: Sequence[Task], dependency_policy: DependencyPolicy
+        self,
+        tasks: Sequence[Task],
+        dependency_policy: DependencyPolicy,
+        limits: tuple[builtins.list[Any], ...] | None = None,
     ) -> builtins.list[Task]:
         dep_idx: builtins.list[int] = []
         dep_on: builtins.list[str] = []
@@ -143,7 +150,19 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             now(),
             self._be.work_channel,
         )
-        rows = await self._call(lambda c: c.fetch(_Q["enqueue_full"], *args))
+        if limits is None:
+            rows = await self._call(lambda c: c.fetch(_Q["enqueue_full"], *args))
+        else:  # flow-limited tasks: stored and marked limited in one transaction
+
+            async def run(c: Any) -> Any:
+                async with c.transaction():
+                    got = await c.fetch(_Q["enqueue_full"], *args)
+                    old = {t.id for t, r in zip(tasks, got, strict=True) if r["o_existing"]}
+                    keep = [i for i, tid in enumerate(limits[0]) if tid not in old]
+                    await c.execute(_Q["set_limits"], *([col[i] for i in keep] for col in limits))
+                    return got
+
+            rows = await self._call(run)
         out: builtins.list[Task] = []
         for t, r in zip(tasks, rows, strict=True):
             if r["o_existing"]:
@@ -164,6 +183,14 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         qs = builtins.list(queues)
         stmt = _Q["claim_one"] if len(qs) == 1 else _Q["claim_any"]
         rows = await self._call(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until))
+        if len(rows) < limit:
+            more = await self._call(
+                lambda c: c.fetch(
+                    _Q["claim_limited"], qs, t, limit - len(rows), worker_id, until, SCAN
+                )
+            )
+            self.limited = [r["o_key"] for r in more if r["o_id"] is None]
+            rows = [*rows, *({k[2:]: v for k, v in r.items()} for r in more if r["o_id"])]
         rows = sorted(rows, key=lambda r: (-r["priority"], r["id"]))
         out: builtins.list[ClaimedTask] = []
         bad: builtins.list[Corrupt] = []
@@ -176,6 +203,13 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
                 bad.append(Corrupt(r["id"], r["token"], str(got), r["attempt"], r["queue"]))
         await quarantine(self, self.results, bad, lease=lease)
         return out
+
+    limited: builtins.list[str] = []
+    """The limit keys the last claim held tasks back for."""
+
+    async def list_limits(self) -> builtins.list[LimitInfo]:
+        t = now()
+        return await self._call(lambda c: limit_infos(c, t))
 
     async def renew(self, leases: Sequence[LeaseRef], lease: float) -> builtins.list[str]:
         if not leases:
@@ -253,6 +287,16 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             [r.token for r in requests],
             [r.eta for r in requests],
             False,
+        )
+
+    async def defer(self, requests: Sequence[RetryRequest]) -> builtins.list[str]:
+        if not requests:
+            return []
+        return await self._requeue(
+            [r.task_id for r in requests],
+            [r.token for r in requests],
+            [r.eta for r in requests],
+            True,
         )
 
     async def release(self, leases: Sequence[LeaseRef]) -> builtins.list[str]:

@@ -42,6 +42,8 @@ from omniq.models import StorageError
 __all__ = ["COMMON", "load_script", "load_scripts", "script_names"]
 
 _PRELUDE = "_common.lua"
+_PARTS = {"claim": ("_limits.lua",), "limits": ("_limits.lua",)}
+"""Shared parts some scripts carry between the prelude and their own text."""
 
 
 def _lua_dir() -> Traversable:
@@ -53,7 +55,7 @@ def script_names() -> list[str]:
     return sorted(
         e.name[: -len(".lua")]
         for e in _lua_dir().iterdir()
-        if e.name.endswith(".lua") and e.name != _PRELUDE
+        if e.name.endswith(".lua") and not e.name.startswith("_")
     )
 
 
@@ -71,7 +73,7 @@ notifications, dependency resolution."""
 
 def load_script(name: str) -> str:
     """The full text of script ``name`` (prelude included), as sent to Redis."""
-    return COMMON + _read(name + ".lua")
+    return COMMON + "".join(_read(p) for p in _PARTS.get(name, ())) + _read(name + ".lua")
 
 
 def load_scripts() -> dict[str, str]:

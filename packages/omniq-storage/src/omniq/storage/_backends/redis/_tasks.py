@@ -10,7 +10,15 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import ClaimedTask, CorruptRecordError, Task, TaskResult, TaskStatus, now
+from omniq.models import (
+    ClaimedTask,
+    CorruptRecordError,
+    LimitInfo,
+    Task,
+    TaskResult,
+    TaskStatus,
+    now,
+)
 from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
     Completion,
@@ -26,6 +34,7 @@ from omniq.storage._remote import claimed, encode, with_state, with_state_eta
 
 from ._control import RedisTaskControl
 from ._engine import REGISTRATION, RedisStore, as_float, as_str, opt, opt_repr
+from ._flow import lim_field, limit_infos
 from ._lane import LaneMissed
 
 __all__ = ["RedisTaskQueue"]
@@ -120,6 +129,7 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
                     t.key or "",
                     list(t.depends_on),
                     len(env),
+                    lim_field(t),
                 ]
                 for t, env in zip(tasks, envs, strict=True)
             ]
@@ -143,7 +153,8 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         if limit <= 0 or not queues:
             return []
         until = now() + lease
-        blob, meta = await self._script("claim", worker_id, repr(until), limit, *queues)
+        blob, meta, held = await self._script("claim", worker_id, repr(until), limit, *queues)
+        self.limited = sorted(as_str(k) for k in held)
         out = []
         bad: list[Corrupt] = []
         for i, stored in enumerate(_decode_tasks(blob, meta[3::4])):
@@ -239,6 +250,14 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
             args += [r.task_id, r.token, opt(r.eta)]
         return [as_str(x) for x in await self._script("retry", *args)]
 
+    async def defer(self, requests: Sequence[RetryRequest]) -> list[str]:
+        if not requests:
+            return []
+        args: list[Any] = ["1"]
+        for r in requests:
+            args += [r.task_id, r.token, opt(r.eta)]
+        return [as_str(x) for x in await self._script("retry", *args)]
+
     async def release(self, leases: Sequence[LeaseRef]) -> list[str]:
         if not leases:
             return []
@@ -253,6 +272,12 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         if not task_ids:
             return CompletionReport()
         return self._report(await self._script("cancel", dependency_policy, *task_ids))
+
+    limited: list[str] = []
+    """The limit keys the last claim held tasks back for."""
+
+    async def list_limits(self) -> list[LimitInfo]:
+        return limit_infos(await self._script("limits"))
 
     async def reclaim_expired(self) -> list[str]:
         return [as_str(x) for x in await self._script("reclaim")]

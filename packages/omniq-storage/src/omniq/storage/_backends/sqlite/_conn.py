@@ -12,6 +12,8 @@ from typing import TypeVar
 
 from omniq.models import BackendUnavailableError, ConfigError, StorageError, redact_url
 
+from ._flow import FLOW_SCHEMA
+
 __all__ = ["SCHEMA", "Connection", "db_path", "placeholders"]
 
 T = TypeVar("T")
@@ -119,7 +121,7 @@ class Connection:
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in SCHEMA.split(";"):
+            for stmt in (SCHEMA + FLOW_SCHEMA).split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
             conn.execute("COMMIT")

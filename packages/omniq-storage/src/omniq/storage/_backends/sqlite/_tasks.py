@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import msgspec
 
-from omniq.models import ClaimedTask, Task, TaskStatus, new_id, now
+from omniq.models import ClaimedTask, LimitInfo, Task, TaskStatus, new_id, now
 from omniq.storage._codec import encode
 from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
@@ -33,6 +33,7 @@ from omniq.storage._wake import Wake, wait_for_work
 from ._caller import caller_db
 from ._conn import Connection, placeholders
 from ._control import SQLiteTaskControl
+from ._flow import claim_limited, limit_info, limit_rows, not_limited
 
 __all__ = ["SQLiteTasks"]
 
@@ -93,6 +94,12 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         self.wake = Wake()
         self.results: ResultStorage | None = None
         """Where a quarantined record's result goes (the backend's own result store)."""
+        self.limited: list[str] = []
+        """The limit keys the last claim held tasks back for."""
+
+    async def list_limits(self) -> list[LimitInfo]:
+        t = now()
+        return await self._db.run(lambda c: limit_info(c, t))
 
     # -- enqueue -------------------------------------------------------------------
 
@@ -172,6 +179,9 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             )
             if dep_rows:
                 c.executemany("INSERT OR IGNORE INTO deps VALUES (?, ?)", dep_rows)
+            limited = limit_rows([b for b, r in zip(batch, out, strict=True) if b is r])
+            if limited:
+                c.executemany("INSERT OR REPLACE INTO task_limits VALUES (?,?,?,?,?,?)", limited)
             return out
 
         out = await self._db.tx(run)
@@ -213,10 +223,23 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
                 " worker_id = ?, lease_expires_at = ? WHERE id IN (SELECT id FROM tasks"
                 f" WHERE status = 'pending' AND ready = 1 AND queue IN ({placeholders(len(live))})"
                 " AND (eta IS NULL OR eta <= ?) AND (expires_at IS NULL OR expires_at > ?)"
-                " ORDER BY priority DESC, id LIMIT ?)"
+                f"{not_limited} ORDER BY priority DESC, id LIMIT ?)"
                 f" RETURNING priority, {_COLS}"
             )
-            return c.execute(sql, [token, worker_id, until, *live, t, t, limit]).fetchall()
+            got = c.execute(sql, [token, worker_id, until, *live, t, t, limit]).fetchall()
+            if len(got) < limit:
+                more, self.limited = claim_limited(
+                    c,
+                    live,
+                    t,
+                    limit - len(got),
+                    token=token,
+                    worker_id=worker_id,
+                    until=until,
+                    cols=_COLS,
+                )
+                got.extend(more)
+            return got
 
         rows = await self._db.tx(run)
         rows.sort(key=lambda r: (-r[0], r[1]))
@@ -252,6 +275,15 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
     async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:
         stale = await self._leased_update(
             "status = 'pending', eta = ?, token = NULL, worker_id = NULL, lease_expires_at = NULL",
+            [(r.eta, r.task_id, r.token) for r in requests],
+        )
+        self.wake.notify()
+        return stale
+
+    async def defer(self, requests: Sequence[RetryRequest]) -> list[str]:
+        stale = await self._leased_update(
+            "status = 'pending', eta = ?, attempt = max(attempt - 1, 0), token = NULL,"
+            " worker_id = NULL, lease_expires_at = NULL",
             [(r.eta, r.task_id, r.token) for r in requests],
         )
         self.wake.notify()
@@ -429,7 +461,10 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             c.execute(
                 f"DELETE FROM deps WHERE task_id IN (SELECT id FROM tasks WHERE {cond})", args
             )
-            return int(c.execute(f"DELETE FROM tasks WHERE {cond}", args).rowcount)
+            n = int(c.execute(f"DELETE FROM tasks WHERE {cond}", args).rowcount)
+            if n:
+                c.execute("DELETE FROM task_limits WHERE task_id NOT IN (SELECT id FROM tasks)")
+            return n
 
         return await self._db.tx(run)
 

@@ -11,6 +11,7 @@ from ._dead_letters import TestDeadLetters
 from ._dependencies import TestDependencies
 from ._events import TestEvents
 from ._finish import TestFinish
+from ._flow_limits import TestFlowLimits, TestFlowLimitsMultiprocess
 from ._handover import TestHandover
 from ._multiprocess import TestMultiprocess
 from ._paging import TestListPage
@@ -27,6 +28,8 @@ __all__ = [
     "TestDependencies",
     "TestEvents",
     "TestFinish",
+    "TestFlowLimits",
+    "TestFlowLimitsMultiprocess",
     "TestHandover",
     "TestListPage",
     "TestMultiprocess",

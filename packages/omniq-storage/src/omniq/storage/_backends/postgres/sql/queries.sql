@@ -9,12 +9,13 @@ WITH ready AS (
     SELECT id, priority FROM tasks
     WHERE queue = ANY($1::text[]) AND status = 'pending' AND waiting = 0
       AND queue <> ALL(ARRAY(SELECT queue FROM paused_queues))
-      AND (eta IS NULL OR eta <= $2) AND (expires_at IS NULL OR expires_at > $2)
+      AND (eta IS NULL OR eta <= $2) AND (expires_at IS NULL OR expires_at > $2) AND limit_key IS NULL
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority FROM tasks
     WHERE status = 'running' AND lease_expires_at < $2 AND queue = ANY($1::text[])
       AND queue <> ALL(ARRAY(SELECT queue FROM paused_queues))
+      AND limit_key IS NULL
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), pick AS (
     SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM lapsed) c
@@ -31,13 +32,14 @@ RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope;
 WITH ready AS (
     SELECT id, priority FROM tasks
     WHERE queue = ($1::text[])[1] AND status = 'pending' AND waiting = 0
-      AND (eta IS NULL OR eta <= $2) AND (expires_at IS NULL OR expires_at > $2)
+      AND (eta IS NULL OR eta <= $2) AND (expires_at IS NULL OR expires_at > $2) AND limit_key IS NULL
       AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = ($1::text[])[1])
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority FROM tasks
     WHERE status = 'running' AND lease_expires_at < $2 AND queue = ($1::text[])[1]
       AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = ($1::text[])[1])
+      AND limit_key IS NULL
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), pick AS (
     SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM lapsed) c
@@ -47,6 +49,31 @@ UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
     token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
 FROM pick WHERE t.id = pick.id
 RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope;
+
+-- name: claim_limited
+-- The limited tasks (limit_key set) within their limits; see 0006_flow_control.sql.
+SELECT * FROM omniq_claim_limited($1, $2, $3, $4, $5, $6);
+
+-- name: set_limits
+-- The limits of freshly stored tasks, in the transaction that stored them.
+UPDATE tasks t SET limit_key = i.k, limit_cap = i.cap, limit_rate = i.rate,
+    limit_per = i.per
+FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::float8[])
+    AS i(tid, k, cap, rate, per)
+WHERE t.id = i.tid;
+
+-- name: limit_usage
+-- Every limit key's newest limits, running count and starts in its rate window.
+SELECT k.limit_key, k.limit_cap, k.limit_rate, k.limit_per,
+    (SELECT count(*) FROM tasks r WHERE r.limit_key = k.limit_key AND r.status = 'running'
+        AND r.lease_expires_at >= $1) AS running,
+    (SELECT count(*) FROM limit_starts s WHERE s.key = k.limit_key
+        AND s.at > $1 - coalesce(k.limit_per, 0)) AS starts
+FROM (
+    SELECT DISTINCT ON (limit_key) limit_key, limit_cap, limit_rate, limit_per FROM tasks
+    WHERE limit_key IS NOT NULL
+    ORDER BY limit_key, (status IN ('pending', 'running')) DESC, id DESC
+) k ORDER BY k.limit_key;
 
 -- name: enqueue_plain
 -- Enqueue fast path (no task in the batch has dependencies): one set-based INSERT and

@@ -21,7 +21,11 @@ end
 queues = live
 local envs, meta = {}, {}
 local taken = 0
-while taken < limit do
+-- Tasks held back by their limits go back to ready (same score) after the loop; a
+-- claim looks at no more than SCAN of them.
+local held, scanned, SCAN = {}, 0, 1000
+local full = {}
+while taken < limit and scanned < SCAN do
   local picked = {}
   if #queues == 1 then
     local q = queues[1]
@@ -50,10 +54,22 @@ while taken < limit do
   for _, pq in ipairs(picked) do
     local id, q = pq[1], pq[2]
     local t = tk(id)
-    local h = redis.call('HMGET', t, 's', 'exp', 'd', 'eta', 'a', 'g')
-    if h[1] == 'pending' and not (h[2] and h[2] ~= '' and tonumber(h[2]) <= NOW) then
+    local h = redis.call('HMGET', t, 's', 'exp', 'd', 'eta', 'a', 'g', 'lim', 'p')
+    local lkey, lrate, lper = nil, nil, nil
+    local ok = h[1] == 'pending' and not (h[2] and h[2] ~= '' and tonumber(h[2]) <= NOW)
+    if ok and h[7] and h[7] ~= '' then
+      scanned = scanned + 1
+      lkey, lrate, lper = lim_admit(h[7])
+      if not lkey then
+        ok = false
+        full[lim_parse(h[7])] = true
+        held[#held + 1] = {q, -tonumber(h[8]), id}
+      end
+    end
+    if ok then
       local a = tonumber(h[5]) + 1
       local g = tonumber(h[6]) + 1
+      if lkey then lim_started(lkey, id, g, lrate, lper) end
       local tok = id .. ':' .. g
       redis.call('HSET', t, 's', 'running', 'a', a, 'g', g, 'tok', tok, 'le', lend, 'w', worker)
       move(id, q, 'pending', 'running')
@@ -67,7 +83,10 @@ while taken < limit do
     end
   end
 end
+for _, e in ipairs(held) do zadd(P .. 'r:' .. e[1], e[2], e[3]) end
 flush()
+local limited = {}
+for k, _ in pairs(full) do limited[#limited + 1] = k end
 -- The envelopes behind one msgpack array header: the client decodes them in one pass,
 -- or, when one does not decode, one by one (meta gives each one's length).
 local n = #envs
@@ -80,4 +99,4 @@ else
   hdr = string.char(0xdd, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
     math.floor(n / 256) % 256, n % 256)
 end
-return {hdr .. table.concat(envs), meta}
+return {hdr .. table.concat(envs), meta, limited}

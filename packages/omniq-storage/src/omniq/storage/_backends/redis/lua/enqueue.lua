@@ -45,6 +45,7 @@ local queues = {}
 local edges = 0
 for _, row in ipairs(rows) do
   local id, q, p, eta, exp, key, deps = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+  local lim = row[9] or ''
   local env = string.sub(E, pos, pos + row[8] - 1)
   pos = pos + row[8]
   local existing = nil
@@ -85,7 +86,7 @@ for _, row in ipairs(rows) do
     if key ~= '' then redis.call('HSET', P .. 'keys', key, id) end
     local status = 'pending'
     local worker, lend, chan = nil, nil, nil
-    if not cancel and waiting == 0 then worker, lend, chan = take_idle(q, eta) end
+    if not cancel and waiting == 0 and lim == '' then worker, lend, chan = take_idle(q, eta) end
     if worker then
       -- Handed over: stored already leased to the idle worker (one write, no pass
       -- through the pending index) and published to it with the envelope.
@@ -101,6 +102,10 @@ for _, row in ipairs(rows) do
       queues[q] = true
       redis.call('HSET', t, 'd', env, 'q', q, 'p', p, 'a', 0, 'g', 0, 'eta', eta, 'exp', exp,
         'k', key, 's', 'pending', 'nd', ndv)
+      if lim ~= '' then  -- flow-limited: the claim checks 'lim' (see _limits.lua)
+        redis.call('HSET', t, 'lim', lim)
+        redis.call('HSET', P .. 'lim:keys', string.match(lim, '^[^\31]*'), lim)
+      end
       move(id, q, nil, 'pending')
       if cancel then
         status = 'cancelled'

@@ -1,4 +1,4 @@
--- ARGV[3] '1' to give the attempt back (release), then id tok eta triples
+-- ARGV[3] '1' to give the attempt back (release, defer), then id tok eta triples
 local giveback = ARGV[3] == '1'
 local stale = {}
 for j = 4, #ARGV, 3 do
@@ -10,6 +10,7 @@ for j = 4, #ARGV, 3 do
     if giveback then
       redis.call('HINCRBY', t, 'a', -1)
       redis.call('HSET', t, 'tok', '', 's', 'pending')
+      if eta ~= '' then redis.call('HSET', t, 'eta', eta) end  -- a deferral's eta
     else
       redis.call('HSET', t, 'tok', '', 's', 'pending', 'eta', eta)
     end

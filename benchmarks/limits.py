@@ -1,0 +1,170 @@
+# ruff: noqa: ASYNC230, ASYNC240  (a benchmark: small local files, timing outside)
+"""Flow-limit accuracy across worker processes (docs/performance.md, "Flow limits").
+
+Two runs per store URL, each with 4 worker processes (``python -m benchmarks.limits
+worker URL CONCURRENCY``) sharing the store; every task appends its start (and end)
+time to a file, and the figures come from those stamps:
+
+- rate: N tasks (default 2,000) with ``rate_limit="50/s"``, worker concurrency 50:
+  the most starts in any 1-second window (sliding over every start) and the long-run
+  rate (N - 1 starts over the span from the first start to the last);
+- cap: M tasks (default 400) of 50 ms with ``max_concurrency=3``, worker concurrency
+  50: the most running at once, and the share of the time from the first start to the
+  last end with exactly 3 running.
+
+    URL=redis://127.0.0.1:6379/5 uv run python -m benchmarks.limits
+    URL=postgresql://127.0.0.1:5432/test uv run python -m benchmarks.limits
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROCS = 4
+RATE = 50
+
+
+def started(path: str) -> None:
+    """A rate-run task: append its start time."""
+    with open(path, "a") as f:
+        f.write(f"{time.time()}\n")
+
+
+async def spanned(path: str, seconds: float) -> None:
+    """A cap-run task: append its start and end time."""
+    start = time.time()
+    await asyncio.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"{start} {time.time()}\n")
+
+
+def _worker(url: str, concurrency: int) -> None:
+    from omniq.core import OmniQ
+
+    with OmniQ(url, lease_seconds=10.0) as oq:
+        print("ready", flush=True)
+        oq.run_worker_sync(queues=["bench"], concurrency=concurrency)
+
+
+def _spawn(url: str, concurrency: int) -> list[subprocess.Popen[str]]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.limits", "worker", url, str(concurrency)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(PROCS)
+    ]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return procs
+
+
+def _stop(procs: list[subprocess.Popen[str]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+async def _drain(n: int, path: Path, deadline: float) -> None:
+    while True:
+        lines = path.read_text().count("\n") if path.exists() else 0
+        if lines >= n:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {lines} of {n} tasks ran in time")
+        await asyncio.sleep(0.2)
+
+
+async def rate_run(url: str, n: int, folder: Path) -> tuple[int, float]:
+    from omniq.core import OmniQ
+
+    path = folder / "starts"
+    async with OmniQ(url) as oq:
+        tasks = [
+            oq.build(started, (str(path),), queue="bench", rate_limit=f"{RATE}/s") for _ in range(n)
+        ]
+        for i in range(0, n, 500):
+            await oq.enqueue_many(tasks[i : i + 500])
+        procs = _spawn(url, 50)
+        try:
+            await _drain(n, path, time.monotonic() + n / RATE * 3 + 60)
+        finally:
+            _stop(procs)
+    starts = sorted(float(x) for x in path.read_text().split())
+    most, j, at = 0, 0, 0.0
+    for i, s in enumerate(starts):
+        while starts[j] <= s - 1.0:
+            j += 1
+        if i - j + 1 > most:
+            most, at = i - j + 1, s - starts[0]
+    print(f"  (the fullest 1 s window ends {at:.2f} s after the first start)")
+    rate = (len(starts) - 1) / (starts[-1] - starts[0])
+    return most, rate
+
+
+async def cap_run(url: str, m: int, folder: Path) -> tuple[int, float]:
+    from omniq.core import OmniQ
+
+    path = folder / "spans"
+    async with OmniQ(url) as oq:
+        tasks = [
+            oq.build(spanned, (str(path), 0.05), queue="bench", max_concurrency=3) for _ in range(m)
+        ]
+        await oq.enqueue_many(tasks)
+        procs = _spawn(url, 50)
+        try:
+            await _drain(m, path, time.monotonic() + m * 0.05 + 120)
+        finally:
+            _stop(procs)
+    spans = [tuple(map(float, x.split())) for x in path.read_text().splitlines()]
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    most = cur = 0
+    at3 = 0.0
+    prev = edges[0][0]
+    for t, d in edges:
+        if cur == 3:
+            at3 += t - prev
+        prev = t
+        cur += d
+        most = max(most, cur)
+    total = edges[-1][0] - edges[0][0]
+    return most, at3 / total
+
+
+async def main() -> None:
+    url = os.environ.get("URL", "redis://127.0.0.1:6379/5")
+    n = int(os.environ.get("N", "2000"))
+    m = int(os.environ.get("M", "400"))
+    with tempfile.TemporaryDirectory() as d:
+        most, rate = await rate_run(url, n, Path(d))
+        print(
+            f"rate_limit={RATE}/s, {n} tasks, {PROCS} processes: max starts in a 1 s window "
+            f"{most}, long-run rate {rate:.1f}/s ({rate / RATE:.1%} of {RATE}/s)"
+        )
+    with tempfile.TemporaryDirectory() as d:
+        most, share = await cap_run(url, m, Path(d))
+        print(
+            f"max_concurrency=3, {m} x 50 ms tasks, {PROCS} processes x concurrency 50: "
+            f"max running {most}, exactly 3 running {share:.1%} of the time"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        _worker(sys.argv[2], int(sys.argv[3]))
+    else:  # through the imported module, so the task functions have importable paths
+        from benchmarks import limits  # noqa: PLW0406
+
+        asyncio.run(limits.main())

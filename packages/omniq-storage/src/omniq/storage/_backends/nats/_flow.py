@@ -1,0 +1,169 @@
+"""Flow limits on NATS: one record per limit key in the ``NS_QUEUES`` bucket
+(``lim.<sha1 of the key>``), changed by revision-checked writes, so claimers on any
+host reserve a key's slots one after the other.
+
+The record lists the claims made under the key (task id, claim token, time) and the
+start times inside the rate window. A claim counts as running while the task's own
+record shows it running under that token with a lease that has not lapsed (a dead
+worker's slot frees when its lease does), or, for a moment after the reservation
+(``GRACE``), while the claim write is still on its way.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+
+import msgspec
+import nats.js.errors
+
+from omniq.models import LimitInfo, LimitSpec, TaskStatus, unit_of
+
+from ._engine import NatsEngine
+from ._records import enc, rec_dec
+
+__all__ = ["GRACE", "admit", "limit_infos", "register"]
+
+GRACE = 2.0
+"""Seconds a reservation counts as running before its claim write shows."""
+
+PREFIX = "lim."
+
+
+class _Claim(msgspec.Struct, array_like=True):
+    id: str
+    token: str
+    at: float
+
+
+class LimRec(msgspec.Struct, array_like=True):
+    key: str
+    cap: int | None = None
+    rate: int | None = None
+    per: float | None = None
+    claims: list[_Claim] = msgspec.field(default_factory=list)
+    starts: list[float] = msgspec.field(default_factory=list)
+
+
+_dec = msgspec.msgpack.Decoder(LimRec)
+
+
+def _kv_key(key: str) -> str:
+    return PREFIX + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
+
+
+async def _read(be: NatsEngine, kv_key: str, leader: bool) -> tuple[bytes | None, int]:
+    if not leader:
+        return await be.js.kv_get(be.queues_bucket, kv_key)
+    bucket = be.queues_bucket
+    try:
+        resp = await be.js.api(
+            f"STREAM.MSG.GET.KV_{bucket}", {"last_by_subj": f"$KV.{bucket}.{kv_key}"}
+        )
+    except nats.js.errors.NotFoundError:
+        return None, 0
+    msg = resp["message"]
+    data = msg.get("data")
+    return (base64.b64decode(data) if data else None), int(msg["seq"])
+
+
+async def _live(be: NatsEngine, rec: LimRec, t: float) -> list[_Claim]:
+    """The claims of ``rec`` still running (or just reserved)."""
+    if not rec.claims:
+        return []
+    got = await be.js.kv_get_many(be.tasks_bucket, [c.id for c in rec.claims])
+    out: list[_Claim] = []
+    for c, (raw, _) in zip(rec.claims, got, strict=True):
+        if not raw:
+            continue
+        try:
+            r = rec_dec.decode(raw)
+        except msgspec.DecodeError:
+            continue
+        if r.token == c.token and r.task.status is TaskStatus.RUNNING:
+            if r.until is not None and r.until > t:
+                out.append(c)
+        elif r.task.status is TaskStatus.PENDING and c.at > t - GRACE:
+            out.append(c)
+    return out
+
+
+async def admit(
+    be: NatsEngine, spec: LimitSpec, ids: Sequence[str], token: str, t: float
+) -> tuple[list[str], float]:
+    """Reserve slots of ``spec.key`` for the first of ``ids`` that fit; returns those
+    and, when some did not fit, how long until capacity may free (seconds)."""
+    kv_key = _kv_key(spec.key)
+    rate = spec.rate
+    leader = False
+    while True:
+        raw, rev = await _read(be, kv_key, leader)
+        rec = LimRec(spec.key) if not raw else _dec.decode(raw)
+        live = await _live(be, rec, t) if spec.max_concurrency is not None else []
+        starts = [s for s in rec.starts if rate is not None and s > t - rate.window]
+        room = len(ids)
+        if spec.max_concurrency is not None:
+            room = min(room, spec.max_concurrency - len(live))
+        if rate is not None:
+            room = min(room, rate.count - len(starts))
+        take = list(ids[: max(0, room)])
+        new = LimRec(
+            spec.key,
+            spec.max_concurrency,
+            None if rate is None else rate.count,
+            None if rate is None else rate.window,
+            claims=[*live, *(_Claim(i, token, t) for i in take)],
+            starts=[*starts, *([t] * len(take) if rate is not None else [])],
+        )
+        changed = take or raw is None or new != rec
+        if changed and await be.js.kv_put(be.queues_bucket, kv_key, enc.encode(new), rev) is None:
+            leader = True
+            continue
+        wait = 0.05
+        if len(take) < len(ids) and rate is not None and len(new.starts) >= rate.count:
+            wait = max(0.01, min(new.starts) + rate.window - t)
+        return take, wait
+
+
+async def register(be: NatsEngine, specs: Sequence[LimitSpec]) -> None:
+    """Create the records of keys not seen before (so ``list_limits`` shows them)."""
+    items = []
+    for spec in specs:
+        rate = spec.rate
+        rec = LimRec(
+            spec.key,
+            spec.max_concurrency,
+            None if rate is None else rate.count,
+            None if rate is None else rate.window,
+        )
+        items.append((_kv_key(spec.key), enc.encode(rec), 0))
+    await be.js.kv_put_many(be.queues_bucket, items)  # last=0: only where missing
+
+
+async def limit_infos(be: NatsEngine, t: float) -> list[LimitInfo]:
+    """Every limit key's running count and remaining rate budget."""
+    out: list[LimitInfo] = []
+    msgs = await be.js.scan(
+        f"KV_{be.queues_bucket}", f"$KV.{be.queues_bucket}.{PREFIX}>", last_per_subject=True
+    )
+    for m in msgs:
+        if not m.data:
+            continue
+        try:
+            rec = _dec.decode(m.data)
+        except msgspec.DecodeError:
+            continue
+        live = await _live(be, rec, t)
+        starts = sum(1 for s in rec.starts if rec.per is not None and s > t - rec.per)
+        unit = unit_of(rec.per or 1.0)
+        out.append(
+            LimitInfo(
+                key=rec.key,
+                running=len(live),
+                max_concurrency=rec.cap,
+                rate_limit=None if rec.rate is None else f"{rec.rate}/{unit}",
+                remaining=None if rec.rate is None else max(0, rec.rate - starts),
+            )
+        )
+    return sorted(out, key=lambda i: i.key)

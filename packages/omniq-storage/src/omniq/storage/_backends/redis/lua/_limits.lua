@@ -1,0 +1,64 @@
+-- Flow limits (prepended to claim.lua and limits.lua after the prelude). A limited
+-- task's hash holds 'lim' = key US cap US rate US per (empty parts: no such limit).
+-- Per key: 'lim:r:<key>' zset of the ids claimed under it (score: claim time), whose
+-- running count is read from the task hashes (running with a lease that has not
+-- lapsed: a dead worker's slot frees when its lease does); 'lim:s:<key>' zset of
+-- starts (score: start time, member id:generation); 'lim:keys' hash key -> spec.
+local function lim_parse(lim)
+  local parts = {}
+  for part in string.gmatch(lim .. '\31', '([^\31]*)\31') do parts[#parts + 1] = part end
+  return parts[1], tonumber(parts[2]), tonumber(parts[3]), tonumber(parts[4])
+end
+local function lim_running(key)
+  local rk = P .. 'lim:r:' .. key
+  local ids = redis.call('ZRANGE', rk, 0, -1)
+  local n = 0
+  for _, id in ipairs(ids) do
+    local h = redis.call('HMGET', tk(id), 's', 'le')
+    if h[1] == 'running' and h[2] and tonumber(h[2]) > NOW then
+      n = n + 1
+    else
+      redis.call('ZREM', rk, id)
+    end
+  end
+  return n
+end
+-- Starts use the server's clock (TIME), not the caller's NOW: a caller delayed between
+-- reading its clock and running the script must not stamp its starts in the past.
+local LIM_T = nil
+local function lim_now()
+  if not LIM_T then
+    local t = redis.call('TIME')
+    LIM_T = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  return LIM_T
+end
+local function lim_starts(key, per)
+  local sk = P .. 'lim:s:' .. key
+  redis.call('ZREMRANGEBYSCORE', sk, '-inf', lim_now() - per)
+  return redis.call('ZCARD', sk)
+end
+-- Usage per key within one script: {running, starts}, counted once, then kept current.
+local lim_use = {}
+local function lim_admit(lim)
+  local key, cap, rate, per = lim_parse(lim)
+  local u = lim_use[key]
+  if not u then
+    u = {0, 0}
+    if cap then u[1] = lim_running(key) end
+    if rate then u[2] = lim_starts(key, per) end
+    lim_use[key] = u
+  end
+  if (cap and u[1] >= cap) or (rate and u[2] >= rate) then return nil end
+  return key, rate, per
+end
+local function lim_started(key, id, g, rate, per)
+  local u = lim_use[key]
+  u[1] = u[1] + 1
+  u[2] = u[2] + 1
+  redis.call('ZADD', P .. 'lim:r:' .. key, NOW, id)
+  if rate then
+    redis.call('ZADD', P .. 'lim:s:' .. key, lim_now(), id .. ':' .. g)
+    redis.call('PEXPIRE', P .. 'lim:s:' .. key, math.ceil(per * 1000) + 1000)
+  end
+end

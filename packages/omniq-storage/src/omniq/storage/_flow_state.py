@@ -1,0 +1,109 @@
+"""Flow limits for the in-process state machine (memory and file backends, and the
+SQLite backend's claim): which tasks share a limit key, and whether one more may start.
+
+Everything is derived from the task records themselves, so it survives a journal
+replay and needs no bookkeeping on completion: a key's running count is its tasks in
+``running`` with a lease that has not lapsed, and its recent starts are the claim times
+each record keeps (``TaskRecord.starts``, trimmed to the rate window at each claim).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from omniq.models import LimitInfo, LimitSpec, Task, TaskStatus, limit_of, unit_of
+
+__all__ = ["LimitIndex", "Usage", "rate_text", "usage_of"]
+
+
+class _Rec(Protocol):
+    task: Task
+    lease_expires_at: float | None
+    starts: tuple[float, ...]
+
+
+class Usage:
+    """Running count and starts inside the rate window of one key."""
+
+    __slots__ = ("running", "starts")
+
+    def __init__(self, running: int, starts: int) -> None:
+        self.running = running
+        self.starts = starts
+
+    def admits(self, spec: LimitSpec) -> bool:
+        """True if one more task under ``spec`` may start now."""
+        if spec.max_concurrency is not None and self.running >= spec.max_concurrency:
+            return False
+        return spec.rate is None or self.starts < spec.rate.count
+
+
+def usage_of(spec: LimitSpec, recs: Iterable[_Rec], now: float) -> Usage:
+    """The usage of ``spec.key`` among ``recs`` (the records carrying that key)."""
+    running = starts = 0
+    since = now - spec.rate.window if spec.rate is not None else now
+    for r in recs:
+        if (
+            r.task.status is TaskStatus.RUNNING
+            and r.lease_expires_at is not None
+            and r.lease_expires_at > now
+        ):
+            running += 1
+        if spec.rate is not None:
+            starts += sum(1 for s in r.starts if s > since)
+    return Usage(running, starts)
+
+
+def rate_text(spec: LimitSpec) -> str | None:
+    if spec.rate is None:
+        return None
+    return f"{spec.rate.count}/{unit_of(spec.rate.per)}"
+
+
+class LimitIndex:
+    """Task ids per limit key (records without limits are not indexed)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, set[str]] = {}
+
+    def add(self, task: Task) -> LimitSpec | None:
+        spec = limit_of(task)
+        if spec is not None:
+            self.by_key.setdefault(spec.key, set()).add(task.id)
+        return spec
+
+    def discard(self, task: Task) -> None:
+        spec = limit_of(task)
+        if spec is not None:
+            ids = self.by_key.get(spec.key)
+            if ids is not None:
+                ids.discard(task.id)
+                if not ids:
+                    del self.by_key[spec.key]
+
+    def records(self, key: str, recs: Mapping[str, _Rec]) -> list[_Rec]:
+        return [r for i in self.by_key.get(key, ()) if (r := recs.get(i)) is not None]
+
+    def info(self, recs: Mapping[str, _Rec], now: float) -> list[LimitInfo]:
+        """Every key's running count and remaining rate budget, by key."""
+        out: list[LimitInfo] = []
+        for key in sorted(self.by_key):
+            rs = self.records(key, recs)
+            if not rs:
+                continue
+            live = [r for r in rs if not r.task.status.is_terminal] or rs
+            spec = limit_of(max(live, key=lambda r: r.task.created_at).task)
+            if spec is None:
+                continue
+            use = usage_of(spec, rs, now)
+            out.append(
+                LimitInfo(
+                    key=key,
+                    running=use.running,
+                    max_concurrency=spec.max_concurrency,
+                    rate_limit=rate_text(spec),
+                    remaining=None if spec.rate is None else max(0, spec.rate.count - use.starts),
+                )
+            )
+        return out

@@ -1,0 +1,29 @@
+"""Task functions of the flow-limit tests (imported by worker processes by path)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def span(path: str, seconds: float) -> None:
+    """Run for ``seconds`` and append ``start end`` to a file: overlaps show concurrency."""
+    start = time.time()
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"{start} {time.time()}\n")
+
+
+def hold(marker: str) -> None:
+    """First run: write this process's pid to ``marker`` and block for a minute (killed
+    meanwhile); a run after that returns at once."""
+    if os.path.exists(marker):
+        return
+    with open(marker, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(60)
+
+
+def mark(path: str) -> None:
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
