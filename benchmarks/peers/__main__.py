@@ -44,15 +44,25 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="REV",
-        help="also run OmniQ on Redis from git revision REV's sources (peer 'omniq@REV'), "
-        "alternating with the working tree: an A/B of a change in the same minutes",
+        help="also run each selected OmniQ peer (or OmniQ on Redis) from git revision REV's "
+        "sources (peer 'omniq...@REV'), alternating with the working tree: an A/B of a "
+        "change in the same minutes",
+    )
+    ap.add_argument(
+        "--churn",
+        type=int,
+        default=100_000,
+        help="tasks the omniq-pg-churned peer runs through its store before each workload",
     )
     ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed runs")
     args = ap.parse_args(argv)
     args.peers = [p for p in args.peers.split(",") if p]
+    _workloads.set_churn(args.churn)
+    bases = [p for p in args.peers if PEERS.get(p) and PEERS[p].adapter == "omniq"] or ["omniq"]
     for rev in args.omniq_ref:
-        PEERS[f"omniq@{rev}"] = _workloads.omniq_at(rev)
-        args.peers.append(f"omniq@{rev}")
+        for base in bases:
+            PEERS[f"{base}@{rev}"] = _workloads.omniq_at(rev, base)
+            args.peers.append(f"{base}@{rev}")
     if args.quick:
         args.n, args.lat_n, args.io_n, args.floor_n = 2_000, 100, 400, 20_000
     args.embedded = [p for p in args.embedded.split(",") if p]

@@ -47,6 +47,16 @@ PEERS: dict[str, Peer] = {
             "postgresql",
             {"BENCH_OMNIQ_URL": "postgresql://postgres@127.0.0.1:5432/bench_omniq"},
         ),
+        Peer(
+            "omniq-pg-churned",
+            "omniq",
+            None,
+            "postgresql",
+            {
+                "BENCH_OMNIQ_URL": "postgresql://postgres@127.0.0.1:5432/bench_omniq",
+                "BENCH_CHURN": "100000",
+            },
+        ),
         Peer("celery", "celery", "celery", "redis"),
         Peer("dramatiq", "dramatiq", "dramatiq", "redis"),
         Peer("rq", "rq", "rq", "redis"),
@@ -59,19 +69,34 @@ PEERS: dict[str, Peer] = {
 }
 
 
-def omniq_at(rev: str) -> Peer:
-    """OmniQ on Redis from git revision ``rev``'s package sources (exported once to a
-    temporary directory and put ahead of the workspace's on PYTHONPATH); the adapter and
-    the engine are the working tree's, so only the library differs."""
+def set_churn(n: int) -> None:
+    """Tasks the churned PostgreSQL peer runs through its store before each workload."""
+    for name, peer in list(PEERS.items()):
+        if "BENCH_CHURN" in peer.env:
+            PEERS[name] = Peer(**{**peer.__dict__, "env": {**peer.env, "BENCH_CHURN": str(n)}})
+
+
+def omniq_at(rev: str, base: str = "omniq") -> Peer:
+    """OmniQ peer ``base`` (its engine and settings) from git revision ``rev``'s package
+    sources (exported once to a temporary directory and put ahead of the workspace's on
+    PYTHONPATH); the adapter and the engine are the working tree's, so only the library
+    differs."""
     root = Path(__file__).resolve().parents[2]
-    dest = Path(tempfile.mkdtemp(prefix=f"omniq-bench-{rev.replace('/', '_')}-"))
-    archive = subprocess.run(
-        ["git", "archive", rev, "packages"], cwd=root, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", rev], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dest = Path(tempfile.gettempdir()) / f"omniq-bench-{commit}"
+    if not dest.exists():
+        tmp = Path(tempfile.mkdtemp(prefix=f"omniq-bench-{commit}-"))
+        archive = subprocess.run(
+            ["git", "archive", commit, "packages"], cwd=root, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        tmp.rename(dest)
     srcs = sorted(str(p) for p in (dest / "packages").glob("*/src"))
     path = ":".join([str(DRIVER.parent), *srcs])
-    return Peer(f"omniq@{rev}", "omniq", None, "redis", {"PYTHONPATH": path})
+    b = PEERS[base]
+    return Peer(f"{base}@{rev}", "omniq", None, b.engine, {**b.env, "PYTHONPATH": path})
 
 
 SQLITE_DIR = Path(tempfile.gettempdir()) / "omniq-bench"
@@ -107,7 +132,7 @@ def version(peer: Peer) -> str:
 
 
 def _reset(peer: Peer) -> None:
-    run_json(peer.python(), [peer.adapter, "reset"], peer.environ(), 120)
+    run_json(peer.python(), [peer.adapter, "reset"], peer.environ(), 1800)
 
 
 def throughput(peer: Peer, kind: str, n: int, tmp: Path) -> dict[str, float]:

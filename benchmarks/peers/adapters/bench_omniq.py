@@ -19,6 +19,8 @@ from pathlib import Path
 from _common import IO_CONCURRENCY, REC, SLEEP, redis_url
 
 URL = os.environ.get("BENCH_OMNIQ_URL") or redis_url("omniq")
+CHURN = int(os.environ.get("BENCH_CHURN", "0"))
+"""Tasks run through the store by ``reset`` before a workload (0: a fresh store)."""
 QUEUE = "bench"
 CHUNK = 1000
 FUNCS = {"noop": "bench_omniq:noop", "lat": "bench_omniq:lat", "sleep": "bench_omniq:sleep"}
@@ -26,6 +28,10 @@ FUNCS = {"noop": "bench_omniq:noop", "lat": "bench_omniq:lat", "sleep": "bench_o
 
 async def noop() -> None:
     REC.done("noop")
+
+
+async def churned() -> None:
+    """The churn phase's task (not recorded)."""
 
 
 async def lat(ts: float, seq: int) -> None:
@@ -66,10 +72,28 @@ async def reset(url: str = URL) -> None:
         import asyncpg
 
         conn = await asyncpg.connect(url.split("?", maxsplit=1)[0])
-        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+        await conn.execute(
+            "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public; "
+            "DROP SCHEMA IF EXISTS omniq CASCADE;"
+        )
         await conn.close()
     else:
         _remove_local(url)
+    if CHURN:
+        await churn(url, CHURN)
+
+
+async def churn(url: str, n: int) -> None:
+    """The churn phase: enqueue ``n`` no-ops and drain them with a burst worker in this
+    process, leaving the store as a queue that has already run ``n`` tasks (finished
+    rows kept for their retention; no manual VACUUM)."""
+    oq = _omniq(url)
+    async with oq:
+        for start in range(0, n, CHUNK):
+            await oq.enqueue_many(
+                [("bench_omniq:churned", ())] * min(CHUNK, n - start), queue=QUEUE
+            )
+        await oq.run_worker(queues=[QUEUE], concurrency=IO_CONCURRENCY, burst=True)
 
 
 def _remove_local(url: str) -> None:

@@ -30,6 +30,7 @@ from omniq.storage._outage import Outage, describe
 from omniq.storage._remote import split_options
 from omniq.storage._wake import Wake
 
+from ._maintenance import Vacuumer
 from ._sql import MIGRATIONS
 
 try:
@@ -120,7 +121,7 @@ class PostgresBackend(Backend):
         **options: Any,
     ) -> None:
         self.url = url
-        clean, opts = split_options(url, ("schema", "synchronous_commit"))
+        clean, opts = split_options(url, ("schema", "synchronous_commit", "vacuum"))
         self._dsn = clean.replace("postgresql+asyncpg://", "postgresql://", 1)
         self._shown = redact_url(self._dsn)
         self.outage = Outage("postgresql", self._dsn, _log)
@@ -137,6 +138,10 @@ class PostgresBackend(Backend):
             "reset": _keep_session,
             **options,
         }
+        self.vacuumer = Vacuumer(
+            self.call, self.schema, enabled=opts.get("vacuum", "auto").lower() != "off"
+        )
+        """Vacuums this schema's tables when dead rows pile up (``?vacuum=off``: never)."""
         self.work_channel = f"omniq:{self.schema}:work"
         self.result_channel = f"omniq:{self.schema}:result"
         self.cancel_channel = f"omniq:{self.schema}:cancel"
@@ -307,6 +312,7 @@ class PostgresBackend(Backend):
 
     async def close(self) -> None:
         _open_backends.discard(self)
+        await self.vacuumer.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

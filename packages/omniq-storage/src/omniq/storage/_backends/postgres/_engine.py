@@ -7,6 +7,8 @@ from typing import Protocol
 from omniq.storage._remote import Engine
 from omniq.storage._wake import Wake
 
+from ._maintenance import Vacuumer
+
 __all__ = ["PgEngine"]
 
 
@@ -19,3 +21,4 @@ class PgEngine(Engine, Protocol):
     cancel_channel: str
     work_wake: Wake
     result_wake: Wake
+    vacuumer: Vacuumer

@@ -56,10 +56,16 @@ def _cancelled(r: Any) -> Task:
     return with_state(task, TaskStatus.CANCELLED, r["attempt"])
 
 
+LAPSED_EVERY = 0.5
+"""Seconds between two claims that also take over lapsed leases (the others lease
+ready tasks only; ``reclaim_expired`` returns lapsed ones to pending meanwhile)."""
+
+
 class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
     """Task rows; claim/complete/cancel/expire are single statements."""
 
     results: ResultStorage | None = None
+    _lapsed_at = 0.0
     """Where a quarantined record's result goes (the backend's own result store)."""
 
     async def enqueue(
@@ -148,7 +154,10 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         until = t + lease
         qs = builtins.list(queues)
         stmt = _Q["claim_one"] if len(qs) == 1 else _Q["claim_any"]
-        rows = await self._call(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until))
+        lapsed = t >= self._lapsed_at
+        if lapsed:
+            self._lapsed_at = t + LAPSED_EVERY
+        rows = await self._call(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until, lapsed))
         rows = sorted(rows, key=lambda r: (-r["priority"], r["id"]))
         out: builtins.list[ClaimedTask] = []
         bad: builtins.list[Corrupt] = []
@@ -266,6 +275,9 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         chan = self._be.work_channel
         rows = await self._call(lambda c: c.fetch(_Q["reclaim"], now(), chan))
         return sorted(r[0] for r in rows)
+
+    async def maintain(self) -> None:
+        self._be.vacuumer.poke()
 
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
         chan = self._be.work_channel

@@ -2,9 +2,11 @@
 -- comment lines after a header describe the statement. Loaded by ``_sql.query``.
 
 -- name: claim_any
--- Lease up to $3 ready (or lapsed) tasks of the queues $1 that are not paused, highest
--- priority first. The paused queues are read once (an InitPlan) and filter rows, so
--- the planner still sees the queues $1 in the index condition.
+-- Lease up to $3 ready (or, when $6, lapsed) tasks of the queues $1 that are not
+-- paused, highest priority first. The paused queues are read once (an InitPlan) and
+-- filter rows, so the planner still sees the queues $1 in the index condition. $6 is
+-- a one-time filter: the lapsed scan walks the dead index entries of every task run
+-- since the last vacuum, so the caller asks for it only now and then.
 WITH ready AS (
     SELECT id, priority FROM tasks
     WHERE queue = ANY($1::text[]) AND status = 'pending' AND waiting = 0
@@ -13,8 +15,8 @@ WITH ready AS (
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority FROM tasks
-    WHERE status = 'running' AND lease_expires_at < $2 AND queue = ANY($1::text[])
-      AND queue <> ALL(ARRAY(SELECT queue FROM paused_queues))
+    WHERE $6::boolean AND status = 'running' AND lease_expires_at < $2
+      AND queue = ANY($1::text[]) AND queue <> ALL(ARRAY(SELECT queue FROM paused_queues))
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), pick AS (
     SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM lapsed) c
@@ -36,7 +38,8 @@ WITH ready AS (
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority FROM tasks
-    WHERE status = 'running' AND lease_expires_at < $2 AND queue = ($1::text[])[1]
+    WHERE $6::boolean AND status = 'running' AND lease_expires_at < $2
+      AND queue = ($1::text[])[1]
       AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = ($1::text[])[1])
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), pick AS (
