@@ -57,6 +57,17 @@ PEERS: dict[str, Peer] = {
                 "BENCH_CHURN": "100000",
             },
         ),
+        Peer(
+            "omniq-nats",
+            "omniq",
+            None,
+            "nats",
+            {"BENCH_OMNIQ_URL": "nats://127.0.0.1:4222?namespace=BENCH"},
+        ),
+        # W1 per worker type: one `run_worker_sync` process on Redis, sync no-ops.
+        Peer("omniq-thread", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "thread"}),
+        Peer("omniq-process", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "process"}),
+        Peer("omniq-gevent", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "gevent"}),
         Peer("celery", "celery", "celery", "redis"),
         Peer("dramatiq", "dramatiq", "dramatiq", "redis"),
         Peer("rq", "rq", "rq", "redis"),
@@ -158,6 +169,19 @@ def throughput(peer: Peer, kind: str, n: int, tmp: Path) -> dict[str, float]:
         "e2e_rate": n / (enq + drain),
         "peak_rss_mb": peak / 1024,
     }
+
+
+def enqueue_rates(peer: Peer, n: int, c: int, tmp: Path) -> dict[str, float]:
+    """W6: ``n`` no-ops enqueued one at a time (each awaited before the next), then ``n``
+    more from ``c`` concurrent senders each enqueueing one at a time; no worker runs."""
+    _reset(peer)
+    env = peer.environ()
+    single = run_json(peer.python(), [peer.adapter, "single", "--n", str(n)], env, 600)
+    _reset(peer)
+    conc = run_json(
+        peer.python(), [peer.adapter, "concurrent", "--n", str(n), "--c", str(c)], env, 600
+    )
+    return {"single_rate": n / single["seconds"], "concurrent_rate": n / conc["seconds"]}
 
 
 def latency(peer: Peer, n: int, gap: float, tmp: Path) -> dict[str, float]:
