@@ -214,3 +214,19 @@ async def test_hot_tables_carry_eager_autovacuum_settings(schema: str) -> None:
             )
         )
     assert "autovacuum_vacuum_scale_factor=0.02" in opts
+
+
+async def test_purge_deletes_a_backlog_larger_than_one_batch(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``purge`` deletes in batches (one transaction each) until nothing is left."""
+    from omniq.storage._backends.postgres import _tasks
+
+    monkeypatch.setattr(_tasks, "PURGE_BATCH", 40)
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        assert be.tasks is not None
+        await _churn(be, 130)
+        [keep] = await be.tasks.enqueue([Task(func="m:f")])
+        assert await be.tasks.purge(finished_before=now() + 1) == 130
+        assert await be.tasks.count() == 1
+        assert await be.tasks.get_one(keep.id) is not None

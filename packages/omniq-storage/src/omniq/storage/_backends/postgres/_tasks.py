@@ -56,6 +56,8 @@ def _cancelled(r: Any) -> Task:
     return with_state(task, TaskStatus.CANCELLED, r["attempt"])
 
 
+PURGE_BATCH = 5000
+"""Tasks ``purge`` deletes per statement (each its own transaction)."""
 LAPSED_EVERY = 0.5
 """Seconds between two claims that also take over lapsed leases (the others lease
 ready tasks only; ``reclaim_expired`` returns lapsed ones to pending meanwhile)."""
@@ -340,10 +342,17 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
 
         async def run(c: Any) -> int:
             async with c.transaction():
-                n = await c.fetchval(_Q["tasks_purge"], finished_before, only)
+                n = await c.fetchval(_Q["tasks_purge"], finished_before, only, PURGE_BATCH)
             return int(n)
 
-        return await self._call(run)
+        # Small transactions: a large backlog never holds thousands of row locks or
+        # one long transaction (which would also hold back vacuuming).
+        total = 0
+        while True:
+            n = await self._call(run)
+            total += n
+            if n < PURGE_BATCH:
+                return total
 
     async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
         ids = builtins.list(dict.fromkeys(task_ids))

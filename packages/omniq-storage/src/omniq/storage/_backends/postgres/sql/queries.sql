@@ -124,11 +124,15 @@ SELECT id, queue, status, attempt, eta, envelope FROM tasks WHERE id = ANY($1::t
 SELECT queue, status, count(*) AS n FROM tasks GROUP BY 1, 2;
 
 -- name: tasks_purge
--- Delete finished tasks (of status $2, or any terminal one) and their edges.
+-- Delete up to $3 tasks finished before $1 (of status $2, or any terminal one) and
+-- their edges, oldest first; rows another purge holds are skipped, not waited for.
 WITH d AS (
-    DELETE FROM tasks WHERE finished_at < $1
-      AND status IN ('success', 'error', 'cancelled', 'expired')
-      AND ($2::text IS NULL OR status = $2)
+    DELETE FROM tasks WHERE id IN (
+        SELECT id FROM tasks WHERE finished_at < $1
+          AND status IN ('success', 'error', 'cancelled', 'expired')
+          AND ($2::text IS NULL OR status = $2)
+        ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED
+    )
     RETURNING id
 ), dd AS (
     DELETE FROM task_deps WHERE task_id IN (SELECT id FROM d)
