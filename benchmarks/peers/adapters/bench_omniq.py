@@ -19,6 +19,10 @@ from pathlib import Path
 from _common import IO_CONCURRENCY, REC, SLEEP, redis_url
 
 URL = os.environ.get("BENCH_OMNIQ_URL") or redis_url("omniq")
+SCHEMA = os.environ.get("BENCH_OMNIQ_SCHEMA", "")
+"""PostgreSQL schema (default OmniQ's ``omniq``): lets two harness runs share a database."""
+if SCHEMA and URL.startswith(("postgresql://", "postgres://")):
+    URL += ("&" if "?" in URL else "?") + f"schema={SCHEMA}"
 CHURN = int(os.environ.get("BENCH_CHURN", "0"))
 """Tasks run through the store by ``reset`` before a workload (0: a fresh store)."""
 QUEUE = "bench"
@@ -106,7 +110,7 @@ async def reset(url: str = URL) -> None:
         conn = await asyncpg.connect(url.split("?", maxsplit=1)[0])
         await conn.execute(
             "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public; "
-            "DROP SCHEMA IF EXISTS omniq CASCADE;"
+            f'DROP SCHEMA IF EXISTS "{SCHEMA or "omniq"}" CASCADE;'
         )
         await conn.close()
     elif url.startswith("nats://"):
