@@ -140,7 +140,9 @@ def _rounds(args: argparse.Namespace) -> tuple[dict, dict]:
                 )  # fmt: skip
             if "w3" in wl and not peer.env.get("BENCH_OMNIQ_WORKER"):
                 _one(samples, errors, (name, "w3"), _workloads.throughput, peer, "sleep", args.io_n)
-            if "w6" in wl and not peer.env.get("BENCH_OMNIQ_WORKER"):
+            if "w6" in wl and not (
+                peer.env.get("BENCH_OMNIQ_WORKER") or peer.env.get("BENCH_CHURN")
+            ):
                 _one(
                     samples, errors, (name, "w6"), _workloads.enqueue_rates, peer, args.enq_n,
                     args.enq_c,
