@@ -11,9 +11,11 @@ or lags on a busy server, ``Vacuumer`` does it for OmniQ's own tables.
 a second). At most every ``interval`` seconds it reads ``pg_stat_user_tables`` for the
 schema's tables and, in a background task (the sweep never waits for it), runs
 ``VACUUM (ANALYZE, SKIP_LOCKED)`` on each table this role owns whose dead tuples exceed
-``threshold + scale * live tuples``. A session advisory lock per schema keeps it to one
-vacuum at a time across all worker processes; ``SKIP_LOCKED`` skips a table that
-autovacuum (or anyone) is vacuuming now. ``?vacuum=off`` in the URL turns it off.
+``threshold + scale * live tuples``. A vacuum holds a lock that conflicts with another
+vacuum of the same table, so ``SKIP_LOCKED`` keeps it to one at a time across all
+worker processes (the others skip the table instead of waiting) and skips a table that
+autovacuum is working on; no session state is used, so it works through transaction
+poolers. ``?vacuum=off`` in the URL turns it off.
 """
 
 from __future__ import annotations
@@ -89,19 +91,13 @@ class Vacuumer:
             return []
 
     async def _run(self, conn: Any) -> list[str]:
-        lock = f"omniq-vacuum:{self.schema}"
-        if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock):
-            return []
-        try:
-            due = [r[0] for r in await conn.fetch(_DUE, self.schema, self.threshold, self.scale)]
-            for table in due:
-                await conn.execute(
-                    f"VACUUM (ANALYZE, SKIP_LOCKED) {_ident(self.schema)}.{_ident(table)}"
-                )
-                self.vacuums += 1
-            return due
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
+        due = [r[0] for r in await conn.fetch(_DUE, self.schema, self.threshold, self.scale)]
+        for table in due:
+            await conn.execute(
+                f"VACUUM (ANALYZE, SKIP_LOCKED) {_ident(self.schema)}.{_ident(table)}"
+            )
+            self.vacuums += 1
+        return due
 
     async def close(self) -> None:
         """Stop a vacuum in progress (the server finishes or aborts it on its own)."""
