@@ -128,7 +128,12 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             now(),
             self._be.work_channel,
         )
-        rows = await self._call(lambda c: c.fetch(_Q["enqueue_full"], *args))
+        sql = _Q["enqueue_full"]
+        extra: tuple[builtins.list[bool], ...] = ()
+        if any(t.run_if is not None for t in tasks):  # conditional dependents
+            sql = _Q["enqueue_cond"]
+            extra = ([t.run_if is not None and bool(t.depends_on) for t in tasks],)
+        rows = await self._call(lambda c: c.fetch(sql, *args, *extra))
         out: builtins.list[Task] = []
         for t, r in zip(tasks, rows, strict=True):
             if r["o_existing"]:

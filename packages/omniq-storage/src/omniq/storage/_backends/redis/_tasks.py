@@ -120,6 +120,7 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
                     t.key or "",
                     list(t.depends_on),
                     len(env),
+                    1 if t.run_if is not None else 0,  # a conditional dependent
                 ]
                 for t, env in zip(tasks, envs, strict=True)
             ]

@@ -16,6 +16,7 @@ from ._multiprocess import TestMultiprocess
 from ._paused import TestPausedQueues
 from ._queue import TestQueue
 from ._results import TestResults
+from ._run_if import TestRunIf
 from ._schedules import TestSchedules
 from ._task_control import TestTaskControl
 from ._workers import TestWorkerRegistry
@@ -30,6 +31,7 @@ __all__ = [
     "TestPausedQueues",
     "TestQueue",
     "TestResults",
+    "TestRunIf",
     "TestSchedules",
     "TestTaskControl",
     "TestWorkerRegistry",

@@ -78,7 +78,10 @@ for _, row in ipairs(rows) do
       end
     end
     local t = tk(id)
-    local cancel = failed and policy == 'cancel'
+    -- A conditional dependent (row[9], Task.run_if) waits for its live dependencies
+    -- whatever the others ended in; ``cw`` marks it so resolve never cancels it.
+    local cond = row[9] == 1
+    local cancel = failed and policy == 'cancel' and not cond
     local ndv = 0
     if not cancel then ndv = waiting end
     idx(q, 'all', id, true)
@@ -108,6 +111,7 @@ for _, row in ipairs(rows) do
       else
         if exp ~= '' then zadd(P .. 'exp', tonumber(exp), id) end
         if waiting > 0 then
+          if cond then redis.call('HSET', t, 'cw', 1) end
           for _, d in ipairs(open) do
             edges = edges + redis.call('SADD', P .. 'dn:' .. d, id)
           end
