@@ -37,6 +37,7 @@ from ._deps import DependencyResolver
 from ._retry import RetryManager, RetryPolicy
 from ._source import QueueWorkerSource
 from ._ttl import TTLManager
+from ._workflow import expand
 
 __all__ = ["AsyncTaskQueue"]
 
@@ -124,9 +125,11 @@ class AsyncTaskQueue:
         before storing anything. Raises InvalidTaskError for a task outside the documented
         bounds (hand-built Tasks do not pass through ``build``); ``validated=True`` says
         every task already passed ``build_task`` or ``validate_task`` and skips the check."""
-        batch = list(tasks) if validated else [validate_task(t) for t in tasks]
-        if not batch:
+        given_batch = list(tasks) if validated else [validate_task(t) for t in tasks]
+        if not given_batch:
             return []
+        # Follow-ups are stored now, as conditional dependents (queue/_workflow.py).
+        batch, parent_of = expand(given_batch)
         if any(t.depends_on for t in batch):
             await self.resolver.check(batch)
             ordered = DependencyResolver.order(batch)
@@ -151,7 +154,14 @@ class AsyncTaskQueue:
             await self.record_cancelled(cancelled, "a dependency had already failed", events)
         elif events:
             self._log(events)
-        return stored
+        n = len(given_batch)
+        if parent_of:
+            # A parent an idempotency key replaced never runs: its follow-ups go.
+            replaced = {t.id for t, got in zip(batch[:n], stored, strict=False) if got.id != t.id}
+            orphans = [f for f, p in parent_of.items() if p in replaced]
+            if orphans:
+                await self.cancel(orphans)
+        return stored[:n]
 
     # -- reading ---------------------------------------------------------------------------
 
