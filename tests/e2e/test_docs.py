@@ -1,5 +1,5 @@
 """Run the Python examples of the README and docs/quickstart.md, concepts.md,
-configuration.md and security.md."""
+configuration.md, security.md and workflows.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-FILES = ["../README.md", "quickstart.md", "concepts.md", "configuration.md", "security.md"]
+FILES = [
+    "../README.md",
+    "quickstart.md",
+    "concepts.md",
+    "configuration.md",
+    "security.md",
+    "workflows.md",
+]
 
 
 @pytest.mark.parametrize("name", FILES)

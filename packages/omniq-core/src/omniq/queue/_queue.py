@@ -230,8 +230,9 @@ class AsyncTaskQueue:
 
         A running task's lease is revoked, so its worker's outcome is discarded, and its
         worker is notified through the store (``signal_cancel``) so it stops the run now.
-        The CANCELLED result and event are recorded here; ``on_failure`` follow-ups do
-        not run. Pending dependents are cancelled (or released) per the dependency policy.
+        The CANCELLED result and event are recorded here; ``on_failure`` follow-ups are
+        released by the store in the cancel itself. Pending dependents are cancelled (or
+        released) per the dependency policy.
         """
         ids = [validate_task_id(t) for t in ([task_id] if isinstance(task_id, str) else task_id)]
         report = await self.tasks.cancel(ids, dependency_policy=self.dependency_policy)
