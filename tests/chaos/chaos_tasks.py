@@ -76,3 +76,9 @@ def blow_up(flag: str) -> str:
     if not os.path.exists(flag):
         raise RuntimeError(f"{flag} missing")
     return "fixed"
+
+
+def mark_then_fail(ledger: str, tag: str) -> None:
+    """Record the run, then fail for good (no retries by default)."""
+    mark(ledger, tag)
+    raise RuntimeError(f"{tag} failed on purpose")

@@ -1,5 +1,6 @@
 """Run the Python examples of the README and docs/quickstart.md, concepts.md,
-configuration.md, security.md, dashboard.md, integrations.md and flow-control.md."""
+configuration.md, security.md, dashboard.md, integrations.md, flow-control.md and
+workflows.md."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ FILES = [
     "dashboard.md",
     "integrations.md",
     "flow-control.md",
+    "workflows.md",
 ]
 
 

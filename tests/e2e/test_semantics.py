@@ -162,14 +162,20 @@ async def test_callbacks_enqueue_follow_ups(oq: OmniQ, tmp_path: Path) -> None:
     )
     bad_cb = (await oq.get_task(bad.id)).on_failure  # type: ignore[union-attr]
     assert bad_cb == ()
-    bad2 = await oq.enqueue(t.always_fails, max_retries=0, on_failure=fail_cb)
+    # A built follow-up is one task, stored with its parent: each parent gets its own.
+    fail_cb2 = oq.build(t.record, (log, "failure-callback-2"))
+    bad2 = await oq.enqueue(t.always_fails, max_retries=0, on_failure=fail_cb2)
     async with oq.worker():
         r1 = await oq.get_result(ok_cb.id, wait=True, timeout=WAIT)
-        r2 = await oq.get_result(fail_cb.id, wait=True, timeout=WAIT)
+        r2 = await oq.get_result(fail_cb2.id, wait=True, timeout=WAIT)
+        skipped = await oq.get_result(fail_cb.id, wait=True, timeout=WAIT)
         await oq.get_result(good.id, wait=True, timeout=WAIT)
         await oq.get_result(bad2.id, wait=True, timeout=WAIT)
     assert r1 is not None and r1.value == "success-callback"
-    assert r2 is not None and r2.value == "failure-callback"
+    assert r2 is not None and r2.value == "failure-callback-2"
+    # good succeeded: its on_failure follow-up ended cancelled without running.
+    assert skipped is not None and skipped.status is TaskStatus.CANCELLED
+    assert "failure-callback\n" not in t.read_file(log)
     assert "never" not in t.read_file(log)
 
 

@@ -45,7 +45,8 @@ class EnqueueOptions(TypedDict, total=False):
     timestamp or datetime) or ``delay`` (seconds or timedelta), ``ttl`` and ``timeout``
     (seconds or timedelta; 0 = none, None = the setting), ``max_retries`` and
     ``retry_delay`` (None = the settings), ``depends_on`` (tasks or ids),
-    ``on_success``/``on_failure`` (follow-up tasks or callables), ``key`` (idempotency
+    ``on_success``/``on_failure`` (follow-up tasks or callables), ``pass_results`` (call
+    it with its dependencies' values first, ``Task.pass_results``), ``key`` (idempotency
     key of a live task), ``worker`` (worker type hint) and ``metadata``.
     """
 
@@ -60,12 +61,19 @@ class EnqueueOptions(TypedDict, total=False):
     depends_on: Iterable[Task | str] | Task | str | None
     on_success: Callback | Sequence[Callback] | None
     on_failure: Callback | Sequence[Callback] | None
+    pass_results: bool
     key: str | None
     worker: WorkerType | str | None
     metadata: Mapping[str, Any] | None
     rate_limit: str | None
     max_concurrency: int | None
     limit_key: str | None
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidTaskError(f"{name}={value!r}: expected True or False")
+    return value
 
 
 def task_ids(refs: Iterable[Task | str] | Task | str | None) -> tuple[str, ...]:
@@ -201,6 +209,7 @@ def build_task(
     depends_on: Iterable[Task | str] | Task | str | None = None,
     on_success: Callback | Sequence[Callback] | None = None,
     on_failure: Callback | Sequence[Callback] | None = None,
+    pass_results: bool = False,
     key: str | None = None,
     worker: WorkerType | str | None = None,
     metadata: Mapping[str, Any] | None = None,
@@ -268,6 +277,7 @@ def build_task(
         depends_on=task_ids(depends_on),
         on_success=_callbacks(serializer, settings, on_success, "on_success"),
         on_failure=_callbacks(serializer, settings, on_failure, "on_failure"),
+        pass_results=_flag(pass_results, "pass_results"),
         worker=worker_type,
         key=None if key is None else validate_key(key),
         metadata={} if metadata is None else validate_metadata(metadata),

@@ -39,6 +39,7 @@ from ._retry import RetryManager, RetryPolicy
 from ._source import QueueWorkerSource
 from ._tracing import tracing_for
 from ._ttl import TTLManager
+from ._workflow import expand
 
 __all__ = ["AsyncTaskQueue"]
 
@@ -140,10 +141,12 @@ class AsyncTaskQueue:
             return await self.tracer.enqueue(batch, store)
         return await store(batch)
 
-    async def _store(self, batch: list[Task], connection: object | None = None) -> list[Task]:
+    async def _store(self, given_batch: list[Task], connection: object | None = None) -> list[Task]:
         store = self.tasks.enqueue
         if connection is not None:
             store = functools.partial(self.tasks.enqueue_in_transaction, connection)
+        # Follow-ups are stored now, as conditional dependents (queue/_workflow.py).
+        batch, parent_of = expand(given_batch)
         if any(t.depends_on for t in batch):
             await self.resolver.check(batch)
             ordered = DependencyResolver.order(batch)
@@ -168,7 +171,14 @@ class AsyncTaskQueue:
             await self.record_cancelled(cancelled, "a dependency had already failed", events)
         elif events:
             self._log(events)
-        return stored
+        n = len(given_batch)
+        if parent_of:
+            # A parent an idempotency key replaced never runs: its follow-ups go.
+            replaced = {t.id for t, got in zip(batch[:n], stored, strict=False) if got.id != t.id}
+            orphans = [f for f, p in parent_of.items() if p in replaced]
+            if orphans:
+                await self.cancel(orphans)
+        return stored[:n]
 
     async def _events_in_transaction(
         self, connection: object, events: list[TaskEvent]
@@ -250,8 +260,9 @@ class AsyncTaskQueue:
 
         A running task's lease is revoked, so its worker's outcome is discarded, and its
         worker is notified through the store (``signal_cancel``) so it stops the run now.
-        The CANCELLED result and event are recorded here; ``on_failure`` follow-ups do
-        not run. Pending dependents are cancelled (or released) per the dependency policy.
+        The CANCELLED result and event are recorded here; ``on_failure`` follow-ups are
+        released by the store in the cancel itself. Pending dependents are cancelled (or
+        released) per the dependency policy.
         """
         ids = [validate_task_id(t) for t in ([task_id] if isinstance(task_id, str) else task_id)]
         report = await self.tasks.cancel(ids, dependency_policy=self.dependency_policy)

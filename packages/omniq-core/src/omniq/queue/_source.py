@@ -42,6 +42,7 @@ from omniq.models import (
     new_id,
     now,
 )
+from omniq.serialization import SerializationManager
 from omniq.storage import (
     Completion,
     CompletionReport,
@@ -60,6 +61,7 @@ from ._limited import HeldBack
 from ._retry import RetryManager
 from ._tracing import Tracing
 from ._ttl import TTLManager
+from ._workflow import prepare, skipped_error
 
 __all__ = ["OutcomeObserver", "QueueCore", "QueueWorkerSource", "default_worker_id"]
 
@@ -90,7 +92,11 @@ class QueueCore(Protocol):
     ttl: TTLManager
     tracer: Tracing | None
 
+    serializer: SerializationManager
+
     def _log(self, events: Sequence[TaskEvent]) -> None: ...
+
+    def decode(self, result: TaskResult) -> TaskResult: ...
 
     def result_expiry(self, finished: float) -> float | None: ...
 
@@ -246,7 +252,30 @@ class QueueWorkerSource:
             await self._defer(deferred)
         if poison:
             await self._poison(poison)
+        if any(c.task.run_if or c.task.pass_results for c in runnable):
+            runnable, skipped = await prepare(self.queue, runnable)
+            if skipped:
+                await self._skip(skipped)
         return runnable
+
+    async def _skip(self, claims: Sequence[ClaimedTask]) -> None:
+        """Conditional tasks whose dependencies did not end as they run on: cancelled,
+        not run (their own dependents resolve as for any cancellation)."""
+        t = now()
+        await self.report(
+            [
+                Outcome(
+                    claimed=c,
+                    status=TaskStatus.CANCELLED,
+                    error=skipped_error(c.task),
+                    finished_at=t,
+                    attempt=self._attempt(c.task),
+                    worker_id=self.worker_id,
+                )
+                for c in claims
+            ],
+            final=True,
+        )
 
     async def _defer(self, claims: Sequence[ClaimedTask]) -> None:
         breakers = self.queue.breakers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -60,6 +60,18 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, eq=Fal
     """Follow-up tasks enqueued when this one succeeds."""
     on_failure: tuple[Task, ...] = ()
     """Follow-up tasks enqueued when this one fails for good."""
+    run_if: Literal["succeeded", "failed", "finished"] | None = None
+    """None: the store's dependency policy decides when ``depends_on`` lets this task
+    run. Set: the store releases it once every dependency has ended, whatever each
+    ended in, and the worker runs it only if they all ``succeeded``, any ``failed``
+    (error, cancelled or expired), or in any case (``finished``); otherwise it ends
+    cancelled without running. Follow-ups and group callbacks are such tasks."""
+    pass_results: bool = False
+    """Call the function with its dependencies' results first: the value of its one
+    dependency, or the list of values in ``depends_on`` order, fetched when it is
+    claimed. With ``run_if`` ``failed`` or ``finished`` each is instead the dependency's
+    ``TaskResult`` as a mapping of its fields (``task_id``, ``status``, ``value``,
+    ``error``, ...), so failed dependencies are told apart."""
     worker: WorkerType | None = None
     key: str | None = None
     """Idempotency key: while a task with this key is live, enqueueing again returns it."""

@@ -136,6 +136,11 @@ class QueueState:
     def _deps_met(self, rec: TaskRecord) -> bool:
         if rec.released:
             return True
+        if rec.task.run_if is not None:  # released once every dependency has ended
+            return all(
+                (d := self.recs.get(dep)) is not None and d.task.status.is_terminal
+                for dep in rec.task.depends_on
+            )
         for dep in rec.task.depends_on:
             d = self.recs.get(dep)
             if d is None or d.task.status is not TaskStatus.SUCCESS:
@@ -199,7 +204,7 @@ class QueueState:
                 else _replace(task, status=TaskStatus.PENDING)
             )
             rec = TaskRecord(t)
-            failed = any(
+            failed = t.run_if is None and any(
                 (d := self.recs.get(dep)) is not None and d.task.status in _FAILED
                 for dep in t.depends_on
             )
@@ -317,7 +322,7 @@ class QueueState:
                 rec = self.recs.get(child_id)
                 if rec is None or rec.task.status is not TaskStatus.PENDING or rec.released:
                     continue
-                if status is TaskStatus.SUCCESS:
+                if status is TaskStatus.SUCCESS or rec.task.run_if is not None:
                     if self._deps_met(rec):
                         self._save(rec, now)
                         report.released.append(child_id)

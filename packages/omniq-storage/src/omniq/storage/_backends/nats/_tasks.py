@@ -314,7 +314,14 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         if t.depends_on:
             deps = await asyncio.gather(*(self._get(d) for d in t.depends_on))
             failed = any(d is not None and d.task.status in FAILED for d, _ in deps)
-            if failed and policy == "cancel":
+            if t.run_if is not None:  # conditional: waits for the live ones, whatever
+                pending_deps = [
+                    dep
+                    for dep, (d, _) in zip(t.depends_on, deps, strict=True)
+                    if d is None or not d.task.status.is_terminal
+                ]
+                rec.blocked = bool(pending_deps)
+            elif failed and policy == "cancel":
                 rec.task = _replace(t, status=TaskStatus.CANCELLED)
                 rec.finished = now()
             elif failed:
@@ -588,7 +595,11 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 return None
             deps = await asyncio.gather(*(self._get(d) for d in rec.task.depends_on))
             states = [None if d is None else d.task.status for d, _ in deps]
-            if any(s in FAILED for s in states):
+            if rec.task.run_if is not None:  # conditional: released once all ended
+                if not all(s is not None and s.is_terminal for s in states):
+                    return None
+                new = _replace(rec, blocked=False, gen=rec.gen + 1)
+            elif any(s in FAILED for s in states):
                 if policy == "cancel":
                     new = finished(rec, TaskStatus.CANCELLED, now())
                 else:

@@ -158,13 +158,18 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             now(),
             self._be.work_channel,
         )
+        sql = _Q["enqueue_full"]
+        extra: tuple[builtins.list[bool], ...] = ()
+        if any(t.run_if is not None for t in tasks):  # conditional dependents
+            sql = _Q["enqueue_cond"]
+            extra = ([t.run_if is not None and bool(t.depends_on) for t in tasks],)
         if limits is None:
-            rows = await self._call(lambda c: c.fetch(_Q["enqueue_full"], *args))
+            rows = await self._call(lambda c: c.fetch(sql, *args, *extra))
         else:  # flow-limited tasks: stored and marked limited in one transaction
 
             async def run(c: Any) -> Any:
                 async with c.transaction():
-                    got = await c.fetch(_Q["enqueue_full"], *args)
+                    got = await c.fetch(sql, *args, *extra)
                     old = {t.id for t, r in zip(tasks, got, strict=True) if r["o_existing"]}
                     keep = [i for i, tid in enumerate(limits[0]) if tid not in old]
                     await c.execute(_Q["set_limits"], *([col[i] for i in keep] for col in limits))

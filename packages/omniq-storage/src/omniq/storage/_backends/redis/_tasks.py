@@ -130,6 +130,7 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
                     list(t.depends_on),
                     len(env),
                     lim_field(t),
+                    1 if t.run_if is not None else 0,  # a conditional dependent
                 ]
                 for t, env in zip(tasks, envs, strict=True)
             ]

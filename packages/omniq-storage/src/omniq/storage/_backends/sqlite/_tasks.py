@@ -39,6 +39,10 @@ __all__ = ["SQLiteTasks"]
 
 _replace = msgspec.structs.replace
 _FAILED = ("error", "cancelled", "expired")
+_ENDED = ("success", *_FAILED)
+_WAIT_ANY = 2
+"""``ready`` of a conditional dependent (``Task.run_if``) still waiting: released, not
+cancelled, when its dependencies end, once all of them have."""
 _CHUNK = 500
 _COLS = "id, queue, data, status, attempt, eta"
 
@@ -141,7 +145,14 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
                     out.append(found)
                     continue
                 status, ready, finished = "pending", 1, None
-                if t.depends_on:
+                if t.depends_on and t.run_if is not None:
+                    # Conditional: released once every dependency has ended (ready 2
+                    # marks it waiting so while it does).
+                    states = [dep_status.get(d) for d in t.depends_on]
+                    if not all(s in _ENDED for s in states):
+                        ready = _WAIT_ANY
+                    dep_rows.extend((d, t.id) for d in t.depends_on)
+                elif t.depends_on:
                     states = [dep_status.get(d) for d in t.depends_on]
                     if any(s in _FAILED for s in states):
                         if dependency_policy == "cancel":
@@ -580,6 +591,16 @@ def _resolve(
             return
         status_of = dict(batch)
         for parent, child in sorted(children, key=lambda r: (r[0], r[1])):
+            row = c.execute(
+                "UPDATE tasks SET ready = 1 WHERE id = ? AND status = 'pending' AND ready = 2"
+                " AND NOT EXISTS (SELECT 1 FROM deps d LEFT JOIN tasks p ON p.id = d.dep_id"
+                " WHERE d.task_id = tasks.id AND (p.status IS NULL"
+                " OR p.status IN ('pending', 'running'))) RETURNING id",
+                (child,),
+            ).fetchone()
+            if row is not None:
+                report.released.append(child)
+                continue
             if status_of[parent] == "success":
                 row = c.execute(
                     "UPDATE tasks SET ready = 1 WHERE id = ? AND status = 'pending' AND ready = 0"

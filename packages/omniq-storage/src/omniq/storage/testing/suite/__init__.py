@@ -18,6 +18,7 @@ from ._paging import TestListPage
 from ._paused import TestPausedQueues
 from ._queue import TestQueue
 from ._results import TestResults
+from ._run_if import TestRunIf
 from ._schedules import TestSchedules
 from ._task_control import TestTaskControl
 from ._transactional import TestTransactionalEnqueue
@@ -36,6 +37,7 @@ __all__ = [
     "TestPausedQueues",
     "TestQueue",
     "TestResults",
+    "TestRunIf",
     "TestSchedules",
     "TestTaskControl",
     "TestTransactionalEnqueue",

@@ -100,6 +100,10 @@ SELECT ins.id FROM ins WHERE (SELECT count(*) FROM note) >= 0;
 -- Enqueue with dependencies (or colliding ids/keys), row by row.
 SELECT * FROM omniq_enqueue($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12);
 
+-- name: enqueue_cond
+-- enqueue_full for a batch holding conditional dependents (Task.run_if; $13 marks them).
+SELECT * FROM omniq_enqueue_cond($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13);
+
 -- name: renew
 -- Extend the leases still held by the given tokens.
 UPDATE tasks t SET lease_expires_at = $3

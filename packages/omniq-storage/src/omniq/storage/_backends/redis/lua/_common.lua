@@ -90,9 +90,9 @@ local function resolve(roots, policy, released, cancelled)
       table.sort(deps)
     end
     for _, dt in ipairs(deps) do
-      local h = redis.call('HMGET', tk(dt), 's', 'q', 'p', 'eta', 'a', 'd')
+      local h = redis.call('HMGET', tk(dt), 's', 'q', 'p', 'eta', 'a', 'd', 'cw')
       if h[1] == 'pending' then
-        if item[2] and policy == 'cancel' then
+        if item[2] and policy == 'cancel' and h[7] ~= '1' then
           finish_any(dt, h[2], 'pending', 'cancelled')
           table.insert(cancelled, {dt, h[5], h[6]})
           table.insert(stack, {dt, true})

@@ -1,5 +1,5 @@
 -- ARGV[3] policy; ARGV[4] msgpack array of {id, q, p, eta, exp, key, {deps}, envelope
--- length}; ARGV[5] the envelopes concatenated (cmsgpack has no bin type)
+-- length, flow limit, conditional-dependent flag}; ARGV[5] the envelopes concatenated (cmsgpack has no bin type)
 -- Handover: a task ready now, in a queue with nothing else ready, goes straight to a
 -- worker waiting idle on it (``iw:<q>`` zset, score = registration end, member = worker,
 -- lease, its backend's channel and its queues): leased to it for at most HANDOVER
@@ -79,7 +79,10 @@ for _, row in ipairs(rows) do
       end
     end
     local t = tk(id)
-    local cancel = failed and policy == 'cancel'
+    -- A conditional dependent (row[10], Task.run_if) waits for its live dependencies
+    -- whatever the others ended in; ``cw`` marks it so resolve never cancels it.
+    local cond = row[10] == 1
+    local cancel = failed and policy == 'cancel' and not cond
     local ndv = 0
     if not cancel then ndv = waiting end
     idx(q, 'all', id, true)
@@ -113,6 +116,7 @@ for _, row in ipairs(rows) do
       else
         if exp ~= '' then zadd(P .. 'exp', tonumber(exp), id) end
         if waiting > 0 then
+          if cond then redis.call('HSET', t, 'cw', 1) end
           for _, d in ipairs(open) do
             edges = edges + redis.call('SADD', P .. 'dn:' .. d, id)
           end
