@@ -90,10 +90,10 @@ async def test_a_trace_follows_a_request_through_the_queue_into_callbacks(
     assert run.status.status_code is not StatusCode.ERROR
     work = _one(got, "app.work")
     assert _parent_of(work, run)  # a span opened inside the task is the run's child
-    # the on_success callback: enqueued by the run, then run itself, in the same trace
+    # the on_success callback: stored with its task in the request, then run in that trace
     callback_id = first.on_success[0].id
     cb_produce = _one(got, "omniq.enqueue", **{"messaging.message.id": callback_id})
-    assert _parent_of(cb_produce, run)
+    assert _parent_of(cb_produce, req)
     cb_run = _one(got, "omniq.run", **{"messaging.message.id": callback_id})
     assert _parent_of(cb_run, cb_produce)
     # the dependent, enqueued in the same request, runs in that trace

@@ -133,20 +133,32 @@ class AsyncTaskQueue:
         every task already passed ``build_task`` or ``validate_task`` and skips the check.
         ``connection``: the caller's open database connection; the tasks are written in
         its transaction (``TaskQueueStorage.enqueue_in_transaction``)."""
-        batch = list(tasks) if validated else [validate_task(t) for t in tasks]
-        if not batch:
+        given_batch = list(tasks) if validated else [validate_task(t) for t in tasks]
+        if not given_batch:
             return []
-        store = functools.partial(self._store, connection=connection)
+        # Follow-ups are stored now, as conditional dependents (queue/_workflow.py).
+        batch, parent_of = expand(given_batch)
+        store = functools.partial(
+            self._store, given=given_batch, parent_of=parent_of, connection=connection
+        )
         if self.tracer is not None:
             return await self.tracer.enqueue(batch, store)
         return await store(batch)
 
-    async def _store(self, given_batch: list[Task], connection: object | None = None) -> list[Task]:
+    async def _store(
+        self,
+        batch: list[Task],
+        *,
+        given: list[Task],
+        parent_of: dict[str, str],
+        connection: object | None = None,
+    ) -> list[Task]:
+        """Store ``batch`` (the caller's tasks ``given``, follow-ups expanded after them);
+        returns the caller's tasks as stored."""
+        n = len(given)
         store = self.tasks.enqueue
         if connection is not None:
             store = functools.partial(self.tasks.enqueue_in_transaction, connection)
-        # Follow-ups are stored now, as conditional dependents (queue/_workflow.py).
-        batch, parent_of = expand(given_batch)
         if any(t.depends_on for t in batch):
             await self.resolver.check(batch)
             ordered = DependencyResolver.order(batch)
@@ -158,8 +170,8 @@ class AsyncTaskQueue:
         events: list[TaskEvent] = []
         cancelled: list[Task] = []
         log = self.events is not None and self.events.enabled
-        for given, got in zip(batch, stored, strict=True):
-            if got.id != given.id:
+        for sent, got in zip(batch, stored, strict=True):
+            if got.id != sent.id:
                 continue  # idempotency key: an existing live task was returned
             if got.status is TaskStatus.CANCELLED:
                 cancelled.append(got)
@@ -171,13 +183,20 @@ class AsyncTaskQueue:
             await self.record_cancelled(cancelled, "a dependency had already failed", events)
         elif events:
             self._log(events)
-        n = len(given_batch)
         if parent_of:
             # A parent an idempotency key replaced never runs: its follow-ups go.
             replaced = {t.id for t, got in zip(batch[:n], stored, strict=False) if got.id != t.id}
             orphans = [f for f, p in parent_of.items() if p in replaced]
             if orphans:
                 await self.cancel(orphans)
+            # The caller sees its tasks with the follow-ups it gave them.
+            orig = {t.id: t for t in given}
+            return [
+                msgspec.structs.replace(got, on_success=t.on_success, on_failure=t.on_failure)
+                if (t := orig.get(got.id)) is not None
+                else got
+                for got in stored[:n]
+            ]
         return stored[:n]
 
     async def _events_in_transaction(
