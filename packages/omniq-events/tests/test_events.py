@@ -14,6 +14,7 @@ from omniq.models import (
     Schedule,
     ScheduleKind,
     Task,
+    TaskEvent,
     TaskResult,
     TaskStatus,
     now,
@@ -48,12 +49,22 @@ async def test_every_type_round_trips_as_plain_data(store: EventStorage) -> None
         log.queue_paused("q")
         log.queue_resumed("q", note="incident over")
         log.log(progress_event(task, Progress(done=3, total=10, message="m"), worker_id="w1"))
+        log.log(
+            TaskEvent(
+                task_id=task.id,
+                type=EventType.LIMITED,
+                worker_id="w1",
+                queue="q",
+                metadata={"limit_key": "app:work"},
+            )
+        )
     got = {e.type: e for e in await store.query()}
     assert set(got) == set(EventType)
     progress = got[EventType.PROGRESS]
     assert progress.worker_id == "w1"
     assert (progress.metadata["done"], progress.metadata["total"]) == (3, 10)
     assert progress.metadata["message"] == "m"
+    assert got[EventType.LIMITED].metadata == {"limit_key": "app:work"}
     assert got[EventType.EXECUTING].worker_id == "w1"
     assert got[EventType.EXECUTING].metadata == {"func": "app:work", "attempt": 2}
     assert got[EventType.COMPLETE].metadata == {"attempt": 2, "duration": 0.5}
