@@ -61,6 +61,7 @@ from ._redact import redact_text, redact_url
 from ._result import ErrorInfo, Progress, TaskResult
 from ._schedule import Schedule, cron_next
 from ._task import ClaimedTask, Payload, Task
+from ._unique import ARGS_KEY, ON_CONFLICT, args_key, validate_unique
 from ._time import (
     ManualClock,
     TimeSource,
@@ -89,6 +90,10 @@ from ._workers import WorkerInfo
 from .lowlevel import publish
 
 __all__ = [
+    "ARGS_KEY",
+    "ON_CONFLICT",
+    "args_key",
+    "validate_unique",
     "MAX_HORIZON_SECONDS",
     "MAX_ID_LENGTH",
     "MAX_KEY_LENGTH",

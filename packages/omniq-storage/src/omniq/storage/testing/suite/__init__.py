@@ -21,6 +21,7 @@ from ._results import TestResults
 from ._schedules import TestSchedules
 from ._task_control import TestTaskControl
 from ._transactional import TestTransactionalEnqueue
+from ._unique import TestUniqueJobs
 from ._workers import TestWorkerRegistry
 
 __all__ = [
@@ -39,5 +40,6 @@ __all__ = [
     "TestSchedules",
     "TestTaskControl",
     "TestTransactionalEnqueue",
+    "TestUniqueJobs",
     "TestWorkerRegistry",
 ]
