@@ -51,7 +51,8 @@ class EnqueueOptions(TypedDict, total=False):
     ``on_success``/``on_failure`` (follow-up tasks or callables), ``key`` (idempotency
     key of a live task; ``"args"`` derives it from the function and arguments),
     ``unique_for`` (seconds the key stays reserved after the first enqueue, finished
-    or not), ``on_conflict`` (``"return"`` or ``"replace"``: debounce a pending task), ``worker`` (worker type hint) and ``metadata``.
+    or not), ``on_conflict`` (``"return"`` or ``"replace"``: debounce a pending task),
+    ``worker`` (worker type hint) and ``metadata``.
     """
 
     queue: str | None

@@ -61,7 +61,6 @@ from ._redact import redact_text, redact_url
 from ._result import ErrorInfo, Progress, TaskResult
 from ._schedule import Schedule, cron_next
 from ._task import ClaimedTask, Payload, Task
-from ._unique import ARGS_KEY, ON_CONFLICT, args_key, validate_unique
 from ._time import (
     ManualClock,
     TimeSource,
@@ -72,6 +71,7 @@ from ._time import (
     to_datetime,
     use_clock,
 )
+from ._unique import ARGS_KEY, ON_CONFLICT, args_key, validate_unique
 from ._validation import (
     MAX_HORIZON_SECONDS,
     MAX_ID_LENGTH,
@@ -91,14 +91,12 @@ from .lowlevel import publish
 
 __all__ = [
     "ARGS_KEY",
-    "ON_CONFLICT",
-    "args_key",
-    "validate_unique",
     "MAX_HORIZON_SECONDS",
     "MAX_ID_LENGTH",
     "MAX_KEY_LENGTH",
     "MAX_LIMIT",
     "MAX_RETRIES",
+    "ON_CONFLICT",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "TERMINAL_STATUSES",
@@ -149,6 +147,7 @@ __all__ = [
     "WorkerCrashedError",
     "WorkerInfo",
     "WorkerType",
+    "args_key",
     "as_timestamp",
     "cron_next",
     "get_clock",
@@ -170,6 +169,7 @@ __all__ = [
     "validate_queue_name",
     "validate_task",
     "validate_task_id",
+    "validate_unique",
 ]
 
 # Show public names as omniq.models.X so the private modules can move freely.

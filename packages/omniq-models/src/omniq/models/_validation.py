@@ -15,9 +15,9 @@ from typing import Any
 
 from ._errors import InvalidTaskError
 from ._flow import parse_rate, validate_max_concurrency
-from ._unique import validate_unique
 from ._task import Task
 from ._time import now
+from ._unique import validate_unique
 
 __all__ = [
     "MAX_HORIZON_SECONDS",

@@ -98,12 +98,11 @@ async def enqueue_keyed(
         async with tx:
             await c.execute(_LOCK, keys)
             held: dict[str, Task] = {
-                r["o_key"]: _holder(r, r["o_queue"])
-                for r in await c.fetch(_HOLDERS, keys, stamp)
+                r["o_key"]: _holder(r, r["o_queue"]) for r in await c.fetch(_HOLDERS, keys, stamp)
             }
             rest = [t for t in tasks if t.key is None or t.key not in held]
             bound = copy.copy(store)
-            bound._be = _Fixed(store._be, c)  # type: ignore[assignment]
+            bound._be = _Fixed(store._be, c)
             stored = iter(await inner(bound, rest, policy) if rest else [])
             out: builtins.list[Task] = []
             firsts: dict[str, Task] = {}

@@ -14,7 +14,7 @@ import msgspec
 from omniq.models import Task, TaskStatus
 from omniq.storage._codec import encode
 
-__all__ = ["UNIQUE_SCHEMA", "reserve", "reserved", "replace_pending"]
+__all__ = ["UNIQUE_SCHEMA", "replace_pending", "reserve", "reserved"]
 
 UNIQUE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_unique (

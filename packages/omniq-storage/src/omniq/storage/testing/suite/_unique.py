@@ -102,9 +102,7 @@ class TestUniqueJobs:
         assert stored is not None and stored.payload == _p("one")
         assert (await q.complete([Completion(c.task.id, c.token)])).done == [first.id]
 
-    async def test_replace_leaves_a_finished_task_in_its_window_alone(
-        self, store: Backend
-    ) -> None:
+    async def test_replace_leaves_a_finished_task_in_its_window_alone(self, store: Backend) -> None:
         q = tq(store)
         first = task(key="u-8", payload=_p("one"), unique_for=3600.0)
         await q.enqueue([first])
