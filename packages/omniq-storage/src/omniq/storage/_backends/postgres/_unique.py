@@ -15,19 +15,26 @@ import builtins
 import contextlib
 import copy
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from omniq.models import Task, TaskStatus, now
 from omniq.storage._corrupt import CORRUPT_FUNC, read_task
 from omniq.storage._interfaces import DependencyPolicy
 from omniq.storage._remote import encode, with_state_eta
 
-if TYPE_CHECKING:
-    from ._tasks import PgTaskQueue
-
 __all__ = ["enqueue_keyed"]
 
 T = TypeVar("T")
+S = TypeVar("S", bound="_Store")
+
+
+class _Store(Protocol):
+    """What this module needs of the task queue (``PgTaskQueue``)."""
+
+    _be: Any
+
+    async def _call(self, fn: Callable[..., Awaitable[T]]) -> T: ...
+
 
 _LOCK = """
 SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':unique:' || k, 0))
@@ -82,10 +89,10 @@ def _holder(r: Any, queue: str) -> Task:
 
 
 async def enqueue_keyed(
-    store: PgTaskQueue,
+    store: S,
     tasks: Sequence[Task],
     policy: DependencyPolicy,
-    inner: Callable[[PgTaskQueue, Sequence[Task], DependencyPolicy], Awaitable[list[Task]]],
+    inner: Callable[[S, Sequence[Task], DependencyPolicy], Awaitable[list[Task]]],
 ) -> builtins.list[Task]:
     """``enqueue`` of a batch holding keyed tasks (see the module docstring); ``inner``
     is the ordinary enqueue, run on the locked connection for the tasks not resolved to
@@ -127,7 +134,7 @@ async def enqueue_keyed(
     return await store._call(run)
 
 
-async def _replace(store: PgTaskQueue, c: Any, new: Task, old: Task) -> Task:
+async def _replace(store: _Store, c: Any, new: Task, old: Task) -> Task:
     """Give the pending ``old`` the payload and eta of ``new``; ``old`` as it now is
     when it is no longer pending."""
     if old.status is not TaskStatus.PENDING or old.func == CORRUPT_FUNC:
