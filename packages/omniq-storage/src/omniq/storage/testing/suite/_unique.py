@@ -4,6 +4,7 @@ holder's payload and eta (debounce)."""
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from omniq.models import Payload, TaskStatus, now
@@ -112,3 +113,31 @@ class TestUniqueJobs:
         assert got.id == first.id and got.status is TaskStatus.SUCCESS
         assert got.payload == _p("one")
         assert await q.claim(["default"], "w") == []
+
+    async def test_concurrent_enqueues_store_one_task(self, store: Backend) -> None:
+        q = tq(store)
+        got: list[str] = []
+
+        async def one() -> None:
+            [t] = await q.enqueue([task(key="u-9", unique_for=3600.0)])
+            got.append(t.id)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(one)
+        assert len(got) == 8 and len(set(got)) == 1
+        assert await q.count() == 1
+        [c] = await q.claim(["default"], "w")
+        await q.complete([Completion(c.task.id, c.token)])
+
+        async def replace(n: int) -> None:
+            [t] = await q.enqueue([task(key="u-9", payload=_p(str(n)), on_conflict="replace")])
+            got.append(t.id)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(8):
+                tg.start_soon(replace, n)
+        assert len(set(got)) == 1 and await q.count() == 1
+        stored = await q.get_one(got[0])
+        assert stored is not None and stored.status is TaskStatus.SUCCESS
+        assert stored.payload is None  # finished: never replaced
