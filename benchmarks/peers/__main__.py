@@ -19,7 +19,7 @@ from ._machine import machine_info
 from ._report import fmt, markdown, show
 from ._workloads import EMBEDDED, PEERS
 
-ALL_WORKLOADS = ("w1", "w2", "w3", "w4", "w5")
+ALL_WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6")
 VERBOSE = False
 
 
@@ -33,6 +33,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lat-n", type=int, default=500, help="W2 tasks")
     ap.add_argument("--lat-gap", type=float, default=0.02, help="W2 seconds between enqueues")
     ap.add_argument("--io-n", type=int, default=2_000, help="W3 tasks")
+    ap.add_argument("--enq-n", type=int, default=5_000, help="W6 tasks (single/concurrent)")
+    ap.add_argument("--enq-c", type=int, default=100, help="W6 concurrent senders")
     ap.add_argument("--floor-n", type=int, default=100_000, help="engine floor operations")
     ap.add_argument("--quick", action="store_true", help="small N: 2000/100/400, floors 20000")
     ap.add_argument("--no-floors", action="store_true")
@@ -44,17 +46,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="REV",
-        help="also run OmniQ on Redis from git revision REV's sources (peer 'omniq@REV'), "
-        "alternating with the working tree: an A/B of a change in the same minutes",
+        help="also run each selected OmniQ peer (or OmniQ on Redis) from git revision REV's "
+        "sources (peer 'omniq...@REV'), alternating with the working tree: an A/B of a "
+        "change in the same minutes",
+    )
+    ap.add_argument(
+        "--churn",
+        type=int,
+        default=100_000,
+        help="tasks the omniq-pg-churned peer runs through its store before each workload",
     )
     ap.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed runs")
     args = ap.parse_args(argv)
     args.peers = [p for p in args.peers.split(",") if p]
+    _workloads.set_churn(args.churn)
+    bases = [p for p in args.peers if PEERS.get(p) and PEERS[p].adapter == "omniq"] or ["omniq"]
     for rev in args.omniq_ref:
-        PEERS[f"omniq@{rev}"] = _workloads.omniq_at(rev)
-        args.peers.append(f"omniq@{rev}")
+        for base in bases:
+            PEERS[f"{base}@{rev}"] = _workloads.omniq_at(rev, base)
+            args.peers.append(f"{base}@{rev}")
     if args.quick:
         args.n, args.lat_n, args.io_n, args.floor_n = 2_000, 100, 400, 20_000
+        args.enq_n = 1_000
     args.embedded = [p for p in args.embedded.split(",") if p]
     args.workloads = {w.strip().lower() for w in args.workloads.split(",") if w}
     for p in args.peers:
@@ -120,13 +133,20 @@ def _rounds(args: argparse.Namespace) -> tuple[dict, dict]:
             peer = PEERS[name]
             if "w1" in wl:
                 _one(samples, errors, (name, "w1"), _workloads.throughput, peer, "noop", args.n)
-            if "w2" in wl or "w5" in wl:
+            if ("w2" in wl or "w5" in wl) and not peer.env.get("BENCH_OMNIQ_WORKER"):
                 _one(
                     samples, errors, (name, "w2"), _workloads.latency, peer, args.lat_n,
                     args.lat_gap,
                 )  # fmt: skip
-            if "w3" in wl:
+            if "w3" in wl and not peer.env.get("BENCH_OMNIQ_WORKER"):
                 _one(samples, errors, (name, "w3"), _workloads.throughput, peer, "sleep", args.io_n)
+            if "w6" in wl and not (
+                peer.env.get("BENCH_OMNIQ_WORKER") or peer.env.get("BENCH_CHURN")
+            ):
+                _one(
+                    samples, errors, (name, "w6"), _workloads.enqueue_rates, peer, args.enq_n,
+                    args.enq_c,
+                )  # fmt: skip
         if "w4" in wl:
             k = r % max(len(args.embedded), 1)
             for name in args.embedded[k:] + args.embedded[:k]:
@@ -142,7 +162,8 @@ def _median(samples: dict, key: tuple[str, str, str]) -> float | None:
 def _tables(args, versions, samples, errors, floors):  # type: ignore[no-untyped-def]
     tables = []
     headers = ["library", "version", "engine", "W1 enqueue/s", "W1 drain/s", "W1 e2e/s"]
-    headers += ["W2 p50 ms", "W2 p99 ms", "W3 tasks/s", "W5 idle MB", "W5 loaded MB", "errors"]
+    headers += ["W2 p50 ms", "W2 p99 ms", "W3 tasks/s", "W5 idle MB", "W5 loaded MB"]
+    headers += ["W6 1-by-1/s", f"W6 x{args.enq_c}/s", "errors"]
     rows = []
     for name in args.peers:
         peer = PEERS[name]
@@ -165,10 +186,12 @@ def _tables(args, versions, samples, errors, floors):  # type: ignore[no-untyped
                 fmt(m("w3", "drain_rate")),
                 fmt(m("w2", "idle_rss_mb"), 1),
                 fmt(max(loaded) if loaded else None, 1),
+                fmt(m("w6", "single_rate")),
+                fmt(m("w6", "concurrent_rate")),
                 "; ".join(errs)[:120],
             ]
         )
-    if args.workloads & {"w1", "w2", "w3", "w5"}:
+    if args.workloads & {"w1", "w2", "w3", "w5", "w6"}:
         tables.append((f"W1-W3, W5 (N={args.n}, latency N={args.lat_n}, I/O N={args.io_n}; "
                        f"medians of {args.runs})", headers, rows))  # fmt: skip
     if "w4" in args.workloads:

@@ -47,6 +47,27 @@ PEERS: dict[str, Peer] = {
             "postgresql",
             {"BENCH_OMNIQ_URL": "postgresql://postgres@127.0.0.1:5432/bench_omniq"},
         ),
+        Peer(
+            "omniq-pg-churned",
+            "omniq",
+            None,
+            "postgresql",
+            {
+                "BENCH_OMNIQ_URL": "postgresql://postgres@127.0.0.1:5432/bench_omniq",
+                "BENCH_CHURN": "100000",
+            },
+        ),
+        Peer(
+            "omniq-nats",
+            "omniq",
+            None,
+            "nats",
+            {"BENCH_OMNIQ_URL": "nats://127.0.0.1:4222?namespace=BENCH"},
+        ),
+        # W1 per worker type: one `run_worker_sync` process on Redis, sync no-ops.
+        Peer("omniq-thread", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "thread"}),
+        Peer("omniq-process", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "process"}),
+        Peer("omniq-gevent", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "gevent"}),
         Peer("celery", "celery", "celery", "redis"),
         Peer("dramatiq", "dramatiq", "dramatiq", "redis"),
         Peer("rq", "rq", "rq", "redis"),
@@ -59,19 +80,34 @@ PEERS: dict[str, Peer] = {
 }
 
 
-def omniq_at(rev: str) -> Peer:
-    """OmniQ on Redis from git revision ``rev``'s package sources (exported once to a
-    temporary directory and put ahead of the workspace's on PYTHONPATH); the adapter and
-    the engine are the working tree's, so only the library differs."""
+def set_churn(n: int) -> None:
+    """Tasks the churned PostgreSQL peer runs through its store before each workload."""
+    for name, peer in list(PEERS.items()):
+        if "BENCH_CHURN" in peer.env:
+            PEERS[name] = Peer(**{**peer.__dict__, "env": {**peer.env, "BENCH_CHURN": str(n)}})
+
+
+def omniq_at(rev: str, base: str = "omniq") -> Peer:
+    """OmniQ peer ``base`` (its engine and settings) from git revision ``rev``'s package
+    sources (exported once to a temporary directory and put ahead of the workspace's on
+    PYTHONPATH); the adapter and the engine are the working tree's, so only the library
+    differs."""
     root = Path(__file__).resolve().parents[2]
-    dest = Path(tempfile.mkdtemp(prefix=f"omniq-bench-{rev.replace('/', '_')}-"))
-    archive = subprocess.run(
-        ["git", "archive", rev, "packages"], cwd=root, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", rev], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dest = Path(tempfile.gettempdir()) / f"omniq-bench-{commit}"
+    if not dest.exists():
+        tmp = Path(tempfile.mkdtemp(prefix=f"omniq-bench-{commit}-"))
+        archive = subprocess.run(
+            ["git", "archive", commit, "packages"], cwd=root, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        tmp.rename(dest)
     srcs = sorted(str(p) for p in (dest / "packages").glob("*/src"))
     path = ":".join([str(DRIVER.parent), *srcs])
-    return Peer(f"omniq@{rev}", "omniq", None, "redis", {"PYTHONPATH": path})
+    b = PEERS[base]
+    return Peer(f"{base}@{rev}", "omniq", None, b.engine, {**b.env, "PYTHONPATH": path})
 
 
 SQLITE_DIR = Path(tempfile.gettempdir()) / "omniq-bench"
@@ -107,7 +143,7 @@ def version(peer: Peer) -> str:
 
 
 def _reset(peer: Peer) -> None:
-    run_json(peer.python(), [peer.adapter, "reset"], peer.environ(), 120)
+    run_json(peer.python(), [peer.adapter, "reset"], peer.environ(), 1800)
 
 
 def throughput(peer: Peer, kind: str, n: int, tmp: Path) -> dict[str, float]:
@@ -133,6 +169,19 @@ def throughput(peer: Peer, kind: str, n: int, tmp: Path) -> dict[str, float]:
         "e2e_rate": n / (enq + drain),
         "peak_rss_mb": peak / 1024,
     }
+
+
+def enqueue_rates(peer: Peer, n: int, c: int, tmp: Path) -> dict[str, float]:
+    """W6: ``n`` no-ops enqueued one at a time (each awaited before the next), then ``n``
+    more from ``c`` concurrent senders each enqueueing one at a time; no worker runs."""
+    _reset(peer)
+    env = peer.environ()
+    single = run_json(peer.python(), [peer.adapter, "single", "--n", str(n)], env, 600)
+    _reset(peer)
+    conc = run_json(
+        peer.python(), [peer.adapter, "concurrent", "--n", str(n), "--c", str(c)], env, 600
+    )
+    return {"single_rate": n / single["seconds"], "concurrent_rate": n / conc["seconds"]}
 
 
 def latency(peer: Peer, n: int, gap: float, tmp: Path) -> dict[str, float]:

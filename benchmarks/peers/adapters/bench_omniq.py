@@ -19,13 +19,55 @@ from pathlib import Path
 from _common import IO_CONCURRENCY, REC, SLEEP, redis_url
 
 URL = os.environ.get("BENCH_OMNIQ_URL") or redis_url("omniq")
+SCHEMA = os.environ.get("BENCH_OMNIQ_SCHEMA", "")
+"""PostgreSQL schema (default OmniQ's ``omniq``): lets two harness runs share a database."""
+if SCHEMA and URL.startswith(("postgresql://", "postgres://")):
+    URL += ("&" if "?" in URL else "?") + f"schema={SCHEMA}"
+CHURN = int(os.environ.get("BENCH_CHURN", "0"))
+"""Tasks run through the store by ``reset`` before a workload (0: a fresh store)."""
 QUEUE = "bench"
 CHUNK = 1000
 FUNCS = {"noop": "bench_omniq:noop", "lat": "bench_omniq:lat", "sleep": "bench_omniq:sleep"}
+WORKER_TYPE = os.environ.get("BENCH_OMNIQ_WORKER", "")
+"""thread, process or gevent: the worker runs sync no-ops on that pool (W1 only)."""
+if WORKER_TYPE:
+    FUNCS["noop"] = "bench_omniq:noop_proc" if WORKER_TYPE == "process" else "bench_omniq:noop_sync"
 
 
 async def noop() -> None:
     REC.done("noop")
+
+
+def noop_sync() -> None:
+    """The no-op for thread and gevent workers."""
+    REC.done("noop")
+
+
+def noop_proc() -> None:
+    """The no-op for process workers: the tasks run in several processes, so they count
+    in a shared file (one fixed-size O_APPEND record each; the size is the count)."""
+    _shared_done()
+
+
+_REC_SIZE = 18
+_fd: int | None = None
+
+
+def _shared_done() -> None:
+    global _fd
+    if _fd is None:
+        _fd = os.open(str(REC.out / "noop.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(_fd, f"{time.time():17.6f}\n".encode())
+    if os.fstat(_fd).st_size == REC.n * _REC_SIZE:
+        with open(REC.out / "noop.log", "rb") as f:
+            first = float(f.read(_REC_SIZE))
+        tmp = REC.out / "noop.json.tmp"
+        tmp.write_text(json.dumps({"t_first": first, "t_last": time.time(), "n": REC.n}))
+        tmp.rename(REC.out / "noop.json")
+
+
+async def churned() -> None:
+    """The churn phase's task (not recorded)."""
 
 
 async def lat(ts: float, seq: int) -> None:
@@ -66,10 +108,33 @@ async def reset(url: str = URL) -> None:
         import asyncpg
 
         conn = await asyncpg.connect(url.split("?", maxsplit=1)[0])
-        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+        await conn.execute(
+            "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public; "
+            f'DROP SCHEMA IF EXISTS "{SCHEMA or "omniq"}" CASCADE;'
+        )
         await conn.close()
+    elif url.startswith("nats://"):
+        from omniq.storage import open_storage
+
+        async with open_storage(url) as be:
+            await be.drop()  # type: ignore[attr-defined]
     else:
         _remove_local(url)
+    if CHURN:
+        await churn(url, CHURN)
+
+
+async def churn(url: str, n: int) -> None:
+    """The churn phase: enqueue ``n`` no-ops and drain them with a burst worker in this
+    process, leaving the store as a queue that has already run ``n`` tasks (finished
+    rows kept for their retention; no manual VACUUM)."""
+    oq = _omniq(url)
+    async with oq:
+        for start in range(0, n, CHUNK):
+            await oq.enqueue_many(
+                [("bench_omniq:churned", ())] * min(CHUNK, n - start), queue=QUEUE
+            )
+        await oq.run_worker(queues=[QUEUE], concurrency=IO_CONCURRENCY, burst=True)
 
 
 def _remove_local(url: str) -> None:
@@ -104,7 +169,10 @@ async def _send_many(oq, kind: str, n: int) -> None:  # type: ignore[no-untyped-
 
 def worker(kind: str) -> None:
     oq = _omniq()
-    oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY)
+    if WORKER_TYPE:
+        oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY, worker_type=WORKER_TYPE)
+    else:
+        oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY)
 
 
 def embedded(url: str, n: int) -> dict[str, float]:

@@ -12,6 +12,7 @@ from omniq.models import Task, TaskStatus, now
 from omniq.storage import Completion, open_storage
 from omniq.storage._backends.postgres._backend import PostgresBackend
 from omniq.storage._backends.postgres._sql import MIGRATIONS
+from omniq.storage.testing.helpers import poll_until
 
 pytestmark = pytest.mark.anyio
 BASE = "postgresql://postgres@127.0.0.1:5432/test"
@@ -146,3 +147,86 @@ async def test_synchronous_commit_is_opt_in(schema: str) -> None:
     async with PostgresBackend(f"{BASE}?schema={schema}&synchronous_commit=off") as be:
         assert await be.run(lambda c: c.fetchval("SHOW synchronous_commit")) == "off"
     assert default != "off"
+
+
+async def _churn(be: PostgresBackend, n: int) -> None:
+    """Run ``n`` tasks through the queue: every one claimed and completed."""
+    assert be.tasks is not None
+    await be.tasks.enqueue([Task(func="m:f") for _ in range(n)])
+    while claims := await be.tasks.claim(["default"], "w", limit=500):
+        await be.tasks.complete(
+            [Completion(c.task.id, c.token, TaskStatus.SUCCESS) for c in claims]
+        )
+
+
+async def _vacuums(be: PostgresBackend, table: str) -> int:
+    return int(
+        await be.run(
+            lambda c: c.fetchval(
+                "SELECT vacuum_count FROM pg_stat_user_tables "
+                "WHERE schemaname = current_schema() AND relname = $1",
+                table,
+            )
+        )
+    )
+
+
+@pytest.mark.slow
+async def test_maintenance_vacuums_the_tasks_table_once_dead_rows_pile_up(schema: str) -> None:
+    """Claims and completions leave dead row versions; the workers' sweep
+    (``maintain``) vacuums the table in the background once they pass the threshold,
+    without waiting for autovacuum (off on the test server)."""
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        assert be.tasks is not None
+        be.vacuumer.interval = 0.05
+        await _churn(be, 3000)  # 6,000 dead row versions
+
+        async def sweep() -> int:
+            await be.tasks.maintain()
+            return await _vacuums(be, "tasks")
+
+        await poll_until(sweep, lambda n: n > 0, deadline=20)
+        # Claims keep working during and after it.
+        [t] = await be.tasks.enqueue([Task(func="m:f")])
+        [c] = await be.tasks.claim(["default"], "w")
+        assert c.task.id == t.id
+
+
+async def test_maintenance_is_off_with_vacuum_off_and_leaves_a_clean_table_alone(
+    schema: str,
+) -> None:
+    async with PostgresBackend(f"{BASE}?schema={schema}&vacuum=off") as be:
+        assert be.tasks is not None
+        assert not be.vacuumer.enabled
+        await be.tasks.maintain()
+        assert be.vacuumer._task is None
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        assert be.vacuumer.enabled
+        assert await be.vacuumer.run_once() == []  # nothing dead: nothing vacuumed
+
+
+async def test_hot_tables_carry_eager_autovacuum_settings(schema: str) -> None:
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        opts = await be.run(
+            lambda c: c.fetchval(
+                "SELECT reloptions FROM pg_class "
+                "WHERE relname = 'tasks' AND relnamespace = current_schema()::regnamespace"
+            )
+        )
+    assert "autovacuum_vacuum_scale_factor=0.02" in opts
+
+
+async def test_purge_deletes_a_backlog_larger_than_one_batch(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``purge`` deletes in batches (one transaction each) until nothing is left."""
+    from omniq.storage._backends.postgres import _tasks
+
+    monkeypatch.setattr(_tasks, "PURGE_BATCH", 40)
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        assert be.tasks is not None
+        await _churn(be, 130)
+        [keep] = await be.tasks.enqueue([Task(func="m:f")])
+        assert await be.tasks.purge(finished_before=now() + 1) == 130
+        assert await be.tasks.count() == 1
+        assert await be.tasks.get_one(keep.id) is not None

@@ -201,7 +201,7 @@ def test_metrics_are_read_from_the_store(client: TestClient, seed: OmniQ) -> Non
 
 def test_mounted_inside_a_starlette_app(url: str, seed: OmniQ) -> None:
     seed.enqueue_sync("math:sqrt", (4,), queue="a")
-    outer = Starlette(routes=[Mount("/ops/omniq", app=create_app(url))])
+    outer = Starlette(routes=[Mount("/ops/omniq", app=create_app(oq=seed))])
     with TestClient(outer) as c:
         html = c.get("/ops/omniq/").text
         assert 'href="/ops/omniq/tasks' in html and 'action="/ops/omniq/queues/a/pause"' in html

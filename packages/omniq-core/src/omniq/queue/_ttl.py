@@ -38,7 +38,8 @@ class TTLManager:
     - expired leases are reclaimed (crash recovery);
     - results past their ``expires_at`` (RESULT_TTL) are purged;
     - terminal tasks finished more than ``task_retention`` seconds ago are purged
-      (0 keeps them).
+      (0 keeps them);
+    - the store does its own housekeeping (``TaskQueueStorage.maintain``).
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class TTLManager:
         """A full sweep."""
         out = await self.expire()
         out.reclaimed = len(await self._tasks.reclaim_expired())
+        await self._tasks.maintain()
         if self._results is not None:
             out.results_purged = await self._results.purge_expired()
         if self.task_retention > 0:

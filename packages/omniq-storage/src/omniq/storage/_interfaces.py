@@ -261,6 +261,12 @@ class TaskQueueStorage(abc.ABC):
     async def reclaim_expired(self) -> list[str]:
         """Return tasks whose lease has expired to pending; returns their ids."""
 
+    async def maintain(self) -> None:
+        """Housekeeping of the engine's own structures, called by the workers' TTL sweeps
+        (about once a second); it must return quickly (long work runs in the background).
+        The default does nothing; PostgreSQL vacuums its tables when dead rows pile up."""
+        return None
+
     @abc.abstractmethod
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
         """Mark pending tasks past ``expires_at`` as expired (``done``), resolving their

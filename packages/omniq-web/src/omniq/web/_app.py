@@ -263,7 +263,9 @@ def create_app(
     mount it inside a FastAPI/Starlette app (``app.mount("/omniq", create_app(...))``).
 
     It reads and acts on ``oq`` (an ``OmniQ`` the caller owns), else on one made from
-    ``url``/``events_url`` and the ``OMNIQ_*`` environment (closed with the app).
+    ``url``/``events_url`` and the ``OMNIQ_*`` environment, closed by the app's lifespan.
+    A mounted app's lifespan does not run (Starlette runs only the outer app's), so when
+    mounting pass ``oq=`` and close it in your own lifespan.
     ``read_only`` hides the buttons and refuses every action. ``auth`` is called with
     each request and lets it through when it returns True (``BasicAuth(user,
     password)``, or your own check); without it, ``OMNIQ_WEB_PASSWORD`` (and

@@ -30,6 +30,7 @@ from omniq.storage._outage import Outage, describe
 from omniq.storage._remote import split_options
 from omniq.storage._wake import Wake
 
+from ._maintenance import Vacuumer
 from ._sql import MIGRATIONS
 
 try:
@@ -134,7 +135,7 @@ class PostgresBackend(Backend):
         **options: Any,
     ) -> None:
         self.url = url
-        clean, opts = split_options(url, ("schema", "synchronous_commit", "pgbouncer"))
+        clean, opts = split_options(url, ("schema", "synchronous_commit", "pgbouncer", "vacuum"))
         flag = opts.get("pgbouncer", "0").lower() in ("1", "true", "yes", "on")
         self.pgbouncer = flag if pgbouncer is None else pgbouncer
         """Behind a transaction-pooling PgBouncer: no session state (see the class)."""
@@ -162,6 +163,10 @@ class PostgresBackend(Backend):
                 "synchronous_commit is a session setting, which PgBouncer's transaction "
                 "pooling does not keep: set it on the role or database instead"
             )
+        self.vacuumer = Vacuumer(
+            self.call, self.schema, enabled=opts.get("vacuum", "auto").lower() != "off"
+        )
+        """Vacuums this schema's tables when dead rows pile up (``?vacuum=off``: never)."""
         self.work_channel = f"omniq:{self.schema}:work"
         self.result_channel = f"omniq:{self.schema}:result"
         self.cancel_channel = f"omniq:{self.schema}:cancel"
@@ -348,6 +353,7 @@ class PostgresBackend(Backend):
 
     async def close(self) -> None:
         _open_backends.discard(self)
+        await self.vacuumer.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -7,6 +7,8 @@ from typing import Protocol
 from omniq.storage._remote import Engine
 from omniq.storage._wake import Wake
 
+from ._maintenance import Vacuumer
+
 __all__ = ["PgEngine"]
 
 
@@ -21,3 +23,4 @@ class PgEngine(Engine, Protocol):
     result_wake: Wake
     poll_interval: float | None
     """Seconds between checks while no LISTEN connection wakes waits (PgBouncer), else None."""
+    vacuumer: Vacuumer

@@ -60,10 +60,18 @@ def _cancelled(r: Any) -> Task:
     return with_state(task, TaskStatus.CANCELLED, r["attempt"])
 
 
+PURGE_BATCH = 5000
+"""Tasks ``purge`` deletes per statement (each its own transaction)."""
+LAPSED_EVERY = 0.5
+"""Seconds between two claims that also take over lapsed leases (the others lease
+ready tasks only; ``reclaim_expired`` returns lapsed ones to pending meanwhile)."""
+
+
 class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
     """Task rows; claim/complete/cancel/expire are single statements."""
 
     results: ResultStorage | None = None
+    _lapsed_at = 0.0
     """Where a quarantined record's result goes (the backend's own result store)."""
 
     async def enqueue(
@@ -190,7 +198,10 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         until = t + lease
         qs = builtins.list(queues)
         stmt = _Q["claim_one"] if len(qs) == 1 else _Q["claim_any"]
-        rows = await self._call(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until))
+        lapsed = t >= self._lapsed_at
+        if lapsed:
+            self._lapsed_at = t + LAPSED_EVERY
+        rows = await self._call(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until, lapsed))
         if len(rows) < limit:
             more = await self._call(
                 lambda c: c.fetch(
@@ -334,6 +345,9 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         rows = await self._call(lambda c: c.fetch(_Q["reclaim"], now(), chan))
         return sorted(r[0] for r in rows)
 
+    async def maintain(self) -> None:
+        self._be.vacuumer.poke()
+
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
         chan = self._be.work_channel
         row = await self._call(lambda c: c.fetchrow(_Q["expire"], dependency_policy, now(), chan))
@@ -416,10 +430,17 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
 
         async def run(c: Any) -> int:
             async with c.transaction():
-                n = await c.fetchval(_Q["tasks_purge"], finished_before, only)
+                n = await c.fetchval(_Q["tasks_purge"], finished_before, only, PURGE_BATCH)
             return int(n)
 
-        return await self._call(run)
+        # Small transactions: a large backlog never holds thousands of row locks or
+        # one long transaction (which would also hold back vacuuming).
+        total = 0
+        while True:
+            n = await self._call(run)
+            total += n
+            if n < PURGE_BATCH:
+                return total
 
     async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:
         ids = builtins.list(dict.fromkeys(task_ids))

@@ -122,6 +122,24 @@ class TestQueue:
         got = await q.get_one(t.id)
         assert got is not None and got.status is TaskStatus.SUCCESS
 
+    async def test_maintain_keeps_every_task_and_lease(self, store: Backend) -> None:
+        """The sweep's housekeeping (``maintain``) returns at once and changes no task."""
+        q = tq(store)
+        a, b, c = task(), task(), task()
+        await q.enqueue([a, b, c])
+        [ca] = await q.claim(["default"], "w1")
+        await q.complete([Completion(a.id, ca.token)])
+        [cb] = await q.claim(["default"], "w1")
+        for _ in range(3):
+            await q.maintain()
+        assert await q.renew([LeaseRef.of(cb)], 30.0) == []
+        got = await q.get([a.id, b.id, c.id])
+        assert [t.status if t else None for t in got] == [
+            TaskStatus.SUCCESS,
+            TaskStatus.RUNNING,
+            TaskStatus.PENDING,
+        ]
+
     async def test_renew_extends_lease(self, store: Backend) -> None:
         q = tq(store)
         t = task()

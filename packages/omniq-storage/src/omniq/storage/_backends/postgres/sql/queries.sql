@@ -2,9 +2,11 @@
 -- comment lines after a header describe the statement. Loaded by ``_sql.query``.
 
 -- name: claim_any
--- Lease up to $3 ready (or lapsed) tasks of the queues $1 that are not paused, highest
--- priority first. The paused queues are read once (an InitPlan) and filter rows, so
--- the planner still sees the queues $1 in the index condition.
+-- Lease up to $3 ready (or, when $6, lapsed) tasks of the queues $1 that are not
+-- paused, highest priority first. The paused queues are read once (an InitPlan) and
+-- filter rows, so the planner still sees the queues $1 in the index condition. $6 is
+-- a one-time filter: the lapsed scan walks the dead index entries of every task run
+-- since the last vacuum, so the caller asks for it only now and then.
 WITH ready AS (
     SELECT id, priority FROM tasks
     WHERE queue = ANY($1::text[]) AND status = 'pending' AND waiting = 0
@@ -13,8 +15,8 @@ WITH ready AS (
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority FROM tasks
-    WHERE status = 'running' AND lease_expires_at < $2 AND queue = ANY($1::text[])
-      AND queue <> ALL(ARRAY(SELECT queue FROM paused_queues))
+    WHERE $6::boolean AND status = 'running' AND lease_expires_at < $2
+      AND queue = ANY($1::text[]) AND queue <> ALL(ARRAY(SELECT queue FROM paused_queues))
       AND limit_key IS NULL
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), pick AS (
@@ -37,7 +39,8 @@ WITH ready AS (
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority FROM tasks
-    WHERE status = 'running' AND lease_expires_at < $2 AND queue = ($1::text[])[1]
+    WHERE $6::boolean AND status = 'running' AND lease_expires_at < $2
+      AND queue = ($1::text[])[1]
       AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = ($1::text[])[1])
       AND limit_key IS NULL
     ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED
@@ -148,11 +151,15 @@ SELECT id, queue, status, attempt, eta, envelope FROM tasks WHERE id = ANY($1::t
 SELECT queue, status, count(*) AS n FROM tasks GROUP BY 1, 2;
 
 -- name: tasks_purge
--- Delete finished tasks (of status $2, or any terminal one) and their edges.
+-- Delete up to $3 tasks finished before $1 (of status $2, or any terminal one) and
+-- their edges, oldest first; rows another purge holds are skipped, not waited for.
 WITH d AS (
-    DELETE FROM tasks WHERE finished_at < $1
-      AND status IN ('success', 'error', 'cancelled', 'expired')
-      AND ($2::text IS NULL OR status = $2)
+    DELETE FROM tasks WHERE id IN (
+        SELECT id FROM tasks WHERE finished_at < $1
+          AND status IN ('success', 'error', 'cancelled', 'expired')
+          AND ($2::text IS NULL OR status = $2)
+        ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED
+    )
     RETURNING id
 ), dd AS (
     DELETE FROM task_deps WHERE task_id IN (SELECT id FROM d)
