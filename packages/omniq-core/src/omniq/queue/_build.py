@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 
 from omniq.config import Settings
 from omniq.models import (
+    ARGS_KEY,
     MAX_HORIZON_SECONDS,
     MAX_RETRIES,
     PRIORITY_MAX,
@@ -18,6 +19,7 @@ from omniq.models import (
     InvalidTaskError,
     Task,
     WorkerType,
+    args_key,
     now,
     parse_rate,
     validate_key,
@@ -26,6 +28,7 @@ from omniq.models import (
     validate_queue_name,
     validate_task,
     validate_task_id,
+    validate_unique,
 )
 from omniq.serialization import SerializationManager
 
@@ -47,7 +50,10 @@ class EnqueueOptions(TypedDict, total=False):
     ``retry_delay`` (None = the settings), ``depends_on`` (tasks or ids),
     ``on_success``/``on_failure`` (follow-up tasks or callables), ``pass_results`` (call
     it with its dependencies' values first, ``Task.pass_results``), ``key`` (idempotency
-    key of a live task), ``worker`` (worker type hint) and ``metadata``.
+    key of a live task; ``"args"`` derives it from the function and arguments),
+    ``unique_for`` (seconds the key stays reserved after the first enqueue, finished
+    or not), ``on_conflict`` (``"return"`` or ``"replace"``: debounce a pending task),
+    ``worker`` (worker type hint) and ``metadata``.
     """
 
     queue: str | None
@@ -68,6 +74,8 @@ class EnqueueOptions(TypedDict, total=False):
     rate_limit: str | None
     max_concurrency: int | None
     limit_key: str | None
+    unique_for: float | timedelta | None
+    on_conflict: str | None
 
 
 def _flag(value: object, name: str) -> bool:
@@ -216,6 +224,8 @@ def build_task(
     rate_limit: str | None = None,
     max_concurrency: int | None = None,
     limit_key: str | None = None,
+    unique_for: float | timedelta | None = None,
+    on_conflict: str | None = None,
     task_id: str | None = None,
 ) -> Task:
     """Validate options, apply the settings' defaults and serialize the call.
@@ -261,6 +271,9 @@ def build_task(
     if task_id is not None:
         fields["id"] = validate_task_id(task_id)
     fields.update(limit_fields(rate_limit, max_concurrency, limit_key))
+    if key == ARGS_KEY:
+        key = args_key(path, call_args, call_kwargs)
+    fields.update(unique_fields(unique_for, on_conflict, key))
     task = Task(
         func=path,
         func_payload=func_payload,
@@ -284,6 +297,21 @@ def build_task(
         **fields,
     )
     return task  # every field was checked on the way in (tests/fuzz checks the result)
+
+
+def unique_fields(
+    unique_for: float | timedelta | None, on_conflict: str | None, key: str | None
+) -> dict[str, Any]:
+    """The Task fields of ``unique_for``/``on_conflict``, checked (InvalidTaskError for
+    a negative window, an unknown ``on_conflict`` or either without a key)."""
+    window = unique_for.total_seconds() if isinstance(unique_for, timedelta) else unique_for
+    validate_unique(window, on_conflict, key)
+    out: dict[str, Any] = {}
+    if window is not None:
+        out["unique_for"] = float(window)
+    if on_conflict == "replace":
+        out["on_conflict"] = on_conflict
+    return out
 
 
 def limit_fields(

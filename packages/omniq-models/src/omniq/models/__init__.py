@@ -71,6 +71,7 @@ from ._time import (
     to_datetime,
     use_clock,
 )
+from ._unique import ARGS_KEY, ON_CONFLICT, args_key, validate_unique
 from ._validation import (
     MAX_HORIZON_SECONDS,
     MAX_ID_LENGTH,
@@ -89,11 +90,13 @@ from ._workers import WorkerInfo
 from .lowlevel import publish
 
 __all__ = [
+    "ARGS_KEY",
     "MAX_HORIZON_SECONDS",
     "MAX_ID_LENGTH",
     "MAX_KEY_LENGTH",
     "MAX_LIMIT",
     "MAX_RETRIES",
+    "ON_CONFLICT",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "TERMINAL_STATUSES",
@@ -144,6 +147,7 @@ __all__ = [
     "WorkerCrashedError",
     "WorkerInfo",
     "WorkerType",
+    "args_key",
     "as_timestamp",
     "cron_next",
     "get_clock",
@@ -165,6 +169,7 @@ __all__ = [
     "validate_queue_name",
     "validate_task",
     "validate_task_id",
+    "validate_unique",
 ]
 
 # Show public names as omniq.models.X so the private modules can move freely.

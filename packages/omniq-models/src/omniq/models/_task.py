@@ -82,6 +82,12 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, eq=Fal
     """At most this many running at once across all workers, per ``limit_key``."""
     limit_key: str | None = None
     """Which tasks share ``rate_limit``/``max_concurrency``; None means ``func``."""
+    unique_for: float | None = None
+    """Seconds after ``created_at`` during which ``key`` stays reserved by this task,
+    whatever its state: an enqueue with the same key inside the window returns it."""
+    on_conflict: str | None = None
+    """What an enqueue meeting a task that holds ``key`` does: None (``"return"``) returns
+    that task; ``"replace"`` first replaces its payload and eta if it is still pending."""
     status: TaskStatus = TaskStatus.PENDING
     """Filled in by the store when a task is read back."""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -97,6 +103,22 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, eq=Fal
     def is_expired(self, at: float | None = None) -> bool:
         """True if the task's TTL has passed at ``at`` (default: now)."""
         return self.expires_at is not None and (now() if at is None else at) >= self.expires_at
+
+    def unique_until(self) -> float | None:
+        """The instant the ``unique_for`` window on ``key`` ends (None: no window)."""
+        if self.key is None or self.unique_for is None:
+            return None
+        return self.created_at + self.unique_for
+
+    def holds_key(self, at: float | None = None) -> bool:
+        """True if this task reserves its ``key`` at ``at`` (default: now): while it is
+        live, and until ``unique_until`` whatever its state."""
+        if self.key is None:
+            return False
+        if not self.status.is_terminal:
+            return True
+        until = self.unique_until()
+        return until is not None and until > (now() if at is None else at)
 
     def is_due(self, at: float | None = None) -> bool:
         """True if the task may start at ``at`` (default: now)."""

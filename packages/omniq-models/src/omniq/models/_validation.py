@@ -17,6 +17,7 @@ from ._errors import InvalidTaskError
 from ._flow import parse_rate, validate_max_concurrency
 from ._task import Task
 from ._time import now
+from ._unique import validate_unique
 
 __all__ = [
     "MAX_HORIZON_SECONDS",
@@ -190,6 +191,8 @@ def validate_task(task: Task, *, at: float | None = None) -> Task:
         validate_key(task.key)
     if task.rate_limit is not None or task.max_concurrency is not None:
         _check_limits(task)
+    if task.unique_for is not None or task.on_conflict is not None:
+        validate_unique(task.unique_for, task.on_conflict, task.key)
     if not _int(task.priority) or not PRIORITY_MIN <= task.priority <= PRIORITY_MAX:
         raise InvalidTaskError(
             f"priority={task.priority!r} is out of bounds: expected an int from "

@@ -157,9 +157,13 @@ class TaskQueueStorage(abc.ABC):
     ) -> list[Task]:
         """Store tasks as pending; returns the tasks as stored, in order.
 
-        A task whose ``key`` matches a live (non-terminal) task's key is not stored: the
-        existing task is returned in its place; so is a task whose id is already stored
-        (enqueue is idempotent by id). A task whose dependencies have not all succeeded
+        A task whose ``key`` is held by another task is not stored: the holder is
+        returned in its place; so is a task whose id is already stored (enqueue is
+        idempotent by id). A task holds its key while it is live (non-terminal) and,
+        with ``unique_for``, until ``created_at + unique_for`` whatever its state. A
+        task with ``on_conflict="replace"`` that meets a pending holder first gives it
+        its ``payload`` and ``eta`` (a running or finished holder is left as it is).
+        The check and the store are atomic. A task whose dependencies have not all succeeded
         yet waits; one whose dependency already failed/was cancelled/expired is stored
         cancelled (``dependency_policy="cancel"``) or ready (``"release"``).
         """

@@ -103,9 +103,8 @@ class QueueState:
         self.recs[t.id] = rec
         if t.limit_key is not None or t.rate_limit is not None or t.max_concurrency is not None:
             self.limits.add(t)
-        live = not t.status.is_terminal
         if t.key is not None:
-            if live:
+            if t.holds_key(now):
                 self._keys[t.key] = t.id
             elif self._keys.get(t.key) == t.id:
                 del self._keys[t.key]
@@ -194,7 +193,12 @@ class QueueState:
             existing = self.recs.get(task.id)
             if existing is None and task.key is not None:
                 kid = self._keys.get(task.key)
-                existing = self.recs.get(kid) if kid is not None else None
+                holder = self.recs.get(kid) if kid is not None else None
+                if holder is not None and holder.task.holds_key(now):
+                    existing = holder
+                    if task.on_conflict == "replace" and holder.task.status is TaskStatus.PENDING:
+                        holder.task = _replace(holder.task, payload=task.payload, eta=task.eta)
+                        self._save(holder, now)
             if existing is not None:
                 out.append(existing.task)
                 continue

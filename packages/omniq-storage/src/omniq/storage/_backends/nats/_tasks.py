@@ -61,6 +61,7 @@ from ._records import (
     rec_dec,
     work_dec,
 )
+from ._unique import replace_holder
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -346,7 +347,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             holder = await self._take_key(t.key, t.id)
             if holder is not None:
                 await self._be.js.kv_purge(self._be.tasks_bucket, token(t.id), rev)
-                return holder
+                return await replace_holder(t, holder, self._change, self._ready)
         if rec.blocked:
             report = CompletionReport()
             for dep in pending_deps:
@@ -361,7 +362,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         return rec.task
 
     async def _take_key(self, key: str, task_id: str) -> Task | None:
-        """Bind an idempotency key to ``task_id``; returns the live task holding it instead."""
+        """Bind an idempotency key to ``task_id``; returns the task holding it instead
+        (live, or inside its ``unique_for`` window)."""
         kt = "k" + hashlib.sha1(key.encode()).hexdigest()
         js, bucket = self._be.js, self._be.keys_bucket
         while True:
@@ -371,7 +373,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 if holder_id == task_id:
                     return None
                 holder, _ = await self._get(holder_id)
-                if holder is not None and not holder.task.status.is_terminal:
+                if holder is not None and holder.task.holds_key():  # live or in its window
                     return holder.task
             if await js.kv_put(bucket, kt, task_id.encode(), krev) is not None:
                 return None

@@ -36,6 +36,7 @@ from ._control import PgTaskControl
 from ._engine import PgEngine
 from ._flow import SCAN, limit_args, limit_infos
 from ._sql import QUERIES as _Q
+from ._unique import enqueue_keyed
 
 __all__ = ["PgTaskQueue"]
 
@@ -79,6 +80,13 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         if not tasks:
             return []
         self.payload_limit.check_tasks(tasks)
+        if any(t.key is not None for t in tasks):
+            return await enqueue_keyed(self, tasks, dependency_policy, PgTaskQueue._enqueue_rows)
+        return await self._enqueue_rows(tasks, dependency_policy)
+
+    async def _enqueue_rows(
+        self, tasks: Sequence[Task], dependency_policy: DependencyPolicy
+    ) -> builtins.list[Task]:
         limits = limit_args(tasks)
         if limits is not None:
             return await self._enqueue_full(tasks, dependency_policy, limits)

@@ -36,6 +36,7 @@ from ._control import RedisTaskControl
 from ._engine import REGISTRATION, RedisStore, as_float, as_str, opt, opt_repr
 from ._flow import lim_field, limit_infos
 from ._lane import LaneMissed
+from ._unique import replace_holders, window_end
 
 __all__ = ["RedisTaskQueue"]
 
@@ -131,6 +132,7 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
                     len(env),
                     lim_field(t),
                     1 if t.run_if is not None else 0,  # a conditional dependent
+                    window_end(t),
                 ]
                 for t, env in zip(tasks, envs, strict=True)
             ]
@@ -146,6 +148,8 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
                 stored = _read(as_str(row[0]), fields, always=True)
                 assert stored is not None  # always=True: a stand-in, never None
                 out.append(stored)
+        if any(t.on_conflict is not None for t in tasks):
+            await replace_holders(tasks, out, self._script, self.get_one)
         return out
 
     async def claim(

@@ -13,6 +13,7 @@ from typing import TypeVar
 from omniq.models import BackendUnavailableError, ConfigError, StorageError, redact_url
 
 from ._flow import FLOW_SCHEMA
+from ._unique import UNIQUE_SCHEMA
 
 __all__ = ["SCHEMA", "Connection", "db_path", "placeholders"]
 
@@ -121,7 +122,7 @@ class Connection:
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in (SCHEMA + FLOW_SCHEMA).split(";"):
+            for stmt in (SCHEMA + FLOW_SCHEMA + UNIQUE_SCHEMA).split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
             conn.execute("COMMIT")

@@ -34,6 +34,7 @@ from ._caller import caller_db
 from ._conn import Connection, placeholders
 from ._control import SQLiteTaskControl
 from ._flow import claim_limited, limit_info, limit_rows, not_limited
+from ._unique import replace_pending, reserve, reserved
 
 __all__ = ["SQLiteTasks"]
 
@@ -130,6 +131,8 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
                     keys,
                 ):
                     by_key[r[0]] = _stored(r[1:])
+                for k, held in reserved(c, keys, stamp, _COLS, _stored).items():
+                    by_key.setdefault(k, held)
             dep_ids = sorted({d for t in batch for d in t.depends_on})
             dep_status: dict[str, str] = {}
             if dep_ids:
@@ -142,6 +145,9 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             for t in batch:
                 found = existing.get(t.id) or (by_key.get(t.key) if t.key is not None else None)
                 if found is not None:
+                    if t.on_conflict == "replace" and found.id != t.id:
+                        found = replace_pending(c, t, found)
+                        existing[found.id] = by_key[found.key or ""] = found
                     out.append(found)
                     continue
                 status, ready, finished = "pending", 1, None
@@ -190,6 +196,7 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             )
             if dep_rows:
                 c.executemany("INSERT OR IGNORE INTO deps VALUES (?, ?)", dep_rows)
+            reserve(c, [b for b, r in zip(batch, out, strict=True) if b is r])
             limited = limit_rows([b for b, r in zip(batch, out, strict=True) if b is r])
             if limited:
                 c.executemany("INSERT OR REPLACE INTO task_limits VALUES (?,?,?,?,?,?)", limited)

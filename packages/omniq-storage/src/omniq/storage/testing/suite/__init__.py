@@ -22,6 +22,7 @@ from ._run_if import TestRunIf
 from ._schedules import TestSchedules
 from ._task_control import TestTaskControl
 from ._transactional import TestTransactionalEnqueue
+from ._unique import TestUniqueJobs
 from ._workers import TestWorkerRegistry
 
 __all__ = [
@@ -41,5 +42,6 @@ __all__ = [
     "TestSchedules",
     "TestTaskControl",
     "TestTransactionalEnqueue",
+    "TestUniqueJobs",
     "TestWorkerRegistry",
 ]

@@ -53,7 +53,9 @@ local function make_ready(id, q, p, eta)
   end
 end
 local function unkey(id, k)
-  if k and k ~= '' and redis.call('HGET', P .. 'keys', k) == id then
+  -- a task inside its unique_for window ('uu') keeps its key
+  if k and k ~= '' and redis.call('HGET', P .. 'keys', k) == id
+      and not (tonumber(redis.call('HGET', tk(id), 'uu') or '0') > NOW) then
     redis.call('HDEL', P .. 'keys', k)
   end
 end

@@ -1,5 +1,6 @@
 -- ARGV[3] policy; ARGV[4] msgpack array of {id, q, p, eta, exp, key, {deps}, envelope
--- length, flow limit, conditional-dependent flag}; ARGV[5] the envelopes concatenated (cmsgpack has no bin type)
+-- length, flow limit, conditional-dependent flag, end of the unique_for window or ''};
+-- ARGV[5] the envelopes concatenated (cmsgpack has no bin type)
 -- Handover: a task ready now, in a queue with nothing else ready, goes straight to a
 -- worker waiting idle on it (``iw:<q>`` zset, score = registration end, member = worker,
 -- lease, its backend's channel and its queues): leased to it for at most HANDOVER
@@ -54,8 +55,10 @@ for _, row in ipairs(rows) do
   elseif key ~= '' then
     local other = redis.call('HGET', P .. 'keys', key)
     if other then
-      local s = redis.call('HGET', tk(other), 's')
-      if s == 'pending' or s == 'running' then existing = other end
+      local h = redis.call('HMGET', tk(other), 's', 'uu')
+      if h[1] == 'pending' or h[1] == 'running' then existing = other end
+      -- unique_for: the key stays reserved until 'uu' whatever the holder's state
+      if h[1] and h[2] and tonumber(h[2]) > NOW then existing = other end
     end
   end
   if existing then
@@ -87,6 +90,7 @@ for _, row in ipairs(rows) do
     if not cancel then ndv = waiting end
     idx(q, 'all', id, true)
     if key ~= '' then redis.call('HSET', P .. 'keys', key, id) end
+    if key ~= '' and row[11] and row[11] ~= '' then redis.call('HSET', t, 'uu', row[11]) end
     local status = 'pending'
     local worker, lend, chan = nil, nil, nil
     if not cancel and waiting == 0 and lim == '' then worker, lend, chan = take_idle(q, eta) end

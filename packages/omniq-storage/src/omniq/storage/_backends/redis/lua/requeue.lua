@@ -5,7 +5,8 @@ for j = 3, #ARGV do
   local id = ARGV[j]
   local t = tk(id)
   local h = redis.call('HMGET', t, 's', 'q', 'p', 'k', 'exp')
-  local free = not h[4] or h[4] == '' or not redis.call('HGET', P .. 'keys', h[4])
+  local holder = h[4] and h[4] ~= '' and redis.call('HGET', P .. 'keys', h[4])
+  local free = not holder or holder == id
   if h[1] == 'error' and free then
     redis.call('HSET', t, 's', 'pending', 'a', 0, 'tok', '', 'eta', '')
     redis.call('HDEL', t, 'fin', 'le', 'w')
