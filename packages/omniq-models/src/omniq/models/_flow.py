@@ -53,12 +53,14 @@ class RateSpec(msgspec.Struct, frozen=True):
 
     @property
     def burst_window(self) -> float:
-        """The window ``burst`` is counted in: ``window * burst / count``. Starts are
+        """The window ``burst`` is counted in: ``0.8 * window * burst / count``. Starts are
         spread over the window in bursts of at most ``burst`` instead of ``count`` at
         once, so the time between a claim and its task's start (which grows with the
         size of the batch a worker dispatches) stays short and even, and the starts as
-        the tasks see them keep to ``count`` in any ``per`` seconds too."""
-        return self.window * self.burst / self.count
+        the tasks see them keep to ``count`` in any ``per`` seconds too. The factor 0.8
+        lets a claim that comes late catch up: the full window still bounds the starts
+        to ``count``, the burst window only keeps them in small batches."""
+        return 0.8 * self.window * self.burst / self.count
 
 
 def unit_of(window: float) -> str:

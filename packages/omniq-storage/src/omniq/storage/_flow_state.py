@@ -27,7 +27,7 @@ def burst_of(count: int, window: float) -> tuple[int, float]:
     """``RateSpec.burst`` and ``RateSpec.burst_window`` of a rate of ``count`` starts per
     (guarded) ``window``: at most that many starts in any such sub-window."""
     b = max(min(count, 10), -(-count // 5))
-    return b, window * b / count
+    return b, 0.8 * window * b / count
 
 
 class Usage:

@@ -35,10 +35,10 @@ local function lim_now()
 end
 -- The burst of a rate (RateSpec.burst / burst_window): at most
 -- max(min(rate, 10), ceil(rate / 5)) starts
--- in any per * burst / rate seconds, so a window's starts come in small batches.
+-- in any 0.8 * per * burst / rate seconds, so a window's starts come in small batches.
 local function lim_burst(rate, per)
   local b = math.max(math.min(rate, 10), math.ceil(rate / 5))
-  return b, per * b / rate
+  return b, 0.8 * per * b / rate
 end
 local function lim_starts(key, rate, per)
   local sk = P .. 'lim:s:' .. key

@@ -1,5 +1,5 @@
 -- Rate limits also keep a burst: at most max(min(rate, 10), ceil(rate / 5)) starts in any
--- per * burst / rate seconds (RateSpec.burst / burst_window), so the starts of a
+-- 0.8 * per * burst / rate seconds (RateSpec.burst / burst_window), so the starts of a
 -- window come in small batches that start promptly instead of all at once.
 
 CREATE OR REPLACE FUNCTION omniq_claim_limited(
@@ -59,7 +59,7 @@ BEGIN
         IF r.limit_rate IS NOT NULL THEN
             v_burst := greatest(least(r.limit_rate, 10), ceil(r.limit_rate / 5.0)::int);
             SELECT count(*), count(*) FILTER (
-                       WHERE s.at > v_t - r.limit_per * v_burst / r.limit_rate)
+                       WHERE s.at > v_t - 0.8 * r.limit_per * v_burst / r.limit_rate)
             INTO v_starts, v_recent FROM limit_starts s
             WHERE s.key = r.limit_key AND s.at > v_t - r.limit_per;
             IF v_starts >= r.limit_rate OR v_recent >= v_burst THEN
