@@ -357,6 +357,7 @@ class QueueWorkerSource:
                 await self.queue.tasks.release([LeaseRef.of(c) for c in claims])
             finally:
                 self._settle(c.task.id for c in claims)
+            self.held_back.freed(c.task for c in claims)
 
     async def wait_for_work(self, timeout: float) -> bool:  # noqa: ASYNC109
         if not self.backend_breaker.allow():
@@ -365,7 +366,7 @@ class QueueWorkerSource:
         if self._pushed:
             return True
         if self.held_back.pause:  # ready work is held back by its limits: pace the claims
-            await anyio.sleep(min(timeout, self.held_back.pause))
+            await self.held_back.wait(min(timeout, self.held_back.pause))
             return True
         try:
             if self.handover:
@@ -446,6 +447,7 @@ class QueueWorkerSource:
             await self._report(outcomes, final=final)
         finally:
             self._settle(o.task_id for o in outcomes)
+        self.held_back.freed(o.claimed.task for o in outcomes)
 
     async def _report(self, outcomes: Sequence[Outcome], *, final: bool) -> None:
         q = self.queue

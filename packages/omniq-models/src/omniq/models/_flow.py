@@ -44,6 +44,24 @@ class RateSpec(msgspec.Struct, frozen=True):
         claim, not all equally late) still keep to ``count`` in any ``per`` seconds."""
         return self.per + min(self.per * 0.02, 0.25)
 
+    @property
+    def burst(self) -> int:
+        """The most starts in any ``burst_window``: ``max(min(count, 10), ceil(count / 5))``
+        (so rates up to 10 per window keep a plain window). Engines that keep
+        only ``count`` and ``window`` compute it (and ``burst_window``) the same way."""
+        return max(min(self.count, 10), -(-self.count // 5))
+
+    @property
+    def burst_window(self) -> float:
+        """The window ``burst`` is counted in: ``0.8 * window * burst / count``. Starts are
+        spread over the window in bursts of at most ``burst`` instead of ``count`` at
+        once, so the time between a claim and its task's start (which grows with the
+        size of the batch a worker dispatches) stays short and even, and the starts as
+        the tasks see them keep to ``count`` in any ``per`` seconds too. The factor 0.8
+        lets a claim that comes late catch up: the full window still bounds the starts
+        to ``count``, the burst window only keeps them in small batches."""
+        return 0.8 * self.window * self.burst / self.count
+
 
 def unit_of(window: float) -> str:
     """``s``, ``m`` or ``h``: the unit of a rate whose (guarded) window is ``window``."""

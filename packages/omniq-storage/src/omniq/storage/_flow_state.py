@@ -14,7 +14,7 @@ from typing import Protocol
 
 from omniq.models import LimitInfo, LimitSpec, Task, TaskStatus, limit_of, unit_of
 
-__all__ = ["LimitIndex", "Usage", "rate_text", "usage_of"]
+__all__ = ["LimitIndex", "Usage", "burst_of", "rate_text", "usage_of"]
 
 
 class _Rec(Protocol):
@@ -23,26 +23,37 @@ class _Rec(Protocol):
     starts: tuple[float, ...]
 
 
+def burst_of(count: int, window: float) -> tuple[int, float]:
+    """``RateSpec.burst`` and ``RateSpec.burst_window`` of a rate of ``count`` starts per
+    (guarded) ``window``: at most that many starts in any such sub-window."""
+    b = max(min(count, 10), -(-count // 5))
+    return b, 0.8 * window * b / count
+
+
 class Usage:
-    """Running count and starts inside the rate window of one key."""
+    """Running count, starts inside the rate window and starts inside the burst window
+    of one key."""
 
-    __slots__ = ("running", "starts")
+    __slots__ = ("recent", "running", "starts")
 
-    def __init__(self, running: int, starts: int) -> None:
+    def __init__(self, running: int, starts: int, recent: int = 0) -> None:
         self.running = running
         self.starts = starts
+        self.recent = recent
 
     def admits(self, spec: LimitSpec) -> bool:
         """True if one more task under ``spec`` may start now."""
         if spec.max_concurrency is not None and self.running >= spec.max_concurrency:
             return False
-        return spec.rate is None or self.starts < spec.rate.count
+        rate = spec.rate
+        return rate is None or (self.starts < rate.count and self.recent < rate.burst)
 
 
 def usage_of(spec: LimitSpec, recs: Iterable[_Rec], now: float) -> Usage:
     """The usage of ``spec.key`` among ``recs`` (the records carrying that key)."""
-    running = starts = 0
+    running = starts = recent = 0
     since = now - spec.rate.window if spec.rate is not None else now
+    since_b = now - spec.rate.burst_window if spec.rate is not None else now
     for r in recs:
         if (
             r.task.status is TaskStatus.RUNNING
@@ -52,7 +63,8 @@ def usage_of(spec: LimitSpec, recs: Iterable[_Rec], now: float) -> Usage:
             running += 1
         if spec.rate is not None:
             starts += sum(1 for s in r.starts if s > since)
-    return Usage(running, starts)
+            recent += sum(1 for s in r.starts if s > since_b)
+    return Usage(running, starts, recent)
 
 
 def rate_text(spec: LimitSpec) -> str | None:

@@ -602,7 +602,9 @@ class AsyncWorkerPool:
             n = len(buf)
             if n == 1:
                 self._have_items.set()
-            if n >= self.report_batch:
+            if n >= self.report_batch or entry.claim.task.max_concurrency is not None:
+                # A capped task's slot frees when its outcome is stored: report it now
+                # (not after flush_interval), so a worker waiting for the slot gets it.
                 self._full.set()
             status = outcome.status
             if status is TaskStatus.SUCCESS:

@@ -106,7 +106,8 @@ async def admit(
         if spec.max_concurrency is not None:
             room = min(room, spec.max_concurrency - len(live))
         if rate is not None:
-            room = min(room, rate.count - len(starts))
+            recent = sum(1 for s in starts if s > t - rate.burst_window)
+            room = min(room, rate.count - len(starts), rate.burst - recent)
         take = list(ids[: max(0, room)])
         new = LimRec(
             spec.key,
@@ -121,8 +122,13 @@ async def admit(
             leader = True
             continue
         wait = 0.05
-        if len(take) < len(ids) and rate is not None and len(new.starts) >= rate.count:
-            wait = max(0.01, min(new.starts) + rate.window - t)
+        if len(take) < len(ids) and rate is not None:
+            if len(new.starts) >= rate.count:
+                wait = max(0.01, min(new.starts) + rate.window - t)
+            else:  # held by the burst: the oldest start inside the burst window ages out
+                inside = [s for s in new.starts if s > t - rate.burst_window]
+                if len(inside) >= rate.burst:
+                    wait = max(0.005, min(inside) + rate.burst_window - t)
         return take, wait
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from omniq.models import LimitInfo, Task, limit_of
+from omniq.storage._flow_state import burst_of
 
 
 def placeholders(n: int) -> str:
@@ -63,18 +64,23 @@ def limit_rows(tasks: Sequence[Task]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def _usage(c: sqlite3.Connection, key: str, t: float, per: float | None) -> tuple[int, int]:
+def _usage(
+    c: sqlite3.Connection, key: str, t: float, rate_n: int | None, per: float | None
+) -> tuple[int, int, int]:
+    """Running count, starts in the rate window, starts in the burst window."""
     running = c.execute(
         "SELECT count(*) FROM tasks JOIN task_limits l ON l.task_id = tasks.id"
         " WHERE l.key = ? AND tasks.status = 'running' AND tasks.lease_expires_at > ?",
         (key, t),
     ).fetchone()[0]
-    starts = 0
-    if per is not None:
-        starts = c.execute(
-            "SELECT count(*) FROM limit_starts WHERE key = ? AND at > ?", (key, t - per)
-        ).fetchone()[0]
-    return int(running), int(starts)
+    starts = recent = 0
+    if per is not None and rate_n is not None:
+        starts, recent = c.execute(
+            "SELECT count(*), count(*) FILTER (WHERE at > ?) FROM limit_starts"
+            " WHERE key = ? AND at > ?",
+            (t - burst_of(rate_n, per)[1], key, t - per),
+        ).fetchone()
+    return int(running), int(starts), int(recent or 0)
 
 
 def claim_limited(
@@ -100,7 +106,7 @@ def claim_limited(
         " ORDER BY tasks.priority DESC, tasks.id LIMIT ?",
         [*live, t, t, _SCAN],
     ).fetchall()
-    budget: dict[str, tuple[int, int]] = {}
+    budget: dict[str, tuple[int, int, int]] = {}
     full: set[str] = set()
     pick: list[tuple[str, str, float | None]] = []
     for tid, key, cap, rate_n, per in cands:
@@ -109,12 +115,14 @@ def claim_limited(
         if key in full:
             continue
         if key not in budget:
-            budget[key] = _usage(c, key, t, per)
-        running, starts = budget[key]
-        if (cap is not None and running >= cap) or (rate_n is not None and starts >= rate_n):
+            budget[key] = _usage(c, key, t, rate_n, per)
+        running, starts, recent = budget[key]
+        if (cap is not None and running >= cap) or (
+            rate_n is not None and (starts >= rate_n or recent >= burst_of(rate_n, per)[0])
+        ):
             full.add(key)
             continue
-        budget[key] = (running + 1, starts + 1)
+        budget[key] = (running + 1, starts + 1, recent + 1)
         pick.append((tid, key, per))
     if not pick:
         return [], sorted(full)
@@ -146,7 +154,7 @@ def limit_info(c: sqlite3.Connection, t: float) -> list[LimitInfo]:
         latest[row[0]] = row
     for key in sorted(latest):
         _, cap, rate_n, per, text = latest[key]
-        running, starts = _usage(c, key, t, per)
+        running, starts, _ = _usage(c, key, t, rate_n, per)
         out.append(
             LimitInfo(
                 key=key,

@@ -4,6 +4,9 @@ processes, and ``list_limits``."""
 
 from __future__ import annotations
 
+import time
+
+import anyio
 import pytest
 
 from omniq.models import ClaimedTask, TaskStatus, now
@@ -84,6 +87,41 @@ class TestFlowLimits:
         assert len(await q.claim(["default"], "w", limit=10)) == 2
         got = await _claim_soon(q)
         assert [c.task.id for c in got] == [tasks[2].id]
+
+    async def test_rate_holds_in_every_sliding_window_with_several_claimers(
+        self, store: Backend
+    ) -> None:
+        """Four claimers at once: no window of ``per`` seconds anywhere (not only
+        aligned ones) holds more than N starts, and no burst window more than the burst
+        (``RateSpec.burst``: 10 of 20/s, in ``burst_window`` = 0.408 s)."""
+        q = tq(store)
+        tasks = [task(rate_limit="20/s", limit_key="slide") for _ in range(40)]
+        await q.enqueue(tasks)
+        spans: list[tuple[float, float, int]] = []  # (before, after, claimed) per claim
+        deadline = time.monotonic() + 30
+
+        async def claimer(name: str) -> None:
+            while sum(n for _, _, n in spans) < len(tasks) and time.monotonic() < deadline:
+                before = time.time()
+                got = await q.claim(["default"], name, limit=20)
+                if got:
+                    spans.append((before, time.time(), len(got)))
+                else:
+                    await anyio.sleep(0.005)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(claimer, f"w{i}")
+        assert sum(n for _, _, n in spans) == len(tasks)
+
+        def most_within(width: float) -> int:
+            # claims whose whole call lies inside [b, b + width] started in that window
+            return max(
+                sum(n for b2, a2, n in spans if b2 >= b and a2 <= b + width) for b, _, _ in spans
+            )
+
+        assert most_within(1.0) <= 20
+        assert most_within(0.4) <= 10
 
     async def test_dead_worker_slot_frees_when_its_lease_lapses(self, store: Backend) -> None:
         q = tq(store)

@@ -33,10 +33,19 @@ local function lim_now()
   end
   return LIM_T
 end
-local function lim_starts(key, per)
+-- The burst of a rate (RateSpec.burst / burst_window): at most
+-- max(min(rate, 10), ceil(rate / 5)) starts
+-- in any 0.8 * per * burst / rate seconds, so a window's starts come in small batches.
+local function lim_burst(rate, per)
+  local b = math.max(math.min(rate, 10), math.ceil(rate / 5))
+  return b, 0.8 * per * b / rate
+end
+local function lim_starts(key, rate, per)
   local sk = P .. 'lim:s:' .. key
-  redis.call('ZREMRANGEBYSCORE', sk, '-inf', lim_now() - per)
-  return redis.call('ZCARD', sk)
+  local t = lim_now()
+  redis.call('ZREMRANGEBYSCORE', sk, '-inf', t - per)
+  local _, bw = lim_burst(rate, per)
+  return redis.call('ZCARD', sk), redis.call('ZCOUNT', sk, '(' .. (t - bw), '+inf')
 end
 -- Usage per key within one script: {running, starts}, counted once, then kept current.
 local lim_use = {}
@@ -44,18 +53,20 @@ local function lim_admit(lim)
   local key, cap, rate, per = lim_parse(lim)
   local u = lim_use[key]
   if not u then
-    u = {0, 0}
+    u = {0, 0, 0}
     if cap then u[1] = lim_running(key) end
-    if rate then u[2] = lim_starts(key, per) end
+    if rate then u[2], u[3] = lim_starts(key, rate, per) end
     lim_use[key] = u
   end
-  if (cap and u[1] >= cap) or (rate and u[2] >= rate) then return nil end
+  if cap and u[1] >= cap then return nil end
+  if rate and (u[2] >= rate or u[3] >= lim_burst(rate, per)) then return nil end
   return key, rate, per
 end
 local function lim_started(key, id, g, rate, per)
   local u = lim_use[key]
   u[1] = u[1] + 1
   u[2] = u[2] + 1
+  u[3] = u[3] + 1
   redis.call('ZADD', P .. 'lim:r:' .. key, NOW, id)
   if rate then
     redis.call('ZADD', P .. 'lim:s:' .. key, lim_now(), id .. ':' .. g)
