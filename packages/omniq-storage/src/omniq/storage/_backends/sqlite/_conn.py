@@ -42,6 +42,9 @@ CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (lease_expires_at) WHERE status 
 CREATE INDEX IF NOT EXISTS tasks_ttl ON tasks (expires_at)
     WHERE status = 'pending' AND expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_error ON tasks (id) WHERE status = 'error';
+CREATE INDEX IF NOT EXISTS tasks_cancelled ON tasks (id) WHERE status = 'cancelled';
+CREATE INDEX IF NOT EXISTS tasks_expired ON tasks (id) WHERE status = 'expired';
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks (key)
     WHERE key IS NOT NULL AND status IN ('pending', 'running');
 CREATE TABLE IF NOT EXISTS deps (
