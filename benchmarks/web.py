@@ -99,6 +99,12 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, list[float]]:
                     r = await client.get(path)
                     out[name].append((time.perf_counter() - t) * 1000)
                     assert r.status_code == 200
+        counts, last = app.state.counts, app.state.counts.last
+        if last is not None:
+            print(
+                f"  counts: {counts.reads} reads in all (the last took"
+                f" {last.cost * 1000:.0f} ms); shared: {last.cost > counts.budget}"
+            )
     return out
 
 

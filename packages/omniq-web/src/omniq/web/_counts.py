@@ -54,6 +54,13 @@ class SharedCounts:
         self._lock = asyncio.Lock()
         self._refresh: asyncio.Task[None] | None = None
         self._generation = 0
+        self.reads = 0
+        """Reads of the counts so far (a benchmark reports how many ran in the background)."""
+
+    @property
+    def last(self) -> Counts | None:
+        """The counts kept now (None before the first read or after an action)."""
+        return self._last
 
     async def read(self) -> Counts:
         """Read the counts from the store now (and add them to the throughput samples)."""
@@ -68,6 +75,7 @@ class SharedCounts:
                 if first:
                     oldest[q.name] = first[0].created_at
         counts = Counts(at, time.perf_counter() - start, queues, oldest)
+        self.reads += 1
         if generation == self._generation and (self._last is None or counts.at >= self._last.at):
             self._last = counts
             self.sampler.add(counts.at, queues)
