@@ -138,6 +138,23 @@ class Connection:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._call, fn)
 
+    async def read_apart(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run the read-only ``fn(conn)`` on a connection and thread of its own, so a
+        long read (counting every task) does not hold up the store's other calls; WAL
+        lets it run beside them. An in-memory database has only the one connection."""
+        if self.path == ":memory:":
+            return await self.run(fn)
+
+        def read() -> T:
+            uri = Path(self.path).absolute().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=self._busy_ms / 1000)
+            try:
+                return _wrapped(self.path, fn, conn)
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(read)
+
     async def tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction."""
         return await self.run(lambda conn: _in_tx(conn, fn))
@@ -145,14 +162,7 @@ class Connection:
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
             raise StorageError(f"SQLite store {self.path!r} is not connected")
-        try:
-            return fn(self._conn)
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise BackendUnavailableError(f"SQLite {self.path!r} is busy: {exc}") from exc
-            raise StorageError(f"SQLite {self.path!r}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StorageError(f"SQLite {self.path!r}: {exc}") from exc
+        return _wrapped(self.path, fn, self._conn)
 
     async def open(self) -> None:
         if self._conn is None:
@@ -167,6 +177,18 @@ class Connection:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._pool, conn.close)
         self._pool.shutdown(wait=False)
+
+
+def _wrapped(path: str, fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    """``fn(conn)`` with sqlite3's errors turned into the storage error tree."""
+    try:
+        return fn(conn)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise BackendUnavailableError(f"SQLite {path!r} is busy: {exc}") from exc
+        raise StorageError(f"SQLite {path!r}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StorageError(f"SQLite {path!r}: {exc}") from exc
 
 
 def _in_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
