@@ -110,6 +110,8 @@ class Connection:
         self._busy_ms = int(busy_timeout * 1000)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="omniq-sqlite")
         self._conn: sqlite3.Connection | None = None
+        # Read-only URI of the file, fixed now (a later chdir must not move it).
+        self._ro_uri = "" if path == ":memory:" else Path(path).absolute().as_uri() + "?mode=ro"
 
     def _open(self) -> None:
         if self.path != ":memory:":
@@ -146,8 +148,7 @@ class Connection:
             return await self.run(fn)
 
         def read() -> T:
-            uri = Path(self.path).absolute().as_uri() + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, timeout=self._busy_ms / 1000)
+            conn = sqlite3.connect(self._ro_uri, uri=True, timeout=self._busy_ms / 1000)
             try:
                 return _wrapped(self.path, fn, conn)
             finally:
