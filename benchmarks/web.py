@@ -8,6 +8,7 @@ prints p50/p95/max per page and engine. PostgreSQL runs in a fresh schema that i
 dropped at the end.
 
     uv run python benchmarks/web.py [--tasks 100000] [--rounds 40] [--engines sqlite,postgres]
+        [--poll 0.5 --share 1]
 """
 
 from __future__ import annotations
@@ -66,12 +67,16 @@ async def seed(oq: OmniQ, n: int) -> tuple[str, str, str]:
     return ids[len(ids) // 2], failed, ids[0]
 
 
-async def measure(url: str, n: int, rounds: int) -> dict[str, list[float]]:
+async def measure(
+    url: str, n: int, rounds: int, share: float | None, poll: float
+) -> dict[str, list[float]]:
     async with OmniQ(url) as oq:
         t0 = time.perf_counter()
         middle, failed, oldest = await seed(oq, n)
         print(f"  seeded {n} tasks in {time.perf_counter() - t0:.1f}s")
-        app = create_app(oq=oq)
+        app = create_app(oq=oq, poll=poll)
+        if share is not None:  # renew the shared counts more often than the app would
+            app.state.counts.share = share
         pages = {
             "overview /": "/",
             "overview fragment": "/fragments/queues",
@@ -99,6 +104,13 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, list[float]]:
                     r = await client.get(path)
                     out[name].append((time.perf_counter() - t) * 1000)
                     assert r.status_code == 200
+        await app.state.counts.close()  # a mounted app's lifespan (which would) never runs
+        counts, last = app.state.counts, app.state.counts.last
+        if last is not None:
+            print(
+                f"  counts: {counts.reads} reads in all (the last took"
+                f" {last.cost * 1000:.0f} ms); shared: {last.cost > counts.budget}"
+            )
     return out
 
 
@@ -123,6 +135,14 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--engines", default="sqlite,postgres")
+    ap.add_argument("--poll", type=float, default=2.0, help="the app's poll (default 2)")
+    ap.add_argument(
+        "--share",
+        type=float,
+        default=None,
+        help="renew the shared counts every max(poll, SHARE x their cost) seconds "
+        "(the app's default is 10; 1 puts background reads inside a short run)",
+    )
     ns = ap.parse_args()
     for engine in ns.engines.split(","):
         with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +152,7 @@ def main() -> None:
                 url = unique_url("postgresql")
             print(f"{engine}: {ns.tasks} tasks, {ns.rounds} rounds")
             try:
-                res = asyncio.run(measure(url, ns.tasks, ns.rounds))
+                res = asyncio.run(measure(url, ns.tasks, ns.rounds, ns.share, ns.poll))
             finally:
                 if engine != "sqlite":
                     asyncio.run(drop_schema(url))

@@ -22,6 +22,7 @@ from omniq.core import OmniQ
 from omniq.models import OmniQError, TaskStatus, validate_task_id
 
 from . import _pages as pages
+from ._counts import SharedCounts
 from ._html import layout
 from ._metrics import metrics_response
 from ._security import (
@@ -33,7 +34,7 @@ from ._security import (
     csrf_ok,
     new_token,
 )
-from ._stats import Sampler, queue_stats
+from ._stats import queue_stats
 
 __all__ = ["create_app"]
 
@@ -51,7 +52,7 @@ class _Dashboard:
         self.oq = oq
         self.read_only = read_only
         self.poll = poll
-        self.sampler = Sampler()
+        self.counts = SharedCounts(oq, poll)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -80,6 +81,7 @@ class _Dashboard:
             await fn(form)
         except (ValueError, OmniQError) as exc:  # a bad name or id in the request
             return PlainTextResponse(str(exc), status_code=400)
+        self.counts.invalidate()  # the page shown next reflects the action
         base = self.view(request).base
         nxt = form.get("next") or ""
         if not nxt.startswith("/") or nxt.startswith("//"):
@@ -90,14 +92,17 @@ class _Dashboard:
 
     # -- pages ---------------------------------------------------------------------------
 
+    async def _queues(self, request: Request) -> str:
+        c = await self.counts.get()
+        now = time.time()
+        rows = await queue_stats(self.oq, c.queues, c.oldest_ages(now), self.counts.sampler)
+        return pages.queues_fragment(self.view(request), rows, age=now - c.at)
+
     async def overview(self, request: Request) -> Response:
-        rows = await queue_stats(self.oq, self.sampler)
-        body = pages.queues_fragment(self.view(request), rows)
-        return self.page(request, "overview", "Queues", body)
+        return self.page(request, "overview", "Queues", await self._queues(request))
 
     async def queues_fragment(self, request: Request) -> Response:
-        rows = await queue_stats(self.oq, self.sampler)
-        return HTMLResponse(pages.queues_fragment(self.view(request), rows))
+        return HTMLResponse(await self._queues(request))
 
     async def tasks(self, request: Request) -> Response:
         p = request.query_params
@@ -182,7 +187,7 @@ class _Dashboard:
         )
 
     async def metrics(self, request: Request) -> Response:
-        return await metrics_response(self.oq)
+        return await metrics_response(self.counts, self.oq)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -281,6 +286,7 @@ def create_app(
         try:
             yield
         finally:
+            await d.counts.close()
             if owned:
                 await store.close()
 
@@ -305,5 +311,6 @@ def create_app(
     guard = auth if auth is not None else auth_from_env()
     app = Starlette(routes=routes, middleware=[Middleware(_Guard, auth=guard)], lifespan=lifespan)
     app.state.omniq = store
+    app.state.counts = d.counts
     app.state.started = time.time()
     return app

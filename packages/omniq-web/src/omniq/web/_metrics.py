@@ -1,8 +1,8 @@
-"""``/metrics``: gauges read from the stores at scrape time (Prometheus text format).
+"""``/metrics``: the store's gauges in the Prometheus text format.
 
-Each scrape builds a fresh registry from one read of the stores, so the numbers are a
-consistent snapshot and nothing is cached between scrapes; any number of dashboard
-processes report the same values.
+Each scrape builds a fresh registry from one read of the counts (the app's shared read
+while counting is costly, see ``_counts``), so the numbers are a consistent snapshot;
+any number of dashboard processes report the same values.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from starlette.responses import Response
 from omniq.core import OmniQ
 from omniq.models import QueueInfo, TaskStatus, WorkerInfo
 
-__all__ = ["StoreSnapshot", "metrics_response", "read_snapshot"]
+from ._counts import SharedCounts
+
+__all__ = ["StoreSnapshot", "metrics_response"]
 
 
 class StoreSnapshot(Collector):
@@ -55,20 +57,8 @@ class StoreSnapshot(Collector):
         )
 
 
-async def read_snapshot(oq: OmniQ) -> StoreSnapshot:
-    """Read the gauges from the stores now."""
-    at = time.time()
-    queues = await oq.list_queues()
-    oldest: dict[str, float] = {}
-    for q in queues:
-        if q.counts.get(TaskStatus.PENDING, 0):
-            first = await oq.list_tasks(queue=q.name, status=TaskStatus.PENDING, limit=1)
-            if first:
-                oldest[q.name] = max(0.0, at - first[0].created_at)
-    return StoreSnapshot(queues, oldest, await oq.list_workers())
-
-
-async def metrics_response(oq: OmniQ) -> Response:
+async def metrics_response(counts: SharedCounts, oq: OmniQ) -> Response:
+    c = await counts.get()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(await read_snapshot(oq))
+    registry.register(StoreSnapshot(c.queues, c.oldest_ages(time.time()), await oq.list_workers()))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

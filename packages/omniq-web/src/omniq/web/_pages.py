@@ -46,7 +46,7 @@ def status_cell(status: TaskStatus) -> str:
     return f'<span class="s-{status.value}">{esc(status.value)}</span>'
 
 
-def queues_fragment(v: View, rows: Sequence[QueueStats]) -> str:
+def queues_fragment(v: View, rows: Sequence[QueueStats], age: float = 0.0) -> str:
     if not rows:
         return v.live("/fragments/queues", "<p class=muted>No queues hold tasks.</p>", "queues")
     statuses = list(TaskStatus)
@@ -80,7 +80,8 @@ def queues_fragment(v: View, rows: Sequence[QueueStats]) -> str:
     headers = ["queue", "state", *(s.value for s in statuses)]
     minutes = f"{WINDOW / 60:g} min"
     headers += [f"done ({minutes})", f"failed ({minutes})", "oldest pending", ""]
-    return v.live("/fragments/queues", table(headers, out), "queues")
+    note = f'<p class="muted counts-age">Counts read {esc(span(age))} ago.</p>' if age >= 1 else ""
+    return v.live("/fragments/queues", note + table(headers, out), "queues")
 
 
 def _task_row(v: View, t: Task) -> str:

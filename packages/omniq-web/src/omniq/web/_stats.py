@@ -60,18 +60,24 @@ class Sampler:
             self.samples.popleft()
         return at - self.samples[0][0]
 
+    def span(self) -> float:
+        """How far apart the oldest and newest samples in the window are."""
+        return self.samples[-1][0] - self.samples[0][0] if self.samples else 0.0
+
     def delta(self, queue: str) -> tuple[int, int]:
         first, last = self.samples[0][1].get(queue, (0, 0)), self.samples[-1][1].get(queue, (0, 0))
         return max(0, last[0] - first[0]), max(0, last[1] - first[1])
 
 
-async def queue_stats(oq: OmniQ, sampler: Sampler) -> list[QueueStats]:
-    """Every queue's row of the overview, read from the stores now."""
+async def queue_stats(
+    oq: OmniQ, infos: list[QueueInfo], oldest: dict[str, float], sampler: Sampler
+) -> list[QueueStats]:
+    """Every queue's row of the overview from its counts ``infos`` and oldest pending
+    ages ``oldest``; throughput and failures from the event log or ``sampler``."""
     at = time.time()
-    infos = await oq.list_queues()
-    rows = [QueueStats(info=q) for q in infos]
+    rows = [QueueStats(info=q, oldest_pending=oldest.get(q.name)) for q in infos]
     by_name = {r.info.name: r for r in rows}
-    window = sampler.add(at, infos)
+    window = sampler.span()
     events = None
     if await oq.events_enabled():
         events = await oq.query_events(
@@ -92,9 +98,4 @@ async def queue_stats(oq: OmniQ, sampler: Sampler) -> list[QueueStats]:
         for r in rows:
             r.done, r.failed = sampler.delta(r.info.name)
             r.window = window
-    for r in rows:
-        if r.info.counts.get(TaskStatus.PENDING, 0):
-            oldest = await oq.list_tasks(queue=r.info.name, status=TaskStatus.PENDING, limit=1)
-            if oldest:
-                r.oldest_pending = max(0.0, at - oldest[0].created_at)
     return rows

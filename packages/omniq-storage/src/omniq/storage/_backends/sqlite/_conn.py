@@ -43,6 +43,9 @@ CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (lease_expires_at) WHERE status 
 CREATE INDEX IF NOT EXISTS tasks_ttl ON tasks (expires_at)
     WHERE status = 'pending' AND expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_error ON tasks (id) WHERE status = 'error';
+CREATE INDEX IF NOT EXISTS tasks_cancelled ON tasks (id) WHERE status = 'cancelled';
+CREATE INDEX IF NOT EXISTS tasks_expired ON tasks (id) WHERE status = 'expired';
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks (key)
     WHERE key IS NOT NULL AND status IN ('pending', 'running');
 CREATE TABLE IF NOT EXISTS deps (
@@ -108,6 +111,8 @@ class Connection:
         self._busy_ms = int(busy_timeout * 1000)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="omniq-sqlite")
         self._conn: sqlite3.Connection | None = None
+        # Read-only URI of the file, fixed now (a later chdir must not move it).
+        self._ro_uri = "" if path == ":memory:" else Path(path).absolute().as_uri() + "?mode=ro"
 
     def _open(self) -> None:
         if self.path != ":memory:":
@@ -136,6 +141,22 @@ class Connection:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._call, fn)
 
+    async def read_apart(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run the read-only ``fn(conn)`` on a connection and thread of its own, so a
+        long read (counting every task) does not hold up the store's other calls; WAL
+        lets it run beside them. An in-memory database has only the one connection."""
+        if self.path == ":memory:":
+            return await self.run(fn)
+
+        def read() -> T:
+            conn = sqlite3.connect(self._ro_uri, uri=True, timeout=self._busy_ms / 1000)
+            try:
+                return _wrapped(self.path, fn, conn)
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(read)
+
     async def tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction."""
         return await self.run(lambda conn: _in_tx(conn, fn))
@@ -143,14 +164,7 @@ class Connection:
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
             raise StorageError(f"SQLite store {self.path!r} is not connected")
-        try:
-            return fn(self._conn)
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise BackendUnavailableError(f"SQLite {self.path!r} is busy: {exc}") from exc
-            raise StorageError(f"SQLite {self.path!r}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StorageError(f"SQLite {self.path!r}: {exc}") from exc
+        return _wrapped(self.path, fn, self._conn)
 
     async def open(self) -> None:
         if self._conn is None:
@@ -165,6 +179,18 @@ class Connection:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._pool, conn.close)
         self._pool.shutdown(wait=False)
+
+
+def _wrapped(path: str, fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    """``fn(conn)`` with sqlite3's errors turned into the storage error tree."""
+    try:
+        return fn(conn)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise BackendUnavailableError(f"SQLite {path!r} is busy: {exc}") from exc
+        raise StorageError(f"SQLite {path!r}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StorageError(f"SQLite {path!r}: {exc}") from exc
 
 
 def _in_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

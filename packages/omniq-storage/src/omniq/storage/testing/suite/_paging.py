@@ -3,6 +3,8 @@ by queue and status, newest first, so a dashboard pages through any number of ta
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from omniq.models import TaskStatus
@@ -49,3 +51,33 @@ class TestListPage:
         assert done[0].status is TaskStatus.SUCCESS
         assert await q.list_page(queue="a", status=TaskStatus.SUCCESS) == []
         assert await q.list_page(limit=0) == []
+
+    async def test_every_status_filter_finds_exactly_its_tasks(self, store: Backend) -> None:
+        """Each status (the rare ones too, which an engine may index apart) is listed,
+        paged and counted alike, alone and with a queue."""
+        q = tq(store)
+        tasks = [task(queue="a" if i % 2 else "b") for i in range(10)]
+        stale = task(queue="a", expires_at=time.time() - 60)
+        await q.enqueue([*tasks, stale])
+        claimed = await q.claim(["a", "b"], "w1", limit=6)
+        await q.complete([Completion(c.task.id, c.token, TaskStatus.ERROR) for c in claimed[:2]])
+        await q.complete([Completion(claimed[2].task.id, claimed[2].token)])
+        await q.cancel([claimed[3].task.id])
+        await q.expire()
+        every = {t.id: t for t in await q.list(limit=100)}
+        for status in TaskStatus:
+            want = sorted((i for i, t in every.items() if t.status is status), reverse=True)
+            got = await q.list_page(status=status, limit=100)
+            assert [t.id for t in got] == want, status
+            assert await q.count(status=status) == len(want)
+            assert [t.id for t in await q.list(status=status, limit=100)] == sorted(want)
+            if len(want) > 1:
+                page = await q.list_page(status=status, before=want[0], limit=1)
+                assert [t.id for t in page] == want[1:2]
+            for queue in ("a", "b"):
+                mine = [i for i in want if every[i].queue == queue]
+                got = await q.list_page(queue=queue, status=status, limit=100)
+                assert [t.id for t in got] == mine, (status, queue)
+        by_status = {s: sum(t.status is s for t in every.values()) for s in TaskStatus}
+        assert by_status[TaskStatus.ERROR] == 2 and by_status[TaskStatus.RUNNING] == 2
+        assert by_status[TaskStatus.CANCELLED] == 1 and by_status[TaskStatus.EXPIRED] == 1
