@@ -34,6 +34,7 @@ from omniq.storage import CompletionReport, DependencyPolicy, ResultStorage, Tas
 
 from ._breaker import BreakerRegistry
 from ._build import TaskSpec, build_task
+from ._coalesce import Coalescer
 from ._deps import DependencyResolver
 from ._retry import RetryManager, RetryPolicy
 from ._source import QueueWorkerSource
@@ -94,6 +95,9 @@ class AsyncTaskQueue:
             dependency_policy=self.dependency_policy,
             task_retention=s.result_ttl,
         )
+        self._coalescer = Coalescer(
+            self._store, lambda t: self.tasks.payload_limit.check_tasks((t,))
+        )
 
     # -- building and enqueueing -----------------------------------------------------------
 
@@ -135,10 +139,16 @@ class AsyncTaskQueue:
         batch = list(tasks) if validated else [validate_task(t) for t in tasks]
         if not batch:
             return []
-        store = functools.partial(self._store, connection=connection)
+        if connection is None and len(batch) == 1 and not batch[0].depends_on:
+            store = self._single  # concurrent single enqueues share a storage call
+        else:
+            store = functools.partial(self._store, connection=connection)
         if self.tracer is not None:
             return await self.tracer.enqueue(batch, store)
         return await store(batch)
+
+    async def _single(self, batch: list[Task]) -> list[Task]:
+        return [await self._coalescer.enqueue(batch[0])]
 
     async def _store(self, batch: list[Task], connection: object | None = None) -> list[Task]:
         store = self.tasks.enqueue
