@@ -349,6 +349,9 @@ class AsyncWorkerPool:
                 continue
             if claims:
                 self._dispatch(claims)
+                # One turn for the new runs to reach their worker's gate, so that the
+                # check above sees the ones left waiting for a busy pool.
+                await asyncio.sleep(0)
                 continue
             if burst and not self._entries:
                 return
