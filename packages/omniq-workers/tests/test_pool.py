@@ -389,3 +389,20 @@ async def test_sink_and_source_failures_do_not_kill_the_pool() -> None:
     pool = pool_for(src, sink)
     await pool.run(burst=True)
     assert len(sink.outcomes) == 1 and pool.stats.sink_errors == 1
+
+
+async def test_no_claims_while_claimed_tasks_wait_for_a_busy_pool() -> None:
+    """A large max_workers (the async capacity) does not make the pool hoard blocking
+    tasks: while a claimed task waits for a thread, the pool claims no more."""
+    tasks = [make_task("hold", "g", f"t{i}", worker="thread") for i in range(10)]
+    src, sink = MemorySource(tasks), MemorySink()
+    async with pool_for(src, sink, max_workers=100, thread_workers=1, claim_batch=2):
+        await sink.wait_started(1)
+        # A window in which the pool could claim more: claiming not happening is the
+        # condition under test, so wall-clock time stands in for nothing here.
+        await asyncio.sleep(0.2)
+        assert len(src.claimed) == 2
+        gate("g").set()
+        await sink.wait_for(10)
+    assert_each_once(src, sink)
+    assert len(RUNS) == 10

@@ -480,8 +480,18 @@ def _load_plugins() -> None:
             print(f"omniq: command plugin {ep.name!r} not loaded: {exc}", file=sys.stderr)
 
 
+def _runs_worker(argv: list[str]) -> bool:
+    """Whether this process is the ``omniq worker`` command: it needs no plugin commands,
+    and loading them (the dashboard's web stack) would only add to a worker's memory."""
+    if not argv or os.path.basename(argv[0]) not in ("omniq", "omniq.exe", "cli.py"):
+        return False
+    command = next((a for a in argv[1:] if not a.startswith("-")), None)
+    return command == "worker"
+
+
 _register_extras()
-_load_plugins()
+if not _runs_worker(sys.argv):
+    _load_plugins()
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -34,6 +34,7 @@ from omniq.storage import CompletionReport, DependencyPolicy, ResultStorage, Tas
 
 from ._breaker import BreakerRegistry
 from ._build import TaskSpec, build_task
+from ._coalesce import Coalescer
 from ._deps import DependencyResolver
 from ._retry import RetryManager, RetryPolicy
 from ._source import QueueWorkerSource
@@ -95,6 +96,9 @@ class AsyncTaskQueue:
             dependency_policy=self.dependency_policy,
             task_retention=s.result_ttl,
         )
+        self._coalescer = Coalescer(
+            self._store_plain, lambda t: self.tasks.payload_limit.check_tasks((t,))
+        )
 
     # -- building and enqueueing -----------------------------------------------------------
 
@@ -138,12 +142,23 @@ class AsyncTaskQueue:
             return []
         # Follow-ups are stored now, as conditional dependents (queue/_workflow.py).
         batch, parent_of = expand(given_batch)
-        store = functools.partial(
-            self._store, given=given_batch, parent_of=parent_of, connection=connection
-        )
+        store: Callable[[list[Task]], Awaitable[list[Task]]]
+        if connection is None and len(batch) == 1 and not batch[0].depends_on:
+            store = self._single  # concurrent single enqueues share a storage call
+        else:
+            store = functools.partial(
+                self._store, given=given_batch, parent_of=parent_of, connection=connection
+            )
         if self.tracer is not None:
             return await self.tracer.enqueue(batch, store)
         return await store(batch)
+
+    async def _single(self, batch: list[Task]) -> list[Task]:
+        return [await self._coalescer.enqueue(batch[0])]
+
+    async def _store_plain(self, batch: list[Task]) -> list[Task]:
+        """Store tasks without follow-ups (the coalescer's batches)."""
+        return await self._store(batch, given=batch, parent_of={})
 
     async def _store(
         self,

@@ -78,8 +78,10 @@ DEFAULT_QUEUE: Final = "default"
 """Queue a task goes to when none is named."""
 DEFAULT_WORKER: Final = "thread"
 """Worker type for blocking functions without a hint: async, thread, process or gevent."""
-MAX_WORKERS: Final = 10
-"""Upper bound on tasks running at once in one worker process."""
+MAX_WORKERS: Final = 100
+"""Upper bound on tasks running at once in one worker process: the async capacity (cheap
+coroutines); thread, process and gevent tasks are further bounded by their pool sizes,
+and a worker claims no more while claimed tasks wait for a busy pool."""
 THREAD_WORKERS: Final = 4
 """Thread pool size."""
 PROCESS_WORKERS: Final = 2

@@ -283,6 +283,7 @@ class AsyncWorkerPool:
         self._running = True
         loop = self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._queued = 0  # claimed tasks waiting for a slot of their worker type
         self._stop_event = asyncio.Event()
         self._force_event = asyncio.Event()
         self._drained = asyncio.Event()
@@ -330,9 +331,13 @@ class AsyncWorkerPool:
         wake = self._wake
         while not self._stopping:
             free = self.max_workers - len(self._entries)
-            if free <= 0:
+            if free <= 0 or self._queued:
+                # Full, or claimed tasks wait for a busy thread/process/gevent pool:
+                # claiming more would hold tasks other workers could run.
                 wake.clear()
-                if self.max_workers - len(self._entries) <= 0 and not self._stopping:
+                if (
+                    self.max_workers - len(self._entries) <= 0 or self._queued
+                ) and not self._stopping:
                     await wake.wait()
                 continue
             try:
@@ -344,6 +349,9 @@ class AsyncWorkerPool:
                 continue
             if claims:
                 self._dispatch(claims)
+                # One turn for the new runs to reach their worker's gate, so that the
+                # check above sees the ones left waiting for a busy pool.
+                await asyncio.sleep(0)
                 continue
             if burst and not self._entries:
                 return
@@ -509,7 +517,13 @@ class AsyncWorkerPool:
                 worker = await self._get_worker(wtype)
             gate = worker.gate
             if not gate.try_acquire():
-                await gate.acquire()
+                self._queued += 1
+                try:
+                    await gate.acquire()
+                finally:
+                    self._queued -= 1
+                    if not self._queued:
+                        self._wake.set()
             try:
                 if entry.state is DONE:
                     return
