@@ -72,7 +72,10 @@ import pkgutil
 importlib.import_module(module)
 # Import every submodule too: an import of a package the distribution does not declare
 # fails here. Only drivers behind a declared extra may be missing.
-EXTRAS = {"asyncpg", "redis", "nats", "gevent", "hiredis", "zope", "pytest"}
+EXTRAS = {
+    "asyncpg", "redis", "nats", "gevent", "hiredis", "zope", "pytest",
+    "django", "starlette", "prometheus_client", "opentelemetry",
+}
 pkg = sys.modules[module]
 if module != "omniq":  # the umbrella's own modules; the portions are checked alone
     for info in pkgutil.walk_packages(pkg.__path__, module + "."):
