@@ -128,3 +128,39 @@ async def test_stale_work_messages_are_dropped(backend: NatsBackend) -> None:
     assert [c.task.id for c in got] == [b.id]
     assert await q.claim(["default"], "w", limit=10) == []
     assert await q.wait_for_work(["default"], 0.05) is False
+
+
+async def test_sweep_purges_skip_their_scan_when_nothing_can_be_due(
+    backend: NatsBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's sweep purges every second; on NATS each purge reads the whole bucket,
+    so after one scan the next ones skip theirs until something can be due."""
+    from omniq.models import TaskResult
+
+    await backend.tasks.enqueue([_task(queue="sw")])
+    [c] = await backend.tasks.claim(["sw"], "w")
+    await backend.tasks.complete([Completion(c.task.id, c.token, TaskStatus.SUCCESS)])
+    await backend.results.put(
+        [TaskResult(task_id=c.task.id, status=TaskStatus.SUCCESS, expires_at=now() + 3600)]
+    )
+    retention = 3600.0
+    assert await backend.tasks.purge(finished_before=now() - retention) == 0
+    assert await backend.results.purge_expired() == 0
+    scans: list[str] = []
+    real = backend.js.scan
+
+    async def counting(stream: str, subject: str, *, last_per_subject: bool) -> list[object]:
+        scans.append(subject)
+        return await real(stream, subject, last_per_subject=last_per_subject)  # type: ignore[return-value]
+
+    monkeypatch.setattr(backend.js, "scan", counting)
+    for _ in range(3):
+        assert await backend.tasks.purge(finished_before=now() - retention) == 0
+        assert await backend.results.purge_expired() == 0
+    assert scans == []
+    # Something due (a cutoff past a kept finish time; a result put expiring now): scans.
+    assert await backend.tasks.purge(finished_before=now() + 1) == 1
+    gone = TaskResult(task_id="gone", status=TaskStatus.SUCCESS, expires_at=now() - 1)
+    await backend.results.put([gone])
+    assert await backend.results.purge_expired() == 1
+    assert len(scans) == 2

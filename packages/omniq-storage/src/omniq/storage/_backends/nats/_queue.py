@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import functools
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ from omniq.storage._wake import Watch
 
 from ._conn import token
 from ._control import NatsTaskControl
+from ._engine import NatsEngine
+from ._floor import ScanFloor
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, any_dec, decode_rec, finished, pending
 from ._tasks import QueueCore
@@ -46,6 +49,11 @@ _replace = msgspec.structs.replace
 
 class NatsTaskQueue(NatsTaskControl, QueueCore):
     """TaskQueueStorage on a KV bucket of records plus a work-queue stream."""
+
+    def __init__(self, be: NatsEngine) -> None:
+        super().__init__(be)
+        self._purge_floor = ScanFloor(margin=60.0)
+        """Skips ``purge`` scans that cannot find a task finished before the cutoff."""
 
     # -- lease ends ----------------------------------------------------------------
 
@@ -347,15 +355,24 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         return out
 
     async def purge(self, *, finished_before: float, status: TaskStatus | None = None) -> int:
-        doomed = [
-            r.task.id
-            for r in await self._select(None, status)
-            if r.task.status.is_terminal and r.finished is not None and r.finished < finished_before
-        ]
+        floor = self._purge_floor
+        if floor.skip(finished_before):
+            return 0
+        started = floor.start()
+        doomed: builtins.list[str] = []
+        left = math.inf
+        for r in await self._select(None, None):
+            if not r.task.status.is_terminal or r.finished is None:
+                continue
+            if r.finished < finished_before and (status is None or r.task.status is status):
+                doomed.append(r.task.id)
+            else:
+                left = min(left, r.finished)
         be = self._be
         await self._call(
             lambda: asyncio.gather(*(be.js.kv_purge(be.tasks_bucket, token(i)) for i in doomed))
         )
+        floor.scanned(started, left)
         return len(doomed)
 
     async def requeue(self, task_ids: Sequence[str]) -> builtins.list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +31,7 @@ from omniq.storage._wake import wait_for_result
 
 from ._conn import seq_of, token
 from ._engine import NatsEngine
+from ._floor import ScanFloor
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -46,16 +48,21 @@ def _live(m: Msg) -> bool:
 class NatsResults(EngineStore[NatsEngine], ResultStorage):
     """Results as KV entries keyed by task id; expiry filtered on read, purged on demand."""
 
+    def __init__(self, be: NatsEngine) -> None:
+        super().__init__(be)
+        self._floor = ScanFloor(margin=None)
+
     def _key(self, task_id: str) -> str:
         return token(task_id)
 
     async def put(self, results: Sequence[TaskResult]) -> None:
         self.payload_limit.check_results(results)
         js, b = self._be.js, self._be.results_bucket
+        for r in results:
+            if r.expires_at is not None:
+                self._floor.wrote(r.expires_at)
         await self._call(
-            lambda: asyncio.gather(
-                *(js.kv_put(b, self._key(r.task_id), encode(r)) for r in results)
-            )
+            lambda: js.kv_put_many(b, [(self._key(r.task_id), encode(r), None) for r in results])
         )
 
     async def _get(self, task_id: str) -> TaskResult | None:
@@ -109,20 +116,27 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
         b = be.results_bucket
 
         async def run() -> int:
+            started = self._floor.start()
             msgs = await be.js.scan(f"KV_{b}", f"$KV.{b}.>", last_per_subject=True)
             t = now()
             doomed = []
+            left = math.inf
             for m in msgs:
                 if not _live(m):
                     continue
                 res = read_result(m.data, m.subject.rsplit(".", 1)[-1])
-                if res is None:
+                if res is None or res.expires_at is None:
                     continue
-                if res.expires_at is not None and res.expires_at <= t:
+                if res.expires_at <= t:
                     doomed.append(m.subject.rsplit(".", 1)[-1])
+                else:
+                    left = min(left, res.expires_at)
             await asyncio.gather(*(be.js.kv_purge(b, k) for k in doomed))
+            self._floor.scanned(started, left)
             return len(doomed)
 
+        if self._floor.skip(now()):
+            return 0
         return await self._call(run)
 
 

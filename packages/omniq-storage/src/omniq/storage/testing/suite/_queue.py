@@ -262,6 +262,23 @@ class TestQueue:
         assert await q.get_one(c.task.id) is None
         assert await q.count() == 4
 
+    async def test_purge_finds_tasks_finished_after_an_earlier_purge(self, store: Backend) -> None:
+        """A purge that found nothing (or purged some) must not hide tasks finished
+        later: stores that skip scans when nothing can be due still purge them."""
+        q = tq(store)
+        await q.enqueue([task(queue="pf")])
+        [c] = await q.claim(["pf"], "w")
+        await q.complete([Completion(c.task.id, c.token, TaskStatus.SUCCESS)])
+        assert await q.purge(finished_before=now() - 3600) == 0
+        assert await q.purge(finished_before=now() + 1) == 1
+        assert await q.purge(finished_before=now() - 3600) == 0
+        await q.enqueue([task(queue="pf"), task(queue="pf")])
+        done = await q.claim(["pf"], "w", limit=2)
+        await q.complete([Completion(d.task.id, d.token, TaskStatus.ERROR) for d in done])
+        assert await q.purge(finished_before=now() + 1, status=TaskStatus.SUCCESS) == 0
+        assert await q.purge(finished_before=now() + 1) == 2
+        assert await q.count() == 0
+
     async def test_round_trip_preserves_fields(self, store: Backend) -> None:
         from omniq.models import Payload
 

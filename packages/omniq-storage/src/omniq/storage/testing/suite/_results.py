@@ -49,6 +49,20 @@ class TestResults:
         assert await r.get_one(later.task_id) == later
         assert await r.purge_expired() == 0
 
+    async def test_purge_expired_finds_results_put_after_an_earlier_purge(
+        self, store: Backend
+    ) -> None:
+        """Results put after a purge, expiring before everything that purge kept, are
+        purged by the next one (stores that skip scans when nothing is due included)."""
+        r = rs(store)
+        await r.put([result(expires_at=now() + 3600)])
+        assert await r.purge_expired() == 0
+        soon = result(expires_at=now() + 0.2)
+        await r.put([soon])
+        await poll_until(lambda: r.get_one(soon.task_id), lambda x: x is None)
+        assert await r.purge_expired() == 1
+        assert await r.purge_expired() == 0
+
     async def test_wait_wakes_on_put(self, store: Backend) -> None:
         r = rs(store)
         res = result()
