@@ -24,9 +24,9 @@ from omniq.storage import Backend, open_storage
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-# Tasks in the run: OMNIQ_CLUSTER_TASKS=5000 for the full-size batch (R3 JetStream runs
-# ~15-75 tasks/s on a shared 2-core machine, see docs/scaling.md).
-N = int(os.environ.get("OMNIQ_CLUSTER_TASKS", "1500"))
+# Tasks in the run (OMNIQ_CLUSTER_TASKS sets another size; R3 JetStream throughput on a
+# 2-core machine is in docs/scaling.md).
+N = int(os.environ.get("OMNIQ_CLUSTER_TASKS", "5000"))
 LEASE = 3.0
 
 
