@@ -105,7 +105,7 @@ if module == "omniq.storage":
         return out
 
     lua = files("omniq.storage._backends.redis", "lua", ".lua")
-    names = {e.name[:-4] for e in lua} - {"_common"}
+    names = {e.name[:-4] for e in lua if not e.name.startswith("_")}  # _*.lua: shared parts
     assert names and set(_lua.script_names()) == names, (sorted(names), _lua.script_names())
     for name in names:
         text = _lua.load_script(name)
