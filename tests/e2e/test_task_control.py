@@ -108,6 +108,10 @@ async def test_cancel_stops_a_running_task(oq: OmniQ, tmp_path: Path, wtype: str
         else:
             if wtype == "async":
                 await wait_for(lambda: "cancelled" in ct.marks(marker), "CancelledError", 5.0)
+            if wtype == "gevent":  # the kill lands in the hub's thread at the next switch
+                gw = _pool(handle).worker("gevent")
+                assert gw is not None
+                await wait_for(lambda: gw.greenlets == 0, "the greenlet to be killed", 5.0)  # type: ignore[attr-defined]
             Path(marker + ".go").touch()  # noqa: ASYNC240
             assert await stays_false(lambda: "finished" in ct.marks(marker), 0.5), ct.marks(marker)
         # The worker is free again: the next task runs (a killed child was replaced).
