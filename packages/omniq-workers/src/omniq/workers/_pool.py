@@ -676,9 +676,7 @@ class AsyncWorkerPool:
                 return
 
     def _unflushed(self) -> bool:
-        return bool(
-            self._outcome_buf or self._started_buf or self._release_buf or self._flushing
-        )
+        return bool(self._outcome_buf or self._started_buf or self._release_buf or self._flushing)
 
     async def _wait_flushed(self) -> None:
         """Until the flush loop has stored what is buffered (or the pool stops)."""
