@@ -406,3 +406,29 @@ async def test_no_claims_while_claimed_tasks_wait_for_a_busy_pool() -> None:
         await sink.wait_for(10)
     assert_each_once(src, sink)
     assert len(RUNS) == 10
+
+
+class ReleasingSink(MemorySink):
+    """Reporting the first task's outcome makes a second task claimable, as a store
+    releasing a dependent does."""
+
+    def __init__(self, src: MemorySource, then: Task) -> None:
+        super().__init__()
+        self.src = src
+        self.then: Task | None = then
+
+    async def report(self, outcomes: Any) -> None:
+        await super().report(outcomes)
+        if self.then is not None and any(o.task_id != self.then.id for o in outcomes):
+            self.src.add([self.then])
+            self.then = None
+
+
+async def test_burst_stores_buffered_outcomes_before_deciding_it_is_done() -> None:
+    first, dependent = make_task("add", 1, 1), make_task("add", 2, 2)
+    src = MemorySource([first])
+    sink = ReleasingSink(src, dependent)
+    # A long flush interval keeps the first outcome buffered after its slot frees.
+    pool = pool_for(src, sink, flush_interval=0.5, report_batch=100)
+    await pool.run(burst=True)
+    assert sorted(value_of(o) for o in sink.outcomes) == [2, 4]

@@ -79,6 +79,10 @@ _EXPORTS: dict[str, str] = {
     # testing: inline mode's error and the clock tests move
     "TaskFailedError": "omniq.models",
     "ManualClock": "omniq.models",
+    # chains and groups
+    "Group": "omniq.models",
+    "GroupStatus": "omniq.models",
+    "WorkflowError": "omniq.models",
 }
 
 __all__ = [
@@ -96,6 +100,8 @@ __all__ = [
     "ErrorInfo",
     "EventType",
     "Fail",
+    "Group",
+    "GroupStatus",
     "InvalidTaskError",
     "LimitInfo",
     "ManualClock",
@@ -133,6 +139,7 @@ __all__ = [
     "WorkerCrashedError",
     "WorkerInfo",
     "WorkerType",
+    "WorkflowError",
     "__version__",
     "current_task",
     "open_storage",
@@ -149,6 +156,8 @@ if TYPE_CHECKING:
         ErrorInfo,
         EventType,
         Fail,
+        Group,
+        GroupStatus,
         InvalidTaskError,
         LimitInfo,
         ManualClock,
@@ -176,6 +185,7 @@ if TYPE_CHECKING:
         WorkerCrashedError,
         WorkerInfo,
         WorkerType,
+        WorkflowError,
     )
     from omniq.queue import (
         AsyncScheduler,

@@ -45,6 +45,7 @@ from omniq.workers import PoolStats
 
 from ._browse import BrowseOps
 from ._dead_letters import DeadLetterOps
+from ._groups import GroupOps
 from ._inline import InlineOps
 from ._limits import LimitOps
 from ._queues import QueueOps
@@ -79,7 +80,15 @@ if hasattr(os, "register_at_fork"):
 
 
 class OmniQ(
-    ScheduleOps, DeadLetterOps, QueueOps, LimitOps, WorkerOps, TaskControlOps, InlineOps, BrowseOps
+    ScheduleOps,
+    DeadLetterOps,
+    QueueOps,
+    LimitOps,
+    WorkerOps,
+    TaskControlOps,
+    InlineOps,
+    BrowseOps,
+    GroupOps,
 ):
     """Task queue, result store and event log in one object.
 

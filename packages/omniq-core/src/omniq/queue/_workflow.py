@@ -30,7 +30,18 @@ from omniq.models import (
 from omniq.serialization import SerializationManager
 from omniq.storage import ResultStorage, TaskQueueStorage
 
-__all__ = ["WorkflowStores", "expand", "prepare", "result_mapping", "skipped_error"]
+__all__ = [
+    "CALLBACK_OF_KEY",
+    "WorkflowStores",
+    "expand",
+    "prepare",
+    "result_mapping",
+    "skipped_error",
+]
+
+CALLBACK_OF_KEY = "group_callback_of"
+"""Metadata key marking a group's callback (value: the group id): it gets its
+dependencies' values as a list even when the group has a single member."""
 
 
 class WorkflowStores(Protocol):
@@ -159,7 +170,8 @@ def _with_values(
         values = [result_mapping(results.get(d), d, status.get(d)) for d in t.depends_on]
     else:
         values = [(r.value if (r := results.get(d)) is not None else None) for d in t.depends_on]
-    first: Any = values[0] if len(values) == 1 else values
+    as_list = len(values) > 1 or CALLBACK_OF_KEY in t.metadata
+    first: Any = values if as_list else values[0]
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}
     if t.payload is not None:

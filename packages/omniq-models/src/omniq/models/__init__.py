@@ -43,6 +43,7 @@ from ._errors import (
     TransactionalEnqueueError,
     UnknownBackendError,
     WorkerCrashedError,
+    WorkflowError,
 )
 from ._event import TaskEvent
 from ._flow import (
@@ -55,6 +56,7 @@ from ._flow import (
     unit_of,
     validate_max_concurrency,
 )
+from ._group import Group, GroupStatus
 from ._ids import new_id
 from ._queue import QueueInfo
 from ._redact import redact_text, redact_url
@@ -110,6 +112,8 @@ __all__ = [
     "EventLoopError",
     "EventType",
     "Fail",
+    "Group",
+    "GroupStatus",
     "InvalidStateError",
     "InvalidTaskError",
     "LimitInfo",
@@ -147,6 +151,7 @@ __all__ = [
     "WorkerCrashedError",
     "WorkerInfo",
     "WorkerType",
+    "WorkflowError",
     "args_key",
     "as_timestamp",
     "cron_next",

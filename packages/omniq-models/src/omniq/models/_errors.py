@@ -69,6 +69,15 @@ class InvalidTaskError(OmniQError, ValueError):
     """A task was described in a way OmniQ cannot run (bad import path, bad option)."""
 
 
+__all__ += ["WorkflowError"]
+
+
+class WorkflowError(InvalidTaskError):
+    """A chain or group was given tasks it cannot be built from: none, something other
+    than a ``Task``, a task already stored, or a task whose own dependency options would
+    conflict with the ones the chain or group sets."""
+
+
 class ScheduleError(OmniQError, ValueError):
     """A schedule definition is invalid (bad cron expression, unknown time zone, ...)."""
 

@@ -289,6 +289,8 @@ class AsyncWorkerPool:
         self._drained = asyncio.Event()
         self._have_items = asyncio.Event()
         self._full = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._flushing = False
         self._closed = asyncio.Event()
         self._finished = asyncio.Event()
         self._progress_due = asyncio.Event()
@@ -354,7 +356,11 @@ class AsyncWorkerPool:
                 await asyncio.sleep(0)
                 continue
             if burst and not self._entries:
-                return
+                if not self._unflushed():
+                    return
+                # Outcomes still buffered may release dependents: store them, look again.
+                await self._wait_flushed()
+                continue
             await self._idle(burst)
 
     async def _idle(self, burst: bool) -> None:
@@ -683,7 +689,33 @@ class AsyncWorkerPool:
             ):
                 return
 
+    def _unflushed(self) -> bool:
+        return bool(self._outcome_buf or self._started_buf or self._release_buf or self._flushing)
+
+    async def _wait_flushed(self) -> None:
+        """Until the flush loop has stored what is buffered (or the pool stops)."""
+        self._flushed.clear()
+        self._have_items.set()
+        self._full.set()
+        waits = [
+            asyncio.ensure_future(self._flushed.wait()),
+            asyncio.ensure_future(self._stop_event.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
     async def _flush(self) -> None:
+        self._flushing = True
+        try:
+            await self._flush_buffers()
+        finally:
+            self._flushing = False
+            self._flushed.set()
+
+    async def _flush_buffers(self) -> None:
         started, self._started_buf = self._started_buf, []
         outcomes, self._outcome_buf = self._outcome_buf, []
         releases, self._release_buf = self._release_buf, []
