@@ -22,6 +22,7 @@ from chaos_fleet import Fleet, audit, record
 from omniq.core import OmniQ
 from omniq.models import BackendUnavailableError, StorageError, Task
 from omniq.storage import open_storage
+from omniq.storage.testing.helpers import poll_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -53,6 +54,9 @@ async def test_sentinel_failover_to_promoted_replica(tmp_path: Path) -> None:
         async with OmniQ(url, url, events, lease_seconds=LEASE) as oq:
             fleet = Fleet({"url": url, "events": events, "lease": LEASE, "concurrency": 8},
                           tmp_path, size=2).start()  # fmt: skip
+            # Both workers are connected before the primary dies (one that first connects
+            # while the sentinels still name the dead primary fails to start).
+            await poll_until(oq.list_workers, lambda ws: len(ws) >= 2, deadline=60.0)
             for b in range(n_batches):
                 if b == n_batches // 3:  # the primary dies; the sentinels promote the replica
                     old = group.master_port()

@@ -72,16 +72,15 @@ def test_a_bump_outside_a_siblings_range_is_refused_and_changes_nothing(repo: Pa
 
 
 def test_the_umbrellas_range_follows_a_breaking_release(repo: Path) -> None:
-    # omniq-web sits above omniq-core too: its range must admit the new core first
-    web = repo / "packages/omniq-web/pyproject.toml"
-    web.write_text(web.read_text().replace('"omniq-core>=0.2.1,<0.3"', '"omniq-core>=0.2.1,<0.4"'))
-    # omniq-testing builds on omniq-core too: a sibling widens its own range first
-    testing = repo / "packages/omniq-testing/pyproject.toml"
-    text, n = re.subn(
-        r'"omniq-core>=([\d.]+),<[\d.]+"', r'"omniq-core>=\1,<1"', testing.read_text()
-    )
-    assert n == 1
-    testing.write_text(text)
+    # The distributions above omniq-core (web, contrib, testing) widen their own range
+    # on it first, as a sibling would before a breaking core release.
+    for above in ("omniq-web", "omniq-contrib", "omniq-testing"):
+        pyproject = repo / f"packages/{above}/pyproject.toml"
+        text, n = re.subn(
+            r'"omniq-core>=([\d.]+),<[\d.]+"', r'"omniq-core>=\1,<1"', pyproject.read_text()
+        )
+        assert n == 1, above
+        pyproject.write_text(text)
     out = release(repo, "omniq-core", "minor", "--date", "2030-01-02")
     assert out.returncode == 0, out.stderr
     version = str(project(repo, "omniq-core")["version"])
