@@ -68,6 +68,10 @@ PEERS: dict[str, Peer] = {
         Peer("omniq-thread", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "thread"}),
         Peer("omniq-process", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "process"}),
         Peer("omniq-gevent", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "gevent"}),
+        # W1 against worker processes under one supervisor (`--processes N`); both
+        # count their tasks in the shared file, so the ratio is the supervisor's gain.
+        Peer("omniq-procs1", "omniq", None, "redis", {"BENCH_OMNIQ_PROCESSES": "1"}),
+        Peer("omniq-procs2", "omniq", None, "redis", {"BENCH_OMNIQ_PROCESSES": "2"}),
         Peer("celery", "celery", "celery", "redis"),
         Peer("dramatiq", "dramatiq", "dramatiq", "redis"),
         Peer("rq", "rq", "rq", "redis"),

@@ -32,6 +32,12 @@ WORKER_TYPE = os.environ.get("BENCH_OMNIQ_WORKER", "")
 """thread, process or gevent: the worker runs sync no-ops on that pool (W1 only)."""
 if WORKER_TYPE:
     FUNCS["noop"] = "bench_omniq:noop_proc" if WORKER_TYPE == "process" else "bench_omniq:noop_sync"
+PROCESSES = int(os.environ.get("BENCH_OMNIQ_PROCESSES", "0"))
+"""Worker processes under one supervisor (``run_worker(processes=N)``); 0: a plain
+single-process worker. When set, the async no-op counts in the shared file (as
+``noop_proc`` does), whatever N is, so one and several processes pay the same."""
+if PROCESSES and not WORKER_TYPE:
+    FUNCS["noop"] = "bench_omniq:noop_shared"
 
 
 async def noop() -> None:
@@ -41,6 +47,12 @@ async def noop() -> None:
 def noop_sync() -> None:
     """The no-op for thread and gevent workers."""
     REC.done("noop")
+
+
+async def noop_shared() -> None:
+    """The async no-op when the worker runs under a supervisor: counted in the shared
+    file."""
+    _shared_done()
 
 
 def noop_proc() -> None:
@@ -171,6 +183,8 @@ def worker(kind: str) -> None:
     oq = _omniq()
     if WORKER_TYPE:
         oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY, worker_type=WORKER_TYPE)
+    elif PROCESSES:
+        oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY, processes=PROCESSES)
     else:
         oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY)
 
