@@ -25,6 +25,11 @@ def mark(ledger: str, tag: str, what: str = "run") -> None:
     _append(ledger, f"{tag} {os.getpid()} {os.getppid()} {what} {time.monotonic_ns()}\n")
 
 
+def mark_failure(result: dict[str, object], ledger: str, tag: str) -> None:
+    """An ``on_failure`` follow-up: ``mark`` with the failed task's status as ``what``."""
+    mark(ledger, tag, str(result["status"]))
+
+
 def work(ledger: str, tag: str, seconds: float) -> str:
     """A blocking task (thread/process workers): record the run, then take ``seconds``."""
     mark(ledger, tag)

@@ -1,9 +1,10 @@
 """A worker that dies by SIGKILL right after a chosen storage step returned:
 ``python crash_worker.py CONFIG_JSON``.
 
-``crash_after`` names the task store's method (``finish``, ``cancel`` or ``expire``);
-once a call to it that ended some task returns, the process kills itself before
-anything else happens (no event, no result write, no follow-up enqueue of its own).
+``crash_after`` names the task store's step (``finish``, ``cancel`` or ``expire``; the
+last two also cover ``cancel_with_results``/``expire_with_results``, whichever the
+queue calls); once a call that ended some task returns the state change, the process
+kills itself before anything else happens (no event, no result write of its own).
 With ``crash_after`` ``cancel``/``expire`` it calls that step itself first (a task id
 to cancel, or the TTL sweep) instead of running a worker.
 """
@@ -36,7 +37,13 @@ def _die_after(store: Any, name: str) -> None:
 async def main(cfg: dict[str, Any]) -> None:
     oq = OmniQ(cfg["url"], cfg["url"], lease_seconds=cfg.get("lease", 2.0))
     async with oq:
-        _die_after(oq.queue.tasks, cfg["crash_after"])
+        step = cfg["crash_after"]
+        _die_after(oq.queue.tasks, step)
+        if step in ("cancel", "expire"):
+            # The default ``*_with_results`` calls the plain step first (then the results
+            # are written after it: the kill lands in between); an atomic override does
+            # both in one call, after which the kill lands.
+            _die_after(oq.queue.tasks, f"{step}_with_results")
         if cfg["crash_after"] == "cancel":
             await oq.cancel(cfg["task_id"])
         elif cfg["crash_after"] == "expire":

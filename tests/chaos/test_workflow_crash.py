@@ -21,15 +21,15 @@ from omniq.models import TaskStatus, now
 
 HERE = Path(__file__).resolve().parent
 WAIT = 30.0
-BACKENDS = ["sqlite", "redis", "postgres", "nats"]
-"""Engines shared between processes (memory dies with its process; file-local is
-not covered here yet)."""
+BACKENDS = ["sqlite", "file-local", "redis", "postgres", "nats"]
+"""Engines shared between processes (memory dies with its process:
+``test_crash_in_process`` covers it)."""
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.slow,
-    pytest.mark.parametrize("backend_id", BACKENDS),
-]
+RESULT_BACKENDS = ["sqlite", "file-local"]
+"""Engines whose ``cancel_with_results``/``expire_with_results`` write the results in
+the same atomic step as the state change."""
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 def _lines(ledger: Path, tag: str) -> int:
@@ -68,13 +68,14 @@ async def oq(chaos_url: str) -> Any:
         await _OPENED.pop().close()
 
 
+@pytest.mark.parametrize("backend_id", BACKENDS)
 @pytest.mark.parametrize("fails", [False, True], ids=["success", "failure"])
 async def test_follow_up_runs_once_after_a_crash_right_after_finish(
     oq: OmniQ, chaos_url: str, tmp_path: Path, fails: bool, backend_id: str
 ) -> None:
     ledger = tmp_path / "ledger"
     on_ok = oq.build(chaos_tasks.mark, (str(ledger), "on-success"))
-    on_fail = oq.build(chaos_tasks.mark, (str(ledger), "on-failure"))
+    on_fail = oq.build(chaos_tasks.mark_failure, (str(ledger), "on-failure"))
     func = chaos_tasks.mark_then_fail if fails else chaos_tasks.mark
     parent = await oq.enqueue(
         func, (str(ledger), "parent"), max_retries=0, on_success=on_ok, on_failure=on_fail
@@ -95,12 +96,13 @@ async def test_follow_up_runs_once_after_a_crash_right_after_finish(
     assert _lines(ledger, "on-success" if fails else "on-failure") == 0
 
 
+@pytest.mark.parametrize("backend_id", BACKENDS)
 @pytest.mark.parametrize("how", ["cancel", "expire"])
 async def test_on_failure_runs_once_after_a_crash_right_after_cancel_or_expiry(
     oq: OmniQ, chaos_url: str, tmp_path: Path, how: str, backend_id: str
 ) -> None:
     ledger = tmp_path / "ledger"
-    on_fail = oq.build(chaos_tasks.mark, (str(ledger), "on-failure"))
+    on_fail = oq.build(chaos_tasks.mark_failure, (str(ledger), "on-failure"))
     built = oq.build(
         chaos_tasks.mark, (str(ledger), "victim"), queue="nobody", on_failure=on_fail, delay=3600
     )
@@ -117,3 +119,36 @@ async def test_on_failure_runs_once_after_a_crash_right_after_cancel_or_expiry(
     assert r is not None and r.status is TaskStatus.SUCCESS
     assert _lines(ledger, "on-failure") == 1
     assert _lines(ledger, "victim") == 0
+
+
+@pytest.mark.parametrize("backend_id", RESULT_BACKENDS)
+@pytest.mark.parametrize("how", ["cancel", "expire"])
+async def test_cancel_or_expiry_result_survives_a_crash_right_after_the_step(
+    oq: OmniQ, chaos_url: str, tmp_path: Path, how: str, backend_id: str
+) -> None:
+    """Killed right after the state change: the ended task and the dependent it cancelled
+    have their results, and the ``on_failure`` follow-up received the ended task's."""
+    ledger = tmp_path / "ledger"
+    on_fail = oq.build(chaos_tasks.mark_failure, (str(ledger), "on-failure"))
+    built = oq.build(
+        chaos_tasks.mark, (str(ledger), "victim"), queue="nobody", on_failure=on_fail, delay=3600
+    )
+    if how == "expire":
+        built = msgspec.structs.replace(built, eta=None, expires_at=now() - 1.0)
+    [victim] = await oq.enqueue_many([built])
+    child = await oq.enqueue(chaos_tasks.mark, (str(ledger), "child"), depends_on=victim)
+    await _crash(chaos_url, {"crash_after": how, "task_id": victim.id})
+    oq = await _reopen(oq, chaos_url)
+    status = TaskStatus.CANCELLED if how == "cancel" else TaskStatus.EXPIRED
+    got, got_child = await oq.get_results([victim.id, child.id])
+    assert got is not None and got.status is status
+    assert got.error is not None
+    assert got.error.type.endswith("TaskCancelledError" if how == "cancel" else "TaskExpiredError")
+    assert got_child is not None and got_child.status is TaskStatus.CANCELLED
+    async with oq.worker(concurrency=2):
+        r = await oq.get_result(on_fail.id, wait=True, timeout=WAIT)
+    assert r is not None and r.status is TaskStatus.SUCCESS
+    assert _lines(ledger, "on-failure") == 1
+    [line] = [x for x in ledger.read_text().splitlines() if x.startswith("on-failure ")]
+    assert line.split()[3] == status.value  # it received the ended task's result
+    assert _lines(ledger, "victim") == 0 and _lines(ledger, "child") == 0

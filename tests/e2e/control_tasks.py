@@ -21,6 +21,11 @@ def mark(path: str, text: str) -> None:
         f.write(text + "\n")
 
 
+def mark_failure(result: dict[str, object], path: str, text: str) -> None:
+    """An ``on_failure`` follow-up: ``mark`` with the failed task's status."""
+    mark(path, f"{text} {result['status']}")
+
+
 def marks(path: str) -> list[str]:
     p = Path(path)
     return p.read_text().split() if p.exists() else []

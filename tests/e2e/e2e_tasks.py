@@ -6,10 +6,27 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 
 def add(a: int, b: int) -> int:
     return a + b
+
+
+def failure_report(result: dict[str, Any], path: str) -> dict[str, str]:
+    """An ``on_failure`` follow-up returning what it learnt of the failed task."""
+    record(path, f"on-failure {result['status']}")
+    error = result["error"] or {}
+    return {
+        "task_id": result["task_id"],
+        "status": result["status"],
+        "error_type": str(error.get("type", "")).rsplit(".", 1)[-1],
+    }
+
+
+def record_failure(result: dict[str, object], path: str, tag: str) -> str:
+    """An ``on_failure`` follow-up: ``record`` with the failed task's status appended."""
+    return record(path, f"{tag} {result['status']}")
 
 
 async def loop_kind() -> str:

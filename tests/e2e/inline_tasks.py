@@ -26,6 +26,11 @@ def note(tag: str) -> str:
     return tag
 
 
+def note_failure(result: dict[str, object], tag: str) -> str:
+    """An ``on_failure`` follow-up: ``note`` with the failed task's status."""
+    return note(f"{tag} ({result['status']})")
+
+
 class Opaque:
     """Survives a Python call but not msgpack or JSON (and dill is off)."""
 

@@ -121,7 +121,7 @@ def test_follow_ups_run_on_success_and_on_failure(oq: OmniQ) -> None:
         it.add,
         (1, 2),
         on_success=oq.build(it.note, ("after success",)),
-        on_failure=oq.build(it.note, ("after failure",)),
+        on_failure=oq.build(it.note_failure, ("after failure",)),
     )
     assert ok.status is TaskStatus.SUCCESS
     assert it.CALLS == ["add 1 2", "after success"]
@@ -131,9 +131,9 @@ def test_follow_ups_run_on_success_and_on_failure(oq: OmniQ) -> None:
             it.always_fails,
             max_retries=0,
             on_success=oq.build(it.note, ("after success",)),
-            on_failure=oq.build(it.note, ("after failure",)),
+            on_failure=oq.build(it.note_failure, ("after failure",)),
         )
-    assert it.CALLS == ["always_fails", "after failure"]
+    assert it.CALLS == ["always_fails", "after failure (error)"]
 
 
 def test_events_are_written(oq: OmniQ) -> None:

@@ -155,7 +155,7 @@ async def test_user_cancel(oq: OmniQ) -> None:
 async def test_callbacks_enqueue_follow_ups(oq: OmniQ, tmp_path: Path) -> None:
     log = str(tmp_path / "cb")
     ok_cb = oq.build(t.record, (log, "success-callback"))
-    fail_cb = oq.build(t.record, (log, "failure-callback"))
+    fail_cb = oq.build(t.record_failure, (log, "failure-callback"))
     good = await oq.enqueue(t.add, (1, 2), on_success=ok_cb, on_failure=fail_cb)
     bad = await oq.enqueue(
         t.always_fails, max_retries=0, on_success=oq.build(t.record, (log, "never"))
@@ -163,7 +163,7 @@ async def test_callbacks_enqueue_follow_ups(oq: OmniQ, tmp_path: Path) -> None:
     bad_cb = (await oq.get_task(bad.id)).on_failure  # type: ignore[union-attr]
     assert bad_cb == ()
     # A built follow-up is one task, stored with its parent: each parent gets its own.
-    fail_cb2 = oq.build(t.record, (log, "failure-callback-2"))
+    fail_cb2 = oq.build(t.record_failure, (log, "failure-callback-2"))
     bad2 = await oq.enqueue(t.always_fails, max_retries=0, on_failure=fail_cb2)
     async with oq.worker():
         r1 = await oq.get_result(ok_cb.id, wait=True, timeout=WAIT)
@@ -172,10 +172,10 @@ async def test_callbacks_enqueue_follow_ups(oq: OmniQ, tmp_path: Path) -> None:
         await oq.get_result(good.id, wait=True, timeout=WAIT)
         await oq.get_result(bad2.id, wait=True, timeout=WAIT)
     assert r1 is not None and r1.value == "success-callback"
-    assert r2 is not None and r2.value == "failure-callback-2"
+    assert r2 is not None and r2.value == "failure-callback-2 error"
     # good succeeded: its on_failure follow-up ended cancelled without running.
     assert skipped is not None and skipped.status is TaskStatus.CANCELLED
-    assert "failure-callback\n" not in t.read_file(log)
+    assert "failure-callback error\n" not in t.read_file(log)
     assert "never" not in t.read_file(log)
 
 

@@ -19,7 +19,7 @@ from omniq.queue import (
 )
 
 # Async methods that are hooks for the worker's outcome sink, not user operations.
-NOT_OPERATIONS = {"record_cancelled", "record_cascade", "record_expired"}
+NOT_OPERATIONS = {"record_cancelled", "record_cascade", "log_expired"}
 
 
 def _async_ops(cls: type) -> dict[str, inspect.Signature]:

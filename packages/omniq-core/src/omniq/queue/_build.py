@@ -35,7 +35,9 @@ from omniq.serialization import SerializationManager
 __all__ = ["EnqueueOptions", "TaskSpec", "build_task", "task_ids"]
 
 Callback = Task | Callable[..., Any] | str
-"""A follow-up: a built Task, or a callable/import path run without arguments."""
+"""A follow-up: a built Task, or a callable/import path. An ``on_success`` callable runs
+without arguments; an ``on_failure`` one (like every ``on_failure`` task) receives the
+failed task's ``TaskResult`` as a mapping of its fields first."""
 TaskSpec = Callable[..., Any] | str
 
 

@@ -17,12 +17,9 @@ from omniq.events import (
     expired_event,
 )
 from omniq.models import (
-    ErrorInfo,
     Progress,
     Task,
-    TaskCancelledError,
     TaskEvent,
-    TaskExpiredError,
     TaskResult,
     TaskStatus,
     now,
@@ -30,7 +27,14 @@ from omniq.models import (
     validate_task_id,
 )
 from omniq.serialization import SerializationManager
-from omniq.storage import CompletionReport, DependencyPolicy, ResultStorage, TaskQueueStorage
+from omniq.storage import (
+    CASCADE_REASON,
+    CompletionReport,
+    DependencyPolicy,
+    ResultRecord,
+    ResultStorage,
+    TaskQueueStorage,
+)
 
 from ._breaker import BreakerRegistry
 from ._build import TaskSpec, build_task
@@ -92,9 +96,10 @@ class AsyncTaskQueue:
         self.ttl = TTLManager(
             tasks,
             results,
-            self.record_expired,
+            self.log_expired,
             dependency_policy=self.dependency_policy,
             task_retention=s.result_ttl,
+            result_record=self.result_record(),
         )
         self._coalescer = Coalescer(
             self._store_plain, lambda t: self.tasks.payload_limit.check_tasks((t,))
@@ -294,12 +299,20 @@ class AsyncTaskQueue:
 
         A running task's lease is revoked, so its worker's outcome is discarded, and its
         worker is notified through the store (``signal_cancel``) so it stops the run now.
-        The CANCELLED result and event are recorded here; ``on_failure`` follow-ups are
-        released by the store in the cancel itself. Pending dependents are cancelled (or
-        released) per the dependency policy.
+        The store writes the CANCELLED results of the tasks it ended (these and the
+        dependents cancelled per the dependency policy) with the state change
+        (``TaskQueueStorage.cancel_with_results``) and releases ``on_failure``
+        follow-ups in the same step; the events are logged after it, as a worker's
+        completion events are.
         """
         ids = [validate_task_id(t) for t in ([task_id] if isinstance(task_id, str) else task_id)]
-        report = await self.tasks.cancel(ids, dependency_policy=self.dependency_policy)
+        record = self.result_record()
+        if record is None:
+            report = await self.tasks.cancel(ids, dependency_policy=self.dependency_policy)
+        else:
+            report = await self.tasks.cancel_with_results(
+                ids, record, dependency_policy=self.dependency_policy
+            )
         if report.done:
             try:  # tell the workers running them to stop now (else: at their next renewal)
                 await self.tasks.signal_cancel(report.done)
@@ -307,9 +320,11 @@ class AsyncTaskQueue:
                 _log.warning(
                     "notifying workers of %d cancel(s) failed", len(report.done), exc_info=True
                 )
+        if self.events is not None and self.events.enabled and (report.done or report.cancelled):
             done = [t for t in await self.tasks.get(report.done) if t is not None]
-            await self.record_cancelled(done, "cancelled")
-        await self.record_cascade(report)
+            events = [cancelled_event(t, "cancelled") for t in done]
+            events += [cancelled_event(t, CASCADE_REASON) for t in report.cancelled]
+            self._log(events)
         return list(report.done)
 
     # -- recording -------------------------------------------------------------------------
@@ -323,55 +338,40 @@ class AsyncTaskQueue:
         ttl = self.settings.result_ttl
         return finished + ttl if ttl > 0 else None
 
+    def result_record(self, reason: str = "cancelled") -> ResultRecord | None:
+        """What the store writes for tasks a cancel (with ``reason``) or an expiry ends:
+        results in this queue's result store, kept RESULT_TTL (None: no result store)."""
+        if self.results is None:
+            return None
+        ttl = self.settings.result_ttl
+        return ResultRecord(self.results, ttl if ttl > 0 else None, reason)
+
     async def record_cancelled(
         self, tasks: Sequence[Task], reason: str, events: list[TaskEvent] | None = None
     ) -> None:
-        """Store CANCELLED results and events for tasks the store cancelled."""
-        t = now()
-        results = [
-            TaskResult(
-                task_id=task.id,
-                status=TaskStatus.CANCELLED,
-                error=ErrorInfo.from_exception(TaskCancelledError(reason)),
-                attempts=task.attempt,
-                finished_at=t,
-                expires_at=self.result_expiry(t),
-                queue=task.queue,
-            )
-            for task in tasks
-        ]
-        if self.results is not None and results:
-            await self.results.put(results)
+        """Store CANCELLED results and events for tasks the store cancelled outside a
+        cancel or expiry (a dependency already failed at enqueue, the cascade of a
+        worker's failure)."""
+        record = self.result_record(reason)
+        if record is not None and tasks:
+            await record.result_store.put(record.results(tasks, TaskStatus.CANCELLED, (), now()))
         evs = events if events is not None else []
         evs.extend(cancelled_event(task, reason) for task in tasks)
         self._log(evs)
 
     async def record_cascade(self, report: CompletionReport) -> None:
-        """Record the dependents a completion/cancel/expiry cancelled."""
+        """Record the dependents a worker's completion cancelled."""
         if report.cancelled:
-            await self.record_cancelled(report.cancelled, "a dependency did not succeed")
+            await self.record_cancelled(report.cancelled, CASCADE_REASON)
 
-    async def record_expired(self, tasks: Sequence[Task], report: CompletionReport) -> None:
-        """Store EXPIRED results and events (TTL passed before the task started)."""
-        t = now()
-        results = [
-            TaskResult(
-                task_id=task.id,
-                status=TaskStatus.EXPIRED,
-                error=ErrorInfo.from_exception(
-                    TaskExpiredError(f"task expired at {task.expires_at} before it started")
-                ),
-                attempts=task.attempt,
-                finished_at=t,
-                expires_at=self.result_expiry(t),
-                queue=task.queue,
-            )
-            for task in tasks
-        ]
-        if self.results is not None and results:
-            await self.results.put(results)
-        self._log([expired_event(task) for task in tasks])
-        await self.record_cascade(report)
+    async def log_expired(self, tasks: Sequence[Task], report: CompletionReport) -> None:
+        """Log the events of an expiry (its results are stored by the store's step):
+        EXPIRED for ``tasks``, CANCELLED for the dependents it cancelled."""
+        if self.events is None or not self.events.enabled:
+            return
+        events = [expired_event(task) for task in tasks]
+        events += [cancelled_event(task, CASCADE_REASON) for task in report.cancelled]
+        self._log(events)
 
     # -- workers ---------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ however many run at once. The claimed run becomes a task whose id is derived fro
 (schedule id, due instant), and enqueueing is idempotent by id, so enqueueing a run twice
 stores it once. That makes a crash between claim and enqueue recoverable: every
 scheduler checks, on each pass, that the last run of each active schedule exists as a
-task and enqueues it (under the same id) if it does not.
+task and enqueues it (under the same id) if it does not. A running scheduler also
+expires the store's unclaimed tasks whose TTL passed, about once a second.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -229,6 +231,9 @@ class AsyncScheduler:
         self._stopping = False
         self._running = False
         self._sleep_scope: anyio.CancelScope | None = None
+        self.sweep_interval = 1.0
+        """Seconds between the TTL sweeps ``run()`` makes (``_sweep``)."""
+        self._next_sweep = 0.0
 
     # -- managing schedules ----------------------------------------------------------------
 
@@ -399,6 +404,7 @@ class AsyncScheduler:
         self._running = True
         try:
             while not self._stopping:
+                await self._sweep()
                 try:
                     report = await self.tick()
                 except BackendUnavailableError as exc:  # the store logs its outage itself
@@ -418,6 +424,21 @@ class AsyncScheduler:
             if self.events is not None:
                 await self.events.flush()
         return self.stats
+
+    async def _sweep(self) -> None:
+        """Expire the store's unclaimed tasks past their TTL, whatever their queue (with
+        their results, ``TTLManager.expire``), at most every ``sweep_interval`` seconds:
+        expiry does not wait for a worker serving their queue."""
+        t = time.monotonic()
+        if t < self._next_sweep:
+            return
+        self._next_sweep = t + self.sweep_interval
+        try:
+            await self.queue.ttl.expire()
+        except BackendUnavailableError as exc:  # the store logs its outage itself
+            log.debug("TTL sweep skipped: %s", exc)
+        except Exception:
+            log.warning("TTL sweep failed", exc_info=True)
 
     async def _sleep(self, delay: float) -> None:
         if delay <= 0:

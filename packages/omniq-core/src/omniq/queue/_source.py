@@ -1,9 +1,11 @@
 """The worker side of the queue: a TaskSource and OutcomeSink over the task store.
 
-Claims come in batches; outcomes are turned into one ``complete`` and one ``retry``
-call per reported batch, one ``results.put`` and one event batch, plus one enqueue for
-all follow-up callbacks. Policy lives here, not in the pool: retries with backoff,
-per-function circuit breakers that defer instead of failing, poison tasks, results.
+Claims come in batches; outcomes are turned into one ``finish`` (results and
+completions) and one ``retry`` call per reported batch, and one event batch. Follow-up
+callbacks need no call of their own: they were stored with their task, and the store
+releases them inside the ``finish`` that ends it (``_workflow``). Policy lives here, not
+in the pool: retries with backoff, per-function circuit breakers that defer instead of
+failing, poison tasks, results.
 """
 
 from __future__ import annotations
@@ -360,6 +362,9 @@ class QueueWorkerSource:
             self.held_back.freed(c.task for c in claims)
 
     async def wait_for_work(self, timeout: float) -> bool:  # noqa: ASYNC109
+        # An idle worker wakes for its TTL sweep (the next claim runs it), which expires
+        # unclaimed tasks of every queue of the store, not only of the queues it serves.
+        timeout = min(timeout, max(0.05, self._next_sweep - now()))
         if not self.backend_breaker.allow():
             await anyio.sleep(min(timeout, max(0.0, self.backend_breaker.retry_at() - now())))
             return False
@@ -442,7 +447,7 @@ class QueueWorkerSource:
         )
 
     async def report(self, outcomes: Sequence[Outcome], *, final: bool = False) -> None:
-        """Turn finished attempts into completions/retries, results, events, follow-ups."""
+        """Turn finished attempts into completions/retries, results and events."""
         try:
             await self._report(outcomes, final=final)
         finally:
@@ -458,7 +463,6 @@ class QueueWorkerSource:
         results: dict[str, TaskResult] = {}
         events: dict[str, TaskEvent] = {}
         retry_events: dict[str, TaskEvent] = {}
-        follow: dict[str, tuple[Task, ...]] = {}
         retried: set[str] = set()
         ev = q.events
         logging_on = ev is not None and ev.enabled  # events are built only when kept
@@ -510,28 +514,20 @@ class QueueWorkerSource:
                 expires_at=q.result_expiry(finished),
                 queue=task.queue,
             )
+            if not logging_on:
+                continue
             if status is TaskStatus.SUCCESS:
-                if logging_on:
-                    events[task.id] = complete_event(
-                        task, worker_id=worker, attempt=attempt, duration=o.duration
-                    )
-                if task.on_success:
-                    follow[task.id] = task.on_success
+                events[task.id] = complete_event(
+                    task, worker_id=worker, attempt=attempt, duration=o.duration
+                )
             elif status is TaskStatus.ERROR:
-                if logging_on:
-                    events[task.id] = error_event(
-                        task, o.error, worker_id=worker, attempt=attempt, duration=o.duration
-                    )
-                if task.on_failure:
-                    follow[task.id] = task.on_failure
+                events[task.id] = error_event(
+                    task, o.error, worker_id=worker, attempt=attempt, duration=o.duration
+                )
             elif status is TaskStatus.EXPIRED:
-                if logging_on:
-                    events[task.id] = expired_event(task)
+                events[task.id] = expired_event(task)
             else:
-                if logging_on:
-                    events[task.id] = cancelled_event(task, o.error.message if o.error else None)
-                if task.on_failure:
-                    follow[task.id] = task.on_failure
+                events[task.id] = cancelled_event(task, o.error.message if o.error else None)
         stale: set[str] = set()
         report = None
         if completions:
@@ -559,13 +555,6 @@ class QueueWorkerSource:
             await q.record_cascade(report)
         if self.observer is not None:
             self.observer.reported(outcomes, retried)
-        tracer = q.tracer
-        if tracer is not None:
-            follow = {tid: tuple(tracer.follow(tid, ts)) for tid, ts in follow.items()}
-            tracer.forget([o.task_id for o in outcomes])
-        followups = [t for tid, ts in follow.items() if tid not in stale for t in ts]
-        if followups:
-            await q.enqueue_many(_fresh(followups))
 
 
 def _fit(
@@ -589,20 +578,3 @@ def _fit(
     return msgspec.structs.replace(
         o, status=TaskStatus.ERROR, value=None, error=ErrorInfo.from_exception(err)
     )
-
-
-def _fresh(tasks: Sequence[Task]) -> list[Task]:
-    """Callback tasks keep their id (enqueue is idempotent by id, so a re-reported outcome
-    fires them once) but their TTL starts now, when they become due."""
-    out = []
-    for t in tasks:
-        start = now()
-        ttl = (t.expires_at - t.created_at) if t.expires_at is not None else None
-        out.append(
-            msgspec.structs.replace(
-                t,
-                created_at=start,
-                expires_at=(start + ttl) if ttl is not None else None,
-            )
-        )
-    return out

@@ -32,9 +32,6 @@ __all__ = ["TRACE_CONTEXT_KEY", "Tracing", "tracing_for"]
 TRACE_CONTEXT_KEY = "trace_context"
 """The ``Task.metadata`` key holding the W3C trace context of the task's enqueue."""
 
-_REMEMBERED = 10_000
-"""Most run span contexts kept for the callbacks their outcomes may fire."""
-
 _log = logging.getLogger("omniq.queue")
 _EMPTY: Any = None  # the empty OpenTelemetry Context, set when Tracing is first created
 
@@ -58,8 +55,8 @@ class Tracing:
 
     ``enqueue`` wraps a batch store call in one PRODUCER span per task and injects each
     span's context into its task; ``run`` is the CONSUMER span around one run, a child
-    of the context its task carries, current while the function runs; ``follow`` gives
-    the callback tasks of a finished run that run's context.
+    of the context its task carries, current while the function runs. Follow-up callbacks are
+    stored with their task (in its enqueue's trace), so they need nothing here.
     """
 
     def __init__(self) -> None:
@@ -73,7 +70,6 @@ class Tracing:
         self._context = context
         self._propagate = propagate
         self._tracer = trace.get_tracer("omniq")
-        self._runs: dict[str, Any] = {}  # task id -> the SpanContext of its latest run
 
     def _parent(self, task: Task) -> Any:
         """The context a task carries, or None (then the current context is used)."""
@@ -132,7 +128,7 @@ class Tracing:
     def _start_run(self, task: Task) -> Any:
         carrier = task.metadata.get(TRACE_CONTEXT_KEY)
         parent = self._propagate.extract(carrier) if isinstance(carrier, dict) else _EMPTY
-        span = self._tracer.start_span(
+        return self._tracer.start_span(
             "omniq.run",
             context=parent,
             kind=self._trace.SpanKind.CONSUMER,
@@ -145,31 +141,6 @@ class Tracing:
                 "omniq.task.attempt": task.attempt,
             },
         )
-        runs = self._runs
-        if len(runs) >= _REMEMBERED:
-            runs.pop(next(iter(runs)))
-        runs[task.id] = span.get_span_context()
-        return span
-
-    def forget(self, task_ids: Sequence[str]) -> None:
-        """Drop the remembered runs of reported tasks."""
-        runs = self._runs
-        for tid in task_ids:
-            runs.pop(tid, None)
-
-    def follow(self, parent_id: str, tasks: Sequence[Task]) -> list[Task]:
-        """``tasks`` (callbacks fired by ``parent_id``'s run) carrying that run's context."""
-        span_context = self._runs.get(parent_id)
-        if span_context is None:
-            return list(tasks)
-        trace = self._trace
-        ctx = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
-        carrier: dict[str, str] = {}
-        self._propagate.inject(carrier, context=ctx)
-        return [
-            msgspec.structs.replace(t, metadata={**t.metadata, TRACE_CONTEXT_KEY: carrier})
-            for t in tasks
-        ]
 
 
 class _RunScope:

@@ -9,15 +9,21 @@ import anyio
 import msgspec
 
 from omniq.models import BackendUnavailableError, Task, now
-from omniq.storage import CompletionReport, DependencyPolicy, ResultStorage, TaskQueueStorage
+from omniq.storage import (
+    CompletionReport,
+    DependencyPolicy,
+    ResultRecord,
+    ResultStorage,
+    TaskQueueStorage,
+)
 
 __all__ = ["TTLManager", "TTLReport"]
 
 _log = logging.getLogger("omniq.queue")
 
 Recorder = Callable[[Sequence[Task], CompletionReport], Awaitable[None]]
-"""Records EXPIRED results/events for ``expired`` tasks and CANCELLED ones for the
-report's cascade (``AsyncTaskQueue.record_expired``)."""
+"""Called after an expiry with the ``expired`` tasks and the store's report: logs their
+EXPIRED events and the CANCELLED ones of the cascade (``AsyncTaskQueue.log_expired``)."""
 
 
 class TTLReport(msgspec.Struct, kw_only=True):
@@ -34,7 +40,9 @@ class TTLManager:
     """One sweep (``run_once``) or a loop (``run``) over the storage's TTL duties.
 
     - pending tasks past ``expires_at`` become ``expired`` (never run), their dependents
-      cancelled per policy; ``record`` stores their results and events;
+      cancelled per policy; with ``result_record`` the store writes their results in
+      the same step (``TaskQueueStorage.expire_with_results``), then ``record`` logs
+      their events;
     - expired leases are reclaimed (crash recovery);
     - results past their ``expires_at`` (RESULT_TTL) are purged;
     - terminal tasks finished more than ``task_retention`` seconds ago are purged
@@ -51,17 +59,26 @@ class TTLManager:
         dependency_policy: DependencyPolicy = "cancel",
         task_retention: float = 0.0,
         interval: float = 1.0,
+        result_record: ResultRecord | None = None,
     ) -> None:
         self._tasks = tasks
         self._results = results
         self._record = record
+        self.result_record = result_record
         self.dependency_policy: DependencyPolicy = dependency_policy
         self.task_retention = task_retention
         self.interval = interval
 
     async def expire(self) -> TTLReport:
-        """Expire due tasks and record their outcomes (cheap; the worker calls it often)."""
-        report = await self._tasks.expire(dependency_policy=self.dependency_policy)
+        """Expire due tasks with their results, then log their events (cheap; workers and
+        schedulers call it often)."""
+        policy = self.dependency_policy
+        if self.result_record is not None:
+            report = await self._tasks.expire_with_results(
+                self.result_record, dependency_policy=policy
+            )
+        else:
+            report = await self._tasks.expire(dependency_policy=policy)
         if not report.done and not report.cancelled:
             return TTLReport()
         expired = [t for t in await self._tasks.get(report.done) if t is not None]

@@ -2,7 +2,8 @@
 
 Enqueue side: ``expand`` turns each task's ``on_success``/``on_failure`` follow-ups into
 tasks stored in the same batch, depending on it with ``run_if`` ``succeeded``/
-``failed``. The store releases such a follow-up in the same atomic step as whatever
+``failed`` (an ``on_failure`` one also with ``pass_results``: it gets the failed task's
+result). The store releases such a follow-up in the same atomic step as whatever
 ended its task (a worker's completion, ``cancel``, a cascade, TTL expiry), so no crash
 between the two can lose it, and it runs once however often that step is retried.
 
@@ -56,9 +57,16 @@ class WorkflowStores(Protocol):
 
 def _follow_up(parent: Task, f: Task, run_if: str) -> Task:
     """``f`` stored now, waiting on ``parent``: no TTL while it waits (its task may take
-    any time), its own follow-ups expanded in turn by the caller."""
+    any time), its own follow-ups expanded in turn by the caller. An ``on_failure``
+    follow-up always receives ``parent``'s result first (``pass_results``)."""
     deps = (parent.id, *(d for d in f.depends_on if d != parent.id))
-    return msgspec.structs.replace(f, depends_on=deps, run_if=run_if, expires_at=None)
+    return msgspec.structs.replace(
+        f,
+        depends_on=deps,
+        run_if=run_if,
+        expires_at=None,
+        pass_results=f.pass_results or run_if == "failed",
+    )
 
 
 def expand(batch: Sequence[Task]) -> tuple[list[Task], dict[str, str]]:
