@@ -16,7 +16,7 @@ def add(a: int, b: int) -> int:
 def failure_report(result: dict[str, Any], path: str) -> dict[str, str]:
     """An ``on_failure`` follow-up returning what it learnt of the failed task."""
     record(path, f"on-failure {result['status']}")
-    error = result["error"] or {}
+    error = result.get("error") or {}
     return {
         "task_id": result["task_id"],
         "status": result["status"],

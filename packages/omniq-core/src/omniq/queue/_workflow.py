@@ -117,8 +117,15 @@ def _holds(run_if: str | None, statuses: Sequence[TaskStatus | None]) -> bool:
 def result_mapping(result: TaskResult | None, task_id: str, status: TaskStatus | None) -> Any:
     """A dependency's result as passed to a ``run_if`` ``failed``/``finished`` task: its
     fields as plain data (so every serializer carries it), the value decoded."""
-    if result is None:
-        return {"task_id": task_id, "status": status.value if status else None, "value": None}
+    if result is None:  # purged, or not written (yet)
+        return {
+            "task_id": task_id,
+            "status": status.value if status else None,
+            "value": None,
+            "error": None,
+            "attempts": None,
+            "finished_at": None,
+        }
     return {
         "task_id": result.task_id,
         "status": result.status.value,
