@@ -140,7 +140,7 @@ async def test_cancel_or_expiry_result_survives_a_crash_right_after_the_step(
     async with OmniQ(mem, mem, lease_seconds=2.0) as oq:
         got = await oq.get_task(victim.id)
         assert got is not None and got.status is status
-        r_victim, r_child = await oq.get_results([victim.id, child.id])
+        r_victim, r_child = await oq.get_result(victim.id), await oq.get_result(child.id)
         assert r_victim is not None and r_victim.status is status
         assert r_child is not None and r_child.status is TaskStatus.CANCELLED
         async with oq.worker(concurrency=2):

@@ -140,7 +140,7 @@ async def test_cancel_or_expiry_result_survives_a_crash_right_after_the_step(
     await _crash(chaos_url, {"crash_after": how, "task_id": victim.id})
     oq = await _reopen(oq, chaos_url)
     status = TaskStatus.CANCELLED if how == "cancel" else TaskStatus.EXPIRED
-    got, got_child = await oq.get_results([victim.id, child.id])
+    got, got_child = await oq.get_result(victim.id), await oq.get_result(child.id)
     assert got is not None and got.status is status
     assert got.error is not None
     assert got.error.type.endswith("TaskCancelledError" if how == "cancel" else "TaskExpiredError")

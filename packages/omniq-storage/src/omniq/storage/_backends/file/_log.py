@@ -133,6 +133,10 @@ def frame(change: Change) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
+def _pending_last(rec: TaskRecord) -> bool:
+    return rec.task.status is TaskStatus.PENDING
+
+
 def apply(state: QueueState, data: bytes, now: float) -> int:
     """Apply every complete frame in ``data``; returns the bytes consumed."""
     pos, end = 0, len(data)
@@ -146,7 +150,10 @@ def apply(state: QueueState, data: bytes, now: float) -> int:
             change = _decoder.decode(body)
         except _BAD:
             change = _salvage(body, state, now)
-        for rec in change.tasks:
+        # Pending records last: whether one is ready depends on its dependencies' status,
+        # which may be in the same frame (a completion journals the task and the
+        # dependents it released together, in no particular order).
+        for rec in sorted(change.tasks, key=_pending_last):
             state.put_record(rec, now)
         for tid in change.deleted:
             state.delete_record(tid)
