@@ -23,7 +23,7 @@ def mark(path: str, text: str) -> None:
 
 def mark_failure(result: dict[str, object], path: str, text: str) -> None:
     """An ``on_failure`` follow-up: ``mark`` with the failed task's status."""
-    mark(path, f"{text} {result['status']}")
+    mark(path, f"{text}:{result['status']}")
 
 
 def marks(path: str) -> list[str]:

@@ -183,7 +183,7 @@ async def test_fail_ends_the_task_without_retries(oq: OmniQ, tmp_path: Path, wty
             ct.fail_for_good, (marker,), max_retries=5, worker=wtype, on_failure=[on_failure]
         )
         r = await oq.get_result(task.id, wait=True, timeout=WAIT)
-        await wait_for(lambda: "on-failure error" in ct.marks(follow), "the on_failure follow-up")
+        await wait_for(lambda: "on-failure:error" in ct.marks(follow), "the on_failure follow-up")
     assert r is not None and r.status is TaskStatus.ERROR and r.attempts == 1
     assert r.error is not None and r.error.type == "omniq.models.Fail"
     assert ct.marks(marker) == ["ran"]
