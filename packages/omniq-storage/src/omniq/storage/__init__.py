@@ -15,6 +15,7 @@ from ._backends.file import FileBackend
 from ._backends.memory import MemoryBackend
 from ._backends.sqlite import SQLiteBackend
 from ._interfaces import (
+    CASCADE_REASON,
     Backend,
     Completion,
     CompletionReport,
@@ -23,6 +24,7 @@ from ._interfaces import (
     LeaseRef,
     PayloadLimit,
     ProgressUpdate,
+    ResultRecord,
     ResultStorage,
     RetryRequest,
     ScheduleRun,
@@ -44,6 +46,7 @@ from ._store_urls import StoreKind, StoreUrls, default_url, event_store_url, sto
 
 __all__ = [
     "BACKENDS",
+    "CASCADE_REASON",
     "ENTRY_POINT_GROUP",
     "Backend",
     "BackendEntry",
@@ -56,6 +59,7 @@ __all__ = [
     "MemoryBackend",
     "PayloadLimit",
     "ProgressUpdate",
+    "ResultRecord",
     "ResultStorage",
     "RetryRequest",
     "SQLiteBackend",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 from omniq.models import (
     ClaimedTask,
+    ErrorInfo,
     EventType,
     LimitInfo,
     Progress,
@@ -28,17 +29,21 @@ from omniq.models import (
     Schedule,
     ScheduleState,
     Task,
+    TaskCancelledError,
     TaskEvent,
+    TaskExpiredError,
     TaskResult,
     TaskStatus,
     TransactionalEnqueueError,
     WorkerInfo,
+    now,
 )
 
 from ._cancel import CancelFeed, watch_cancels
 from ._limits import PayloadLimit
 
 __all__ = [
+    "CASCADE_REASON",
     "Backend",
     "Completion",
     "CompletionReport",
@@ -47,6 +52,7 @@ __all__ = [
     "LeaseRef",
     "PayloadLimit",
     "ProgressUpdate",
+    "ResultRecord",
     "ResultStorage",
     "RetryRequest",
     "ScheduleRun",
@@ -257,6 +263,26 @@ class TaskQueueStorage(abc.ABC):
         """Cancel non-terminal tasks (a running task's lease becomes stale, so its
         worker's outcome is refused). ``done`` lists the ids cancelled."""
 
+    async def cancel_with_results(
+        self,
+        task_ids: Sequence[str],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """``cancel``, also storing a ``cancelled`` result (``ResultRecord.results``) in
+        ``record.result_store`` for every task the call ended (``done`` and the cascaded
+        ``cancelled``).
+
+        A backend holding ``record.result_store`` itself (same engine) writes them in
+        the same atomic step as the state change (transaction, script, lock), so no
+        crash leaves a cancelled task without its result. The default, for results in
+        another engine, stores them right after the state change (``record_results``):
+        a crash in between leaves those tasks without their result."""
+        report = await self.cancel(task_ids, dependency_policy=dependency_policy)
+        await self.record_results(report, record, TaskStatus.CANCELLED)
+        return report
+
     @abc.abstractmethod
     async def reclaim_expired(self) -> list[str]:
         """Return tasks whose lease has expired to pending; returns their ids."""
@@ -271,6 +297,30 @@ class TaskQueueStorage(abc.ABC):
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
         """Mark pending tasks past ``expires_at`` as expired (``done``), resolving their
         dependents like a failure."""
+
+    async def expire_with_results(
+        self, record: ResultRecord, *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        """``expire``, also storing an ``expired`` result for each task in ``done`` and a
+        ``cancelled`` one for each cascaded task in ``record.result_store``: atomically
+        where the backend holds that store, else right after, as ``cancel_with_results``."""
+        report = await self.expire(dependency_policy=dependency_policy)
+        await self.record_results(report, record, TaskStatus.EXPIRED)
+        return report
+
+    async def record_results(
+        self, report: CompletionReport, record: ResultRecord, status: TaskStatus
+    ) -> None:
+        """Store ``record``'s results for the tasks a ``cancel`` (``status`` cancelled) or
+        ``expire`` (expired) ended, after its state change: the default path of
+        ``cancel_with_results``/``expire_with_results``. Reads the ended tasks (for
+        their attempt count), then puts one batch."""
+        if not (report.done or report.cancelled):
+            return
+        done = [t for t in await self.get(report.done) if t is not None]
+        results = record.results(done, status, report.cancelled, now())
+        if results:
+            await record.result_store.put(results)
 
     @abc.abstractmethod
     async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
@@ -528,6 +578,64 @@ class ResultStorage(abc.ABC):
 
     async def get_one(self, task_id: str) -> TaskResult | None:
         return (await self.get([task_id]))[0]
+
+
+CASCADE_REASON = "a dependency did not succeed"
+"""The reason in the result of a task cancelled because a dependency failed."""
+
+
+class ResultRecord(msgspec.Struct, frozen=True):
+    """What ``TaskQueueStorage.cancel``/``expire`` store for the tasks they end.
+
+    ``result_store``: where the results go (the atomic path applies when the task store
+    holds it itself); ``retention``: seconds the results live (None: kept until
+    deleted), giving their ``expires_at``; ``reason``: the message of the
+    ``TaskCancelledError`` in a cancelled task's result.
+    """
+
+    result_store: ResultStorage
+    retention: float | None = None
+    reason: str = "cancelled"
+
+    def expires(self, finished_at: float) -> float | None:
+        """The ``expires_at`` of a result finished at ``finished_at``."""
+        return None if self.retention is None else finished_at + self.retention
+
+    def result(
+        self, task: Task, status: TaskStatus, finished_at: float, *, cascaded: bool = False
+    ) -> TaskResult:
+        """The result of ``task`` ended ``status`` (cancelled or expired) at ``finished_at``:
+        error ``TaskExpiredError`` naming its ``expires_at``, or ``TaskCancelledError``
+        with ``reason`` (``CASCADE_REASON`` when ``cascaded``); its attempt count and
+        queue."""
+        if status is TaskStatus.EXPIRED:
+            exc: Exception = TaskExpiredError(
+                f"task expired at {task.expires_at} before it started"
+            )
+        else:
+            exc = TaskCancelledError(CASCADE_REASON if cascaded else self.reason)
+        return TaskResult(
+            task_id=task.id,
+            status=status,
+            error=ErrorInfo.from_exception(exc),
+            attempts=task.attempt,
+            finished_at=finished_at,
+            expires_at=self.expires(finished_at),
+            queue=task.queue,
+        )
+
+    def results(
+        self,
+        done: Sequence[Task],
+        status: TaskStatus,
+        cascaded: Sequence[Task],
+        finished_at: float,
+    ) -> builtins.list[TaskResult]:
+        """The results of one call: ``done`` ended ``status``, ``cascaded`` (the
+        report's ``cancelled``) ended cancelled by their dependency."""
+        out = [self.result(t, status, finished_at) for t in done]
+        out += [self.result(t, TaskStatus.CANCELLED, finished_at, cascaded=True) for t in cascaded]
+        return out
 
 
 class EventStorage(abc.ABC):

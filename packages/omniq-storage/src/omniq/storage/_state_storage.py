@@ -3,21 +3,33 @@
 A backend supplies ``run(fn)``: it calls ``fn(state, now)`` with exclusive access to
 an up-to-date state and persists what ``fn`` changed (the memory backend just takes a
 lock; the file backend also syncs and appends its journal, off the event loop).
+A backend that holds a result store gives ``cancel``/``expire`` its ``LockedResults``
+(``locked_results``): their results are then written inside ``fn``, in the same step.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from omniq.models import ClaimedTask, LimitInfo, Schedule, ScheduleState, Task, TaskStatus
+from omniq.models import (
+    ClaimedTask,
+    LimitInfo,
+    Schedule,
+    ScheduleState,
+    Task,
+    TaskResult,
+    TaskStatus,
+)
 
 from ._interfaces import (
     Completion,
     CompletionReport,
     DependencyPolicy,
     LeaseRef,
+    ResultRecord,
+    ResultStorage,
     RetryRequest,
     ScheduleRun,
     ScheduleStorage,
@@ -26,10 +38,20 @@ from ._interfaces import (
 from ._state import QueueState
 from ._wake import Wake, wait_for_work
 
-__all__ = ["Runner", "StateSchedules", "StateTasks"]
+__all__ = ["LockedResults", "Runner", "StateSchedules", "StateTasks"]
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[QueueState, float], T]], Awaitable[T]]
+
+
+class LockedResults(Protocol):
+    """A result store a state backend writes while it holds its state lock."""
+
+    @property
+    def wake(self) -> Wake: ...
+
+    def store(self, results: Sequence[TaskResult]) -> None:
+        """Write ``results`` now, synchronously, without waking waiters."""
 
 
 class StateTasks(TaskQueueStorage):
@@ -102,14 +124,63 @@ class StateTasks(TaskQueueStorage):
         self.wake.notify()
         return stale
 
+    def locked_results(self, store: ResultStorage) -> LockedResults | None:
+        """``store`` as written under the state lock, when this backend holds it (None:
+        another engine's, written after the step). The default holds none."""
+        return None
+
+    async def _end(
+        self,
+        step: Callable[[QueueState, float], CompletionReport],
+        record: ResultRecord | None,
+        status: TaskStatus,
+    ) -> CompletionReport:
+        """Run a cancel/expire ``step`` and store ``record``'s results: inside the step
+        when this backend holds the result store (before the state change is persisted,
+        so a crash leaves no ended task without its result), else right after."""
+        here = self.locked_results(record.result_store) if record is not None else None
+        if record is None or here is None:
+            report = await self._run(step)
+            if record is not None:
+                await self.record_results(report, record, status)
+        else:
+            written: list[str] = []
+
+            def run(s: QueueState, t: float) -> CompletionReport:
+                report = step(s, t)
+                done = [r.task for i in report.done if (r := s.recs.get(i)) is not None]
+                results = record.results(done, status, report.cancelled, t)
+                if results:
+                    here.store(results)
+                    written.extend(r.task_id for r in results)
+                return report
+
+            report = await self._run(run)
+            if written:
+                here.wake.notify(written)
+        if report.released:
+            self.wake.notify()
+        return report
+
     async def cancel(
         self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> CompletionReport:
         ids = list(task_ids)
-        report = await self._run(lambda s, t: s.cancel(ids, dependency_policy, t))
-        if report.released:
-            self.wake.notify()
-        return report
+        return await self._end(
+            lambda s, t: s.cancel(ids, dependency_policy, t), None, TaskStatus.CANCELLED
+        )
+
+    async def cancel_with_results(
+        self,
+        task_ids: Sequence[str],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        ids = list(task_ids)
+        return await self._end(
+            lambda s, t: s.cancel(ids, dependency_policy, t), record, TaskStatus.CANCELLED
+        )
 
     async def reclaim_expired(self) -> list[str]:
         ids = await self._run(lambda s, t: s.reclaim_expired(t))
@@ -118,10 +189,16 @@ class StateTasks(TaskQueueStorage):
         return ids
 
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
-        report = await self._run(lambda s, t: s.expire(dependency_policy, t))
-        if report.released:
-            self.wake.notify()
-        return report
+        return await self._end(
+            lambda s, t: s.expire(dependency_policy, t), None, TaskStatus.EXPIRED
+        )
+
+    async def expire_with_results(
+        self, record: ResultRecord, *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        return await self._end(
+            lambda s, t: s.expire(dependency_policy, t), record, TaskStatus.EXPIRED
+        )
 
     async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
         ids = list(task_ids)

@@ -93,12 +93,12 @@ class FileBackend(Backend):
         self._opts = (fsync, compact_bytes, poll_interval)
         self._tlock = threading.Lock()
         self._log: LocalJournal | SegmentLog | None = None
-        self.tasks = FileTasks(
+        self.tasks = self._tasks = FileTasks(
             self._run, poll=self._marker if self.local else None, max_poll=poll_interval
         )
         self.schedules = StateSchedules(self._run)
         self._files = Files(self._fs, self.root, self.local)
-        self.tasks.files = self._files
+        self._tasks.files = self._files
         self.results: Results | None = None
         self.events: Events | None = None
         self.workers: FileWorkers | None = None
@@ -127,6 +127,7 @@ class FileBackend(Backend):
         def open_() -> LocalJournal | SegmentLog:
             self._files.makedirs(self.root)
             self.results = Results(self._files, poll if self.local else None)
+            self._tasks.result_files = self.results
             self.events = Events(self._files, self._events_lock)
             self.workers = FileWorkers(self._files)
             if self.local:

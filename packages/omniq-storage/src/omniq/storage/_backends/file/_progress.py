@@ -1,5 +1,6 @@
-"""Progress records of the file backend: ``progress/<task id>`` under the root, one
-msgpack ``Progress`` each, replaced atomically.
+"""The file backend's task store: progress records in ``progress/<task id>`` under the
+root, one msgpack ``Progress`` each, replaced atomically; cancel/expire results written
+under the journal lock.
 
 ``set_progress`` is the contract's default: a renew under the journal lock (the fence)
 then the write. Cancels made by other processes are noticed by the contract's status
@@ -16,10 +17,10 @@ import anyio.to_thread
 import msgspec
 
 from omniq.models import Progress
-from omniq.storage._interfaces import ProgressUpdate
-from omniq.storage._state_storage import StateTasks
+from omniq.storage._interfaces import ProgressUpdate, ResultStorage
+from omniq.storage._state_storage import LockedResults, StateTasks
 
-from ._stores import Files
+from ._stores import Files, Results
 
 __all__ = ["FileTasks"]
 
@@ -33,6 +34,13 @@ class FileTasks(StateTasks):
 
     files: Files | None = None
     """Set by the backend once it knows its root."""
+    result_files: Results | None = None
+    """The backend's result store (set at connect): ``cancel``/``expire`` write its
+    files under the journal lock, before the journal records the state change."""
+
+    def locked_results(self, store: ResultStorage) -> LockedResults | None:
+        own = self.result_files
+        return own if own is not None and store is own else None
 
     def _dir(self, files: Files) -> str:
         return f"{files.root}/progress"

@@ -118,14 +118,15 @@ class Results(ResultStorage):
 
     async def put(self, results: Sequence[TaskResult]) -> None:
         self.payload_limit.check_results(results)
-        items = [(self._path(r.task_id), encode(r)) for r in results]
-
-        def run() -> None:
-            for path, data in items:
-                self._files.write(path, data)
-
-        await anyio.to_thread.run_sync(run)
+        items = list(results)
+        await anyio.to_thread.run_sync(lambda: self.store(items))
         self.wake.notify([r.task_id for r in results])
+
+    def store(self, results: Sequence[TaskResult]) -> None:
+        """Write result files now (blocking), without waking waiters: ``put``, and the
+        task store's ``cancel``/``expire`` under the journal lock."""
+        for r in results:
+            self._files.write(self._path(r.task_id), encode(r))
 
     def _read(self, task_id: str, at: float) -> TaskResult | None:
         data = self._files.read(self._path(task_id))

@@ -32,7 +32,7 @@ from omniq.storage._interfaces import (
 )
 from omniq.storage._limits import PayloadLimit
 from omniq.storage._state import QueueState
-from omniq.storage._state_storage import StateSchedules, StateTasks
+from omniq.storage._state_storage import LockedResults, StateSchedules, StateTasks
 from omniq.storage._wake import Wake, wait_for_result
 from omniq.storage._workers import InProcessWorkers
 
@@ -87,8 +87,8 @@ class _Results(ResultStorage):
 
 
 class _Tasks(StateTasks):
-    """StateTasks whose ``finish`` writes this backend's results under the state lock:
-    lease check, results and completion in one step."""
+    """StateTasks whose ``finish``, ``cancel`` and ``expire`` write this backend's
+    results under the state lock: state change and results in one step."""
 
     def __init__(
         self,
@@ -97,6 +97,9 @@ class _Tasks(StateTasks):
     ) -> None:
         super().__init__(run)
         self._results = results
+
+    def locked_results(self, store: ResultStorage) -> LockedResults | None:
+        return self._results if store is self._results else None
 
     async def finish(
         self,

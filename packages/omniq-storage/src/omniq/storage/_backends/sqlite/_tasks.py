@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import copy
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import msgspec
@@ -24,7 +24,7 @@ from omniq.storage._interfaces import (
     CompletionReport,
     DependencyPolicy,
     LeaseRef,
-    ResultStorage,
+    ResultRecord,
     RetryRequest,
     TaskQueueStorage,
 )
@@ -34,6 +34,7 @@ from ._caller import caller_db
 from ._conn import Connection, placeholders
 from ._control import SQLiteTaskControl
 from ._flow import claim_limited, limit_info, limit_rows, not_limited
+from ._stores import Results
 from ._unique import replace_pending, reserve, reserved
 
 __all__ = ["SQLiteTasks"]
@@ -97,8 +98,9 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         self._db = db
         self._poll = poll_interval
         self.wake = Wake()
-        self.results: ResultStorage | None = None
-        """Where a quarantined record's result goes (the backend's own result store)."""
+        self.results: Results | None = None
+        """The backend's own result store: a quarantined record's result goes there, and
+        ``cancel``/``expire`` write theirs in their own transaction when asked to."""
         self.limited: list[str] = []
         """The limit keys the last claim held tasks back for."""
 
@@ -353,25 +355,43 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
     async def cancel(
         self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> CompletionReport:
+        return await self._cancel(task_ids, dependency_policy, None)
+
+    async def cancel_with_results(
+        self,
+        task_ids: Sequence[str],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        return await self._cancel(task_ids, dependency_policy, record)
+
+    async def _cancel(
+        self,
+        task_ids: Sequence[str],
+        dependency_policy: DependencyPolicy,
+        record: ResultRecord | None,
+    ) -> CompletionReport:
         ids = list(dict.fromkeys(task_ids))
         t = now()
 
-        def run(c: sqlite3.Connection) -> CompletionReport:
+        def run(c: sqlite3.Connection) -> tuple[CompletionReport, list[Task]]:
             report = CompletionReport()
+            ended: list[Task] = []
             for tid in ids:
-                if c.execute(
+                row = c.execute(
                     "UPDATE tasks SET status = 'cancelled', finished_at = ?, token = NULL,"
-                    " lease_expires_at = NULL WHERE id = ? AND status IN ('pending', 'running')",
+                    " lease_expires_at = NULL WHERE id = ? AND status IN ('pending', 'running')"
+                    f" RETURNING {_COLS}",
                     (t, tid),
-                ).rowcount:
+                ).fetchone()
+                if row is not None:
                     report.done.append(tid)
+                    ended.append(_stored(row))
             _resolve(c, [(i, "cancelled") for i in report.done], dependency_policy, t, report)
-            return report
+            return report, ended
 
-        report = await self._db.tx(run)
-        if report.released:
-            self.wake.notify()
-        return report
+        return await self._end(run, record, TaskStatus.CANCELLED, t)
 
     async def reclaim_expired(self) -> list[str]:
         t = now()
@@ -381,24 +401,64 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         return ids
 
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
+        return await self._expire(dependency_policy, None)
+
+    async def expire_with_results(
+        self, record: ResultRecord, *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        return await self._expire(dependency_policy, record)
+
+    async def _expire(
+        self, dependency_policy: DependencyPolicy, record: ResultRecord | None
+    ) -> CompletionReport:
         t = now()
 
-        def run(c: sqlite3.Connection) -> CompletionReport:
+        def run(c: sqlite3.Connection) -> tuple[CompletionReport, list[Task]]:
             rows = c.execute(
                 "UPDATE tasks SET status = 'expired', finished_at = ? WHERE status = 'pending'"
-                " AND expires_at IS NOT NULL AND expires_at <= ? RETURNING id",
+                f" AND expires_at IS NOT NULL AND expires_at <= ? RETURNING {_COLS}",
                 (t, t),
             ).fetchall()
-            report = CompletionReport(done=sorted(r[0] for r in rows))
+            ended = sorted((_stored(r) for r in rows), key=lambda x: x.id)
+            report = CompletionReport(done=[x.id for x in ended])
             _resolve(c, [(i, "expired") for i in report.done], dependency_policy, t, report)
+            return report, ended
+
+        return await self._end(run, record, TaskStatus.EXPIRED, t)
+
+    async def _end(
+        self,
+        step: Callable[[sqlite3.Connection], tuple[CompletionReport, list[Task]]],
+        record: ResultRecord | None,
+        status: TaskStatus,
+        t: float,
+    ) -> CompletionReport:
+        """Run a cancel/expire transaction; ``record``'s results go into the same
+        transaction when they belong in this database, else right after it."""
+        own = (
+            record is not None and self.results is not None and record.result_store is self.results
+        )
+        written: list[str] = []
+
+        def run(c: sqlite3.Connection) -> CompletionReport:
+            report, ended = step(c)
+            if own and record is not None:
+                results = record.results(ended, status, report.cancelled, t)
+                c.executemany(
+                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
+                    [(r.task_id, r.expires_at, encode(r)) for r in results],
+                )
+                written.extend(r.task_id for r in results)
             return report
 
         report = await self._db.tx(run)
+        if written and self.results is not None:
+            self.results.wake.notify(written)
+        if record is not None and not own:
+            await self.record_results(report, record, status)
         if report.released:
             self.wake.notify()
         return report
-
-    # -- reads ---------------------------------------------------------------------
 
     async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
         ids = list(task_ids)

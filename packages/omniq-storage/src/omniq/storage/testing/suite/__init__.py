@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._dead_letters import TestDeadLetters
 from ._dependencies import TestDependencies
+from ._ended_results import TestEndedResults
 from ._events import TestEvents
 from ._finish import TestFinish
 from ._flow_limits import TestFlowLimits, TestFlowLimitsMultiprocess
@@ -28,6 +29,7 @@ from ._workers import TestWorkerRegistry
 __all__ = [
     "TestDeadLetters",
     "TestDependencies",
+    "TestEndedResults",
     "TestEvents",
     "TestFinish",
     "TestFlowLimits",
