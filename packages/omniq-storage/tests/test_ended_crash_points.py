@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 from omniq.models import Task, TaskResult, TaskStatus, now
-from omniq.storage import Backend, open_storage
+from omniq.storage import Backend, ResultRecord, open_storage
 from omniq.storage._backends.nats._tasks import QueueCore
 from omniq.storage.testing.helpers import NOOP, poll_until
 from omniq.storage.testing.servers import drop_namespace, unique_url
@@ -118,3 +119,29 @@ async def test_a_nats_result_deleted_after_the_crash_stays_deleted(nats_url: str
         assert await rs.get_one(a.id) is not None  # from the record
         assert await rs.delete([a.id]) == 1
         assert await rs.get_one(a.id) is None
+
+
+async def test_the_stored_results_are_exactly_what_the_record_builds(url: str) -> None:
+    """Each engine builds the results its own way (Python, Lua, the NATS record); each
+    stores exactly what ``ResultRecord.result`` gives for the task at that time."""
+    a = Task(func=NOOP, queue="q1", expires_at=now() + 3600.0)
+    b = Task(func=NOOP, queue="q2", depends_on=(a.id,))
+    e = Task(func=NOOP, queue="q3", expires_at=now() - 1.5)
+    async with open_storage(url) as be:
+        q, rs = be.tasks, be.results
+        assert q is not None and rs is not None
+        await q.enqueue([a, b, e])
+        [running] = await q.claim(["q1"], "w")
+        rec = ResultRecord(rs, retention=1234.5, reason="no longer wanted")
+        await q.cancel_with_results([a.id], rec)
+        await q.expire_with_results(rec)
+        for task, status, cascaded in (
+            (running.task, TaskStatus.CANCELLED, False),
+            (b, TaskStatus.CANCELLED, True),
+            (e, TaskStatus.EXPIRED, False),
+        ):
+            got = await rs.get_one(task.id)
+            assert got is not None and got.finished_at is not None
+            want = rec.result(task, status, got.finished_at, cascaded=cascaded)
+            assert got.expires_at == pytest.approx(want.expires_at)
+            assert msgspec.structs.replace(got, expires_at=want.expires_at) == want
