@@ -25,7 +25,7 @@ BACKENDS = ["sqlite", "file-local", "redis", "postgres", "nats"]
 """Engines shared between processes (memory dies with its process:
 ``test_crash_in_process`` covers it)."""
 
-RESULT_BACKENDS = ["sqlite", "file-local"]
+RESULT_BACKENDS = BACKENDS
 """Engines whose ``cancel_with_results``/``expire_with_results`` write the results in
 the same atomic step as the state change."""
 

@@ -27,6 +27,7 @@ from omniq.storage._interfaces import (
     CompletionReport,
     DependencyPolicy,
     LeaseRef,
+    ResultRecord,
     RetryRequest,
 )
 from omniq.storage._wake import Watch
@@ -161,12 +162,32 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
     async def cancel(
         self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> CompletionReport:
+        return await self._cancel(task_ids, dependency_policy, None)
+
+    async def cancel_with_results(
+        self,
+        task_ids: Sequence[str],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """Each record write that cancels a task also holds its result (``Rec.result``)
+        when the results live in this NATS: the result exists as soon as the state does."""
+        if record.result_store is not self.results:
+            return await super().cancel_with_results(
+                task_ids, record, dependency_policy=dependency_policy
+            )
+        return await self._cancel(task_ids, dependency_policy, record)
+
+    async def _cancel(
+        self, task_ids: Sequence[str], dependency_policy: DependencyPolicy, own: ResultRecord | None
+    ) -> CompletionReport:
         t = now()
 
         def fn(rec: Rec) -> Rec | None:
             if rec.task.status.is_terminal:
                 return None
-            return finished(rec, TaskStatus.CANCELLED, t)
+            return _ended(finished(rec, TaskStatus.CANCELLED, t), own)
 
         async def run() -> CompletionReport:
             res = await asyncio.gather(*(self._change(i, fn) for i in task_ids))
@@ -177,10 +198,26 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                     report.done.append(tid)
                     if r[1].dependents:
                         ended.append((tid, TaskStatus.CANCELLED, r[1].dependents))
+            if own is not None and report.done:
+                self._crash("ended")  # the records hold the results already
             await self._resolve(ended, dependency_policy, report)
+            if own is not None:
+                await self._copy_results([r[1] for r in res if r is not None], report)
             return report
 
         return await self._call(run)
+
+    async def _copy_results(self, roots: Sequence[Rec], report: CompletionReport) -> None:
+        """Copy the results the ended records hold (the call's own and its cascade's)
+        into the result store, which wakes their waiters. Until then (a crash) the result
+        store reads them from the records."""
+        got = [r.result for r in roots]
+        if report.cancelled:
+            recs = await asyncio.gather(*(self._get(x.id) for x in report.cancelled))
+            got += [rec.result for rec, _ in recs if rec is not None]
+        results = [r for r in got if r is not None]
+        if results and self.results is not None:
+            await self.results.put(results)
 
     # -- sweeps --------------------------------------------------------------------
 
@@ -258,12 +295,21 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         return False
 
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
-        return await self._call(lambda: self._expire(dependency_policy))
+        return await self._call(lambda: self._expire(dependency_policy, None))
 
-    async def _expire(self, policy: DependencyPolicy) -> CompletionReport:
+    async def expire_with_results(
+        self, record: ResultRecord, *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        """As ``cancel_with_results``: each expiring record write holds its result."""
+        if record.result_store is not self.results:
+            return await super().expire_with_results(record, dependency_policy=dependency_policy)
+        return await self._call(lambda: self._expire(dependency_policy, record))
+
+    async def _expire(self, policy: DependencyPolicy, own: ResultRecord | None) -> CompletionReport:
         be = self._be
         report = CompletionReport()
         ended: list[tuple[str, TaskStatus, list[str]]] = []
+        roots: list[Rec] = []
         for m in await be.js.pull(be.work_stream, "timer-ttl", 512):
             entries: list[list[Any]] = any_dec.decode(m.data)
             t = now()
@@ -279,21 +325,26 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 if rec.task.expires_at > t:
                     keep.append(rec.task.expires_at)
                     return None
-                return finished(rec, TaskStatus.EXPIRED, t)
+                return _ended(finished(rec, TaskStatus.EXPIRED, t), own)
 
             due = [i for i, exp in entries if exp <= t]
             res = await asyncio.gather(*(self._change(i, fn) for i in due))
             for i, r in zip(due, res, strict=True):
                 if r is not None:
                     report.done.append(i)
+                    roots.append(r[1])
                     if r[1].dependents:
                         ended.append((i, TaskStatus.EXPIRED, r[1].dependents))
+            if own is not None and roots:
+                self._crash("ended")  # the records hold the results already
             nxt = later + keep
             if nxt:
                 await m.nak(delay=max(0.001, min(nxt) - now()))
             else:
                 await m.ack()
         await self._resolve(ended, policy, report)
+        if own is not None:
+            await self._copy_results(roots, report)
         return report
 
     # -- reads ---------------------------------------------------------------------
@@ -474,6 +525,13 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
 
 def _retried(rec: Rec, eta: float | None) -> Rec:
     return pending(rec, rec.task.attempt, eta)
+
+
+def _ended(rec: Rec, record: ResultRecord | None) -> Rec:
+    """``rec``, just ended by cancel/expire, holding its result when there is a record."""
+    if record is None or rec.finished is None:
+        return rec
+    return _replace(rec, result=record.result(rec.task, rec.task.status, rec.finished))
 
 
 async def on_timer(be: Backend, ns: str, msg: Msg) -> None:

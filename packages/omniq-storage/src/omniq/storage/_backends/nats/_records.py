@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import msgspec
 
-from omniq.models import CorruptRecordError, Task, TaskStatus
+from omniq.models import (
+    CorruptRecordError,
+    ErrorInfo,
+    Task,
+    TaskCancelledError,
+    TaskResult,
+    TaskStatus,
+)
+from omniq.storage._interfaces import CASCADE_REASON
 
 __all__ = [
     "FAILED",
@@ -12,6 +20,7 @@ __all__ = [
     "Rec",
     "Work",
     "any_dec",
+    "cascaded",
     "claim_fn",
     "consumer_of",
     "enc",
@@ -42,6 +51,9 @@ class Rec(msgspec.Struct, array_like=True):
     blocked: bool = False
     released: bool = False
     dependents: list[str] = msgspec.field(default_factory=list)
+    result: TaskResult | None = None
+    """The result of a task ``cancel``/``expire`` (or their cascade) ended, written with
+    the state change; the result store reads it here until its own copy exists."""
 
 
 class CorruptRec(CorruptRecordError):
@@ -122,3 +134,26 @@ def finished(rec: Rec, status: TaskStatus, t: float) -> Rec:
 def pending(rec: Rec, attempt: int, eta: float | None) -> Rec:
     task = _replace(rec.task, status=TaskStatus.PENDING, attempt=attempt, eta=eta)
     return _replace(rec, task=task, token=None, worker=None, until=None, gen=rec.gen + 1)
+
+
+def cascaded(rec: Rec, deps: list[tuple[Rec | None, int]]) -> Rec:
+    """A dependent just cancelled because a dependency failed, holding its result when
+    that dependency holds one (it was ended by ``cancel``/``expire`` with a result
+    record): the same retention, written with the cancel itself, even when a guard's
+    re-check does the cancelling after a crash."""
+    for dep, _ in deps:
+        res = dep.result if dep is not None and dep.task.status in FAILED else None
+        if res is None or res.finished_at is None:
+            continue
+        t = rec.finished if rec.finished is not None else res.finished_at
+        own = TaskResult(  # the shape of ResultRecord.result(..., cascaded=True)
+            task_id=rec.task.id,
+            status=TaskStatus.CANCELLED,
+            error=ErrorInfo.from_exception(TaskCancelledError(CASCADE_REASON)),
+            attempts=rec.task.attempt,
+            finished_at=t,
+            expires_at=None if res.expires_at is None else t + (res.expires_at - res.finished_at),
+            queue=rec.task.queue,
+        )
+        return _replace(rec, result=own)
+    return rec

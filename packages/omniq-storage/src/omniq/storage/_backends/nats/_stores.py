@@ -32,6 +32,7 @@ from omniq.storage._wake import wait_for_result
 from ._conn import seq_of, token
 from ._engine import NatsEngine
 from ._floor import ScanFloor
+from ._records import CorruptRec, decode_rec
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -66,10 +67,26 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
         )
 
     async def _get(self, task_id: str) -> TaskResult | None:
-        raw, _ = await self._be.js.kv_get(self._be.results_bucket, self._key(task_id))
+        raw, rev = await self._be.js.kv_get(self._be.results_bucket, self._key(task_id))
+        if raw is None:
+            # Never stored here (no tombstone): a cancel/expiry that died before copying
+            # the result out of the task record left it there.
+            return None if rev else await self._from_record(task_id)
+        res = read_result(raw, task_id)
+        if res is None or (res.expires_at is not None and res.expires_at <= now()):
+            return None
+        return res
+
+    async def _from_record(self, task_id: str) -> TaskResult | None:
+        """The result a task record holds (``cancel``/``expire`` write it with the state
+        change), while still live."""
+        raw, rev = await self._be.js.kv_get(self._be.tasks_bucket, token(task_id))
         if raw is None:
             return None
-        res = read_result(raw, task_id)
+        try:
+            res = decode_rec(task_id, raw, rev).result
+        except CorruptRec:
+            return None
         if res is None or (res.expires_at is not None and res.expires_at <= now()):
             return None
         return res
@@ -98,9 +115,12 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
         js, b = self._be.js, self._be.results_bucket
 
         async def one(task_id: str) -> int:
-            raw, _ = await js.kv_get(b, self._key(task_id))
+            raw, rev = await js.kv_get(b, self._key(task_id))
             if raw is None:
-                return 0
+                if rev or await self._from_record(task_id) is None:
+                    return 0
+                await js.kv_purge(b, self._key(task_id))  # the tombstone hides the record's
+                return 1
             await js.kv_purge(b, self._key(task_id))
             res = read_result(raw, task_id)
             return (

@@ -50,6 +50,7 @@ from ._records import (
     Rec,
     Work,
     any_dec,
+    cascaded,
     claim_fn,
     consumer_of,
     decode_rec,
@@ -603,7 +604,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 new = _replace(rec, blocked=False, gen=rec.gen + 1)
             elif any(s in FAILED for s in states):
                 if policy == "cancel":
-                    new = finished(rec, TaskStatus.CANCELLED, now())
+                    new = cascaded(finished(rec, TaskStatus.CANCELLED, now()), deps)
                 else:
                     new = _replace(rec, blocked=False, released=True, gen=rec.gen + 1)
             elif all(s is TaskStatus.SUCCESS for s in states):

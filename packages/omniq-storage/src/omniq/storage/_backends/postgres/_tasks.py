@@ -19,6 +19,7 @@ from omniq.storage._interfaces import (
     CompletionReport,
     DependencyPolicy,
     LeaseRef,
+    ResultRecord,
     ResultStorage,
     RetryRequest,
     TaskQueueStorage,
@@ -58,6 +59,14 @@ def _cancelled(r: Any) -> Task:
     task = read_task(r["envelope"], r["id"], r["queue"], TaskStatus.CANCELLED, r["attempt"])
     assert task is not None  # cancelled is terminal: never skipped
     return with_state(task, TaskStatus.CANCELLED, r["attempt"])
+
+
+def _ended(r: Any, status: TaskStatus) -> Task:
+    """A task a cancel/expiry just ended, for its result (a stand-in if its envelope is
+    corrupt: the result still names its id and queue)."""
+    task = read_task(r["envelope"], r["id"], r["queue"], status, r["attempt"], always=True)
+    assert task is not None  # always=True: a stand-in, never None
+    return with_state(task, status, r["attempt"])
 
 
 PURGE_BATCH = 5000
@@ -344,6 +353,82 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         dset = set(report.done)
         report.done = [i for i in ids if i in dset]
         return report
+
+    async def cancel_with_results(
+        self,
+        task_ids: Sequence[str],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """The cancel and its results in one transaction when they live in this database."""
+        if record.result_store is not self.results:
+            return await super().cancel_with_results(
+                task_ids, record, dependency_policy=dependency_policy
+            )
+        if not task_ids:
+            return CompletionReport()
+        ids = builtins.list(task_ids)
+        t = now()
+        args = (ids, dependency_policy, t, self._be.work_channel)
+        report = await self._end_recorded(_Q["cancel"], args, record, TaskStatus.CANCELLED, t)
+        dset = set(report.done)
+        report.done = [i for i in ids if i in dset]
+        return report
+
+    async def expire_with_results(
+        self, record: ResultRecord, *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        """The expiry and its results in one transaction when they live in this database."""
+        if record.result_store is not self.results:
+            return await super().expire_with_results(record, dependency_policy=dependency_policy)
+        t = now()
+        args = (dependency_policy, t, self._be.work_channel)
+        return await self._end_recorded(_Q["expire"], args, record, TaskStatus.EXPIRED, t)
+
+    async def _end_recorded(
+        self,
+        sql: str,
+        args: tuple[Any, ...],
+        record: ResultRecord,
+        status: TaskStatus,
+        t: float,
+    ) -> CompletionReport:
+        """Run ``sql`` (the cancel or expiry statement) and store the results of every
+        task it ended (its own and the dependents it cancelled) in one transaction; the
+        result channel's NOTIFY goes out with the commit."""
+        rchan = self._be.result_channel
+
+        async def run(c: Any) -> tuple[Any, builtins.list[Any]]:
+            async with c.transaction():
+                row = await c.fetchrow(sql, *args)
+                ids = builtins.list(dict.fromkeys([*row["done"], *row["cancelled"]]))
+                if not ids:
+                    return row, []
+                rows = await c.fetch(_Q["tasks_for_report"], ids)
+                roots = set(row["done"])
+                results = []
+                for r in rows:
+                    own = r["id"] in roots
+                    st = status if own else TaskStatus.CANCELLED
+                    results.append(record.result(_ended(r, st), st, t, cascaded=not own))
+                await c.fetchval(
+                    _Q["result_put"],
+                    [x.task_id for x in results],
+                    [TaskStatus(x.status).value for x in results],
+                    [x.expires_at for x in results],
+                    [encode(x) for x in results],
+                    rchan,
+                )
+                return row, rows
+
+        row, rows = await self._call(run)
+        by_id = {r["id"]: r for r in rows}
+        return CompletionReport(
+            done=builtins.list(row["done"]),
+            released=builtins.list(row["released"]),
+            cancelled=[_cancelled(by_id[i]) for i in row["cancelled"] if i in by_id],
+        )
 
     async def reclaim_expired(self) -> builtins.list[str]:
         chan = self._be.work_channel

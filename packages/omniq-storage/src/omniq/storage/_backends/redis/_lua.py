@@ -42,7 +42,12 @@ from omniq.models import StorageError
 __all__ = ["COMMON", "load_script", "load_scripts", "script_names"]
 
 _PRELUDE = "_common.lua"
-_PARTS = {"claim": ("_limits.lua",), "limits": ("_limits.lua",)}
+_PARTS = {
+    "claim": ("_limits.lua",),
+    "limits": ("_limits.lua",),
+    "cancel": ("_ended.lua",),
+    "expire": ("_ended.lua",),
+}
 """Shared parts some scripts carry between the prelude and their own text."""
 
 

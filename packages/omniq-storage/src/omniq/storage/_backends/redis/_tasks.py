@@ -13,18 +13,23 @@ import msgspec
 from omniq.models import (
     ClaimedTask,
     CorruptRecordError,
+    ErrorInfo,
     LimitInfo,
     Task,
+    TaskCancelledError,
+    TaskExpiredError,
     TaskResult,
     TaskStatus,
     now,
 )
 from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
+    CASCADE_REASON,
     Completion,
     CompletionReport,
     DependencyPolicy,
     LeaseRef,
+    ResultRecord,
     ResultStorage,
     RetryRequest,
     TaskQueueStorage,
@@ -74,6 +79,31 @@ def _cancelled(task_id: str, env: bytes, attempt: int) -> Task:
     task = read_task(env, task_id, None, TaskStatus.CANCELLED, attempt)
     assert task is not None  # cancelled is terminal: never skipped
     return with_state(task, TaskStatus.CANCELLED, attempt)
+
+
+def _ended_spec(record: ResultRecord, status: TaskStatus) -> bytes:
+    """What ``lua/_ended.lua`` needs to build the results ``record.result`` would (the
+    expiry's message is built there, from the task's stored ``exp``)."""
+    if status is TaskStatus.EXPIRED:
+        root = ErrorInfo.from_exception(TaskExpiredError(""))
+        message = ""
+    else:
+        root = ErrorInfo.from_exception(TaskCancelledError(record.reason))
+        message = root.message
+    cascade = ErrorInfo.from_exception(TaskCancelledError(CASCADE_REASON))
+    keep = record.retention
+    return encode(
+        [
+            status.value,
+            root.type,
+            message,
+            cascade.type,
+            cascade.message,
+            "" if keep is None else repr(float(keep)),
+            "" if keep is None else max(1, math.ceil(keep * 1000)),
+            1 if status is TaskStatus.EXPIRED else 0,
+        ]
+    )
 
 
 class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
@@ -276,7 +306,33 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
     ) -> CompletionReport:
         if not task_ids:
             return CompletionReport()
-        return self._report(await self._script("cancel", dependency_policy, *task_ids))
+        return self._report(await self._script("cancel", dependency_policy, "", *task_ids))
+
+    async def cancel_with_results(
+        self,
+        task_ids: Sequence[str],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """The cancel script also stores the results when they live in this Redis."""
+        if record.result_store is not self._be.results:
+            return await super().cancel_with_results(
+                task_ids, record, dependency_policy=dependency_policy
+            )
+        if not task_ids:
+            return CompletionReport()
+        spec = _ended_spec(record, TaskStatus.CANCELLED)
+        return self._report(await self._script("cancel", dependency_policy, spec, *task_ids))
+
+    async def expire_with_results(
+        self, record: ResultRecord, *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        """The expiry script also stores the results when they live in this Redis."""
+        if record.result_store is not self._be.results:
+            return await super().expire_with_results(record, dependency_policy=dependency_policy)
+        spec = _ended_spec(record, TaskStatus.EXPIRED)
+        return self._report(await self._script("expire", dependency_policy, spec))
 
     limited: list[str] = []
     """The limit keys the last claim held tasks back for."""
@@ -288,7 +344,7 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         return [as_str(x) for x in await self._script("reclaim")]
 
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
-        return self._report(await self._script("expire", dependency_policy))
+        return self._report(await self._script("expire", dependency_policy, ""))
 
     async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
         if not task_ids:

@@ -460,8 +460,6 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             self.wake.notify()
         return report
 
-    # -- reads ---------------------------------------------------------------------
-
     async def get(self, task_ids: Sequence[str]) -> list[Task | None]:
         ids = list(task_ids)
         rows = await self._db.run(

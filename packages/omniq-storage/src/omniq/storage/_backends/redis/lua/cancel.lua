@@ -1,7 +1,7 @@
--- ARGV[3] policy, then ids
+-- ARGV[3] policy, ARGV[4] result spec ('' = no results; see _ended.lua), then ids
 local policy = ARGV[3]
 local done, roots, released, cancelled = {}, {}, {}, {}
-for j = 4, #ARGV do
+for j = 5, #ARGV do
   local id = ARGV[j]
   local h = redis.call('HMGET', tk(id), 's', 'q', 'k', 'exp')
   if h[1] == 'pending' or h[1] == 'running' then
@@ -11,6 +11,7 @@ for j = 4, #ARGV do
   end
 end
 resolve(roots, policy, released, cancelled)
+if ARGV[4] ~= '' then store_ended(ARGV[4], done, cancelled) end
 flush()
 publish()
 return {done, {}, released, cancelled}

@@ -1,3 +1,4 @@
+-- ARGV[3] policy, ARGV[4] result spec ('' = no results; see _ended.lua)
 local policy = ARGV[3]
 local done, roots, released, cancelled = {}, {}, {}, {}
 local ids = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', NOWS)
@@ -12,6 +13,7 @@ for _, id in ipairs(ids) do
   end
 end
 resolve(roots, policy, released, cancelled)
+if ARGV[4] ~= '' then store_ended(ARGV[4], done, cancelled) end
 flush()
 publish()
 return {done, {}, released, cancelled}
