@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from omniq.models import Task, TaskStatus, now
+from omniq.models import Task, TaskResult, TaskStatus, now
 from omniq.storage._corrupt import log
 from omniq.storage._interfaces import (
     Backend,
@@ -27,6 +27,7 @@ from omniq.storage._interfaces import (
     CompletionReport,
     DependencyPolicy,
     LeaseRef,
+    ResultStorage,
     RetryRequest,
 )
 from omniq.storage._wake import Watch
@@ -37,6 +38,7 @@ from ._engine import NatsEngine
 from ._floor import ScanFloor
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, any_dec, decode_rec, finished, pending
+from ._stores import NatsResults
 from ._tasks import QueueCore
 
 if TYPE_CHECKING:
@@ -77,8 +79,48 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 self._remember(r[1], r[2])
         return lost
 
+    async def finish(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """With this backend's own result store: renew the leases (the fence), then the
+        results and the completions in one batch, the results ahead on the connection
+        (``_change_many``'s ``lead``): two round trips instead of three."""
+        if not (
+            results and isinstance(result_store, NatsResults) and result_store.owner is self._be
+        ):
+            return await super().finish(
+                completions,
+                results,
+                result_store,
+                lease=lease,
+                dependency_policy=dependency_policy,
+            )
+        writes = result_store.writes(results)  # checks the payload limit before any write
+        stale = await self.renew([LeaseRef(c.task_id, c.token) for c in completions], lease)
+        lost = set(stale)
+        if lost:
+            writes = result_store.writes([r for r in results if r.task_id not in lost])
+            completions = [c for c in completions if c.task_id not in lost]
+        report = await self._call(lambda: self._complete(completions, dependency_policy, writes))
+        report.stale = stale + report.stale
+        return report
+
     async def complete(
         self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        return await self._call(lambda: self._complete(completions, dependency_policy, ()))
+
+    async def _complete(
+        self,
+        completions: Sequence[Completion],
+        dependency_policy: DependencyPolicy,
+        lead: Sequence[tuple[str, bytes, None]],
     ) -> CompletionReport:
         t = now()
 
@@ -97,7 +139,8 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 )
                 for c in ok
             ]
-            got = dict(zip((id(c) for c in ok), await self._change_many(items), strict=True))
+            res = await self._change_many(items, lead=lead)
+            got = dict(zip((id(c) for c in ok), res, strict=True))
             res = [got.get(id(c)) for c in completions]
             report = CompletionReport()
             ended: list[tuple[str, TaskStatus, list[str]]] = []
@@ -113,7 +156,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             await self._resolve(ended, dependency_policy, report)
             return report
 
-        return await self._call(run)
+        return await run()
 
     async def _back(self, refs: Sequence[tuple[str, str, Callable[[Rec], Rec]]]) -> list[str]:
         items = [
