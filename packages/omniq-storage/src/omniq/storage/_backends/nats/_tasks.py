@@ -662,20 +662,29 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         policy: DependencyPolicy,
         report: CompletionReport,
     ) -> None:
-        """Release or cancel (transitively) the dependents of tasks that just ended."""
+        """Release or cancel (transitively) the dependents of tasks that just ended. The
+        released ones are announced together at the end (one batch; a crash before it
+        leaves them to their guards), so the caller returns as soon as they can run."""
         todo = list(ended)
+        released: _list[tuple[Rec, int]] = []
         while todo:
             _, _, children = todo.pop(0)
             for cid in sorted(set(children)):
-                cancelled = await self._check_child(cid, policy, report)
+                cancelled = await self._check_child(cid, policy, report, released)
                 if cancelled is not None and cancelled.dependents:
                     todo.append((cid, TaskStatus.CANCELLED, cancelled.dependents))
+        await self._ready_many(released)
 
     async def _check_child(
-        self, cid: str, policy: DependencyPolicy, report: CompletionReport
+        self,
+        cid: str,
+        policy: DependencyPolicy,
+        report: CompletionReport,
+        released: _list[tuple[Rec, int]] | None = None,
     ) -> Rec | None:
         """Re-evaluate a blocked task from its dependencies' states: release it when all
-        succeeded, cancel (returned) or release it when one failed. Idempotent."""
+        succeeded, cancel (returned) or release it when one failed. Idempotent. A
+        released task is announced here, or listed in ``released`` to announce."""
         while True:
             rec, rev = await self._get(cid)
             if rec is None or rec.task.status is not TaskStatus.PENDING or not rec.blocked:
@@ -703,5 +712,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 return new
             report.released.append(cid)
             self._crash("dependency")
-            await self._ready(new, new_rev)
+            if released is None:
+                await self._ready(new, new_rev)
+            else:
+                released.append((new, new_rev))
             return None
