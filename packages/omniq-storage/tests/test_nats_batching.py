@@ -86,3 +86,36 @@ async def test_a_refused_result_undoes_the_completion(backend: NatsBackend) -> N
     report = await q.finish([Completion(t.id, c.token)], [result], r, lease=30.0)
     assert report.done == [t.id] and report.stale == []
     assert await r.get_one(t.id) == result
+
+
+async def test_finish_renews_a_lease_near_its_end_and_fences_a_lost_one(
+    backend: NatsBackend,
+) -> None:
+    """The fence reads the records: a lease with under ``fence_margin`` left is renewed
+    first (here a 10 ms lease, never reclaimed: no reaper runs), a lost one gets neither
+    result nor completion."""
+    q, r = _stores(backend)
+    near, lost = _task(), _task()
+    await q.enqueue([near, lost])
+    claimed = {c.task.id: c for c in await q.claim(["default"], "w", limit=2, lease=0.01)}
+    await q.cancel([lost.id])
+
+    def result(tid: str) -> TaskResult:
+        return TaskResult(
+            task_id=tid,
+            status=TaskStatus.SUCCESS,
+            payload=Payload("msgpack", b"\x2a"),
+            attempts=1,
+            finished_at=now(),
+        )
+
+    report = await q.finish(
+        [Completion(t.id, claimed[t.id].token) for t in (near, lost)],
+        [result(near.id), result(lost.id)],
+        r,
+        lease=30.0,
+    )
+    assert report.done == [near.id] and report.stale == [lost.id]
+    assert await r.get_one(near.id) is not None and await r.get_one(lost.id) is None
+    got = await q.get([near.id, lost.id])
+    assert [t.status for t in got if t is not None] == [TaskStatus.SUCCESS, TaskStatus.CANCELLED]
