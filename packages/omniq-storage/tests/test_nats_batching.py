@@ -88,12 +88,15 @@ async def test_a_refused_result_undoes_the_completion(backend: NatsBackend) -> N
     assert await r.get_one(t.id) == result
 
 
+@pytest.mark.parametrize("replicas", [1, 3])
 async def test_finish_renews_a_lease_near_its_end_and_fences_a_lost_one(
-    backend: NatsBackend,
+    backend: NatsBackend, replicas: int
 ) -> None:
     """The fence reads the records: a lease with under ``fence_margin`` left is renewed
     first (here a 10 ms lease, never reclaimed: no reaper runs), a lost one gets neither
-    result nor completion."""
+    result nor completion. With replicas (as the backend sees its streams) every lease
+    is renewed instead."""
+    backend.replicas = replicas
     q, r = _stores(backend)
     near, lost = _task(), _task()
     await q.enqueue([near, lost])

@@ -114,11 +114,15 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
 
     fence_margin = 5.0
     """Seconds of lease a finishing task must have left for ``finish`` to fence it by
-    reading its record; with less, its lease is renewed first (a write)."""
+    reading its record (one replica only); with less, its lease is renewed first (a
+    write)."""
 
     async def _fence(self, completions: Sequence[Completion], lease: float) -> set[str]:
         """The tasks of ``completions`` whose lease is lost. A held lease's record and
-        revision become the completion's hint."""
+        revision become the completion's hint. With replicas, a direct get may be served
+        by a replica behind the leader: every lease is renewed (a leader-checked write)."""
+        if self._be.replicas > 1:
+            return set(await self.renew([LeaseRef(c.task_id, c.token) for c in completions], lease))
         js = self._be.js
         got = await js.kv_get_many(self._be.tasks_bucket, [token(c.task_id) for c in completions])
         t = now()
