@@ -30,7 +30,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("the nats backend needs: pip install 'omniq-storage[nats]'") from exc
 
-__all__ = ["ACK_WAIT", "JS", "SAFE_NAME", "UNAVAILABLE", "seq_of", "token"]
+__all__ = ["ACK_WAIT", "JS", "SAFE_NAME", "UNAVAILABLE", "kv_puts", "pub_ack", "seq_of", "token"]
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,48}")
 _WRONG_LAST = (10071, 10164)
@@ -174,16 +174,25 @@ class JS:
     async def publish_many(
         self, items: Sequence[tuple[str, bytes, dict[str, str] | None]]
     ) -> list[int | None]:
-        out: list[int | None] = []
-        for msg in await self.many(items):
-            ack = _pub_ack.decode(msg.data)
-            if ack.error is not None:
-                if ack.error.get("err_code") in _WRONG_LAST:
-                    out.append(None)
-                    continue
-                raise nats.js.errors.APIError.from_error(ack.error)
-            out.append(ack.seq)
-        return out
+        return [pub_ack(msg) for msg in await self.many(items)]
+
+    async def publish_led(
+        self,
+        lead: Sequence[tuple[str, bytes, dict[str, str] | None]],
+        items: Sequence[tuple[str, bytes, dict[str, str] | None]],
+    ) -> tuple[bool, list[int | None]]:
+        """Publish ``items`` behind ``lead`` in one batch (the lead's bytes precede them
+        on the connection, so whatever of the batch the server reads includes the lead).
+        Returns whether every lead publish was stored, and the items' ``publish_many``
+        answers."""
+        msgs = await self.many([*lead, *items])
+        stored = True
+        for m in msgs[: len(lead)]:
+            try:
+                pub_ack(m)
+            except nats.js.errors.APIError:
+                stored = False
+        return stored, [pub_ack(m) for m in msgs[len(lead) :]]
 
     async def kv_get(self, bucket: str, key: str) -> tuple[bytes | None, int]:
         """(value, revision); value None for a missing or deleted key (revision 0 if it
@@ -218,16 +227,7 @@ class JS:
     async def kv_put_many(
         self, bucket: str, items: Sequence[tuple[str, bytes, int | None]]
     ) -> list[int | None]:
-        return await self.publish_many(
-            [
-                (
-                    f"$KV.{bucket}.{key}",
-                    value,
-                    None if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)},
-                )
-                for key, value, last in items
-            ]
-        )
+        return await self.publish_many(kv_puts(bucket, items))
 
     async def kv_purge(self, bucket: str, key: str, last: int | None = None) -> bool:
         headers = {"KV-Operation": "PURGE", "Nats-Rollup": "sub"}
@@ -303,6 +303,32 @@ class JS:
             if sub is not None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+
+def pub_ack(msg: Msg) -> int | None:
+    """The stream sequence a publish's reply acknowledges, or None if an
+    expected-last-sequence header did not match (someone else wrote first)."""
+    ack = _pub_ack.decode(msg.data)
+    if ack.error is not None:
+        if ack.error.get("err_code") in _WRONG_LAST:
+            return None
+        raise nats.js.errors.APIError.from_error(ack.error)
+    return ack.seq
+
+
+def kv_puts(
+    bucket: str, items: Sequence[tuple[str, bytes, int | None]]
+) -> list[tuple[str, bytes, dict[str, str] | None]]:
+    """The publishes writing KV ``items`` (key, value, expected revision or None), to
+    send with ``JS.many`` alongside other requests (see ``JS.kv_put``)."""
+    return [
+        (
+            f"$KV.{bucket}.{key}",
+            value,
+            None if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)},
+        )
+        for key, value, last in items
+    ]
 
 
 def seq_of(msg: Msg) -> int:

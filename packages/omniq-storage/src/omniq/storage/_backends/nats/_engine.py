@@ -18,6 +18,7 @@ class NatsEngine(Engine, Protocol):
     subscription callbacks feed."""
 
     ns: str
+    replicas: int
     tasks_bucket: str
     keys_bucket: str
     results_bucket: str

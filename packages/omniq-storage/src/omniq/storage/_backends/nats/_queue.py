@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from omniq.models import Task, TaskStatus, now
+from omniq.models import Task, TaskResult, TaskStatus, now
 from omniq.storage._corrupt import log
 from omniq.storage._interfaces import (
     Backend,
@@ -28,6 +28,7 @@ from omniq.storage._interfaces import (
     DependencyPolicy,
     LeaseRef,
     ResultRecord,
+    ResultStorage,
     RetryRequest,
 )
 from omniq.storage._wake import Watch
@@ -38,6 +39,7 @@ from ._engine import NatsEngine
 from ._floor import ScanFloor
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, any_dec, decode_rec, finished, pending
+from ._stores import NatsResults
 from ._tasks import QueueCore
 
 if TYPE_CHECKING:
@@ -78,8 +80,81 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 self._remember(r[1], r[2])
         return lost
 
+    async def finish(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """With this backend's own result store: the fence (the records read: a lease
+        still held with more than ``fence_margin`` seconds left needs no write; the
+        others are renewed), then the results and the completions in one batch, the
+        results ahead on the connection (``_change_many``'s ``lead``): two round trips,
+        and no renewal write for a task that finishes well inside its lease."""
+        if not (
+            results and isinstance(result_store, NatsResults) and result_store.owner is self._be
+        ):
+            return await super().finish(
+                completions,
+                results,
+                result_store,
+                lease=lease,
+                dependency_policy=dependency_policy,
+            )
+        writes = result_store.writes(results)  # checks the payload limit before any write
+        lost = await self._call(lambda: self._fence(completions, lease))
+        if lost:
+            writes = result_store.writes([r for r in results if r.task_id not in lost])
+        kept = [c for c in completions if c.task_id not in lost]
+        report = await self._call(lambda: self._complete(kept, dependency_policy, writes))
+        report.stale = [c.task_id for c in completions if c.task_id in lost] + report.stale
+        return report
+
+    fence_margin = 5.0
+    """Seconds of lease a finishing task must have left for ``finish`` to fence it by
+    reading its record (one replica only); with less, its lease is renewed first (a
+    write)."""
+
+    async def _fence(self, completions: Sequence[Completion], lease: float) -> set[str]:
+        """The tasks of ``completions`` whose lease is lost. A held lease's record and
+        revision become the completion's hint. With replicas, a direct get may be served
+        by a replica behind the leader: every lease is renewed (a leader-checked write)."""
+        if self._be.replicas > 1:
+            return set(await self.renew([LeaseRef(c.task_id, c.token) for c in completions], lease))
+        js = self._be.js
+        got = await js.kv_get_many(self._be.tasks_bucket, [token(c.task_id) for c in completions])
+        t = now()
+        lost: set[str] = set()
+        renew: list[LeaseRef] = []
+        for c, (raw, rev) in zip(completions, got, strict=True):
+            try:
+                rec = None if raw is None else decode_rec(c.task_id, raw, rev)
+            except CorruptRec:
+                renew.append(LeaseRef(c.task_id, c.token))  # the renewal deals with it
+                continue
+            if rec is None or rec.token != c.token or rec.task.status is not TaskStatus.RUNNING:
+                lost.add(c.task_id)
+            elif rec.until is None or rec.until - t < self.fence_margin:
+                renew.append(LeaseRef(c.task_id, c.token))
+            else:
+                self._remember(rec, rev)
+        if renew:
+            lost.update(await self.renew(renew, lease))
+        return lost
+
     async def complete(
         self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
+    ) -> CompletionReport:
+        return await self._call(lambda: self._complete(completions, dependency_policy, ()))
+
+    async def _complete(
+        self,
+        completions: Sequence[Completion],
+        dependency_policy: DependencyPolicy,
+        lead: Sequence[tuple[str, bytes, None]],
     ) -> CompletionReport:
         t = now()
 
@@ -98,7 +173,8 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 )
                 for c in ok
             ]
-            got = dict(zip((id(c) for c in ok), await self._change_many(items), strict=True))
+            res = await self._change_many(items, lead=lead)
+            got = dict(zip((id(c) for c in ok), res, strict=True))
             res = [got.get(id(c)) for c in completions]
             report = CompletionReport()
             ended: list[tuple[str, TaskStatus, list[str]]] = []
@@ -114,7 +190,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             await self._resolve(ended, dependency_policy, report)
             return report
 
-        return await self._call(run)
+        return await run()
 
     async def _back(self, refs: Sequence[tuple[str, str, Callable[[Rec], Rec]]]) -> list[str]:
         items = [

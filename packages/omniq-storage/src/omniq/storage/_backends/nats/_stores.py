@@ -53,18 +53,27 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
         super().__init__(be)
         self._floor = ScanFloor(margin=None)
 
+    @property
+    def owner(self) -> NatsEngine:
+        """The backend these results are stored on."""
+        return self._be
+
     def _key(self, task_id: str) -> str:
         return token(task_id)
 
     async def put(self, results: Sequence[TaskResult]) -> None:
+        writes = self.writes(results)
+        await self._call(lambda: self._be.js.publish_many(writes))
+
+    def writes(self, results: Sequence[TaskResult]) -> list[tuple[str, bytes, None]]:
+        """The publishes storing ``results`` (checked against the payload limit), for
+        ``put`` or to send in a batch with other requests (the task queue's ``finish``)."""
         self.payload_limit.check_results(results)
-        js, b = self._be.js, self._be.results_bucket
         for r in results:
             if r.expires_at is not None:
                 self._floor.wrote(r.expires_at)
-        await self._call(
-            lambda: js.kv_put_many(b, [(self._key(r.task_id), encode(r), None) for r in results])
-        )
+        b = self._be.results_bucket
+        return [(f"$KV.{b}.{self._key(r.task_id)}", encode(r), None) for r in results]
 
     async def _get(self, task_id: str) -> TaskResult | None:
         raw, rev = await self._be.js.kv_get(self._be.results_bucket, self._key(task_id))

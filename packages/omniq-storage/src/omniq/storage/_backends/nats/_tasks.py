@@ -21,10 +21,11 @@ crash point leaves a task unclaimable (docs/storage.md, "crash points").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -40,7 +41,7 @@ from omniq.storage._limits import chunks
 from omniq.storage._remote import EngineStore, claimed
 
 from . import _deps
-from ._conn import token
+from ._conn import kv_puts, token
 from ._engine import NatsEngine
 from ._flow import admit, limit_infos, register
 from ._paused import read_paused
@@ -91,6 +92,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         super().__init__(be)
         self._leases: dict[tuple[str, str], tuple[int, Rec]] = {}
         self._waiters_seen = False
+        self._leading: dict[tuple[str, ...], list[str]] = {}
+        """Per queue list, the work subjects of the highest priority with ready tasks
+        at the last claim that found any (pulled early by the next one)."""
         self.crash_hook: Callable[[str], None] | None = None
         """Test-only: called at each crash point (between a write and its publish)."""
 
@@ -123,10 +127,6 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 del self._leases[k]
         self._leases[(rec.task.id, rec.token)] = (rev, rec)
 
-    async def _timer(self, kind: str, body: Any, msg_id: str | None = None) -> None:
-        headers = None if msg_id is None else {"Nats-Msg-Id": msg_id}
-        await self._be.js.publish(f"{self._be.ns}.timer.{kind}", enc.encode(body), headers)
-
     def _ready_msg(
         self, rec: Rec, rev: int, due: bool = False
     ) -> tuple[str, bytes, dict[str, str]]:
@@ -150,11 +150,19 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         self,
         items: Sequence[tuple[str, Callable[[Rec], Rec | None], tuple[int, Rec] | None]],
         corrupt: list[CorruptRec] | None = None,
+        lead: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
     ) -> list[tuple[Rec, Rec, int] | None]:
         """``_change`` for many tasks: one pipelined batch of writes for those with a
         known revision (hint), the usual read-and-retry for the rest and for conflicts.
         With ``corrupt``, a record that does not decode is listed there (its change is
-        None) instead of failing the batch."""
+        None) instead of failing the batch.
+
+        ``lead``: publishes that must be stored whenever a write is (a claim's lease
+        timer, a completion's results). They go in the same batch, ahead of the writes
+        on the connection, so a client dying mid-batch cannot leave a write without
+        them; one the server refuses is published again on its own before any
+        slow-path write, and if that fails too the batch's writes are undone
+        (``_lead_lost``)."""
         out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
         slow: list[int] = []
         fast: list[tuple[int, Rec, Rec, int]] = []
@@ -164,16 +172,26 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 slow.append(i)
             else:
                 fast.append((i, hint[1], new, hint[0]))
-        if fast:
-            revs = await self._be.js.kv_put_many(
-                self._be.tasks_bucket,
-                [(token(new.task.id), enc.encode(new), rev) for _, _, new, rev in fast],
+        js = self._be.js
+        if fast or lead:
+            lead_ok, revs = await js.publish_led(
+                lead,
+                kv_puts(
+                    self._be.tasks_bucket,
+                    [(token(new.task.id), enc.encode(new), rev) for _, _, new, rev in fast],
+                ),
             )
             for (i, old, new, _), r in zip(fast, revs, strict=True):
                 if r is None:
                     slow.append(i)
                 else:
                     out[i] = (old, new, r)
+            if not lead_ok:
+                try:
+                    await js.publish_many(lead)
+                except BaseException:
+                    await self._lead_lost([r for r in out if r is not None])
+                    raise
         if slow:
             res = await asyncio.gather(
                 *(self._change(items[i][0], items[i][1]) for i in slow),
@@ -208,6 +226,17 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             new_rev = await self._cas(new, rev)
             if new_rev is not None:
                 return rec, new, new_rev
+
+    async def _lead_lost(self, done: Sequence[tuple[Rec, Rec, int]]) -> None:
+        """A batch's lead could not be stored: put back each record its writes replaced
+        (checked against the revision written, so a later change stands), best effort;
+        the caller raises the lead's error. An undone claim's work message is not acked
+        and comes back after the ack wait."""
+        with contextlib.suppress(Exception):
+            await self._be.js.kv_put_many(
+                self._be.tasks_bucket,
+                [(token(old.task.id), enc.encode(old), rev) for old, _, rev in done],
+            )
 
     def _leased(self, token: str, change: Callable[[Rec], Rec]) -> Callable[[Rec], Rec | None]:
         def fn(rec: Rec) -> Rec | None:
@@ -254,17 +283,20 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             out[i] = await self._enqueue_one(tasks[i], dependency_policy)
 
         async def run() -> None:
-            # Guard and TTL timers go first: whatever write follows, a timer covers it.
+            # Guard and TTL timers lead: whatever write follows, a timer covers it.
             first = [self._guard_msg(ids, self.guard_delay, dependency_policy)]
             if ttl:
                 first.append((f"{self._be.ns}.timer.ttl", enc.encode(ttl), None))
-            await self._be.js.publish_many(first)
             plain = [i for i, t in enumerate(tasks) if not t.depends_on and t.key is None]
-            slow = await self._enqueue_plain(tasks, plain, out)
+            slow, waiters = await self._enqueue_plain(
+                tasks, plain, out, lead=first, last=len(plain) == len(tasks)
+            )
             await asyncio.gather(*(one(i) for i in slow))
             for i, t in enumerate(tasks):
                 if t.depends_on or (t.key is not None and i not in slow):
                     await one(i)
+            if waiters is False and not slow:
+                return  # read after every write of this round: no task ever waited
             await _deps.adopt_waiters(self, ids, dependency_policy)
 
         await self._call(run)
@@ -275,21 +307,33 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         tasks: Sequence[Task],
         idx: Sequence[int],
         out: list[Task | None],
-    ) -> list[int]:
+        *,
+        lead: Sequence[tuple[str, bytes, dict[str, str] | None]],
+        last: bool,
+    ) -> tuple[list[int], bool | None]:
         """Create the records of tasks without key or dependencies in one batch (a create
         fails if the id exists) and announce them; returns the indexes left to the slow
-        path."""
+        path, and (``last``: no other write of the round follows) whether a dependent
+        ever waited for an id not enqueued yet (None: not read).
+
+        ``lead`` (the round's guard and TTL timers) goes in the creates' batch, ahead of
+        them on the connection, so a client dying mid-batch cannot leave a record
+        without its guard; a lead the server refuses is published again on its own
+        before the records are announced. The waiters flag is read with the
+        announcements, after the creates (``_deps.adopt_waiters``)."""
         recs = []
         for i in idx:
             t = tasks[i]
             if t.status is not TaskStatus.PENDING:
                 t = _replace(t, status=TaskStatus.PENDING)
             recs.append(Rec(t))
-        if not recs:
-            return []
-        revs = await self._be.js.kv_put_many(
-            self._be.tasks_bucket, [(token(r.task.id), enc.encode(r), 0) for r in recs]
+        js = self._be.js
+        lead_ok, revs = await js.publish_led(
+            lead,
+            kv_puts(self._be.tasks_bucket, [(token(r.task.id), enc.encode(r), 0) for r in recs]),
         )
+        if not lead_ok:
+            await js.publish_many(lead)
         slow: list[int] = []
         ready: list[tuple[Rec, int]] = []
         for i, rec, rev in zip(idx, recs, revs, strict=True):
@@ -298,9 +342,18 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 continue
             ready.append((rec, rev))
             out[i] = rec.task
+        if not recs:
+            return slow, None
         self._crash("enqueue")
-        await self._ready_many(ready)
-        return slow
+        if not (last and not slow and not self._waiters_seen):
+            await self._ready_many(ready)
+            return slow, None
+        _, (flag, _) = await asyncio.gather(
+            self._ready_many(ready), js.kv_get(self._be.keys_bucket, "waiters")
+        )
+        if flag is not None:
+            self._waiters_seen = True
+        return slow, flag is not None
 
     async def _enqueue_one(self, task: Task, policy: DependencyPolicy) -> Task:
         existing, erev = await self._get(task.id)
@@ -411,31 +464,56 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         self, queues: Sequence[str], worker_id: str, limit: int, lease: float
     ) -> list[ClaimedTask]:
         be, js = self._be, self._be.js
-        subjects, (paused, _) = await asyncio.gather(self._subjects(), read_paused(be))
-        live = [q for q in queues if q not in paused]
-        if not live:
-            return []
-        if subjects.get(f"{be.ns}.timer.eta") and await self.promote():
-            subjects = await self._subjects()
-        cands = self._candidates(subjects, live)
+        # The pull from the subjects that led the last claim on these queues goes with
+        # the reads that decide what to pull: when they still lead, its messages are
+        # this claim's first pull; otherwise they are handed back (nak) unclaimed.
+        key = tuple(queues)
+        guess = self._leading.get(key, [])
+        (subjects, (paused, _)), guessed = await asyncio.gather(
+            asyncio.gather(self._subjects(), read_paused(be)),
+            asyncio.gather(*(js.pull(be.work_stream, consumer_of(s), limit) for s in guess)),
+        )
+        first: list[list[Msg]] | None = None
+        try:
+            live = [q for q in queues if q not in paused]
+            if not live:
+                return []
+            if subjects.get(f"{be.ns}.timer.eta") and await self.promote():
+                subjects = await self._subjects()
+                guess = []  # promoted work may lead now, or sort before what was pulled
+            groups: dict[int, list[str]] = {}
+            for p, subj in self._candidates(subjects, live):
+                groups.setdefault(p, []).append(subj)
+            ordered = [subjs for _, subjs in sorted(groups.items(), key=lambda kv: -kv[0])]
+            if ordered:  # an idle worker's claims keep the guess for the next task
+                if len(self._leading) > 1000:
+                    self._leading.clear()
+                self._leading[key] = ordered[0]
+            if guess and ordered and guess == ordered[0] and any(guessed):
+                first, guessed = guessed, []
+        finally:
+            for m in (m for ms in guessed for m in ms):
+                await m.nak()
         token, t = new_id(), now()
         until = t + lease
         out: list[ClaimedTask] = []
         corrupt: list[CorruptRec] = []
         queue_of: dict[str, str] = {}
-        groups: dict[int, list[str]] = {}
-        for p, subj in cands:
-            groups.setdefault(p, []).append(subj)
         held = 0
         self.limited = []
-        for _, subjs in sorted(groups.items(), key=lambda kv: -kv[0]):
+        for subjs in ordered:
             while len(out) < limit and held < LIMIT_SCAN:
                 need = limit - len(out)
-                for s in subjs:
-                    await be.ensure_consumer(consumer_of(s), s)
-                pulled = await asyncio.gather(
-                    *(js.pull(be.work_stream, consumer_of(s), need) for s in subjs)
-                )
+                if first is not None:
+                    pulled, first = first, None
+                else:
+                    for s in subjs:
+                        await be.ensure_consumer(consumer_of(s), s)
+                    pulled = await asyncio.gather(
+                        *(js.pull(be.work_stream, consumer_of(s), need) for s in subjs)
+                    )
+                # Every pull short of what it asked for: these subjects are drained now.
+                drained = all(len(ms) < need for ms in pulled)
                 msgs = [(m, work_dec.decode(m.data)) for ms in pulled for m in ms]
                 if not msgs:
                     break
@@ -446,30 +524,37 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 n = len(take)
                 take = await self._within_limits(take, token, t)
                 held += n - len(take)
-                if not take:
-                    continue
-                ids = [w.id for _, w in take]
-                items = [
-                    (
-                        w.id,
-                        functools.partial(
-                            claim_fn, gen=w.gen, token=token, until=until, worker=worker_id, t=t
-                        ),
-                        (w.rev, rec_dec.decode(w.rec)),
-                    )
-                    for _, w in take
-                ]
-                queue_of.update((i, h[1].task.queue) for i, _, h in items)
-                # The lease timer first: a claim written without it could never expire.
-                await self._timer("lease", [token, until, ids])
-                res = await self._change_many(items, corrupt)
-                self._crash("claim")
-                for m, _ in take:
-                    await m.ack()
-                for r in res:
-                    if r is not None:
-                        self._remember(r[1], r[2])
-                        out.append(claimed(r[1].task, token, until, worker_id))
+                if take:
+                    ids = [w.id for _, w in take]
+                    items = [
+                        (
+                            w.id,
+                            functools.partial(
+                                claim_fn,
+                                gen=w.gen,
+                                token=token,
+                                until=until,
+                                worker=worker_id,
+                                t=t,
+                            ),
+                            (w.rev, rec_dec.decode(w.rec)),
+                        )
+                        for _, w in take
+                    ]
+                    queue_of.update((i, h[1].task.queue) for i, _, h in items)
+                    # The lease timer leads the writes: a claim written without it could
+                    # never expire.
+                    timer = (f"{be.ns}.timer.lease", enc.encode([token, until, ids]), None)
+                    res = await self._change_many(items, corrupt, lead=[timer])
+                    self._crash("claim")
+                    for m, _ in take:
+                        await m.ack()
+                    for r in res:
+                        if r is not None:
+                            self._remember(r[1], r[2])
+                            out.append(claimed(r[1].task, token, until, worker_id))
+                if drained:
+                    break
         if corrupt:
             await self._quarantine(corrupt, queue_of)
         if out:
@@ -578,20 +663,29 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         policy: DependencyPolicy,
         report: CompletionReport,
     ) -> None:
-        """Release or cancel (transitively) the dependents of tasks that just ended."""
+        """Release or cancel (transitively) the dependents of tasks that just ended. The
+        released ones are announced together at the end (one batch; a crash before it
+        leaves them to their guards), so the caller returns as soon as they can run."""
         todo = list(ended)
+        released: _list[tuple[Rec, int]] = []
         while todo:
             _, _, children = todo.pop(0)
             for cid in sorted(set(children)):
-                cancelled = await self._check_child(cid, policy, report)
+                cancelled = await self._check_child(cid, policy, report, released)
                 if cancelled is not None and cancelled.dependents:
                     todo.append((cid, TaskStatus.CANCELLED, cancelled.dependents))
+        await self._ready_many(released)
 
     async def _check_child(
-        self, cid: str, policy: DependencyPolicy, report: CompletionReport
+        self,
+        cid: str,
+        policy: DependencyPolicy,
+        report: CompletionReport,
+        released: _list[tuple[Rec, int]] | None = None,
     ) -> Rec | None:
         """Re-evaluate a blocked task from its dependencies' states: release it when all
-        succeeded, cancel (returned) or release it when one failed. Idempotent."""
+        succeeded, cancel (returned) or release it when one failed. Idempotent. A
+        released task is announced here, or listed in ``released`` to announce."""
         while True:
             rec, rev = await self._get(cid)
             if rec is None or rec.task.status is not TaskStatus.PENDING or not rec.blocked:
@@ -619,5 +713,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 return new
             report.released.append(cid)
             self._crash("dependency")
-            await self._ready(new, new_rev)
+            if released is None:
+                await self._ready(new, new_rev)
+            else:
+                released.append((new, new_rev))
             return None

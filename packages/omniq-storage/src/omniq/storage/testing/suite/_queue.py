@@ -35,6 +35,17 @@ class TestQueue:
             rest += await q.claim(["default"], "w1", limit=1)
         assert [c.task.id for c in rest] == [low1.id, low2.id]
 
+    async def test_higher_priority_enqueued_between_claims_goes_first(self, store: Backend) -> None:
+        q = tq(store)
+        lows = [task(priority=0) for _ in range(3)]
+        await q.enqueue(lows)
+        assert [c.task.id for c in await q.claim(["default"], "w", limit=1)] == [lows[0].id]
+        high = task(priority=5)
+        await q.enqueue([high])
+        assert [c.task.id for c in await q.claim(["default"], "w", limit=1)] == [high.id]
+        rest = await q.claim(["default"], "w", limit=10)
+        assert [c.task.id for c in rest] == [lows[1].id, lows[2].id]
+
     async def test_claim_sets_running_attempt_and_lease(self, store: Backend) -> None:
         q = tq(store)
         t = task()
