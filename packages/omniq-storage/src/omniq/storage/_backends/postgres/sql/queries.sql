@@ -171,9 +171,8 @@ WITH fin AS (
 ), ins AS (
     INSERT INTO results (task_id, status, expires_at, envelope)
     SELECT i.tid, i.st, i.exp, i.env
-    FROM unnest($7::text[], $8::text[], $9::float8[], $10::bytea[]) AS i(tid, st, exp, env),
-        fin
-    WHERE i.tid = ANY(fin.done)
+    FROM unnest($7::text[], $8::text[], $9::float8[], $10::bytea[]) AS i(tid, st, exp, env)
+    WHERE i.tid IN (SELECT unnest(fin.done) FROM fin)
     ON CONFLICT (task_id) DO UPDATE
         SET status = EXCLUDED.status, expires_at = EXCLUDED.expires_at,
             envelope = EXCLUDED.envelope
