@@ -10,10 +10,6 @@
 -- $3 rows were leased, a last row with every column NULL and ``limited`` true says that
 -- flow-limited tasks (which these statements leave alone) may be claimable: only then
 -- does the caller run claim_limited (two probes of the small limited-task indexes).
--- The claim commits without waiting for its WAL flush (synchronous_commit off for this
--- transaction only): a claim a server crash loses leaves its task pending, to run
--- again, which a lapsed lease does anyway (at-least-once); enqueues and completions
--- still wait for theirs, and the next of them flushes the claim too.
 WITH ready AS (
     SELECT id, priority FROM tasks
     WHERE queue = ANY($1::text[]) AND status = 'pending' AND waiting = 0
@@ -35,7 +31,7 @@ WITH ready AS (
     FROM pick WHERE t.id = pick.id
     RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope
 )
-SELECT got.*, false AS limited FROM got, (SELECT set_config('synchronous_commit', 'off', true)) sc
+SELECT got.*, false AS limited FROM got
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
 WHERE (SELECT count(*) FROM got) < $3 AND (
@@ -70,7 +66,7 @@ WITH ready AS (
     FROM pick WHERE t.id = pick.id
     RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope
 )
-SELECT got.*, false AS limited FROM got, (SELECT set_config('synchronous_commit', 'off', true)) sc
+SELECT got.*, false AS limited FROM got
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
 WHERE (SELECT count(*) FROM got) < $3 AND (
