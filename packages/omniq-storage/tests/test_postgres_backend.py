@@ -328,3 +328,19 @@ async def test_single_enqueue_and_finish_are_one_statement_each(schema: str) -> 
         assert await be.results.get_one(t.id) == result
         done = await be.tasks.get_one(t.id)
         assert done is not None and done.status is TaskStatus.SUCCESS
+
+
+async def test_completion_functions_plan_each_batch(schema: str) -> None:
+    """A cached generic plan joined a completion batch to the running rows by a nested
+    loop over both (quadratic in the batch); the functions plan each call instead."""
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        rows = await be.run(
+            lambda c: c.fetch(
+                "SELECT proname, proconfig FROM pg_proc WHERE pronamespace = "
+                "current_schema()::regnamespace AND proname IN ('omniq_complete', 'omniq_requeue')"
+            )
+        )
+    assert {r["proname"]: r["proconfig"] for r in rows} == {
+        "omniq_complete": ["plan_cache_mode=force_custom_plan"],
+        "omniq_requeue": ["plan_cache_mode=force_custom_plan"],
+    }
