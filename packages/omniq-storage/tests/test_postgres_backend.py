@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -11,11 +12,12 @@ import pytest
 from omniq.models import Task, TaskStatus, now
 from omniq.storage import Completion, open_storage
 from omniq.storage._backends.postgres._backend import PostgresBackend
-from omniq.storage._backends.postgres._sql import MIGRATIONS
+from omniq.storage._backends.postgres._sql import MIGRATIONS, QUERIES
 from omniq.storage.testing.helpers import poll_until
 
 pytestmark = pytest.mark.anyio
 BASE = "postgresql://postgres@127.0.0.1:5432/test"
+LIMITED = QUERIES["claim_limited"]
 
 
 @pytest.fixture
@@ -230,3 +232,115 @@ async def test_purge_deletes_a_backlog_larger_than_one_batch(
         assert await be.tasks.purge(finished_before=now() + 1) == 130
         assert await be.tasks.count() == 1
         assert await be.tasks.get_one(keep.id) is not None
+
+
+class _Statements:
+    """The backend's connections, recording the SQL text of every statement sent (the
+    statements still run on the real server)."""
+
+    def __init__(self, conn: Any, sent: list[str]) -> None:
+        self._conn = conn
+        self._sent = sent
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name not in ("fetch", "fetchrow", "fetchval", "execute"):
+            return attr
+
+        async def send(sql: str, *args: Any) -> Any:
+            self._sent.append(sql)
+            return await attr(sql, *args)
+
+        return send
+
+
+def _record_statements(be: PostgresBackend) -> list[str]:
+    sent: list[str] = []
+    call = be.call
+
+    async def recording(fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        return await call(lambda c: fn(_Statements(c, sent)))
+
+    be.call = recording  # type: ignore[method-assign]
+    return sent
+
+
+async def test_a_claim_without_limited_tasks_is_one_statement(schema: str) -> None:
+    """A claim that comes back short runs the limited claim only while flow-limited
+    tasks may be claimable; plain tasks never pay its round trip."""
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        assert be.tasks is not None
+        sent = _record_statements(be)
+        plain = await be.tasks.enqueue([Task(func="m:f") for _ in range(2)])
+        del sent[:]
+        got = await be.tasks.claim(["default"], "w", limit=5)
+        assert {c.task.id for c in got} == {t.id for t in plain}
+        assert await be.tasks.claim(["default", "other"], "w", limit=5) == []
+        assert len(sent) == 2
+        assert LIMITED not in sent
+
+        capped = [Task(func="m:f", max_concurrency=1) for _ in range(2)]
+        await be.tasks.enqueue(capped)
+        del sent[:]
+        [c] = await be.tasks.claim(["default"], "w", limit=5)
+        assert c.task.id == capped[0].id
+        assert await be.tasks.claim(["default"], "w", limit=5) == []
+        assert be.tasks.limited == ["m:f"]  # held back by its cap
+        assert sent.count(LIMITED) == 2
+
+        await be.tasks.complete([Completion(c.task.id, c.token)])
+        [c2] = await be.tasks.claim(["default"], "w", limit=5)
+        assert c2.task.id == capped[1].id
+        await be.tasks.complete([Completion(c2.task.id, c2.token)])
+        del sent[:]
+        assert await be.tasks.claim(["default"], "w", limit=5) == []
+        assert be.tasks.limited == []
+        assert LIMITED not in sent
+
+
+async def test_single_enqueue_and_finish_are_one_statement_each(schema: str) -> None:
+    """The paths every task takes: enqueue one task, claim it, store its result and
+    complete it, one statement (one round trip, one commit) each."""
+    from omniq.models import Payload, TaskResult
+
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        assert be.tasks is not None and be.results is not None
+        sent = _record_statements(be)
+        [t] = await be.tasks.enqueue([Task(func="m:f")])
+        assert t.status is TaskStatus.PENDING
+        assert len(sent) == 1
+        [again] = await be.tasks.enqueue([t])  # a stored id: the stored task comes back
+        assert again.id == t.id and again.status is TaskStatus.PENDING
+        [c] = await be.tasks.claim(["default"], "w")
+        del sent[:]
+        result = TaskResult(
+            task_id=t.id,
+            status=TaskStatus.SUCCESS,
+            payload=Payload("msgpack", b"\x2a"),
+            attempts=1,
+            finished_at=now(),
+        )
+        report = await be.tasks.finish(
+            [Completion(t.id, c.token)], [result], be.results, lease=30.0
+        )
+        assert report.done == [t.id] and report.stale == []
+        assert len(sent) == 1
+        assert await be.results.get_one(t.id) == result
+        done = await be.tasks.get_one(t.id)
+        assert done is not None and done.status is TaskStatus.SUCCESS
+
+
+async def test_completion_functions_plan_each_batch(schema: str) -> None:
+    """A cached generic plan joined a completion batch to the running rows by a nested
+    loop over both (quadratic in the batch); the functions plan each call instead."""
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        rows = await be.run(
+            lambda c: c.fetch(
+                "SELECT proname, proconfig FROM pg_proc WHERE pronamespace = "
+                "current_schema()::regnamespace AND proname IN ('omniq_complete', 'omniq_requeue')"
+            )
+        )
+    assert {r["proname"]: r["proconfig"] for r in rows} == {
+        "omniq_complete": ["plan_cache_mode=force_custom_plan"],
+        "omniq_requeue": ["plan_cache_mode=force_custom_plan"],
+    }

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any, cast
 
-from omniq.models import ClaimedTask, LimitInfo, Task, TaskStatus, now
+from omniq.models import ClaimedTask, LimitInfo, Task, TaskResult, TaskStatus, now
 from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
     Completion,
@@ -121,6 +121,13 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
     ) -> builtins.list[Task]:
         """No dependencies: one INSERT ... ON CONFLICT DO NOTHING; the (rare) rows that
         collided with a stored id or live key go through ``omniq_enqueue``."""
+        if len(tasks) == 1:
+            t = tasks[0]
+            one = (t.id, t.queue, t.priority, t.eta, t.expires_at, t.key, encode(t))
+            chan = self._be.work_channel
+            if await self._call(lambda c: c.fetchval(_Q["enqueue_one"], *one, chan)):
+                return [with_state(t, TaskStatus.PENDING, 0)]
+            return await self._enqueue_full(tasks, dependency_policy)
         args = (
             [t.id for t in tasks],
             [t.queue for t in tasks],
@@ -216,7 +223,11 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         if lapsed:
             self._lapsed_at = t + LAPSED_EVERY
         rows = await self._call(lambda c: c.fetch(stmt, qs, t, limit, worker_id, until, lapsed))
-        if len(rows) < limit:
+        self.limited = []
+        if rows and rows[-1]["limited"]:
+            # Short, and limited tasks may be claimable: the only case that pays a
+            # second round trip (a queue without limited tasks never does).
+            rows = rows[:-1]
             more = await self._call(
                 lambda c: c.fetch(
                     _Q["claim_limited"], qs, t, limit - len(rows), worker_id, until, SCAN
@@ -296,6 +307,50 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
                 chan,
             )
         )
+        return await self._report(row, ids)
+
+    async def finish(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """Results and completions in one statement when the results live in this
+        backend: the lease check of the completion fences both, atomically."""
+        if result_store is not None:
+            result_store.payload_limit.check_results(results)
+        by_id = {r.task_id: r for r in results}
+        if (
+            result_store is not self.results
+            or not results
+            or len(by_id) != len(results)
+            or not by_id.keys() <= {c.task_id for c in completions}
+        ):
+            return await super().finish(
+                completions,
+                results,
+                result_store,
+                lease=lease,
+                dependency_policy=dependency_policy,
+            )
+        ids = [c.task_id for c in completions]
+        args = (
+            ids,
+            [c.token for c in completions],
+            [TaskStatus(c.status).value for c in completions],
+            dependency_policy,
+            now(),
+            self._be.work_channel,
+            [r.task_id for r in results],
+            [TaskStatus(r.status).value for r in results],
+            [r.expires_at for r in results],
+            [encode(r) for r in results],
+            self._be.result_channel,
+        )
+        row = await self._call(lambda c: c.fetchrow(_Q["finish"], *args))
         return await self._report(row, ids)
 
     async def _requeue(

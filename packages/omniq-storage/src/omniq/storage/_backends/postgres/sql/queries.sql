@@ -6,7 +6,10 @@
 -- paused, highest priority first. The paused queues are read once (an InitPlan) and
 -- filter rows, so the planner still sees the queues $1 in the index condition. $6 is
 -- a one-time filter: the lapsed scan walks the dead index entries of every task run
--- since the last vacuum, so the caller asks for it only now and then.
+-- since the last vacuum, so the caller asks for it only now and then. When fewer than
+-- $3 rows were leased, a last row with every column NULL and ``limited`` true says that
+-- flow-limited tasks (which these statements leave alone) may be claimable: only then
+-- does the caller run claim_limited (two probes of the small limited-task indexes).
 WITH ready AS (
     SELECT id, priority FROM tasks
     WHERE queue = ANY($1::text[]) AND status = 'pending' AND waiting = 0
@@ -22,15 +25,25 @@ WITH ready AS (
 ), pick AS (
     SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM lapsed) c
     ORDER BY c.priority DESC, c.id LIMIT $3
+), got AS (
+    UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
+        token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
+    FROM pick WHERE t.id = pick.id
+    RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope
 )
-UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
-    token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
-FROM pick WHERE t.id = pick.id
-RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope;
+SELECT got.*, false AS limited FROM got
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
+WHERE (SELECT count(*) FROM got) < $3 AND (
+    EXISTS (SELECT 1 FROM tasks l WHERE l.queue = ANY($1::text[]) AND l.status = 'pending'
+            AND l.waiting = 0 AND l.limit_key IS NOT NULL AND (l.eta IS NULL OR l.eta <= $2))
+    OR EXISTS (SELECT 1 FROM tasks l WHERE l.status = 'running' AND l.limit_key IS NOT NULL
+               AND l.lease_expires_at < $2 AND l.queue = ANY($1::text[])));
 
 -- name: claim_one
 -- claim_any for one queue: equality lets the planner walk tasks_ready in order
--- instead of sorting every ready row; the paused test is a one-time filter.
+-- instead of sorting every ready row; the paused test is a one-time filter. The same
+-- last row flags limited tasks.
 WITH ready AS (
     SELECT id, priority FROM tasks
     WHERE queue = ($1::text[])[1] AND status = 'pending' AND waiting = 0
@@ -47,11 +60,20 @@ WITH ready AS (
 ), pick AS (
     SELECT c.id FROM (SELECT * FROM ready UNION ALL SELECT * FROM lapsed) c
     ORDER BY c.priority DESC, c.id LIMIT $3
+), got AS (
+    UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
+        token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
+    FROM pick WHERE t.id = pick.id
+    RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope
 )
-UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
-    token = gen_random_uuid()::text, worker_id = $4, lease_expires_at = $5
-FROM pick WHERE t.id = pick.id
-RETURNING t.id, t.queue, t.priority, t.attempt, t.token, t.eta, t.envelope;
+SELECT got.*, false AS limited FROM got
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
+WHERE (SELECT count(*) FROM got) < $3 AND (
+    EXISTS (SELECT 1 FROM tasks l WHERE l.queue = ANY($1::text[]) AND l.status = 'pending'
+            AND l.waiting = 0 AND l.limit_key IS NOT NULL AND (l.eta IS NULL OR l.eta <= $2))
+    OR EXISTS (SELECT 1 FROM tasks l WHERE l.status = 'running' AND l.limit_key IS NOT NULL
+               AND l.lease_expires_at < $2 AND l.queue = ANY($1::text[])));
 
 -- name: claim_limited
 -- The limited tasks (limit_key set) within their limits; see 0006_flow_control.sql.
@@ -96,6 +118,16 @@ WITH ins AS (
 )
 SELECT ins.id FROM ins WHERE (SELECT count(*) FROM note) >= 0;
 
+-- name: enqueue_one
+-- enqueue_plain for one task, without arrays: the single enqueue of a web handler.
+WITH ins AS (
+    INSERT INTO tasks (id, queue, status, priority, eta, expires_at, key, waiting, envelope)
+    VALUES ($1, $2, 'pending', $3, $4, $5, $6, 0, $7)
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue
+)
+SELECT ins.id, pg_notify($8, ins.queue) AS woke FROM ins;
+
 -- name: enqueue_full
 -- Enqueue with dependencies (or colliding ids/keys), row by row.
 SELECT * FROM omniq_enqueue($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12);
@@ -125,6 +157,26 @@ FROM (SELECT ARRAY(SELECT queue FROM paused_queues) AS qs) p;
 -- name: complete
 -- Finish leased tasks and resolve their dependents.
 SELECT * FROM omniq_complete($1,$2,$3,$4,$5,$6);
+
+-- name: finish
+-- complete, and in the same statement store the results ($7-$10) of the tasks it
+-- finished (a task whose lease was lost gets neither) and notify the result channel
+-- $11 per stored result: the worker's end of a batch in one round trip and one commit.
+WITH fin AS (
+    SELECT * FROM omniq_complete($1, $2, $3, $4, $5, $6)
+), ins AS (
+    INSERT INTO results (task_id, status, expires_at, envelope)
+    SELECT i.tid, i.st, i.exp, i.env
+    FROM unnest($7::text[], $8::text[], $9::float8[], $10::bytea[]) AS i(tid, st, exp, env)
+    WHERE i.tid IN (SELECT unnest(fin.done) FROM fin)
+    ON CONFLICT (task_id) DO UPDATE
+        SET status = EXCLUDED.status, expires_at = EXCLUDED.expires_at,
+            envelope = EXCLUDED.envelope
+    RETURNING task_id
+)
+SELECT fin.done, fin.released, fin.cancelled,
+    (SELECT count(pg_notify($11, ins.task_id)) FROM ins) AS stored
+FROM fin;
 
 -- name: requeue_leased
 -- Back to pending: a retry (new eta) or a release (attempt given back).
