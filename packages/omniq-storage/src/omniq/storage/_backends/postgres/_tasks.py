@@ -298,6 +298,34 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         )
         return await self._report(row, ids)
 
+    async def complete_with_results(
+        self,
+        completions: Sequence[Completion],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """The completion and its cascade's results in one transaction when they live in
+        this database."""
+        if record.result_store is not self.results:
+            return await super().complete_with_results(
+                completions, record, dependency_policy=dependency_policy
+            )
+        if not completions:
+            return CompletionReport()
+        ids = [c.task_id for c in completions]
+        toks = [c.token for c in completions]
+        sts = [TaskStatus(c.status).value for c in completions]
+        t = now()
+        args = (ids, toks, sts, dependency_policy, t, self._be.work_channel)
+        report = await self._end_recorded(
+            _Q["complete"], args, record, TaskStatus.CANCELLED, t, roots=False
+        )
+        dset = set(report.done)
+        report.done = [i for i in ids if i in dset]
+        report.stale = [i for i in ids if i not in dset]
+        return report
+
     async def _requeue(
         self,
         ids: builtins.list[str],
@@ -393,25 +421,29 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         record: ResultRecord,
         status: TaskStatus,
         t: float,
+        *,
+        roots: bool = True,
     ) -> CompletionReport:
-        """Run ``sql`` (the cancel or expiry statement) and store the results of every
-        task it ended (its own and the dependents it cancelled) in one transaction; the
-        result channel's NOTIFY goes out with the commit."""
+        """Run ``sql`` (the cancel, expiry or completion statement) and store the results
+        of every task it ended (its own, unless ``roots`` is False: a completion's are
+        the worker's, and the dependents it cancelled) in one transaction; the result
+        channel's NOTIFY goes out with the commit."""
         rchan = self._be.result_channel
 
         async def run(c: Any) -> tuple[Any, builtins.list[Any]]:
             async with c.transaction():
                 row = await c.fetchrow(sql, *args)
-                ids = builtins.list(dict.fromkeys([*row["done"], *row["cancelled"]]))
+                own = row["done"] if roots else ()
+                ids = builtins.list(dict.fromkeys([*own, *row["cancelled"]]))
                 if not ids:
                     return row, []
                 rows = await c.fetch(_Q["tasks_for_report"], ids)
-                roots = set(row["done"])
+                mine = set(own)
                 results = []
                 for r in rows:
-                    own = r["id"] in roots
-                    st = status if own else TaskStatus.CANCELLED
-                    results.append(record.result(_ended(r, st), st, t, cascaded=not own))
+                    root = r["id"] in mine
+                    st = status if root else TaskStatus.CANCELLED
+                    results.append(record.result(_ended(r, st), st, t, cascaded=not root))
                 await c.fetchval(
                     _Q["result_put"],
                     [x.task_id for x in results],
