@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from omniq.models import Task, TaskStatus, now
+from omniq.models import Task, TaskResult, TaskStatus, now
 from omniq.storage._corrupt import log
 from omniq.storage._interfaces import (
     Backend,
@@ -81,11 +81,38 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
     async def complete(
         self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> CompletionReport:
+        return await self._complete(completions, dependency_policy, None)
+
+    async def complete_with_results(
+        self,
+        completions: Sequence[Completion],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """A failed task's record write also holds the retention its cascade's results
+        take (``_seeded``), so each write cancelling a dependent holds that dependent's
+        result (``Rec.result``, as ``cancel`` does), even when a guard's re-check does the
+        cancelling after a crash."""
+        if record.result_store is not self.results:
+            return await super().complete_with_results(
+                completions, record, dependency_policy=dependency_policy
+            )
+        return await self._complete(completions, dependency_policy, record)
+
+    async def _complete(
+        self,
+        completions: Sequence[Completion],
+        dependency_policy: DependencyPolicy,
+        own: ResultRecord | None,
+    ) -> CompletionReport:
         t = now()
 
         def fn(rec: Rec, token: str, status: TaskStatus) -> Rec | None:
             if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
                 return None
+            if own is not None and rec.dependents and status is not TaskStatus.SUCCESS:
+                return _seeded(finished(rec, status, t), own)
             return finished(rec, status, t)
 
         async def run() -> CompletionReport:
@@ -112,6 +139,8 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             if ended:
                 self._crash("resolve")  # the dependents' own guards re-check them
             await self._resolve(ended, dependency_policy, report)
+            if own is not None and report.cancelled:
+                await self._copy_results([], report)
             return report
 
         return await self._call(run)
@@ -525,6 +554,26 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
 
 def _retried(rec: Rec, eta: float | None) -> Rec:
     return pending(rec, rec.task.attempt, eta)
+
+
+def _seeded(rec: Rec, record: ResultRecord) -> Rec:
+    """``rec``, a task a worker's failure just ended, holding a result that gives its
+    cascade (``_records.cascaded``) the time and retention of ``record``. Its own result
+    is the worker's, stored before (``finish``); the result store reads this one only
+    if it never held one."""
+    t = rec.finished
+    if t is None:
+        return rec
+    task = rec.task
+    seed = TaskResult(
+        task_id=task.id,
+        status=task.status,
+        attempts=task.attempt,
+        finished_at=t,
+        expires_at=record.expires(t),
+        queue=task.queue,
+    )
+    return _replace(rec, result=seed)
 
 
 def _ended(rec: Rec, record: ResultRecord | None) -> Rec:
