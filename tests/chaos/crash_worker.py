@@ -2,9 +2,10 @@
 ``python crash_worker.py CONFIG_JSON``.
 
 ``crash_after`` names the task store's step (``finish``, ``cancel`` or ``expire``; the
-last two also cover ``cancel_with_results``/``expire_with_results``, whichever the
-queue calls); once a call that ended some task returns the state change, the process
-kills itself before anything else happens (no event, no result write of its own).
+first also covers a bare ``complete`` inside it, the last two
+``cancel_with_results``/``expire_with_results``, whichever the queue calls); once a
+call that ended some task returns the state change, the process kills itself before
+anything else happens (no event, no result write of its own).
 With ``crash_after`` ``cancel``/``expire`` it calls that step itself first (a task id
 to cancel, or the TTL sweep) instead of running a worker.
 """
@@ -39,6 +40,10 @@ async def main(cfg: dict[str, Any]) -> None:
     async with oq:
         step = cfg["crash_after"]
         _die_after(oq.queue.tasks, step)
+        if step == "finish":
+            # The default ``complete_with_results`` (a worker's failure, the cascade's
+            # results after the state change) calls the plain ``complete`` first.
+            _die_after(oq.queue.tasks, "complete")
         if step in ("cancel", "expire"):
             # The default ``*_with_results`` calls the plain step first (then the results
             # are written after it: the kill lands in between); an atomic override does

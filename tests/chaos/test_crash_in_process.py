@@ -48,7 +48,14 @@ def _die_after(store: Any, *names: str) -> None:
 
 def _revive(store: Any) -> None:
     """Drop the wrappers: the next process calls the store's own methods."""
-    for name in ("finish", "cancel", "cancel_with_results", "expire", "expire_with_results"):
+    for name in (
+        "finish",
+        "complete",
+        "cancel",
+        "cancel_with_results",
+        "expire",
+        "expire_with_results",
+    ):
         store.__dict__.pop(name, None)
 
 
@@ -150,3 +157,48 @@ async def test_cancel_or_expiry_result_survives_a_crash_right_after_the_step(
     [line] = [x for x in ledger.read_text().splitlines() if x.startswith("on-failure ")]
     assert line.split()[3] == status.value  # it received the ended task's result
     assert _lines(ledger, "victim") == 0 and _lines(ledger, "child") == 0
+
+
+async def test_cascade_results_survive_a_crash_right_after_a_failing_finish(
+    mem: MemoryBackend, tmp_path: Path
+) -> None:
+    """Killed right after the finish of a failed task: the dependents it cancelled have
+    their results (written under the state lock with the completion), and the
+    ``on_failure`` follow-up of one runs once, receiving its result."""
+    ledger = tmp_path / "ledger"
+    q = _queue(mem)
+    parent = await q.enqueue(chaos_tasks.mark, (str(ledger), "parent"))
+    on_fail = q.build(chaos_tasks.mark_failure, (str(ledger), "on-failure"))
+    child = await q.enqueue(
+        chaos_tasks.mark, (str(ledger), "child"), depends_on=parent, on_failure=on_fail
+    )
+    grandchild = await q.enqueue(chaos_tasks.mark, (str(ledger), "grand"), depends_on=child)
+    source = q.worker_source(["default"])
+    [claimed] = await source.claim(1)
+    assert claimed.task.id == parent.id
+    _die_after(mem.tasks, "finish", "complete")
+    with pytest.raises(_Killed):
+        await source.report(
+            [
+                Outcome(
+                    claimed=claimed,
+                    status=TaskStatus.ERROR,
+                    finished_at=now(),
+                    attempt=claimed.task.attempt,
+                    retryable=False,
+                )
+            ],
+            final=True,
+        )
+    _revive(mem.tasks)
+    async with OmniQ(mem, mem, lease_seconds=2.0) as oq:
+        for dep in (child, grandchild):
+            got = await oq.get_result(dep.id)
+            assert got is not None and got.status is TaskStatus.CANCELLED
+            assert got.error is not None and got.error.type.endswith("TaskCancelledError")
+        async with oq.worker(concurrency=2):
+            r = await oq.get_result(on_fail.id, wait=True, timeout=WAIT)
+    assert r is not None and r.status is TaskStatus.SUCCESS
+    [line] = [x for x in ledger.read_text().splitlines() if x.startswith("on-failure ")]
+    assert line.split()[3] == TaskStatus.CANCELLED.value  # the dependent's result
+    assert _lines(ledger, "child") == 0 and _lines(ledger, "grand") == 0

@@ -152,3 +152,37 @@ async def test_cancel_or_expiry_result_survives_a_crash_right_after_the_step(
     [line] = [x for x in ledger.read_text().splitlines() if x.startswith("on-failure ")]
     assert line.split()[3] == status.value  # it received the ended task's result
     assert _lines(ledger, "victim") == 0 and _lines(ledger, "child") == 0
+
+
+@pytest.mark.parametrize("backend_id", RESULT_BACKENDS)
+async def test_cascade_results_survive_a_crash_right_after_a_failing_finish(
+    oq: OmniQ, chaos_url: str, tmp_path: Path, backend_id: str
+) -> None:
+    """Killed right after the finish of a failed task: the dependents it cancelled have
+    their ``cancelled`` results (written in the finish's own step), and a dependent's
+    ``on_failure`` follow-up runs once, receiving that result."""
+    ledger = tmp_path / "ledger"
+    parent = await oq.enqueue(chaos_tasks.mark_then_fail, (str(ledger), "parent"), max_retries=0)
+    on_fail = oq.build(chaos_tasks.mark_failure, (str(ledger), "on-failure"))
+    child = await oq.enqueue(
+        chaos_tasks.mark, (str(ledger), "child"), depends_on=parent, on_failure=on_fail
+    )
+    grandchild = await oq.enqueue(chaos_tasks.mark, (str(ledger), "grand"), depends_on=child)
+    await _crash(chaos_url, {"crash_after": "finish"})
+    oq = await _reopen(oq, chaos_url)
+    done = await oq.get_task(parent.id)
+    assert done is not None and done.status is TaskStatus.ERROR
+    if backend_id == "nats":  # the dependents' guards cancel them (every worker's sweep)
+        async with oq.worker(concurrency=2):
+            await oq.get_result(on_fail.id, wait=True, timeout=WAIT)
+    for dep in (child, grandchild):
+        got = await oq.get_result(dep.id)
+        assert got is not None and got.status is TaskStatus.CANCELLED
+        assert got.error is not None and got.error.type.endswith("TaskCancelledError")
+    async with oq.worker(concurrency=2):
+        r = await oq.get_result(on_fail.id, wait=True, timeout=WAIT)
+    assert r is not None and r.status is TaskStatus.SUCCESS
+    [line] = [x for x in ledger.read_text().splitlines() if x.startswith("on-failure ")]
+    assert line.split()[3] == TaskStatus.CANCELLED.value  # the dependent's result
+    assert _lines(ledger, "parent") == 1
+    assert _lines(ledger, "child") == 0 and _lines(ledger, "grand") == 0

@@ -30,10 +30,10 @@ async def test_on_failure_runs_for_every_failure_with_the_result(
     oq: OmniQ, tmp_path: Path, kind: str
 ) -> None:
     log = str(tmp_path / "log")
-    # Its own queue, served once the task has ended: a worker's failure writes the
-    # results of the dependents it cancelled right after its completion, so a follow-up
-    # claimed in between would find no result yet (docs/guarantees.md).
-    on_fail = oq.build(t.failure_report, (log,), queue="after")
+    # Served by the same worker: every failure writes the ended task's result in the
+    # step that releases the follow-up (a worker's failure cascading to ``victim``
+    # included), so the follow-up always finds it.
+    on_fail = oq.build(t.failure_report, (log,))
     on_ok = oq.build(t.record, (log, "on-success"))
     if kind == "error":
         victim = await oq.enqueue(
@@ -53,7 +53,6 @@ async def test_on_failure_runs_for_every_failure_with_the_result(
     async with oq.worker(concurrency=2):
         skipped = await oq.get_result(on_ok.id, wait=True, timeout=WAIT)
         assert await oq.get_result(victim.id, wait=True, timeout=WAIT) is not None
-    async with oq.worker(queues=["after"]):
         r = await oq.get_result(on_fail.id, wait=True, timeout=WAIT)
     status, error_type = KINDS[kind]
     assert r is not None and r.status is TaskStatus.SUCCESS, r

@@ -1,11 +1,14 @@
 """Child process of ``test_ended_crash_points``: ``python ended_crash_child.py CONFIG``.
 
-Opens the store, ends tasks with ``cancel_with_results`` (the task id given) or
-``expire_with_results`` (the TTL sweep), its own result store in the record, and
+Opens the store, ends tasks with ``cancel_with_results`` (the task id given),
+``expire_with_results`` (the TTL sweep) or a failing ``finish`` with a record (a worker
+claims the task id given from its queue), its own result store in the record, and
 SIGKILLs itself at the first point after the state change: on NATS at the ``ended``
-crash point (the records written, nothing else yet); as soon as a bare ``cancel`` or
-``expire`` returns (a store writing the results in a later step dies before it);
-else as soon as the call returns (its one transaction or script is the whole step).
+crash point (the records written, nothing else yet), or ``resolve`` for the finish (the
+failed task's record written, its dependents not yet); as soon as a bare ``cancel``,
+``expire`` or ``complete`` returns (a store writing the results in a later step dies
+before it); else as soon as the call returns (its one transaction or script is the
+whole step).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import signal
 import sys
 from typing import Any
 
-from omniq.storage import CompletionReport, ResultRecord, open_storage
+from omniq.models import ErrorInfo, TaskResult, TaskStatus, now
+from omniq.storage import Completion, CompletionReport, ResultRecord, open_storage
 
 
 def _die() -> None:
@@ -25,7 +29,7 @@ def _die() -> None:
 
 
 def _hook(point: str) -> None:
-    if point == "ended":
+    if point in ("ended", "resolve"):
         _die()
 
 
@@ -51,9 +55,30 @@ async def main(cfg: dict[str, Any]) -> None:
             q.crash_hook = _hook
         _die_after(q, "cancel")
         _die_after(q, "expire")
+        _die_after(q, "complete")
         record = ResultRecord(results, retention=cfg["retention"], reason=cfg["reason"])
         if cfg["how"] == "cancel":
             report = await q.cancel_with_results([cfg["task_id"]], record)
+        elif cfg["how"] == "finish":
+            [c] = await q.claim([cfg["queue"]], "crash-worker", lease=60.0)
+            assert c.task.id == cfg["task_id"]
+            t = now()
+            failed = TaskResult(
+                task_id=c.task.id,
+                status=TaskStatus.ERROR,
+                error=ErrorInfo(type="RuntimeError", message="boom"),
+                attempts=c.task.attempt,
+                finished_at=t,
+                expires_at=record.expires(t),
+                queue=c.task.queue,
+            )
+            report = await q.finish(
+                [Completion(c.task.id, c.token, TaskStatus.ERROR)],
+                [failed],
+                results,
+                lease=60.0,
+                record=record,
+            )
         else:
             report = await q.expire_with_results(record)
         if report.done:

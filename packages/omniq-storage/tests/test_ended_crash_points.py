@@ -38,8 +38,15 @@ def _fast_guards(be: Backend) -> None:
         be.tasks.guard_delay = be.tasks.blocked_recheck = 0.2
 
 
-async def _crash(url: str, how: str, task_id: str) -> None:
-    cfg = {"url": url, "how": how, "task_id": task_id, "retention": RETENTION, "reason": how}
+async def _crash(url: str, how: str, task_id: str, queue: str = "nobody") -> None:
+    cfg = {
+        "url": url,
+        "how": how,
+        "task_id": task_id,
+        "queue": queue,
+        "retention": RETENTION,
+        "reason": how,
+    }
     proc = await anyio.run_process(
         [sys.executable, str(HERE / "ended_crash_child.py"), json.dumps(cfg)], check=False
     )
@@ -90,6 +97,40 @@ async def test_a_crash_right_after_cancel_or_expiry_leaves_the_results(url: str,
 
             async def ended(tid: str = dep.id) -> Task | None:
                 await q.reclaim_expired()
+                return await q.get_one(tid)
+
+            t = await poll_until(ended, lambda t: t is not None and t.status.is_terminal)
+            assert t is not None and t.status is TaskStatus.CANCELLED
+            _check(await rs.get_one(dep.id), dep, TaskStatus.CANCELLED, "dependency")
+
+
+async def test_a_crash_right_after_a_failing_finish_leaves_the_cascade_results(
+    url: str,
+) -> None:
+    """A worker's failure (``finish`` with a record) cancels the dependents and stores
+    their results in its own step: a SIGKILL right after it leaves each of them
+    cancelled with its result (NATS: the guards' re-check cancels them, each write
+    holding its result)."""
+    parent = Task(func=NOOP, queue="crash-finish")
+    child = Task(func=NOOP, queue="nobody", depends_on=(parent.id,))
+    grandchild = Task(func=NOOP, queue="nobody", depends_on=(child.id,))
+    async with open_storage(url) as be:
+        assert be.tasks is not None
+        _fast_guards(be)
+        await be.tasks.enqueue([parent, child, grandchild])
+    await _crash(url, "finish", parent.id, queue=parent.queue)
+    async with open_storage(url) as be:
+        q, rs = be.tasks, be.results
+        assert q is not None and rs is not None
+        got = await q.get_one(parent.id)
+        assert got is not None and got.status is TaskStatus.ERROR
+        mine = await rs.get_one(parent.id)
+        assert mine is not None and mine.status is TaskStatus.ERROR
+        for dep in (child, grandchild):
+
+            async def ended(tid: str = dep.id) -> Task | None:
+                if url.startswith("nats"):  # the guards' re-check, as every worker runs
+                    await q.reclaim_expired()
                 return await q.get_one(tid)
 
             t = await poll_until(ended, lambda t: t is not None and t.status.is_terminal)

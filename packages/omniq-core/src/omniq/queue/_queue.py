@@ -359,9 +359,15 @@ class AsyncTaskQueue:
         evs.extend(cancelled_event(task, reason) for task in tasks)
         self._log(evs)
 
-    async def record_cascade(self, report: CompletionReport) -> None:
-        """Record the dependents a worker's completion cancelled."""
-        if report.cancelled:
+    async def record_cascade(self, report: CompletionReport, *, stored: bool = False) -> None:
+        """Record the dependents a worker's completion cancelled: their events, and their
+        results unless the store wrote them with the completion (``stored``: ``finish``
+        was given a ``ResultRecord``)."""
+        if not report.cancelled:
+            return
+        if stored:
+            self._log([cancelled_event(task, CASCADE_REASON) for task in report.cancelled])
+        else:
             await self.record_cancelled(report.cancelled, CASCADE_REASON)
 
     async def log_expired(self, tasks: Sequence[Task], report: CompletionReport) -> None:

@@ -11,6 +11,7 @@ failing, poison tasks, results.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import socket
@@ -52,6 +53,7 @@ from omniq.storage import (
     LeaseRef,
     PayloadLimit,
     ProgressUpdate,
+    ResultRecord,
     ResultStorage,
     RetryRequest,
     TaskQueueStorage,
@@ -102,7 +104,9 @@ class QueueCore(Protocol):
 
     def result_expiry(self, finished: float) -> float | None: ...
 
-    async def record_cascade(self, report: CompletionReport) -> None: ...
+    def result_record(self, reason: str = "cancelled") -> ResultRecord | None: ...
+
+    async def record_cascade(self, report: CompletionReport, *, stored: bool = False) -> None: ...
 
     async def enqueue_many(self, tasks: Iterable[Task]) -> list[Task]: ...
 
@@ -139,6 +143,10 @@ class QueueWorkerSource:
         self.worker_id = worker_id or default_worker_id()
         self.lease = lease if lease is not None else queue.settings.lease_seconds
         self.backend_breaker = backend_breaker or CircuitBreaker(threshold=3, cooldown=2.0)
+        params = inspect.signature(queue.tasks.finish).parameters.values()
+        self._finish_records = any(p.name == "record" or p.kind is p.VAR_KEYWORD for p in params)
+        """Whether the store's ``finish`` takes ``record`` (a third-party backend's
+        override may predate it): then it stores the cascade's results itself."""
         self.deferred = 0
         self.poisoned = 0
         self.held_back = HeldBack()
@@ -530,18 +538,32 @@ class QueueWorkerSource:
                 events[task.id] = cancelled_event(task, o.error.message if o.error else None)
         stale: set[str] = set()
         report = None
+        record: ResultRecord | None = None
         if completions:
             # Results are stored before the completions that make them final, fenced by
             # the lease: a worker killed between the two leaves a task that runs again
             # once its lease expires, never a finished task without its result
             # (tests/chaos). Backends holding the results do both in one atomic step.
-            report = await q.tasks.finish(
-                completions,
-                list(results.values()),
-                q.results,
-                lease=self.lease,
-                dependency_policy=q.dependency_policy,
-            )
+            # With a record, the dependents a failure cancels get their results in the
+            # same step too (``complete_with_results``).
+            record = q.result_record() if self._finish_records else None
+            if record is not None:
+                report = await q.tasks.finish(
+                    completions,
+                    list(results.values()),
+                    q.results,
+                    lease=self.lease,
+                    dependency_policy=q.dependency_policy,
+                    record=record,
+                )
+            else:
+                report = await q.tasks.finish(
+                    completions,
+                    list(results.values()),
+                    q.results,
+                    lease=self.lease,
+                    dependency_policy=q.dependency_policy,
+                )
             stale.update(report.stale)
         if retries:
             stale.update(await q.tasks.retry(retries))
@@ -552,7 +574,7 @@ class QueueWorkerSource:
             log.extend(e for tid, e in retry_events.items() if tid not in stale)
             q._log(log)
         if report is not None:
-            await q.record_cascade(report)
+            await q.record_cascade(report, stored=record is not None)
         if self.observer is not None:
             self.observer.reported(outcomes, retried)
 

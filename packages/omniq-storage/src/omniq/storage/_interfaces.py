@@ -216,6 +216,7 @@ class TaskQueueStorage(abc.ABC):
         *,
         lease: float,
         dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> CompletionReport:
         """Store ``results`` in ``result_store``, then ``complete``: the worker's way to end
         leased tasks. Fenced: a task whose lease was lost gets neither (it is listed in
@@ -224,7 +225,10 @@ class TaskQueueStorage(abc.ABC):
 
         The default renews the leases (the fence), puts the results, then completes
         (three calls); a backend holding ``result_store`` itself does it in one atomic
-        step.
+        step. With ``record``, the dependents a failure cancels (the report's
+        ``cancelled``) also get their ``cancelled`` result in ``record.result_store``
+        (``complete_with_results``): in the completion's atomic step where the backend
+        holds that store.
         """
         stale: list[str] = []
         if results and result_store is not None:
@@ -235,9 +239,35 @@ class TaskQueueStorage(abc.ABC):
             if kept:
                 await result_store.put(kept)
             completions = [c for c in completions if c.task_id not in lost]
-        report = await self.complete(completions, dependency_policy=dependency_policy)
+        if record is not None and cascades(completions, dependency_policy):
+            report = await self.complete_with_results(
+                completions, record, dependency_policy=dependency_policy
+            )
+        else:
+            report = await self.complete(completions, dependency_policy=dependency_policy)
         if stale:
             report.stale = stale + report.stale
+        return report
+
+    async def complete_with_results(
+        self,
+        completions: Sequence[Completion],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """``complete``, also storing a ``cancelled`` result (``CASCADE_REASON``) in
+        ``record.result_store`` for every dependent the call cancelled (the report's
+        ``cancelled``); the completed tasks' own results are the worker's (``finish``).
+
+        A backend holding ``record.result_store`` itself writes them in the completion's
+        atomic step, so no crash leaves a cascaded task without its result; the default
+        stores them right after (``record_results``)."""
+        report = await self.complete(completions, dependency_policy=dependency_policy)
+        if report.cancelled:
+            await self.record_results(
+                CompletionReport(cancelled=report.cancelled), record, TaskStatus.CANCELLED
+            )
         return report
 
     @abc.abstractmethod
@@ -582,6 +612,14 @@ class ResultStorage(abc.ABC):
 
 CASCADE_REASON = "a dependency did not succeed"
 """The reason in the result of a task cancelled because a dependency failed."""
+
+
+def cascades(completions: Sequence[Completion], dependency_policy: DependencyPolicy) -> bool:
+    """Whether ``complete`` may cancel dependents: only a completion that did not
+    succeed does, and only under the ``cancel`` policy (a success never cancels)."""
+    return dependency_policy == "cancel" and any(
+        c.status != TaskStatus.SUCCESS for c in completions
+    )
 
 
 class ResultRecord(msgspec.Struct, frozen=True):

@@ -38,7 +38,7 @@ from ._interfaces import (
 from ._state import QueueState
 from ._wake import Wake, wait_for_work
 
-__all__ = ["LockedResults", "Runner", "StateSchedules", "StateTasks"]
+__all__ = ["LockedResults", "Runner", "StateSchedules", "StateTasks", "cascaded"]
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[QueueState, float], T]], Awaitable[T]]
@@ -52,6 +52,18 @@ class LockedResults(Protocol):
 
     def store(self, results: Sequence[TaskResult]) -> None:
         """Write ``results`` now, synchronously, without waking waiters."""
+
+
+def cascaded(
+    here: LockedResults, record: ResultRecord, report: CompletionReport, t: float
+) -> list[str]:
+    """Store, under the state lock, the ``cancelled`` results of the dependents a
+    completion cancelled (``report.cancelled``); returns their ids (to wake waiters)."""
+    if not report.cancelled:
+        return []
+    results = record.results((), TaskStatus.CANCELLED, report.cancelled, t)
+    here.store(results)
+    return [r.task_id for r in results]
 
 
 class StateTasks(TaskQueueStorage):
@@ -123,6 +135,35 @@ class StateTasks(TaskQueueStorage):
         stale = await self._run(lambda s, t: s.release(refs, t))
         self.wake.notify()
         return stale
+
+    async def complete_with_results(
+        self,
+        completions: Sequence[Completion],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """``complete``; the dependents it cancelled get their results inside the step
+        when this backend holds the result store, else right after (the default)."""
+        here = self.locked_results(record.result_store)
+        if here is None:
+            return await super().complete_with_results(
+                completions, record, dependency_policy=dependency_policy
+            )
+        items = list(completions)
+        written: list[str] = []
+
+        def run(s: QueueState, t: float) -> CompletionReport:
+            report = s.complete(items, dependency_policy, t)
+            written.extend(cascaded(here, record, report, t))
+            return report
+
+        report = await self._run(run)
+        if written:
+            here.wake.notify(written)
+        if report.released:
+            self.wake.notify()
+        return report
 
     def locked_results(self, store: ResultStorage) -> LockedResults | None:
         """``store`` as written under the state lock, when this backend holds it (None:

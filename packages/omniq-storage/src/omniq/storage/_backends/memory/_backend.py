@@ -28,11 +28,18 @@ from omniq.storage._interfaces import (
     CompletionReport,
     DependencyPolicy,
     EventStorage,
+    ResultRecord,
     ResultStorage,
+    cascades,
 )
 from omniq.storage._limits import PayloadLimit
 from omniq.storage._state import QueueState
-from omniq.storage._state_storage import LockedResults, StateSchedules, StateTasks
+from omniq.storage._state_storage import (
+    LockedResults,
+    StateSchedules,
+    StateTasks,
+    cascaded,
+)
 from omniq.storage._wake import Wake, wait_for_result
 from omniq.storage._workers import InProcessWorkers
 
@@ -109,16 +116,20 @@ class _Tasks(StateTasks):
         *,
         lease: float,
         dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> CompletionReport:
         if result_store is not None:
             result_store.payload_limit.check_results(results)
-        if result_store is not self._results or not results:
+        cascade = record is not None and cascades(completions, dependency_policy)
+        here = self.locked_results(record.result_store) if record is not None else None
+        if result_store is not self._results or not results or (cascade and here is None):
             return await super().finish(
                 completions,
                 results,
                 result_store,
                 lease=lease,
                 dependency_policy=dependency_policy,
+                record=record,
             )
         by_id = {r.task_id: r for r in results}
         items = list(completions)
@@ -135,7 +146,10 @@ class _Tasks(StateTasks):
             ]
             store(kept)
             written.extend(r.task_id for r in kept)
-            return s.complete(items, dependency_policy, t)
+            report = s.complete(items, dependency_policy, t)
+            if here is not None and record is not None:
+                written.extend(cascaded(here, record, report, t))
+            return report
 
         report = await self._run(run)
         if written:

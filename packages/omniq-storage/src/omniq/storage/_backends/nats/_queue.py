@@ -30,6 +30,7 @@ from omniq.storage._interfaces import (
     ResultRecord,
     ResultStorage,
     RetryRequest,
+    cascades,
 )
 from omniq.storage._wake import Watch
 
@@ -88,6 +89,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         *,
         lease: float,
         dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> CompletionReport:
         """With this backend's own result store: the fence (the records read: a lease
         still held with more than ``fence_margin`` seconds left needs no write; the
@@ -103,13 +105,21 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 result_store,
                 lease=lease,
                 dependency_policy=dependency_policy,
+                record=record,
             )
+        own = (
+            record
+            if record is not None
+            and record.result_store is self.results
+            and cascades(completions, dependency_policy)
+            else None
+        )
         writes = result_store.writes(results)  # checks the payload limit before any write
         lost = await self._call(lambda: self._fence(completions, lease))
         if lost:
             writes = result_store.writes([r for r in results if r.task_id not in lost])
         kept = [c for c in completions if c.task_id not in lost]
-        report = await self._call(lambda: self._complete(kept, dependency_policy, writes))
+        report = await self._call(lambda: self._complete(kept, dependency_policy, writes, own))
         report.stale = [c.task_id for c in completions if c.task_id in lost] + report.stale
         return report
 
@@ -150,17 +160,37 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
     ) -> CompletionReport:
         return await self._call(lambda: self._complete(completions, dependency_policy, ()))
 
+    async def complete_with_results(
+        self,
+        completions: Sequence[Completion],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """A failed task's record write also holds the retention its cascade's results
+        take (``_seeded``), so each write cancelling a dependent holds that dependent's
+        result (``Rec.result``, as ``cancel`` does), even when a guard's re-check does the
+        cancelling after a crash."""
+        if record.result_store is not self.results:
+            return await super().complete_with_results(
+                completions, record, dependency_policy=dependency_policy
+            )
+        return await self._call(lambda: self._complete(completions, dependency_policy, (), record))
+
     async def _complete(
         self,
         completions: Sequence[Completion],
         dependency_policy: DependencyPolicy,
         lead: Sequence[tuple[str, bytes, None]],
+        own: ResultRecord | None = None,
     ) -> CompletionReport:
         t = now()
 
         def fn(rec: Rec, token: str, status: TaskStatus) -> Rec | None:
             if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
                 return None
+            if own is not None and rec.dependents and status is not TaskStatus.SUCCESS:
+                return _seeded(finished(rec, status, t), own)
             return finished(rec, status, t)
 
         async def run() -> CompletionReport:
@@ -188,6 +218,8 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             if ended:
                 self._crash("resolve")  # the dependents' own guards re-check them
             await self._resolve(ended, dependency_policy, report)
+            if own is not None and report.cancelled:
+                await self._copy_results([], report)
             return report
 
         return await run()
@@ -601,6 +633,26 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
 
 def _retried(rec: Rec, eta: float | None) -> Rec:
     return pending(rec, rec.task.attempt, eta)
+
+
+def _seeded(rec: Rec, record: ResultRecord) -> Rec:
+    """``rec``, a task a worker's failure just ended, holding a result that gives its
+    cascade (``_records.cascaded``) the time and retention of ``record``. Its own result
+    is the worker's, stored before (``finish``); the result store reads this one only
+    if it never held one."""
+    t = rec.finished
+    if t is None:
+        return rec
+    task = rec.task
+    seed = TaskResult(
+        task_id=task.id,
+        status=task.status,
+        attempts=task.attempt,
+        finished_at=t,
+        expires_at=record.expires(t),
+        queue=task.queue,
+    )
+    return _replace(rec, result=seed)
 
 
 def _ended(rec: Rec, record: ResultRecord | None) -> Rec:

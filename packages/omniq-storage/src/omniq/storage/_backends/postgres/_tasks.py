@@ -23,6 +23,7 @@ from omniq.storage._interfaces import (
     ResultStorage,
     RetryRequest,
     TaskQueueStorage,
+    cascades,
 )
 from omniq.storage._remote import (
     EngineStore,
@@ -317,9 +318,13 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         *,
         lease: float,
         dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> CompletionReport:
         """Results and completions in one statement when the results live in this
-        backend: the lease check of the completion fences both, atomically."""
+        backend: the lease check of the completion fences both, atomically. A batch
+        whose failures may cancel dependents with a ``record`` takes the default path,
+        whose ``complete_with_results`` stores the cascade's results in the
+        completion's transaction."""
         if result_store is not None:
             result_store.payload_limit.check_results(results)
         by_id = {r.task_id: r for r in results}
@@ -328,6 +333,7 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             or not results
             or len(by_id) != len(results)
             or not by_id.keys() <= {c.task_id for c in completions}
+            or (record is not None and cascades(completions, dependency_policy))
         ):
             return await super().finish(
                 completions,
@@ -335,6 +341,7 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
                 result_store,
                 lease=lease,
                 dependency_policy=dependency_policy,
+                record=record,
             )
         ids = [c.task_id for c in completions]
         args = (
@@ -352,6 +359,34 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         )
         row = await self._call(lambda c: c.fetchrow(_Q["finish"], *args))
         return await self._report(row, ids)
+
+    async def complete_with_results(
+        self,
+        completions: Sequence[Completion],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """The completion and its cascade's results in one transaction when they live in
+        this database."""
+        if record.result_store is not self.results:
+            return await super().complete_with_results(
+                completions, record, dependency_policy=dependency_policy
+            )
+        if not completions:
+            return CompletionReport()
+        ids = [c.task_id for c in completions]
+        toks = [c.token for c in completions]
+        sts = [TaskStatus(c.status).value for c in completions]
+        t = now()
+        args = (ids, toks, sts, dependency_policy, t, self._be.work_channel)
+        report = await self._end_recorded(
+            _Q["complete"], args, record, TaskStatus.CANCELLED, t, roots=False
+        )
+        dset = set(report.done)
+        report.done = [i for i in ids if i in dset]
+        report.stale = [i for i in ids if i not in dset]
+        return report
 
     async def _requeue(
         self,
@@ -448,25 +483,29 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         record: ResultRecord,
         status: TaskStatus,
         t: float,
+        *,
+        roots: bool = True,
     ) -> CompletionReport:
-        """Run ``sql`` (the cancel or expiry statement) and store the results of every
-        task it ended (its own and the dependents it cancelled) in one transaction; the
-        result channel's NOTIFY goes out with the commit."""
+        """Run ``sql`` (the cancel, expiry or completion statement) and store the results
+        of every task it ended (its own, unless ``roots`` is False: a completion's are
+        the worker's, and the dependents it cancelled) in one transaction; the result
+        channel's NOTIFY goes out with the commit."""
         rchan = self._be.result_channel
 
         async def run(c: Any) -> tuple[Any, builtins.list[Any]]:
             async with c.transaction():
                 row = await c.fetchrow(sql, *args)
-                ids = builtins.list(dict.fromkeys([*row["done"], *row["cancelled"]]))
+                own = row["done"] if roots else ()
+                ids = builtins.list(dict.fromkeys([*own, *row["cancelled"]]))
                 if not ids:
                     return row, []
                 rows = await c.fetch(_Q["tasks_for_report"], ids)
-                roots = set(row["done"])
+                mine = set(own)
                 results = []
                 for r in rows:
-                    own = r["id"] in roots
-                    st = status if own else TaskStatus.CANCELLED
-                    results.append(record.result(_ended(r, st), st, t, cascaded=not own))
+                    root = r["id"] in mine
+                    st = status if root else TaskStatus.CANCELLED
+                    results.append(record.result(_ended(r, st), st, t, cascaded=not root))
                 await c.fetchval(
                     _Q["result_put"],
                     [x.task_id for x in results],

@@ -47,6 +47,8 @@ _PARTS = {
     "limits": ("_limits.lua",),
     "cancel": ("_ended.lua",),
     "expire": ("_ended.lua",),
+    "complete": ("_ended.lua",),
+    "finish": ("_ended.lua",),
 }
 """Shared parts some scripts carry between the prelude and their own text."""
 

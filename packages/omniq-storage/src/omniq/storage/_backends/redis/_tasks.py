@@ -33,6 +33,7 @@ from omniq.storage._interfaces import (
     ResultStorage,
     RetryRequest,
     TaskQueueStorage,
+    cascades,
 )
 from omniq.storage._limits import chunks
 from omniq.storage._remote import claimed, encode, with_state, with_state_eta
@@ -230,6 +231,28 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
             flat += (c.task_id, c.token, c.status)  # msgspec encodes a TaskStatus by value
         return self._report(await self._script("complete", dependency_policy, encode(flat)))
 
+    async def complete_with_results(
+        self,
+        completions: Sequence[Completion],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """The complete script also stores the cascade's results when they live in this
+        Redis."""
+        if record.result_store is not self._be.results:
+            return await super().complete_with_results(
+                completions, record, dependency_policy=dependency_policy
+            )
+        if not completions:
+            return CompletionReport()
+        flat: list[Any] = []
+        for c in completions:
+            flat += (c.task_id, c.token, c.status)
+        spec = _ended_spec(record, TaskStatus.CANCELLED)
+        res = await self._script("complete", dependency_policy, encode(flat), spec)
+        return self._report(res)
+
     async def finish(
         self,
         completions: Sequence[Completion],
@@ -238,9 +261,11 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         *,
         lease: float,
         dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> CompletionReport:
         """Results and completions in one script when the results live in this Redis:
-        the lease check fences both, atomically, in one round trip."""
+        the lease check fences both, atomically, in one round trip (and, with
+        ``record``, the cascade's results too, ``lua/_ended.lua``)."""
         if result_store is not None:
             result_store.payload_limit.check_results(results)
         by_id = {r.task_id: r for r in results}
@@ -255,9 +280,22 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
                 result_store,
                 lease=lease,
                 dependency_policy=dependency_policy,
+                record=record,
             )
         if not completions:
             return CompletionReport()
+        spec: Any = ()
+        if record is not None and cascades(completions, dependency_policy):
+            if record.result_store is not self._be.results:
+                return await super().finish(
+                    completions,
+                    results,
+                    result_store,
+                    lease=lease,
+                    dependency_policy=dependency_policy,
+                    record=record,
+                )
+            spec = (_ended_spec(record, TaskStatus.CANCELLED),)
         flat: list[Any] = []
         blobs: list[bytes] = []
         t = now()
@@ -274,7 +312,7 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
             else:
                 ms = max(1, math.ceil((exp - t) * 1000))
                 flat += (c.task_id, c.token, c.status, len(blob), ms, repr(exp))
-        res = await self._script("finish", dependency_policy, encode(flat), b"".join(blobs))
+        res = await self._script("finish", dependency_policy, encode(flat), b"".join(blobs), *spec)
         return self._report(res)
 
     async def retry(self, requests: Sequence[RetryRequest]) -> list[str]:

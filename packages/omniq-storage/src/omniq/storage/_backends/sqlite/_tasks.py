@@ -321,10 +321,33 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
     async def complete(
         self, completions: Sequence[Completion], *, dependency_policy: DependencyPolicy = "cancel"
     ) -> CompletionReport:
+        return await self._complete(completions, dependency_policy, None)
+
+    async def complete_with_results(
+        self,
+        completions: Sequence[Completion],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> CompletionReport:
+        """The completion and its cascade's results in one transaction when they live in
+        this database."""
+        if self.results is None or record.result_store is not self.results:
+            return await super().complete_with_results(
+                completions, record, dependency_policy=dependency_policy
+            )
+        return await self._complete(completions, dependency_policy, record)
+
+    async def _complete(
+        self,
+        completions: Sequence[Completion],
+        dependency_policy: DependencyPolicy,
+        record: ResultRecord | None,
+    ) -> CompletionReport:
         items = list(completions)
         t = now()
 
-        def run(c: sqlite3.Connection) -> CompletionReport:
+        def run(c: sqlite3.Connection) -> tuple[CompletionReport, list[Task]]:
             report = CompletionReport()
             done: dict[str, str] = {}
             for chunk in _chunks(items):
@@ -345,12 +368,9 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             for x in items:
                 (report.done if x.task_id in done else report.stale).append(x.task_id)
             _resolve(c, list(done.items()), dependency_policy, t, report)
-            return report
+            return report, []  # the completed tasks' own results are the worker's
 
-        report = await self._db.tx(run)
-        if report.released:
-            self.wake.notify()
-        return report
+        return await self._end(run, record, TaskStatus.CANCELLED, t)
 
     async def cancel(
         self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
@@ -433,7 +453,8 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         status: TaskStatus,
         t: float,
     ) -> CompletionReport:
-        """Run a cancel/expire transaction; ``record``'s results go into the same
+        """Run a cancel/expire/complete transaction; ``record``'s results (of the ended
+        tasks the step returns and of the dependents it cancelled) go into the same
         transaction when they belong in this database, else right after it."""
         own = (
             record is not None and self.results is not None and record.result_store is self.results

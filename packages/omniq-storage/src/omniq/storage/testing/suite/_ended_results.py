@@ -155,3 +155,72 @@ class TestEndedResults:
             tg.start_soon(wait)  # reads first, then waits: either order finds it
             await q.cancel_with_results([a.id], ResultRecord(r))
         assert got and got[0] is not None and got[0].status is TaskStatus.CANCELLED
+
+    async def test_failing_finish_stores_results_of_cascaded(
+        self, store: Backend, results: ResultStorage
+    ) -> None:
+        """``finish`` with a record: every dependent a failure cancels (transitively)
+        gets its ``cancelled`` result; the failed task keeps the worker's result."""
+        q = tq(store)
+        root = task(queue="q1")
+        child = task(depends_on=(root.id,))
+        grandchild = task(depends_on=(child.id,), queue="q3")
+        on_fail = task(depends_on=(root.id,), run_if="failed")
+        await q.enqueue([root, child, grandchild, on_fail])
+        [c] = await q.claim(["q1"], "w")
+        mine = TaskResult(
+            task_id=root.id,
+            status=TaskStatus.ERROR,
+            attempts=1,
+            finished_at=now(),
+            queue="q1",
+        )
+        report = await q.finish(
+            [Completion(root.id, c.token, TaskStatus.ERROR)],
+            [mine],
+            results,
+            lease=30.0,
+            record=ResultRecord(results, retention=3600.0),
+        )
+        assert report.done == [root.id]
+        assert {t.id for t in report.cancelled} == {child.id, grandchild.id}
+        assert report.released == [on_fail.id]
+        r_root, r_child, r_grand, r_on_fail = await results.get(
+            [root.id, child.id, grandchild.id, on_fail.id]
+        )
+        assert r_root is not None and r_root.status is TaskStatus.ERROR
+        _check(r_child, TaskStatus.CANCELLED, "TaskCancelledError", CASCADE_REASON)
+        r = _check(r_grand, TaskStatus.CANCELLED, "TaskCancelledError", CASCADE_REASON, queue="q3")
+        assert r.expires_at is not None and r.finished_at is not None
+        assert r.expires_at == pytest.approx(r.finished_at + 3600.0)
+        assert r_on_fail is None  # released, not ended
+
+    async def test_finish_without_failure_or_record_stores_no_cascade(
+        self, store: Backend, results: ResultStorage
+    ) -> None:
+        """A successful ``finish`` with a record cancels nothing and stores only the
+        worker's result; a failing one without a record stores no cascade result."""
+        q = tq(store)
+        ok, failing = task(), task()
+        after_ok = task(depends_on=(ok.id,))
+        after_failing = task(depends_on=(failing.id,))
+        await q.enqueue([ok, failing, after_ok, after_failing])
+        claimed = {c.task.id: c for c in await q.claim(["default"], "w", limit=2)}
+        done = TaskResult(task_id=ok.id, status=TaskStatus.SUCCESS, attempts=1)
+        report = await q.finish(
+            [Completion(ok.id, claimed[ok.id].token)],
+            [done],
+            results,
+            lease=30.0,
+            record=ResultRecord(results),
+        )
+        assert report.released == [after_ok.id] and report.cancelled == []
+        assert await results.get([after_ok.id]) == [None]
+        report = await q.finish(
+            [Completion(failing.id, claimed[failing.id].token, TaskStatus.ERROR)],
+            [],
+            results,
+            lease=30.0,
+        )
+        assert [t.id for t in report.cancelled] == [after_failing.id]
+        assert await results.get([after_failing.id]) == [None]

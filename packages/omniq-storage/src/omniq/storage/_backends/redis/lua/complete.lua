@@ -1,4 +1,6 @@
--- ARGV[3] policy, ARGV[4] msgpack array of id, token, status triples (flat)
+-- ARGV[3] policy, ARGV[4] msgpack array of id, token, status triples (flat), ARGV[5]
+-- (optional) the result spec of the dependents a failure cancels ('' or absent = none;
+-- see _ended.lua)
 local policy = ARGV[3]
 local items = cmsgpack.unpack(ARGV[4])
 local done, stale, roots, released, cancelled = {}, {}, {}, {}, {}
@@ -14,6 +16,7 @@ for j = 1, #items, 3 do
   end
 end
 resolve(roots, policy, released, cancelled)
+if #cancelled > 0 and ARGV[5] and ARGV[5] ~= '' then store_ended(ARGV[5], {}, cancelled) end
 flush()
 publish()
 return {done, stale, released, cancelled}

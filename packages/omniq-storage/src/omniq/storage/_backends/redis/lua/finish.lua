@@ -2,6 +2,8 @@
 -- msgpack flat array of id, token, status, result length (0 = none), result TTL in ms
 -- ('' = none), result expires_at; ARGV[5] the results concatenated. Result waiters get
 -- one 'R:' notification listing the ids (unit-separated) instead of one per task.
+-- ARGV[6] (optional) the result spec of the dependents a failure cancels ('' or absent
+-- = none; see _ended.lua).
 local policy = ARGV[3]
 local items = cmsgpack.unpack(ARGV[4])
 local R = ARGV[5]
@@ -32,6 +34,7 @@ for j = 1, #items, 6 do
   pos = pos + n
 end
 resolve(roots, policy, released, cancelled)
+if #cancelled > 0 and ARGV[6] and ARGV[6] ~= '' then store_ended(ARGV[6], {}, cancelled) end
 flush()
 publish()
 if #stored > 0 then redis.call('PUBLISH', P .. 'chan', 'R:' .. table.concat(stored, '\31')) end
