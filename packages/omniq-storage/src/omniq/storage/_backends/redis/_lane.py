@@ -113,9 +113,11 @@ class Lane:
                 proto, _ = await open_like(self._client, _LaneProtocol, select_db=True)
             except BaseException as exc:
                 self._connecting = None
-                fut.set_exception(LaneMissed(f"lane connect failed: {exc}"))
+                fut.set_exception(LaneMissed(f"lane connect failed: {exc!r}"))
                 fut.exception()  # retrieved: no "never retrieved" warning without waiters
-                raise LaneMissed from exc
+                if isinstance(exc, Exception):
+                    raise LaneMissed from exc
+                raise  # cancelled: the caller stops, it does not fall back to the pool
             self._proto = proto
             self._connecting = None
             fut.set_result(proto)
