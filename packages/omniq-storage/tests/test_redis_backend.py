@@ -100,8 +100,70 @@ async def test_scripts_reload_after_a_script_flush(backend: RedisBackend) -> Non
     assert await backend.tasks.count() == 2
 
 
+async def test_work_notification_only_when_the_ready_set_was_empty(
+    backend: RedisBackend,
+) -> None:
+    # A waiter waits only after seeing a queue's ready set empty, so only the enqueue
+    # that fills an empty set announces work ("w:<queue>"); enqueues into a backlog
+    # publish nothing (one fewer message to every subscriber per enqueue).
+    assert backend.tasks is not None
+    chan = f"{backend.prefix}chan"
+    sub = backend.redis.pubsub()
+    await sub.subscribe(chan)
+    try:
+        await sub.get_message(timeout=5)  # the subscription's confirmation
+
+        async def until_marker() -> list[bytes]:
+            await backend.redis.publish(chan, b"marker")  # after every earlier message
+            seen: list[bytes] = []
+            with anyio.fail_after(5):
+                while True:
+                    msg = await sub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if msg is None:
+                        continue
+                    if msg["data"] == b"marker":
+                        return seen
+                    seen.append(msg["data"])
+
+        await backend.tasks.enqueue([Task(func="m:f")])
+        assert await until_marker() == [b"w:default"]
+        await backend.tasks.enqueue([Task(func="m:f")])
+        await backend.tasks.enqueue([Task(func="m:f"), Task(func="m:f", queue="other")])
+        assert await until_marker() == [b"w:other"]
+        assert len(await backend.tasks.claim(["default"], "w", limit=10)) == 3
+        await backend.tasks.enqueue([Task(func="m:f")])  # empty again: announced
+        assert await until_marker() == [b"w:default"]
+    finally:
+        await sub.aclose()
+
+
+async def test_pipelined_lane_calls_share_one_connection(backend: RedisBackend) -> None:
+    # Concurrent script calls are pipelined on the lane: each gets its own reply, and
+    # none needs a connection of the pool.
+    assert backend.tasks is not None
+    await backend.tasks.enqueue([Task(func="m:f")])
+    pool = backend.redis.connection_pool
+
+    def opened() -> int:
+        return len(pool._available_connections) + len(pool._in_use_connections)  # type: ignore[attr-defined]
+
+    before = opened()
+    tasks = [Task(func="m:f", queue=f"q{i}") for i in range(20)]
+    got: dict[str, str] = {}
+
+    async def one(t: Task) -> None:
+        assert backend.tasks is not None
+        [s] = await backend.tasks.enqueue([t])
+        got[t.id] = s.queue
+
+    async with anyio.create_task_group() as tg:
+        for t in tasks:
+            tg.start_soon(one, t)
+    assert got == {t.id: t.queue for t in tasks}
+    assert opened() == before
+
+
 async def test_concurrent_script_calls_all_complete(backend: RedisBackend) -> None:
-    # One call at a time takes the lane (_redis_lane); the others go through the pool.
     assert backend.tasks is not None
     tasks = [Task(func="m:f") for _ in range(50)]
     stored: list[list[Task]] = []

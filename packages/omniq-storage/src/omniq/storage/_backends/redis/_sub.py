@@ -22,8 +22,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
@@ -35,12 +35,24 @@ from omniq.storage._outage import Outage, describe
 
 from ._resp import pack_command
 
-__all__ = ["Subscriber"]
+__all__ = ["RawProtocol", "Subscriber", "open_like"]
 
 log = logging.getLogger("omniq.storage.redis")
 
 
-class _Protocol(asyncio.Protocol):
+class RawProtocol(asyncio.Protocol):
+    """What ``open_like`` needs of a protocol: its transport and one command at a time."""
+
+    transport: asyncio.Transport | None
+
+    async def command(self, *args: str | bytes) -> Any:
+        raise NotImplementedError
+
+
+P = TypeVar("P", bound=RawProtocol)
+
+
+class _Protocol(RawProtocol):
     """Messages go to ``on_message`` as they are parsed; any other reply answers the
     oldest command still waiting (AUTH, CLIENT SETNAME, SUBSCRIBE, PING)."""
 
@@ -102,6 +114,52 @@ def _error(cmd: str | bytes, reply: Exception) -> Exception:
     return RedisConnectionError(f"redis pub/sub {cmd!r}: {text}")
 
 
+async def open_like(
+    client: Any, factory: Callable[[], P], *, select_db: bool = False
+) -> tuple[P, Callable[..., Awaitable[Any]]]:
+    """A raw connection made like ``client``'s (host or unix path, TLS, the route of a
+    Sentinel or Cluster URL), authenticated and named as the client's are; with
+    ``select_db`` its database selected too. Returns the protocol and ``ask``, which
+    runs a further setup command with the connect timeout."""
+    conn = client.connection_pool.make_connection()  # settings only, no I/O
+    resolve = getattr(conn, "resolve", None)  # a Sentinel or Cluster route (``_route``)
+    if resolve is not None:
+        await resolve()
+    loop = asyncio.get_running_loop()
+    timeout = conn.socket_connect_timeout or conn.socket_timeout or 10.0
+
+    async def open_() -> P:
+        if isinstance(conn, UnixDomainSocketConnection):
+            _, proto = await loop.create_unix_connection(factory, conn.path)
+        else:
+            ssl = conn.ssl_context.get() if isinstance(conn, SSLConnection) else None
+            _, proto = await loop.create_connection(factory, conn.host, conn.port, ssl=ssl)
+        return proto
+
+    proto = await asyncio.wait_for(open_(), timeout)
+
+    async def ask(*args: str | bytes) -> Any:
+        return await asyncio.wait_for(proto.command(*args), timeout)
+
+    try:
+        provider = conn.credential_provider
+        if provider is None and (conn.username or conn.password):
+            provider = UsernamePasswordCredentialProvider(conn.username, conn.password)
+        if provider is not None:
+            get_async = getattr(provider, "get_credentials_async", None)  # redis-py >= 5.1
+            creds = await get_async() if get_async else provider.get_credentials()
+            await ask("AUTH", *creds)
+        if conn.client_name:
+            await ask("CLIENT", "SETNAME", conn.client_name)
+        if select_db and int(conn.db or 0):
+            await ask("SELECT", str(int(conn.db)))
+    except BaseException:
+        if proto.transport is not None:
+            proto.transport.abort()
+        raise
+    return proto, ask
+
+
 class Subscriber:
     """A subscriber to ``channels`` on a connection made like ``client``'s.
 
@@ -136,39 +194,8 @@ class Subscriber:
         self._task = asyncio.create_task(self._keep(), name="omniq-redis-subscriber")
 
     async def _connect(self) -> _Protocol:
-        conn = self._client.connection_pool.make_connection()  # settings only, no I/O
-        resolve = getattr(conn, "resolve", None)  # a Sentinel or Cluster route (``_route``)
-        if resolve is not None:
-            await resolve()
-        loop = asyncio.get_running_loop()
-        timeout = conn.socket_connect_timeout or conn.socket_timeout or 10.0
-
-        def factory() -> _Protocol:
-            return _Protocol(self._on_message)
-
-        async def open_() -> _Protocol:
-            if isinstance(conn, UnixDomainSocketConnection):
-                _, proto = await loop.create_unix_connection(factory, conn.path)
-            else:
-                ssl = conn.ssl_context.get() if isinstance(conn, SSLConnection) else None
-                _, proto = await loop.create_connection(factory, conn.host, conn.port, ssl=ssl)
-            return proto
-
-        proto = await asyncio.wait_for(open_(), timeout)
-
-        async def ask(*args: str | bytes) -> Any:
-            return await asyncio.wait_for(proto.command(*args), timeout)
-
+        proto, ask = await open_like(self._client, lambda: _Protocol(self._on_message))
         try:
-            provider = conn.credential_provider
-            if provider is None and (conn.username or conn.password):
-                provider = UsernamePasswordCredentialProvider(conn.username, conn.password)
-            if provider is not None:
-                get_async = getattr(provider, "get_credentials_async", None)  # redis-py >= 5.1
-                creds = await get_async() if get_async else provider.get_credentials()
-                await ask("AUTH", *creds)
-            if conn.client_name:
-                await ask("CLIENT", "SETNAME", conn.client_name)
             for channel in self._channels:  # one confirmation each
                 await ask("SUBSCRIBE", channel)
         except BaseException:

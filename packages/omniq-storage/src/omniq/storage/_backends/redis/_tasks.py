@@ -1,5 +1,5 @@
 """The task queue of the Redis backend (see ``_backend``): each operation is one Lua
-script (``lua/``), sent on the backend's lane when it is free, else through the pool."""
+script (``lua/``), sent on the backend's lane (through the pool when the lane misses)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         script = be.scripts[name]
         full = [self._p, repr(now()), *args]
         lane = be.lane
-        if lane is not None and not lane.busy:
+        if lane is not None:
             wake = name == "enqueue"  # it may hand the task over to a waiting worker
             try:
                 return await be.call(lambda: lane.evalsha(script.sha, full, wake_first=wake))

@@ -7,7 +7,18 @@
 -- seconds (it renews on receipt) and published on that channel as 'P:' worker, token,
 -- lease end, envelope (unit-separated). The worker is unregistered from all its queues:
 -- one handover per registration. A task of a paused queue is never handed over.
+-- Work notifications: a waiter waits only after its probe saw the queue's ready set
+-- empty, so 'w:<queue>' goes out only when this script turns that set from empty to
+-- non-empty (a queue with a backlog costs no PUBLISH, and no message to every
+-- subscriber, per enqueue). ``had_ready`` is the set's state before the script.
 local HANDOVER = 5
+local ready_before = {}
+local function had_ready(q)
+  if ready_before[q] == nil then
+    ready_before[q] = redis.call('EXISTS', P .. 'r:' .. q) == 1
+  end
+  return ready_before[q]
+end
 local paused = {}
 local function is_paused(q)
   if paused[q] == nil then paused[q] = redis.call('SISMEMBER', P .. 'paused', q) == 1 end
@@ -20,7 +31,7 @@ local function take_idle(q, eta)
   if eta and eta ~= '' and tonumber(eta) > NOW then return nil end
   local rb = zbuf[P .. 'r:' .. q]
   if rb and #rb.order > 0 then return nil end
-  if redis.call('EXISTS', P .. 'r:' .. q) == 1 then return nil end
+  if had_ready(q) then return nil end
   if is_paused(q) then return nil end
   -- The latest registration (the worker that went idle last, warmest): when even it
   -- has lapsed, all have, and nobody waits.
@@ -125,6 +136,7 @@ for _, row in ipairs(rows) do
             edges = edges + redis.call('SADD', P .. 'dn:' .. d, id)
           end
         else
+          had_ready(q)  -- before the first write to it
           make_ready(id, q, p, eta)
         end
       end
@@ -132,8 +144,14 @@ for _, row in ipairs(rows) do
     table.insert(out, {id, status})
   end
 end
-for q, _ in pairs(queues) do redis.call('SADD', P .. 'queues', q) end
+-- A queue with ready tasks before this script is in 'queues' already (never removed).
+for q, _ in pairs(queues) do
+  if not ready_before[q] then redis.call('SADD', P .. 'queues', q) end
+end
 if edges > 0 then redis.call('INCRBY', P .. 'ndep', edges) end
+for q, _ in pairs(notify) do
+  if ready_before[q] then notify[q] = nil end
+end
 flush()
 publish()
 return out
