@@ -28,6 +28,7 @@ from omniq.models import (
     TaskStatus,
     WorkerType,
     now,
+    parse_rate,
 )
 from omniq.serialization import SerializationManager
 
@@ -343,6 +344,7 @@ class AsyncWorkerPool:
                     await wake.wait()
                 continue
             try:
+                since = time.monotonic()
                 claims = await source.claim(min(free, self.claim_batch))
             except Exception:
                 self.stats.source_errors += 1
@@ -350,7 +352,8 @@ class AsyncWorkerPool:
                 await self._wait_stop(min(1.0, self.idle_wait))
                 continue
             if claims:
-                self._dispatch(claims)
+                # A source may tell when it asked the store (after its own housekeeping).
+                self._dispatch(claims, getattr(claims, "since", since))
                 # One turn for the new runs to reach their worker's gate, so that the
                 # check above sees the ones left waiting for a busy pool.
                 await asyncio.sleep(0)
@@ -409,10 +412,10 @@ class AsyncWorkerPool:
             or self._loop is not asyncio.get_running_loop()
         ):
             return False
-        self._dispatch(claims)
+        self._dispatch(claims, getattr(claims, "since", None))
         return True
 
-    def _dispatch(self, claims: Sequence[ClaimedTask]) -> None:
+    def _dispatch(self, claims: Sequence[ClaimedTask], since: float | None = None) -> None:
         loop = self._loop
         assert loop is not None
         entries = self._entries
@@ -425,7 +428,7 @@ class AsyncWorkerPool:
                 self._release_buf.append(claim)
                 self._have_items.set()
                 continue
-            entry = Entry(claim)
+            entry = Entry(claim, since)
             entries[tid] = entry
             entry.handle = loop.create_task(run(entry))
 
@@ -444,6 +447,20 @@ class AsyncWorkerPool:
             if len(self._admitted) >= 4096:  # forged names must not grow it without bound
                 self._admitted.clear()
             self._admitted.add(task.func)
+
+    def _late(self, entry: Entry) -> bool:
+        """A rate-limited task may start only within its rate's guard of the moment the
+        store counted its start (which lies after ``since``): the store bounds the starts
+        in any window plus the guard, so starts within the guard keep to the rate in any
+        window as the tasks see them. A later one goes back to pending unstarted (its
+        attempt given back; its counted start still uses up rate budget)."""
+        if entry.since is None:
+            return False
+        rate = parse_rate(entry.claim.task.rate_limit)
+        if time.monotonic() - entry.since <= rate.window - rate.per:
+            return False
+        self.stats.late_starts += 1
+        return True
 
     def _route(self, task: Task) -> tuple[WorkerType, Callable[..., Any] | None]:
         hint = task.worker
@@ -532,6 +549,9 @@ class AsyncWorkerPool:
                         self._wake.set()
             try:
                 if entry.state is DONE:
+                    return
+                if task.rate_limit is not None and self._late(entry):
+                    self._settle(entry, None, reason=RELEASE)
                     return
                 started_at = now()
                 expires = task.expires_at
