@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import pytest
 from omniq_workers_testkit import MemorySink, MemorySource, make_task
@@ -25,6 +26,11 @@ class _AgedSource(MemorySource):
     def __init__(self, tasks: list[Task], age: float) -> None:
         super().__init__(tasks)
         self.age = age
+        self.gave_back = asyncio.Event()
+
+    async def release(self, claims: Sequence[ClaimedTask]) -> None:
+        await super().release(claims)
+        self.gave_back.set()
 
     async def claim(self, limit: int) -> list[ClaimedTask]:
         out = _Claims(await super().claim(limit))
@@ -38,19 +44,22 @@ def _limited(**limits: object) -> Task:
     return msgspec.structs.replace(make_task("anoop"), **limits)
 
 
-async def _run(src: _AgedSource, sink: MemorySink, done: int) -> AsyncWorkerPool:
+async def _run(src: _AgedSource, sink: MemorySink, reported: int) -> AsyncWorkerPool:
+    """Run until ``reported`` outcomes came, or (0) the claim was given back."""
     pool = AsyncWorkerPool(src, sink, max_workers=4, renew_interval=10.0, default_timeout=0)
     async with pool:
-        async with asyncio.timeout(10):
-            while len(sink.outcomes) + len(src.released) < done:
-                await asyncio.sleep(0.01)
+        if reported:
+            await sink.wait_for(reported, timeout=10)
+        else:
+            async with asyncio.timeout(10):
+                await src.gave_back.wait()
     return pool
 
 
 async def test_a_late_rate_limited_task_is_released_unstarted() -> None:
     late = _limited(rate_limit="50/s")  # guard: 20 ms
     src, sink = _AgedSource([late], age=1.0), MemorySink()
-    pool = await _run(src, sink, 1)
+    pool = await _run(src, sink, 0)
     assert [c.task.id for c in src.released] == [late.id]
     assert sink.outcomes == [] and sink.started_claims == []
     assert pool.stats.late_starts == 1 and pool.stats.released == 1

@@ -232,6 +232,10 @@ class QueueWorkerSource:
             _log.debug("task store unreachable; backing off: %s", exc)
             return []
         self.backend_breaker.record_success()
+        # A store that tells when it counted the starts narrows ``since`` to it.
+        admitted: float | None = getattr(self.queue.tasks, "admitted", None)
+        if admitted is not None:
+            since = max(since, admitted)
         held: list[str] = getattr(self.queue.tasks, "limited", None) or []
         wait: float | None = getattr(self.queue.tasks, "limited_wait", None) if held else None
         self.held_back.claimed(len(claims), bool(held), wait)

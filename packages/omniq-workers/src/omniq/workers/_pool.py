@@ -70,6 +70,39 @@ __all__ = ["AsyncWorkerPool"]
 _EMPTY_KWARGS: dict[str, Any] = {}
 _NO_SCOPE = contextlib.nullcontext()
 
+
+class _LateStart(Exception):
+    """A rate-limited task reached its function after its start deadline."""
+
+
+def _guard(rate_limit: str) -> float:
+    """Seconds a rate-limited task may start after its counted start (the rate's guard)."""
+    rate = parse_rate(rate_limit)
+    return rate.window - rate.per
+
+
+def _gated(fn: Callable[..., Any], deadline: float) -> Callable[..., Any]:
+    """``fn`` checking, as its very first step (in the thread, greenlet or coroutine that
+    runs it), that ``time.monotonic()`` has not passed ``deadline``."""
+    if is_async_callable(fn):
+
+        @functools.wraps(fn)
+        async def agated(*args: Any, **kwargs: Any) -> Any:
+            if time.monotonic() > deadline:
+                raise _LateStart
+            return await fn(*args, **kwargs)
+
+        return agated
+
+    @functools.wraps(fn)
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise _LateStart
+        return fn(*args, **kwargs)
+
+    return gated
+
+
 log = logging.getLogger("omniq.workers")
 
 
@@ -448,7 +481,7 @@ class AsyncWorkerPool:
                 self._admitted.clear()
             self._admitted.add(task.func)
 
-    def _late(self, entry: Entry) -> bool:
+    def _late(self, entry: Entry, rate_limit: str) -> bool:
         """A rate-limited task may start only within its rate's guard of the moment the
         store counted its start (which lies after ``since``): the store bounds the starts
         in any window plus the guard, so starts within the guard keep to the rate in any
@@ -456,8 +489,7 @@ class AsyncWorkerPool:
         attempt given back; its counted start still uses up rate budget)."""
         if entry.since is None:
             return False
-        rate = parse_rate(entry.claim.task.rate_limit)
-        if time.monotonic() - entry.since <= rate.window - rate.per:
+        if time.monotonic() - entry.since <= _guard(rate_limit):
             return False
         self.stats.late_starts += 1
         return True
@@ -550,7 +582,7 @@ class AsyncWorkerPool:
             try:
                 if entry.state is DONE:
                     return
-                if task.rate_limit is not None and self._late(entry):
+                if task.rate_limit is not None and self._late(entry, task.rate_limit):
                     self._settle(entry, None, reason=RELEASE)
                     return
                 started_at = now()
@@ -585,7 +617,14 @@ class AsyncWorkerPool:
                             kwargs = _EMPTY_KWARGS
                         else:
                             args, kwargs = self.serializer.loads_call(task.payload)
-                        value = await worker.execute(fn, args, kwargs, timeout)
+                        if task.rate_limit is not None and entry.since is not None:
+                            fn = _gated(fn, entry.since + _guard(task.rate_limit))
+                        try:
+                            value = await worker.execute(fn, args, kwargs, timeout)
+                        except _LateStart:
+                            self.stats.late_starts += 1
+                            self._settle(entry, None, reason=RELEASE)
+                            return
                         payload = None if value is None else self.serializer.dumps(value)
             finally:
                 gate.release()

@@ -159,9 +159,13 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         if limit <= 0 or not queues:
             return []
         until = now() + lease
-        blob, meta, held, wait = await self._script("claim", worker_id, repr(until), limit, *queues)
+        sent = time.time()
+        blob, meta, held, wait, stamp = await self._script(
+            "claim", worker_id, repr(until), limit, *queues
+        )
         self.limited = sorted(as_str(k) for k in held)
         self.limited_wait = float(wait) if wait else None
+        self.admitted = self._admitted(sent, float(stamp)) if stamp else None
         out = []
         bad: list[Corrupt] = []
         for i, stored in enumerate(_decode_tasks(blob, meta[3::4])):
@@ -285,6 +289,17 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
     limited_wait: float | None = None
     """Seconds until the first rate-held key of the last claim has budget again (None:
     no task was held back by its rate)."""
+
+    admitted: float | None = None
+    """When the last claim counted its rate-limited starts, as a ``time.monotonic()``
+    value no later than the true one (None: it counted none)."""
+    _skew = math.inf
+    """The least ``server stamp - local time sent`` seen: the server clock is at most
+    this far ahead of this process's (each sample bounds it from above)."""
+
+    def _admitted(self, sent: float, stamp: float) -> float:
+        self._skew = min(self._skew, stamp - sent)
+        return stamp - self._skew - (time.time() - time.monotonic())
 
     async def limits_freed(self, queues: Sequence[str]) -> None:
         """Tell the workers pausing for held work on ``queues`` that concurrency slots

@@ -93,6 +93,17 @@ local function lim_admit(lim)
   end
   return key, rate, per
 end
+-- Starts counted by this script, re-stamped when it ends (lim_stamp): the tasks start
+-- after the reply, so the stamp is the script's end, however long its scan took. The
+-- checks above hold for the later stamp too (nothing ran in between).
+local LIM_NEW = {}
+local function lim_stamp()
+  if not LIM_T then return '' end
+  local t = redis.call('TIME')
+  local at = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  for _, e in ipairs(LIM_NEW) do redis.call('ZADD', e[1], at, e[2]) end
+  return string.format('%.6f', at)
+end
 local function lim_started(key, id, g, rate, per)
   local u = lim_use[key]
   u[1] = u[1] + 1
@@ -101,6 +112,7 @@ local function lim_started(key, id, g, rate, per)
   redis.call('ZADD', P .. 'lim:r:' .. key, NOW, id)
   if rate then
     redis.call('ZADD', P .. 'lim:s:' .. key, lim_now(), id .. ':' .. g)
+    LIM_NEW[#LIM_NEW + 1] = {P .. 'lim:s:' .. key, id .. ':' .. g}
     redis.call('PEXPIRE', P .. 'lim:s:' .. key, math.ceil(per * 1000) + 1000)
   end
 end
