@@ -14,6 +14,9 @@ time to a file, and the figures come from those stamps:
 
     URL=redis://127.0.0.1:6379/5 uv run python -m benchmarks.limits
     URL=postgresql://127.0.0.1:5432/test uv run python -m benchmarks.limits
+
+Each run stores its tasks under a namespace of its own (a Redis key prefix, a
+PostgreSQL schema), dropped at its end; ``RUNS=rate`` or ``RUNS=cap`` runs one of them.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def _worker(url: str, concurrency: int) -> None:
 
     with OmniQ(url, lease_seconds=10.0) as oq:
         print("ready", flush=True)
-        oq.run_worker_sync(queues=["bench"], concurrency=concurrency)
+        stats = oq.run_worker_sync(queues=["bench"], concurrency=concurrency)
+        print(f"late {stats.late_starts} released {stats.released}", flush=True)
 
 
 def _spawn(url: str, concurrency: int) -> list[subprocess.Popen[str]]:
@@ -70,11 +74,37 @@ def _spawn(url: str, concurrency: int) -> list[subprocess.Popen[str]]:
 def _stop(procs: list[subprocess.Popen[str]]) -> None:
     for p in procs:
         p.send_signal(signal.SIGTERM)
+    late = released = 0
     for p in procs:
         try:
-            p.wait(30)
+            out, _ = p.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             p.kill()
+            continue
+        for line in out.splitlines():
+            if line.startswith("late "):
+                _, a, _, b = line.split()
+                late, released = late + int(a), released + int(b)
+    print(f"  (rate-limited tasks released for a late start: {late}; releases: {released})")
+
+
+def _fresh(url: str) -> str:
+    """``url`` with a namespace of its own (dropped at the end of the run)."""
+    tag = os.urandom(4).hex()
+    sep = "&" if "?" in url else "?"
+    if url.startswith("redis"):
+        return f"{url}{sep}prefix=bench-limits-{tag}:"
+    if url.startswith("postgres"):
+        return f"{url}{sep}schema=bench_limits_{tag}"
+    return url
+
+
+async def _drop(url: str) -> None:
+    from omniq.storage import open_storage
+
+    if url.startswith(("redis", "postgres")):
+        async with open_storage(url) as store:
+            await store.drop()  # type: ignore[attr-defined]
 
 
 async def _drain(n: int, path: Path, deadline: float) -> None:
@@ -144,17 +174,28 @@ async def cap_run(url: str, m: int, folder: Path) -> tuple[int, float]:
 
 
 async def main() -> None:
-    url = os.environ.get("URL", "redis://127.0.0.1:6379/5")
+    base = os.environ.get("URL", "redis://127.0.0.1:6379/5")
     n = int(os.environ.get("N", "2000"))
     m = int(os.environ.get("M", "400"))
-    with tempfile.TemporaryDirectory() as d:
-        most, rate = await rate_run(url, n, Path(d))
+    runs = os.environ.get("RUNS", "rate,cap").split(",")
+    if "rate" in runs:
+        url = _fresh(base)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                most, rate = await rate_run(url, n, Path(d))
+        finally:
+            await _drop(url)
         print(
             f"rate_limit={RATE}/s, {n} tasks, {PROCS} processes: max starts in a 1 s window "
             f"{most}, long-run rate {rate:.1f}/s ({rate / RATE:.1%} of {RATE}/s)"
         )
-    with tempfile.TemporaryDirectory() as d:
-        most, share = await cap_run(url, m, Path(d))
+    if "cap" in runs:
+        url = _fresh(base)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                most, share = await cap_run(url, m, Path(d))
+        finally:
+            await _drop(url)
         print(
             f"max_concurrency=3, {m} x 50 ms tasks, {PROCS} processes x concurrency 50: "
             f"max running {most}, exactly 3 running {share:.1%} of the time"

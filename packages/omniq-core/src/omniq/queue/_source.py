@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Protocol
 
@@ -119,6 +120,14 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
 
 
+class Claims(list[ClaimedTask]):
+    """Claimed tasks with ``since``, ``time.monotonic()`` just before the store was
+    asked for them (the pool starts rate-limited tasks only within their rate's guard
+    of it)."""
+
+    since: float | None = None
+
+
 class QueueWorkerSource:
     """Implements ``omniq.workers.TaskSource`` and ``OutcomeSink`` for one worker.
 
@@ -151,6 +160,10 @@ class QueueWorkerSource:
         self.poisoned = 0
         self.held_back = HeldBack()
         """LIMITED events and the pause while ready work is held back by flow limits."""
+        remote = getattr(queue.tasks, "wait_for_limits", None)
+        if remote is not None:
+            qs = self.queues
+            self.held_back.remote = lambda timeout: remote(qs, timeout)
         self.sweep_interval = 1.0
         self._next_sweep = 0.0
         self._sweep_due = False
@@ -220,6 +233,7 @@ class QueueWorkerSource:
         if self._sweep_due:
             await self._sweep(now(), full=True)
         try:
+            since = time.monotonic()
             claims = await self.queue.tasks.claim(
                 self.queues, self.worker_id, limit=limit, lease=self.lease
             )
@@ -228,8 +242,13 @@ class QueueWorkerSource:
             _log.debug("task store unreachable; backing off: %s", exc)
             return []
         self.backend_breaker.record_success()
+        # A store that tells when it counted the starts narrows ``since`` to it.
+        admitted: float | None = getattr(self.queue.tasks, "admitted", None)
+        if admitted is not None:
+            since = max(since, admitted)
         held: list[str] = getattr(self.queue.tasks, "limited", None) or []
-        self.held_back.claimed(len(claims), bool(held))
+        wait: float | None = getattr(self.queue.tasks, "limited_wait", None) if held else None
+        self.held_back.claimed(len(claims), bool(held), wait)
         if held:
             self.queue._log(self.held_back.events(held, self.worker_id))
         t = now()
@@ -242,7 +261,9 @@ class QueueWorkerSource:
             # Not now: the claimed tasks start first (the pool dispatches them before
             # it claims again); the next claim call runs the sweep.
             self._sweep_due = True
-        return await self._admit(claims)
+        out = Claims(await self._admit(claims))
+        out.since = since
+        return out
 
     async def _admit(self, claims: list[ClaimedTask]) -> list[ClaimedTask]:
         """The claims to run: breaker-deferred and poison tasks are dealt with here."""
@@ -460,7 +481,38 @@ class QueueWorkerSource:
             await self._report(outcomes, final=final)
         finally:
             self._settle(o.task_id for o in outcomes)
-        self.held_back.freed(o.claimed.task for o in outcomes)
+        slots = self.held_back.slots(outcomes)
+        if not slots:
+            return
+        taken = 0
+        if not final and self.offer is not None:
+            try:
+                taken = await self._take_slots(slots)
+            except Exception:  # the outcomes are stored: never report them twice
+                _log.warning("claiming for freed slots failed", exc_info=True)
+        if taken < slots:
+            self.held_back.freed(o.claimed.task for o in outcomes)
+            freed = getattr(self.queue.tasks, "limits_freed", None)
+            if freed is not None:
+                queues = [o.claimed.task.queue for o in outcomes]
+                try:
+                    await freed(queues)
+                except Exception as exc:  # their pauses end on their own
+                    _log.debug("telling of freed slots failed: %s", exc)
+
+    async def _take_slots(self, n: int) -> int:
+        """Finish and claim next: the concurrency slots this worker just freed are
+        claimed from the report itself, so the next task starts one claim round trip
+        after the outcome is stored. How many tasks it took."""
+        claims = await self._claim(n)
+        if not claims:
+            return 0
+        self._outstanding.update(c.task.id for c in claims)
+        offer = self.offer
+        if offer is None or not offer(claims):
+            await self.release(claims)
+            return 0
+        return len(claims)
 
     async def _report(self, outcomes: Sequence[Outcome], *, final: bool) -> None:
         q = self.queue

@@ -39,10 +39,10 @@ class RateSpec(msgspec.Struct, frozen=True):
 
     @property
     def window(self) -> float:
-        """The window the stores count starts in: ``per`` plus a guard of 2% (at most
+        """The window the stores count starts in: ``per`` plus a guard of 3% (at most
         0.25 s), so that the starts as the tasks see them (a few milliseconds after the
         claim, not all equally late) still keep to ``count`` in any ``per`` seconds."""
-        return self.per + min(self.per * 0.02, 0.25)
+        return self.per + min(self.per * 0.03, 0.25)
 
     @property
     def burst(self) -> int:

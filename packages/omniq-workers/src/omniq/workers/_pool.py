@@ -28,6 +28,7 @@ from omniq.models import (
     TaskStatus,
     WorkerType,
     now,
+    parse_rate,
 )
 from omniq.serialization import SerializationManager
 
@@ -68,6 +69,39 @@ __all__ = ["AsyncWorkerPool"]
 
 _EMPTY_KWARGS: dict[str, Any] = {}
 _NO_SCOPE = contextlib.nullcontext()
+
+
+class _LateStart(Exception):
+    """A rate-limited task reached its function after its start deadline."""
+
+
+def _guard(rate_limit: str) -> float:
+    """Seconds a rate-limited task may start after its counted start (the rate's guard)."""
+    rate = parse_rate(rate_limit)
+    return rate.window - rate.per
+
+
+def _gated(fn: Callable[..., Any], deadline: float) -> Callable[..., Any]:
+    """``fn`` checking, as its very first step (in the thread, greenlet or coroutine that
+    runs it), that ``time.monotonic()`` has not passed ``deadline``."""
+    if is_async_callable(fn):
+
+        @functools.wraps(fn)
+        async def agated(*args: Any, **kwargs: Any) -> Any:
+            if time.monotonic() > deadline:
+                raise _LateStart
+            return await fn(*args, **kwargs)
+
+        return agated
+
+    @functools.wraps(fn)
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise _LateStart
+        return fn(*args, **kwargs)
+
+    return gated
+
 
 log = logging.getLogger("omniq.workers")
 
@@ -343,6 +377,7 @@ class AsyncWorkerPool:
                     await wake.wait()
                 continue
             try:
+                since = time.monotonic()
                 claims = await source.claim(min(free, self.claim_batch))
             except Exception:
                 self.stats.source_errors += 1
@@ -350,7 +385,8 @@ class AsyncWorkerPool:
                 await self._wait_stop(min(1.0, self.idle_wait))
                 continue
             if claims:
-                self._dispatch(claims)
+                # A source may tell when it asked the store (after its own housekeeping).
+                self._dispatch(claims, getattr(claims, "since", since))
                 # One turn for the new runs to reach their worker's gate, so that the
                 # check above sees the ones left waiting for a busy pool.
                 await asyncio.sleep(0)
@@ -409,10 +445,10 @@ class AsyncWorkerPool:
             or self._loop is not asyncio.get_running_loop()
         ):
             return False
-        self._dispatch(claims)
+        self._dispatch(claims, getattr(claims, "since", None))
         return True
 
-    def _dispatch(self, claims: Sequence[ClaimedTask]) -> None:
+    def _dispatch(self, claims: Sequence[ClaimedTask], since: float | None = None) -> None:
         loop = self._loop
         assert loop is not None
         entries = self._entries
@@ -425,7 +461,7 @@ class AsyncWorkerPool:
                 self._release_buf.append(claim)
                 self._have_items.set()
                 continue
-            entry = Entry(claim)
+            entry = Entry(claim, since)
             entries[tid] = entry
             entry.handle = loop.create_task(run(entry))
 
@@ -444,6 +480,19 @@ class AsyncWorkerPool:
             if len(self._admitted) >= 4096:  # forged names must not grow it without bound
                 self._admitted.clear()
             self._admitted.add(task.func)
+
+    def _late(self, entry: Entry, rate_limit: str) -> bool:
+        """A rate-limited task may start only within its rate's guard of the moment the
+        store counted its start (which lies after ``since``): the store bounds the starts
+        in any window plus the guard, so starts within the guard keep to the rate in any
+        window as the tasks see them. A later one goes back to pending unstarted (its
+        attempt given back; its counted start still uses up rate budget)."""
+        if entry.since is None:
+            return False
+        if time.monotonic() - entry.since <= _guard(rate_limit):
+            return False
+        self.stats.late_starts += 1
+        return True
 
     def _route(self, task: Task) -> tuple[WorkerType, Callable[..., Any] | None]:
         hint = task.worker
@@ -533,6 +582,9 @@ class AsyncWorkerPool:
             try:
                 if entry.state is DONE:
                     return
+                if task.rate_limit is not None and self._late(entry, task.rate_limit):
+                    self._settle(entry, None, reason=RELEASE)
+                    return
                 started_at = now()
                 expires = task.expires_at
                 if expires is not None and started_at >= expires:
@@ -565,7 +617,14 @@ class AsyncWorkerPool:
                             kwargs = _EMPTY_KWARGS
                         else:
                             args, kwargs = self.serializer.loads_call(task.payload)
-                        value = await worker.execute(fn, args, kwargs, timeout)
+                        if task.rate_limit is not None and entry.since is not None:
+                            fn = _gated(fn, entry.since + _guard(task.rate_limit))
+                        try:
+                            value = await worker.execute(fn, args, kwargs, timeout)
+                        except _LateStart:
+                            self.stats.late_starts += 1
+                            self._settle(entry, None, reason=RELEASE)
+                            return
                         payload = None if value is None else self.serializer.dumps(value)
             finally:
                 gate.release()

@@ -33,10 +33,13 @@ _FAIL_TYPE = f"{Fail.__module__}.{Fail.__qualname__}"
 class Entry:
     """One claimed task while the pool holds it."""
 
-    __slots__ = ("claim", "ctx", "handle", "reason", "state")
+    __slots__ = ("claim", "ctx", "handle", "reason", "since", "state")
 
-    def __init__(self, claim: ClaimedTask) -> None:
+    def __init__(self, claim: ClaimedTask, since: float | None = None) -> None:
         self.claim = claim
+        self.since = since
+        """``time.monotonic()`` just before the claim that leased it was asked for (None:
+        handed over outside a claim)."""
         self.state = QUEUED
         self.reason: str | None = None
         self.handle: asyncio.Task[None] | None = None

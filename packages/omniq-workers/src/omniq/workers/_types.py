@@ -75,7 +75,11 @@ class TaskSource(Protocol):
     """
 
     async def claim(self, limit: int) -> list[ClaimedTask]:
-        """Lease up to ``limit`` due tasks to this worker; an empty list when none are due."""
+        """Lease up to ``limit`` due tasks to this worker; an empty list when none are due.
+
+        The list may carry ``since``: ``time.monotonic()`` just before the store was
+        asked (else the pool's own stamp from before the call is used); a rate-limited
+        task starts only within its rate's guard of it."""
         ...
 
     async def renew(self, claims: Sequence[ClaimedTask]) -> set[str]:
@@ -171,6 +175,9 @@ class PoolStats(msgspec.Struct, kw_only=True):
     timed_out: int = 0
     crashed: int = 0
     released: int = 0
+    late_starts: int = 0
+    """Rate-limited tasks released unstarted because they could not start within their
+    rate's guard of the claim (also counted in ``released``)."""
     leases_lost: int = 0
     cancels: int = 0
     """Running (or queued) tasks stopped because ``cancel`` reached this worker."""

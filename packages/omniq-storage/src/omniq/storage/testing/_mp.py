@@ -62,3 +62,22 @@ def claim_rounds(url: str, barrier: Any, out: Any, rounds: int) -> None:
         return claimed
 
     out.put(asyncio.run(main()))
+
+
+def enqueue_unique(url: str, barrier: Any, out: Any, keys: int) -> None:
+    """Enqueue one task per key (``mp-u-<i>``; even keys with a ``unique_for`` window,
+    odd ones plain keys), one enqueue call each; report the ids returned, in key order."""
+    from omniq.storage.testing.helpers import task
+
+    async def main() -> list[str]:
+        got: list[str] = []
+        async with open_storage(url) as store:
+            assert store.tasks is not None
+            barrier.wait(60)
+            for i in range(keys):
+                window = 3600.0 if i % 2 == 0 else None
+                [t] = await store.tasks.enqueue([task(key=f"mp-u-{i}", unique_for=window)])
+                got.append(t.id)
+        return got
+
+    out.put(asyncio.run(main()))

@@ -12,7 +12,10 @@ from omniq.models import LimitInfo, Task, limit_of, unit_of
 
 from ._sql import QUERIES as _Q
 
-__all__ = ["SCAN", "limit_args", "limit_infos", "rate_text"]
+__all__ = ["LIMITS_FREED", "SCAN", "limit_args", "limit_infos", "rate_text"]
+
+LIMITS_FREED = "\x1fL:"
+"""The NOTIFY payload (and wake key) prefix of ``limits_freed``, before the queue."""
 
 SCAN = 1000
 """How many ready limited tasks one claim looks at (held ones are skipped)."""

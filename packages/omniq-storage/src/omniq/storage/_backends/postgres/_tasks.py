@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -36,7 +37,7 @@ from omniq.storage._remote import (
 from ._caller import CallerEngine, caller_connection
 from ._control import PgTaskControl
 from ._engine import PgEngine
-from ._flow import SCAN, limit_args, limit_infos
+from ._flow import LIMITS_FREED, SCAN, limit_args, limit_infos
 from ._sql import QUERIES as _Q
 from ._unique import enqueue_keyed
 
@@ -234,7 +235,10 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
                     _Q["claim_limited"], qs, t, limit - len(rows), worker_id, until, SCAN
                 )
             )
-            self.limited = [r["o_key"] for r in more if r["o_id"] is None]
+            held = [r for r in more if r["o_id"] is None]
+            self.limited = [r["o_key"] for r in held]
+            waits = [r["o_eta"] for r in held]
+            self.limited_wait = min(waits) if waits and None not in waits else None
             rows = [*rows, *({k[2:]: v for k, v in r.items()} for r in more if r["o_id"])]
         rows = sorted(rows, key=lambda r: (-r["priority"], r["id"]))
         out: builtins.list[ClaimedTask] = []
@@ -251,6 +255,21 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
 
     limited: builtins.list[str] = []
     """The limit keys the last claim held tasks back for."""
+    limited_wait: float | None = None
+    """Seconds until the first rate-held key of the last claim has budget again (None:
+    a key was held back by its cap, or none by its rate)."""
+
+    async def limits_freed(self, queues: Sequence[str]) -> None:
+        """Tell the workers pausing for held work on ``queues`` that concurrency slots
+        freed (a NOTIFY on the work channel)."""
+        chan = self._be.work_channel
+        names = [f"{LIMITS_FREED}{q}" for q in dict.fromkeys(queues)]
+        await self._call(lambda c: c.execute(_Q["notify_many"], chan, names))
+
+    async def wait_for_limits(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        """Until ``limits_freed`` names one of ``queues`` (True) or ``timeout`` passes."""
+        with self._be.work_wake.watch([f"{LIMITS_FREED}{q}" for q in queues]) as watch:
+            return await watch.wait(timeout)
 
     async def list_limits(self) -> builtins.list[LimitInfo]:
         t = now()
@@ -529,8 +548,17 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         rows = await self._call(lambda c: c.fetch(_Q["reclaim"], now(), chan))
         return sorted(r[0] for r in rows)
 
+    unique_prune_every = 10.0
+    """Seconds between two prunes of ended ``task_unique`` windows by ``maintain`` (per
+    process; the first call prunes)."""
+    _unique_prune_at = 0.0
+
     async def maintain(self) -> None:
         self._be.vacuumer.poke()
+        t = time.monotonic()
+        if t >= self._unique_prune_at:
+            self._unique_prune_at = t + self.unique_prune_every
+            await self._call(lambda c: c.execute(_Q["unique_prune"], now(), PURGE_BATCH))
 
     async def expire(self, *, dependency_policy: DependencyPolicy = "cancel") -> CompletionReport:
         chan = self._be.work_channel

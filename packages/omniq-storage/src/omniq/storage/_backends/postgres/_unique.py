@@ -22,6 +22,8 @@ from omniq.storage._corrupt import CORRUPT_FUNC, read_task
 from omniq.storage._interfaces import DependencyPolicy
 from omniq.storage._remote import encode, with_state_eta
 
+from ._sql import QUERIES as _Q
+
 __all__ = ["enqueue_keyed"]
 
 T = TypeVar("T")
@@ -34,35 +36,6 @@ class _Store(Protocol):
     _be: Any
 
     async def _call(self, fn: Callable[..., Awaitable[T]]) -> T: ...
-
-
-_LOCK = """
-SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':unique:' || k, 0))
-FROM (SELECT k FROM unnest($1::text[]) k ORDER BY k) s
-"""
-_HOLDERS = """
-SELECT u.key AS o_key, t.id AS o_id, t.queue AS o_queue, t.status AS o_status,
-       t.attempt AS o_attempt, t.eta AS o_eta, t.envelope AS o_envelope
-FROM task_unique u JOIN tasks t ON t.id = u.task_id
-WHERE u.key = ANY($1::text[]) AND u.until > $2
-"""
-_RESERVE = """
-INSERT INTO task_unique (key, task_id, until)
-SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])
-ON CONFLICT (key) DO UPDATE SET task_id = EXCLUDED.task_id, until = EXCLUDED.until
-"""
-_REPLACE = """
-WITH up AS (
-    UPDATE tasks SET envelope = $2, eta = $3 WHERE id = $1 AND status = 'pending'
-    RETURNING id, queue
-)
-SELECT up.id, pg_notify($4, up.queue) FROM up
-"""
-_CURRENT = """
-SELECT t.id AS o_id, t.status AS o_status, t.attempt AS o_attempt, t.eta AS o_eta,
-       t.envelope AS o_envelope
-FROM tasks t WHERE t.id = $1
-"""
 
 
 class _Fixed:
@@ -103,9 +76,10 @@ async def enqueue_keyed(
     async def run(c: Any) -> builtins.list[Task]:
         tx = c.transaction() if hasattr(c, "transaction") else contextlib.nullcontext()
         async with tx:
-            await c.execute(_LOCK, keys)
+            await c.execute(_Q["unique_lock"], keys)
             held: dict[str, Task] = {
-                r["o_key"]: _holder(r, r["o_queue"]) for r in await c.fetch(_HOLDERS, keys, stamp)
+                r["o_key"]: _holder(r, r["o_queue"])
+                for r in await c.fetch(_Q["unique_holders"], keys, stamp)
             }
             rest = [t for t in tasks if t.key is None or t.key not in held]
             bound = copy.copy(store)
@@ -121,7 +95,7 @@ async def enqueue_keyed(
             if firsts:
                 ks = builtins.list(firsts)
                 await c.execute(
-                    _RESERVE,
+                    _Q["unique_reserve"],
                     ks,
                     [firsts[k].id for k in ks],
                     [firsts[k].created_at + (firsts[k].unique_for or 0.0) for k in ks],
@@ -142,8 +116,8 @@ async def _replace(store: _Store, c: Any, new: Task, old: Task) -> Task:
     import msgspec
 
     upd = msgspec.structs.replace(old, payload=new.payload, eta=new.eta)
-    rows = await c.fetch(_REPLACE, old.id, encode(upd), new.eta, store._be.work_channel)
+    rows = await c.fetch(_Q["unique_replace"], old.id, encode(upd), new.eta, store._be.work_channel)
     if rows:
         return upd
-    r = await c.fetchrow(_CURRENT, old.id)
+    r = await c.fetchrow(_Q["unique_current"], old.id)
     return old if r is None else _holder(r, old.queue)

@@ -9,7 +9,10 @@ from omniq.models import LimitInfo, Task, limit_of, unit_of
 
 from ._engine import as_str
 
-__all__ = ["lim_field", "limit_infos"]
+__all__ = ["LIMITS_FREED", "lim_field", "limit_infos"]
+
+LIMITS_FREED = "\x1fL:"
+"""The notification (and wake key) prefix of ``limits_freed``, before the queue."""
 
 
 def _num(x: float | int | None) -> str:

@@ -11,7 +11,9 @@ zset (score eta); ``l:<q>`` lease zset (score lease end; also the index of runni
 tasks of the queue); ``exp`` zset (score expires_at of
 pending tasks); ``fin`` zset (score finished at); ``dn:<id>`` set of dependents waiting
 on id; ``ndep`` count of dependency edges still registered in ``dn:*`` sets (0 lets
-complete skip dependency resolution); ``keys`` hash idempotency key -> live task id;
+complete skip dependency resolution); ``keys`` hash idempotency key -> live task id
+(or the ended task whose ``unique_for`` window, ``uu``, still holds it); ``ukeys`` zset
+of such held keys (score: the window's end), dropped by ``unique_sweep``;
 ``i:<q>:<status|all>`` per-queue index zsets (score 0, so ordered by id; none for
 ``running``, whose index is ``l:<q>``); ``queues``
 set (queues enqueued to or waited on); ``paused`` set of paused queues (CLAIM leases

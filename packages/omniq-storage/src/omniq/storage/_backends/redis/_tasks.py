@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ from omniq.storage._remote import claimed, encode, with_state, with_state_eta
 
 from ._control import RedisTaskControl
 from ._engine import REGISTRATION, RedisStore, as_float, as_str, opt, opt_repr
-from ._flow import lim_field, limit_infos
+from ._flow import LIMITS_FREED, lim_field, limit_infos
 from ._lane import LaneMissed
 from ._unique import replace_holders, window_end
 
@@ -189,8 +190,13 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         if limit <= 0 or not queues:
             return []
         until = now() + lease
-        blob, meta, held = await self._script("claim", worker_id, repr(until), limit, *queues)
+        sent = time.time()
+        blob, meta, held, wait, stamp = await self._script(
+            "claim", worker_id, repr(until), limit, *queues
+        )
         self.limited = sorted(as_str(k) for k in held)
+        self.limited_wait = float(wait) if wait else None
+        self.admitted = self._admitted(sent, float(stamp)) if stamp else None
         out = []
         bad: list[Corrupt] = []
         for i, stored in enumerate(_decode_tasks(blob, meta[3::4])):
@@ -374,9 +380,55 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
 
     limited: list[str] = []
     """The limit keys the last claim held tasks back for."""
+    limited_wait: float | None = None
+    """Seconds until the first rate-held key of the last claim has budget again (None:
+    no task was held back by its rate)."""
+
+    admitted: float | None = None
+    """When the last claim counted its rate-limited starts, as a ``time.monotonic()``
+    value no later than the true one (None: it counted none)."""
+    _skew = math.inf
+    """The least ``server stamp - local time sent`` seen: the server clock is at most
+    this far ahead of this process's (each sample bounds it from above)."""
+
+    def _admitted(self, sent: float, stamp: float) -> float:
+        self._skew = min(self._skew, stamp - sent)
+        return stamp - self._skew - (time.time() - time.monotonic())
+
+    async def limits_freed(self, queues: Sequence[str]) -> None:
+        """Tell the workers pausing for held work on ``queues`` that concurrency slots
+        freed (published on the prefix's channel)."""
+        r = self._be.redis
+        p = self._p
+
+        async def publish() -> None:
+            pipe = r.pipeline(transaction=False)
+            for q in dict.fromkeys(queues):
+                pipe.publish(f"{p}chan", f"{LIMITS_FREED}{q}")
+            await pipe.execute()
+
+        await self._call(publish)
+
+    async def wait_for_limits(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        """Until ``limits_freed`` names one of ``queues`` (True) or ``timeout`` passes."""
+        with self._be.wake.watch([f"{LIMITS_FREED}{q}" for q in queues]) as watch:
+            return await watch.wait(timeout)
 
     async def list_limits(self) -> list[LimitInfo]:
         return limit_infos(await self._script("limits"))
+
+    unique_sweep_every = 10.0
+    """Seconds between two sweeps of ended unique-job windows by ``maintain`` (per
+    process; the first call sweeps)."""
+    _unique_sweep_at = 0.0
+
+    async def maintain(self) -> None:
+        """Drop the keys whose ``unique_for`` window ended after their holder did."""
+        t = time.monotonic()
+        if t < self._unique_sweep_at:
+            return
+        self._unique_sweep_at = t + self.unique_sweep_every
+        await self._script("unique_sweep")
 
     async def reclaim_expired(self) -> list[str]:
         return [as_str(x) for x in await self._script("reclaim")]

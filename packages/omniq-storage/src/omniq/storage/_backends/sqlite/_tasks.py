@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import copy
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -35,7 +36,7 @@ from ._conn import Connection, placeholders
 from ._control import SQLiteTaskControl
 from ._flow import claim_limited, limit_info, limit_rows, not_limited
 from ._stores import Results
-from ._unique import replace_pending, reserve, reserved
+from ._unique import prune, replace_pending, reserve, reserved
 
 __all__ = ["SQLiteTasks"]
 
@@ -413,6 +414,18 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
 
         return await self._end(run, record, TaskStatus.CANCELLED, t)
 
+    unique_prune_every = 10.0
+    """Seconds between two prunes of ended ``task_unique`` windows by ``maintain`` (per
+    process; the first call prunes)."""
+    _unique_prune_at = 0.0
+
+    async def maintain(self) -> None:
+        t = time.monotonic()
+        if t >= self._unique_prune_at:
+            self._unique_prune_at = t + self.unique_prune_every
+            at = now()
+            await self._db.tx(lambda c: prune(c, at))
+
     async def reclaim_expired(self) -> list[str]:
         t = now()
         ids = await self._db.tx(lambda c: _reclaim(c, t))
@@ -568,6 +581,7 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             n = int(c.execute(f"DELETE FROM tasks WHERE {cond}", args).rowcount)
             if n:
                 c.execute("DELETE FROM task_limits WHERE task_id NOT IN (SELECT id FROM tasks)")
+            prune(c, now())
             return n
 
         return await self._db.tx(run)

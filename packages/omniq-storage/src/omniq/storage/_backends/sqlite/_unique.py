@@ -14,7 +14,7 @@ import msgspec
 from omniq.models import Task, TaskStatus
 from omniq.storage._codec import encode
 
-__all__ = ["UNIQUE_SCHEMA", "replace_pending", "reserve", "reserved"]
+__all__ = ["UNIQUE_SCHEMA", "prune", "replace_pending", "reserve", "reserved"]
 
 UNIQUE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_unique (
@@ -56,6 +56,12 @@ def reserve(c: sqlite3.Connection, tasks: Sequence[Task]) -> None:
     ]
     if rows:
         c.executemany("INSERT OR REPLACE INTO task_unique VALUES (?, ?, ?)", rows)
+
+
+def prune(c: sqlite3.Connection, at: float) -> int:
+    """Drop the reservations whose window ended before ``at`` (they hold nothing any
+    more); how many were dropped."""
+    return int(c.execute("DELETE FROM task_unique WHERE until <= ?", (at,)).rowcount)
 
 
 def replace_pending(c: sqlite3.Connection, new: Task, old: Task) -> Task:

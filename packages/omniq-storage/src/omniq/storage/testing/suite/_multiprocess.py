@@ -78,3 +78,14 @@ class TestMultiprocess:
         per_process = _spawn(2, _mp.claim_schedules, url, t0 + 61)
         fired = [sid for ids in per_process for sid in ids]
         assert sorted(fired) == sorted(s.id for s in schedules)
+
+    async def test_two_processes_enqueue_each_unique_key_once(
+        self, store_and_url: tuple[Backend, str]
+    ) -> None:
+        store, url = store_and_url
+        per_process = _spawn(2, _mp.enqueue_unique, url, 200)
+        first, second = per_process
+        # Both processes got the one task stored under each key, whichever stored it.
+        assert first == second
+        assert len(set(first)) == 200
+        assert await tq(store).count() == 200

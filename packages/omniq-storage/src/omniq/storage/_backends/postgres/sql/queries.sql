@@ -100,6 +100,50 @@ FROM (
     ORDER BY limit_key, (status IN ('pending', 'running')) DESC, id DESC
 ) k ORDER BY k.limit_key;
 
+-- name: notify_many
+-- One NOTIFY on channel $1 per payload $2 (flow limits: slots freed on a queue).
+SELECT pg_notify($1, x) FROM unnest($2::text[]) x;
+
+-- name: unique_lock
+-- Unique jobs: the transaction-scoped advisory lock of each key $1 (schema-qualified,
+-- in key order), taken before the keys' windows are read.
+SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':unique:' || k, 0))
+FROM (SELECT k FROM unnest($1::text[]) k ORDER BY k) s;
+
+-- name: unique_holders
+-- The tasks whose unique_for window (ending after $2) holds one of the keys $1.
+SELECT u.key AS o_key, t.id AS o_id, t.queue AS o_queue, t.status AS o_status,
+       t.attempt AS o_attempt, t.eta AS o_eta, t.envelope AS o_envelope
+FROM task_unique u JOIN tasks t ON t.id = u.task_id
+WHERE u.key = ANY($1::text[]) AND u.until > $2;
+
+-- name: unique_reserve
+-- Keys $1 taken by tasks $2 until the ends of their windows $3.
+INSERT INTO task_unique (key, task_id, until)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])
+ON CONFLICT (key) DO UPDATE SET task_id = EXCLUDED.task_id, until = EXCLUDED.until;
+
+-- name: unique_replace
+-- on_conflict="replace": the pending holder $1 takes envelope $2 and eta $3; its queue
+-- is notified on channel $4. No row when it is no longer pending.
+WITH up AS (
+    UPDATE tasks SET envelope = $2, eta = $3 WHERE id = $1 AND status = 'pending'
+    RETURNING id, queue
+)
+SELECT up.id, pg_notify($4, up.queue) FROM up;
+
+-- name: unique_current
+-- A holder as it is now (after a replace found it no longer pending).
+SELECT t.id AS o_id, t.status AS o_status, t.attempt AS o_attempt, t.eta AS o_eta,
+       t.envelope AS o_envelope
+FROM tasks t WHERE t.id = $1;
+
+-- name: unique_prune
+-- Windows that ended before $1 (they hold nothing any more), at most $2 of them.
+DELETE FROM task_unique WHERE key IN (
+    SELECT key FROM task_unique WHERE until <= $1 LIMIT $2
+);
+
 -- name: enqueue_plain
 -- Enqueue fast path (no task in the batch has dependencies): one set-based INSERT and
 -- one NOTIFY per queue. Rows that hit an existing id or live key are left out of

@@ -53,10 +53,15 @@ local function make_ready(id, q, p, eta)
   end
 end
 local function unkey(id, k)
-  -- a task inside its unique_for window ('uu') keeps its key
-  if k and k ~= '' and redis.call('HGET', P .. 'keys', k) == id
-      and not (tonumber(redis.call('HGET', tk(id), 'uu') or '0') > NOW) then
-    redis.call('HDEL', P .. 'keys', k)
+  -- a task inside its unique_for window ('uu') keeps its key; 'ukeys' (score: the
+  -- window's end) lets unique_sweep.lua drop it once the window has ended
+  if k and k ~= '' and redis.call('HGET', P .. 'keys', k) == id then
+    local uu = tonumber(redis.call('HGET', tk(id), 'uu') or '0') or 0
+    if uu > NOW then
+      redis.call('ZADD', P .. 'ukeys', uu, k)
+    else
+      redis.call('HDEL', P .. 'keys', k)
+    end
   end
 end
 -- End a task in a terminal status. A running task is in no ready/delayed set (claim

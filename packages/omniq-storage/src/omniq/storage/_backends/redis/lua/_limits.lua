@@ -47,20 +47,62 @@ local function lim_starts(key, rate, per)
   local _, bw = lim_burst(rate, per)
   return redis.call('ZCARD', sk), redis.call('ZCOUNT', sk, '(' .. (t - bw), '+inf')
 end
--- Usage per key within one script: {running, starts}, counted once, then kept current.
+-- Seconds until the first rate key a claim held tasks back for has budget again (nil:
+-- none was held back by its rate): the caller waits that long instead of polling. Not
+-- told when a key was held back by its cap (LIM_CAPPED): a slot frees at no known time.
+local LIM_WAIT = nil
+local LIM_CAPPED = false
+local function lim_wait(key, rate, per, u)
+  local sk = P .. 'lim:s:' .. key
+  local t = lim_now()
+  local at = t
+  if u[2] >= rate then  -- the window frees when its (starts - rate + 1)-th oldest ages out
+    local r = redis.call('ZRANGE', sk, u[2] - rate, u[2] - rate, 'WITHSCORES')
+    if r[2] then at = tonumber(r[2]) + per end
+  end
+  local b, bw = lim_burst(rate, per)
+  if u[3] >= b then  -- the burst frees when its b-th newest start ages out of it
+    local r = redis.call('ZREVRANGE', sk, b - 1, b - 1, 'WITHSCORES')
+    if r[2] then at = math.max(at, tonumber(r[2]) + bw) end
+  end
+  local d = math.max(0, at - t)
+  if not LIM_WAIT or d < LIM_WAIT then LIM_WAIT = d end
+end
+-- Usage per key within one script: {running, starts, recent starts, wait computed},
+-- counted once, then kept current.
 local lim_use = {}
 local function lim_admit(lim)
   local key, cap, rate, per = lim_parse(lim)
   local u = lim_use[key]
   if not u then
-    u = {0, 0, 0}
+    u = {0, 0, 0, false}
     if cap then u[1] = lim_running(key) end
     if rate then u[2], u[3] = lim_starts(key, rate, per) end
     lim_use[key] = u
   end
-  if cap and u[1] >= cap then return nil end
-  if rate and (u[2] >= rate or u[3] >= lim_burst(rate, per)) then return nil end
+  if cap and u[1] >= cap then
+    LIM_CAPPED = true
+    return nil
+  end
+  if rate and (u[2] >= rate or u[3] >= lim_burst(rate, per)) then
+    if not u[4] then
+      u[4] = true
+      lim_wait(key, rate, per, u)
+    end
+    return nil
+  end
   return key, rate, per
+end
+-- Starts counted by this script, re-stamped when it ends (lim_stamp): the tasks start
+-- after the reply, so the stamp is the script's end, however long its scan took. The
+-- checks above hold for the later stamp too (nothing ran in between).
+local LIM_NEW = {}
+local function lim_stamp()
+  if not LIM_T then return '' end
+  local t = redis.call('TIME')
+  local at = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  for _, e in ipairs(LIM_NEW) do redis.call('ZADD', e[1], at, e[2]) end
+  return string.format('%.6f', at)
 end
 local function lim_started(key, id, g, rate, per)
   local u = lim_use[key]
@@ -70,6 +112,7 @@ local function lim_started(key, id, g, rate, per)
   redis.call('ZADD', P .. 'lim:r:' .. key, NOW, id)
   if rate then
     redis.call('ZADD', P .. 'lim:s:' .. key, lim_now(), id .. ':' .. g)
+    LIM_NEW[#LIM_NEW + 1] = {P .. 'lim:s:' .. key, id .. ':' .. g}
     redis.call('PEXPIRE', P .. 'lim:s:' .. key, math.ceil(per * 1000) + 1000)
   end
 end

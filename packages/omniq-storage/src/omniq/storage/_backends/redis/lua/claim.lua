@@ -99,4 +99,6 @@ else
   hdr = string.char(0xdd, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
     math.floor(n / 256) % 256, n % 256)
 end
-return {hdr .. table.concat(envs), meta, limited}
+return {hdr .. table.concat(envs), meta, limited,
+  (LIM_WAIT and not LIM_CAPPED) and tostring(LIM_WAIT) or '',
+  lim_stamp()}
