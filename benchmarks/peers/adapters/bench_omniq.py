@@ -186,6 +186,10 @@ def worker(kind: str) -> None:
     (``--omniq-ref``: that revision's sources come first on PYTHONPATH)."""
     from importlib.util import find_spec
 
+    if WORKER_TYPE == "gevent":
+        # In this process, unpatched: the gevent pool runs its greenlets on a hub thread.
+        _omniq().run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY, worker_type="gevent")
+        return
     if find_spec("omniq.core._entry") is not None:
         argv = [venv_bin("omniq")]
     else:
