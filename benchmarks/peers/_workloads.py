@@ -64,7 +64,8 @@ PEERS: dict[str, Peer] = {
             "nats",
             {"BENCH_OMNIQ_URL": "nats://127.0.0.1:4222?namespace=BENCH"},
         ),
-        # W1 per worker type: one `run_worker_sync` process on Redis, sync no-ops.
+        # W1 per worker type: one `omniq worker -w TYPE` process on Redis, sync no-ops
+        # (gevent: `run_worker_sync(worker_type="gevent")` in an unpatched process).
         Peer("omniq-thread", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "thread"}),
         Peer("omniq-process", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "process"}),
         Peer("omniq-gevent", "omniq", None, "redis", {"BENCH_OMNIQ_WORKER": "gevent"}),

@@ -2,7 +2,7 @@
 ``enqueue``/``enqueue_many``/``run_worker``. Runs with the workspace's python.
 
 The backend comes from BENCH_OMNIQ_URL (default: Redis DB 13); the worker is one
-process running ``run_worker`` with ``concurrency`` = BENCH_IO_CONCURRENCY.
+``omniq worker`` process with ``--concurrency`` = BENCH_IO_CONCURRENCY.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from importlib.metadata import version as dist_version
 from pathlib import Path
 
-from _common import IO_CONCURRENCY, REC, SLEEP, redis_url
+from _common import IO_CONCURRENCY, REC, SLEEP, execv, redis_url, venv_bin
 
 URL = os.environ.get("BENCH_OMNIQ_URL") or redis_url("omniq")
 SCHEMA = os.environ.get("BENCH_OMNIQ_SCHEMA", "")
@@ -180,13 +181,25 @@ async def _send_many(oq, kind: str, n: int) -> None:  # type: ignore[no-untyped-
 
 
 def worker(kind: str) -> None:
-    oq = _omniq()
-    if WORKER_TYPE:
-        oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY, worker_type=WORKER_TYPE)
-    elif PROCESSES:
-        oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY, processes=PROCESSES)
+    """Become ``omniq worker``, the command users run (so W5 is its memory): the console
+    script, or ``python -m omniq.core.cli`` for a revision without its lean entry point
+    (``--omniq-ref``: that revision's sources come first on PYTHONPATH)."""
+    from importlib.util import find_spec
+
+    if WORKER_TYPE == "gevent":
+        # In this process, unpatched: the gevent pool runs its greenlets on a hub thread.
+        _omniq().run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY, worker_type="gevent")
+        return
+    if find_spec("omniq.core._entry") is not None:
+        argv = [venv_bin("omniq")]
     else:
-        oq.run_worker_sync(queues=[QUEUE], concurrency=IO_CONCURRENCY)
+        argv = [sys.executable, "-m", "omniq.core.cli"]
+    argv += ["worker", "-u", URL, "-q", QUEUE, "-c", str(IO_CONCURRENCY)]
+    if WORKER_TYPE:
+        argv += ["-w", WORKER_TYPE]
+    if PROCESSES:
+        argv += ["-p", str(PROCESSES)]
+    execv(argv)
 
 
 def embedded(url: str, n: int) -> dict[str, float]:

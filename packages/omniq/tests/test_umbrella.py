@@ -63,7 +63,7 @@ def test_console_script_and_python_m_run_the_core_cli() -> None:
     from pathlib import Path
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "omniq"]
-    assert script.value == "omniq.core.cli:main"
+    assert script.value == "omniq.core._entry:main"
     names = ["omniq", "omniq-config", "omniq-core", "omniq-events", "omniq-models"]
     names += ["omniq-serialization", "omniq-storage", "omniq-workers"]
     for argv in ([str(Path(sys.executable).parent / "omniq")], [sys.executable, "-m", "omniq"]):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -407,5 +406,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 def _suggest(name: str, names: Iterable[str] = FIELD_RULES) -> str:
     """A "did you mean ...?" hint for a misspelt name, or empty."""
+    import difflib  # only to name a misspelt variable
+
     close = difflib.get_close_matches(name, list(names), n=3)
     return f"did you mean {', '.join(close)}?" if close else ""

@@ -124,7 +124,11 @@ class OmniQ(
             self.settings = settings.replace(**overrides) if overrides else settings
         else:
             self.settings = ConfigProvider(env, **overrides).settings
-        urls = resolve_urls(self.settings)
+        # A task queue URL given here: the settings' default store is not resolved (nor
+        # its backend imported) unless the event store follows it.
+        urls = resolve_urls(
+            self.settings, tasks=task_queue if isinstance(task_queue, str) else None
+        )
         self._task_spec: str | Backend = task_queue if task_queue is not None else urls[0]
         self._result_spec: str | Backend | None = (
             result_storage if result_storage is not None else urls[1]

@@ -1,9 +1,9 @@
 """Command-line pieces for scheduling: ``omniq scheduler`` and ``omniq schedule
 add|list|pause|resume|rm``, registered onto the ``omniq`` Typer app with ``register(app)``.
 
-``run_worker_with_scheduler`` is what ``omniq worker`` calls: the worker runs a scheduler
-beside its pool unless ``--no-scheduler`` is given (safe: every run fires once however
-many workers schedule).
+``omniq worker`` runs a scheduler beside its pool unless ``--no-scheduler`` is given
+(safe: every run fires once however many workers schedule); see
+``_worker_cmd.run_worker_with_scheduler``, re-exported here.
 """
 
 from __future__ import annotations
@@ -16,23 +16,12 @@ from typing import Annotated, Any
 import typer
 
 from omniq.models import ConfigError, Schedule, redact_url
-from omniq.workers import PoolStats
 
 from ._cli_common import OmniQGroup, UrlOpt, open_oq
 from ._facade import OmniQ
+from ._worker_cmd import run_worker_with_scheduler
 
 __all__ = ["make_app", "register", "run_worker_with_scheduler"]
-
-
-def run_worker_with_scheduler(
-    oq: OmniQ, *, scheduler: bool = True, **worker_options: Any
-) -> PoolStats:
-    """Run a worker in the foreground, with a scheduler in the background unless
-    ``scheduler`` is False (``omniq worker --no-scheduler``)."""
-    if not scheduler:
-        return oq.run_worker_sync(**worker_options)
-    with oq.scheduler():
-        return oq.run_worker_sync(**worker_options)
 
 
 def _instant(value: str | None, name: str) -> float | None:

@@ -70,14 +70,12 @@ def _run(spec: ChildSpec) -> Any:
     if opts.get("worker_id"):
         opts["worker_id"] = f"{opts['worker_id']}-{spec.slot}"
 
-    from ._cli_common import connect
+    from ._cli_base import connect, load_app
     from ._facade import OmniQ
-    from ._schedule_cli import run_worker_with_scheduler
+    from ._worker_cmd import run_worker_with_scheduler
 
     if spec.app is not None:
-        from .cli import _load_app
-
-        oq = connect(_load_app(spec.app))
+        oq = connect(load_app(spec.app))
     else:
         oq = connect(
             OmniQ(
@@ -113,7 +111,7 @@ def main() -> None:
     sys.path[:] = spec.sys_path
     from omniq.models import redact_text
 
-    from ._cli_common import USER_ERRORS
+    from ._cli_base import USER_ERRORS
 
     try:
         stats = _run(spec)

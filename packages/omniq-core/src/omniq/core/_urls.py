@@ -17,8 +17,11 @@ def default_url(kind: str, settings: Settings, what: str = "task_queue") -> str:
     return _storage_default_url(kind, settings, what)
 
 
-def resolve_urls(settings: Settings) -> tuple[str, str | None, str | None]:
+def resolve_urls(
+    settings: Settings, *, tasks: str | None = None
+) -> tuple[str, str | None, str | None]:
     """``(task queue, results, events)`` URLs from settings; None means "same as the task
-    queue" for results and "disabled" for events (``omniq.storage.store_urls``)."""
-    urls = store_urls(settings)
+    queue" for results and "disabled" for events (``omniq.storage.store_urls``).
+    ``tasks``: the task queue's URL when the caller gives one."""
+    urls = store_urls(settings, tasks=tasks)
     return urls.tasks, urls.results, urls.events

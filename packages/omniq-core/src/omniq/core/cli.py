@@ -1,10 +1,11 @@
 """The ``omniq`` command line: worker, enqueue, status, result, cancel, events, plus the
 scheduling (``_schedule_cli``) and dead-letter (``_dlq_cli``) commands.
 
-``app`` is the Typer application and ``main`` the entry point of the ``omniq`` console
-script (``python -m omniq.core.cli`` runs it too). A mistake in what the operator typed or
-configured is reported in one line on stderr with exit code 2; ``omniq --debug ...``
-adds the traceback.
+``app`` is the Typer application and ``main`` runs it (``python -m omniq.core.cli``). The
+``omniq`` console script starts in ``omniq.core._entry``, which runs ``omniq worker``
+without Typer and hands every other command line to ``main``. A mistake in what the
+operator typed or configured is reported in one line on stderr with exit code 2;
+``omniq --debug ...`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import platform
 import re
 import sys
 import time
+from contextlib import AbstractContextManager
 from importlib.metadata import distributions
 from typing import Annotated, Any
 
@@ -25,10 +27,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from omniq.models import ConfigError, MissingExtraError, TaskStatus, redact_url, to_datetime
+from omniq.models import TaskStatus, to_datetime
 
-from ._cli_common import DEBUG_KEY, OmniQGroup, UrlOpt, connect, open_oq
+from ._cli_common import DEBUG_KEY, OmniQGroup, UrlOpt, open_oq
 from ._facade import OmniQ
+from ._worker_cmd import WorkerArgs, run_worker_command
 
 __all__ = ["app", "main"]
 
@@ -85,57 +88,26 @@ def _root(
     ctx.find_root().meta[DEBUG_KEY] = debug
 
 
-def _cwd_on_path() -> None:
-    """Make modules in the current directory importable, as ``python -m`` would.
+class _RichOutput:
+    """``omniq worker``'s output through rich: the banner's lead in bold, and a
+    transient progress bar while a burst worker drains."""
 
-    The console script's ``sys.path`` starts with its own bin directory, so without this
-    ``omniq worker --app tasks:oq`` run next to ``tasks.py`` (and the task functions in
-    that folder) could not be imported.
-    """
-    cwd = os.getcwd()
-    if "" not in sys.path and cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    def banner(self, lead: str, rest: str) -> None:
+        console.print(f"[bold]{escape(lead)}[/]{escape(rest)}", markup=True, highlight=False)
 
+    def line(self, text: str) -> None:
+        console.print(text)
 
-_APP_FORM = "module:attribute of an OmniQ instance, e.g. --app myapp.tasks:oq"
-
-
-def _bad_app(spec: str, detail: str) -> ConfigError:
-    return ConfigError("--app", spec, _APP_FORM, detail)
-
-
-def _load_app(spec: str) -> OmniQ:
-    module, _, attr = spec.partition(":")
-    if not module or module.startswith("."):
-        raise _bad_app(spec, "the module part is missing")
-    _cwd_on_path()
-    try:
-        obj: Any = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module + ".").startswith(exc.name + "."):
-            where = f"no module named {exc.name!r} in {os.getcwd()} or on sys.path"
-            raise _bad_app(spec, f"{where}; run omniq from its folder or set PYTHONPATH") from exc
-        raise _bad_app(spec, f"importing {module!r} failed: {exc}") from exc
-    except Exception as exc:  # the user's module failed: report it in one line
-        raise _bad_app(spec, f"importing {module!r} failed: {type(exc).__name__}: {exc}") from exc
-    for part in (attr or "oq").split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError as exc:
-            raise _bad_app(spec, f"{module!r} has no attribute {part!r}") from exc
-    if not isinstance(obj, OmniQ):
-        raise _bad_app(spec, f"it is a {type(obj).__name__}")
-    return obj
-
-
-def _allowed(values: list[str] | None) -> tuple[str, ...] | None:
-    """``--allow a --allow b,c`` -> ``("a", "b", "c")``; None when not given."""
-    if not values:
-        return None
-    names = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
-    if not names:
-        raise ConfigError("--allow", ",".join(values), "module names, e.g. --allow myapp.tasks")
-    return names
+    def draining(self) -> AbstractContextManager[object]:
+        progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=True,
+        )
+        progress.add_task("draining", total=None)
+        return progress
 
 
 @app.command()
@@ -187,119 +159,22 @@ def worker(
     url: UrlOpt = None,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (or, with --burst, until the queue is drained)."""
-    if concurrency is not None and concurrency < 1:
-        raise ConfigError("--concurrency", concurrency, "an integer >= 1")
-    if processes < 1:
-        raise ConfigError("--processes", processes, "an integer >= 1")
-    if processes > 1:
-        opts = dict(queues=queues, concurrency=concurrency, worker_type=worker_type)
-        if metrics_port is not None:
-            opts.update(metrics_port=metrics_port, metrics_host=metrics_host)
-        _run_processes(processes, app_spec, url, burst, scheduler, _allowed(allow), opts)
-        return
-    options: dict[str, Any] = {}
-    if metrics_port is not None:
-        options.update(metrics_port=metrics_port, metrics_host=metrics_host)
-    allowed = _allowed(allow)
-    if allowed is not None:
-        options["allowed_modules"] = allowed
-    if worker_type == "gevent":  # patch before the app (and its drivers) are imported
-        try:
-            from gevent import monkey
-        except ImportError as exc:
-            raise MissingExtraError(
-                "--worker-type gevent needs gevent: pip install 'omniq-workers[gevent]' "
-                "(the omniq distribution installs it)"
-            ) from exc
-        monkey.patch_all()
-    _cwd_on_path()  # task functions are imported from here too, as with --app
-    oq = connect(_load_app(app_spec)) if app_spec else open_oq(url)
-    from ._schedule_cli import run_worker_with_scheduler
-
-    with oq:
-        shown = escape(redact_url(oq.task_queue_url))
-        console.print(
-            f"[bold]omniq worker[/] on {shown} queues={queues or ['default']}"
-            + (f" allow={list(allowed)}" if allowed is not None else ""),
-            markup=True,
-            highlight=False,
-        )
-        if burst:
-            with Progress(
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                console=console,
-                transient=True,
-            ) as progress:
-                progress.add_task("draining", total=None)
-                stats = oq.run_worker_sync(
-                    queues=queues,
-                    concurrency=concurrency,
-                    worker_type=worker_type,
-                    burst=True,
-                    **options,
-                )
-        else:
-            stats = run_worker_with_scheduler(
-                oq,
-                scheduler=scheduler,
-                queues=queues,
-                concurrency=concurrency,
-                worker_type=worker_type,
-                **options,
-            )
-    console.print(
-        f"done: {stats.succeeded} succeeded, {stats.failed} failed, {stats.expired} expired, "
-        f"{stats.released} handed back"
+    # The console script runs this command without Typer (omniq.core._entry parses the
+    # same options): keep the two option lists in step.
+    args = WorkerArgs(
+        queues=queues,
+        concurrency=concurrency,
+        worker_type=worker_type,
+        burst=burst,
+        app_spec=app_spec,
+        allow=allow,
+        scheduler=scheduler,
+        processes=processes,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        url=url,
     )
-
-
-def _run_processes(  # noqa: PLR0917
-    processes: int,
-    app_spec: str | None,
-    url: str | None,
-    burst: bool,
-    scheduler: bool,
-    allowed: tuple[str, ...] | None,
-    opts: dict[str, Any],
-) -> None:
-    """``omniq worker --processes N``: a supervisor of N worker processes (each loads
-    ``--app`` itself, or re-creates the OmniQ from the URL and settings)."""
-    import logging
-
-    from ._supervisor import supervisor_for
-
-    if allowed is not None:
-        opts["allowed_modules"] = list(allowed)
-    _cwd_on_path()
-    oq = connect(_load_app(app_spec)) if app_spec else open_oq(url)
-    log = logging.getLogger("omniq.supervisor")
-    handler: logging.Handler | None = None
-    if not log.handlers and not logging.getLogger().handlers:  # restarts must be seen
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    try:
-        with oq:
-            sup = supervisor_for(
-                oq, opts, processes, burst=burst, app=app_spec, scheduler=scheduler
-            )
-            console.print(
-                f"[bold]omniq worker[/] on {escape(redact_url(oq.task_queue_url))} "
-                f"queues={opts['queues'] or ['default']} processes={processes}"
-                + (f" allow={list(allowed)}" if allowed is not None else ""),
-                markup=True,
-                highlight=False,
-            )
-            stats = sup.run()
-    finally:
-        if handler is not None:
-            log.removeHandler(handler)
-    console.print(
-        f"done: {stats.succeeded} succeeded, {stats.failed} failed, {stats.expired} expired, "
-        f"{stats.released} handed back ({processes} processes, {sup.restarts} restarts)"
-    )
+    run_worker_command(args, _RichOutput())
 
 
 def _parse_arg(text: str) -> Any:
@@ -495,7 +370,7 @@ if not _runs_worker(sys.argv):
 
 
 def main() -> None:
-    """Entry point of the ``omniq`` console script."""
+    """Run the Typer application on ``sys.argv`` (every command, ``worker`` included)."""
     sys.exit(app())
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -16,12 +15,16 @@ from ._task import Task
 from ._time import now
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from croniter import croniter as _Croniter
 
 __all__ = ["Schedule", "cron_next"]
 
 
 def _zone(name: str) -> ZoneInfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only schedules with a zone
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pickle
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -86,6 +85,8 @@ def publication_problem(module: str, obj: Any) -> str | None:
         return f"{module}: {obj.__qualname__} shows the private module {owner}"
     if getattr(importlib.import_module(owner), obj.__qualname__, None) is not obj:
         return f"{owner}.{obj.__qualname__} is not the exported object"
+    import pickle  # a check for tests: not loaded with every portion
+
     if inspect.isclass(obj) and pickle.loads(pickle.dumps(obj)) is not obj:
         return f"{owner}.{obj.__qualname__} does not pickle by reference"
     return None

@@ -9,11 +9,12 @@ drivers lazily. ``store_urls(settings)`` is where every store lives by default.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from omniq.models.lowlevel import publish
 
 from ._backends.file import FileBackend
 from ._backends.memory import MemoryBackend
-from ._backends.sqlite import SQLiteBackend
 from ._interfaces import (
     CASCADE_REASON,
     Backend,
@@ -79,6 +80,23 @@ __all__ = [
     "store_urls",
 ]
 
+if TYPE_CHECKING:
+    from ._backends.sqlite import SQLiteBackend
+
+_LAZY = {"SQLiteBackend": "._backends.sqlite"}
+"""Exported names loaded on first use: ``sqlite3`` is no part of a worker on a server."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    obj = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    publish({"__name__": __name__, "__all__": [name], name: obj})
+    globals()[name] = obj
+    return obj
+
+
 # Show public names as omniq.storage.X so the private modules can move freely.
-publish(globals())
-del publish
+publish({**globals(), "__all__": [n for n in __all__ if n not in _LAZY]})

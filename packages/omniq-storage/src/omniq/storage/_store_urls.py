@@ -68,14 +68,21 @@ def default_url(backend_type: str, settings: Settings, store: str = "task_queue"
     return url
 
 
-def store_urls(settings: Settings) -> StoreUrls:
-    """Every store's URL from ``settings`` (explicit URLs first, then backend defaults)."""
+def store_urls(settings: Settings, *, tasks: str | None = None) -> StoreUrls:
+    """Every store's URL from ``settings`` (explicit URLs first, then backend defaults).
+
+    ``tasks``: the task queue's URL when the caller names it; the settings' own task
+    queue URL is then resolved only if the event store follows it, so the default
+    backend (and its driver) is not imported for nothing.
+    """
     s = settings
-    tasks = s.task_queue_url or default_url(s.task_queue_type, s, "task_queue")
+    own = None
+    if tasks is None:
+        tasks = own = s.task_queue_url or default_url(s.task_queue_type, s, "task_queue")
     results: str | None = s.result_storage_url or None
     if results is None and s.result_storage_type and s.result_storage_type != s.task_queue_type:
         results = default_url(s.result_storage_type, s, "result_storage")
-    return StoreUrls(tasks, results, event_store_url(s, tasks=tasks) or None)
+    return StoreUrls(tasks, results, event_store_url(s, tasks=own) or None)
 
 
 def event_store_url(settings: Settings, *, tasks: str | None = None) -> str:

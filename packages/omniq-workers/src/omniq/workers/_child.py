@@ -12,21 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import pickle
 import signal
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from omniq.models import ErrorInfo, Payload, Progress, Retry, WorkerType
 
 from ._context import TaskContext, reset_current, set_current
+
+if TYPE_CHECKING:  # multiprocessing and pickle load in a child or when a child starts
+    from multiprocessing.connection import Connection
 
 __all__ = [
     "BOOTSTRAP",
@@ -121,6 +122,9 @@ class _Progress:
 
 def main(fd: int) -> None:
     """Entry point of a child: adopt the parent's import path, then serve calls on ``fd``."""
+    import pickle
+    from multiprocessing.connection import Connection
+
     # Ctrl-C reaches the whole process group; the parent decides when children stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
@@ -135,6 +139,8 @@ def main(fd: int) -> None:
 
 def encode_init(serializer_factory: Callable[[], Any], allowed: Sequence[str] | None) -> bytes:
     """The :class:`Init` frame for a child."""
+    import pickle
+
     setup = pickle.dumps((serializer_factory, allowed), protocol=pickle.HIGHEST_PROTOCOL)
     return msgspec.msgpack.encode(Init(list(sys.path), setup))
 

@@ -13,7 +13,7 @@ from omniq.models import MissingExtraError, TaskCancelledError, WorkerType, sett
 
 from ._async import is_async_callable
 from ._base import Gate, Worker, timeout_error
-from ._thread import wait_event
+from ._thread import LoopInbox, wait_event
 
 __all__ = ["GeventWorker", "gevent_patched", "require_worker_extra"]
 
@@ -48,7 +48,7 @@ def gevent_patched() -> bool:
 
 
 class _GJob:
-    __slots__ = ("abandoned", "args", "context", "fn", "fut", "gate", "greenlet", "kwargs", "loop")
+    __slots__ = ("abandoned", "args", "context", "fn", "fut", "gate", "greenlet", "inbox", "kwargs")
 
     def __init__(  # noqa: PLR0917
         self,
@@ -57,14 +57,14 @@ class _GJob:
         kwargs: dict[str, Any],
         fut: asyncio.Future[Any],
         gate: Gate,
-        loop: asyncio.AbstractEventLoop,
+        inbox: LoopInbox,
     ) -> None:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
         self.fut = fut
         self.gate = gate
-        self.loop = loop
+        self.inbox = inbox
         self.abandoned = False
         self.greenlet: Any = None
         self.context = contextvars.copy_context()  # current_task() inside the greenlet
@@ -91,7 +91,7 @@ class _GJob:
         else:
             ok = True
         with contextlib.suppress(RuntimeError):  # loop closed: nobody waits for this any more
-            self.loop.call_soon_threadsafe(self.finish, ok, value)
+            self.inbox.put(self, ok, value)
 
 
 class GeventWorker(Worker):
@@ -114,6 +114,7 @@ class GeventWorker(Worker):
     def __init__(self, capacity: int = settings.GEVENT_WORKERS) -> None:
         super().__init__(capacity)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: LoopInbox | None = None
         self._hub: Any = None
         self._group: Any = None
         self._stop_event: Any = None
@@ -130,6 +131,7 @@ class GeventWorker(Worker):
         import gevent.pool  # type: ignore[import-untyped,unused-ignore]
 
         loop = self._loop = asyncio.get_running_loop()
+        self._inbox = LoopInbox(loop)
         selector = getattr(loop, "_selector", None)
         self.native = type(selector).__module__.startswith("gevent")
         if self.native:
@@ -176,7 +178,7 @@ class GeventWorker(Worker):
 
     def _spawn(self, job: _GJob) -> None:  # in the hub's thread
         if job.abandoned:
-            job.loop.call_soon_threadsafe(job.finish, False, None)
+            job.inbox.put(job, False, None)
             return
         job.greenlet = self._group.spawn(job.run)
 
@@ -203,7 +205,9 @@ class GeventWorker(Worker):
             return await _await_coroutine(fn, args, kwargs, timeout)
         loop = self._loop
         assert loop is not None, "GeventWorker.start() was not awaited"
-        job = _GJob(fn, args, kwargs, loop.create_future(), self.gate, loop)
+        inbox = self._inbox
+        assert inbox is not None
+        job = _GJob(fn, args, kwargs, loop.create_future(), self.gate, inbox)
         self._in_hub(self._spawn, job)
         fut = job.fut
         try:

@@ -12,8 +12,7 @@ import subprocess
 import sys
 import weakref
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -31,6 +30,9 @@ from omniq.serialization import SerializationManager
 from ._base import Worker, timeout_error
 from ._child import BOOTSTRAP, CallContext, ProgressFrame, Reply, Request, encode_init
 from ._context import TaskContext
+
+if TYPE_CHECKING:  # multiprocessing loads when the first child starts
+    from multiprocessing.connection import Connection
 
 __all__ = ["ProcessWorker", "RemoteTaskError", "check_process_callable"]
 
@@ -180,6 +182,8 @@ class ProcessWorker(Worker):
         await super().start()
 
     def _spawn(self) -> _Child:
+        from multiprocessing.connection import Connection
+
         if self._init_frame is None:
             self._init_frame = encode_init(self.serializer_factory, self.allowed_modules)
         ours, theirs = socket.socketpair()

@@ -9,14 +9,15 @@ import inspect
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from omniq.models import WorkerType, settings
 
 from ._base import Gate, Worker, timeout_error
 
-__all__ = ["ThreadWorker"]
+__all__ = ["LoopInbox", "ThreadWorker"]
 
 log = logging.getLogger("omniq.workers")
 
@@ -57,6 +58,41 @@ class _Job:
                 fut.set_exception(value)
 
 
+class _Finishable(Protocol):
+    def finish(self, ok: bool, value: Any) -> None: ...
+
+
+class LoopInbox:
+    """Outcomes handed to an event loop from other threads (or greenlets), finished on the
+    loop in batches: the loop is woken (``call_soon_threadsafe``, a write to its wake-up
+    pipe) once for all the outcomes that arrive before it runs, not once per task.
+
+    ``put`` may be called from any thread. A drain clears ``scheduled`` before it takes
+    items, so an item put while ``scheduled`` reads True is taken by a drain still to come.
+    """
+
+    __slots__ = ("_items", "_loop", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: deque[tuple[_Finishable, bool, Any]] = deque()
+        self.scheduled = False
+
+    def put(self, job: _Finishable, ok: bool, value: Any) -> None:
+        """Queue ``job.finish(ok, value)`` for the loop (RuntimeError once it is closed)."""
+        self._items.append((job, ok, value))
+        if not self.scheduled:
+            self.scheduled = True
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self.scheduled = False
+        items = self._items
+        while items:
+            job, ok, value = items.popleft()
+            job.finish(ok, value)
+
+
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], local: Any) -> Any:
     value = fn(*args, **kwargs)
     if inspect.isawaitable(value):  # an async function: run it on this thread's own loop
@@ -90,6 +126,7 @@ class ThreadWorker(Worker):
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: LoopInbox | None = None
         self._exited: asyncio.Event | None = None
         self._alive = 0
 
@@ -97,6 +134,7 @@ class ThreadWorker(Worker):
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
+        self._inbox = LoopInbox(self._loop)
         self._exited = asyncio.Event()
         await super().start()
 
@@ -112,7 +150,9 @@ class ThreadWorker(Worker):
         local = threading.local()
         get = self._queue.get
         loop = self._loop
-        assert loop is not None
+        inbox = self._inbox
+        assert loop is not None and inbox is not None
+        put = inbox.put
         try:
             while True:
                 job = get()
@@ -121,9 +161,9 @@ class ThreadWorker(Worker):
                 try:
                     value = job.context.run(_call, job.fn, job.args, job.kwargs, local)
                 except BaseException as exc:
-                    loop.call_soon_threadsafe(job.finish, False, exc)
+                    put(job, False, exc)
                 else:
-                    loop.call_soon_threadsafe(job.finish, True, value)
+                    put(job, True, value)
                 del job
         except RuntimeError:  # the event loop closed under us: nobody is waiting any more
             return
