@@ -18,6 +18,15 @@ machine), and each against ``off``.
 (``ParentBased(TraceIdRatioBased(SAMPLE))``): runs of unsampled tasks get
 non-recording spans, the usual production setting. ``VARIANTS`` picks variants
 (comma-separated; ``off`` is always measured, as the base).
+
+The tracer provider is the configuration docs/observability.md recommends for
+production: the SDK's ``BatchSpanProcessor`` (spans are queued on the hot path and
+exported from its own thread, whose CPU time is counted here since it is the worker
+process's), not ``SimpleSpanProcessor`` (which exports synchronously in ``span.end()``).
+
+``PARTS=1`` first prints the CPU cost of each piece of a traced and a counted run on
+its own (one core, a tight loop, microseconds per call): where the per-task overhead
+goes.
 """
 
 from __future__ import annotations
@@ -52,6 +61,83 @@ def _install_sdk(sample: float = 1.0) -> None:
     trace.set_tracer_provider(provider)
 
 
+def _per_call(fn: Any, n: int = 20_000) -> float:
+    """CPU microseconds per call of ``fn()``, best of three loops of ``n``."""
+    best = float("inf")
+    for _ in range(3):
+        c0 = time.process_time()
+        for _ in range(n):
+            fn()
+        best = min(best, time.process_time() - c0)
+    return 1e6 * best / n
+
+
+def _parts() -> None:
+    """The cost of each piece of a traced and a counted run, on its own."""
+    from opentelemetry import context, propagate, trace
+
+    from omniq.core import _metrics
+    from omniq.models import Task
+    from omniq.queue import TRACE_CONTEXT_KEY, Tracing
+
+    tracing = Tracing()
+    tracer = trace.get_tracer("omniq")
+    span = tracer.start_span("request")
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    span.end()
+    traced = Task(
+        func="benchmarks.drain:noop", queue="bench", metadata={TRACE_CONTEXT_KEY: carrier}
+    )
+    plain = Task(func="benchmarks.drain:noop", queue="bench")
+    parent = propagate.extract(carrier)
+    attrs = {
+        "messaging.system": "omniq",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": "bench",
+        "messaging.message.id": traced.id,
+        "omniq.task.function": traced.func,
+        "omniq.task.attempt": 1,
+    }
+    consumer = trace.SpanKind.CONSUMER
+
+    def start_end() -> None:
+        tracer.start_span("omniq.run", context=parent, kind=consumer, attributes=attrs).end()
+
+    def start_end_bare() -> None:
+        tracer.start_span("omniq.run", context=parent, kind=consumer).end()
+
+    ctx = trace.set_span_in_context(span)
+
+    def attach_detach() -> None:
+        context.detach(context.attach(ctx))
+
+    def run_scope(task: Task) -> Any:
+        def call() -> None:
+            with tracing.run(task):
+                pass
+
+        return call
+
+    m = _metrics._get()
+    counter = m.started.labels("bench", "f")
+    histogram = m.duration.labels("bench", "f")
+    rows = [
+        ("propagate.extract(carrier) (the global propagator)", lambda: propagate.extract(carrier)),
+        ("Tracing._extract(carrier) (plain traceparent)", lambda: tracing._extract(carrier)),
+        ("tracer.start_span(6 attributes) + end()", start_end),
+        ("tracer.start_span(no attributes) + end()", start_end_bare),
+        ("context.attach + detach", attach_detach),
+        ("Tracing.run(task) scope, task with a trace context", run_scope(traced)),
+        ("Tracing.run(task) scope, task without one (a root span)", run_scope(plain)),
+        ("Counter child .inc()", counter.inc),
+        ("Histogram child .observe(0.001)", lambda: histogram.observe(0.001)),
+    ]
+    print("CPU us per call, one core:")
+    for name, fn in rows:
+        print(f"  {name:58s} {_per_call(fn):6.2f}")
+
+
 async def _round(url: str, n: int, variant: str) -> tuple[float, float]:
     """One drain of ``n`` tasks: (tasks/s, worker CPU microseconds per task)."""
     from omniq.core import OmniQ
@@ -72,8 +158,12 @@ async def _round(url: str, n: int, variant: str) -> tuple[float, float]:
     return n / (seen.t_last - seen.t_first), 1e6 * (c1 - c0) / n
 
 
-async def _main(url: str, n: int, rounds: int, variants: list[str], sample: float) -> None:
+async def _main(
+    url: str, n: int, rounds: int, variants: list[str], sample: float, parts: bool
+) -> None:
     _install_sdk(sample)
+    if parts:
+        _parts()
     if "off" not in variants:
         variants.insert(0, "off")
     for variant in variants:  # warm-up: imports, first metric children, first spans
@@ -104,5 +194,6 @@ if __name__ == "__main__":
             int(os.environ.get("ROUNDS", "3")),
             [v for v in os.environ.get("VARIANTS", ",".join(VARIANTS)).split(",") if v],
             float(os.environ.get("SAMPLE", "1")),
+            os.environ.get("PARTS", "") not in ("", "0"),
         )
     )

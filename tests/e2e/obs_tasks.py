@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from opentelemetry import trace
 
 
@@ -35,3 +37,8 @@ def ok(n: int) -> int:
 
 def fail(n: int) -> int:
     raise ValueError(f"fail {n}")
+
+
+def pause(seconds: float) -> None:
+    """A run that takes at least ``seconds`` (its run time is what the test checks)."""
+    time.sleep(seconds)

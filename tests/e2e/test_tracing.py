@@ -11,14 +11,31 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import obs_tasks as ot
 import pytest
-from opentelemetry import trace
+from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 
 from omniq.core import OmniQ
 from omniq.models import TaskStatus
@@ -134,6 +151,89 @@ async def test_thread_worker_runs_see_the_run_span(
     got = spans()
     run = _one(got, "omniq.run", **{"messaging.message.id": task.id})
     assert _parent_of(_one(got, "app.work"), run)
+
+
+@pytest.mark.anyio
+async def test_a_tracestate_travels_with_the_task_into_the_run(
+    make_oq: Callable[..., OmniQ], spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    upstream = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("vendor", "v1")]),
+    )
+    async with make_oq(tracing=True) as oq:
+        token = context.attach(trace.set_span_in_context(NonRecordingSpan(upstream)))
+        try:
+            task = await oq.enqueue(ot.ok, (1,))
+        finally:
+            context.detach(token)
+        stored = await oq.get_task(task.id)
+        assert stored is not None
+        assert stored.metadata[TRACE_CONTEXT_KEY]["tracestate"] == "vendor=v1"
+        await oq.run_worker(burst=True)
+    got = spans()
+    produce = _one(got, "omniq.enqueue", **{"messaging.message.id": task.id})
+    run = _one(got, "omniq.run", **{"messaging.message.id": task.id})
+    assert produce.parent is not None and produce.parent.span_id == upstream.span_id
+    assert _parent_of(run, produce)
+    assert run.context is not None and run.context.trace_state.get("vendor") == "v1"
+
+
+class _OwnFormat(TextMapPropagator):
+    """A propagator of its own: one ``x-trace`` entry, ``<trace id>:<span id>:<flags>``."""
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        found = getter.get(carrier, "x-trace")
+        if not found:
+            return context if context is not None else Context()
+        trace_id, span_id, flags = found[0].split(":")
+        parent = SpanContext(
+            int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags))
+        )
+        return trace.set_span_in_context(NonRecordingSpan(parent), context)
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        sc = trace.get_current_span(context).get_span_context()
+        if sc.is_valid:
+            setter.set(
+                carrier, "x-trace", f"{sc.trace_id:032x}:{sc.span_id:016x}:{sc.trace_flags:d}"
+            )
+
+    @property
+    def fields(self) -> set[str]:
+        return {"x-trace"}
+
+
+@pytest.mark.anyio
+async def test_the_configured_propagator_writes_and_reads_the_context(
+    make_oq: Callable[..., OmniQ], spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    before: Any = propagate.get_global_textmap()
+    propagate.set_global_textmap(_OwnFormat())
+    try:
+        async with make_oq(tracing=True) as oq:
+            task = await oq.enqueue(ot.ok, (1,))
+            stored = await oq.get_task(task.id)
+            assert stored is not None and list(stored.metadata[TRACE_CONTEXT_KEY]) == ["x-trace"]
+            await oq.run_worker(burst=True)
+    finally:
+        propagate.set_global_textmap(before)
+    got = spans()
+    produce = _one(got, "omniq.enqueue", **{"messaging.message.id": task.id})
+    assert _parent_of(_one(got, "omniq.run", **{"messaging.message.id": task.id}), produce)
 
 
 @pytest.mark.anyio
