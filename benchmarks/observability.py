@@ -77,8 +77,9 @@ def _parts() -> None:
     from opentelemetry import context, propagate, trace
 
     from omniq.core import _metrics
-    from omniq.models import Task
+    from omniq.models import ClaimedTask, Task, TaskStatus
     from omniq.queue import TRACE_CONTEXT_KEY, Tracing
+    from omniq.workers import Outcome
 
     tracing = Tracing()
     tracer = trace.get_tracer("omniq")
@@ -122,6 +123,23 @@ def _parts() -> None:
     m = _metrics._get()
     counter = m.started.labels("bench", "f")
     histogram = m.duration.labels("bench", "f")
+    observer = _metrics._Observer(m)
+    batch = 100  # about what the pool's flusher hands over at once under load
+    claims = [
+        ClaimedTask(
+            task=Task(func="f", queue="bench"), token="t", lease_expires_at=0.0, worker_id="w"
+        )
+        for _ in range(batch)
+    ]
+    outcomes = [
+        Outcome(claimed=c, status=TaskStatus.SUCCESS, started_at=1.0, duration=0.0004)
+        for c in claims
+    ]
+
+    def observe_batch() -> None:
+        observer.started(claims)
+        observer.reported(outcomes, set())
+
     rows = [
         ("propagate.extract(carrier) (the global propagator)", lambda: propagate.extract(carrier)),
         ("Tracing._extract(carrier) (plain traceparent)", lambda: tracing._extract(carrier)),
@@ -136,6 +154,8 @@ def _parts() -> None:
     print("CPU us per call, one core:")
     for name, fn in rows:
         print(f"  {name:58s} {_per_call(fn):6.2f}")
+    per_task = _per_call(observe_batch, 2_000) / batch
+    print(f"  {'metrics observer per task (started + reported, batch of 100)':58s} {per_task:6.2f}")
 
 
 async def _round(url: str, n: int, variant: str) -> tuple[float, float]:
