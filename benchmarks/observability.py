@@ -11,12 +11,14 @@ median drain rate and worker CPU time per task (the steadier figure on a shared
 machine), and each against ``off``.
 
     URL=memory://                N=20000 ROUNDS=5 uv run python -m benchmarks.observability
-    URL=redis://127.0.0.1:6379/5 N=20000 ROUNDS=5 uv run python -m benchmarks.observability
+    URL=redis://127.0.0.1:6379/14 N=20000 ROUNDS=3 uv run python -m benchmarks.observability
     SAMPLE=0.01 VARIANTS=off,tracing uv run python -m benchmarks.observability
 
 ``SAMPLE`` (default 1) makes the SDK sample that share of traces
 (``ParentBased(TraceIdRatioBased(SAMPLE))``): runs of unsampled tasks get
-non-recording spans, the usual production setting. ``VARIANTS`` picks variants
+non-recording spans, the usual production setting. On a server store the run uses a
+namespace of its own (a Redis key prefix, a PostgreSQL schema, a NATS namespace, unless
+the URL names one) and drops it at the end. ``VARIANTS`` picks variants
 (comma-separated; ``off`` is always measured, as the base).
 
 The tracer provider is the configuration docs/observability.md recommends for
@@ -36,6 +38,7 @@ import importlib
 import os
 import statistics
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -178,12 +181,44 @@ async def _round(url: str, n: int, variant: str) -> tuple[float, float]:
     return n / (seen.t_last - seen.t_first), 1e6 * (c1 - c0) / n
 
 
+_NAMESPACE = {"redis": "prefix", "postgresql": "schema", "postgres": "schema", "nats": "namespace"}
+
+
+def _own_namespace(url: str) -> tuple[str, bool]:
+    """``url`` with a fresh namespace of this run's own, and whether one was added."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    param = _NAMESPACE.get(parts.scheme.split("+")[0])
+    if param is None or param in parse_qs(parts.query):
+        return url, False
+    tag = f"obs{uuid.uuid4().hex[:12]}"
+    value = f"omniq-{tag}:" if param == "prefix" else f"omniq_{tag}" if param == "schema" else tag
+    return f"{url}{'&' if parts.query else '?'}{param}={value}", True
+
+
+async def _drop(url: str) -> None:
+    from omniq.storage import open_storage
+
+    async with open_storage(url) as backend:
+        await backend.drop()  # type: ignore[attr-defined]
+
+
 async def _main(
     url: str, n: int, rounds: int, variants: list[str], sample: float, parts: bool
 ) -> None:
     _install_sdk(sample)
     if parts:
         _parts()
+    url, owned = _own_namespace(url)
+    try:
+        await _measure(url, n, rounds, variants, sample)
+    finally:
+        if owned:
+            await _drop(url)
+
+
+async def _measure(url: str, n: int, rounds: int, variants: list[str], sample: float) -> None:
     if "off" not in variants:
         variants.insert(0, "off")
     for variant in variants:  # warm-up: imports, first metric children, first spans
