@@ -100,6 +100,8 @@ class Tracing:
         self._non_recording = trace.NonRecordingSpan
         self._flags = trace.TraceFlags
         self._in_context = trace.set_span_in_context
+        self._provider: Any = None  # the global tracer provider last looked at
+        self._lean: Any = None  # its LeanRuns, when the run span can skip start_span
 
     def _is_w3c(self) -> bool:
         """Whether the global propagator is OpenTelemetry's default one (checked again
@@ -200,10 +202,39 @@ class Tracing:
         an exception leaving it marks the span as an error)."""
         return _RunScope(self, task)
 
+    def _lean_runs(self) -> Any:
+        """The SDK fast path for run spans, or None (checked again only when the global
+        provider changes or a span processor is added)."""
+        provider = self._trace.get_tracer_provider()
+        lean = self._lean
+        if provider is not self._provider or (lean is not None and not lean.current()):
+            lean = None
+            if type(provider).__module__ == "opentelemetry.sdk.trace":
+                try:
+                    from omniq.queue._tracing_sdk import LeanRuns
+                except ImportError:  # an SDK without the parts the fast path uses
+                    pass
+                else:
+                    lean = LeanRuns.for_provider(provider)
+            self._provider = provider
+            self._lean = lean
+        return lean
+
     def _start_run(self, task: Task) -> Any:
         carrier = task.metadata.get(TRACE_CONTEXT_KEY)
         parent = self._extract(carrier) if isinstance(carrier, dict) and carrier else _EMPTY
-        span = self._tracer.start_span(
+        lean = self._lean_runs()
+        span = None if lean is None else lean.start(task, parent)
+        if span is None:
+            span = self._start_span(task, parent)
+        runs = self._runs
+        if len(runs) >= _REMEMBERED:
+            runs.pop(next(iter(runs)))
+        runs[task.id] = span.get_span_context()
+        return span
+
+    def _start_span(self, task: Task, parent: Any) -> Any:
+        return self._tracer.start_span(
             "omniq.run",
             context=parent,
             kind=self._consumer,
@@ -216,11 +247,6 @@ class Tracing:
                 "omniq.task.attempt": task.attempt,
             },
         )
-        runs = self._runs
-        if len(runs) >= _REMEMBERED:
-            runs.pop(next(iter(runs)))
-        runs[task.id] = span.get_span_context()
-        return span
 
     def forget(self, task_ids: Sequence[str]) -> None:
         """Drop the remembered runs of reported tasks."""
