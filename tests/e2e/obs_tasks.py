@@ -42,3 +42,14 @@ def fail(n: int) -> int:
 def pause(seconds: float) -> None:
     """A run that takes at least ``seconds`` (its run time is what the test checks)."""
     time.sleep(seconds)
+
+
+CHILDREN_SAMPLED: list[bool] = []
+"""Whether each ``opens_a_span`` run's own span was sampled (read in-process)."""
+
+
+def opens_a_span(n: int) -> int:
+    """Open a span and note whether the sampler recorded it."""
+    with trace.get_tracer("app").start_as_current_span("app.work") as span:
+        CHILDREN_SAMPLED.append(span.get_span_context().trace_flags.sampled)
+        return n * 2

@@ -7,10 +7,12 @@ the callbacks and dependents the run releases, on every backend.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import obs_tasks as ot
@@ -272,3 +274,75 @@ def test_tracing_without_opentelemetry_is_a_no_op() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "opentelemetry is not installed" in done.stderr
+
+
+def _provider_run(mode: str) -> dict[str, Any]:
+    """``tracing_provider_run.py MODE`` in a process of its own (its own global provider)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNIQ_", "OTEL_"))}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("tracing_provider_run.py")), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_a_sampler_that_drops_everything_records_no_run_and_no_child() -> None:
+    got = _provider_run("drop")
+    assert got["phases"] == [[]]
+    assert got["ended"] == []  # not even handed to a processor, as start_span would not
+    assert got["children_sampled"] == [False]  # the task's own span follows the run's decision
+
+
+def test_a_parent_based_sampler_follows_an_unsampled_enqueue_into_the_run() -> None:
+    got = _provider_run("parent")
+    assert got["phases"] == [[]]  # neither the enqueues, the runs nor the task's span
+    assert got["ended"] == []
+    assert got["children_sampled"] == [False]
+
+
+def test_the_sdk_fast_path_records_the_run_spans_start_span_would() -> None:
+    """The run spans of the worker's fast path (no ``Tracer.start_span``) and of
+    ``start_span`` (forced by a span processor with ``on_start``) agree in every field
+    but the ids and times."""
+    fast, sdk = _provider_run("compare")["phases"]
+    assert [s["type"] for s in fast if s["name"] == "omniq.run"] == ["RunSpan"] * 2
+    assert [s["type"] for s in sdk if s["name"] == "omniq.run"] == ["ReadableSpan"] * 2
+
+    def key(span: dict[str, Any]) -> tuple[str, str]:
+        return span["name"], str(span["attributes"].get("omniq.task.function"))
+
+    def comparable(span: dict[str, Any], by_id: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        out = dict(span)
+        assert out.pop("timed") is True
+        out.pop("type")
+        span_id = out.pop("span_id")
+        assert span_id != 0
+        trace_id = out.pop("trace_id")
+        out["attributes"] = {
+            k: v for k, v in span["attributes"].items() if k != "messaging.message.id"
+        }
+        for event in out["events"]:
+            stack = event["attributes"].pop("exception.stacktrace", None)
+            assert stack is None or stack.rstrip().endswith("ValueError: boom")
+        parent = out.pop("parent")
+        if parent is not None:  # which span of this phase is the parent, by name
+            assert parent[0] == trace_id
+            out["parent"] = key(by_id[parent[1]])
+        return out
+
+    def phase(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        by_id = {s["span_id"]: s for s in spans}
+        return sorted((comparable(s, by_id) for s in spans), key=lambda s: repr(key(s)))
+
+    fast_spans, sdk_spans = phase(fast), phase(sdk)
+    assert len(fast_spans) == 5  # two enqueues, two runs, the task's own span
+    assert fast_spans == sdk_spans
+    failed = next(s for s in fast_spans if key(s) == ("omniq.run", "obs_tasks:boom"))
+    assert failed["status"] == ["ERROR", "ValueError: boom"]
+    assert failed["events"][0]["attributes"]["exception.type"] == "ValueError"
