@@ -26,6 +26,10 @@ production: the SDK's ``BatchSpanProcessor`` (spans are queued on the hot path a
 exported from its own thread, whose CPU time is counted here since it is the worker
 process's), not ``SimpleSpanProcessor`` (which exports synchronously in ``span.end()``).
 
+``START_SPAN=1`` adds a span processor that does nothing but has an ``on_start``: the
+worker then makes its run spans with ``Tracer.start_span`` instead of its fast path for
+the SDK's provider (docs/observability.md), the A/B of that path.
+
 ``PARTS=1`` first prints the CPU cost of each piece of a traced and a counted run on
 its own (one core, a tight loop, microseconds per call): where the per-task overhead
 goes.
@@ -45,9 +49,9 @@ from typing import Any
 VARIANTS = ("off", "metrics", "tracing", "both")
 
 
-def _install_sdk(sample: float = 1.0) -> None:
+def _install_sdk(sample: float = 1.0, start_span: bool = False) -> None:
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import (
         BatchSpanProcessor,
         SpanExporter,
@@ -61,6 +65,13 @@ def _install_sdk(sample: float = 1.0) -> None:
 
     provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample)))
     provider.add_span_processor(BatchSpanProcessor(Drop()))
+    if start_span:
+
+        class Starts(SpanProcessor):
+            def on_start(self, span: Any, parent_context: Any = None) -> None:
+                pass
+
+        provider.add_span_processor(Starts())
     trace.set_tracer_provider(provider)
 
 
@@ -207,7 +218,7 @@ async def _drop(url: str) -> None:
 async def _main(
     url: str, n: int, rounds: int, variants: list[str], sample: float, parts: bool
 ) -> None:
-    _install_sdk(sample)
+    _install_sdk(sample, start_span=os.environ.get("START_SPAN", "") not in ("", "0"))
     if parts:
         _parts()
     url, owned = _own_namespace(url)
