@@ -53,3 +53,13 @@ def opens_a_span(n: int) -> int:
     with trace.get_tracer("app").start_as_current_span("app.work") as span:
         CHILDREN_SAMPLED.append(span.get_span_context().trace_flags.sampled)
         return n * 2
+
+
+def annotates(n: int) -> int:
+    """Add an attribute, an event and a new name to the run span itself."""
+    span = trace.get_current_span()
+    span.set_attribute("app.n", n)
+    span.set_attributes({"app.tags": ["a", "b"]})
+    span.add_event("app.step", {"step": 1})
+    span.update_name("omniq.run annotated")
+    return n

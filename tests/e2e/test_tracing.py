@@ -309,10 +309,11 @@ def test_a_parent_based_sampler_follows_an_unsampled_enqueue_into_the_run() -> N
 def test_the_sdk_fast_path_records_the_run_spans_start_span_would() -> None:
     """The run spans of the worker's fast path (no ``Tracer.start_span``) and of
     ``start_span`` (forced by a span processor with ``on_start``) agree in every field
-    but the ids and times."""
+    but the ids and times, also when the task annotates its run span."""
     fast, sdk = _provider_run("compare")["phases"]
-    assert [s["type"] for s in fast if s["name"] == "omniq.run"] == ["RunSpan"] * 2
-    assert [s["type"] for s in sdk if s["name"] == "omniq.run"] == ["ReadableSpan"] * 2
+    runs = ("omniq.run", "omniq.run annotated")
+    assert [s["type"] for s in fast if s["name"] in runs] == ["RunSpan"] * 3
+    assert [s["type"] for s in sdk if s["name"] in runs] == ["ReadableSpan"] * 3
 
     def key(span: dict[str, Any]) -> tuple[str, str]:
         return span["name"], str(span["attributes"].get("omniq.task.function"))
@@ -341,8 +342,12 @@ def test_the_sdk_fast_path_records_the_run_spans_start_span_would() -> None:
         return sorted((comparable(s, by_id) for s in spans), key=lambda s: repr(key(s)))
 
     fast_spans, sdk_spans = phase(fast), phase(sdk)
-    assert len(fast_spans) == 5  # two enqueues, two runs, the task's own span
+    assert len(fast_spans) == 7  # three enqueues, three runs, the task's own span
     assert fast_spans == sdk_spans
+    annotated = next(s for s in fast_spans if s["name"] == "omniq.run annotated")
+    assert annotated["attributes"]["app.n"] == 7
+    assert annotated["attributes"]["app.tags"] == ["a", "b"]
+    assert annotated["events"] == [{"name": "app.step", "attributes": {"step": 1}, "timed": True}]
     failed = next(s for s in fast_spans if key(s) == ("omniq.run", "obs_tasks:boom"))
     assert failed["status"] == ["ERROR", "ValueError: boom"]
     assert failed["events"][0]["attributes"]["exception.type"] == "ValueError"

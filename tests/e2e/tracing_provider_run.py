@@ -6,9 +6,10 @@ A process of its own because the global tracer provider can be set once per proc
 - ``drop``: the provider's sampler drops everything; a task that opens a span runs.
 - ``parent``: ``ParentBased(ALWAYS_ON)``; tasks are enqueued under an unsampled
   remote parent, one opens a span of its own.
-- ``compare``: the default sampler; a task that opens a span and a failing task run
-  once as the provider is, then again after a span processor with ``on_start`` is
-  added (which the worker's fast path leaves to ``Tracer.start_span``).
+- ``compare``: the default sampler; a task that opens a span, a failing task and one
+  that annotates its run span run once as the provider is, then again after a span
+  processor with ``on_start`` is added (which the worker's fast path leaves to
+  ``Tracer.start_span``).
 
 Prints one JSON object: ``{"phases": [[span, ...], ...], "children_sampled": [...],
 "ended": [the name of every span any processor's on_end saw]}``.
@@ -105,6 +106,8 @@ def main(mode: str) -> None:
     phases = []
     with OmniQ("memory://", tracing=True, retry_delay=0.01) as oq:
         work = [(ot.opens_a_span, (1,)), (ot.boom, ())]
+        if mode == "compare":
+            work.append((ot.annotates, (7,)))
         if mode == "parent":
             unsampled = SpanContext(
                 0x0AF7651916CD43DD8448EB211C80319C,
