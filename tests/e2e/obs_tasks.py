@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from opentelemetry import trace
 
 
@@ -35,3 +37,29 @@ def ok(n: int) -> int:
 
 def fail(n: int) -> int:
     raise ValueError(f"fail {n}")
+
+
+def pause(seconds: float) -> None:
+    """A run that takes at least ``seconds`` (its run time is what the test checks)."""
+    time.sleep(seconds)
+
+
+CHILDREN_SAMPLED: list[bool] = []
+"""Whether each ``opens_a_span`` run's own span was sampled (read in-process)."""
+
+
+def opens_a_span(n: int) -> int:
+    """Open a span and note whether the sampler recorded it."""
+    with trace.get_tracer("app").start_as_current_span("app.work") as span:
+        CHILDREN_SAMPLED.append(span.get_span_context().trace_flags.sampled)
+        return n * 2
+
+
+def annotates(n: int) -> int:
+    """Add an attribute, an event and a new name to the run span itself."""
+    span = trace.get_current_span()
+    span.set_attribute("app.n", n)
+    span.set_attributes({"app.tags": ["a", "b"]})
+    span.add_event("app.step", {"step": 1})
+    span.update_name("omniq.run annotated")
+    return n

@@ -146,6 +146,36 @@ async def test_metrics_without_a_port_record_into_the_registry(
 
 
 @pytest.mark.anyio
+async def test_the_run_time_histogram_puts_each_run_in_its_bucket(
+    make_oq: Callable[..., OmniQ],
+) -> None:
+    q = f"m{uuid.uuid4().hex[:8]}"
+    async with make_oq() as oq:
+        await oq.enqueue_many([(ot.pause, (0.03,)) for _ in range(3)], queue=q)
+        await oq.enqueue_many([(ot.ok, (i,)) for i in range(4)], queue=q)
+        await oq.run_worker(queues=[q], burst=True, metrics=True)
+    registry = metrics_registry()
+
+    def sample(suffix: str, function: str, **labels: str) -> float | None:
+        return registry.get_sample_value(  # type: ignore[no-any-return]
+            f"omniq_task_duration_seconds{suffix}", {"queue": q, "function": function, **labels}
+        )
+
+    slow, quick = fn(ot.pause), fn(ot.ok)
+    assert sample("_count", slow) == 3
+    assert sample("_bucket", slow, le="0.025") == 0  # each ran 0.03 s or more
+    assert sample("_bucket", slow, le="+Inf") == 3
+    assert (sample("_sum", slow) or 0) >= 0.09
+    assert sample("_count", quick) == 4
+    assert sample("_bucket", quick, le="+Inf") == 4
+    buckets = [
+        sample("_bucket", quick, le=le)
+        for le in ("0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0")
+    ]
+    assert buckets == sorted(buckets)  # cumulative
+
+
+@pytest.mark.anyio
 async def test_a_taken_port_is_a_config_error(make_oq: Callable[..., OmniQ]) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

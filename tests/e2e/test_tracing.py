@@ -7,18 +7,37 @@ the callbacks and dependents the run releases, on every backend.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import obs_tasks as ot
 import pytest
-from opentelemetry import trace
+from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 
 from omniq.core import OmniQ
 from omniq.models import TaskStatus
@@ -137,6 +156,89 @@ async def test_thread_worker_runs_see_the_run_span(
 
 
 @pytest.mark.anyio
+async def test_a_tracestate_travels_with_the_task_into_the_run(
+    make_oq: Callable[..., OmniQ], spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    upstream = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("vendor", "v1")]),
+    )
+    async with make_oq(tracing=True) as oq:
+        token = context.attach(trace.set_span_in_context(NonRecordingSpan(upstream)))
+        try:
+            task = await oq.enqueue(ot.ok, (1,))
+        finally:
+            context.detach(token)
+        stored = await oq.get_task(task.id)
+        assert stored is not None
+        assert stored.metadata[TRACE_CONTEXT_KEY]["tracestate"] == "vendor=v1"
+        await oq.run_worker(burst=True)
+    got = spans()
+    produce = _one(got, "omniq.enqueue", **{"messaging.message.id": task.id})
+    run = _one(got, "omniq.run", **{"messaging.message.id": task.id})
+    assert produce.parent is not None and produce.parent.span_id == upstream.span_id
+    assert _parent_of(run, produce)
+    assert run.context is not None and run.context.trace_state.get("vendor") == "v1"
+
+
+class _OwnFormat(TextMapPropagator):
+    """A propagator of its own: one ``x-trace`` entry, ``<trace id>:<span id>:<flags>``."""
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        found = getter.get(carrier, "x-trace")
+        if not found:
+            return context if context is not None else Context()
+        trace_id, span_id, flags = found[0].split(":")
+        parent = SpanContext(
+            int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags))
+        )
+        return trace.set_span_in_context(NonRecordingSpan(parent), context)
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        sc = trace.get_current_span(context).get_span_context()
+        if sc.is_valid:
+            setter.set(
+                carrier, "x-trace", f"{sc.trace_id:032x}:{sc.span_id:016x}:{sc.trace_flags:d}"
+            )
+
+    @property
+    def fields(self) -> set[str]:
+        return {"x-trace"}
+
+
+@pytest.mark.anyio
+async def test_the_configured_propagator_writes_and_reads_the_context(
+    make_oq: Callable[..., OmniQ], spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    before: Any = propagate.get_global_textmap()
+    propagate.set_global_textmap(_OwnFormat())
+    try:
+        async with make_oq(tracing=True) as oq:
+            task = await oq.enqueue(ot.ok, (1,))
+            stored = await oq.get_task(task.id)
+            assert stored is not None and list(stored.metadata[TRACE_CONTEXT_KEY]) == ["x-trace"]
+            await oq.run_worker(burst=True)
+    finally:
+        propagate.set_global_textmap(before)
+    got = spans()
+    produce = _one(got, "omniq.enqueue", **{"messaging.message.id": task.id})
+    assert _parent_of(_one(got, "omniq.run", **{"messaging.message.id": task.id}), produce)
+
+
+@pytest.mark.anyio
 async def test_tracing_off_records_nothing_and_carries_nothing(
     make_oq: Callable[..., OmniQ], spans: Callable[[], list[ReadableSpan]]
 ) -> None:
@@ -172,3 +274,80 @@ def test_tracing_without_opentelemetry_is_a_no_op() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "opentelemetry is not installed" in done.stderr
+
+
+def _provider_run(mode: str) -> dict[str, Any]:
+    """``tracing_provider_run.py MODE`` in a process of its own (its own global provider)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNIQ_", "OTEL_"))}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("tracing_provider_run.py")), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_a_sampler_that_drops_everything_records_no_run_and_no_child() -> None:
+    got = _provider_run("drop")
+    assert got["phases"] == [[]]
+    assert got["ended"] == []  # not even handed to a processor, as start_span would not
+    assert got["children_sampled"] == [False]  # the task's own span follows the run's decision
+
+
+def test_a_parent_based_sampler_follows_an_unsampled_enqueue_into_the_run() -> None:
+    got = _provider_run("parent")
+    assert got["phases"] == [[]]  # neither the enqueues, the runs nor the task's span
+    assert got["ended"] == []
+    assert got["children_sampled"] == [False]
+
+
+def test_the_sdk_fast_path_records_the_run_spans_start_span_would() -> None:
+    """The run spans of the worker's fast path (no ``Tracer.start_span``) and of
+    ``start_span`` (forced by a span processor with ``on_start``) agree in every field
+    but the ids and times, also when the task annotates its run span."""
+    fast, sdk = _provider_run("compare")["phases"]
+    runs = ("omniq.run", "omniq.run annotated")
+    assert [s["type"] for s in fast if s["name"] in runs] == ["RunSpan"] * 3
+    assert [s["type"] for s in sdk if s["name"] in runs] == ["ReadableSpan"] * 3
+
+    def key(span: dict[str, Any]) -> tuple[str, str]:
+        return span["name"], str(span["attributes"].get("omniq.task.function"))
+
+    def comparable(span: dict[str, Any], by_id: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        out = dict(span)
+        assert out.pop("timed") is True
+        out.pop("type")
+        span_id = out.pop("span_id")
+        assert span_id != 0
+        trace_id = out.pop("trace_id")
+        out["attributes"] = {
+            k: v for k, v in span["attributes"].items() if k != "messaging.message.id"
+        }
+        for event in out["events"]:
+            stack = event["attributes"].pop("exception.stacktrace", None)
+            assert stack is None or stack.rstrip().endswith("ValueError: boom")
+        parent = out.pop("parent")
+        if parent is not None:  # which span of this phase is the parent, by name
+            assert parent[0] == trace_id
+            out["parent"] = key(by_id[parent[1]])
+        return out
+
+    def phase(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        by_id = {s["span_id"]: s for s in spans}
+        return sorted((comparable(s, by_id) for s in spans), key=lambda s: repr(key(s)))
+
+    fast_spans, sdk_spans = phase(fast), phase(sdk)
+    assert len(fast_spans) == 7  # three enqueues, three runs, the task's own span
+    assert fast_spans == sdk_spans
+    annotated = next(s for s in fast_spans if s["name"] == "omniq.run annotated")
+    assert annotated["attributes"]["app.n"] == 7
+    assert annotated["attributes"]["app.tags"] == ["a", "b"]
+    assert annotated["events"] == [{"name": "app.step", "attributes": {"step": 1}, "timed": True}]
+    failed = next(s for s in fast_spans if key(s) == ("omniq.run", "obs_tasks:boom"))
+    assert failed["status"] == ["ERROR", "ValueError: boom"]
+    assert failed["events"][0]["attributes"]["exception.type"] == "ValueError"

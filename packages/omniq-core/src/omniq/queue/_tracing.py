@@ -15,6 +15,7 @@ of the run that fired them.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -34,6 +35,9 @@ TRACE_CONTEXT_KEY = "trace_context"
 
 _log = logging.getLogger("omniq.queue")
 _EMPTY: Any = None  # the empty OpenTelemetry Context, set when Tracing is first created
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+"""A version-00 ``traceparent`` exactly as the W3C propagator writes it."""
 
 
 def tracing_for(settings: Settings) -> Tracing | None:
@@ -57,11 +61,19 @@ class Tracing:
     span's context into its task; ``run`` is the CONSUMER span around one run, a child
     of the context its task carries, current while the function runs. Follow-up callbacks are
     stored with their task (in its enqueue's trace), so they need nothing here.
+
+    While the global propagator is OpenTelemetry's default (W3C trace context and
+    baggage), a carrier holding nothing but a plain ``traceparent`` is read and written
+    directly, with the result the propagator would give; anything else (a
+    ``tracestate``, baggage, another propagator) goes through the propagator.
     """
 
     def __init__(self) -> None:
-        from opentelemetry import context, propagate, trace
+        from opentelemetry import baggage, context, propagate, trace
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
         from opentelemetry.context import Context
+        from opentelemetry.propagators.composite import CompositePropagator
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         global _EMPTY
         if _EMPTY is None:
@@ -69,13 +81,62 @@ class Tracing:
         self._trace = trace
         self._context = context
         self._propagate = propagate
+        self._baggage = baggage
         self._tracer = trace.get_tracer("omniq")
+        self._default_types: tuple[type, ...] = (
+            CompositePropagator,
+            TraceContextTextMapPropagator,
+            W3CBaggagePropagator,
+        )
+        self._textmap: Any = None  # the global propagator last looked at
+        self._w3c = False  # whether it is the default one
+        self._consumer = trace.SpanKind.CONSUMER
+        self._producer = trace.SpanKind.PRODUCER
+        self._span_context = trace.SpanContext
+        self._non_recording = trace.NonRecordingSpan
+        self._flags = trace.TraceFlags
+        self._in_context = trace.set_span_in_context
+        self._provider: Any = None  # the global tracer provider last looked at
+        self._lean: Any = None  # its LeanRuns, when the run span can skip start_span
+
+    def _is_w3c(self) -> bool:
+        """Whether the global propagator is OpenTelemetry's default one (checked again
+        only when the application sets another)."""
+        textmap = self._propagate.get_global_textmap()
+        if textmap is not self._textmap:
+            composite, tracecontext, w3c_baggage = self._default_types
+            inner = getattr(textmap, "_propagators", None)
+            self._w3c = (
+                type(textmap) is composite
+                and isinstance(inner, (list, tuple))
+                and [type(p) for p in inner] == [tracecontext, w3c_baggage]
+            )
+            self._textmap = textmap
+        return self._w3c
+
+    def _extract(self, carrier: dict[str, Any]) -> Any:
+        """The context ``carrier`` holds, as ``propagate.extract(carrier)`` reads it."""
+        if len(carrier) == 1 and self._is_w3c():
+            traceparent = carrier.get("traceparent")
+            if type(traceparent) is str and len(traceparent) == 55:
+                m = _TRACEPARENT.fullmatch(traceparent)
+                if m is not None:
+                    trace_id, span_id = int(m[1], 16), int(m[2], 16)
+                    if trace_id and span_id:
+                        parent = self._span_context(
+                            trace_id,
+                            span_id,
+                            is_remote=True,
+                            trace_flags=self._flags(int(m[3], 16)),
+                        )
+                        return self._in_context(self._non_recording(parent), _EMPTY)
+        return self._propagate.extract(carrier)
 
     def _parent(self, task: Task) -> Any:
         """The context a task carries, or None (then the current context is used)."""
         carrier = task.metadata.get(TRACE_CONTEXT_KEY)
         if isinstance(carrier, dict) and carrier:
-            return self._propagate.extract(carrier)
+            return self._extract(carrier)
         return None
 
     async def enqueue(
@@ -83,13 +144,18 @@ class Tracing:
     ) -> list[Task]:
         """Store ``batch`` with ``store`` inside one producer span per task."""
         trace = self._trace
-        kind = trace.SpanKind.PRODUCER
+        kind = self._producer
+        tracer = self._tracer
+        # the current context's own baggage would go into every carrier: then the
+        # propagator writes them
+        plain = self._is_w3c() and not self._baggage.get_all()
         spans = []
         out: list[Task] = []
         for task in batch:
-            span = self._tracer.start_span(
+            parent = self._parent(task)
+            span = tracer.start_span(
                 "omniq.enqueue",
-                context=self._parent(task),
+                context=parent,
                 kind=kind,
                 attributes={
                     "messaging.system": "omniq",
@@ -100,8 +166,15 @@ class Tracing:
                     "omniq.task.function": task.func,
                 },
             )
-            carrier: dict[str, str] = {}
-            self._propagate.inject(carrier, context=trace.set_span_in_context(span))
+            sc = span.get_span_context()
+            carrier: dict[str, str]
+            if plain and parent is None and sc.is_valid and not sc.trace_state:
+                carrier = {
+                    "traceparent": f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+                }
+            else:
+                carrier = {}
+                self._propagate.inject(carrier, context=trace.set_span_in_context(span))
             spans.append(span)
             out.append(
                 msgspec.structs.replace(
@@ -125,13 +198,38 @@ class Tracing:
         an exception leaving it marks the span as an error)."""
         return _RunScope(self, task)
 
+    def _lean_runs(self) -> Any:
+        """The SDK fast path for run spans, or None (checked again only when the global
+        provider changes or a span processor is added)."""
+        provider = self._trace.get_tracer_provider()
+        lean = self._lean
+        if provider is not self._provider or (lean is not None and not lean.current()):
+            lean = None
+            if type(provider).__module__ == "opentelemetry.sdk.trace":
+                try:
+                    from omniq.queue._tracing_sdk import LeanRuns
+                except ImportError:  # an SDK without the parts the fast path uses
+                    pass
+                else:
+                    lean = LeanRuns.for_provider(provider)
+            self._provider = provider
+            self._lean = lean
+        return lean
+
     def _start_run(self, task: Task) -> Any:
         carrier = task.metadata.get(TRACE_CONTEXT_KEY)
-        parent = self._propagate.extract(carrier) if isinstance(carrier, dict) else _EMPTY
+        parent = self._extract(carrier) if isinstance(carrier, dict) and carrier else _EMPTY
+        lean = self._lean_runs()
+        span = None if lean is None else lean.start(task, parent)
+        if span is None:
+            span = self._start_span(task, parent)
+        return span
+
+    def _start_span(self, task: Task, parent: Any) -> Any:
         return self._tracer.start_span(
             "omniq.run",
             context=parent,
-            kind=self._trace.SpanKind.CONSUMER,
+            kind=self._consumer,
             attributes={
                 "messaging.system": "omniq",
                 "messaging.operation.type": "process",

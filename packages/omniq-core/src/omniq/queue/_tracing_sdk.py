@@ -1,0 +1,334 @@
+"""The run span without ``Tracer.start_span`` when the tracer provider is the SDK's own.
+
+Imported only when the global tracer provider is exactly
+``opentelemetry.sdk.trace.TracerProvider``. ``LeanRuns.for_provider`` says whether the
+fast path applies (the omniq tracer is the SDK's ``Tracer`` with its internal metrics
+off, every span processor is the SDK's batch or simple processor or leaves ``on_start``
+and ``_on_ending`` as the base class has them, and no span-attribute length limit
+applies); ``start`` then does what ``Tracer.start_span`` does for the run span: the
+sampler's decision, the trace and span ids from the provider's id generator, a
+``NonRecordingSpan`` when the sampler does not record. A recorded run is a ``RunSpan``:
+a ``ReadableSpan`` that is also a live span (attributes, events, status, name can be
+set while it runs, with the SDK's limits), handed to the span processors' ``on_end``
+itself when it ends, instead of the SDK span's validated attribute copy, lock and end
+copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping, Sequence
+from time import time_ns
+from typing import Any, cast
+
+from opentelemetry import trace as trace_api
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import (
+    ConcurrentMultiSpanProcessor,
+    Event,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    Tracer,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from opentelemetry.util import types
+
+from omniq.models import Task
+
+__all__ = ["LeanRuns", "RunSpan"]
+
+_log = logging.getLogger("opentelemetry.sdk.trace")
+_NAME = "omniq.run"
+_UNSET = Status(StatusCode.UNSET)
+_ATTRIBUTES = 6  # the run span's own attributes
+_FLAGS = {
+    (sampled, random): TraceFlags(
+        (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        | (TraceFlags.RANDOM_TRACE_ID if random else 0)
+    )
+    for sampled in (False, True)
+    for random in (False, True)
+}
+
+
+def _plain_processor(processor: SpanProcessor) -> bool:
+    """Whether ``processor`` needs nothing but ``on_end`` of a finished span."""
+    cls = type(processor)
+    if cls is BatchSpanProcessor or cls is SimpleSpanProcessor:
+        return True
+    return cls.on_start is SpanProcessor.on_start and cls._on_ending is SpanProcessor._on_ending
+
+
+class LeanRuns:
+    """Starts run spans for one SDK tracer provider (see the module docstring)."""
+
+    __slots__ = ("_processor", "_processors", "_tracer")
+
+    def __init__(self, tracer: Tracer, processor: SpanProcessor) -> None:
+        self._tracer = tracer
+        self._processor = processor
+        self._processors = getattr(processor, "_span_processors", None)
+
+    @classmethod
+    def for_provider(cls, provider: object) -> LeanRuns | None:
+        """The fast path for ``provider``, or None where ``start_span`` must make the span."""
+        if type(provider) is not TracerProvider:
+            return None
+        try:
+            tracer = provider.get_tracer("omniq")
+            if type(tracer) is not Tracer:
+                return None
+            active = provider._active_span_processor
+            limits: SpanLimits = tracer._span_limits
+            if (
+                type(tracer._tracer_metrics) is not NoOpTracerMetrics
+                or type(active) not in (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
+                or not all(_plain_processor(p) for p in active._span_processors)
+                or limits.max_span_attribute_length is not None
+                or (
+                    limits.max_span_attributes is not None
+                    and limits.max_span_attributes < _ATTRIBUTES
+                )
+            ):
+                return None
+            for name in ("sampler", "id_generator", "resource", "instrumentation_info"):
+                getattr(tracer, name)
+            tracer._instrumentation_scope  # noqa: B018 (present in this SDK version)
+            tracer._tracer_config.is_enabled  # noqa: B018
+        except AttributeError:
+            return None
+        return cls(tracer, active)
+
+    def current(self) -> bool:
+        """Whether no span processor was added since this fast path was chosen."""
+        processor: Any = self._processor
+        return self._processors is processor._span_processors
+
+    def start(self, task: Task, parent: Context) -> Any:
+        """The run span of ``task``, a child of the span ``parent`` holds, as
+        ``Tracer.start_span`` would make it; None when the tracer is disabled."""
+        tracer = self._tracer
+        if not tracer._tracer_config.is_enabled:
+            return None
+        parent_sc = trace_api.get_current_span(parent).get_span_context()
+        ids = tracer.id_generator
+        if parent_sc.is_valid:
+            trace_id = parent_sc.trace_id
+            random = parent_sc.trace_flags.random_trace_id
+            parent_or_none: SpanContext | None = parent_sc
+        else:
+            trace_id = ids.generate_trace_id()
+            random = ids.is_trace_id_random()
+            parent_or_none = None
+        attributes: dict[str, Any] = {
+            "messaging.system": "omniq",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": task.queue,
+            "messaging.message.id": task.id,
+            "omniq.task.function": task.func,
+            "omniq.task.attempt": task.attempt,
+        }
+        sampling = tracer.sampler.should_sample(
+            parent, trace_id, _NAME, SpanKind.CONSUMER, attributes, ()
+        )
+        decision: Any = sampling.decision  # its methods are untyped
+        span_context = SpanContext(
+            trace_id,
+            ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=_FLAGS[decision.is_sampled(), bool(random)],
+            trace_state=sampling.trace_state,
+        )
+        if not decision.is_recording():
+            return NonRecordingSpan(span_context)
+        limits = tracer._span_limits
+        got = sampling.attributes
+        own: types.Attributes
+        if got == attributes:
+            own = attributes  # plain strings and an int: nothing to validate
+        else:  # the sampler changed them: as the SDK span takes them
+            own = BoundedAttributes(
+                limits.max_span_attributes,
+                got,
+                immutable=False,
+                max_value_len=limits.max_span_attribute_length,
+            )
+        return RunSpan(
+            span_context,
+            parent=parent_or_none,
+            tracer=tracer,
+            attributes=own,
+            processor=self._processor,
+            limits=limits,
+        )
+
+
+class RunSpan(trace_api.Span, ReadableSpan):
+    """A recorded run span: live while the function runs, its own ``ReadableSpan`` once
+    ended (then unchangeable, as the SDK's copy is)."""
+
+    def __init__(
+        self,
+        context: SpanContext,
+        *,
+        parent: SpanContext | None,
+        tracer: Tracer,
+        attributes: types.Attributes,
+        processor: SpanProcessor,
+        limits: SpanLimits,
+    ) -> None:
+        self._name = _NAME
+        self._context = context
+        self._kind = SpanKind.CONSUMER
+        self._instrumentation_info = tracer.instrumentation_info
+        self._instrumentation_scope = tracer._instrumentation_scope
+        self._parent = parent
+        self._end_time: int | None = None
+        self._attributes = attributes
+        self._events: Sequence[Event] = ()
+        self._links: Sequence[Link] = ()
+        self._resource = tracer.resource
+        self._status = _UNSET
+        self._limits = limits
+        self._processor = processor
+        self._start_time = time_ns()
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name="{self._name}", context={self._context})'
+
+    def get_span_context(self) -> SpanContext:
+        return cast("SpanContext", self._context)
+
+    def is_recording(self) -> bool:
+        return self._end_time is None
+
+    def _ended(self, what: str) -> bool:
+        if self._end_time is None:
+            return False
+        _log.warning("%s on ended span.", what)
+        return True
+
+    def _bounded(self) -> BoundedAttributes:
+        attrs = self._attributes
+        if not isinstance(attrs, BoundedAttributes):
+            limits = self._limits
+            attrs = self._attributes = BoundedAttributes(
+                limits.max_span_attributes,
+                attrs,
+                immutable=False,
+                max_value_len=limits.max_span_attribute_length,
+            )
+        return attrs
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        if not self._ended("Setting attribute"):
+            self._bounded()._set_items(attributes)
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        if not self._ended("Setting attribute"):
+            self._bounded()[key] = value
+
+    def add_event(
+        self,
+        name: str,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+    ) -> None:
+        if self._ended("Calling add_event"):
+            return
+        limits = self._limits
+        events = self._events
+        if not isinstance(events, BoundedList):
+            events = self._events = BoundedList(limits.max_events)
+        bounded = BoundedAttributes(
+            limits.max_event_attributes,
+            attributes,
+            max_value_len=limits.max_attribute_length,
+            immutable=True,
+        )
+        events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        from opentelemetry.sdk.trace import _is_valid_link
+
+        if self._ended("Calling add_link") or not _is_valid_link(context, attributes):
+            return
+        limits = self._limits
+        links = self._links
+        if not isinstance(links, BoundedList):
+            links = self._links = BoundedList(limits.max_links)
+        bounded = BoundedAttributes(
+            limits.max_link_attributes,
+            attributes,
+            max_value_len=limits.max_attribute_length,
+            immutable=True,
+        )
+        links.append(Link(context=context, attributes=bounded))
+
+    def update_name(self, name: str) -> None:
+        if not self._ended("Calling update_name"):
+            self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self._ended("Calling set_status"):
+            return
+        if self._status.status_code is StatusCode.OK:
+            return
+        if isinstance(status, Status):
+            if status.status_code is StatusCode.UNSET:
+                return
+            if description is not None:
+                _log.warning(
+                    "Description %s ignored. Use either `Status` or `(StatusCode, Description)`",
+                    description,
+                )
+            self._status = status
+        elif status is not StatusCode.UNSET:
+            self._status = Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        recorded: dict[str, types.AnyValue] = {
+            "exception.type": f"{module}.{qualname}"
+            if module and module != "builtins"
+            else qualname,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            recorded.update(attributes)
+        self.add_event("exception", recorded, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end_time is not None:
+            _log.warning("Calling end() on an ended span.")
+            return
+        self._end_time = end_time if end_time is not None else time_ns()
+        attrs = self._attributes
+        if isinstance(attrs, BoundedAttributes):
+            attrs._immutable = True
+        self._processor.on_end(self)
