@@ -38,9 +38,12 @@ def _fast_guards(be: Backend) -> None:
         be.tasks.guard_delay = be.tasks.blocked_recheck = 0.2
 
 
-async def _crash(url: str, how: str, task_id: str, queue: str = "nobody") -> None:
+async def _crash(
+    url: str, how: str, task_id: str, queue: str = "nobody", child_id: str = ""
+) -> None:
     cfg = {
         "url": url,
+        "child_id": child_id,
         "how": how,
         "task_id": task_id,
         "queue": queue,
@@ -136,6 +139,41 @@ async def test_a_crash_right_after_a_failing_finish_leaves_the_cascade_results(
             t = await poll_until(ended, lambda t: t is not None and t.status.is_terminal)
             assert t is not None and t.status is TaskStatus.CANCELLED
             _check(await rs.get_one(dep.id), dep, TaskStatus.CANCELLED, "dependency")
+
+
+@pytest.fixture(params=["postgresql", "redis", "nats", "sqlite", "file"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/crash.db"
+    elif request.param == "file":
+        yield f"file://{tmp_path}/store"
+    else:
+        u = unique_url(request.param)
+        yield u
+        drop_namespace(u)
+
+
+async def test_a_crash_right_after_enqueue_leaves_the_result_of_a_task_born_cancelled(
+    any_url: str,
+) -> None:
+    """A task enqueued after its dependency failed is stored cancelled with its result
+    in the enqueue's own step (``enqueue_with_results``): a SIGKILL right after it
+    leaves the task cancelled *with* its result (NATS: read from the task's record
+    until the result store holds its copy)."""
+    url = any_url
+    parent = Task(func=NOOP, queue="nobody")
+    child = Task(func=NOOP, queue="nobody", depends_on=(parent.id,))
+    async with open_storage(url) as be:
+        assert be.tasks is not None
+        await be.tasks.enqueue([parent])
+        await be.tasks.cancel([parent.id])
+    await _crash(url, "enqueue", parent.id, child_id=child.id)
+    async with open_storage(url) as be:
+        q, rs = be.tasks, be.results
+        assert q is not None and rs is not None
+        got = await q.get_one(child.id)
+        assert got is not None and got.status is TaskStatus.CANCELLED
+        _check(await rs.get_one(child.id), child, TaskStatus.CANCELLED, "dependency")
 
 
 @pytest.fixture

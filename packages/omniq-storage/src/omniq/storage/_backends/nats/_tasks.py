@@ -462,6 +462,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             self._crash("enqueue")
             await self._ready(rec, rev)
         elif rec.result is not None and born is not None:
+            self._crash("ended")  # the record holds the result already
             born.append(rec.result)
         return rec.task
 
