@@ -202,7 +202,8 @@ async def test_a_nats_result_deleted_after_the_crash_stays_deleted(nats_url: str
 
 async def test_the_stored_results_are_exactly_what_the_record_builds(url: str) -> None:
     """Each engine builds the results its own way (Python, Lua, the NATS record); each
-    stores exactly what ``ResultRecord.result`` gives for the task at that time."""
+    stores exactly what ``ResultRecord.result`` gives for the task at that time (a task
+    born cancelled by ``enqueue_with_results`` included)."""
     a = Task(func=NOOP, queue="q1", expires_at=now() + 3600.0)
     b = Task(func=NOOP, queue="q2", depends_on=(a.id,))
     e = Task(func=NOOP, queue="q3", expires_at=now() - 1.5)
@@ -214,10 +215,13 @@ async def test_the_stored_results_are_exactly_what_the_record_builds(url: str) -
         rec = ResultRecord(rs, retention=1234.5, reason="no longer wanted")
         await q.cancel_with_results([a.id], rec)
         await q.expire_with_results(rec)
+        born = Task(func=NOOP, queue="q4", depends_on=(a.id,))
+        await q.enqueue_with_results([born], rec)
         for task, status, cascaded in (
             (running.task, TaskStatus.CANCELLED, False),
             (b, TaskStatus.CANCELLED, True),
             (e, TaskStatus.EXPIRED, False),
+            (born, TaskStatus.CANCELLED, True),
         ):
             got = await rs.get_one(task.id)
             assert got is not None and got.finished_at is not None
