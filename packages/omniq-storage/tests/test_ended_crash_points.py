@@ -38,9 +38,12 @@ def _fast_guards(be: Backend) -> None:
         be.tasks.guard_delay = be.tasks.blocked_recheck = 0.2
 
 
-async def _crash(url: str, how: str, task_id: str, queue: str = "nobody") -> None:
+async def _crash(
+    url: str, how: str, task_id: str, queue: str = "nobody", child_id: str = ""
+) -> None:
     cfg = {
         "url": url,
+        "child_id": child_id,
         "how": how,
         "task_id": task_id,
         "queue": queue,
@@ -138,6 +141,41 @@ async def test_a_crash_right_after_a_failing_finish_leaves_the_cascade_results(
             _check(await rs.get_one(dep.id), dep, TaskStatus.CANCELLED, "dependency")
 
 
+@pytest.fixture(params=["postgresql", "redis", "nats", "sqlite", "file"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/crash.db"
+    elif request.param == "file":
+        yield f"file://{tmp_path}/store"
+    else:
+        u = unique_url(request.param)
+        yield u
+        drop_namespace(u)
+
+
+async def test_a_crash_right_after_enqueue_leaves_the_result_of_a_task_born_cancelled(
+    any_url: str,
+) -> None:
+    """A task enqueued after its dependency failed is stored cancelled with its result
+    in the enqueue's own step (``enqueue_with_results``): a SIGKILL right after it
+    leaves the task cancelled *with* its result (NATS: read from the task's record
+    until the result store holds its copy)."""
+    url = any_url
+    parent = Task(func=NOOP, queue="nobody")
+    child = Task(func=NOOP, queue="nobody", depends_on=(parent.id,))
+    async with open_storage(url) as be:
+        assert be.tasks is not None
+        await be.tasks.enqueue([parent])
+        await be.tasks.cancel([parent.id])
+    await _crash(url, "enqueue", parent.id, child_id=child.id)
+    async with open_storage(url) as be:
+        q, rs = be.tasks, be.results
+        assert q is not None and rs is not None
+        got = await q.get_one(child.id)
+        assert got is not None and got.status is TaskStatus.CANCELLED
+        _check(await rs.get_one(child.id), child, TaskStatus.CANCELLED, "dependency")
+
+
 @pytest.fixture
 def nats_url() -> Iterator[str]:
     u = unique_url("nats")
@@ -164,7 +202,8 @@ async def test_a_nats_result_deleted_after_the_crash_stays_deleted(nats_url: str
 
 async def test_the_stored_results_are_exactly_what_the_record_builds(url: str) -> None:
     """Each engine builds the results its own way (Python, Lua, the NATS record); each
-    stores exactly what ``ResultRecord.result`` gives for the task at that time."""
+    stores exactly what ``ResultRecord.result`` gives for the task at that time (a task
+    born cancelled by ``enqueue_with_results`` included)."""
     a = Task(func=NOOP, queue="q1", expires_at=now() + 3600.0)
     b = Task(func=NOOP, queue="q2", depends_on=(a.id,))
     e = Task(func=NOOP, queue="q3", expires_at=now() - 1.5)
@@ -176,10 +215,13 @@ async def test_the_stored_results_are_exactly_what_the_record_builds(url: str) -
         rec = ResultRecord(rs, retention=1234.5, reason="no longer wanted")
         await q.cancel_with_results([a.id], rec)
         await q.expire_with_results(rec)
+        born = Task(func=NOOP, queue="q4", depends_on=(a.id,))
+        await q.enqueue_with_results([born], rec)
         for task, status, cascaded in (
             (running.task, TaskStatus.CANCELLED, False),
             (b, TaskStatus.CANCELLED, True),
             (e, TaskStatus.EXPIRED, False),
+            (born, TaskStatus.CANCELLED, True),
         ):
             got = await rs.get_one(task.id)
             assert got is not None and got.finished_at is not None

@@ -176,10 +176,18 @@ class AsyncTaskQueue:
         """Store ``batch`` (the caller's tasks ``given``, follow-ups expanded after them);
         returns the caller's tasks as stored."""
         n = len(given)
-        store = self.tasks.enqueue
+        # Only a task with dependencies can be stored already cancelled: the store writes
+        # its result in the enqueue's step.
+        deps = any(t.depends_on for t in batch)
+        record = self.result_record() if deps else None
+        store: Callable[..., Awaitable[list[Task]]] = self.tasks.enqueue
         if connection is not None:
             store = functools.partial(self.tasks.enqueue_in_transaction, connection)
-        if any(t.depends_on for t in batch):
+            if record is not None:
+                store = functools.partial(store, record=record)
+        elif record is not None:
+            store = functools.partial(self.tasks.enqueue_with_results, record=record)
+        if deps:
             await self.resolver.check(batch)
             ordered = DependencyResolver.order(batch)
             stored_ordered = await store(ordered, dependency_policy=self.dependency_policy)
@@ -188,21 +196,18 @@ class AsyncTaskQueue:
         else:
             stored = await store(batch, dependency_policy=self.dependency_policy)
         events: list[TaskEvent] = []
-        cancelled: list[Task] = []
-        log = self.events is not None and self.events.enabled
-        for sent, got in zip(batch, stored, strict=True):
-            if got.id != sent.id:
-                continue  # idempotency key: an existing live task was returned
-            if got.status is TaskStatus.CANCELLED:
-                cancelled.append(got)
-            if log:
+        if self.events is not None and self.events.enabled:
+            cancelled: list[TaskEvent] = []
+            for sent, got in zip(batch, stored, strict=True):
+                if got.id != sent.id:
+                    continue  # idempotency key: an existing live task was returned
                 events.append(enqueued_event(got))
-        if connection is not None and events and not cancelled:
+                if got.status is TaskStatus.CANCELLED:  # a dependency had already failed
+                    cancelled.append(cancelled_event(got, CASCADE_REASON))
+            events += cancelled
+        if connection is not None and events:
             events = await self._events_in_transaction(connection, events)
-        if cancelled:
-            await self.record_cancelled(cancelled, "a dependency had already failed", events)
-        elif events:
-            self._log(events)
+        self._log(events)
         if parent_of:
             # A parent an idempotency key replaced never runs: its follow-ups go.
             replaced = {t.id for t, got in zip(batch[:n], stored, strict=False) if got.id != t.id}
@@ -350,8 +355,8 @@ class AsyncTaskQueue:
         self, tasks: Sequence[Task], reason: str, events: list[TaskEvent] | None = None
     ) -> None:
         """Store CANCELLED results and events for tasks the store cancelled outside a
-        cancel or expiry (a dependency already failed at enqueue, the cascade of a
-        worker's failure)."""
+        cancel or expiry (the cascade of a worker's failure when ``finish`` was given no
+        ``ResultRecord``)."""
         record = self.result_record(reason)
         if record is not None and tasks:
             await record.result_store.put(record.results(tasks, TaskStatus.CANCELLED, (), now()))

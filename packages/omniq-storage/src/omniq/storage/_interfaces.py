@@ -180,17 +180,52 @@ class TaskQueueStorage(abc.ABC):
         tasks: Sequence[Task],
         *,
         dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> list[Task]:
         """``enqueue`` inside the caller's open transaction on ``connection`` (a driver
         connection to the database this store lives in): the rows exist only if that
         transaction commits. Only stores inside a SQL database can (PostgreSQL, SQLite);
-        the default refuses with ``TransactionalEnqueueError`` naming the alternative."""
+        the default refuses with ``TransactionalEnqueueError`` naming the alternative.
+        ``record`` as in ``enqueue_with_results``: those results go in the same
+        transaction when ``record.result_store`` lives in that database."""
         raise TransactionalEnqueueError(
             f"{type(self).__name__} keeps tasks outside your database, so it cannot join "
             "your transaction: enqueue after the commit (Django: "
             "omniq.contrib.django.enqueue_on_commit), or use a PostgreSQL or SQLite "
             "task store"
         )
+
+    async def enqueue_with_results(
+        self,
+        tasks: Sequence[Task],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> list[Task]:
+        """``enqueue``, also storing in ``record.result_store`` the ``cancelled`` result
+        (``CASCADE_REASON``) of every task it stores already cancelled (a dependency had
+        already failed, ``dependency_policy="cancel"``).
+
+        A backend holding ``record.result_store`` itself writes them in the enqueue's
+        atomic step, so no crash leaves such a task without its result; the default
+        stores them right after (``record_born_cancelled``)."""
+        stored = await self.enqueue(tasks, dependency_policy=dependency_policy)
+        await self.record_born_cancelled(tasks, stored, record)
+        return stored
+
+    async def record_born_cancelled(
+        self, tasks: Sequence[Task], stored: Sequence[Task], record: ResultRecord
+    ) -> None:
+        """Store ``record``'s ``cancelled`` results for the tasks of an ``enqueue``
+        (``tasks`` as sent, ``stored`` as returned) stored already cancelled, after it:
+        the default path of ``enqueue_with_results``."""
+        born = [
+            got
+            for sent, got in zip(tasks, stored, strict=True)
+            if got.id == sent.id and got.status is TaskStatus.CANCELLED
+        ]
+        if born:
+            await record.result_store.put(record.results((), TaskStatus.CANCELLED, born, now()))
 
     @abc.abstractmethod
     async def claim(

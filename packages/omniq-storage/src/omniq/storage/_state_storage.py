@@ -94,6 +94,40 @@ class StateTasks(TaskQueueStorage):
         self.wake.notify()
         return out
 
+    async def enqueue_with_results(
+        self,
+        tasks: Sequence[Task],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> list[Task]:
+        """``enqueue``; a task stored already cancelled gets its result inside the step
+        when this backend holds the result store, else right after (the default)."""
+        here = self.locked_results(record.result_store)
+        if here is None:
+            return await super().enqueue_with_results(
+                tasks, record, dependency_policy=dependency_policy
+            )
+        batch = list(tasks)
+        self.payload_limit.check_tasks(batch)
+        written: list[str] = []
+
+        def run(s: QueueState, t: float) -> list[Task]:
+            fresh = {task.id for task in batch if task.id not in s.recs}
+            out = s.enqueue(batch, t, dependency_policy)
+            born = [g for g in out if g.id in fresh and g.status is TaskStatus.CANCELLED]
+            if born:
+                results = record.results((), TaskStatus.CANCELLED, born, t)
+                here.store(results)
+                written.extend(r.task_id for r in results)
+            return out
+
+        out = await self._run(run)
+        if written:
+            here.wake.notify(written)
+        self.wake.notify()
+        return out
+
     async def claim(
         self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
     ) -> list[ClaimedTask]:

@@ -29,11 +29,22 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from omniq.models import ClaimedTask, LimitInfo, LimitSpec, Task, TaskStatus, limit_of, new_id, now
+from omniq.models import (
+    ClaimedTask,
+    LimitInfo,
+    LimitSpec,
+    Task,
+    TaskResult,
+    TaskStatus,
+    limit_of,
+    new_id,
+    now,
+)
 from omniq.storage._corrupt import Corrupt, corrupt_result, log, stand_in
 from omniq.storage._interfaces import (
     CompletionReport,
     DependencyPolicy,
+    ResultRecord,
     ResultStorage,
     TaskQueueStorage,
 )
@@ -255,11 +266,21 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
     """Most envelope bytes one enqueue round sends before awaiting its acks."""
 
     async def enqueue(
-        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+        self,
+        tasks: Sequence[Task],
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> list[Task]:
+        """``enqueue``; with ``record`` (``enqueue_with_results``), the record write of a
+        task stored already cancelled holds its result (``Rec.result``, which the result
+        store reads until its own copy exists) when the results live in this backend,
+        copied into the result store right after; else stored right after."""
         if not tasks:
             return []
         self.payload_limit.check_tasks(tasks)
+        own = record if record is not None and record.result_store is self.results else None
+        born: list[TaskResult] = []
         specs = {s.key: s for t in tasks if (s := limit_of(t)) is not None}
         if specs:
             await self._call(lambda: register(self._be, list(specs.values())))
@@ -268,11 +289,28 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         for a, b in chunks(
             tasks, sizes, max_count=self.enqueue_chunk, max_bytes=self.enqueue_chunk_bytes
         ):
-            out += await self._enqueue_chunk(tasks[a:b], dependency_policy)
+            out += await self._enqueue_chunk(tasks[a:b], dependency_policy, own, born)
+        if born and self.results is not None:
+            await self.results.put(born)  # wakes their waiters
+        elif record is not None and own is None:
+            await self.record_born_cancelled(tasks, out, record)
         return out
 
+    async def enqueue_with_results(
+        self,
+        tasks: Sequence[Task],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> list[Task]:
+        return await self.enqueue(tasks, dependency_policy=dependency_policy, record=record)
+
     async def _enqueue_chunk(
-        self, tasks: Sequence[Task], dependency_policy: DependencyPolicy
+        self,
+        tasks: Sequence[Task],
+        dependency_policy: DependencyPolicy,
+        own: ResultRecord | None = None,
+        born: list[TaskResult] | None = None,
     ) -> list[Task]:
         """One round of ``enqueue``: its own guard and TTL timers, then the records."""
         out: list[Task | None] = [None] * len(tasks)
@@ -280,7 +318,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         ids = [t.id for t in tasks]
 
         async def one(i: int) -> None:
-            out[i] = await self._enqueue_one(tasks[i], dependency_policy)
+            out[i] = await self._enqueue_one(tasks[i], dependency_policy, own, born)
 
         async def run() -> None:
             # Guard and TTL timers lead: whatever write follows, a timer covers it.
@@ -355,7 +393,13 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             self._waiters_seen = True
         return slow, flag is not None
 
-    async def _enqueue_one(self, task: Task, policy: DependencyPolicy) -> Task:
+    async def _enqueue_one(
+        self,
+        task: Task,
+        policy: DependencyPolicy,
+        own: ResultRecord | None = None,
+        born: list[TaskResult] | None = None,
+    ) -> Task:
         existing, erev = await self._get(task.id)
         if existing is not None:
             if existing.task.status is TaskStatus.PENDING and not existing.blocked:
@@ -379,6 +423,10 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             elif failed and policy == "cancel":
                 rec.task = _replace(t, status=TaskStatus.CANCELLED)
                 rec.finished = now()
+                if own is not None:  # written with the record
+                    rec.result = own.result(
+                        rec.task, TaskStatus.CANCELLED, rec.finished, cascaded=True
+                    )
             elif failed:
                 rec.released = True
             else:
@@ -413,6 +461,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         elif rec.task.status is TaskStatus.PENDING:
             self._crash("enqueue")
             await self._ready(rec, rev)
+        elif rec.result is not None and born is not None:
+            self._crash("ended")  # the record holds the result already
+            born.append(rec.result)
         return rec.task
 
     async def _take_key(self, key: str, task_id: str) -> Task | None:

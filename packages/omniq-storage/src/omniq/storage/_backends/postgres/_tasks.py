@@ -78,6 +78,31 @@ LAPSED_EVERY = 0.5
 ready tasks only; ``reclaim_expired`` returns lapsed ones to pending meanwhile)."""
 
 
+def _born_results(
+    tasks: Sequence[Task], record: ResultRecord, t: float
+) -> tuple[builtins.list[str], builtins.list[float | None], builtins.list[bytes]] | None:
+    """The ``cancelled`` results (ids, expiries, envelopes) the batch's dependents get if
+    the enqueue stores them already cancelled (a dependency had already failed); None
+    when no task of the batch could be."""
+    firsts: dict[str, Task] = {}
+    for task in tasks:
+        if task.depends_on and task.run_if is None:
+            firsts.setdefault(task.id, task)
+    if not firsts:
+        return None
+    results = [
+        record.result(
+            with_state(x, TaskStatus.CANCELLED, 0), TaskStatus.CANCELLED, t, cascaded=True
+        )
+        for x in firsts.values()
+    ]
+    return (
+        [r.task_id for r in results],
+        [r.expires_at for r in results],
+        [encode(r) for r in results],
+    )
+
+
 class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
     """Task rows; claim/complete/cancel/expire are single statements."""
 
@@ -86,24 +111,53 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
     """Where a quarantined record's result goes (the backend's own result store)."""
 
     async def enqueue(
-        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+        self,
+        tasks: Sequence[Task],
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> builtins.list[Task]:
+        """``enqueue``; with ``record`` (``enqueue_with_results``), a task stored already
+        cancelled gets its result in the same statement when ``record.result_store`` is
+        this backend's, else right after it."""
         if not tasks:
             return []
         self.payload_limit.check_tasks(tasks)
+        own = record if record is not None and record.result_store is self.results else None
         if any(t.key is not None for t in tasks):
-            return await enqueue_keyed(self, tasks, dependency_policy, PgTaskQueue._enqueue_rows)
-        return await self._enqueue_rows(tasks, dependency_policy)
+            out = await enqueue_keyed(
+                self,
+                tasks,
+                dependency_policy,
+                lambda s, ts, p: s._enqueue_rows(ts, p, own),
+            )
+        else:
+            out = await self._enqueue_rows(tasks, dependency_policy, own)
+        if record is not None and own is None:
+            await self.record_born_cancelled(tasks, out, record)
+        return out
+
+    async def enqueue_with_results(
+        self,
+        tasks: Sequence[Task],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> builtins.list[Task]:
+        return await self.enqueue(tasks, dependency_policy=dependency_policy, record=record)
 
     async def _enqueue_rows(
-        self, tasks: Sequence[Task], dependency_policy: DependencyPolicy
+        self,
+        tasks: Sequence[Task],
+        dependency_policy: DependencyPolicy,
+        record: ResultRecord | None = None,
     ) -> builtins.list[Task]:
         limits = limit_args(tasks)
         if limits is not None:
-            return await self._enqueue_full(tasks, dependency_policy, limits)
+            return await self._enqueue_full(tasks, dependency_policy, limits, record)
         if not any(t.depends_on for t in tasks):
             return await self._enqueue_plain(tasks, dependency_policy)
-        return await self._enqueue_full(tasks, dependency_policy)
+        return await self._enqueue_full(tasks, dependency_policy, record=record)
 
     async def enqueue_in_transaction(
         self,
@@ -111,12 +165,13 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         tasks: Sequence[Task],
         *,
         dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> builtins.list[Task]:
         """``enqueue``'s own statements, run on the caller's asyncpg or psycopg 3
         connection inside its transaction (``_caller``)."""
         bound = copy.copy(self)
         bound._be = cast(PgEngine, CallerEngine(self._be, caller_connection(connection)))
-        return await bound.enqueue(tasks, dependency_policy=dependency_policy)
+        return await bound.enqueue(tasks, dependency_policy=dependency_policy, record=record)
 
     async def _enqueue_plain(
         self, tasks: Sequence[Task], dependency_policy: DependencyPolicy
@@ -163,7 +218,11 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         tasks: Sequence[Task],
         dependency_policy: DependencyPolicy,
         limits: tuple[builtins.list[Any], ...] | None = None,
+        record: ResultRecord | None = None,
     ) -> builtins.list[Task]:
+        """Enqueue row by row; with ``record`` (this backend's result store), the
+        statement also stores the ``cancelled`` result of each task it stores already
+        cancelled (built here for the batch's dependents; the rows pick theirs)."""
         dep_idx: builtins.list[int] = []
         dep_on: builtins.list[str] = []
         for i, t in enumerate(tasks, 1):
@@ -185,10 +244,16 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             self._be.work_channel,
         )
         sql = _Q["enqueue_full"]
-        extra: tuple[builtins.list[bool], ...] = ()
-        if any(t.run_if is not None for t in tasks):  # conditional dependents
+        extra: tuple[Any, ...] = ()
+        cond = any(t.run_if is not None for t in tasks)  # conditional dependents
+        if cond:
             sql = _Q["enqueue_cond"]
             extra = ([t.run_if is not None and bool(t.depends_on) for t in tasks],)
+        if record is not None and dependency_policy == "cancel":
+            born = _born_results(tasks, record, args[10])
+            if born:
+                sql = _Q["enqueue_cond_recorded" if cond else "enqueue_full_recorded"]
+                extra = (self._be.result_channel, *born, *extra)
         if limits is None:
             rows = await self._call(lambda c: c.fetch(sql, *args, *extra))
         else:  # flow-limited tasks: stored and marked limited in one transaction

@@ -47,6 +47,7 @@ _PRELUDE = "_common.lua"
 _PARTS = {
     "claim": ("_limits.lua",),
     "limits": ("_limits.lua",),
+    "enqueue": ("_ended.lua",),
     "cancel": ("_ended.lua",),
     "expire": ("_ended.lua",),
     "complete": ("_ended.lua",),

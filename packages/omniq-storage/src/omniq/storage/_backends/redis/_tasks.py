@@ -131,11 +131,26 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
     """Most envelope bytes one enqueue script carries (a larger task goes alone)."""
 
     async def enqueue(
-        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+        self,
+        tasks: Sequence[Task],
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> list[Task]:
+        """``enqueue``; with ``record`` (``enqueue_with_results``), a task stored already
+        cancelled gets its result in the enqueue script when the results live in this
+        Redis (``lua/_ended.lua``), else right after it."""
         if not tasks:
             return []
         self.payload_limit.check_tasks(tasks)
+        spec = None
+        if (
+            record is not None
+            and record.result_store is self._be.results
+            and dependency_policy == "cancel"
+            and any(t.depends_on and t.run_if is None for t in tasks)
+        ):
+            spec = _ended_spec(record, TaskStatus.CANCELLED)
         envs = [encode(t) for t in tasks]
         out: list[Task] = []
         for a, b in chunks(
@@ -144,13 +159,29 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
             max_count=self.enqueue_chunk,
             max_bytes=self.enqueue_chunk_bytes,
         ):
-            out += await self._enqueue(tasks[a:b], envs[a:b], dependency_policy)
+            out += await self._enqueue(tasks[a:b], envs[a:b], dependency_policy, spec)
+        if record is not None and record.result_store is not self._be.results:
+            await self.record_born_cancelled(tasks, out, record)
         return out
 
-    async def _enqueue(
-        self, tasks: Sequence[Task], envs: Sequence[bytes], dependency_policy: DependencyPolicy
+    async def enqueue_with_results(
+        self,
+        tasks: Sequence[Task],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
     ) -> list[Task]:
-        """One enqueue script: atomic for its tasks."""
+        return await self.enqueue(tasks, dependency_policy=dependency_policy, record=record)
+
+    async def _enqueue(
+        self,
+        tasks: Sequence[Task],
+        envs: Sequence[bytes],
+        dependency_policy: DependencyPolicy,
+        spec: bytes | None = None,
+    ) -> list[Task]:
+        """One enqueue script: atomic for its tasks (and, with ``spec``, the results of
+        those it stores already cancelled)."""
         meta = encode(
             [
                 [
@@ -169,7 +200,9 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
                 for t, env in zip(tasks, envs, strict=True)
             ]
         )
-        args = (dependency_policy, meta, b"".join(envs))
+        args: tuple[Any, ...] = (dependency_policy, meta, b"".join(envs))
+        if spec is not None:
+            args = (*args, spec)
         rows = await self._script("enqueue", *args)
         out: list[Task] = []
         for t, row in zip(tasks, rows, strict=True):

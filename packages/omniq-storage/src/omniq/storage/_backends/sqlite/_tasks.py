@@ -112,13 +112,25 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
     # -- enqueue -------------------------------------------------------------------
 
     async def enqueue(
-        self, tasks: Sequence[Task], *, dependency_policy: DependencyPolicy = "cancel"
+        self,
+        tasks: Sequence[Task],
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> list[Task]:
+        """``enqueue``; with ``record`` (``enqueue_with_results``), a task stored already
+        cancelled gets its result in the same transaction when it belongs in this
+        database, else right after it."""
         batch = list(tasks)
         self.payload_limit.check_tasks(batch)
         stamp = now()
+        own = (
+            record is not None and self.results is not None and record.result_store is self.results
+        )
+        born: list[Task] = []
 
         def run(c: sqlite3.Connection) -> list[Task]:
+            born.clear()
             ids = [t.id for t in batch]
             existing = {
                 r[0]: _stored(r)
@@ -189,6 +201,8 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
                 )
                 existing[t.id] = stored
                 dep_status[t.id] = status
+                if status == "cancelled":
+                    born.append(stored)
                 if t.key is not None and status == "pending":
                     by_key[t.key] = stored
                 out.append(stored)
@@ -203,11 +217,32 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             limited = limit_rows([b for b, r in zip(batch, out, strict=True) if b is r])
             if limited:
                 c.executemany("INSERT OR REPLACE INTO task_limits VALUES (?,?,?,?,?,?)", limited)
+            if own and record is not None and born:
+                c.executemany(
+                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
+                    [
+                        (r.task_id, r.expires_at, encode(r))
+                        for r in record.results((), TaskStatus.CANCELLED, born, stamp)
+                    ],
+                )
             return out
 
         out = await self._db.tx(run)
+        if born and own and self.results is not None:
+            self.results.wake.notify([t.id for t in born])
+        elif born and record is not None:
+            await record.result_store.put(record.results((), TaskStatus.CANCELLED, born, now()))
         self.wake.notify()
         return out
+
+    async def enqueue_with_results(
+        self,
+        tasks: Sequence[Task],
+        record: ResultRecord,
+        *,
+        dependency_policy: DependencyPolicy = "cancel",
+    ) -> list[Task]:
+        return await self.enqueue(tasks, dependency_policy=dependency_policy, record=record)
 
     async def enqueue_in_transaction(
         self,
@@ -215,12 +250,13 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         tasks: Sequence[Task],
         *,
         dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
     ) -> list[Task]:
         """``enqueue`` run on the caller's sqlite3 connection to this database file,
         inside its transaction (``_caller``)."""
         bound = copy.copy(self)
         bound._db = cast(Connection, caller_db(connection, self._db.path))
-        return await bound.enqueue(tasks, dependency_policy=dependency_policy)
+        return await bound.enqueue(tasks, dependency_policy=dependency_policy, record=record)
 
     # -- claim and lease operations --------------------------------------------------
 

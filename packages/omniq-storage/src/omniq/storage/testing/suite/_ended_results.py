@@ -224,3 +224,48 @@ class TestEndedResults:
         )
         assert [t.id for t in report.cancelled] == [after_failing.id]
         assert await results.get([after_failing.id]) == [None]
+
+    async def test_enqueue_stores_results_of_tasks_born_cancelled(
+        self, store: Backend, results: ResultStorage
+    ) -> None:
+        """``enqueue_with_results``: a task stored already cancelled (its dependency had
+        already failed) has its ``cancelled`` result when the call returns; the others
+        of the batch (pending, waiting, released) get none."""
+        q = tq(store)
+        failed = task()
+        await q.enqueue([failed])
+        await q.cancel([failed.id])
+        waiting_on = task()
+        born = task(depends_on=(failed.id,), queue="q2")
+        grandchild = task(depends_on=(born.id,))
+        waiting = task(depends_on=(waiting_on.id,))
+        on_fail = task(depends_on=(failed.id,), run_if="failed")
+        before = now()
+        stored = await q.enqueue_with_results(
+            [waiting_on, born, grandchild, waiting, on_fail],
+            ResultRecord(results, retention=3600.0),
+        )
+        assert [t.status for t in stored] == [
+            TaskStatus.PENDING,
+            TaskStatus.CANCELLED,
+            TaskStatus.CANCELLED,
+            TaskStatus.PENDING,
+            TaskStatus.PENDING,
+        ]
+        got = await results.get([born.id, grandchild.id, waiting_on.id, waiting.id, on_fail.id])
+        r = _check(got[0], TaskStatus.CANCELLED, "TaskCancelledError", CASCADE_REASON, queue="q2")
+        assert r.expires_at is not None and r.finished_at is not None
+        assert r.expires_at == pytest.approx(r.finished_at + 3600.0)
+        assert r.finished_at >= before - 1.0
+        _check(got[1], TaskStatus.CANCELLED, "TaskCancelledError", CASCADE_REASON)
+        assert got[2:] == [None, None, None]
+
+    async def test_enqueue_without_record_stores_no_result(self, store: Backend) -> None:
+        q, r = tq(store), rs(store)
+        failed = task()
+        await q.enqueue([failed])
+        await q.cancel([failed.id])
+        born = task(depends_on=(failed.id,))
+        [got] = await q.enqueue([born])
+        assert got.status is TaskStatus.CANCELLED
+        assert await r.get([born.id]) == [None]

@@ -10,9 +10,9 @@ import anyio
 import pytest
 
 from omniq.models import EventType, Task, TaskEvent, TaskStatus, TransactionalEnqueueError
-from omniq.storage import Backend
+from omniq.storage import CASCADE_REASON, Backend, ResultRecord
 from omniq.storage.testing._specs import BackendSpec
-from omniq.storage.testing.helpers import task, tq
+from omniq.storage.testing.helpers import rs, task, tq
 
 
 class TestTransactionalEnqueue:
@@ -78,6 +78,33 @@ class TestTransactionalEnqueue:
         assert c.task.id == parent.id  # the child waits for its dependency
         [dup] = await q.enqueue([task(key="k2")])
         assert dup.id == parent.id
+
+    @pytest.mark.backends_with("transactional")
+    async def test_a_task_born_cancelled_has_its_result_with_the_commit(
+        self, store_and_url: tuple[Backend, str], backend_spec: BackendSpec
+    ) -> None:
+        """With a record of the store's own results, the ``cancelled`` result of a task
+        stored cancelled (its dependency had already failed) is part of the caller's
+        transaction: gone with a rollback, stored with the commit."""
+        store, url = store_and_url
+        assert backend_spec.transaction is not None
+        q, results = tq(store), rs(store)
+        failed = task()
+        await q.enqueue([failed])
+        await q.cancel([failed.id])
+        record = ResultRecord(results)
+        for commit in (False, True):
+            born = task(depends_on=(failed.id,))
+            async with backend_spec.transaction(url) as tx:
+                [got] = await q.enqueue_in_transaction(tx.connection, [born], record=record)
+                assert got.status is TaskStatus.CANCELLED
+                await (tx.commit() if commit else tx.rollback())
+            [res] = await results.get([born.id])
+            if not commit:
+                assert res is None and await q.get_one(born.id) is None
+                continue
+            assert res is not None and res.status is TaskStatus.CANCELLED
+            assert res.error is not None and res.error.message == CASCADE_REASON
 
     @pytest.mark.backends_with("transactional")
     async def test_a_waiting_worker_wakes_after_commit(

@@ -180,6 +180,43 @@ SELECT * FROM omniq_enqueue($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12);
 -- enqueue_full for a batch holding conditional dependents (Task.run_if; $13 marks them).
 SELECT * FROM omniq_enqueue_cond($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13);
 
+-- name: enqueue_full_recorded
+-- enqueue_full that also stores, in the same statement, the results given ($14 ids, $15
+-- expiries, $16 envelopes: the batch's dependents, built as cancelled) of the tasks it
+-- stored cancelled (new rows only), notifying the result channel $13 per result.
+WITH e AS MATERIALIZED (
+    SELECT * FROM omniq_enqueue($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) WITH ORDINALITY
+), r AS (
+    INSERT INTO results (task_id, status, expires_at, envelope)
+    SELECT x.id, 'cancelled', x.exp, x.env
+    FROM unnest($14::text[], $15::float8[], $16::bytea[]) AS x(id, exp, env)
+    WHERE x.id IN (SELECT o_id FROM e WHERE NOT o_existing AND o_status = 'cancelled')
+    ON CONFLICT (task_id) DO UPDATE
+        SET status = EXCLUDED.status, expires_at = EXCLUDED.expires_at,
+            envelope = EXCLUDED.envelope
+    RETURNING task_id
+)
+SELECT e.*, (SELECT count(pg_notify($13, r.task_id)) FROM r) AS o_results
+FROM e ORDER BY e.ordinality;
+
+-- name: enqueue_cond_recorded
+-- enqueue_full_recorded for a batch holding conditional dependents ($17 marks them).
+WITH e AS MATERIALIZED (
+    SELECT * FROM omniq_enqueue_cond($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$17)
+        WITH ORDINALITY
+), r AS (
+    INSERT INTO results (task_id, status, expires_at, envelope)
+    SELECT x.id, 'cancelled', x.exp, x.env
+    FROM unnest($14::text[], $15::float8[], $16::bytea[]) AS x(id, exp, env)
+    WHERE x.id IN (SELECT o_id FROM e WHERE NOT o_existing AND o_status = 'cancelled')
+    ON CONFLICT (task_id) DO UPDATE
+        SET status = EXCLUDED.status, expires_at = EXCLUDED.expires_at,
+            envelope = EXCLUDED.envelope
+    RETURNING task_id
+)
+SELECT e.*, (SELECT count(pg_notify($13, r.task_id)) FROM r) AS o_results
+FROM e ORDER BY e.ordinality;
+
 -- name: renew
 -- Extend the leases still held by the given tokens.
 UPDATE tasks t SET lease_expires_at = $3

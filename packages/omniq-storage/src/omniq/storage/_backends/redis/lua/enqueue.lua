@@ -1,6 +1,8 @@
 -- ARGV[3] policy; ARGV[4] msgpack array of {id, q, p, eta, exp, key, {deps}, envelope
 -- length, flow limit, conditional-dependent flag, end of the unique_for window or ''};
--- ARGV[5] the envelopes concatenated (cmsgpack has no bin type)
+-- ARGV[5] the envelopes concatenated (cmsgpack has no bin type); ARGV[6], optional: the
+-- spec of the results of the tasks stored already cancelled (a dependency had already
+-- failed), written here (``store_ended``, see _ended.lua)
 -- Handover: a task ready now, in a queue with nothing else ready, goes straight to a
 -- worker waiting idle on it (``iw:<q>`` zset, score = registration end, member = worker,
 -- lease, its backend's channel and its queues): leased to it for at most HANDOVER
@@ -55,6 +57,7 @@ local pos = 1
 local out = {}
 local queues = {}
 local edges = 0
+local born = nil
 for _, row in ipairs(rows) do
   local id, q, p, eta, exp, key, deps = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
   local lim = row[9] or ''
@@ -128,6 +131,8 @@ for _, row in ipairs(rows) do
       if cancel then
         status = 'cancelled'
         finish(id, q, 'pending', 'cancelled', key, '')
+        born = born or {}
+        born[#born + 1] = {id, 0}
       else
         if exp ~= '' then zadd(P .. 'exp', tonumber(exp), id) end
         if waiting > 0 then
@@ -152,6 +157,7 @@ if edges > 0 then redis.call('INCRBY', P .. 'ndep', edges) end
 for q, _ in pairs(notify) do
   if ready_before[q] then notify[q] = nil end
 end
+if born and ARGV[6] and ARGV[6] ~= '' then store_ended(ARGV[6], {}, born) end
 flush()
 publish()
 return out
