@@ -61,3 +61,10 @@ def _append(folder: str, name: str, text: str) -> None:
 def crash() -> None:
     """Kill the worker process running this task."""
     os.kill(os.getpid(), 9)
+
+
+def socket_patched() -> bool:
+    """Whether the process running this task was monkey-patched by gevent."""
+    from gevent import monkey
+
+    return bool(monkey.is_module_patched("socket"))

@@ -306,3 +306,33 @@ def test_cli_burst_with_app_loads_the_app_in_each_child(tmp_path: Path) -> None:
     assert "10 succeeded" in done.stdout and "processes=2" in done.stdout
     assert len(set(loads.read_text().split())) == 3  # the command, then each child once
     assert sorted(int(x.split()[0]) for x in out.read_text().splitlines()) == list(range(10))
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_omniq_worker_runs_gevent_tasks_in_patched_processes(
+    tmp_path: Path, processes: str
+) -> None:
+    """``omniq worker -w gevent`` (one process, or under the supervisor) patches before
+    anyio and the drivers load, so it starts, runs its tasks in patched processes and
+    stays quiet."""
+    url = BACKENDS["sqlite"].url(tmp_path)
+    with OmniQ(url) as oq:
+        tasks = [oq.enqueue_sync(st.socket_patched) for _ in range(4)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
+    command = ["worker", "--url", url, "-w", "gevent", "--processes", processes, "--burst"]
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "omniq"), *command],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "4 succeeded" in done.stdout, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "Warning" not in done.stderr, done.stderr
+    with OmniQ(url) as oq:
+        results = [oq.get_result_sync(t.id) for t in tasks]
+    assert [r.value if r is not None else None for r in results] == [True] * 4

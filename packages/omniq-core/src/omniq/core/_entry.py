@@ -114,6 +114,12 @@ def main() -> None:
 
         typer_main()
         return
+    if parsed[1].get("worker_type") == "gevent":
+        from ._gevent_boot import boot_command, patched
+
+        if not patched():  # anyio and the drivers are loaded: patch in a fresh process
+            cmd = boot_command("omniq.core._entry", "main", sys.argv[1:])
+            os.execv(cmd[0], cmd)
     sys.exit(_run_lean(*parsed))
 
 

@@ -45,6 +45,7 @@ from omniq.workers import PoolStats
 
 from ._browse import BrowseOps
 from ._dead_letters import DeadLetterOps
+from ._gevent_boot import patched
 from ._groups import GroupOps
 from ._inline import InlineOps
 from ._limits import LimitOps
@@ -137,7 +138,9 @@ class OmniQ(
             event_storage if event_storage is not None else urls[2]
         )
         self.breakers = circuit_breaker or BreakerRegistry()
-        self._thread = ThreadPortal(loop_factory(self.settings.event_loop), warn=True)
+        # Under gevent the greenlets share one OS thread, so a loop "running in this
+        # thread" is not a sign of a blocking call from async code: no warning there.
+        self._thread = ThreadPortal(loop_factory(self.settings.event_loop), warn=not patched())
         self._session: Session | None = None
         _instances.add(self)
 

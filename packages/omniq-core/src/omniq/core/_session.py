@@ -23,6 +23,8 @@ from omniq.models import ConfigError, MisfirePolicy, Task
 from omniq.queue import AsyncScheduler, AsyncTaskQueue, BreakerRegistry, EnqueueOptions, TaskSpec
 from omniq.storage import Backend, ScheduleStorage, open_storage
 
+from ._gevent_boot import patched
+
 __all__ = ["BackgroundRun", "Enqueuer", "ScheduledRun", "Session", "SessionRunner"]
 
 T = TypeVar("T")
@@ -162,7 +164,7 @@ class Session:
                 settings=settings,
                 breakers=breakers,
             )
-            portal = await _Held.enter(serve_portal(warn=True))
+            portal = await _Held.enter(serve_portal(warn=not patched()))
         except BaseException:
             for h in held:
                 await h.exit()

@@ -52,6 +52,7 @@ from omniq.config import Settings
 from omniq.models import ConfigError
 from omniq.workers import PoolStats
 
+from ._gevent_boot import boot_command
 from ._metrics import MultiprocessExporter
 
 __all__ = [
@@ -371,8 +372,12 @@ class Supervisor:
         popen_kw: dict[str, Any] = {}
         if os.name == "posix":
             popen_kw["process_group"] = 0
+        if spec.options.get("worker_type") == "gevent":
+            cmd = boot_command(CHILD_MODULE, "main", [], argv0=CHILD_MODULE)
+        else:
+            cmd = [sys.executable, "-m", CHILD_MODULE]
         proc = subprocess.Popen(
-            [sys.executable, "-m", CHILD_MODULE],
+            cmd,
             stdin=subprocess.PIPE,
             env=self._child_env,
             **popen_kw,
