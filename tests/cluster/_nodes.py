@@ -36,6 +36,14 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (a server left over by an interrupted run keeps
+    its port; a fixed one would make the next run fail)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def wait_port(port: int, *, up: bool = True, deadline: float = 30.0) -> None:
     """Poll until ``port`` accepts connections (or refuses them, ``up=False``)."""
     end = time.monotonic() + deadline

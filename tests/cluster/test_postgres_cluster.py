@@ -11,12 +11,13 @@ from pathlib import Path
 import anyio
 import chaos_tasks as ct
 import pytest
-from _nodes import PgBouncer, PgNode, PgPair
+from _nodes import PgBouncer, PgNode, PgPair, free_port
 from chaos_fleet import Fleet, audit, record
 
 from omniq.core import OmniQ
 from omniq.models import BackendUnavailableError, StorageError, Task, TaskStatus
 from omniq.storage import open_storage
+from omniq.storage.testing.helpers import poll_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -52,6 +53,9 @@ async def test_multi_host_dsn_fails_over_to_promoted_standby(tmp_path: Path) -> 
         promoted_at = 0.0
         async with OmniQ(url, url, events, lease_seconds=LEASE) as oq:
             fleet = Fleet(cfg, tmp_path, size=2).start()
+            # Both workers are connected before the primary dies (one that first connects
+            # while neither host accepts writes fails to start).
+            await poll_until(oq.list_workers, lambda ws: len(ws) >= 2, deadline=60.0)
             t0 = time.monotonic()
             for b in range(n_batches):
                 tags = [f"b{b}-{i}" for i in range(batch)]
@@ -106,10 +110,10 @@ async def test_multi_host_dsn_fails_over_to_promoted_standby(tmp_path: Path) -> 
 async def test_pgbouncer_transaction_pooling(tmp_path: Path) -> None:
     root = Path(tempfile.mkdtemp(prefix="omniq-pg-bouncer-"))
     shutil.chown(root, "postgres", "postgres")
-    server = PgNode(root, "server", 14434)
+    server = PgNode(root, "server", free_port())
     server.init_primary()
     server.start()
-    bouncer = PgBouncer(14632, 14434, "omniq_bouncer").start()
+    bouncer = PgBouncer(free_port(), server.port, "omniq_bouncer").start()
     fleet: Fleet | None = None
     try:
         url = bouncer.url(schema="omniq_bouncer")
