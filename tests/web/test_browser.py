@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -42,8 +42,8 @@ def until(fn: Callable[[], object], what: str) -> None:
         try:
             if fn():
                 return
-        except StaleElementReferenceException:
-            pass  # htmx swapped the block while we read it: read again
+        except (StaleElementReferenceException, NoSuchElementException):
+            pass  # htmx is swapping the block (old one gone, new one not in yet): read again
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
 
