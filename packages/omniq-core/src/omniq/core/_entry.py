@@ -10,6 +10,7 @@ which prints the help or the usage error exactly as for every other command.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import Any
@@ -117,7 +118,9 @@ def main() -> None:
     if parsed[1].get("worker_type") == "gevent":
         from ._gevent_boot import boot_command, patched
 
-        if not patched():  # anyio and the drivers are loaded: patch in a fresh process
+        # anyio and the drivers are loaded: patch in a fresh process. Without gevent
+        # there is nothing to patch: the worker reports the missing extra itself.
+        if not patched() and importlib.util.find_spec("gevent") is not None:
             cmd = boot_command("omniq.core._entry", "main", sys.argv[1:])
             os.execv(cmd[0], cmd)
     sys.exit(_run_lean(*parsed))
