@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from omniq.config import FIELD_RULES, EnvConfig, Settings
@@ -234,6 +234,7 @@ def _not_a_number(text: str) -> bool:
 
 
 @given(st.sampled_from(_INT_FIELDS + _FLOAT_FIELDS), st.text().filter(_not_a_number))
+@example("max_workers", "1\x1f")  # int() alone drops the Unicode separator
 def test_non_numeric_text_always_rejected(field: str, text: str) -> None:
     var = EnvConfig.variable(field)
     with pytest.raises(ConfigError) as info:

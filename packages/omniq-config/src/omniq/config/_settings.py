@@ -134,7 +134,16 @@ def _int(minimum: int, maximum: int, what: str = "an integer", zero: str = "") -
         return int(v)
 
     accepted = f"{what} from {minimum} to {maximum:_}" + (f" (0 = {zero})" if zero else "")
-    return FieldRule(accepted, check, lambda t: int(t.strip()), bounds=(minimum, maximum))
+    return FieldRule(accepted, check, _int_text, bounds=(minimum, maximum))
+
+
+def _int_text(text: str) -> int:
+    """An integer variable's value: ``int`` alone would also drop Unicode separators
+    (``"1\\x1f"`` is 1), which ``float`` and the other numeric settings refuse."""
+    s = text.strip(" \t\n\r\v\f")
+    if s != s.strip():
+        raise ValueError(text)
+    return int(s)
 
 
 def _seconds(
