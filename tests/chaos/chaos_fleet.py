@@ -201,6 +201,9 @@ class Audit:
     results_ok: int = 0
     lost: list[str] = field(default_factory=list)
     """Tasks not ending successful with a success result (status or result missing)."""
+    lost_detail: list[str] = field(default_factory=list)
+    """For the first lost tasks, why: stored status and attempt, the result (or None),
+    COMPLETE events, and the ledger's runs (pid, what, seconds after the first run)."""
     runs: int = 0
     reruns: int = 0
     """Extra ledger runs beyond one per task."""
@@ -270,6 +273,8 @@ async def audit(
             a.results_ok += 1
         else:
             a.lost.append(task.id)
+            if len(a.lost_detail) < 10:
+                a.lost_detail.append(_why_lost(task.id, tag, st, res, completes, runs.get(tag, [])))
         mine = runs.get(tag, [])
         a.runs += len(mine)
         a.reruns += max(0, len(mine) - 1)
@@ -284,6 +289,29 @@ async def audit(
                 a.unexplained.append(tag)
     a.statuses = dict(statuses)
     return a
+
+
+def _why_lost(
+    task_id: str,
+    tag: str,
+    st: Task | None,
+    res: TaskResult | None,
+    completes: collections.Counter[str],
+    mine: list[Run],
+) -> str:
+    """One line saying what the stores and the ledger hold for a lost task."""
+    state = "missing" if st is None else f"{st.status.value} attempt={st.attempt}"
+    got = (
+        "None"
+        if res is None
+        else f"{res.status.value} attempts={res.attempts} worker={res.worker_id}"
+    )
+    t0 = mine[0].t if mine else 0
+    ran = ", ".join(f"{r.pid}/{r.ppid} {r.what} +{(r.t - t0) / 1e9:.2f}s" for r in mine)
+    return (
+        f"{tag} {task_id}: task={state} result={got} complete_events={completes[task_id]} "
+        f"runs=[{ran}]"
+    )
 
 
 def wait_until(cond: Any, timeout: float, what: str, interval: float = 0.05) -> None:

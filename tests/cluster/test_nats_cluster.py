@@ -8,19 +8,22 @@ a task may run more than once only when an earlier run overlapped the node's out
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import chaos_tasks as ct
+import nats.js.errors
 import pytest
 from _nodes import NatsCluster
 from chaos_fleet import Fleet, audit, read_ledger, record
 
 from omniq.core import OmniQ
-from omniq.models import BackendUnavailableError, StorageError, TaskStatus
-from omniq.storage import Backend, open_storage
+from omniq.models import BackendUnavailableError, StorageError, Task, TaskResult, TaskStatus, now
+from omniq.storage import Backend, Completion, open_storage
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -37,6 +40,22 @@ async def _ready(url: str, deadline: float = 60.0) -> None:
         try:
             async with open_storage(url):
                 return
+        except (BackendUnavailableError, StorageError):
+            if time.monotonic() > end:
+                raise
+            await anyio.sleep(0.2)
+
+
+async def _enqueue(url: str, events: str, tasks: list[Task], deadline: float = 60.0) -> None:
+    """Enqueue ``tasks`` (by id: a repeated enqueue adds nothing), again while the new
+    cluster still refuses requests (a meta leader elected after ``_ready`` passed)."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            async with OmniQ(url, url, events, lease_seconds=LEASE) as oq:
+                for i in range(0, N, 1000):
+                    await oq.enqueue_many(tasks[i : i + 1000])
+            return
         except (BackendUnavailableError, StorageError):
             if time.monotonic() > end:
                 raise
@@ -61,10 +80,9 @@ async def test_nats_cluster_node_killed_mid_run(tmp_path: Path) -> None:
         events = f"sqlite:///{tmp_path / 'events.db'}"
         ledger = tmp_path / "ledger"
         tags = [f"t{i}" for i in range(N)]
-        async with OmniQ(url, url, events, lease_seconds=LEASE) as oq:
-            tasks = [oq.build(ct.awork, (str(ledger), t, 0.005), max_retries=20) for t in tags]
-            for i in range(0, N, 1000):
-                await oq.enqueue_many(tasks[i : i + 1000])
+        builder = OmniQ(url, url, events, lease_seconds=LEASE)  # builds tasks, never opened
+        tasks = [builder.build(ct.awork, (str(ledger), t, 0.005), max_retries=20) for t in tags]
+        await _enqueue(url, events, tasks)
         cfg = {"url": url, "events": events, "lease": LEASE, "concurrency": 16}
         fleet = Fleet(cfg, tmp_path, size=3).start()
         watcher = await open_storage(url).__aenter__()
@@ -118,6 +136,7 @@ async def test_nats_cluster_node_killed_mid_run(tmp_path: Path) -> None:
         if fleet is not None:
             fleet.close()
         cluster.close()
+    fleet_logs = fleet.logs() if fleet is not None and a.lost else ""  # discarded outcomes
     # Re-runs are explained when a run they repeat started while the node was down
     # (or within a lease before, when its completion could not be acknowledged).
     window = (killed_at - int((LEASE + 5) * 1e9), back_at + int(10e9))
@@ -130,7 +149,64 @@ async def test_nats_cluster_node_killed_mid_run(tmp_path: Path) -> None:
         a.line("nats cluster R3, node SIGKILL", kills=1, seconds=elapsed,
                extra=f"rate={N / elapsed:.0f}/s outage={(back_at - killed_at) / 1e9:.1f}s")
     )  # fmt: skip
-    assert not a.lost, (a.statuses, a.lost[:5], cluster.logs())
+    assert not a.lost, (a.statuses, len(a.lost), a.lost_detail, cluster.logs(), fleet_logs)
     assert a.succeeded == N and a.results_ok == N
     assert not a.duplicate_completions, a.duplicate_completions[:5]
     assert not outside, outside[:5]
+
+
+async def _leader(be: Any, stream: str) -> str:
+    info = await be.js.api(f"STREAM.INFO.{stream}")
+    return str(info["cluster"]["leader"])
+
+
+async def test_nats_cluster_finish_while_results_leader_down() -> None:
+    """``finish`` stores the results with the completions; the streams' leaders sit on
+    different servers. With the results bucket's leader SIGKILLed (the task records'
+    leader alive), no completion may be stored without its result: the finish fails
+    until a new leader is elected, then its retry stores both (the lease still held)."""
+    cluster = NatsCluster(base=14622).start()
+    try:
+        url = cluster.url(namespace="OQFINISH", replicas=3)
+        await _ready(url)
+        async with open_storage(url) as be:
+            assert be.tasks is not None and be.results is not None
+            tasks_stream, results_stream = f"KV_{be.tasks_bucket}", f"KV_{be.results_bucket}"
+            end = time.monotonic() + 60
+            while (lr := await _leader(be, results_stream)) == await _leader(be, tasks_stream):
+                assert time.monotonic() < end, "the two buckets' leaders stayed on one server"
+                with contextlib.suppress(BackendUnavailableError, nats.js.errors.APIError):
+                    await be.js.api(f"STREAM.LEADER.STEPDOWN.{tasks_stream}")
+                await anyio.sleep(0.5)  # a new election takes its time; polled to a deadline
+            tasks = [Task(func="chaos_tasks:awork") for _ in range(20)]
+            await be.tasks.enqueue(tasks)
+            got = await be.tasks.claim(["default"], "host:1:w", limit=20, lease=120.0)
+            assert len(got) == 20
+            next(n for n in cluster.nodes if n.name == lr).kill()
+            completions = [Completion(c.task.id, c.token) for c in got]
+            results = [
+                TaskResult(task_id=c.task.id, status=TaskStatus.SUCCESS, attempts=1,
+                           finished_at=now(), worker_id="host:1:w")
+                for c in got
+            ]  # fmt: skip
+            failed = 0
+            end = time.monotonic() + 60
+            while True:
+                try:
+                    report = await be.tasks.finish(completions, results, be.results, lease=120.0)
+                    break
+                except (BackendUnavailableError, StorageError):
+                    failed += 1
+                    assert time.monotonic() < end, "no results leader elected"
+                    await anyio.sleep(0.2)
+            assert failed, "the finish ran after the results bucket had a new leader"
+            assert sorted(report.done) == sorted(t.id for t in tasks), report
+            ids = [t.id for t in tasks]
+            stored = await be.tasks.get(ids)
+            kept = await be.results.get(ids)
+            assert all(t is not None and t.status is TaskStatus.SUCCESS for t in stored)
+            assert all(r is not None and r.status is TaskStatus.SUCCESS for r in kept), [
+                tid for tid, r in zip(ids, kept, strict=True) if r is None
+            ]
+    finally:
+        cluster.close()

@@ -180,6 +180,7 @@ class NatsBackend(Backend):
         self._nc = nc
         self.payload_limit.engine = nc.max_payload
         self._js = JS(nc, lambda m: on_timer(self, self.ns, m))
+        self._js.replicated = self.replicas > 1
         try:
             await self.call(self._js.start)
             await self.call(self._ensure_streams)

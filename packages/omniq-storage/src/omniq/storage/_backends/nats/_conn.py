@@ -85,6 +85,13 @@ class JS:
         self._resp = nc.new_inbox()
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self.replicated = False
+        """Set by the backend when its streams have replicas (always a cluster)."""
+
+    def apart(self) -> bool:
+        """Whether streams may have their leaders on different servers: replicated
+        streams, or a server that names others (a cluster, even with one replica)."""
+        return self.replicated or len(self.nc.servers) > 1
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self._timer_inbox, cb=self._on_timer_msg)
@@ -184,7 +191,16 @@ class JS:
         """Publish ``items`` behind ``lead`` in one batch (the lead's bytes precede them
         on the connection, so whatever of the batch the server reads includes the lead).
         Returns whether every lead publish was stored, and the items' ``publish_many``
-        answers."""
+        answers.
+
+        In a cluster (``apart``) the streams' leaders store independently, on different
+        servers: an item can be stored while the lead's stream has no leader (no
+        responders) or loses the lead with its server. There the lead is sent first and
+        the items only once every lead publish is acknowledged (one more round trip);
+        a lead not stored raises before any item is sent."""
+        if lead and items and self.apart():
+            await self.publish_many(lead)
+            return True, await self.publish_many(items)
         msgs = await self.many([*lead, *items])
         stored = True
         for m in msgs[: len(lead)]:

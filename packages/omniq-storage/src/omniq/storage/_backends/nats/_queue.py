@@ -95,7 +95,9 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         still held with more than ``fence_margin`` seconds left needs no write; the
         others are renewed), then the results and the completions in one batch, the
         results ahead on the connection (``_change_many``'s ``lead``): two round trips,
-        and no renewal write for a task that finishes well inside its lease."""
+        and no renewal write for a task that finishes well inside its lease. With
+        replicas, every lease is renewed and the results are acknowledged before the
+        completions are sent: three round trips."""
         if not (
             results and isinstance(result_store, NatsResults) and result_store.owner is self._be
         ):

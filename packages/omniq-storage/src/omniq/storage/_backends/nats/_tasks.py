@@ -173,7 +173,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         on the connection, so a client dying mid-batch cannot leave a write without
         them; one the server refuses is published again on its own before any
         slow-path write, and if that fails too the batch's writes are undone
-        (``_lead_lost``)."""
+        (``_lead_lost``). In a cluster the lead is acknowledged before the writes are
+        sent (``JS.publish_led``): another stream's leader would store them even while
+        the lead's stream has none."""
         out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
         slow: list[int] = []
         fast: list[tuple[int, Rec, Rec, int]] = []
@@ -355,10 +357,11 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         ever waited for an id not enqueued yet (None: not read).
 
         ``lead`` (the round's guard and TTL timers) goes in the creates' batch, ahead of
-        them on the connection, so a client dying mid-batch cannot leave a record
-        without its guard; a lead the server refuses is published again on its own
-        before the records are announced. The waiters flag is read with the
-        announcements, after the creates (``_deps.adopt_waiters``)."""
+        them on the connection (in a cluster, acknowledged before them), so a client
+        dying mid-batch cannot leave a record without its guard; a lead the server
+        refuses is published again on its own before the records are announced. The
+        waiters flag is read with the announcements, after the creates
+        (``_deps.adopt_waiters``)."""
         recs = []
         for i in idx:
             t = tasks[i]
