@@ -4,7 +4,7 @@ find it free; a call that fails on it or is cancelled hands it back to the pool.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -134,3 +134,46 @@ async def test_a_pool_of_one_keeps_no_lane() -> None:
                 tg.start_soon(backend.run, _pid)
         assert backend._lane is None
         await backend.drop()
+
+
+async def test_only_a_process_that_waits_for_work_listens_to_the_work_channel(
+    be: PostgresBackend,
+) -> None:
+    """A producer does not LISTEN on the work channel (it would receive the NOTIFY of
+    every enqueue); its first wait for work does, and an enqueue elsewhere wakes it."""
+    from omniq.models import Task, now
+    from omniq.storage import open_storage
+
+    assert be.tasks is not None
+    await be.tasks.enqueue([Task(func="m:f")])
+    assert be.work_channel not in await _channels(be)
+    assert be.result_channel in await _channels(be)
+    async with open_storage(be.url) as other:
+        assert other.tasks is not None
+        woke: list[float] = []
+
+        async def wait() -> None:
+            assert be.tasks is not None
+            if await be.tasks.wait_for_work(["empty"], 10):
+                woke.append(now())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await poll_until(_listened(be), bool)  # (one query at a time on that connection)
+            assert be.work_channel in await _channels(be)
+            sent = now()
+            await other.tasks.enqueue([Task(func="m:f", queue="empty")])
+        assert woke and woke[0] - sent < 5.0
+
+
+async def _channels(be: PostgresBackend) -> list[str]:
+    """The channels the backend's LISTEN connection listens to (asked on it)."""
+    rows = await be._listen_conn.fetch("SELECT pg_listening_channels()")
+    return [r[0] for r in rows]
+
+
+def _listened(be: PostgresBackend) -> Callable[[], Awaitable[bool]]:
+    async def done() -> bool:
+        return be._work_listened and not be._work_listen_lock.locked()
+
+    return done

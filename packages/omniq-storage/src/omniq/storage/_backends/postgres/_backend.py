@@ -245,6 +245,9 @@ class PostgresBackend(Backend):
         self._listen_conn: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        self._work_listened = False
+        """The work channel is (to be) listened to: ``listen_work`` was called."""
+        self._work_listen_lock = asyncio.Lock()
         self.work_wake = Wake()
         """Wakes ``wait_for_work`` by queue name (the work channel's payload)."""
         self.result_wake = Wake()
@@ -389,7 +392,8 @@ class PostgresBackend(Backend):
             self._dsn, server_settings={"application_name": self.application_name}
         )
         try:
-            await conn.add_listener(self.work_channel, self._on_notify)
+            if self._work_listened:
+                await conn.add_listener(self.work_channel, self._on_notify)
             await conn.add_listener(self.result_channel, self._on_notify)
             await conn.add_listener(self.cancel_channel, self._on_notify)
         except BaseException:
@@ -398,6 +402,28 @@ class PostgresBackend(Backend):
         conn.add_termination_listener(self._on_lost)
         self._listen_conn = conn
         self._lost.clear()
+
+    async def listen_work(self) -> None:
+        """LISTEN on the work channel from now on. The first wait for work (or for
+        freed flow-limit slots) asks for it: a process that only enqueues never receives
+        the work NOTIFY of every enqueue, its own and other producers'. Returns once the
+        channel is listened to, so a wait that follows misses no NOTIFY."""
+        if self._work_listened or self.pgbouncer:
+            return
+        async with self._work_listen_lock:
+            await self._listen_work_once()
+
+    async def _listen_work_once(self) -> None:
+        if self._work_listened:  # another wait did while this one queued for the lock
+            return
+        self._work_listened = True  # a listener reopened from now on listens too
+        conn = self._listen_conn
+        if conn is None:
+            return
+        try:
+            await conn.add_listener(self.work_channel, self._on_notify)
+        except Exception:
+            self._lost.set()  # reopen it (listening on the work channel); waits wake
 
     async def _keep_listening(self) -> None:
         """Reopen the LISTEN connection when the server drops it; wake every waiter then,
