@@ -24,3 +24,6 @@ class PgEngine(Engine, Protocol):
     poll_interval: float | None
     """Seconds between checks while no LISTEN connection wakes waits (PgBouncer), else None."""
     vacuumer: Vacuumer
+
+    async def listen_work(self) -> None:
+        """LISTEN on the work channel before a wait on ``work_wake``."""

@@ -333,6 +333,7 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
 
     async def wait_for_limits(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         """Until ``limits_freed`` names one of ``queues`` (True) or ``timeout`` passes."""
+        await self._be.listen_work()
         with self._be.work_wake.watch([f"{LIMITS_FREED}{q}" for q in queues]) as watch:
             return await watch.wait(timeout)
 
@@ -753,6 +754,7 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         keys = builtins.list(queues)
+        await self._be.listen_work()
         if self._be.poll_interval is not None:  # no LISTEN: look again soon
             timeout = min(timeout, self._be.poll_interval)
         with self._be.work_wake.watch(keys) as watch:
