@@ -101,6 +101,29 @@ _TUPLE_LAYOUT = all(
 valid), as in the SDK versions this module knows."""
 
 
+def _unsampled(
+    trace_id: int, span_id: int, random: bool, state: Any = _DEFAULT_STATE
+) -> NonRecordingSpan:
+    """``NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=
+    <not sampled, random>, trace_state=state))``, the span context built as its
+    constructor builds it."""
+    if _TUPLE_LAYOUT and state is _DEFAULT_STATE:
+        valid = 0 < trace_id <= _TRACE_MAX and 0 < span_id <= _SPAN_MAX
+        flags = _FLAGS[False, random]
+        return NonRecordingSpan(
+            _new_tuple(SpanContext, (trace_id, span_id, False, flags, state, valid))
+        )
+    return NonRecordingSpan(
+        SpanContext(
+            trace_id,
+            span_id,
+            is_remote=False,
+            trace_flags=_FLAGS[False, random],
+            trace_state=state,
+        )
+    )
+
+
 def _drops(sampler: object) -> bool:
     """Whether ``sampler`` is exactly the SDK's static sampler that drops everything."""
     return (
@@ -207,24 +230,7 @@ class LeanRuns:
         tracer = self._tracer
         if not tracer._tracer_config.is_enabled:
             return None
-        span_id = tracer.id_generator.generate_span_id()
-        if _TUPLE_LAYOUT:  # SpanContext(...) without its argument defaults and checks
-            return NonRecordingSpan(
-                _new_tuple(
-                    SpanContext,
-                    (
-                        trace_id,
-                        span_id,
-                        False,
-                        _FLAGS[False, random],
-                        _DEFAULT_STATE,
-                        0 < trace_id <= _TRACE_MAX and 0 < span_id <= _SPAN_MAX,
-                    ),
-                )
-            )
-        return NonRecordingSpan(
-            SpanContext(trace_id, span_id, is_remote=False, trace_flags=_FLAGS[False, random])
-        )
+        return _unsampled(trace_id, tracer.id_generator.generate_span_id(), random)
 
     def start(self, task: Task, parent: Context) -> Any:
         """The run span of ``task``, a child of the span ``parent`` holds, as
@@ -239,14 +245,9 @@ class LeanRuns:
             random = parent_sc.trace_flags.random_trace_id
             parent_or_none: SpanContext | None = parent_sc
             if self.drops_unsampled and parent_sc.is_remote and not parent_sc.trace_flags.sampled:
-                return NonRecordingSpan(  # the decision ParentBased takes
-                    SpanContext(
-                        trace_id,
-                        ids.generate_span_id(),
-                        is_remote=False,
-                        trace_flags=_FLAGS[False, bool(random)],
-                        trace_state=parent_sc.trace_state,
-                    )
+                # the decision ParentBased takes
+                return _unsampled(
+                    trace_id, ids.generate_span_id(), bool(random), parent_sc.trace_state
                 )
         else:
             trace_id = ids.generate_trace_id()
@@ -254,14 +255,8 @@ class LeanRuns:
             parent_or_none = None
             bound = self._root_bound
             if bound is not None and trace_id & _RATIO_LIMIT >= bound:
-                return NonRecordingSpan(  # the decision TraceIdRatioBased takes
-                    SpanContext(
-                        trace_id,
-                        ids.generate_span_id(),
-                        is_remote=False,
-                        trace_flags=_FLAGS[False, bool(random)],
-                    )
-                )
+                # the decision TraceIdRatioBased takes
+                return _unsampled(trace_id, ids.generate_span_id(), bool(random))
         attributes: dict[str, Any] = {
             "messaging.system": "omniq",
             "messaging.operation.type": "process",
