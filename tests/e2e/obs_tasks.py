@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from opentelemetry import trace
 
@@ -62,4 +63,31 @@ def annotates(n: int) -> int:
     span.set_attributes({"app.tags": ["a", "b"]})
     span.add_event("app.step", {"step": 1})
     span.update_name("omniq.run annotated")
+    return n
+
+
+QUEUE: Any = None
+"""The OmniQ ``enqueues_a_child`` enqueues into (set in-process by the test)."""
+
+SEEN: list[dict[str, Any]] = []
+"""What each ``enqueues_a_child`` run saw: its current span and its child's carrier."""
+
+
+async def enqueues_a_child(n: int) -> int:
+    """Enqueue a task from inside the run; note the run's span and the child's context."""
+    span = trace.get_current_span()
+    sc = span.get_span_context()
+    child = await QUEUE.enqueue("obs_tasks:ok", (n,), queue="children")
+    SEEN.append(
+        {
+            "type": type(span).__name__,
+            "recording": span.is_recording(),
+            "trace_id": sc.trace_id,
+            "span_id": sc.span_id,
+            "remote": sc.is_remote,
+            "flags": int(sc.trace_flags),
+            "trace_state": sc.trace_state.to_header(),
+            "child": child.metadata.get("trace_context"),
+        }
+    )
     return n

@@ -351,3 +351,61 @@ def test_the_sdk_fast_path_records_the_run_spans_start_span_would() -> None:
     failed = next(s for s in fast_spans if key(s) == ("omniq.run", "obs_tasks:boom"))
     assert failed["status"] == ["ERROR", "ValueError: boom"]
     assert failed["events"][0]["attributes"]["exception.type"] == "ValueError"
+
+
+def test_an_unsampled_task_passes_its_trace_on_to_what_its_run_enqueues() -> None:
+    """Under ``ParentBased`` an unsampled task's run records nothing, yet the run span is
+    in the task's trace, unsampled, with a span id of its own and the parent's trace
+    state, and a task enqueued from inside the run carries that trace, as through
+    ``Tracer.start_span`` (the second phase, forced by a processor with ``on_start``)."""
+    got = _provider_run("unsampled")
+    assert got["phases"] == [[], []]
+    assert got["ended"] == []
+    seen = got["seen"]
+    assert len(seen) == 4  # two tasks (one with a tracestate) in each phase
+    parent_trace, parent_span = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+    for run in seen:
+        assert run["type"] == "NonRecordingSpan"
+        assert run["recording"] is False
+        assert run["trace_id"] == parent_trace
+        assert run["span_id"] not in (0, parent_span)
+        assert (run["remote"], run["flags"]) == (False, 0)
+        version, trace_id, span_id, flags = run["child"]["traceparent"].split("-")
+        assert (version, int(trace_id, 16), flags) == ("00", parent_trace, "00")
+        assert int(span_id, 16) != 0  # the child's own (unsampled) enqueue span
+    assert [r["trace_state"] for r in seen] == ["", "vendor=v1"] * 2
+    assert [r["child"].get("tracestate") for r in seen] == [None, "vendor=v1"] * 2
+    assert len({r["span_id"] for r in seen}) == 4
+
+
+def test_a_ratio_sampler_decides_root_runs() -> None:
+    """Runs of tasks without a context are root spans: a ratio of 0 records none of
+    them (nor the spans they open), a ratio of 1 records each."""
+    none = _provider_run("ratio0")
+    assert none["phases"] == [[]]
+    assert none["ended"] == []
+    assert none["children_sampled"] == [False]
+    every = _provider_run("ratio1")
+    (spans,) = every["phases"]
+    runs = [s for s in spans if s["name"] == "omniq.run"]
+    assert sorted(s["attributes"]["omniq.task.function"] for s in runs) == [
+        "obs_tasks:ok",
+        "obs_tasks:opens_a_span",
+    ]
+    assert all(s["parent"] is None and s["flags"] & 1 for s in runs)
+    assert len({s["trace_id"] for s in runs}) == 2
+    assert every["children_sampled"] == [True]
+
+
+def test_a_sampler_of_its_own_decides_every_run() -> None:
+    """A sampler the worker does not recognise (here a ``ParentBased`` with its own
+    ``should_sample``) is asked about each run, and its decision stands: it records the
+    runs of unsampled tasks, and what they enqueue follows the recorded run."""
+    got = _provider_run("custom")
+    assert got["asked"].count("omniq.run") == 4
+    for phase in got["phases"]:
+        runs = [s for s in phase if s["name"] == "omniq.run"]
+        assert len(runs) == 2
+        assert all(s["flags"] & 1 and s["parent"][2] is True for s in runs)
+        assert all(s["attributes"]["messaging.system"] == "omniq" for s in runs)
+    assert [r["flags"] & 1 for r in got["seen"]] == [1] * 4

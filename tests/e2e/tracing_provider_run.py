@@ -6,13 +6,21 @@ A process of its own because the global tracer provider can be set once per proc
 - ``drop``: the provider's sampler drops everything; a task that opens a span runs.
 - ``parent``: ``ParentBased(ALWAYS_ON)``; tasks are enqueued under an unsampled
   remote parent, one opens a span of its own.
+- ``unsampled``: ``ParentBased(ALWAYS_ON)``; tasks that enqueue a task of their own are
+  enqueued under an unsampled remote parent (one with a ``tracestate``), run once as the
+  provider is and once after a span processor with ``on_start`` is added.
+- ``ratio0``, ``ratio1``: ``ParentBased(TraceIdRatioBased(0 or 1))``; tasks enqueued
+  without tracing (no context: their runs are root spans), one opens a span.
+- ``custom``: a ``ParentBased`` whose ``should_sample`` is overridden to record every run;
+  tasks are enqueued under an unsampled remote parent.
 - ``compare``: the default sampler; a task that opens a span, a failing task and one
   that annotates its run span run once as the provider is, then again after a span
   processor with ``on_start`` is added (which the worker's fast path leaves to
   ``Tracer.start_span``).
 
 Prints one JSON object: ``{"phases": [[span, ...], ...], "children_sampled": [...],
-"ended": [the name of every span any processor's on_end saw]}``.
+"ended": [the name of every span any processor's on_end saw], "seen": [what each
+enqueues_a_child run saw, ...], "asked": [the span names a custom sampler decided]}``.
 """
 
 from __future__ import annotations
@@ -29,8 +37,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from omniq.core import OmniQ
 
@@ -53,6 +69,46 @@ class _Ends(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         self.ended.append(span.name)
+
+
+class _Asks(ParentBased):
+    """A sampler of its own: records every run, whatever the parent says."""
+
+    def __init__(self) -> None:
+        super().__init__(ALWAYS_ON)
+        self.asked: list[str] = []
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        self.asked.append(name)
+        if name == "omniq.run":
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return super().should_sample(parent_context, trace_id, name, kind, attributes, links)
+
+
+_UNSAMPLED = SpanContext(
+    0x0AF7651916CD43DD8448EB211C80319C,
+    0xB7AD6B7169203331,
+    is_remote=True,
+    trace_flags=TraceFlags(TraceFlags.DEFAULT),
+)
+
+
+def _enqueue_under(oq: OmniQ, parent: SpanContext, funcs: list[Any]) -> None:
+    token = context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+    try:
+        for func, args in funcs:
+            oq.enqueue_sync(func, args, max_retries=0)
+    finally:
+        context.detach(token)
 
 
 def _dump(span: ReadableSpan) -> dict[str, Any]:
@@ -96,14 +152,53 @@ def _run(oq: OmniQ, exporter: InMemorySpanExporter, funcs: list[Any]) -> list[di
 
 
 def main(mode: str) -> None:
-    sampler = {"drop": ALWAYS_OFF, "parent": ParentBased(ALWAYS_ON), "compare": None}[mode]
+    asks = _Asks()
+    sampler: Sampler | None = {
+        "drop": ALWAYS_OFF,
+        "parent": ParentBased(ALWAYS_ON),
+        "unsampled": ParentBased(ALWAYS_ON),
+        "ratio0": ParentBased(TraceIdRatioBased(0.0)),
+        "ratio1": ParentBased(TraceIdRatioBased(1.0)),
+        "custom": asks,
+        "compare": None,
+    }[mode]
     provider = TracerProvider(sampler=sampler)
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     ends = _Ends()
     provider.add_span_processor(ends)
     trace.set_tracer_provider(provider)
-    phases = []
+    phases: list[list[dict[str, Any]]] = []
+    if mode in ("unsampled", "custom"):
+        with OmniQ("memory://", tracing=True) as oq:
+            ot.QUEUE = oq
+            with_state = SpanContext(
+                _UNSAMPLED.trace_id,
+                _UNSAMPLED.span_id,
+                is_remote=True,
+                trace_flags=_UNSAMPLED.trace_flags,
+                trace_state=TraceState([("vendor", "v1")]),
+            )
+            for processor in (None, _Starts()):
+                if processor is not None:  # the second phase: through Tracer.start_span
+                    provider.add_span_processor(processor)
+                exporter.clear()
+                _enqueue_under(oq, _UNSAMPLED, [(ot.enqueues_a_child, (1,))])
+                _enqueue_under(oq, with_state, [(ot.enqueues_a_child, (2,))])
+                oq.run_worker_sync(queues=["default"], burst=True)
+                phases.append([_dump(s) for s in exporter.get_finished_spans()])
+        _print(phases, ends, asks)
+        return
+    if mode in ("ratio0", "ratio1"):  # tasks without a context: root runs
+        url = f"file+memory://omniq-{mode}"
+        with OmniQ(url) as plain:
+            plain.enqueue_sync(ot.opens_a_span, (1,), max_retries=0)
+            plain.enqueue_sync(ot.ok, (2,), max_retries=0)
+        with OmniQ(url, tracing=True) as oq:
+            oq.run_worker_sync(burst=True)
+        phases.append([_dump(s) for s in exporter.get_finished_spans()])
+        _print(phases, ends, asks)
+        return
     with OmniQ("memory://", tracing=True, retry_delay=0.01) as oq:
         work = [(ot.opens_a_span, (1,)), (ot.boom, ())]
         if mode == "compare":
@@ -131,9 +226,18 @@ def main(mode: str) -> None:
             provider.add_span_processor(starts)
             phases.append(_run(oq, exporter, work))
             assert "omniq.run" in starts.started, starts.started
-    print(
-        json.dumps({"phases": phases, "children_sampled": ot.CHILDREN_SAMPLED, "ended": ends.ended})
-    )
+    _print(phases, ends, asks)
+
+
+def _print(phases: list[list[dict[str, Any]]], ends: _Ends, asks: _Asks) -> None:
+    out = {
+        "phases": phases,
+        "children_sampled": ot.CHILDREN_SAMPLED,
+        "ended": ends.ended,
+        "seen": ot.SEEN,
+        "asked": asks.asked,
+    }
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

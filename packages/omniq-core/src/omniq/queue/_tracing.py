@@ -38,6 +38,8 @@ _EMPTY: Any = None  # the empty OpenTelemetry Context, set when Tracing is first
 
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 """A version-00 ``traceparent`` exactly as the W3C propagator writes it."""
+_SAMPLED = 0x01  # the W3C trace flags
+_RANDOM = 0x02
 
 
 def tracing_for(settings: Settings) -> Tracing | None:
@@ -114,8 +116,9 @@ class Tracing:
             self._textmap = textmap
         return self._w3c
 
-    def _extract(self, carrier: dict[str, Any]) -> Any:
-        """The context ``carrier`` holds, as ``propagate.extract(carrier)`` reads it."""
+    def _plain(self, carrier: dict[str, Any]) -> tuple[int, int, int] | None:
+        """(trace id, span id, flags) of a carrier holding nothing but a valid plain
+        ``traceparent`` under the default propagator, else None."""
         if len(carrier) == 1 and self._is_w3c():
             traceparent = carrier.get("traceparent")
             if type(traceparent) is str and len(traceparent) == 55:
@@ -123,13 +126,21 @@ class Tracing:
                 if m is not None:
                     trace_id, span_id = int(m[1], 16), int(m[2], 16)
                     if trace_id and span_id:
-                        parent = self._span_context(
-                            trace_id,
-                            span_id,
-                            is_remote=True,
-                            trace_flags=self._flags(int(m[3], 16)),
-                        )
-                        return self._in_context(self._non_recording(parent), _EMPTY)
+                        return trace_id, span_id, int(m[3], 16)
+        return None
+
+    def _remote(self, trace_id: int, span_id: int, flags: int) -> Any:
+        """The context the propagator extracts from a plain ``traceparent``."""
+        parent = self._span_context(
+            trace_id, span_id, is_remote=True, trace_flags=self._flags(flags)
+        )
+        return self._in_context(self._non_recording(parent), _EMPTY)
+
+    def _extract(self, carrier: dict[str, Any]) -> Any:
+        """The context ``carrier`` holds, as ``propagate.extract(carrier)`` reads it."""
+        plain = self._plain(carrier)
+        if plain is not None:
+            return self._remote(*plain)
         return self._propagate.extract(carrier)
 
     def _parent(self, task: Task) -> Any:
@@ -218,8 +229,20 @@ class Tracing:
 
     def _start_run(self, task: Task) -> Any:
         carrier = task.metadata.get(TRACE_CONTEXT_KEY)
-        parent = self._extract(carrier) if isinstance(carrier, dict) and carrier else _EMPTY
         lean = self._lean_runs()
+        parent = _EMPTY
+        if isinstance(carrier, dict) and carrier:
+            plain = self._plain(carrier)
+            if plain is None:
+                parent = self._propagate.extract(carrier)
+            else:
+                trace_id, span_id, flags = plain
+                if lean is not None and lean.drops_unsampled and not flags & _SAMPLED:
+                    # the decision is known: no parent context is built for it
+                    span = lean.unsampled(trace_id, bool(flags & _RANDOM))
+                    if span is not None:
+                        return span
+                parent = self._remote(trace_id, span_id, flags)
         span = None if lean is None else lean.start(task, parent)
         if span is None:
             span = self._start_span(task, parent)

@@ -12,6 +12,17 @@ a ``ReadableSpan`` that is also a live span (attributes, events, status, name ca
 set while it runs, with the SDK's limits), handed to the span processors' ``on_end``
 itself when it ends, instead of the SDK span's validated attribute copy, lock and end
 copy.
+
+The sampler's decision is taken without calling it where the sampler is recognised
+exactly as one of the SDK's standard ones and the decision is a drop: ``ParentBased``
+(its ``should_sample`` not overridden) whose remote-parent-not-sampled delegate is the
+SDK's static drop sampler, for a task whose context is unsampled (``unsampled``); and a
+``ParentBased`` whose root is ``TraceIdRatioBased`` or the static drop sampler, for a
+root run whose new trace id the ratio rejects. The span is then the
+``NonRecordingSpan`` the sampler's decision would give (same trace id, a new span id,
+the unsampled flag, the parent's trace state), with no attributes, sampling result or
+parent lookup built for it. Every other sampler, and every decision to record, goes
+through ``Sampler.should_sample``.
 """
 
 from __future__ import annotations
@@ -37,6 +48,13 @@ from opentelemetry.sdk.trace import (
 )
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    StaticSampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import (
     Link,
@@ -67,6 +85,87 @@ _FLAGS = {
 }
 
 
+_RATIO_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
+_DEFAULT_STATE = SpanContext(1, 1, is_remote=False).trace_state  # the SDK's shared default
+_TRACE_MAX = 2**128 - 1
+_SPAN_MAX = 2**64 - 1
+_new_tuple: Any = tuple.__new__
+_TUPLE_LAYOUT = all(
+    _new_tuple(SpanContext, (t, s, False, f, _DEFAULT_STATE, valid))
+    == SpanContext(t, s, is_remote=False, trace_flags=f)
+    and SpanContext(t, s, is_remote=False, trace_flags=f).trace_state is _DEFAULT_STATE
+    for t, s, valid in ((1, 2, True), (_TRACE_MAX, _SPAN_MAX, True), (1, 0, False))
+    for f in _FLAGS.values()
+)
+"""Whether a ``SpanContext`` is the tuple (trace id, span id, remote, flags, state,
+valid), as in the SDK versions this module knows."""
+
+
+def _unsampled(
+    trace_id: int, span_id: int, random: bool, state: Any = _DEFAULT_STATE
+) -> NonRecordingSpan:
+    """``NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=
+    <not sampled, random>, trace_state=state))``, the span context built as its
+    constructor builds it."""
+    if _TUPLE_LAYOUT and state is _DEFAULT_STATE:
+        valid = 0 < trace_id <= _TRACE_MAX and 0 < span_id <= _SPAN_MAX
+        flags = _FLAGS[False, random]
+        return NonRecordingSpan(
+            _new_tuple(SpanContext, (trace_id, span_id, False, flags, state, valid))
+        )
+    return NonRecordingSpan(
+        SpanContext(
+            trace_id,
+            span_id,
+            is_remote=False,
+            trace_flags=_FLAGS[False, random],
+            trace_state=state,
+        )
+    )
+
+
+def _drops(sampler: object) -> bool:
+    """Whether ``sampler`` is exactly the SDK's static sampler that drops everything."""
+    return (
+        isinstance(sampler, StaticSampler)
+        and type(sampler).should_sample is StaticSampler.should_sample
+        and sampler._decision is Decision.DROP
+    )
+
+
+def _parent_based(sampler: Sampler) -> ParentBased | None:
+    """``sampler`` when it is the SDK's ``ParentBased`` with its decision logic intact."""
+    if isinstance(sampler, ParentBased) and type(sampler).should_sample is (
+        ParentBased.should_sample
+    ):
+        return sampler
+    return None
+
+
+def _unsampled_drops(sampler: Sampler) -> bool:
+    """Whether ``sampler`` certainly drops a span whose parent is remote and unsampled."""
+    parent_based = _parent_based(sampler)
+    return parent_based is not None and _drops(parent_based._remote_parent_not_sampled)
+
+
+def _root_bound(sampler: Sampler) -> int | None:
+    """The trace-id bound under which ``sampler`` samples a root span, when its root is
+    the SDK's ratio sampler (or static drop sampler, bound 0); None for any other."""
+    parent_based = _parent_based(sampler)
+    if parent_based is None:
+        return None
+    root = parent_based._root
+    if _drops(root):
+        return 0
+    if (
+        type(root) is TraceIdRatioBased
+        and type(root).TRACE_ID_LIMIT == _RATIO_LIMIT
+        and isinstance(root._bound, int)
+    ):
+        return root._bound
+    return None
+
+
 def _plain_processor(processor: SpanProcessor) -> bool:
     """Whether ``processor`` needs nothing but ``on_end`` of a finished span."""
     cls = type(processor)
@@ -78,12 +177,16 @@ def _plain_processor(processor: SpanProcessor) -> bool:
 class LeanRuns:
     """Starts run spans for one SDK tracer provider (see the module docstring)."""
 
-    __slots__ = ("_processor", "_processors", "_tracer")
+    __slots__ = ("_processor", "_processors", "_root_bound", "_tracer", "drops_unsampled")
 
     def __init__(self, tracer: Tracer, processor: SpanProcessor) -> None:
         self._tracer = tracer
         self._processor = processor
         self._processors = getattr(processor, "_span_processors", None)
+        sampler = tracer.sampler
+        self.drops_unsampled = _unsampled_drops(sampler)
+        """Whether ``unsampled`` applies: the sampler drops runs of unsampled tasks."""
+        self._root_bound = _root_bound(sampler)
 
     @classmethod
     def for_provider(cls, provider: object) -> LeanRuns | None:
@@ -120,6 +223,15 @@ class LeanRuns:
         processor: Any = self._processor
         return self._processors is processor._span_processors
 
+    def unsampled(self, trace_id: int, random: bool) -> Any:
+        """The run span of a task whose context is a remote unsampled parent in trace
+        ``trace_id`` (a plain ``traceparent``, no trace state), as ``start`` makes it
+        when ``drops_unsampled``; None when the tracer is disabled."""
+        tracer = self._tracer
+        if not tracer._tracer_config.is_enabled:
+            return None
+        return _unsampled(trace_id, tracer.id_generator.generate_span_id(), random)
+
     def start(self, task: Task, parent: Context) -> Any:
         """The run span of ``task``, a child of the span ``parent`` holds, as
         ``Tracer.start_span`` would make it; None when the tracer is disabled."""
@@ -132,10 +244,19 @@ class LeanRuns:
             trace_id = parent_sc.trace_id
             random = parent_sc.trace_flags.random_trace_id
             parent_or_none: SpanContext | None = parent_sc
+            if self.drops_unsampled and parent_sc.is_remote and not parent_sc.trace_flags.sampled:
+                # the decision ParentBased takes
+                return _unsampled(
+                    trace_id, ids.generate_span_id(), bool(random), parent_sc.trace_state
+                )
         else:
             trace_id = ids.generate_trace_id()
             random = ids.is_trace_id_random()
             parent_or_none = None
+            bound = self._root_bound
+            if bound is not None and trace_id & _RATIO_LIMIT >= bound:
+                # the decision TraceIdRatioBased takes
+                return _unsampled(trace_id, ids.generate_span_id(), bool(random))
         attributes: dict[str, Any] = {
             "messaging.system": "omniq",
             "messaging.operation.type": "process",
