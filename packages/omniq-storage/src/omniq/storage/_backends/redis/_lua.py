@@ -47,7 +47,8 @@ _PRELUDE = "_common.lua"
 _PARTS = {
     "claim": ("_limits.lua",),
     "limits": ("_limits.lua",),
-    "enqueue": ("_ended.lua",),
+    "enqueue": ("_ended.lua", "_handover.lua"),
+    "enqueue_one": ("_handover.lua",),
     "cancel": ("_ended.lua",),
     "expire": ("_ended.lua",),
     "complete": ("_ended.lua",),
