@@ -37,7 +37,8 @@ async def pair() -> AsyncIterator[tuple[RedisBackend, RedisBackend]]:
 async def _dump(be: RedisBackend) -> dict[str, Any]:
     """Every key under the backend's prefix (prefix removed, also from values) with its
     content."""
-    r, p = be.redis, be.prefix
+    r: Any = be.redis
+    p = be.prefix
 
     def strip(v: Any) -> Any:
         return v.replace(p.encode(), b"<P>") if isinstance(v, bytes) else v
