@@ -114,3 +114,21 @@ async def test_handover_same_as_the_batch_script(
 def test_pack_evalsha_is_pack_command() -> None:
     args = ("p:", "1.5", b"\x00\xffbin", 0, -3, 1795837321.7916415, "ünï", True)
     assert pack_evalsha("a" * 40, args) == pack_command("EVALSHA", "a" * 40, 0, *args)
+
+
+def test_scripts_are_made_on_first_use() -> None:
+    from omniq.storage._backends.redis._lua import Scripts, load_script, script_names
+
+    made: list[str] = []
+
+    def make(text: str) -> int:
+        made.append(text)
+        return len(made)
+
+    scripts = Scripts(make)
+    assert "enqueue_one" in scripts and sorted(scripts) == script_names()
+    assert made == []
+    assert scripts["enqueue_one"] == scripts["enqueue_one"] == 1
+    assert made == [load_script("enqueue_one")]
+    with pytest.raises(KeyError):
+        scripts["no-such-script"]
