@@ -8,8 +8,10 @@ time is its own. Point it at a Redis nobody else uses (commandstats are server-w
     URL=redis://127.0.0.1:6399/0 N=20000 B=100 uv run python -m benchmarks.redis_scripts
 
 Prints, per phase: server µs per task (EVALSHA time / tasks), server µs per call, calls,
-and the client's wall µs per task. ``single`` is the enqueue script one task per call
-(what ``await oq.enqueue(...)`` sends). The prefix is unique per run and dropped after.
+and the client's wall µs per task. ``single`` is one task per call, what ``await
+oq.enqueue(...)`` sends (the lean ``enqueue_one`` script); ``single-b`` the same through
+the batch script ``enqueue``, for comparison. The prefix is unique per run and dropped
+after.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from omniq.queue import build_task
 from omniq.serialization import SerializationManager
 from omniq.storage import Completion
 from omniq.storage._backends.redis._backend import RedisBackend
+from omniq.storage._remote import encode
 
 
 async def _stats(be: RedisBackend) -> dict[str, tuple[int, int]]:
@@ -114,6 +117,13 @@ async def main() -> None:
         t1 = time.perf_counter()
         s4 = await _stats(be)
         _report("single", singles, t1 - t0, _delta(s3, s4))
+        more = [build_task(ser, st, "benchmarks.drain:noop", queue="b2") for _ in range(singles)]
+        t0 = time.perf_counter()
+        for t in more:
+            await q._enqueue([t], [encode(t)], "cancel")
+        t1 = time.perf_counter()
+        s5 = await _stats(be)
+        _report("single-b", singles, t1 - t0, _delta(s4, s5))
     finally:
         await be.drop()
         await be.close()

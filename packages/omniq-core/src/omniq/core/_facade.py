@@ -52,7 +52,6 @@ from ._limits import LimitOps
 from ._queues import QueueOps
 from ._schedules import ScheduleOps
 from ._session import Session
-from ._supervisor import check_processes, supervisor_for
 from ._task_control import TaskControlOps
 from ._taskfn import TaskFunction, make_task_function
 from ._urls import resolve_urls
@@ -180,6 +179,9 @@ class OmniQ(
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``fn(session, *args)`` on the home loop, from any loop."""
+        session = self._session
+        if session is not None and session.loop is asyncio.get_running_loop():
+            return await fn(session, *args)  # the common case: on the home loop
         session = self._live()
         if session is None or session.loop is asyncio.get_running_loop():
             return await fn(await self._ensure(), *args)
@@ -448,8 +450,11 @@ class OmniQ(
         options, so ``concurrency`` is per process) under a supervisor that restarts
         one that dies; cancelling stops them gracefully. The counters are summed."""
         opts = dict(pool_options, queues=queues, concurrency=concurrency, worker_type=worker_type)
-        if check_processes(processes) > 1:
-            return await supervisor_for(self, opts, processes, burst=burst).run_async()
+        if not (type(processes) is int and processes == 1):  # else no supervisor to load
+            from ._supervisor import check_processes, supervisor_for
+
+            if check_processes(processes) > 1:
+                return await supervisor_for(self, opts, processes, burst=burst).run_async()
         return await self._call(_run_worker, opts, burst)
 
     def run_worker_sync(
@@ -467,9 +472,12 @@ class OmniQ(
         (a second signal at once). ``processes`` > 1: see ``run_worker``; the signals
         are passed on to the worker processes."""
         opts = dict(pool_options, queues=queues, concurrency=concurrency, worker_type=worker_type)
-        if check_processes(processes) > 1:
-            sup = supervisor_for(self, opts, processes, burst=burst)
-            return sup.run(handle_signals=handle_signals)
+        if not (type(processes) is int and processes == 1):  # else no supervisor to load
+            from ._supervisor import check_processes, supervisor_for
+
+            if check_processes(processes) > 1:
+                sup = supervisor_for(self, opts, processes, burst=burst)
+                return sup.run(handle_signals=handle_signals)
         return WorkerHandle(self, opts, burst=burst).run_sync(handle_signals=handle_signals)
 
     def worker(

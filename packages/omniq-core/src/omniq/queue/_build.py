@@ -242,6 +242,45 @@ def build_task(
     else:
         path, func_payload = serializer.encode_callable(func)
     created = now()
+    if (
+        type(priority) is int
+        and priority == 0
+        and eta is None
+        and delay is None
+        and ttl is None
+        and timeout is None
+        and max_retries is None
+        and retry_delay is None
+        and depends_on is None
+        and on_success is None
+        and on_failure is None
+        and pass_results is False
+        and key is None
+        and worker is None
+        and metadata is None
+        and rate_limit is None
+        and max_concurrency is None
+        and limit_key is None
+        and unique_for is None
+        and on_conflict is None
+        and task_id is None
+    ):
+        # No option but ``queue``: the settings' defaults, nothing else to check (the
+        # same Task as below; tests/ compares the two paths).
+        call_args, call_kwargs = _call(args, kwargs)
+        ttl_default = settings.task_ttl
+        return Task(
+            func=path,
+            func_payload=func_payload,
+            payload=serializer.dumps_call(call_args, call_kwargs),
+            queue=settings.default_queue if queue is None else validate_queue_name(queue),
+            created_at=created,
+            expires_at=(created + ttl_default) if ttl_default else None,
+            timeout=settings.task_timeout or None,
+            max_retries=settings.retry_attempts,
+            retry_delay=settings.retry_delay,
+            retry_max_delay=settings.retry_max_delay,
+        )
     if eta is not None and delay is not None:
         raise InvalidTaskError("give eta or delay, not both")
     eta_ts: float | None

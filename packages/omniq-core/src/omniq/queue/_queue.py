@@ -162,8 +162,12 @@ class AsyncTaskQueue:
         return [await self._coalescer.enqueue(batch[0])]
 
     async def _store_plain(self, batch: list[Task]) -> list[Task]:
-        """Store tasks without follow-ups (the coalescer's batches)."""
-        return await self._store(batch, given=batch, parent_of={})
+        """Store tasks without follow-ups or dependencies (the coalescer's batches):
+        ``_store`` without the steps such tasks never need."""
+        stored = await self.tasks.enqueue(batch, dependency_policy=self.dependency_policy)
+        if self.events is not None and self.events.enabled:
+            self._log(self._enqueued_events(batch, stored))
+        return stored
 
     async def _store(
         self,
@@ -197,14 +201,7 @@ class AsyncTaskQueue:
             stored = await store(batch, dependency_policy=self.dependency_policy)
         events: list[TaskEvent] = []
         if self.events is not None and self.events.enabled:
-            cancelled: list[TaskEvent] = []
-            for sent, got in zip(batch, stored, strict=True):
-                if got.id != sent.id:
-                    continue  # idempotency key: an existing live task was returned
-                events.append(enqueued_event(got))
-                if got.status is TaskStatus.CANCELLED:  # a dependency had already failed
-                    cancelled.append(cancelled_event(got, CASCADE_REASON))
-            events += cancelled
+            events = self._enqueued_events(batch, stored)
         if connection is not None and events:
             events = await self._events_in_transaction(connection, events)
         self._log(events)
@@ -223,6 +220,21 @@ class AsyncTaskQueue:
                 for got in stored[:n]
             ]
         return stored[:n]
+
+    @staticmethod
+    def _enqueued_events(batch: list[Task], stored: list[Task]) -> list[TaskEvent]:
+        """The events of an enqueue: one ``enqueued`` per task stored (not for an
+        existing task returned for its key), then the ``cancelled`` of those stored
+        already cancelled."""
+        events: list[TaskEvent] = []
+        cancelled: list[TaskEvent] = []
+        for sent, got in zip(batch, stored, strict=True):
+            if got.id != sent.id:
+                continue  # idempotency key: an existing live task was returned
+            events.append(enqueued_event(got))
+            if got.status is TaskStatus.CANCELLED:  # a dependency had already failed
+                cancelled.append(cancelled_event(got, CASCADE_REASON))
+        return events + cancelled
 
     async def _events_in_transaction(
         self, connection: object, events: list[TaskEvent]

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from omniq.models.lowlevel import publish
 
-from ._backends.file import FileBackend
-from ._backends.memory import MemoryBackend
 from ._interfaces import (
     CASCADE_REASON,
     Backend,
@@ -81,10 +79,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from ._backends.file import FileBackend
+    from ._backends.memory import MemoryBackend
     from ._backends.sqlite import SQLiteBackend
 
-_LAZY = {"SQLiteBackend": "._backends.sqlite"}
-"""Exported names loaded on first use: ``sqlite3`` is no part of a worker on a server."""
+_LAZY = {
+    "FileBackend": "._backends.file",
+    "MemoryBackend": "._backends.memory",
+    "SQLiteBackend": "._backends.sqlite",
+}
+"""Exported names loaded on first use: the embedded backends (``sqlite3``, the file
+backend's journal) are no part of a worker on a server."""
 
 
 def __getattr__(name: str) -> Any:

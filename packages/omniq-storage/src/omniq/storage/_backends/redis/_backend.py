@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from omniq.models import (
@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingExtraError("the redis backend needs: pip install 'omniq-storage[redis]'") from exc
 
 from ._engine import as_str
-from ._lua import load_scripts
+from ._lua import Scripts
 from ._stores import RedisEvents, RedisResults, RedisSchedules
 from ._tasks import RedisTaskQueue
 from ._workers import RedisWorkers
@@ -87,7 +87,7 @@ class RedisBackend(Backend):
         self.outage = Outage("redis", clean, _log)
         """Logs losing and regaining the server once each (see ``omniq.storage._outage``)."""
         self._redis: aioredis.Redis | None = None
-        self.scripts: dict[str, AsyncScript] = {}
+        self.scripts: Mapping[str, AsyncScript] = {}
         self.wake = Wake()
         """Wakes waits by notification key: ``w:<queue>``, ``r:<task id>``, ``p:<worker>``."""
         self.inboxes: dict[str, tuple[Callable[[list[ClaimedTask]], None], list[str], str]] = {}
@@ -156,7 +156,7 @@ class RedisBackend(Backend):
         opts.update(self._options)
         client = aioredis.from_url(self._driver_url, **opts)
         self._redis = client
-        self.scripts = {k: client.register_script(v) for k, v in load_scripts().items()}
+        self.scripts = Scripts(client.register_script)
         self.lane = Lane(client)
         try:
             try:

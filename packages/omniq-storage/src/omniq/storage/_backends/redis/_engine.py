@@ -3,7 +3,7 @@ value conversions they share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omniq.models import ClaimedTask
@@ -29,7 +29,7 @@ class RedisEngine(Engine, Protocol):
     wake its pub/sub listener feeds, and the handover inboxes of its workers."""
 
     prefix: str
-    scripts: dict[str, AsyncScript]
+    scripts: Mapping[str, AsyncScript]
     lane: Lane | None
     wake: Wake
     inbox_channel: str

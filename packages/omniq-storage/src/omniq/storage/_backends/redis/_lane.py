@@ -31,7 +31,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from omniq.models import StorageError
 
-from ._resp import pack_command
+from ._resp import pack_command, pack_evalsha
 from ._sub import RawProtocol, open_like
 
 __all__ = ["Lane", "LaneMissed"]
@@ -140,7 +140,7 @@ class Lane:
         if proto is None or proto.transport is None or proto.transport.is_closing():
             self._proto = None
             proto = await self._connect()
-        packed = pack_command("EVALSHA", sha, 0, *args)
+        packed = pack_evalsha(sha, args)
         fut = proto.send(_PING + packed, 2) if wake_first else proto.send(packed, 1)
         try:
             reply = await fut

@@ -36,18 +36,21 @@ claimed envelopes leave as one msgpack array, decoded by the client in one pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import Generic, TypeVar
 
 from omniq.models import StorageError
 
-__all__ = ["COMMON", "load_script", "load_scripts", "script_names"]
+__all__ = ["COMMON", "Scripts", "load_script", "load_scripts", "script_names"]
 
 _PRELUDE = "_common.lua"
 _PARTS = {
     "claim": ("_limits.lua",),
     "limits": ("_limits.lua",),
-    "enqueue": ("_ended.lua",),
+    "enqueue": ("_ended.lua", "_handover.lua"),
+    "enqueue_one": ("_handover.lua",),
     "cancel": ("_ended.lua",),
     "expire": ("_ended.lua",),
     "complete": ("_ended.lua",),
@@ -89,3 +92,33 @@ def load_script(name: str) -> str:
 def load_scripts() -> dict[str, str]:
     """Every script by name (the file name without ``.lua``)."""
     return {name: load_script(name) for name in script_names()}
+
+
+S = TypeVar("S")
+
+
+class Scripts(Mapping[str, S], Generic[S]):
+    """Script name -> ``make(text)`` (the driver's script object), each made on first
+    use: a process holds the text of the scripts it runs, not of all of them."""
+
+    def __init__(self, make: Callable[[str], S]) -> None:
+        self._make = make
+        self._made: dict[str, S] = {}
+        self._names = frozenset(script_names())
+
+    def __getitem__(self, name: str) -> S:
+        made = self._made.get(name)
+        if made is None:
+            if name not in self._names:
+                raise KeyError(name)
+            made = self._made[name] = self._make(load_script(name))
+        return made
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)

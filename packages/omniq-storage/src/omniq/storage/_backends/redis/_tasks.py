@@ -21,6 +21,7 @@ from omniq.models import (
     TaskExpiredError,
     TaskResult,
     TaskStatus,
+    limit_of,
     now,
 )
 from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
@@ -48,6 +49,7 @@ from ._unique import replace_holders, window_end
 __all__ = ["RedisTaskQueue"]
 
 _list = list
+_HANDS_OVER = frozenset(("enqueue", "enqueue_one"))
 _tasks_decoder = msgspec.msgpack.Decoder(list[Task])
 
 
@@ -74,6 +76,18 @@ def _read(task_id: str, row: Sequence[Any], *, always: bool) -> Task | None:
     if task is None or task.func == CORRUPT_FUNC:
         return task
     return with_state_eta(task, status, attempt, as_float(row[3]))
+
+
+def _plain(task: Task) -> bool:
+    """A task ``enqueue_one`` stores as ``enqueue`` would: no dependencies (so it is
+    never stored cancelled), idempotency key, flow limit or run condition."""
+    return (
+        not task.depends_on
+        and task.key is None
+        and task.run_if is None
+        and task.on_conflict is None
+        and limit_of(task) is None
+    )
 
 
 def _cancelled(task_id: str, env: bytes, attempt: int) -> Task:
@@ -117,7 +131,7 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         full = [self._p, repr(now()), *args]
         lane = be.lane
         if lane is not None:
-            wake = name == "enqueue"  # it may hand the task over to a waiting worker
+            wake = name in _HANDS_OVER  # it may hand the task over to a waiting worker
             try:
                 return await be.call(lambda: lane.evalsha(script.sha, full, wake_first=wake))
             except LaneMissed:
@@ -143,6 +157,8 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         if not tasks:
             return []
         self.payload_limit.check_tasks(tasks)
+        if record is None and len(tasks) == 1 and _plain(tasks[0]):
+            return [await self._enqueue_one(tasks[0])]
         spec = None
         if (
             record is not None
@@ -172,6 +188,24 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         dependency_policy: DependencyPolicy = "cancel",
     ) -> list[Task]:
         return await self.enqueue(tasks, dependency_policy=dependency_policy, record=record)
+
+    async def _enqueue_one(self, task: Task) -> Task:
+        """One plain task (``_plain``) through the lean ``enqueue_one`` script: the
+        same writes as ``enqueue`` would make for it."""
+        row = await self._script(
+            "enqueue_one",
+            task.id,
+            task.queue,
+            task.priority,
+            opt_repr(task.eta),
+            opt_repr(task.expires_at),
+            encode(task),
+        )
+        if len(row) == 2:
+            return with_state(task, as_str(row[1]), 0)
+        stored = _read(as_str(row[0]), [row[3], row[1], row[2], row[4], task.queue], always=True)
+        assert stored is not None  # always=True: a stand-in, never None
+        return stored
 
     async def _enqueue(
         self,
