@@ -178,6 +178,8 @@ class QueueWorkerSource:
         self.offer: Callable[[list[ClaimedTask]], bool] | None = None
         """The pool's ``offer``: runs handed-over claims at once (set with handover)."""
         self._confirms: set[asyncio.Task[None]] = set()
+        self._taking = 0
+        """Reports under way that claim for the concurrency slots they freed."""
         self.observer: OutcomeObserver | None = None
         """Told of starts, outcomes and releases (worker metrics)."""
 
@@ -199,6 +201,11 @@ class QueueWorkerSource:
             claims = await self._admit(pushed)
             self._outstanding.update(c.task.id for c in claims)
             return claims
+        if self._taking and self.held_back.pause and not self.burst:
+            # Capped work is held back and a report of this worker is claiming for the
+            # slots it freed: a claim now would find the slots still taken and only
+            # contend with that one; the pause ends when the report is done.
+            return []
         claims = await self._claim(limit)
         if not claims and self.burst and self._outstanding:
             self._settled = anyio.Event()
@@ -227,16 +234,18 @@ class QueueWorkerSource:
         except Exception:
             _log.warning("TTL sweep failed", exc_info=True)
 
-    async def _claim(self, limit: int) -> list[ClaimedTask]:
+    async def _claim(self, limit: int, *, limited: bool = False) -> list[ClaimedTask]:
         if not self.backend_breaker.allow():
             return []
         if self._sweep_due:
             await self._sweep(now(), full=True)
+        tasks = self.queue.tasks
+        claim = tasks.claim
+        if limited:  # for freed slots: a store may claim its limited tasks in one step
+            claim = getattr(tasks, "claim_limited", None) or claim
         try:
             since = time.monotonic()
-            claims = await self.queue.tasks.claim(
-                self.queues, self.worker_id, limit=limit, lease=self.lease
-            )
+            claims = await claim(self.queues, self.worker_id, limit=limit, lease=self.lease)
         except BackendUnavailableError as exc:  # the store logs its outage itself
             self.backend_breaker.record_failure()
             _log.debug("task store unreachable; backing off: %s", exc)
@@ -477,13 +486,31 @@ class QueueWorkerSource:
 
     async def report(self, outcomes: Sequence[Outcome], *, final: bool = False) -> None:
         """Turn finished attempts into completions/retries, results and events."""
+        slots = self.held_back.slots(outcomes)
+        if not slots:
+            try:
+                await self._report(outcomes, final=final)
+            finally:
+                self._settle(o.task_id for o in outcomes)
+            return
+        self._taking += 1
+        taken = 0
+        try:
+            taken = await self._report_and_take(outcomes, slots, final=final)
+        finally:
+            self._taking -= 1
+            if taken < slots:  # the pool's claims paused while this one ran: resume them
+                self.held_back.wake()
+
+    async def _report_and_take(
+        self, outcomes: Sequence[Outcome], slots: int, *, final: bool
+    ) -> int:
+        """Report outcomes that freed ``slots`` concurrency slots and claim for them at
+        once; how many tasks that claim took."""
         try:
             await self._report(outcomes, final=final)
         finally:
             self._settle(o.task_id for o in outcomes)
-        slots = self.held_back.slots(outcomes)
-        if not slots:
-            return
         taken = 0
         if not final and self.offer is not None:
             try:
@@ -491,7 +518,6 @@ class QueueWorkerSource:
             except Exception:  # the outcomes are stored: never report them twice
                 _log.warning("claiming for freed slots failed", exc_info=True)
         if taken < slots:
-            self.held_back.freed(o.claimed.task for o in outcomes)
             freed = getattr(self.queue.tasks, "limits_freed", None)
             if freed is not None:
                 queues = [o.claimed.task.queue for o in outcomes]
@@ -499,12 +525,13 @@ class QueueWorkerSource:
                     await freed(queues)
                 except Exception as exc:  # their pauses end on their own
                     _log.debug("telling of freed slots failed: %s", exc)
+        return taken
 
     async def _take_slots(self, n: int) -> int:
         """Finish and claim next: the concurrency slots this worker just freed are
         claimed from the report itself, so the next task starts one claim round trip
         after the outcome is stored. How many tasks it took."""
-        claims = await self._claim(n)
+        claims = await self._claim(n, limited=True)
         if not claims:
             return 0
         self._outstanding.update(c.task.id for c in claims)

@@ -295,16 +295,39 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             # Short, and limited tasks may be claimable: the only case that pays a
             # second round trip (a queue without limited tasks never does).
             rows = rows[:-1]
-            more = await self._call(
-                lambda c: c.fetch(
-                    _Q["claim_limited"], qs, t, limit - len(rows), worker_id, until, SCAN
-                )
-            )
-            held = [r for r in more if r["o_id"] is None]
-            self.limited = [r["o_key"] for r in held]
-            waits = [r["o_eta"] for r in held]
-            self.limited_wait = min(waits) if waits and None not in waits else None
-            rows = [*rows, *({k[2:]: v for k, v in r.items()} for r in more if r["o_id"])]
+            rows.extend(await self._limited_rows(qs, t, limit - len(rows), worker_id, until))
+        return await self._claimed(rows, until, worker_id, lease)
+
+    async def claim_limited(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> builtins.list[ClaimedTask]:
+        """Claim flow-limited tasks only, within their limits, in one round trip: what a
+        worker that just freed concurrency slots asks for (its plain claims take the
+        rest)."""
+        self.limited = []
+        if limit <= 0 or not queues:
+            return []
+        t = now()
+        until = t + lease
+        rows = await self._limited_rows(builtins.list(queues), t, limit, worker_id, until)
+        return await self._claimed(rows, until, worker_id, lease)
+
+    async def _limited_rows(
+        self, qs: builtins.list[str], t: float, n: int, worker_id: str, until: float
+    ) -> builtins.list[Any]:
+        """``claim_limited``'s claimed rows; sets ``limited`` and ``limited_wait``."""
+        more = await self._call(
+            lambda c: c.fetch(_Q["claim_limited"], qs, t, n, worker_id, until, SCAN)
+        )
+        held = [r for r in more if r["o_id"] is None]
+        self.limited = [r["o_key"] for r in held]
+        waits = [r["o_eta"] for r in held]
+        self.limited_wait = min(waits) if waits and None not in waits else None
+        return [{k[2:]: v for k, v in r.items()} for r in more if r["o_id"]]
+
+    async def _claimed(
+        self, rows: builtins.list[Any], until: float, worker_id: str, lease: float
+    ) -> builtins.list[ClaimedTask]:
         rows = sorted(rows, key=lambda r: (-r["priority"], r["id"]))
         out: builtins.list[ClaimedTask] = []
         bad: builtins.list[Corrupt] = []

@@ -263,7 +263,20 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
     async def claim(
         self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
     ) -> list[ClaimedTask]:
+        return await self._claim(queues, worker_id, limit, lease, plain=True)
+
+    async def claim_limited(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> list[ClaimedTask]:
+        """Claim flow-limited tasks only, within their limits: what a worker that just
+        freed concurrency slots asks for (its plain claims take the rest)."""
+        return await self._claim(queues, worker_id, limit, lease, plain=False)
+
+    async def _claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float, *, plain: bool
+    ) -> list[ClaimedTask]:
         qs = list(dict.fromkeys(queues))
+        self.limited = []
         if not qs or limit <= 0:
             return []
         t = now()
@@ -275,6 +288,11 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             live = _unpaused(c, qs)
             if not live:
                 return []
+            if not plain:
+                got, self.limited = claim_limited(
+                    c, live, t, limit, token=token, worker_id=worker_id, until=until, cols=_COLS
+                )
+                return got
             sql = (
                 "UPDATE tasks SET status = 'running', attempt = attempt + 1, token = ?,"
                 " worker_id = ?, lease_expires_at = ? WHERE id IN (SELECT id FROM tasks"

@@ -57,6 +57,28 @@ class TestFlowLimits:
         got = await q.claim(["default"], "w", limit=10)
         assert {c.task.id for c in got} == {limited[0].id, *(t.id for t in plain)}
 
+    async def test_claim_for_freed_slots_keeps_the_cap(self, store: Backend) -> None:
+        """A worker that freed slots claims with ``claim_limited`` where the store has it
+        (limited tasks only, in one step), else with ``claim``: the cap holds either way."""
+        q = tq(store)
+        claim = getattr(q, "claim_limited", q.claim)
+        capped = [task(max_concurrency=2) for _ in range(4)]
+        plain = task(priority=-1)
+        await q.enqueue([*capped, plain])
+        first = await claim(["default"], "w1", limit=10)
+        ids = [c.task.id for c in first]
+        assert ids[:2] == [t.id for t in capped[:2]]
+        assert set(ids[2:]) <= {plain.id}
+        assert getattr(q, "limited", None) == [capped[0].func]  # the key it held back
+        await q.complete([Completion(first[0].task.id, first[0].token)])
+        nxt = await poll_until(
+            lambda: claim(["default"], "w2", limit=10),
+            lambda x: any(c.task.id != plain.id for c in x),
+            deadline=10,
+        )
+        assert [c.task.id for c in nxt if c.task.id != plain.id] == [capped[2].id]
+        assert [c.task.id for c in await claim(["default"], "w2", limit=10)] in ([], [plain.id])
+
     async def test_limit_key_is_shared_and_defaults_to_the_function(self, store: Backend) -> None:
         q = tq(store)
         a = task(max_concurrency=1, limit_key="shared")
