@@ -251,6 +251,11 @@ class QueueWorkerSource:
             _log.debug("task store unreachable; backing off: %s", exc)
             return []
         self.backend_breaker.record_success()
+        return await self._claimed(claims, since)
+
+    async def _claimed(self, claims: list[ClaimedTask], since: float) -> list[ClaimedTask]:
+        """What every claim's reply goes through: held-back keys and pauses, sweeps,
+        breakers and poison tasks; ``since`` is when the store was asked."""
         # A store that tells when it counted the starts narrows ``since`` to it.
         admitted: float | None = getattr(self.queue.tasks, "admitted", None)
         if admitted is not None:
@@ -507,14 +512,15 @@ class QueueWorkerSource:
     ) -> int:
         """Report outcomes that freed ``slots`` concurrency slots and claim for them at
         once; how many tasks that claim took."""
+        take = slots if not final and self.offer is not None else 0
         try:
-            await self._report(outcomes, final=final)
+            claims = await self._report(outcomes, final=final, take=take)
         finally:
             self._settle(o.task_id for o in outcomes)
         taken = 0
-        if not final and self.offer is not None:
+        if take:
             try:
-                taken = await self._take_slots(slots)
+                taken = await self._take_slots(slots, claims)
             except Exception:  # the outcomes are stored: never report them twice
                 _log.warning("claiming for freed slots failed", exc_info=True)
         if taken < slots:
@@ -527,11 +533,15 @@ class QueueWorkerSource:
                     _log.debug("telling of freed slots failed: %s", exc)
         return taken
 
-    async def _take_slots(self, n: int) -> int:
+    async def _take_slots(self, n: int, claims: list[ClaimedTask] | None) -> int:
         """Finish and claim next: the concurrency slots this worker just freed are
         claimed from the report itself, so the next task starts one claim round trip
-        after the outcome is stored. How many tasks it took."""
-        claims = await self._claim(n, limited=True)
+        after the outcome is stored (or with it: ``claims``, when the store claimed in
+        the step that stored the outcomes). How many tasks it took."""
+        if claims is None:
+            claims = await self._claim(n, limited=True)
+        else:  # claimed with the outcomes: through what every claim's reply goes through
+            claims = await self._claimed(claims, getattr(claims, "since", None) or 0.0)
         if not claims:
             return 0
         self._outstanding.update(c.task.id for c in claims)
@@ -541,8 +551,14 @@ class QueueWorkerSource:
             return 0
         return len(claims)
 
-    async def _report(self, outcomes: Sequence[Outcome], *, final: bool) -> None:
+    async def _report(
+        self, outcomes: Sequence[Outcome], *, final: bool, take: int = 0
+    ) -> Claims | None:
+        """Store the outcomes. With ``take`` (the slots they free), a store that can
+        finish and claim in one step (``finish_and_claim``) also claims up to ``take``
+        limited tasks: returned as the store replied (None when no claim was made)."""
         q = self.queue
+        claims: Claims | None = None
         retry_mgr = q.retry
         breakers = q.breakers
         completions: list[Completion] = []
@@ -626,7 +642,26 @@ class QueueWorkerSource:
             # With a record, the dependents a failure cancels get their results in the
             # same step too (``complete_with_results``).
             record = q.result_record() if self._finish_records else None
-            if record is not None:
+            both = getattr(q.tasks, "finish_and_claim", None) if take else None
+            done = None
+            if both is not None and self.backend_breaker.allow():
+                since = time.monotonic()
+                done = await both(
+                    completions,
+                    list(results.values()),
+                    q.results,
+                    lease=self.lease,
+                    dependency_policy=q.dependency_policy,
+                    record=record,
+                    queues=self.queues,
+                    worker_id=self.worker_id,
+                    limit=take,
+                )
+            if done is not None:
+                report, got = done
+                claims = Claims(got)
+                claims.since = since
+            elif record is not None:
                 report = await q.tasks.finish(
                     completions,
                     list(results.values()),
@@ -656,6 +691,7 @@ class QueueWorkerSource:
             await q.record_cascade(report, stored=record is not None)
         if self.observer is not None:
             self.observer.reported(outcomes, retried)
+        return claims
 
 
 def _fit(
