@@ -344,3 +344,62 @@ async def test_completion_functions_plan_each_batch(schema: str) -> None:
         "omniq_complete": ["plan_cache_mode=force_custom_plan"],
         "omniq_requeue": ["plan_cache_mode=force_custom_plan"],
     }
+
+
+async def test_finish_and_claim_takes_the_freed_slot_in_one_transaction(schema: str) -> None:
+    """A worker ending a capped task stores its outcome and claims for the slot it
+    freed in one transaction: the next task of the key, and no more than the cap."""
+    from omniq.models import Payload, TaskResult
+
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        assert be.tasks is not None and be.results is not None
+        capped = [Task(func="m:f", max_concurrency=1) for _ in range(3)]
+        await be.tasks.enqueue(capped)
+        [c] = await be.tasks.claim(["default"], "w", limit=5)
+        result = TaskResult(
+            task_id=c.task.id,
+            status=TaskStatus.SUCCESS,
+            payload=Payload("msgpack", b"\x2a"),
+            attempts=1,
+            finished_at=now(),
+        )
+        done = await be.tasks.finish_and_claim(
+            [Completion(c.task.id, c.token)],
+            [result],
+            be.results,
+            lease=30.0,
+            queues=["default"],
+            worker_id="w",
+            limit=5,
+        )
+        assert done is not None
+        report, claims = done
+        assert report.done == [c.task.id] and report.stale == []
+        assert [x.task.id for x in claims] == [capped[1].id]  # the cap: one at a time
+        assert claims[0].task.status is TaskStatus.RUNNING and claims[0].task.attempt == 1
+        assert be.tasks.limited == ["m:f"]  # the third held back
+        assert await be.results.get_one(c.task.id) == result
+        # The same lease again: stale, nothing finished, and the slot is still taken.
+        again = await be.tasks.finish_and_claim(
+            [Completion(c.task.id, c.token)],
+            [result],
+            be.results,
+            lease=30.0,
+            queues=["default"],
+            worker_id="w",
+            limit=5,
+        )
+        assert again is not None and again[0].stale == [c.task.id] and again[1] == []
+        # Without results to store with it, the caller finishes and claims apart.
+        assert (
+            await be.tasks.finish_and_claim(
+                [Completion(claims[0].task.id, claims[0].token)],
+                [],
+                be.results,
+                lease=30.0,
+                queues=["default"],
+                worker_id="w",
+                limit=5,
+            )
+            is None
+        )

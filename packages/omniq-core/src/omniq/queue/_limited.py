@@ -77,6 +77,13 @@ class HeldBack:
         else:
             self._was_freed = True
 
+    def wake(self) -> None:
+        """End the pause under way (or the next one, when none is)."""
+        if self._freed is not None:
+            self._freed.set()
+        else:
+            self._was_freed = True
+
     @staticmethod
     def slots(outcomes: Iterable[Outcome]) -> int:
         """How many concurrency slots ``outcomes`` freed (tasks with a cap)."""

@@ -178,6 +178,8 @@ class QueueWorkerSource:
         self.offer: Callable[[list[ClaimedTask]], bool] | None = None
         """The pool's ``offer``: runs handed-over claims at once (set with handover)."""
         self._confirms: set[asyncio.Task[None]] = set()
+        self._taking = 0
+        """Reports under way that claim for the concurrency slots they freed."""
         self.observer: OutcomeObserver | None = None
         """Told of starts, outcomes and releases (worker metrics)."""
 
@@ -199,6 +201,11 @@ class QueueWorkerSource:
             claims = await self._admit(pushed)
             self._outstanding.update(c.task.id for c in claims)
             return claims
+        if self._taking and self.held_back.pause and not self.burst:
+            # Capped work is held back and a report of this worker is claiming for the
+            # slots it freed: a claim now would find the slots still taken and only
+            # contend with that one; the pause ends when the report is done.
+            return []
         claims = await self._claim(limit)
         if not claims and self.burst and self._outstanding:
             self._settled = anyio.Event()
@@ -227,21 +234,28 @@ class QueueWorkerSource:
         except Exception:
             _log.warning("TTL sweep failed", exc_info=True)
 
-    async def _claim(self, limit: int) -> list[ClaimedTask]:
+    async def _claim(self, limit: int, *, limited: bool = False) -> list[ClaimedTask]:
         if not self.backend_breaker.allow():
             return []
         if self._sweep_due:
             await self._sweep(now(), full=True)
+        tasks = self.queue.tasks
+        claim = tasks.claim
+        if limited:  # for freed slots: a store may claim its limited tasks in one step
+            claim = getattr(tasks, "claim_limited", None) or claim
         try:
             since = time.monotonic()
-            claims = await self.queue.tasks.claim(
-                self.queues, self.worker_id, limit=limit, lease=self.lease
-            )
+            claims = await claim(self.queues, self.worker_id, limit=limit, lease=self.lease)
         except BackendUnavailableError as exc:  # the store logs its outage itself
             self.backend_breaker.record_failure()
             _log.debug("task store unreachable; backing off: %s", exc)
             return []
         self.backend_breaker.record_success()
+        return await self._claimed(claims, since)
+
+    async def _claimed(self, claims: list[ClaimedTask], since: float) -> list[ClaimedTask]:
+        """What every claim's reply goes through: held-back keys and pauses, sweeps,
+        breakers and poison tasks; ``since`` is when the store was asked."""
         # A store that tells when it counted the starts narrows ``since`` to it.
         admitted: float | None = getattr(self.queue.tasks, "admitted", None)
         if admitted is not None:
@@ -477,21 +491,39 @@ class QueueWorkerSource:
 
     async def report(self, outcomes: Sequence[Outcome], *, final: bool = False) -> None:
         """Turn finished attempts into completions/retries, results and events."""
-        try:
-            await self._report(outcomes, final=final)
-        finally:
-            self._settle(o.task_id for o in outcomes)
         slots = self.held_back.slots(outcomes)
         if not slots:
-            return
-        taken = 0
-        if not final and self.offer is not None:
             try:
-                taken = await self._take_slots(slots)
+                await self._report(outcomes, final=final)
+            finally:
+                self._settle(o.task_id for o in outcomes)
+            return
+        self._taking += 1
+        taken = 0
+        try:
+            taken = await self._report_and_take(outcomes, slots, final=final)
+        finally:
+            self._taking -= 1
+            if taken < slots:  # the pool's claims paused while this one ran: resume them
+                self.held_back.wake()
+
+    async def _report_and_take(
+        self, outcomes: Sequence[Outcome], slots: int, *, final: bool
+    ) -> int:
+        """Report outcomes that freed ``slots`` concurrency slots and claim for them at
+        once; how many tasks that claim took."""
+        take = slots if not final and self.offer is not None else 0
+        try:
+            claims = await self._report(outcomes, final=final, take=take)
+        finally:
+            self._settle(o.task_id for o in outcomes)
+        taken = 0
+        if take:
+            try:
+                taken = await self._take_slots(slots, claims)
             except Exception:  # the outcomes are stored: never report them twice
                 _log.warning("claiming for freed slots failed", exc_info=True)
         if taken < slots:
-            self.held_back.freed(o.claimed.task for o in outcomes)
             freed = getattr(self.queue.tasks, "limits_freed", None)
             if freed is not None:
                 queues = [o.claimed.task.queue for o in outcomes]
@@ -499,12 +531,17 @@ class QueueWorkerSource:
                     await freed(queues)
                 except Exception as exc:  # their pauses end on their own
                     _log.debug("telling of freed slots failed: %s", exc)
+        return taken
 
-    async def _take_slots(self, n: int) -> int:
+    async def _take_slots(self, n: int, claims: list[ClaimedTask] | None) -> int:
         """Finish and claim next: the concurrency slots this worker just freed are
         claimed from the report itself, so the next task starts one claim round trip
-        after the outcome is stored. How many tasks it took."""
-        claims = await self._claim(n)
+        after the outcome is stored (or with it: ``claims``, when the store claimed in
+        the step that stored the outcomes). How many tasks it took."""
+        if claims is None:
+            claims = await self._claim(n, limited=True)
+        else:  # claimed with the outcomes: through what every claim's reply goes through
+            claims = await self._claimed(claims, getattr(claims, "since", None) or 0.0)
         if not claims:
             return 0
         self._outstanding.update(c.task.id for c in claims)
@@ -514,8 +551,14 @@ class QueueWorkerSource:
             return 0
         return len(claims)
 
-    async def _report(self, outcomes: Sequence[Outcome], *, final: bool) -> None:
+    async def _report(
+        self, outcomes: Sequence[Outcome], *, final: bool, take: int = 0
+    ) -> Claims | None:
+        """Store the outcomes. With ``take`` (the slots they free), a store that can
+        finish and claim in one step (``finish_and_claim``) also claims up to ``take``
+        limited tasks: returned as the store replied (None when no claim was made)."""
         q = self.queue
+        claims: Claims | None = None
         retry_mgr = q.retry
         breakers = q.breakers
         completions: list[Completion] = []
@@ -599,7 +642,26 @@ class QueueWorkerSource:
             # With a record, the dependents a failure cancels get their results in the
             # same step too (``complete_with_results``).
             record = q.result_record() if self._finish_records else None
-            if record is not None:
+            both = getattr(q.tasks, "finish_and_claim", None) if take else None
+            done = None
+            if both is not None and self.backend_breaker.allow():
+                since = time.monotonic()
+                done = await both(
+                    completions,
+                    list(results.values()),
+                    q.results,
+                    lease=self.lease,
+                    dependency_policy=q.dependency_policy,
+                    record=record,
+                    queues=self.queues,
+                    worker_id=self.worker_id,
+                    limit=take,
+                )
+            if done is not None:
+                report, got = done
+                claims = Claims(got)
+                claims.since = since
+            elif record is not None:
                 report = await q.tasks.finish(
                     completions,
                     list(results.values()),
@@ -629,6 +691,7 @@ class QueueWorkerSource:
             await q.record_cascade(report, stored=record is not None)
         if self.observer is not None:
             self.observer.reported(outcomes, retried)
+        return claims
 
 
 def _fit(

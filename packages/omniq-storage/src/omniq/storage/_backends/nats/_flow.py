@@ -91,9 +91,10 @@ async def _live(be: NatsEngine, rec: LimRec, t: float) -> list[_Claim]:
 
 async def admit(
     be: NatsEngine, spec: LimitSpec, ids: Sequence[str], token: str, t: float
-) -> tuple[list[str], float]:
+) -> tuple[list[str], float | None]:
     """Reserve slots of ``spec.key`` for the first of ``ids`` that fit; returns those
-    and, when some did not fit, how long until capacity may free (seconds)."""
+    and, when some did not fit for the key's rate, how long until it has budget again
+    (seconds; None when the rate did not hold them: a slot frees when a task ends)."""
     kv_key = _kv_key(spec.key)
     rate = spec.rate
     leader = False
@@ -121,7 +122,7 @@ async def admit(
         if changed and await be.js.kv_put(be.queues_bucket, kv_key, enc.encode(new), rev) is None:
             leader = True
             continue
-        wait = 0.05
+        wait = None
         if len(take) < len(ids) and rate is not None:
             if len(new.starts) >= rate.count:
                 wait = max(0.01, min(new.starts) + rate.window - t)

@@ -85,6 +85,12 @@ _replace = msgspec.structs.replace
 _list = list
 LIMIT_SCAN = 200
 """How many flow-limited tasks one claim may hold back before it stops pulling."""
+CAP_HELD = 0.05
+"""The redelivery delay of a task held back by its key's concurrency cap."""
+CAP_SOON = 0.005
+"""The redelivery delay of the first tasks of a key that one claim held back by its
+concurrency cap (as many as the cap): a slot freed elsewhere finds them ready again at
+once, while the rest of the key's backlog waits out the longer delay."""
 
 
 class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
@@ -555,6 +561,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         queue_of: dict[str, str] = {}
         held = 0
         self.limited = []
+        full: dict[str, tuple[float, int]] = {}
         for subjs in ordered:
             while len(out) < limit and held < LIMIT_SCAN:
                 need = limit - len(out)
@@ -576,7 +583,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                     await m.nak()
                 take = msgs[:need]
                 n = len(take)
-                take = await self._within_limits(take, token, t)
+                take = await self._within_limits(take, token, t, full)
                 held += n - len(take)
                 if take:
                     ids = [w.id for _, w in take]
@@ -619,10 +626,17 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
     """The limit keys the last claim held tasks back for."""
 
     async def _within_limits(
-        self, take: list[tuple[Msg, Work]], token: str, t: float
+        self,
+        take: list[tuple[Msg, Work]],
+        token: str,
+        t: float,
+        full: dict[str, tuple[float, int]],
     ) -> list[tuple[Msg, Work]]:
         """The pulled work whose limits admit it (slots reserved); the rest is nak'ed
-        to come back when capacity may have freed: pending, no attempt taken."""
+        to come back when capacity may have freed: pending, no attempt taken. ``full``
+        (per claim) keeps the keys held back so far, with their redelivery delay and
+        how many more of their tasks come back soon (``CAP_SOON``): the claim does not
+        ask again for them."""
         groups: dict[str, tuple[LimitSpec, list[tuple[Msg, Work]]]] = {}
         keep: list[tuple[Msg, Work]] = []
         for m, w in take:
@@ -635,15 +649,26 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             else:
                 groups.setdefault(spec.key, (spec, []))[1].append((m, w))
         for key, (spec, items) in groups.items():
-            ok, wait = await admit(self._be, spec, [w.id for _, w in items], token, t)
+            if key in full:
+                ok: list[str] = []
+            else:
+                ok, wait = await admit(self._be, spec, [w.id for _, w in items], token, t)
             okset = set(ok)
+            if len(okset) < len(items) and key not in full:
+                self.limited.append(key)
+                if wait is None:  # held by the cap
+                    full[key] = (CAP_HELD, spec.max_concurrency or 0)
+                else:
+                    full[key] = (wait, 0)
             for m, w in items:
                 if w.id in okset:
                     keep.append((m, w))
-                else:
-                    await m.nak(delay=wait)
-            if len(okset) < len(items):
-                self.limited.append(key)
+                    continue
+                delay, soon = full[key]
+                if soon:
+                    full[key] = (delay, soon - 1)
+                    delay = CAP_SOON
+                await m.nak(delay=delay)
         keep.sort(key=lambda mw: mw[1].id)
         return keep
 

@@ -295,16 +295,44 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             # Short, and limited tasks may be claimable: the only case that pays a
             # second round trip (a queue without limited tasks never does).
             rows = rows[:-1]
-            more = await self._call(
-                lambda c: c.fetch(
-                    _Q["claim_limited"], qs, t, limit - len(rows), worker_id, until, SCAN
-                )
-            )
-            held = [r for r in more if r["o_id"] is None]
-            self.limited = [r["o_key"] for r in held]
-            waits = [r["o_eta"] for r in held]
-            self.limited_wait = min(waits) if waits and None not in waits else None
-            rows = [*rows, *({k[2:]: v for k, v in r.items()} for r in more if r["o_id"])]
+            rows.extend(await self._limited_rows(qs, t, limit - len(rows), worker_id, until))
+        return await self._claimed(rows, until, worker_id, lease)
+
+    async def claim_limited(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> builtins.list[ClaimedTask]:
+        """Claim flow-limited tasks only, within their limits, in one round trip: what a
+        worker that just freed concurrency slots asks for (its plain claims take the
+        rest)."""
+        self.limited = []
+        if limit <= 0 or not queues:
+            return []
+        t = now()
+        until = t + lease
+        rows = await self._limited_rows(builtins.list(queues), t, limit, worker_id, until)
+        return await self._claimed(rows, until, worker_id, lease)
+
+    async def _limited_rows(
+        self, qs: builtins.list[str], t: float, n: int, worker_id: str, until: float
+    ) -> builtins.list[Any]:
+        """``claim_limited``'s claimed rows; sets ``limited`` and ``limited_wait``."""
+        more = await self._call(
+            lambda c: c.fetch(_Q["claim_limited"], qs, t, n, worker_id, until, SCAN)
+        )
+        return self._limited_result(more)
+
+    def _limited_result(self, more: builtins.list[Any]) -> builtins.list[Any]:
+        """The claimed rows of ``claim_limited``'s reply; sets ``limited`` and
+        ``limited_wait`` from its held keys."""
+        held = [r for r in more if r["o_id"] is None]
+        self.limited = [r["o_key"] for r in held]
+        waits = [r["o_eta"] for r in held]
+        self.limited_wait = min(waits) if waits and None not in waits else None
+        return [{k[2:]: v for k, v in r.items()} for r in more if r["o_id"]]
+
+    async def _claimed(
+        self, rows: builtins.list[Any], until: float, worker_id: str, lease: float
+    ) -> builtins.list[ClaimedTask]:
         rows = sorted(rows, key=lambda r: (-r["priority"], r["id"]))
         out: builtins.list[ClaimedTask] = []
         bad: builtins.list[Corrupt] = []
@@ -444,6 +472,67 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         )
         row = await self._call(lambda c: c.fetchrow(_Q["finish"], *args))
         return await self._report(row, ids)
+
+    async def finish_and_claim(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
+        queues: Sequence[str],
+        worker_id: str,
+        limit: int,
+    ) -> tuple[CompletionReport, builtins.list[ClaimedTask]] | None:
+        """``finish`` and then ``claim_limited`` for the concurrency slots it freed, in
+        one transaction (one commit to wait for instead of two): what a worker ending
+        capped tasks does. None, doing nothing, when the batch does not take
+        ``finish``'s one-statement path (the caller then finishes and claims apart)."""
+        by_id = {r.task_id: r for r in results}
+        if (
+            limit <= 0
+            or not queues
+            or not completions
+            or result_store is None
+            or result_store is not self.results
+            or not results
+            or len(by_id) != len(results)
+            or not by_id.keys() <= {c.task_id for c in completions}
+            or (record is not None and cascades(completions, dependency_policy))
+        ):
+            return None
+        result_store.payload_limit.check_results(results)
+        ids = [c.task_id for c in completions]
+        t = now()
+        args = (
+            ids,
+            [c.token for c in completions],
+            [TaskStatus(c.status).value for c in completions],
+            dependency_policy,
+            t,
+            self._be.work_channel,
+            [r.task_id for r in results],
+            [TaskStatus(r.status).value for r in results],
+            [r.expires_at for r in results],
+            [encode(r) for r in results],
+            self._be.result_channel,
+        )
+        qs = builtins.list(queues)
+        until = t + lease
+        claim = (qs, t, limit, worker_id, until, SCAN)
+
+        async def run(c: Any) -> tuple[Any, Any]:
+            async with c.transaction():
+                row = await c.fetchrow(_Q["finish"], *args)
+                return row, await c.fetch(_Q["claim_limited"], *claim)
+
+        row, more = await self._call(run)
+        report = await self._report(row, ids)
+        self.limited = []
+        rows = self._limited_result(more)
+        return report, await self._claimed(rows, until, worker_id, lease)
 
     async def complete_with_results(
         self,

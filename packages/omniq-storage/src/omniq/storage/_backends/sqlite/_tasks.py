@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import msgspec
 
-from omniq.models import ClaimedTask, LimitInfo, Task, TaskStatus, new_id, now
+from omniq.models import ClaimedTask, LimitInfo, Task, TaskResult, TaskStatus, new_id, now
 from omniq.storage._codec import encode
 from omniq.storage._corrupt import CORRUPT_FUNC, Corrupt, quarantine, read_task, try_task
 from omniq.storage._interfaces import (
@@ -26,8 +26,10 @@ from omniq.storage._interfaces import (
     DependencyPolicy,
     LeaseRef,
     ResultRecord,
+    ResultStorage,
     RetryRequest,
     TaskQueueStorage,
+    cascades,
 )
 from omniq.storage._wake import Wake, wait_for_work
 
@@ -263,7 +265,20 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
     async def claim(
         self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
     ) -> list[ClaimedTask]:
+        return await self._claim(queues, worker_id, limit, lease, plain=True)
+
+    async def claim_limited(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> list[ClaimedTask]:
+        """Claim flow-limited tasks only, within their limits: what a worker that just
+        freed concurrency slots asks for (its plain claims take the rest)."""
+        return await self._claim(queues, worker_id, limit, lease, plain=False)
+
+    async def _claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float, *, plain: bool
+    ) -> list[ClaimedTask]:
         qs = list(dict.fromkeys(queues))
+        self.limited = []
         if not qs or limit <= 0:
             return []
         t = now()
@@ -275,6 +290,11 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             live = _unpaused(c, qs)
             if not live:
                 return []
+            if not plain:
+                got, self.limited = claim_limited(
+                    c, live, t, limit, token=token, worker_id=worker_id, until=until, cols=_COLS
+                )
+                return got
             sql = (
                 "UPDATE tasks SET status = 'running', attempt = attempt + 1, token = ?,"
                 " worker_id = ?, lease_expires_at = ? WHERE id IN (SELECT id FROM tasks"
@@ -299,6 +319,11 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             return got
 
         rows = await self._db.tx(run)
+        return await self._claimed(rows, token, until, worker_id, lease)
+
+    async def _claimed(
+        self, rows: list[Any], token: str, until: float, worker_id: str, lease: float
+    ) -> list[ClaimedTask]:
         rows.sort(key=lambda r: (-r[0], r[1]))
         out: list[ClaimedTask] = []
         bad: list[Corrupt] = []
@@ -385,29 +410,76 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         t = now()
 
         def run(c: sqlite3.Connection) -> tuple[CompletionReport, list[Task]]:
-            report = CompletionReport()
-            done: dict[str, str] = {}
-            for chunk in _chunks(items):
-                values = ",".join("(?,?,?)" for _ in chunk)
-                args: list[Any] = [t]
-                for x in chunk:
-                    args += [x.task_id, x.token, TaskStatus(x.status).value]
-                rows = c.execute(
-                    "UPDATE tasks SET status = v.column3, finished_at = ?, token = NULL,"
-                    " lease_expires_at = NULL"
-                    f" FROM (VALUES {values}) AS v WHERE tasks.id = v.column1"
-                    " AND tasks.token = v.column2 AND tasks.status = 'running'"
-                    " AND v.column3 IN ('success', 'error', 'cancelled', 'expired')"
-                    " RETURNING tasks.id, tasks.status",
-                    args,
-                ).fetchall()
-                done.update(rows)
-            for x in items:
-                (report.done if x.task_id in done else report.stale).append(x.task_id)
-            _resolve(c, list(done.items()), dependency_policy, t, report)
-            return report, []  # the completed tasks' own results are the worker's
+            return _completed(c, items, dependency_policy, t), []  # results: the worker's
 
         return await self._end(run, record, TaskStatus.CANCELLED, t)
+
+    async def finish_and_claim(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
+        queues: Sequence[str],
+        worker_id: str,
+        limit: int,
+    ) -> tuple[CompletionReport, list[ClaimedTask]] | None:
+        """Complete, store the results of the tasks completed, and claim limited tasks
+        for the concurrency slots that freed, in one transaction: what a worker ending
+        capped tasks does. None, doing nothing, when the results do not live in this
+        database or the batch's failures may cancel dependents with a ``record`` (the
+        caller then finishes and claims apart)."""
+        by_id = {r.task_id: r for r in results}
+        qs = list(dict.fromkeys(queues))
+        if (
+            limit <= 0
+            or not qs
+            or not completions
+            or result_store is None
+            or result_store is not self.results
+            or len(by_id) != len(results)
+            or not by_id.keys() <= {c.task_id for c in completions}
+            or (record is not None and cascades(completions, dependency_policy))
+        ):
+            return None
+        store = self.results
+        assert store is not None  # it is result_store
+        store.payload_limit.check_results(results)
+        items = list(completions)
+        rows = [(r.task_id, r.expires_at, encode(r)) for r in results]
+        t = now()
+        token = new_id()
+        until = t + lease
+        held: list[str] = []
+
+        def run(c: sqlite3.Connection) -> tuple[CompletionReport, list[Any]]:
+            report = _completed(c, items, dependency_policy, t)
+            done = set(report.done)
+            c.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
+                [r for r in rows if r[0] in done],
+            )
+            _reclaim(c, t)
+            live = _unpaused(c, qs)
+            if not live:
+                return report, []
+            got, keys = claim_limited(
+                c, live, t, limit, token=token, worker_id=worker_id, until=until, cols=_COLS
+            )
+            held.extend(keys)
+            return report, got
+
+        report, got = await self._db.tx(run)
+        self.limited = held
+        stored = [i for i in report.done if i in by_id]
+        if stored:
+            store.wake.notify(stored)
+        if report.released:
+            self.wake.notify()
+        return report, await self._claimed(got, token, until, worker_id, lease)
 
     async def cancel(
         self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
@@ -771,3 +843,30 @@ def _resolve(
                 ).fetchone()
                 if row is not None:
                     report.released.append(child)
+
+
+def _completed(
+    c: sqlite3.Connection, items: list[Completion], dependency_policy: DependencyPolicy, t: float
+) -> CompletionReport:
+    """Complete ``items`` (fenced by their tokens) and resolve their dependents."""
+    report = CompletionReport()
+    done: dict[str, str] = {}
+    for chunk in _chunks(items):
+        values = ",".join("(?,?,?)" for _ in chunk)
+        args: list[Any] = [t]
+        for x in chunk:
+            args += [x.task_id, x.token, TaskStatus(x.status).value]
+        rows = c.execute(
+            "UPDATE tasks SET status = v.column3, finished_at = ?, token = NULL,"
+            " lease_expires_at = NULL"
+            f" FROM (VALUES {values}) AS v WHERE tasks.id = v.column1"
+            " AND tasks.token = v.column2 AND tasks.status = 'running'"
+            " AND v.column3 IN ('success', 'error', 'cancelled', 'expired')"
+            " RETURNING tasks.id, tasks.status",
+            args,
+        ).fetchall()
+        done.update(rows)
+    for x in items:
+        (report.done if x.task_id in done else report.stale).append(x.task_id)
+    _resolve(c, list(done.items()), dependency_policy, t, report)
+    return report

@@ -9,10 +9,10 @@ import time
 import anyio
 import pytest
 
-from omniq.models import ClaimedTask, TaskStatus, now
+from omniq.models import ClaimedTask, Payload, TaskResult, TaskStatus, now
 from omniq.storage import Backend, Completion, LeaseRef, RetryRequest, TaskQueueStorage
 from omniq.storage.testing import _mp
-from omniq.storage.testing.helpers import poll_until, task, tq
+from omniq.storage.testing.helpers import poll_until, rs, task, tq
 
 from ._multiprocess import _spawn
 
@@ -56,6 +56,65 @@ class TestFlowLimits:
         await q.enqueue([*limited, *plain])
         got = await q.claim(["default"], "w", limit=10)
         assert {c.task.id for c in got} == {limited[0].id, *(t.id for t in plain)}
+
+    async def test_claim_for_freed_slots_keeps_the_cap(self, store: Backend) -> None:
+        """A worker that freed slots claims with ``claim_limited`` where the store has it
+        (limited tasks only, in one step), else with ``claim``: the cap holds either way."""
+        q = tq(store)
+        claim = getattr(q, "claim_limited", q.claim)
+        capped = [task(max_concurrency=2) for _ in range(4)]
+        plain = task(priority=-1)
+        await q.enqueue([*capped, plain])
+        first = await claim(["default"], "w1", limit=10)
+        ids = [c.task.id for c in first]
+        assert ids[:2] == [t.id for t in capped[:2]]
+        assert set(ids[2:]) <= {plain.id}
+        assert getattr(q, "limited", None) == [capped[0].func]  # the key it held back
+        await q.complete([Completion(first[0].task.id, first[0].token)])
+        nxt = await poll_until(
+            lambda: claim(["default"], "w2", limit=10),
+            lambda x: any(c.task.id != plain.id for c in x),
+            deadline=10,
+        )
+        assert [c.task.id for c in nxt if c.task.id != plain.id] == [capped[2].id]
+        assert [c.task.id for c in await claim(["default"], "w2", limit=10)] in ([], [plain.id])
+
+    async def test_finish_and_claim_takes_the_freed_slot(self, store: Backend) -> None:
+        """``finish_and_claim`` (where the store has it; else ``finish`` then a claim):
+        the outcome is stored and the freed slot goes to the key's next task, one only."""
+        q, r = tq(store), rs(store)
+        capped = [task(max_concurrency=1) for _ in range(3)]
+        await q.enqueue(capped)
+        [c] = await q.claim(["default"], "w", limit=5)
+        result = TaskResult(
+            task_id=c.task.id,
+            status=TaskStatus.SUCCESS,
+            payload=Payload("msgpack", b"\x2a"),
+            attempts=1,
+            finished_at=now(),
+        )
+        done = None
+        both = getattr(q, "finish_and_claim", None)
+        if both is not None:
+            done = await both(
+                [Completion(c.task.id, c.token)],
+                [result],
+                r,
+                lease=30.0,
+                queues=["default"],
+                worker_id="w",
+                limit=5,
+            )
+        if done is None:
+            report = await q.finish([Completion(c.task.id, c.token)], [result], r, lease=30.0)
+            claims = await _claim_soon(q, limit=5)
+        else:
+            report, claims = done
+        assert report.done == [c.task.id] and report.stale == []
+        assert [x.task.id for x in claims] == [capped[1].id]
+        assert claims[0].task.status is TaskStatus.RUNNING and claims[0].task.attempt == 1
+        assert await r.get_one(c.task.id) == result
+        assert await q.claim(["default"], "w", limit=5) == []  # the cap still holds
 
     async def test_limit_key_is_shared_and_defaults_to_the_function(self, store: Backend) -> None:
         q = tq(store)
