@@ -36,10 +36,11 @@ from omniq.storage._wake import Watch
 
 from ._conn import token
 from ._control import NatsTaskControl
+from ._direct import WOKEN_MAX, woken_work
 from ._engine import NatsEngine
 from ._floor import ScanFloor
 from ._paused import change_paused, read_paused, resumed_subject
-from ._records import CorruptRec, Rec, any_dec, decode_rec, finished, pending
+from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, pending
 from ._stores import NatsResults
 from ._tasks import QueueCore
 
@@ -578,23 +579,47 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         be = self._be
         key = object()  # this wait's own key: its subscriptions wake only it
+        qkey = tuple(queues)
+        self._woken.pop(qkey, None)
+        names = frozenset(queues)
+        got: list[tuple[Work, Rec] | None] = []
+        """The work messages that reached this wait (None: one a claim cannot take
+        straight away, ``_direct``)."""
 
         async def cb(_: Msg) -> None:
             be.wake.notify((key,))
 
+        async def on_work(msg: Msg) -> None:
+            if len(got) <= WOKEN_MAX:
+                got.append(woken_work(msg.data, names))
+            be.wake.notify((key,))
+
         with be.wake.watch([key]) as woken:
-            return await self._wait_for_work(queues, timeout, cb, woken)
+            paused = await self._wait_for_work(queues, timeout, cb, on_work, woken)
+        if paused is None:
+            return False
+        if got and len(got) <= WOKEN_MAX and None not in got:
+            # Only a wait that found no ready work at its start gets here: these
+            # messages are all the work of its queues, for the next claim to lease.
+            self._woken[qkey] = [
+                wr for wr in got if wr is not None and wr[1].task.queue not in paused
+            ]
+        return True
 
     async def _wait_for_work(
         self,
         queues: Sequence[str],
         timeout: float,  # noqa: ASYNC109
         cb: Callable[[Msg], Awaitable[None]],
+        on_work: Callable[[Msg], Awaitable[None]],
         woken: Watch,
-    ) -> bool:
+    ) -> frozenset[str] | None:
+        """Wait; the queues paused at its start when woken by a work message or a
+        resume, every queue when ready work was found at its start (then no message
+        is taken straight away), None if it timed out."""
         be = self._be
         nc = be.js.nc
-        subs = [await nc.subscribe(f"{be.ns}.work.{token(q)}.*", cb=cb) for q in queues]
+        subs = [await nc.subscribe(f"{be.ns}.work.{token(q)}.*", cb=on_work) for q in queues]
         subs.append(await nc.subscribe(resumed_subject(be), cb=cb))
         watcher: asyncio.Task[None] | None = None
         try:
@@ -602,7 +627,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 lambda: asyncio.gather(self._subjects(), read_paused(be))
             )
             if self._candidates(subjects, [q for q in queues if q not in paused]):
-                return True
+                return frozenset(queues)  # none of its messages is taken straight away
             deadline = now() + timeout
             if subjects.get(f"{be.ns}.timer.eta"):
                 await be.call(self.promote)
@@ -622,7 +647,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                             await asyncio.sleep(0.1)
 
                 watcher = asyncio.create_task(watch())
-            return await woken.wait(max(0.0, deadline - now()))
+            return paused if await woken.wait(max(0.0, deadline - now())) else None
         finally:
             if watcher is not None:
                 watcher.cancel()

@@ -53,6 +53,7 @@ from omniq.storage._remote import EngineStore, claimed
 
 from . import _deps
 from ._conn import kv_puts, token
+from ._direct import claim_woken
 from ._engine import NatsEngine
 from ._flow import admit, limit_infos, register
 from ._paused import read_paused
@@ -103,6 +104,12 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         super().__init__(be)
         self._leases: dict[tuple[str, str], tuple[int, Rec]] = {}
         self._waiters_seen = False
+        self._woken: dict[tuple[str, ...], list[tuple[Work, Rec]]] = {}
+        """Per queue list, the leasable work messages that reached its last wait
+        (``_direct``), for the claim after it."""
+        self._taken: dict[str, int] = {}
+        """Task id -> generation of the tasks leased from such messages: the pull that
+        later brings a message of that generation drops it unread."""
         self._leading: dict[tuple[str, ...], list[str]] = {}
         """Per queue list, the work subjects of the highest priority with ready tasks
         at the last claim that found any (pulled early by the next one)."""
@@ -509,6 +516,11 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
     ) -> list[ClaimedTask]:
         if limit <= 0 or not queues:
             return []
+        woken = self._woken.pop(tuple(queues), None)
+        if woken:
+            out = await self._call(lambda: claim_woken(self, woken, worker_id, limit, lease))
+            if out:
+                return out
         return await self._call(lambda: self._claim(queues, worker_id, limit, lease))
 
     async def _claim(
@@ -566,8 +578,12 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 # Every pull short of what it asked for: these subjects are drained now.
                 drained = all(len(ms) < need for ms in pulled)
                 msgs = [(m, work_dec.decode(m.data)) for ms in pulled for m in ms]
+                if self._taken:
+                    msgs = await self._drop_taken(msgs)
                 if not msgs:
-                    break
+                    if drained:
+                        break
+                    continue
                 msgs.sort(key=lambda mw: mw[1].id)
                 for m, _ in msgs[need:]:
                     await m.nak()
@@ -611,6 +627,18 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         if out:
             out = await self._fence_paused(out, token)
         return out
+
+    async def _drop_taken(self, msgs: list[tuple[Msg, Work]]) -> list[tuple[Msg, Work]]:
+        """``msgs`` without (acked) those of tasks this process leased at the same
+        generation from the message that woke it (``_direct``)."""
+        keep = []
+        for m, w in msgs:
+            if self._taken.get(w.id) == w.gen:
+                del self._taken[w.id]
+                await m.ack()
+            else:
+                keep.append((m, w))
+        return keep
 
     limited: list[str] = []
     """The limit keys the last claim held tasks back for."""
