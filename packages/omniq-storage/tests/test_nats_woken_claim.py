@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from omniq.models import Task, TaskStatus
-from omniq.storage import Completion, open_storage
+from omniq.models import ClaimedTask, Task, TaskStatus
+from omniq.storage import Completion, LeaseRef, open_storage
 from omniq.storage._backends.nats._backend import NatsBackend
 
 pytestmark = pytest.mark.anyio
@@ -164,3 +164,41 @@ async def test_flow_limited_work_goes_through_the_usual_claim(url: str) -> None:
         assert not q._woken  # type: ignore[attr-defined]
         got = await q.claim(["default"], "w", limit=10)
         assert len(got) == 1
+
+
+async def test_wait_for_push_hands_the_woken_task_over(url: str) -> None:
+    async with open_storage(url) as be:
+        assert isinstance(be, NatsBackend)
+        q = be.tasks
+        await q.claim(["default"], "w")
+        got: list[ClaimedTask] = []
+        t1, t2 = _task(), _task()
+        for t in (t1, t2):
+            got.clear()
+            checked = _checked(be)
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+
+                    async def waiter() -> None:
+                        assert await q.wait_for_push(
+                            ["default"], 5.0, worker_id="wp", lease=30.0, inbox=got.extend
+                        )
+
+                    tg.start_soon(waiter)
+                    await checked.wait()
+                    await q.enqueue([t])
+            [c] = got
+            assert c.task.id == t.id and c.worker_id == "wp" and c.task.attempt == 1
+            assert await q.claim(["default"], "other", limit=10) == []
+            if t is t2:  # the worker confirms it: no longer given back on close
+                assert await q.renew([LeaseRef.of(c)], 30.0) == []
+            with anyio.fail_after(5):  # the stale message's ack is not awaited
+                while await _work_left(be):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+        assert await q.close_inbox("wp") == [t1.id]
+        s1, s2 = await q.get([t1.id, t2.id])
+        assert s1 is not None and s1.status is TaskStatus.PENDING and s1.attempt == 0
+        assert s2 is not None and s2.status is TaskStatus.RUNNING
+        [again] = await q.claim(["default"], "w", limit=10)
+        assert again.task.id == t1.id and again.task.attempt == 1
+        assert await _work_left(be) == 0

@@ -24,12 +24,12 @@ import msgspec
 from omniq.models import ClaimedTask, TaskStatus, limit_of, new_id, now
 from omniq.storage._remote import claimed
 
-from ._records import CorruptRec, Rec, Work, claim_fn, enc, rec_dec, work_dec
+from ._records import CorruptRec, Rec, Work, claim_fn, enc, pending, rec_dec, work_dec
 
 if TYPE_CHECKING:
     from ._tasks import QueueCore
 
-__all__ = ["WOKEN_MAX", "claim_woken", "woken_work"]
+__all__ = ["WOKEN_MAX", "claim_woken", "give_back", "woken_work"]
 
 WOKEN_MAX = 64
 """Most work messages one wait keeps for the claim after it."""
@@ -62,10 +62,14 @@ async def claim_woken(
     worker_id: str,
     limit: int,
     lease: float,
+    *,
+    handed: dict[str, str] | None = None,
 ) -> list[ClaimedTask]:
     """Lease up to ``limit`` of the ``woken`` tasks (highest priority first, then in
     id order): one batch of revision-checked writes behind the claim's lease timer,
-    then the paused-queue fence. Tasks whose write fails are not claimed here."""
+    then the paused-queue fence. Tasks whose write fails are not claimed here.
+    ``handed`` (a handover's): task id -> lease token of each task it tries to lease,
+    filled before the writes are sent."""
     be = core._be
     core.limited = []
     seen: set[str] = set()
@@ -79,6 +83,8 @@ async def claim_woken(
         return []
     token, t = new_id(), now()
     until = t + lease
+    if handed is not None:
+        handed.update((w.id, token) for w, _ in picked)
     items = [
         (
             w.id,
@@ -101,4 +107,28 @@ async def claim_woken(
             out.append(claimed(r[1].task, token, until, worker_id))
     if out:
         out = await core._fence_paused(out, token)
+    if handed is not None:
+        won = {c.task.id for c in out}
+        for w, _ in picked:
+            if w.id not in won and handed.get(w.id) == token:
+                del handed[w.id]
     return out
+
+
+async def give_back(core: QueueCore, handed: dict[str, str]) -> list[str]:
+    """Put the tasks of ``handed`` (task id -> lease token) still leased with that
+    token back to pending, their attempt given back, and announce them; their ids."""
+    if not handed:
+        return []
+
+    def back(rec: Rec) -> Rec:
+        return pending(rec, max(0, rec.task.attempt - 1), rec.task.eta)
+
+    ids = sorted(handed)
+    items = [
+        (i, core._leased(handed[i], back), core._leases.pop((i, handed[i]), None)) for i in ids
+    ]
+    res = await core._change_many(items)
+    core._crash("claim")  # the claim's lease timer re-announces them
+    await core._ready_many([(r[1], r[2]) for r in res if r is not None])
+    return [i for i, r in zip(ids, res, strict=True) if r is not None]

@@ -107,6 +107,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         self._woken: dict[tuple[str, ...], list[tuple[Work, Rec]]] = {}
         """Per queue list, the leasable work messages that reached its last wait
         (``_direct``), for the claim after it."""
+        self._handed: dict[str, dict[str, str]] = {}
+        """Per worker, task id -> lease token of the tasks ``wait_for_push`` leased to
+        it that it has not renewed yet (``close_inbox`` gives those back)."""
         self._taken: dict[str, int] = {}
         """Task id -> generation of the tasks leased from such messages: the pull that
         later brings a message of that generation drops it unread."""
