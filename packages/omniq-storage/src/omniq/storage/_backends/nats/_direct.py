@@ -24,7 +24,7 @@ import msgspec
 from omniq.models import ClaimedTask, TaskStatus, limit_of, new_id, now
 from omniq.storage._remote import claimed
 
-from ._records import CorruptRec, Rec, Work, claim_fn, enc, pending, rec_dec, work_dec
+from ._records import Rec, Work, claim_fn, enc, pending, rec_dec, work_dec
 
 if TYPE_CHECKING:
     from ._tasks import QueueCore
@@ -94,8 +94,9 @@ async def claim_woken(
         for w, rec in picked
     ]
     timer = (f"{be.ns}.timer.lease", enc.encode([token, until, [w.id for w, _ in picked]]), None)
-    corrupt: list[CorruptRec] = []  # left to the usual claim, which quarantines them
-    res = await core._change_many(items, corrupt, lead=[timer])
+    # A write refused for its revision: the task moved on (another worker leased it);
+    # the usual claim deals with anything else.
+    res = await core._change_many(items, lead=[timer], retry=False)
     core._crash("claim")
     out: list[ClaimedTask] = []
     for r in res:

@@ -172,6 +172,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         items: Sequence[tuple[str, Callable[[Rec], Rec | None], tuple[int, Rec] | None]],
         corrupt: list[CorruptRec] | None = None,
         lead: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
+        *,
+        retry: bool = True,
     ) -> list[tuple[Rec, Rec, int] | None]:
         """``_change`` for many tasks: one pipelined batch of writes for those with a
         known revision (hint), the usual read-and-retry for the rest and for conflicts.
@@ -183,7 +185,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         on the connection, so a client dying mid-batch cannot leave a write without
         them; one the server refuses is published again on its own before any
         slow-path write, and if that fails too the batch's writes are undone
-        (``_lead_lost``)."""
+        (``_lead_lost``). ``retry=False``: a change whose hint is refused or out of date
+        is not re-read (its answer is None)."""
         out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
         slow: list[int] = []
         fast: list[tuple[int, Rec, Rec, int]] = []
@@ -213,7 +216,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 except BaseException:
                     await self._lead_lost([r for r in out if r is not None])
                     raise
-        if slow:
+        if slow and retry:
             res = await asyncio.gather(
                 *(self._change(items[i][0], items[i][1]) for i in slow),
                 return_exceptions=corrupt is not None,
