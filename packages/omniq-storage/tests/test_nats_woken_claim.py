@@ -202,3 +202,33 @@ async def test_wait_for_push_hands_the_woken_task_over(url: str) -> None:
         [again] = await q.claim(["default"], "w", limit=10)
         assert again.task.id == t1.id and again.task.attempt == 1
         assert await _work_left(be) == 0
+
+
+async def test_a_released_dependent_is_not_handed_over(url: str) -> None:
+    parent = _task()
+    child = _task(depends_on=[parent.id])
+    async with open_storage(url) as be:
+        assert isinstance(be, NatsBackend)
+        q = be.tasks
+        await q.enqueue([parent, child])
+        [c] = await q.claim(["default"], "w")
+        assert c.task.id == parent.id
+        got: list[ClaimedTask] = []
+
+        async def waiter() -> None:
+            assert await q.wait_for_push(
+                ["default"], 5.0, worker_id="wp", lease=30.0, inbox=got.extend
+            )
+
+        checked = _checked(be)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await checked.wait()
+                report = await q.complete([Completion(parent.id, c.token, TaskStatus.SUCCESS)])
+                assert report.released == [child.id]
+        assert got == []  # the worker's claim checks a dependent before it runs
+        assert q._woken  # type: ignore[attr-defined]
+        [cc] = await q.claim(["default"], "w")
+        assert cc.task.id == child.id
+        assert await q.close_inbox("wp") == []

@@ -632,7 +632,9 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             work = [wr for wr in got if wr is not None and wr[1].task.queue not in paused]
             if not work:
                 return
-            if push is None:
+            if push is None or any(wr[1].task.depends_on for wr in work):
+                # A dependent may need its dependencies' results or outcome checked
+                # before it runs: the worker's claim does that, a handover does not.
                 self._woken[qkey] = work
                 return
             worker_id, lease, inbox = push
