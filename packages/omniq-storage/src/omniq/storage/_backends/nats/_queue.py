@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from omniq.models import Task, TaskResult, TaskStatus, now
+from omniq.models import ClaimedTask, Task, TaskResult, TaskStatus, now
 from omniq.storage._corrupt import log
 from omniq.storage._interfaces import (
     Backend,
@@ -36,10 +36,11 @@ from omniq.storage._wake import Watch
 
 from ._conn import token
 from ._control import NatsTaskControl
+from ._direct import WOKEN_MAX, claim_woken, give_back, woken_work
 from ._engine import NatsEngine
 from ._floor import ScanFloor
 from ._paused import change_paused, read_paused, resumed_subject
-from ._records import CorruptRec, Rec, any_dec, decode_rec, finished, pending
+from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, pending
 from ._stores import NatsResults
 from ._tasks import QueueCore
 
@@ -74,6 +75,11 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         ]
         res = await self._call(lambda: self._change_many(items))
         lost = []
+        if self._handed:  # a renewed handover is the worker's: close_inbox leaves it
+            for ref in leases:
+                for handed in self._handed.values():
+                    if handed.get(ref.task_id) == ref.token:
+                        del handed[ref.task_id]
         for ref, r in zip(leases, res, strict=True):
             if r is None:
                 lost.append(ref.task_id)
@@ -578,25 +584,87 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
     # -- waiting -------------------------------------------------------------------
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        return await self._wait(queues, timeout, None)
+
+    async def wait_for_push(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        *,
+        worker_id: str,
+        lease: float,
+        inbox: Callable[[builtins.list[ClaimedTask]], None],
+    ) -> bool:
+        """``wait_for_work`` that leases the tasks whose work messages woke it to
+        ``worker_id`` right away (``_direct``) and hands them to ``inbox``."""
+        return await self._wait(queues, timeout, (worker_id, lease, inbox))
+
+    async def close_inbox(self, worker_id: str) -> builtins.list[str]:
+        handed = self._handed.pop(worker_id, {})
+        return await self._call(lambda: give_back(self, handed))
+
+    async def _wait(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        push: tuple[str, float, Callable[[builtins.list[ClaimedTask]], None]] | None,
+    ) -> bool:
         be = self._be
         key = object()  # this wait's own key: its subscriptions wake only it
+        qkey = tuple(queues)
+        self._woken.pop(qkey, None)
+        names = frozenset(queues)
+        got: list[tuple[Work, Rec] | None] = []
+        """The work messages that reached this wait (None: one a claim cannot take
+        straight away, ``_direct``)."""
 
         async def cb(_: Msg) -> None:
             be.wake.notify((key,))
 
+        async def on_work(msg: Msg) -> None:
+            if len(got) <= WOKEN_MAX:
+                got.append(woken_work(msg.data, names))
+            be.wake.notify((key,))
+
+        async def woke(paused: frozenset[str]) -> None:
+            # Only a wait that found no ready work at its start gets here: these
+            # messages are all the work of its queues since.
+            if not got or len(got) > WOKEN_MAX or None in got:
+                return
+            work = [wr for wr in got if wr is not None and wr[1].task.queue not in paused]
+            if not work:
+                return
+            if push is None or any(wr[1].task.depends_on for wr in work):
+                # A dependent may need its dependencies' results or outcome checked
+                # before it runs: the worker's claim does that, a handover does not.
+                self._woken[qkey] = work
+                return
+            worker_id, lease, inbox = push
+            handed = self._handed.setdefault(worker_id, {})
+            claims = await be.call(
+                lambda: claim_woken(self, work, worker_id, len(work), lease, handed=handed)
+            )
+            if claims:
+                inbox(claims)
+
         with be.wake.watch([key]) as woken:
-            return await self._wait_for_work(queues, timeout, cb, woken)
+            return await self._wait_for_work(queues, timeout, cb, on_work, woke=woke, woken=woken)
 
     async def _wait_for_work(
         self,
         queues: Sequence[str],
         timeout: float,  # noqa: ASYNC109
         cb: Callable[[Msg], Awaitable[None]],
+        on_work: Callable[[Msg], Awaitable[None]],
+        *,
+        woke: Callable[[frozenset[str]], Awaitable[None]],
         woken: Watch,
     ) -> bool:
+        """Wait; when woken (not when ready work was there at its start), ``woke`` runs
+        with the queues paused at the start, before the subscriptions end."""
         be = self._be
         nc = be.js.nc
-        subs = [await nc.subscribe(f"{be.ns}.work.{token(q)}.*", cb=cb) for q in queues]
+        subs = [await nc.subscribe(f"{be.ns}.work.{token(q)}.*", cb=on_work) for q in queues]
         subs.append(await nc.subscribe(resumed_subject(be), cb=cb))
         watcher: asyncio.Task[None] | None = None
         try:
@@ -624,7 +692,10 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                             await asyncio.sleep(0.1)
 
                 watcher = asyncio.create_task(watch())
-            return await woken.wait(max(0.0, deadline - now()))
+            if not await woken.wait(max(0.0, deadline - now())):
+                return False
+            await woke(paused)
+            return True
         finally:
             if watcher is not None:
                 watcher.cancel()

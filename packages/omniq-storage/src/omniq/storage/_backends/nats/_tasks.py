@@ -53,6 +53,7 @@ from omniq.storage._remote import EngineStore, claimed
 
 from . import _deps
 from ._conn import kv_puts, token
+from ._direct import claim_woken
 from ._engine import NatsEngine
 from ._flow import admit, limit_infos, register
 from ._paused import read_paused
@@ -109,6 +110,15 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         super().__init__(be)
         self._leases: dict[tuple[str, str], tuple[int, Rec]] = {}
         self._waiters_seen = False
+        self._woken: dict[tuple[str, ...], list[tuple[Work, Rec]]] = {}
+        """Per queue list, the leasable work messages that reached its last wait
+        (``_direct``), for the claim after it."""
+        self._handed: dict[str, dict[str, str]] = {}
+        """Per worker, task id -> lease token of the tasks ``wait_for_push`` leased to
+        it that it has not renewed yet (``close_inbox`` gives those back)."""
+        self._taken: dict[str, int] = {}
+        """Task id -> generation of the tasks leased from such messages: the pull that
+        later brings a message of that generation drops it unread."""
         self._leading: dict[tuple[str, ...], list[str]] = {}
         """Per queue list, the work subjects of the highest priority with ready tasks
         at the last claim that found any (pulled early by the next one)."""
@@ -168,6 +178,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         items: Sequence[tuple[str, Callable[[Rec], Rec | None], tuple[int, Rec] | None]],
         corrupt: list[CorruptRec] | None = None,
         lead: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
+        *,
+        retry: bool = True,
     ) -> list[tuple[Rec, Rec, int] | None]:
         """``_change`` for many tasks: one pipelined batch of writes for those with a
         known revision (hint), the usual read-and-retry for the rest and for conflicts.
@@ -181,7 +193,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         slow-path write, and if that fails too the batch's writes are undone
         (``_lead_lost``). In a cluster the lead is acknowledged before the writes are
         sent (``JS.publish_led``): another stream's leader would store them even while
-        the lead's stream has none."""
+        the lead's stream has none. ``retry=False``: a change whose hint is refused or
+        out of date is not re-read (its answer is None)."""
         out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
         slow: list[int] = []
         fast: list[tuple[int, Rec, Rec, int]] = []
@@ -211,7 +224,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 except BaseException:
                     await self._lead_lost([r for r in out if r is not None])
                     raise
-        if slow:
+        if slow and retry:
             res = await asyncio.gather(
                 *(self._change(items[i][0], items[i][1]) for i in slow),
                 return_exceptions=corrupt is not None,
@@ -518,6 +531,11 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
     ) -> list[ClaimedTask]:
         if limit <= 0 or not queues:
             return []
+        woken = self._woken.pop(tuple(queues), None)
+        if woken:
+            out = await self._call(lambda: claim_woken(self, woken, worker_id, limit, lease))
+            if out:
+                return out
         return await self._call(lambda: self._claim(queues, worker_id, limit, lease))
 
     async def _claim(
@@ -576,8 +594,12 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 # Every pull short of what it asked for: these subjects are drained now.
                 drained = all(len(ms) < need for ms in pulled)
                 msgs = [(m, work_dec.decode(m.data)) for ms in pulled for m in ms]
+                if self._taken:
+                    msgs = await self._drop_taken(msgs)
                 if not msgs:
-                    break
+                    if drained:
+                        break
+                    continue
                 msgs.sort(key=lambda mw: mw[1].id)
                 for m, _ in msgs[need:]:
                     await m.nak()
@@ -621,6 +643,18 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         if out:
             out = await self._fence_paused(out, token)
         return out
+
+    async def _drop_taken(self, msgs: list[tuple[Msg, Work]]) -> list[tuple[Msg, Work]]:
+        """``msgs`` without (acked) those of tasks this process leased at the same
+        generation from the message that woke it (``_direct``)."""
+        keep = []
+        for m, w in msgs:
+            if self._taken.get(w.id) == w.gen:
+                del self._taken[w.id]
+                await m.ack()
+            else:
+                keep.append((m, w))
+        return keep
 
     limited: list[str] = []
     """The limit keys the last claim held tasks back for."""
