@@ -586,6 +586,11 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         return await self._wait(queues, timeout, None)
 
+    async def _claim_woken(
+        self, woken: builtins.list[tuple[Work, Rec]], worker_id: str, limit: int, lease: float
+    ) -> builtins.list[ClaimedTask]:
+        return await claim_woken(self, woken, worker_id, limit, lease)
+
     async def wait_for_push(
         self,
         queues: Sequence[str],

@@ -53,7 +53,6 @@ from omniq.storage._remote import EngineStore, claimed
 
 from . import _deps
 from ._conn import kv_puts, token
-from ._direct import claim_woken
 from ._engine import NatsEngine
 from ._flow import admit, limit_infos, register
 from ._paused import read_paused
@@ -533,10 +532,17 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             return []
         woken = self._woken.pop(tuple(queues), None)
         if woken:
-            out = await self._call(lambda: claim_woken(self, woken, worker_id, limit, lease))
+            out = await self._call(lambda: self._claim_woken(woken, worker_id, limit, lease))
             if out:
                 return out
         return await self._call(lambda: self._claim(queues, worker_id, limit, lease))
+
+    async def _claim_woken(
+        self, woken: list[tuple[Work, Rec]], worker_id: str, limit: int, lease: float
+    ) -> list[ClaimedTask]:
+        """Lease the tasks whose work messages woke this process (``_direct``); the
+        queue class binds it, so this module does not import ``_direct``."""
+        raise NotImplementedError
 
     async def _claim(
         self, queues: Sequence[str], worker_id: str, limit: int, lease: float
