@@ -170,3 +170,45 @@ BEGIN
     RETURN QUERY SELECT NULL::text, NULL::text, NULL::int, NULL::int, NULL::text,
         w, NULL::bytea, k FROM unnest(full_keys, v_wait) AS u(k, w);
 END $$;
+
+-- The finish statement (completions and their results) and then omniq_claim_limited
+-- for the slots it freed, in one call: one round trip and one transaction for a
+-- worker ending capped tasks. The first row is the finish's report (f_done set, the
+-- claim's columns NULL); the others are omniq_claim_limited's rows.
+CREATE FUNCTION omniq_finish_claim(
+    p_ids text[], p_tokens text[], p_status text[], p_policy text, p_now float8,
+    p_chan text, p_rids text[], p_rstatus text[], p_rexp float8[], p_renv bytea[],
+    p_rchan text, p_qs text[], p_n int, p_worker text, p_until float8, p_scan int
+)
+RETURNS TABLE(f_done text[], f_released text[], f_cancelled text[], o_id text,
+              o_queue text, o_priority int, o_attempt int, o_token text, o_eta float8,
+              o_envelope bytea, o_key text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_done text[];
+    v_released text[];
+    v_cancelled text[];
+    v_stored bigint;
+BEGIN
+    WITH fin AS (
+        SELECT * FROM omniq_complete(p_ids, p_tokens, p_status, p_policy, p_now, p_chan)
+    ), ins AS (
+        INSERT INTO results (task_id, status, expires_at, envelope)
+        SELECT i.tid, i.st, i.exp, i.env
+        FROM unnest(p_rids, p_rstatus, p_rexp, p_renv) AS i(tid, st, exp, env)
+        WHERE i.tid IN (SELECT unnest(fin.done) FROM fin)
+        ON CONFLICT (task_id) DO UPDATE
+            SET status = EXCLUDED.status, expires_at = EXCLUDED.expires_at,
+                envelope = EXCLUDED.envelope
+        RETURNING task_id
+    )
+    SELECT fin.done, fin.released, fin.cancelled,
+        (SELECT count(pg_notify(p_rchan, ins.task_id)) FROM ins)
+    INTO v_done, v_released, v_cancelled, v_stored
+    FROM fin;
+    RETURN QUERY SELECT v_done, v_released, v_cancelled, NULL::text, NULL::text,
+        NULL::int, NULL::int, NULL::text, NULL::float8, NULL::bytea, NULL::text;
+    RETURN QUERY SELECT NULL::text[], NULL::text[], NULL::text[], c.o_id, c.o_queue,
+        c.o_priority, c.o_attempt, c.o_token, c.o_eta, c.o_envelope, c.o_key
+    FROM omniq_claim_limited(p_qs, p_now, p_n, p_worker, p_until, p_scan) c;
+END $$;
