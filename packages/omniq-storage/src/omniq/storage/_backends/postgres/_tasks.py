@@ -487,8 +487,8 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         limit: int,
     ) -> tuple[CompletionReport, builtins.list[ClaimedTask]] | None:
         """``finish`` and then ``claim_limited`` for the concurrency slots it freed, in
-        one transaction (one commit to wait for instead of two): what a worker ending
-        capped tasks does. None, doing nothing, when the batch does not take
+        one call (one round trip and one commit to wait for instead of two): what a
+        worker ending capped tasks does. None, doing nothing, when the batch does not take
         ``finish``'s one-statement path (the caller then finishes and claims apart)."""
         by_id = {r.task_id: r for r in results}
         if (
@@ -519,19 +519,14 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             [encode(r) for r in results],
             self._be.result_channel,
         )
-        qs = builtins.list(queues)
         until = t + lease
-        claim = (qs, t, limit, worker_id, until, SCAN)
-
-        async def run(c: Any) -> tuple[Any, Any]:
-            async with c.transaction():
-                row = await c.fetchrow(_Q["finish"], *args)
-                return row, await c.fetch(_Q["claim_limited"], *claim)
-
-        row, more = await self._call(run)
+        claim = (builtins.list(queues), limit, worker_id, until, SCAN)
+        got = await self._call(lambda c: c.fetch(_Q["finish_claim"], *args, *claim))
+        head = got[0]
+        row = {k: head[f"f_{k}"] for k in ("done", "released", "cancelled")}
         report = await self._report(row, ids)
         self.limited = []
-        rows = self._limited_result(more)
+        rows = self._limited_result(got[1:])
         return report, await self._claimed(rows, until, worker_id, lease)
 
     async def complete_with_results(

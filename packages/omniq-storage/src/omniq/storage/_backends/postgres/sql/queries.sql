@@ -79,6 +79,12 @@ WHERE (SELECT count(*) FROM got) < $3 AND (
 -- The limited tasks (limit_key set) within their limits; see 0006_flow_control.sql.
 SELECT * FROM omniq_claim_limited($1, $2, $3, $4, $5, $6);
 
+-- name: finish_claim
+-- finish, then claim_limited for the slots it freed, in one call (see
+-- 0013_limited_claim_scan.sql): the first row is the finish's report.
+SELECT * FROM omniq_finish_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+    $14, $15, $16);
+
 -- name: set_limits
 -- The limits of freshly stored tasks, in the transaction that stored them.
 UPDATE tasks t SET limit_key = i.k, limit_cap = i.cap, limit_rate = i.rate,
