@@ -16,7 +16,8 @@ time to a file, and the figures come from those stamps:
     URL=postgresql://127.0.0.1:5432/test uv run python -m benchmarks.limits
 
 Each run stores its tasks under a namespace of its own (a Redis key prefix, a
-PostgreSQL schema), dropped at its end; ``RUNS=rate`` or ``RUNS=cap`` runs one of them.
+PostgreSQL schema, a NATS namespace), dropped at its end; ``RUNS=rate`` or
+``RUNS=cap`` runs one of them.
 """
 
 from __future__ import annotations
@@ -96,13 +97,15 @@ def _fresh(url: str) -> str:
         return f"{url}{sep}prefix=bench-limits-{tag}:"
     if url.startswith("postgres"):
         return f"{url}{sep}schema=bench_limits_{tag}"
+    if url.startswith("nats"):
+        return f"{url}{sep}namespace=BL{tag.upper()}"
     return url
 
 
 async def _drop(url: str) -> None:
     from omniq.storage import open_storage
 
-    if url.startswith(("redis", "postgres")):
+    if url.startswith(("redis", "postgres", "nats")):
         async with open_storage(url) as store:
             await store.drop()  # type: ignore[attr-defined]
 
