@@ -168,6 +168,8 @@ class QueueWorkerSource:
         self._next_sweep = 0.0
         self._sweep_due = False
         self._outstanding: set[str] = set()
+        self._settles = 0
+        """How many times outcomes settled (a burst claim that overlapped one looks again)."""
         self._settled: anyio.Event | None = None
         self.burst = False
         """Set for burst runs: an empty claim first waits for outcomes still in flight."""
@@ -192,8 +194,9 @@ class QueueWorkerSource:
         """Claim a batch; defer tasks whose function breaker is open; fail poison tasks.
 
         In a burst run, when nothing is ready but outcomes of tasks this worker ran are
-        still on their way to ``report``, wait (briefly) for them first: their completion
-        may release dependents or follow-ups, which a burst run must not miss.
+        still on their way to ``report`` (or were stored while the claim was on its way),
+        wait (briefly) for them and claim again: their completion may release dependents
+        or follow-ups, which a burst run must not miss.
         """
         if self._pushed:
             pushed, self._pushed = self._pushed[:limit], self._pushed[limit:]
@@ -206,17 +209,22 @@ class QueueWorkerSource:
             # slots it freed: a claim now would find the slots still taken and only
             # contend with that one; the pause ends when the report is done.
             return []
+        settles = self._settles
         claims = await self._claim(limit)
-        if not claims and self.burst and self._outstanding:
-            self._settled = anyio.Event()
-            with anyio.move_on_after(2.0):
-                await self._settled.wait()
-            self._settled = None
+        # An outcome stored while this claim was on its way may have released work the
+        # claim could not see yet: look again, as for outcomes still in flight.
+        if not claims and self.burst and (self._outstanding or self._settles != settles):
+            if self._outstanding:
+                self._settled = anyio.Event()
+                with anyio.move_on_after(2.0):
+                    await self._settled.wait()
+                self._settled = None
             claims = await self._claim(limit)
         self._outstanding.update(c.task.id for c in claims)
         return claims
 
     def _settle(self, ids: Iterable[str]) -> None:
+        self._settles += 1
         self._outstanding.difference_update(ids)
         if not self._outstanding and self._settled is not None:
             self._settled.set()
