@@ -81,6 +81,7 @@ async def enqueues_a_child(n: int) -> int:
     SEEN.append(
         {
             "type": type(span).__name__,
+            "non_recording": isinstance(span, trace.NonRecordingSpan),
             "recording": span.is_recording(),
             "trace_id": sc.trace_id,
             "span_id": sc.span_id,

@@ -38,8 +38,8 @@ _EMPTY: Any = None  # the empty OpenTelemetry Context, set when Tracing is first
 
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 """A version-00 ``traceparent`` exactly as the W3C propagator writes it."""
-_SAMPLED = 0x01  # the W3C trace flags
-_RANDOM = 0x02
+_UNSAMPLED = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f][02468ace]")
+"""The same, valid (ids not all zero), with the sampled flag clear."""
 
 
 def tracing_for(settings: Settings) -> Tracing | None:
@@ -100,6 +100,9 @@ class Tracing:
         self._in_context = trace.set_span_in_context
         self._provider: Any = None  # the global tracer provider last looked at
         self._lean: Any = None  # its LeanRuns, when the run span can skip start_span
+        self._globals = hasattr(trace, "_TRACER_PROVIDER") and hasattr(
+            propagate, "_HTTP_TEXT_FORMAT"
+        )  # what ``run`` reads for the provider and the propagator
 
     def _is_w3c(self) -> bool:
         """Whether the global propagator is OpenTelemetry's default one (checked again
@@ -207,6 +210,34 @@ class Tracing:
     def run(self, task: Task) -> AbstractContextManager[object]:
         """The consumer span of one run of ``task`` (current while the function runs;
         an exception leaving it marks the span as an error)."""
+        carrier = task.metadata.get(TRACE_CONTEXT_KEY)
+        if type(carrier) is dict and len(carrier) == 1:
+            # The common case under sampling: a plain unsampled traceparent, which an
+            # SDK sampler that drops the runs of unsampled tasks decides on its own.
+            # The provider and propagator are checked on the globals that
+            # ``get_tracer_provider`` and ``get_global_textmap`` return (this runs for
+            # every task); ``_lean_runs`` and ``_is_w3c`` look again when they change.
+            tp = carrier.get("traceparent")
+            if type(tp) is str and self._globals and _UNSAMPLED.fullmatch(tp) is not None:
+                lean = self._lean
+                if (
+                    lean is None
+                    or self._trace._TRACER_PROVIDER is not self._provider
+                    or lean._processors is not lean._processor._span_processors
+                ):
+                    lean = self._lean_runs()
+                if (
+                    lean is not None
+                    and lean.drops_unsampled
+                    and (
+                        self._w3c
+                        if self._propagate._HTTP_TEXT_FORMAT is self._textmap
+                        else self._is_w3c()
+                    )
+                ):
+                    scope: AbstractContextManager[object] | None = lean.unsampled(tp)
+                    if scope is not None:
+                        return scope
         return _RunScope(self, task)
 
     def _lean_runs(self) -> Any:
@@ -233,16 +264,7 @@ class Tracing:
         parent = _EMPTY
         if isinstance(carrier, dict) and carrier:
             plain = self._plain(carrier)
-            if plain is None:
-                parent = self._propagate.extract(carrier)
-            else:
-                trace_id, span_id, flags = plain
-                if lean is not None and lean.drops_unsampled and not flags & _SAMPLED:
-                    # the decision is known: no parent context is built for it
-                    span = lean.unsampled(trace_id, bool(flags & _RANDOM))
-                    if span is not None:
-                        return span
-                parent = self._remote(trace_id, span_id, flags)
+            parent = self._propagate.extract(carrier) if plain is None else self._remote(*plain)
         span = None if lean is None else lean.start(task, parent)
         if span is None:
             span = self._start_span(task, parent)

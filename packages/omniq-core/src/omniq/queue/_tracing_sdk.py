@@ -30,12 +30,16 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar, Token
 from time import time_ns
+from types import TracebackType
 from typing import Any, cast
 
+from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.trace import (
     ConcurrentMultiSpanProcessor,
     Event,
@@ -48,6 +52,7 @@ from opentelemetry.sdk.trace import (
 )
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     Decision,
     ParentBased,
@@ -69,7 +74,7 @@ from opentelemetry.util import types
 
 from omniq.models import Task
 
-__all__ = ["LeanRuns", "RunSpan"]
+__all__ = ["LeanRuns", "RunSpan", "UnsampledRun"]
 
 _log = logging.getLogger("opentelemetry.sdk.trace")
 _NAME = "omniq.run"
@@ -101,27 +106,114 @@ _TUPLE_LAYOUT = all(
 valid), as in the SDK versions this module knows."""
 
 
-def _unsampled(
+def _unsampled_context(
     trace_id: int, span_id: int, random: bool, state: Any = _DEFAULT_STATE
-) -> NonRecordingSpan:
-    """``NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=
-    <not sampled, random>, trace_state=state))``, the span context built as its
-    constructor builds it."""
+) -> SpanContext:
+    """``SpanContext(trace_id, span_id, is_remote=False, trace_flags=<not sampled,
+    random>, trace_state=state)``, built as its constructor builds it."""
     if _TUPLE_LAYOUT and state is _DEFAULT_STATE:
         valid = 0 < trace_id <= _TRACE_MAX and 0 < span_id <= _SPAN_MAX
         flags = _FLAGS[False, random]
-        return NonRecordingSpan(
-            _new_tuple(SpanContext, (trace_id, span_id, False, flags, state, valid))
+        return cast(
+            SpanContext, _new_tuple(SpanContext, (trace_id, span_id, False, flags, state, valid))
         )
-    return NonRecordingSpan(
-        SpanContext(
-            trace_id,
-            span_id,
-            is_remote=False,
-            trace_flags=_FLAGS[False, random],
-            trace_state=state,
-        )
+    return SpanContext(
+        trace_id,
+        span_id,
+        is_remote=False,
+        trace_flags=_FLAGS[False, random],
+        trace_state=state,
     )
+
+
+def _unsampled(
+    trace_id: int, span_id: int, random: bool, state: Any = _DEFAULT_STATE
+) -> NonRecordingSpan:
+    """The ``NonRecordingSpan`` of ``_unsampled_context(...)``."""
+    return NonRecordingSpan(_unsampled_context(trace_id, span_id, random, state))
+
+
+_SPAN_KEY: str = next(iter(trace_api.set_span_in_context(trace_api.INVALID_SPAN, Context())))
+"""The context key the current span is kept under (as ``set_span_in_context`` sets it)."""
+_runtime: Any = getattr(context_api, "_RUNTIME_CONTEXT", None)
+_CURRENT: ContextVar[Context] | None = (
+    _runtime._current_context
+    if type(_runtime) is ContextVarsRuntimeContext
+    and isinstance(getattr(_runtime, "_current_context", None), ContextVar)
+    else None
+)
+"""The context variable behind ``context.attach``/``detach``/``get_current`` when the
+runtime context is the API's default ``ContextVarsRuntimeContext`` (those calls are
+then its ``set``/``reset``/``get``), else None (then they are called)."""
+_new: Any = object.__new__
+
+
+class UnsampledRun(NonRecordingSpan):
+    """The run span of a task whose carried context is a plain, valid, unsampled
+    ``traceparent`` that the sampler drops, and the scope that makes it current.
+
+    The span is what ``Tracer.start_span`` would give (the parent's trace id, a new span
+    id from the provider's id generator, the unsampled flag, the default trace state),
+    its span context built on first use: most such runs never look at their span, and
+    then nothing is parsed or generated for it. As a scope (the first ``with``), it is
+    current in the current context while the function runs and leaving restores the
+    context; a ``with`` on it inside the run is a non-recording span's (nothing happens).
+    Made by ``LeanRuns.unsampled`` without ``__init__``."""
+
+    _context: SpanContext | None = None  # type: ignore[assignment]
+    _token: Token[Context] | None = None
+    _depth = 0
+    _traceparent: str
+    _ids: IdGenerator
+
+    def get_span_context(self) -> SpanContext:
+        sc = self._context
+        if sc is None:
+            tp = self._traceparent
+            sc = self._context = _unsampled_context(
+                int(tp[3:35], 16), self._ids.generate_span_id(), bool(int(tp[53:55], 16) & 2)
+            )
+        return sc
+
+    def __repr__(self) -> str:
+        return f"NonRecordingSpan({self.get_span_context()!r})"
+
+    def __enter__(self) -> UnsampledRun:
+        depth = self._depth
+        self._depth = depth + 1
+        if depth:
+            return self
+        cv = _CURRENT
+        if cv is None:
+            current = context_api.get_current()
+            ctx = Context({**current, _SPAN_KEY: self}) if current else Context({_SPAN_KEY: self})
+            self._token = context_api.attach(ctx)
+            return self
+        current = cv.get()
+        # set_span_in_context(self) copies the current context twice; one copy does
+        self._token = cv.set(
+            Context({**current, _SPAN_KEY: self}) if current else Context({_SPAN_KEY: self})
+        )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        depth = self._depth = self._depth - 1
+        token = self._token
+        if depth or token is None:
+            return
+        self._token = None
+        if _CURRENT is not None:
+            try:
+                _CURRENT.reset(token)
+                return
+            except ValueError:  # entered in another context: detach says so in the log
+                pass
+        context_api.detach(token)
 
 
 def _drops(sampler: object) -> bool:
@@ -223,14 +315,17 @@ class LeanRuns:
         processor: Any = self._processor
         return self._processors is processor._span_processors
 
-    def unsampled(self, trace_id: int, random: bool) -> Any:
-        """The run span of a task whose context is a remote unsampled parent in trace
-        ``trace_id`` (a plain ``traceparent``, no trace state), as ``start`` makes it
-        when ``drops_unsampled``; None when the tracer is disabled."""
+    def unsampled(self, traceparent: str) -> UnsampledRun | None:
+        """The run scope of a task whose context is the plain, valid, unsampled
+        ``traceparent`` (no trace state), as ``start`` makes its span when
+        ``drops_unsampled``; None when the tracer is disabled."""
         tracer = self._tracer
         if not tracer._tracer_config.is_enabled:
             return None
-        return _unsampled(trace_id, tracer.id_generator.generate_span_id(), random)
+        run: UnsampledRun = _new(UnsampledRun)
+        run._traceparent = traceparent
+        run._ids = tracer.id_generator
+        return run
 
     def start(self, task: Task, parent: Context) -> Any:
         """The run span of ``task``, a child of the span ``parent`` holds, as

@@ -1,0 +1,102 @@
+"""The worker's span for a run whose task carries an unsampled ``traceparent`` that the
+SDK's ``ParentBased`` sampler drops (``LeanRuns.unsampled``): the same span context as
+``Tracer.start_span`` gives, current while the run runs, the caller's context back after.
+
+The provider here is never made the global one: ``LeanRuns`` is built for it directly.
+"""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import context, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.trace import NonRecordingSpan
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from omniq.queue._tracing import _UNSAMPLED
+from omniq.queue._tracing_sdk import LeanRuns
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+SPAN = "b7ad6b7169203331"
+
+
+def _lean() -> LeanRuns:
+    lean = LeanRuns.for_provider(TracerProvider(sampler=ParentBased(ALWAYS_ON)))
+    assert lean is not None and lean.drops_unsampled
+    return lean
+
+
+@pytest.mark.parametrize("flags", ["00", "02"])
+def test_the_span_context_is_the_one_start_span_gives(flags: str) -> None:
+    tp = f"00-{TRACE}-{SPAN}-{flags}"
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
+    parent = TraceContextTextMapPropagator().extract({"traceparent": tp})
+    expected = provider.get_tracer("omniq").start_span("omniq.run", context=parent)
+    run = _lean().unsampled(tp)
+    assert run is not None
+    with run as span:
+        assert isinstance(span, NonRecordingSpan)
+        assert not span.is_recording()
+        got = span.get_span_context()
+        want = expected.get_span_context()
+        assert type(expected) is NonRecordingSpan
+        assert (got.trace_id, got.is_remote, got.trace_flags, got.trace_state) == (
+            want.trace_id,
+            want.is_remote,
+            want.trace_flags,
+            want.trace_state,
+        )
+        assert got.is_valid
+        assert got.span_id not in (0, int(SPAN, 16))
+        assert span.get_span_context() is got  # built once
+
+
+def test_the_run_span_is_current_inside_and_the_context_is_restored() -> None:
+    outer = NonRecordingSpan(
+        trace.SpanContext(1, 2, is_remote=False, trace_flags=trace.TraceFlags(1))
+    )
+    token = context.attach(context.set_value("app.key", "kept", trace.set_span_in_context(outer)))
+    try:
+        run = _lean().unsampled(f"00-{TRACE}-{SPAN}-00")
+        assert run is not None
+        with pytest.raises(ValueError, match="boom"), run as span:
+            assert trace.get_current_span() is span
+            assert context.get_value("app.key") == "kept"  # the rest of the context stays
+            with span:  # a span's own ``with`` inside the run changes nothing
+                assert trace.get_current_span() is span
+            assert trace.get_current_span() is span
+            raise ValueError("boom")
+        assert trace.get_current_span() is outer
+        assert context.get_value("app.key") == "kept"
+    finally:
+        context.detach(token)
+
+
+@pytest.mark.parametrize(
+    "tp",
+    [
+        f"00-{TRACE}-{SPAN}-00",
+        f"00-{TRACE}-{SPAN}-02",
+        f"00-{TRACE}-{SPAN}-0a",
+        f"00-{TRACE}-{SPAN}-01",  # sampled
+        f"00-{TRACE}-{SPAN}-03",
+        f"00-{'0' * 32}-{SPAN}-00",  # invalid ids
+        f"00-{TRACE}-{'0' * 16}-00",
+        f"00-{TRACE.upper()}-{SPAN}-00",  # not as the propagator accepts it
+        f"00-{TRACE}-{SPAN}-00-extra",
+        f"01-{TRACE}-{SPAN}-00",  # another version: the propagator reads it
+        f"00-{TRACE[:-1]}-{SPAN}-00",
+    ],
+)
+def test_the_fast_path_takes_only_what_the_propagator_reads_as_unsampled(tp: str) -> None:
+    """A traceparent the fast path takes is one the W3C propagator reads as a valid,
+    unsampled parent with the same ids; anything else goes the propagator's way."""
+    sc = trace.get_current_span(
+        TraceContextTextMapPropagator().extract({"traceparent": tp})
+    ).get_span_context()
+    if _UNSAMPLED.fullmatch(tp) is not None:
+        assert sc.is_valid and sc.is_remote and not sc.trace_flags.sampled
+        assert (f"{sc.trace_id:032x}", f"{sc.span_id:016x}") == (tp[3:35], tp[36:52])
+    else:
+        assert not (sc.is_valid and not sc.trace_flags.sampled and tp.startswith("00-"))
