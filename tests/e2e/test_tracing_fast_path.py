@@ -7,6 +7,8 @@ The provider here is never made the global one: ``LeanRuns`` is built for it dir
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -100,3 +102,21 @@ def test_the_fast_path_takes_only_what_the_propagator_reads_as_unsampled(tp: str
         assert (f"{sc.trace_id:032x}", f"{sc.span_id:016x}") == (tp[3:35], tp[36:52])
     else:
         assert not (sc.is_valid and not sc.trace_flags.sampled and tp.startswith("00-"))
+
+
+def test_threads_asking_at_once_see_one_span_id() -> None:
+    run = _lean().unsampled(f"00-{TRACE}-{SPAN}-00")
+    assert run is not None
+    start = threading.Barrier(8)
+    seen: list[int] = []
+
+    def ask() -> None:
+        start.wait()
+        seen.append(run.get_span_context().span_id)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8 and len(set(seen)) == 1

@@ -28,6 +28,7 @@ through ``Sampler.should_sample``.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar, Token
@@ -146,6 +147,7 @@ _CURRENT: ContextVar[Context] | None = (
 runtime context is the API's default ``ContextVarsRuntimeContext`` (those calls are
 then its ``set``/``reset``/``get``), else None (then they are called)."""
 _new: Any = object.__new__
+_FIRST_USE = threading.Lock()
 
 
 class UnsampledRun(NonRecordingSpan):
@@ -169,10 +171,15 @@ class UnsampledRun(NonRecordingSpan):
     def get_span_context(self) -> SpanContext:
         sc = self._context
         if sc is None:
-            tp = self._traceparent
-            sc = self._context = _unsampled_context(
-                int(tp[3:35], 16), self._ids.generate_span_id(), bool(int(tp[53:55], 16) & 2)
-            )
+            with _FIRST_USE:  # threads of one run asking at once see one span id
+                sc = self._context
+                if sc is None:
+                    tp = self._traceparent
+                    sc = self._context = _unsampled_context(
+                        int(tp[3:35], 16),
+                        self._ids.generate_span_id(),
+                        bool(int(tp[53:55], 16) & 2),
+                    )
         return sc
 
     def __repr__(self) -> str:
