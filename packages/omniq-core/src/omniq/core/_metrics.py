@@ -236,47 +236,52 @@ class _Observer:
         running = self._running
         per_key: dict[tuple[str, str], int] = {}
         delta: dict[str, int] = {}
+        get = per_key.get
         for c in claims:
             task = c.task
-            key = (task.queue, task.func)
-            per_key[key] = per_key.get(key, 0) + 1
-            if task.id not in running:
-                running[task.id] = task.queue
-                delta[task.queue] = delta.get(task.queue, 0) + 1
+            queue = task.queue
+            key = (queue, task.func)
+            per_key[key] = get(key, 0) + 1
+            tid = task.id
+            if tid not in running:
+                running[tid] = queue
+                delta[queue] = delta.get(queue, 0) + 1
         for key, n in per_key.items():
             self._child(key)[0].inc(n)
         self._move(delta)
 
     def reported(self, outcomes: Sequence[Outcome], retried: set[str]) -> None:
-        running = self._running
-        # per key: succeeded, retried, failed
-        per_key: dict[tuple[str, str], list[int]] = {}
-        durations: dict[tuple[str, str], list[float]] = {}
+        # Per (queue, function): [succeeded, retried, failed, run times]; the usual batch
+        # is all successes of one function, so its key is built once per run of equal keys.
+        per_key: dict[tuple[str, str], list[Any]] = {}
         delta: dict[str, int] = {}
+        pop = self._running.pop
         success, error, expired = TaskStatus.SUCCESS, TaskStatus.ERROR, TaskStatus.EXPIRED
+        last_queue = last_func = None
+        cell: list[Any] = []
+        times: list[float] = []
         for o in outcomes:
             task = o.claimed.task
-            key = (task.queue, task.func)
-            counts = per_key.get(key)
-            if counts is None:
-                counts = per_key[key] = [0, 0, 0]
+            queue, func = task.queue, task.func
+            if queue != last_queue or func != last_func:
+                key = (queue, func)
+                found = per_key.get(key)
+                if found is None:
+                    found = per_key[key] = [0, 0, 0, []]
+                cell, times = found, found[3]
+                last_queue, last_func = queue, func
             status = o.status
             if status is success:
-                counts[0] += 1
+                cell[0] += 1
             elif task.id in retried:
-                counts[1] += 1
+                cell[1] += 1
             elif status is error:
-                counts[2] += 1
+                cell[2] += 1
             if o.started_at is not None and status is not expired:
-                timed = durations.get(key)
-                if timed is None:
-                    durations[key] = [o.duration]
-                else:
-                    timed.append(o.duration)
-            queue = running.pop(task.id, None)
-            if queue is not None:
+                times.append(o.duration)
+            if pop(task.id, None) is not None:
                 delta[queue] = delta.get(queue, 0) - 1
-        for key, (ok, again, failed) in per_key.items():
+        for key, (ok, again, failed, timed) in per_key.items():
             child = self._child(key)
             if ok:
                 child[1].inc(ok)
@@ -284,8 +289,8 @@ class _Observer:
                 child[2].inc(again)
             if failed:
                 child[3].inc(failed)
-        for key, timed in durations.items():
-            _observe_all(self._child(key)[4], timed)
+            if timed:
+                _observe_all(child[4], timed)
         self._move(delta)
 
     def released(self, claims: Sequence[ClaimedTask]) -> None:
