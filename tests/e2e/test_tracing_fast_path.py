@@ -1,5 +1,6 @@
 """The worker's span for a run whose task carries an unsampled ``traceparent`` that the
-SDK's ``ParentBased`` sampler drops (``LeanRuns.unsampled``): the same span context as
+SDK's ``ParentBased`` sampler drops (``LeanRuns.unsampled``), or no context and a new
+root trace its ratio drops (``LeanRuns.root``): the same span context as
 ``Tracer.start_span`` gives, current while the run runs, the caller's context back after.
 
 The provider here is never made the global one: ``LeanRuns`` is built for it directly.
@@ -11,13 +12,16 @@ import threading
 
 import pytest
 from opentelemetry import context, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from omniq.models import Task
 from omniq.queue._tracing import _UNSAMPLED
-from omniq.queue._tracing_sdk import LeanRuns
+from omniq.queue._tracing_sdk import LeanRuns, UnsampledRoot
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 SPAN = "b7ad6b7169203331"
@@ -120,3 +124,47 @@ def test_threads_asking_at_once_see_one_span_id() -> None:
     for t in threads:
         t.join()
     assert len(seen) == 8 and len(set(seen)) == 1
+
+
+class _Ids(RandomIdGenerator):
+    """Ids in a known order: trace ids 1, 2, ...; span ids 100, 101, ..."""
+
+    def __init__(self) -> None:
+        self.traces = iter(range(1, 1000))
+        self.spans = iter(range(100, 1000))
+
+    def generate_trace_id(self) -> int:
+        return next(self.traces)
+
+    def generate_span_id(self) -> int:
+        return next(self.spans)
+
+
+def _root_provider(ratio: float) -> TracerProvider:
+    return TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)), id_generator=_Ids())
+
+
+def test_a_dropped_root_run_is_the_span_start_span_gives() -> None:
+    expected = _root_provider(0.0).get_tracer("omniq").start_span("omniq.run", context=Context())
+    lean = LeanRuns.for_provider(_root_provider(0.0))
+    assert lean is not None and lean.decides_roots
+    run = lean.root()
+    assert isinstance(run, UnsampledRoot)
+    with run as span:
+        assert trace.get_current_span() is span
+        assert not span.is_recording()
+        assert span.get_span_context() == expected.get_span_context()  # same ids and flags
+    assert trace.get_current_span() is not span
+
+
+def test_a_sampled_root_run_is_recorded_in_the_trace_its_ratio_saw() -> None:
+    lean = LeanRuns.for_provider(_root_provider(1.0))
+    assert lean is not None
+    drawn = lean.root()
+    assert drawn == (1, True)  # the first trace id; the ratio samples it
+    task = Task(func="m:f", queue="q")
+    span = lean.start(task, Context(), drawn)
+    assert span.is_recording()
+    sc = span.get_span_context()
+    assert sc.trace_id == 1 and sc.trace_flags.sampled
+    span.end()

@@ -19,7 +19,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -214,18 +214,9 @@ class Tracing:
         if type(carrier) is dict and len(carrier) == 1:
             # The common case under sampling: a plain unsampled traceparent, which an
             # SDK sampler that drops the runs of unsampled tasks decides on its own.
-            # The provider and propagator are checked on the globals that
-            # ``get_tracer_provider`` and ``get_global_textmap`` return (this runs for
-            # every task); ``_lean_runs`` and ``_is_w3c`` look again when they change.
             tp = carrier.get("traceparent")
             if type(tp) is str and self._globals and _UNSAMPLED.fullmatch(tp) is not None:
-                lean = self._lean
-                if (
-                    lean is None
-                    or self._trace._TRACER_PROVIDER is not self._provider
-                    or lean._processors is not lean._processor._span_processors
-                ):
-                    lean = self._lean_runs()
+                lean = self._current_lean()
                 if (
                     lean is not None
                     and lean.drops_unsampled
@@ -238,7 +229,28 @@ class Tracing:
                     scope: AbstractContextManager[object] | None = lean.unsampled(tp)
                     if scope is not None:
                         return scope
+        elif not carrier and self._globals:
+            # No context: a root run, which a ratio sampler decides on the new trace id.
+            lean = self._current_lean()
+            if lean is not None and lean.decides_roots:
+                got = lean.root()
+                if type(got) is tuple:
+                    return _RunScope(self, task, got)
+                if got is not None:
+                    return cast("AbstractContextManager[object]", got)
         return _RunScope(self, task)
+
+    def _current_lean(self) -> Any:
+        """``_lean_runs()``, its checks made on the globals ``get_tracer_provider``
+        returns (this runs for every task)."""
+        lean = self._lean
+        if (
+            lean is None
+            or self._trace._TRACER_PROVIDER is not self._provider
+            or lean._processors is not lean._processor._span_processors
+        ):
+            lean = self._lean_runs()
+        return lean
 
     def _lean_runs(self) -> Any:
         """The SDK fast path for run spans, or None (checked again only when the global
@@ -258,14 +270,14 @@ class Tracing:
             self._lean = lean
         return lean
 
-    def _start_run(self, task: Task) -> Any:
+    def _start_run(self, task: Task, root: tuple[int, bool] | None = None) -> Any:
         carrier = task.metadata.get(TRACE_CONTEXT_KEY)
         lean = self._lean_runs()
         parent = _EMPTY
         if isinstance(carrier, dict) and carrier:
             plain = self._plain(carrier)
             parent = self._propagate.extract(carrier) if plain is None else self._remote(*plain)
-        span = None if lean is None else lean.start(task, parent)
+        span = None if lean is None else lean.start(task, parent, root)
         if span is None:
             span = self._start_span(task, parent)
         return span
@@ -290,15 +302,16 @@ class _RunScope:
     """Makes a run's span current on the running thread/task while the function runs
     (a plain class: cheaper than a generator context manager on every run)."""
 
-    __slots__ = ("_span", "_task", "_token", "_tracing")
+    __slots__ = ("_root", "_span", "_task", "_token", "_tracing")
 
-    def __init__(self, tracing: Tracing, task: Task) -> None:
+    def __init__(self, tracing: Tracing, task: Task, root: tuple[int, bool] | None = None) -> None:
         self._tracing = tracing
         self._task = task
+        self._root = root  # a root run's trace, drawn already (``LeanRuns.root``)
 
     def __enter__(self) -> object:
         tracing = self._tracing
-        span = self._span = tracing._start_run(self._task)
+        span = self._span = tracing._start_run(self._task, self._root)
         self._token = tracing._context.attach(tracing._trace.set_span_in_context(span))
         return span
 

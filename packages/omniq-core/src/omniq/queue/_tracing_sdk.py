@@ -75,7 +75,7 @@ from opentelemetry.util import types
 
 from omniq.models import Task
 
-__all__ = ["LeanRuns", "RunSpan", "UnsampledRun"]
+__all__ = ["LeanRuns", "RunSpan", "UnsampledRoot", "UnsampledRun"]
 
 _log = logging.getLogger("opentelemetry.sdk.trace")
 _NAME = "omniq.run"
@@ -174,13 +174,14 @@ class UnsampledRun(NonRecordingSpan):
             with _FIRST_USE:  # threads of one run asking at once see one span id
                 sc = self._context
                 if sc is None:
-                    tp = self._traceparent
-                    sc = self._context = _unsampled_context(
-                        int(tp[3:35], 16),
-                        self._ids.generate_span_id(),
-                        bool(int(tp[53:55], 16) & 2),
-                    )
+                    sc = self._context = self._build()
         return sc
+
+    def _build(self) -> SpanContext:
+        tp = self._traceparent
+        return _unsampled_context(
+            int(tp[3:35], 16), self._ids.generate_span_id(), bool(int(tp[53:55], 16) & 2)
+        )
 
     def __repr__(self) -> str:
         return f"NonRecordingSpan({self.get_span_context()!r})"
@@ -221,6 +222,18 @@ class UnsampledRun(NonRecordingSpan):
             except ValueError:  # entered in another context: detach says so in the log
                 pass
         context_api.detach(token)
+
+
+class UnsampledRoot(UnsampledRun):
+    """``UnsampledRun`` for a task without a context whose new root trace the sampler's
+    ratio drops: the trace id (the one the ratio was compared on) is known, the span id
+    is made on first use. Made by ``LeanRuns.root``."""
+
+    _trace_id: int
+    _random: bool
+
+    def _build(self) -> SpanContext:
+        return _unsampled_context(self._trace_id, self._ids.generate_span_id(), self._random)
 
 
 def _drops(sampler: object) -> bool:
@@ -334,9 +347,36 @@ class LeanRuns:
         run._ids = tracer.id_generator
         return run
 
-    def start(self, task: Task, parent: Context) -> Any:
+    @property
+    def decides_roots(self) -> bool:
+        """Whether ``root`` applies: the sampler's root is the SDK's ratio sampler (or
+        its static drop sampler)."""
+        return self._root_bound is not None
+
+    def root(self) -> UnsampledRoot | tuple[int, bool] | None:
+        """The run of a task without a context (a root span) when ``decides_roots``:
+        its ``UnsampledRoot`` when the ratio drops the new trace, else the trace id and
+        its random flag, for ``start`` to record the run in that trace (drawing another
+        would ask the ratio twice); None when the tracer is disabled."""
+        tracer = self._tracer
+        bound = self._root_bound
+        if bound is None or not tracer._tracer_config.is_enabled:
+            return None
+        ids = tracer.id_generator
+        trace_id = ids.generate_trace_id()
+        random = bool(ids.is_trace_id_random())
+        if trace_id & _RATIO_LIMIT < bound:
+            return trace_id, random
+        run: UnsampledRoot = _new(UnsampledRoot)
+        run._trace_id = trace_id
+        run._random = random
+        run._ids = ids
+        return run
+
+    def start(self, task: Task, parent: Context, root: tuple[int, bool] | None = None) -> Any:
         """The run span of ``task``, a child of the span ``parent`` holds, as
-        ``Tracer.start_span`` would make it; None when the tracer is disabled."""
+        ``Tracer.start_span`` would make it; None when the tracer is disabled. ``root``:
+        the trace id and random flag ``root`` drew for a run without a parent."""
         tracer = self._tracer
         if not tracer._tracer_config.is_enabled:
             return None
@@ -352,8 +392,11 @@ class LeanRuns:
                     trace_id, ids.generate_span_id(), bool(random), parent_sc.trace_state
                 )
         else:
-            trace_id = ids.generate_trace_id()
-            random = ids.is_trace_id_random()
+            if root is None:
+                trace_id = ids.generate_trace_id()
+                random = ids.is_trace_id_random()
+            else:
+                trace_id, random = root
             parent_or_none = None
             bound = self._root_bound
             if bound is not None and trace_id & _RATIO_LIMIT >= bound:
