@@ -25,6 +25,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from omniq.models import (
@@ -165,6 +167,15 @@ def metrics_registry() -> Any:
     return _get().registry
 
 
+_CLAIM_KEY = attrgetter("task.queue", "task.func")
+_CLAIM_ID = attrgetter("task.id")
+_OUTCOME_KEY = attrgetter("claimed.task.queue", "claimed.task.func")
+_OUTCOME_ID = attrgetter("claimed.task.id")
+_STATUS = attrgetter("status")
+_STARTED_AT = attrgetter("started_at")
+_DURATION = attrgetter("duration")
+
+
 def _observe_all(child: Any, durations: list[float]) -> None:
     """``child.observe(d)`` for each of ``durations``, with one locked update per bucket
     hit and one for the sum instead of two per sample (the histogram child's own value
@@ -180,16 +191,20 @@ def _observe_all(child: Any, durations: list[float]) -> None:
         for d in durations:
             child.observe(d)
         return
-    hits = [0] * len(DURATION_BUCKETS)
+    # ``observe`` counts d in the first bucket whose bound is >= d: with the durations
+    # sorted, bucket i holds those in (bound[i-1], bound[i]] (the last bucket: the rest)
+    ordered = sorted(durations)
+    upto = bisect.bisect_right
+    below = 0
     last = len(DURATION_BUCKETS) - 1
-    find = bisect.bisect_left
-    for d in durations:
-        i = find(DURATION_BUCKETS, d)  # the first bound >= d, as ``observe`` picks it
-        hits[i if i <= last else last] += 1
+    for i, bound in enumerate(DURATION_BUCKETS):
+        within = len(ordered) if i == last else upto(ordered, bound)
+        if within > below:
+            buckets[i].inc(within - below)
+            below = within
+        if below == len(ordered):
+            break
     total.inc(sum(durations))
-    for i, n in enumerate(hits):
-        if n:
-            buckets[i].inc(n)
 
 
 class _Observer:
@@ -234,16 +249,24 @@ class _Observer:
 
     def started(self, claims: Sequence[ClaimedTask]) -> None:
         running = self._running
+        keys = list(map(_CLAIM_KEY, claims))
+        first = keys[0] if keys else None
+        if first is not None and keys.count(first) == len(keys):
+            # the usual batch: one queue and function, counted without a Python loop
+            self._child(first)[0].inc(len(keys))
+            before = len(running)
+            running.update(zip(map(_CLAIM_ID, claims), repeat(first[0])))
+            if len(running) > before:
+                self._running_gauge(first[0]).inc(len(running) - before)
+            return
         per_key: dict[tuple[str, str], int] = {}
         delta: dict[str, int] = {}
         get = per_key.get
-        for c in claims:
-            task = c.task
-            queue = task.queue
-            key = (queue, task.func)
+        for key, c in zip(keys, claims, strict=True):
             per_key[key] = get(key, 0) + 1
-            tid = task.id
+            tid = c.task.id
             if tid not in running:
+                queue = key[0]
                 running[tid] = queue
                 delta[queue] = delta.get(queue, 0) + 1
         for key, n in per_key.items():
@@ -251,6 +274,25 @@ class _Observer:
         self._move(delta)
 
     def reported(self, outcomes: Sequence[Outcome], retried: set[str]) -> None:
+        keys = list(map(_OUTCOME_KEY, outcomes))
+        first = keys[0] if keys else None
+        if (
+            first is not None
+            and keys.count(first) == len(keys)
+            and list(map(_STATUS, outcomes)).count(TaskStatus.SUCCESS) == len(keys)
+            and None not in map(_STARTED_AT, outcomes)
+        ):
+            # the usual batch: successes of one queue and function, all run, counted
+            # without a Python loop
+            child = self._child(first)
+            child[1].inc(len(keys))
+            _observe_all(child[4], list(map(_DURATION, outcomes)))
+            pop = self._running.pop
+            popped = list(map(pop, map(_OUTCOME_ID, outcomes), repeat(None)))
+            ended = len(popped) - popped.count(None)
+            if ended:
+                self._running_gauge(first[0]).inc(-ended)
+            return
         # Per (queue, function): [succeeded, retried, failed, run times]; the usual batch
         # is all successes of one function, so its key is built once per run of equal keys.
         per_key: dict[tuple[str, str], list[Any]] = {}
