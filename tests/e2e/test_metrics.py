@@ -9,11 +9,13 @@ one set of metrics for all its workers.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import threading
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,11 +25,11 @@ import pytest
 import supervisor_tasks as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from omniq.core import OmniQ, metrics_registry
+from omniq.core import OmniQ, _metrics, metrics_registry
 from omniq.core._supervisor import supervisor_for
-from omniq.models import ConfigError, TaskStatus, now
+from omniq.models import ClaimedTask, ConfigError, Task, TaskStatus, now
 from omniq.storage.testing.helpers import poll_until
-from omniq.workers import PoolStats
+from omniq.workers import Outcome, PoolStats
 
 from .conftest import BACKENDS
 
@@ -252,3 +254,76 @@ def test_supervised_children_add_up_once_across_a_restart(backend: str, tmp_path
     finally:
         if spec.cleanup is not None:
             spec.cleanup(url)
+
+
+def test_the_observer_counts_each_batch_as_its_tasks_say() -> None:
+    """Batches of one queue and function (counted without a loop per task) and mixed
+    batches (statuses, retries, runs that never started, repeated starts) end in the
+    counts a plain tally of the same outcomes gives."""
+    m = _metrics._Metrics()
+    observer = _metrics._Observer(m)
+    rnd = random.Random(5)
+    want: Counter[tuple[str, str, str]] = Counter()
+    timed: Counter[tuple[str, str]] = Counter()
+    running: Counter[str] = Counter()
+    live: dict[str, str] = {}
+    statuses = [TaskStatus.SUCCESS, TaskStatus.ERROR, TaskStatus.EXPIRED, TaskStatus.CANCELLED]
+    for n in range(200):
+        one = n % 2 == 0  # every other batch: one queue and function, all run and succeeded
+        claims = [
+            ClaimedTask(
+                task=Task(
+                    func="f" if one else rnd.choice("fg"), queue="a" if one else rnd.choice("ab")
+                ),
+                token="t",
+                lease_expires_at=0.0,
+                worker_id="w",
+            )
+            for _ in range(rnd.randint(1, 20))
+        ]
+        for starts in (claims, claims[:1]):  # the second: a repeated start
+            observer.started(starts)
+            for c in starts:
+                want[c.task.queue, c.task.func, "started"] += 1
+                if c.task.id not in live:
+                    live[c.task.id] = c.task.queue
+                    running[c.task.queue] += 1
+        outcomes, retried = [], set()
+        for c in claims:
+            status = TaskStatus.SUCCESS if one else rnd.choice(statuses)
+            started = one or rnd.random() < 0.9
+            if status is TaskStatus.ERROR and rnd.random() < 0.5:
+                retried.add(c.task.id)
+            outcomes.append(
+                Outcome(
+                    claimed=c,
+                    status=status,
+                    started_at=1.0 if started else None,
+                    duration=rnd.random(),
+                )
+            )
+            key = (c.task.queue, c.task.func)
+            if status is TaskStatus.SUCCESS:
+                want[(*key, "succeeded")] += 1
+            elif c.task.id in retried:
+                want[(*key, "retried")] += 1
+            elif status is TaskStatus.ERROR:
+                want[(*key, "failed")] += 1
+            if started and status is not TaskStatus.EXPIRED:
+                timed[key] += 1
+            queue = live.pop(c.task.id, None)
+            if queue is not None:
+                running[queue] -= 1
+        observer.reported(outcomes, retried)
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in m.registry.collect()
+        for s in family.samples
+    }
+    for (queue, func, what), count in want.items():
+        assert got[f"omniq_tasks_{what}_total", (("function", func), ("queue", queue))] == count
+    for (queue, func), count in timed.items():
+        key = (("function", func), ("queue", queue))
+        assert got["omniq_task_duration_seconds_count", key] == count
+    for queue, count in running.items():
+        assert got["omniq_tasks_running", (("queue", queue),)] == count
