@@ -39,6 +39,8 @@ from ._control import NatsTaskControl
 from ._direct import WOKEN_MAX, claim_woken, give_back, woken_work
 from ._engine import NatsEngine
 from ._floor import ScanFloor
+from ._flow import limits_freed, wait_for_limits
+from ._held import claim_held, claim_prepared, prepare, remembered
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, pending
 from ._stores import NatsResults
@@ -585,6 +587,85 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         return await self._wait(queues, timeout, None)
+
+    async def claim_limited(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> builtins.list[ClaimedTask]:
+        """The claim for concurrency slots this worker just freed: from the work its
+        claims held back by a cap (``_held``), else the usual claim."""
+        if limit <= 0 or not queues:
+            return []
+        out = await self._call(lambda: claim_held(self, queues, worker_id, limit, lease))
+        if out is None:
+            return await self.claim(queues, worker_id, limit=limit, lease=lease)
+        return out
+
+    async def finish_and_claim(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
+        queues: Sequence[str],
+        worker_id: str,
+        limit: int,
+    ) -> tuple[CompletionReport, builtins.list[ClaimedTask]] | None:
+        """``finish``, and the claim for the concurrency slots it freed from the work
+        this process's claims held back by a cap (``_held``): that claim's reads go
+        alongside the finish, and its reservation hands the finished claims' slots on
+        in one revision-checked write once the finish is stored. None, doing nothing,
+        when no held-back work is remembered (the caller finishes and claims apart).
+        A failing claim after a stored finish returns no claims, never the error."""
+        if limit <= 0 or not queues or not completions or not remembered(self, queues):
+            return None
+        prep = asyncio.ensure_future(self._call(lambda: prepare(self, queues)))
+        try:
+            report = await self.finish(
+                completions,
+                results,
+                result_store,
+                lease=lease,
+                dependency_policy=dependency_policy,
+                record=record,
+            )
+        except BaseException:
+            prep.cancel()
+            with contextlib.suppress(BaseException):
+                await prep
+            raise
+        done = set(report.done)
+        ended = {(c.task_id, c.token) for c in completions if c.task_id in done}
+        claims: builtins.list[ClaimedTask] = []
+        try:
+            got = await prep
+            if got is not None:
+                claims = await self._call(
+                    lambda: claim_prepared(
+                        self,
+                        got,
+                        queues,
+                        worker_id=worker_id,
+                        limit=limit,
+                        lease=lease,
+                        ended=ended,
+                    )
+                )
+            else:
+                claims = await self.claim(queues, worker_id, limit=limit, lease=lease)
+        except Exception as exc:  # the outcomes are stored: never fail their report
+            log.debug("claiming for freed slots failed: %s", exc)
+        return report, claims
+
+    async def limits_freed(self, queues: Sequence[str]) -> None:
+        """Wake the workers pausing for held work on ``queues``: slots freed."""
+        await self._call(lambda: limits_freed(self._be, queues))
+
+    async def wait_for_limits(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        """Until ``limits_freed`` names one of ``queues`` (True) or ``timeout`` passes."""
+        return await self._call(lambda: wait_for_limits(self._be, queues, timeout))
 
     async def _claim_woken(
         self, woken: builtins.list[tuple[Work, Rec]], worker_id: str, limit: int, lease: float

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,7 @@ from . import _deps
 from ._conn import kv_puts, token
 from ._engine import NatsEngine
 from ._flow import admit, limit_infos, register
+from ._held import HELD_KEEP, remembered
 from ._paused import read_paused
 from ._records import (
     FAILED,
@@ -118,6 +120,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         self._taken: dict[str, int] = {}
         """Task id -> generation of the tasks leased from such messages: the pull that
         later brings a message of that generation drops it unread."""
+        self._held: dict[tuple[str, ...], tuple[float, list[tuple[Work, Rec]]]] = {}
+        """Per queue list, when and which messages the last claim that held tasks back
+        by their concurrency cap held first (``_held``: the claim for freed slots)."""
         self._leading: dict[tuple[str, ...], list[str]] = {}
         """Per queue list, the work subjects of the highest priority with ready tasks
         at the last claim that found any (pulled early by the next one)."""
@@ -586,6 +591,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         held = 0
         self.limited = []
         full: dict[str, tuple[float, int]] = {}
+        capped: list[tuple[Work, Rec]] = []
         for subjs in ordered:
             while len(out) < limit and held < LIMIT_SCAN:
                 need = limit - len(out)
@@ -611,7 +617,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                     await m.nak()
                 take = msgs[:need]
                 n = len(take)
-                take = await self._within_limits(take, token, t, full)
+                take = await self._within_limits(take, token, t, full, capped)
                 held += n - len(take)
                 if take:
                     ids = [w.id for _, w in take]
@@ -644,6 +650,16 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                             out.append(claimed(r[1].task, token, until, worker_id))
                 if drained:
                     break
+        if capped:
+            if len(self._held) > 1000:
+                self._held.clear()
+            self._held[key] = (time.monotonic(), capped[:HELD_KEEP])
+        elif not out and not self.limited:
+            # Nothing to pull may mean the backlog is out for redelivery after a cap
+            # held it back (a recent claim here held some): the caller paces its next
+            # claim as for held work instead of asking again at once.
+            keys = (limit_of(rec.task) for _, rec in remembered(self, queues))
+            self.limited = list(dict.fromkeys(k.key for k in keys if k is not None))
         if corrupt:
             await self._quarantine(corrupt, queue_of)
         if out:
@@ -671,17 +687,20 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         token: str,
         t: float,
         full: dict[str, tuple[float, int]],
+        capped: list[tuple[Work, Rec]] | None = None,
     ) -> list[tuple[Msg, Work]]:
         """The pulled work whose limits admit it (slots reserved); the rest is nak'ed
         to come back when capacity may have freed: pending, no attempt taken. ``full``
         (per claim) keeps the keys held back so far, with their redelivery delay and
         how many more of their tasks come back soon (``CAP_SOON``): the claim does not
-        ask again for them."""
+        ask again for them. ``capped`` gets the work held back by a concurrency cap."""
         groups: dict[str, tuple[LimitSpec, list[tuple[Msg, Work]]]] = {}
         keep: list[tuple[Msg, Work]] = []
+        recs: dict[str, Rec] = {}
         for m, w in take:
             try:
-                spec = limit_of(rec_dec.decode(w.rec).task)
+                rec = recs[w.id] = rec_dec.decode(w.rec)
+                spec = limit_of(rec.task)
             except msgspec.DecodeError:
                 spec = None  # the claim below deals with a corrupt record
             if spec is None:
@@ -705,6 +724,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                     keep.append((m, w))
                     continue
                 delay, soon = full[key]
+                if capped is not None and spec.max_concurrency is not None and delay == CAP_HELD:
+                    capped.append((w, recs[w.id]))
                 if soon:
                     full[key] = (delay, soon - 1)
                     delay = CAP_SOON
