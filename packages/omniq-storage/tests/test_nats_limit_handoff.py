@@ -1,14 +1,13 @@
 """NATS hands freed concurrency slots on: a claim for freed slots leases the work an
 earlier claim held back by its cap (its messages are out for redelivery), never ahead of
-ready work of a higher priority, and never past the cap; workers pausing for held work
-are woken across clients when slots free (``limits_freed`` / ``wait_for_limits``)."""
+ready work of a higher priority, and never past the cap; a wait for freed slots wakes
+for its own queues only (``test_limit_wakes`` covers the wakes across clients)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import pytest
 
 from omniq.models import Payload, TaskResult, TaskStatus, now
@@ -92,25 +91,6 @@ async def test_held_work_never_jumps_ahead_of_a_higher_priority(url: str) -> Non
         await q.complete([Completion(c.task.id, c.token)])
         got = await q.claim_limited(["default"], "w", limit=10)
         assert [x.task.id for x in got] == [high.id]
-
-
-async def test_freed_slots_wake_a_pausing_worker_of_another_client(url: str) -> None:
-    async with open_storage(url) as waiter, open_storage(url) as freer:
-        w: Any = waiter.tasks
-        f: Any = freer.tasks
-        woke: list[bool] = []
-
-        async def wait() -> None:
-            woke.append(await w.wait_for_limits(["default"], 30.0))
-
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(wait)
-                # Told until the waiter hears it (it may not be subscribed yet at first).
-                while not woke:
-                    await f.limits_freed(["default"])
-                    await anyio.sleep(0.05)
-        assert woke == [True]
 
 
 async def test_news_of_another_queue_does_not_end_the_wait(url: str) -> None:

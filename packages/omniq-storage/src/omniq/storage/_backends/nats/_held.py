@@ -137,6 +137,7 @@ async def claim_prepared(
             groups.setdefault(spec.key, (spec, []))[1].append((w, rec, rev))
     take: list[tuple[Work, Rec, int]] = []
     core.limited = []
+    core.limited_wait = None
     for key, (spec, group) in groups.items():
         want = limit - len(take)
         if want <= 0:

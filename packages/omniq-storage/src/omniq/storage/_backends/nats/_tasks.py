@@ -123,6 +123,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         self._held: dict[tuple[str, ...], tuple[float, list[tuple[Work, Rec]]]] = {}
         """Per queue list, when and which messages the last claim that held tasks back
         by their concurrency cap held first (``_held``: the claim for freed slots)."""
+        self._waits: list[float | None] = []
+        """Per key the last claim held back, how long until its rate has budget again
+        (None: held by its cap)."""
         self._leading: dict[tuple[str, ...], list[str]] = {}
         """Per queue list, the work subjects of the highest priority with ready tasks
         at the last claim that found any (pulled early by the next one)."""
@@ -590,6 +593,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         queue_of: dict[str, str] = {}
         held = 0
         self.limited = []
+        self._waits = []
         full: dict[str, tuple[float, int]] = {}
         capped: list[tuple[Work, Rec]] = []
         for subjs in ordered:
@@ -660,6 +664,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             # claim as for held work instead of asking again at once.
             keys = (limit_of(rec.task) for _, rec in remembered(self, queues))
             self.limited = list(dict.fromkeys(k.key for k in keys if k is not None))
+        rated = [w for w in self._waits if w is not None]
+        self.limited_wait = min(rated) if rated and len(rated) == len(self._waits) else None
         if corrupt:
             await self._quarantine(corrupt, queue_of)
         if out:
@@ -680,6 +686,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
 
     limited: list[str] = []
     """The limit keys the last claim held tasks back for."""
+    limited_wait: float | None = None
+    """Seconds until the keys the last claim held back by their rate have budget again
+    (None: it held some by a concurrency cap, or none)."""
 
     async def _within_limits(
         self,
@@ -715,6 +724,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             okset = set(ok)
             if len(okset) < len(items) and key not in full:
                 self.limited.append(key)
+                self._waits.append(wait)
                 if wait is None:  # held by the cap
                     full[key] = (CAP_HELD, spec.max_concurrency or 0)
                 else:
