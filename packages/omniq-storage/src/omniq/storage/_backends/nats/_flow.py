@@ -22,6 +22,7 @@ import nats.js.errors
 
 from omniq.models import LimitInfo, LimitSpec, TaskStatus, unit_of
 
+from ._conn import kv_puts
 from ._engine import NatsEngine
 from ._records import enc, rec_dec
 
@@ -36,6 +37,7 @@ __all__ = [
     "read_limit",
     "register",
     "transfer",
+    "transfer_put",
     "wait_for_limits",
 ]
 
@@ -155,7 +157,7 @@ async def read_limit(be: NatsEngine, key: str) -> tuple[bytes | None, int]:
     return await _read(be, _kv_key(key), False)
 
 
-async def transfer(
+def transfer_put(
     be: NatsEngine,
     spec: LimitSpec,
     got: tuple[bytes | None, int],
@@ -164,13 +166,9 @@ async def transfer(
     ended: Collection[tuple[str, str]],
     token: str,
     t: float,
-) -> list[str] | None:
-    """Reserve slots of ``spec.key`` (a cap, no rate) for the first of ``ids`` from its
-    record as read before (``got``), without reading the claims' tasks: every claim it
-    lists counts as running except ``ended`` (id, token: tasks the caller has just
-    finished), so the running count can only be overestimated. One revision-checked
-    write; None when the record changed since, or has no room that way (the caller
-    then admits as usual, which drops the claims no longer running)."""
+) -> tuple[tuple[str, bytes, dict[str, str] | None], list[str]] | None:
+    """The write of ``transfer`` (a publish to send, revision-checked) and the ids it
+    reserves, or None when the record read has no room that way."""
     raw, rev = got
     cap = spec.max_concurrency
     if not raw or cap is None or spec.rate is not None:
@@ -187,7 +185,31 @@ async def transfer(
         claims=[*kept, *(_Claim(i, token, t) for i in take)],
         starts=rec.starts,
     )
-    if await be.js.kv_put(be.queues_bucket, _kv_key(spec.key), enc.encode(new), rev) is None:
+    [put] = kv_puts(be.queues_bucket, [(_kv_key(spec.key), enc.encode(new), rev)])
+    return put, take
+
+
+async def transfer(
+    be: NatsEngine,
+    spec: LimitSpec,
+    got: tuple[bytes | None, int],
+    ids: Sequence[str],
+    *,
+    ended: Collection[tuple[str, str]],
+    token: str,
+    t: float,
+) -> list[str] | None:
+    """Reserve slots of ``spec.key`` (a cap, no rate) for the first of ``ids`` from its
+    record as read before (``got``), without reading the claims' tasks: every claim it
+    lists counts as running except ``ended`` (id, token: tasks the caller has finished),
+    so the running count can only be overestimated. One revision-checked write; None
+    when the record changed since, or has no room that way (the caller then admits as
+    usual, which drops the claims no longer running)."""
+    planned = transfer_put(be, spec, got, ids, ended=ended, token=token, t=t)
+    if planned is None:
+        return None
+    put, take = planned
+    if (await be.js.publish_many([put]))[0] is None:
         return None
     return take
 

@@ -38,14 +38,24 @@ from omniq.models import ClaimedTask, LimitSpec, TaskStatus, limit_of, new_id, n
 from omniq.storage._remote import claimed
 
 from ._conn import token as key_of
-from ._flow import admit, read_limit, transfer
+from ._flow import admit, read_limit, transfer, transfer_put
 from ._paused import read_paused
 from ._records import CorruptRec, Rec, Work, claim_fn, decode_rec, enc
 
 if TYPE_CHECKING:
     from ._tasks import QueueCore
 
-__all__ = ["HELD_KEEP", "HELD_MAX_AGE", "Prepared", "claim_held", "claim_prepared", "prepare"]
+__all__ = [
+    "HELD_KEEP",
+    "HELD_MAX_AGE",
+    "Plan",
+    "Prepared",
+    "claim_held",
+    "claim_prepared",
+    "plan",
+    "prepare",
+    "remembered",
+]
 
 HELD_KEEP = 16
 """Most held-back messages one claim remembers per queue list."""
@@ -115,6 +125,47 @@ async def prepare(core: QueueCore, queues: Sequence[str]) -> Prepared | None:
     return Prepared(fresh, dict(zip(keys, lims, strict=True)))
 
 
+def _groups(prep: Prepared) -> dict[str, tuple[LimitSpec, list[tuple[Work, Rec, int]]]]:
+    groups: dict[str, tuple[LimitSpec, list[tuple[Work, Rec, int]]]] = {}
+    for w, rec, rev in prep.fresh:
+        spec = limit_of(rec.task)
+        if spec is not None:
+            groups.setdefault(spec.key, (spec, []))[1].append((w, rec, rev))
+    return groups
+
+
+@dataclass
+class Plan:
+    """A transfer planned ahead (``plan``): the claim's token and time, the limit
+    record's write to send and the ids it reserves, per key."""
+
+    token: str
+    t: float
+    puts: list[tuple[str, bytes, dict[str, str] | None]]
+    keys: list[tuple[str, list[str]]]
+
+
+def plan(core: QueueCore, prep: Prepared, limit: int, ended: Collection[tuple[str, str]]) -> Plan:
+    """The transfers of step 2 as writes to send with the finish's completion writes
+    (``finish_and_claim``): each key's record as ``prepare`` read it, the ``ended``
+    claims dropped. Sent behind the completion writes, a reservation can show before
+    its finished claim's completion is stored, never before the claim it replaces left
+    the record, and the new task is leased only once both are acknowledged."""
+    out = Plan(new_id(), now(), [], [])
+    left = limit
+    for key, (spec, group) in _groups(prep).items():
+        got = prep.limits.get(key)
+        if left <= 0 or got is None:
+            break
+        ids = [w.id for w, _, _ in group][:left]
+        planned = transfer_put(core._be, spec, got, ids, ended=ended, token=out.token, t=out.t)
+        if planned is not None:
+            out.puts.append(planned[0])
+            out.keys.append((key, planned[1]))
+            left -= len(planned[1])
+    return out
+
+
 async def claim_prepared(
     core: QueueCore,
     prep: Prepared,
@@ -124,17 +175,23 @@ async def claim_prepared(
     limit: int,
     lease: float,
     ended: Collection[tuple[str, str]] = (),
+    planned: Plan | None = None,
+    answers: Sequence[int | None] = (),
 ) -> list[ClaimedTask]:
     """Step 2: reserve slots for up to ``limit`` of the candidates and lease them.
-    ``ended``: (id, token) of the claims the caller finished since ``prepare``."""
+    ``ended``: (id, token) of the claims the caller finished since ``prepare``.
+    ``planned``/``answers``: the transfers ``plan`` made and what their writes got (a
+    key whose write was refused or not sent is admitted as usual)."""
     be = core._be
     token, t = new_id(), now()
+    reserved: dict[str, list[str]] = {}
+    if planned is not None:
+        token, t = planned.token, planned.t
+        for (key, ids), answer in zip(planned.keys, answers, strict=False):
+            if answer is not None:
+                reserved[key] = ids
     until = t + lease
-    groups: dict[str, tuple[LimitSpec, list[tuple[Work, Rec, int]]]] = {}
-    for w, rec, rev in prep.fresh:
-        spec = limit_of(rec.task)
-        if spec is not None:
-            groups.setdefault(spec.key, (spec, []))[1].append((w, rec, rev))
+    groups = _groups(prep)
     take: list[tuple[Work, Rec, int]] = []
     core.limited = []
     core.limited_wait = None
@@ -144,8 +201,8 @@ async def claim_prepared(
             break
         ids = [w.id for w, _, _ in group]
         got = prep.limits.get(key)
-        ok = None
-        if got is not None:
+        ok = reserved.get(key)
+        if ok is None and got is not None and planned is None:
             ok = await transfer(be, spec, got, ids[:want], ended=ended, token=token, t=t)
         if ok is None:
             ok, _ = await admit(be, spec, ids[:want], token, t)

@@ -40,7 +40,7 @@ from ._direct import WOKEN_MAX, claim_woken, give_back, woken_work
 from ._engine import NatsEngine
 from ._floor import ScanFloor
 from ._flow import limits_freed, wait_for_limits
-from ._held import claim_held, claim_prepared, prepare, remembered
+from ._held import Plan, claim_held, claim_prepared, plan, prepare, remembered
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, pending
 from ._stores import NatsResults
@@ -106,6 +106,32 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         and no renewal write for a task that finishes well inside its lease. With
         replicas, every lease is renewed and the results are acknowledged before the
         completions are sent: three round trips."""
+        return await self._finish(
+            completions,
+            results,
+            result_store,
+            lease=lease,
+            dependency_policy=dependency_policy,
+            record=record,
+        )
+
+    async def _finish(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy,
+        record: ResultRecord | None,
+        trail: Callable[[set[str]], Awaitable[Sequence[tuple[str, bytes, dict[str, str] | None]]]]
+        | None = None,
+        trailed: list[int | None] | None = None,
+    ) -> CompletionReport:
+        """``finish``; with ``trail``, called with the ids the fence found lost, the
+        publishes it returns go right behind the completion writes in their batch (see
+        ``_change_many``; ``finish_and_claim``'s transfer), their answers appended to
+        ``trailed`` (nothing appended: not sent)."""
         if not (
             results and isinstance(result_store, NatsResults) and result_store.owner is self._be
         ):
@@ -129,7 +155,12 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         if lost:
             writes = result_store.writes([r for r in results if r.task_id not in lost])
         kept = [c for c in completions if c.task_id not in lost]
-        report = await self._call(lambda: self._complete(kept, dependency_policy, writes, own))
+        tail = await trail(lost) if trail is not None else ()
+        report = await self._call(
+            lambda: self._complete(
+                kept, dependency_policy, writes, own, trail=tail, trailed=trailed
+            )
+        )
         report.stale = [c.task_id for c in completions if c.task_id in lost] + report.stale
         return report
 
@@ -193,6 +224,9 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         dependency_policy: DependencyPolicy,
         lead: Sequence[tuple[str, bytes, None]],
         own: ResultRecord | None = None,
+        *,
+        trail: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
+        trailed: list[int | None] | None = None,
     ) -> CompletionReport:
         t = now()
 
@@ -213,7 +247,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 )
                 for c in ok
             ]
-            res = await self._change_many(items, lead=lead)
+            res = await self._change_many(items, lead=lead, trail=trail, trailed=trailed)
             got = dict(zip((id(c) for c in ok), res, strict=True))
             res = [got.get(id(c)) for c in completions]
             report = CompletionReport()
@@ -622,14 +656,27 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         if limit <= 0 or not queues or not completions or not remembered(self, queues):
             return None
         prep = asyncio.ensure_future(self._call(lambda: prepare(self, queues)))
+        planned: list[Plan] = []
+        answers: list[int | None] = []
+
+        async def trail(lost: set[str]) -> builtins.list[tuple[str, bytes, dict[str, str] | None]]:
+            got = await prep
+            if got is None:
+                return []
+            ended = {(c.task_id, c.token) for c in completions if c.task_id not in lost}
+            planned.append(plan(self, got, limit, ended))
+            return planned[0].puts
+
         try:
-            report = await self.finish(
+            report = await self._finish(
                 completions,
                 results,
                 result_store,
                 lease=lease,
                 dependency_policy=dependency_policy,
                 record=record,
+                trail=trail,
+                trailed=answers,
             )
         except BaseException:
             prep.cancel()
@@ -651,6 +698,8 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                         limit=limit,
                         lease=lease,
                         ended=ended,
+                        planned=planned[0] if planned and answers else None,
+                        answers=answers,
                     )
                 )
             else:

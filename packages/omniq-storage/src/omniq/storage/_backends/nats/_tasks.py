@@ -187,6 +187,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         lead: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
         *,
         retry: bool = True,
+        trail: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
+        trailed: list[int | None] | None = None,
     ) -> list[tuple[Rec, Rec, int] | None]:
         """``_change`` for many tasks: one pipelined batch of writes for those with a
         known revision (hint), the usual read-and-retry for the rest and for conflicts.
@@ -201,7 +203,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         (``_lead_lost``). In a cluster the lead is acknowledged before the writes are
         sent (``JS.publish_led``): another stream's leader would store them even while
         the lead's stream has none. ``retry=False``: a change whose hint is refused or
-        out of date is not re-read (its answer is None)."""
+        out of date is not re-read (its answer is None). ``trail``: publishes sent right
+        behind the hinted writes in their batch (none when there is none), their answers
+        appended to ``trailed``; nothing is undone when one fails."""
         out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
         slow: list[int] = []
         fast: list[tuple[int, Rec, Rec, int]] = []
@@ -213,13 +217,21 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 fast.append((i, hint[1], new, hint[0]))
         js = self._be.js
         if fast or lead:
+            tail = trail if fast else ()
             lead_ok, revs = await js.publish_led(
                 lead,
-                kv_puts(
-                    self._be.tasks_bucket,
-                    [(token(new.task.id), enc.encode(new), rev) for _, _, new, rev in fast],
-                ),
+                [
+                    *kv_puts(
+                        self._be.tasks_bucket,
+                        [(token(new.task.id), enc.encode(new), rev) for _, _, new, rev in fast],
+                    ),
+                    *tail,
+                ],
             )
+            if tail:
+                revs, tailed = revs[: len(fast)], revs[len(fast) :]
+                if trailed is not None:
+                    trailed.extend(tailed)
             for (i, old, new, _), r in zip(fast, revs, strict=True):
                 if r is None:
                     slow.append(i)
