@@ -670,10 +670,11 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             if len(self._held) > 1000:
                 self._held.clear()
             self._held[key] = (time.monotonic(), capped[:HELD_KEEP])
-        elif not out and not self.limited:
-            # Nothing to pull may mean the backlog is out for redelivery after a cap
-            # held it back (a recent claim here held some): the caller paces its next
-            # claim as for held work instead of asking again at once.
+        elif not out and not self.limited and ordered:
+            # Nothing to pull from subjects that hold messages may mean the backlog is
+            # out for redelivery after a cap held it back (a recent claim here held
+            # some): the caller paces its next claim as for held work instead of
+            # asking again at once.
             keys = (limit_of(rec.task) for _, rec in remembered(self, queues))
             self.limited = list(dict.fromkeys(k.key for k in keys if k is not None))
         rated = [w for w in self._waits if w is not None]
