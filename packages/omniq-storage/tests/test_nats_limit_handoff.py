@@ -12,6 +12,7 @@ import pytest
 
 from omniq.models import Payload, TaskResult, TaskStatus, now
 from omniq.storage import Completion, open_storage
+from omniq.storage._backends.nats import _flow
 from omniq.storage.testing.helpers import task
 from omniq.storage.testing.servers import unique_url
 
@@ -98,3 +99,41 @@ async def test_news_of_another_queue_does_not_end_the_wait(url: str) -> None:
         q: Any = be.tasks
         await q.limits_freed(["other"])
         assert await q.wait_for_limits(["default"], 0.1) is False
+
+
+class _Died(Exception):
+    pass
+
+
+async def test_a_finish_failing_after_the_transfer_lists_its_claims_again(url: str) -> None:
+    """The transfer's write goes with the completion writes; when the finish fails
+    after them, the finished claims are listed in the key's record again (a task whose
+    completion may be lost counts as running until its lease lapses)."""
+    async with open_storage(url) as be:
+        q: Any = be.tasks
+        capped = [task(max_concurrency=1, limit_key="k") for _ in range(3)]
+        child = task(depends_on=(capped[0].id,))
+        await q.enqueue([*capped, child])
+        [c] = await q.claim(["default"], "w", limit=10)
+        assert c.task.id == capped[0].id
+
+        def die(point: str) -> None:
+            if point == "resolve":  # after the completion batch, dependents to release
+                raise _Died(point)
+
+        q.crash_hook = die
+        result = _result(c.task.id)
+        with pytest.raises(_Died):
+            await q.finish_and_claim(
+                [Completion(c.task.id, c.token)],
+                [result],
+                be.results,
+                lease=30.0,
+                queues=["default"],
+                worker_id="w",
+                limit=1,
+            )
+        q.crash_hook = None
+        raw, _ = await _flow.read_limit(q._be, "k")
+        listed = {(x.id, x.token) for x in _flow._dec.decode(raw).claims}
+        assert (c.task.id, c.token) in listed

@@ -36,6 +36,7 @@ __all__ = [
     "limits_freed",
     "read_limit",
     "register",
+    "relist",
     "transfer",
     "transfer_put",
     "wait_for_limits",
@@ -212,6 +213,26 @@ async def transfer(
     if (await be.js.publish_many([put]))[0] is None:
         return None
     return take
+
+
+async def relist(be: NatsEngine, key: str, claims: Collection[tuple[str, str]], t: float) -> None:
+    """List ``claims`` (id, token) in ``key``'s record again, where missing: after a
+    transfer dropped them with a finish that then failed, so a task whose completion
+    may not be stored counts as running until its lease lapses (an overcount at
+    worst). Best effort, a few tries."""
+    kv_key = _kv_key(key)
+    for _ in range(5):
+        raw, rev = await _read(be, kv_key, True)
+        if not raw:
+            return
+        rec = _dec.decode(raw)
+        have = {(c.id, c.token) for c in rec.claims}
+        missing = [c for c in claims if c not in have]
+        if not missing:
+            return
+        rec.claims = [*rec.claims, *(_Claim(i, tok, t) for i, tok in missing)]
+        if await be.js.kv_put(be.queues_bucket, kv_key, enc.encode(rec), rev) is not None:
+            return
 
 
 async def register(be: NatsEngine, specs: Sequence[LimitSpec]) -> None:

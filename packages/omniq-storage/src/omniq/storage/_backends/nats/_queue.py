@@ -39,7 +39,7 @@ from ._control import NatsTaskControl
 from ._direct import WOKEN_MAX, claim_woken, give_back, woken_work
 from ._engine import NatsEngine
 from ._floor import ScanFloor
-from ._flow import limits_freed, wait_for_limits
+from ._flow import limits_freed, relist, wait_for_limits
 from ._held import Plan, claim_held, claim_prepared, plan, prepare, remembered
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, pending
@@ -682,6 +682,14 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             prep.cancel()
             with contextlib.suppress(BaseException):
                 await prep
+            if planned and any(a is not None for a in answers):
+                # The transfer dropped the finished claims, but their completions may
+                # not all be stored: list them again (their leases end them).
+                gone = [(c.task_id, c.token) for c in completions]
+                with contextlib.suppress(Exception):
+                    for (key, _), answer in zip(planned[0].keys, answers, strict=False):
+                        if answer is not None:
+                            await relist(self._be, key, gone, planned[0].t)
             raise
         done = set(report.done)
         ended = {(c.task_id, c.token) for c in completions if c.task_id in done}
