@@ -82,10 +82,12 @@ def remembered(core: QueueCore, queues: Sequence[str]) -> list[tuple[Work, Rec]]
     return kept[1]
 
 
-async def prepare(core: QueueCore, queues: Sequence[str]) -> Prepared | None:
+async def prepare(core: QueueCore, queues: Sequence[str], limit: int) -> Prepared | None:
     """Step 1 (one round trip): None when no remembered task is still a candidate, or
-    work of a higher priority than theirs is ready (the usual claim runs instead)."""
-    held = remembered(core, queues)
+    work of a higher priority than theirs is ready (the usual claim runs instead).
+    Reads the first ``2 * limit + 2`` remembered tasks (some may have been taken by
+    others since; each read is a request of its own)."""
+    held = remembered(core, queues)[: 2 * limit + 2]
     if not held:
         return None
     be, js = core._be, core._be.js
@@ -118,8 +120,9 @@ async def prepare(core: QueueCore, queues: Sequence[str]) -> Prepared | None:
             and (task.expires_at is None or task.expires_at > t)
         ):
             fresh.append((w, rec, rev))
-    ids = {w.id for w, _, _ in fresh}
-    held[:] = [h for h in held if h[0].id in ids]
+    stale = {w.id for w, _ in held} - {w.id for w, _, _ in fresh}
+    kept = remembered(core, queues)
+    kept[:] = [h for h in kept if h[0].id not in stale]
     if not fresh:
         return None
     return Prepared(fresh, dict(zip(keys, lims, strict=True)))
@@ -245,7 +248,7 @@ async def claim_held(
 ) -> list[ClaimedTask] | None:
     """``prepare`` then ``claim_prepared``; None when ``prepare`` found nothing to try
     (the caller makes the usual claim)."""
-    prep = await prepare(core, queues)
+    prep = await prepare(core, queues, limit)
     if prep is None:
         return None
     return await claim_prepared(core, prep, queues, worker_id=worker_id, limit=limit, lease=lease)

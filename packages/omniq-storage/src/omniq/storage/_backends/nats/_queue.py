@@ -655,7 +655,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         A failing claim after a stored finish returns no claims, never the error."""
         if limit <= 0 or not queues or not completions or not remembered(self, queues):
             return None
-        prep = asyncio.ensure_future(self._call(lambda: prepare(self, queues)))
+        prep = asyncio.ensure_future(self._call(lambda: prepare(self, queues, limit)))
         planned: list[Plan] = []
         answers: list[int | None] = []
 
