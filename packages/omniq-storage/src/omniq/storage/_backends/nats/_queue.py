@@ -660,10 +660,17 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         answers: list[int | None] = []
 
         async def trail(lost: set[str]) -> builtins.list[tuple[str, bytes, dict[str, str] | None]]:
-            got = await prep
+            try:
+                got = await prep
+            except Exception:  # the finish goes on; the claim after it sees the error
+                return []
             if got is None:
                 return []
-            ended = {(c.task_id, c.token) for c in completions if c.task_id not in lost}
+            ended = {
+                (c.task_id, c.token)
+                for c in completions
+                if c.task_id not in lost and TaskStatus(c.status).is_terminal
+            }
             planned.append(plan(self, got, limit, ended))
             return planned[0].puts
 
