@@ -137,3 +137,31 @@ async def test_a_finish_failing_after_the_transfer_lists_its_claims_again(url: s
         raw, _ = await _flow.read_limit(q._be, "k")
         listed = {(x.id, x.token) for x in _flow._dec.decode(raw).claims}
         assert (c.task.id, c.token) in listed
+
+
+async def test_a_transfer_short_of_room_admits_the_rest(url: str) -> None:
+    """A transfer counts every claim its record lists (a finished one another client
+    did not drop too): the usual admission, which drops those, takes the rest."""
+    async with open_storage(url) as be:
+        q: Any = be.tasks
+        capped = [task(max_concurrency=2, limit_key="k2") for _ in range(5)]
+        await q.enqueue(capped)
+        first = await q.claim(["default"], "w", limit=10)
+        assert [x.task.id for x in first] == [t.id for t in capped[:2]]
+        a, b = first
+        await q.complete([Completion(a.task.id, a.token)])  # still listed in the record
+        result = _result(b.task.id)
+        done = await q.finish_and_claim(
+            [Completion(b.task.id, b.token)],
+            [result],
+            be.results,
+            lease=30.0,
+            queues=["default"],
+            worker_id="w",
+            limit=2,
+        )
+        assert done is not None
+        _, claims = done
+        assert [x.task.id for x in claims] == [t.id for t in capped[2:4]]
+        assert await q.count(status=TaskStatus.RUNNING) == 2
+        assert await q.claim_limited(["default"], "w", limit=10) == []

@@ -209,6 +209,12 @@ async def claim_prepared(
             ok = await transfer(be, spec, got, ids[:want], ended=ended, token=token, t=t)
         if ok is None:
             ok, _ = await admit(be, spec, ids[:want], token, t)
+        elif len(ok) < min(want, len(group)):
+            # The record read still listed claims no longer running (a transfer drops
+            # only the caller's): the usual admission drops those, and may find room.
+            rest = [i for i in ids if i not in set(ok)][: want - len(ok)]
+            more, _ = await admit(be, spec, rest, token, t)
+            ok = [*ok, *more]
         if len(ok) < min(want, len(group)):
             core.limited.append(key)
         okset = set(ok)
