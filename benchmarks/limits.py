@@ -166,14 +166,37 @@ async def cap_run(url: str, m: int, folder: Path) -> tuple[int, float]:
     most = cur = 0
     at3 = 0.0
     prev = edges[0][0]
+    gaps: list[float] = []
+    short_since: float | None = None  # when the running count last fell below 3
     for t, d in edges:
         if cur == 3:
             at3 += t - prev
         prev = t
-        cur += d
+        was, cur = cur, cur + d
         most = max(most, cur)
+        if was >= 3 > cur:
+            short_since = t
+        elif was < 3 <= cur and short_since is not None:
+            gaps.append(t - short_since)
+            short_since = None
     total = edges[-1][0] - edges[0][0]
+    _print_gaps(gaps, total)
     return most, at3 / total
+
+
+def _print_gaps(gaps: list[float], total: float) -> None:
+    """The hand-off gaps: each interval with fewer than 3 running, after the first
+    time 3 ran, that another start closed (the tail after the last start is not one).
+    """
+    if not gaps:
+        print("  (no hand-off gaps)")
+        return
+    ms = sorted(g * 1000 for g in gaps)
+    p90 = ms[min(len(ms) - 1, int(len(ms) * 0.9))]
+    print(
+        f"  (hand-off gaps: {len(ms)}, median {ms[len(ms) // 2]:.1f} ms, p90 {p90:.1f} ms, "
+        f"max {ms[-1]:.1f} ms, {sum(ms) / 1000 / total:.1%} of the span)"
+    )
 
 
 async def main() -> None:

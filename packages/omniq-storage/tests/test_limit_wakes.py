@@ -1,6 +1,6 @@
-"""PostgreSQL and Redis tell a worker how long a held rate needs (``limited_wait``), and
-wake workers pausing for held work when another worker frees slots (``limits_freed`` /
-``wait_for_limits``), across clients."""
+"""PostgreSQL, Redis and NATS tell a worker how long a held rate needs
+(``limited_wait``), and wake workers pausing for held work when another worker frees
+slots (``limits_freed`` / ``wait_for_limits``), across clients."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from omniq.storage.testing.servers import unique_url
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["postgresql", "redis"])
+@pytest.fixture(params=["postgresql", "redis", "nats"])
 async def url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     u = unique_url(request.param)
     yield u

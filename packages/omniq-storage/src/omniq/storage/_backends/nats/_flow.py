@@ -12,18 +12,35 @@ worker's slot frees when its lease does), or, for a moment after the reservation
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 import nats.js.errors
 
 from omniq.models import LimitInfo, LimitSpec, TaskStatus, unit_of
 
+from ._conn import kv_puts
 from ._engine import NatsEngine
 from ._records import enc, rec_dec
 
-__all__ = ["GRACE", "admit", "limit_infos", "register"]
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+__all__ = [
+    "GRACE",
+    "admit",
+    "limit_infos",
+    "limits_freed",
+    "read_limit",
+    "register",
+    "relist",
+    "transfer",
+    "transfer_put",
+    "wait_for_limits",
+]
 
 GRACE = 2.0
 """Seconds a reservation counts as running before its claim write shows."""
@@ -103,6 +120,9 @@ async def admit(
         rec = LimRec(spec.key) if not raw else _dec.decode(raw)
         live = await _live(be, rec, t) if spec.max_concurrency is not None else []
         starts = [s for s in rec.starts if rate is not None and s > t - rate.window]
+        if live:  # a task reserved or running under a claim already is not admitted again
+            listed = {c.id for c in live}
+            ids = [i for i in ids if i not in listed]
         room = len(ids)
         if spec.max_concurrency is not None:
             room = min(room, spec.max_concurrency - len(live))
@@ -131,6 +151,88 @@ async def admit(
                 if len(inside) >= rate.burst:
                     wait = max(0.005, min(inside) + rate.burst_window - t)
         return take, wait
+
+
+async def read_limit(be: NatsEngine, key: str) -> tuple[bytes | None, int]:
+    """The record of limit key ``key`` and its revision (for ``transfer``)."""
+    return await _read(be, _kv_key(key), False)
+
+
+def transfer_put(
+    be: NatsEngine,
+    spec: LimitSpec,
+    got: tuple[bytes | None, int],
+    ids: Sequence[str],
+    *,
+    ended: Collection[tuple[str, str]],
+    token: str,
+    t: float,
+) -> tuple[tuple[str, bytes, dict[str, str] | None], list[str]] | None:
+    """The write of ``transfer`` (a publish to send, revision-checked) and the ids it
+    reserves, or None when the record read has no room that way."""
+    raw, rev = got
+    cap = spec.max_concurrency
+    if not raw or cap is None or spec.rate is not None:
+        return None
+    rec = _dec.decode(raw)
+    kept = [c for c in rec.claims if (c.id, c.token) not in ended]
+    listed = {c.id for c in kept}
+    take = [i for i in ids if i not in listed][: max(0, cap - len(kept))]
+    if not take:
+        return None
+    new = LimRec(
+        spec.key,
+        cap,
+        claims=[*kept, *(_Claim(i, token, t) for i in take)],
+        starts=rec.starts,
+    )
+    [put] = kv_puts(be.queues_bucket, [(_kv_key(spec.key), enc.encode(new), rev)])
+    return put, take
+
+
+async def transfer(
+    be: NatsEngine,
+    spec: LimitSpec,
+    got: tuple[bytes | None, int],
+    ids: Sequence[str],
+    *,
+    ended: Collection[tuple[str, str]],
+    token: str,
+    t: float,
+) -> list[str] | None:
+    """Reserve slots of ``spec.key`` (a cap, no rate) for the first of ``ids`` from its
+    record as read before (``got``), without reading the claims' tasks: every claim it
+    lists counts as running except ``ended`` (id, token: tasks the caller has finished),
+    so the running count can only be overestimated. One revision-checked write; None
+    when the record changed since, or has no room that way (the caller then admits as
+    usual, which drops the claims no longer running)."""
+    planned = transfer_put(be, spec, got, ids, ended=ended, token=token, t=t)
+    if planned is None:
+        return None
+    put, take = planned
+    if (await be.js.publish_many([put]))[0] is None:
+        return None
+    return take
+
+
+async def relist(be: NatsEngine, key: str, claims: Collection[tuple[str, str]], t: float) -> None:
+    """List ``claims`` (id, token) in ``key``'s record again, where missing: after a
+    transfer dropped them with a finish that then failed, so a task whose completion
+    may not be stored counts as running until its lease lapses (an overcount at
+    worst). Best effort, a few tries."""
+    kv_key = _kv_key(key)
+    for _ in range(5):
+        raw, rev = await _read(be, kv_key, True)
+        if not raw:
+            return
+        rec = _dec.decode(raw)
+        have = {(c.id, c.token) for c in rec.claims}
+        missing = [c for c in claims if c not in have]
+        if not missing:
+            return
+        rec.claims = [*rec.claims, *(_Claim(i, tok, t) for i, tok in missing)]
+        if await be.js.kv_put(be.queues_bucket, kv_key, enc.encode(rec), rev) is not None:
+            return
 
 
 async def register(be: NatsEngine, specs: Sequence[LimitSpec]) -> None:
@@ -174,3 +276,34 @@ async def limit_infos(be: NatsEngine, t: float) -> list[LimitInfo]:
             )
         )
     return sorted(out, key=lambda i: i.key)
+
+
+def _freed_subject(be: NatsEngine) -> str:
+    """Core NATS subject (no stream keeps it) ``limits_freed`` publishes queue names on."""
+    return f"{be.ns}.ctl.limfree"
+
+
+async def limits_freed(be: NatsEngine, queues: Sequence[str]) -> None:
+    """Tell the workers pausing for held work on ``queues`` that concurrency slots
+    freed (fire and forget: a pause missing it ends on its own)."""
+    nc = be.js.nc
+    for q in dict.fromkeys(queues):
+        await nc.publish(_freed_subject(be), q.encode())
+
+
+async def wait_for_limits(be: NatsEngine, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+    """Until ``limits_freed`` names one of ``queues`` (True) or ``timeout`` passes."""
+    names = {q.encode() for q in queues}
+    key = object()  # this wait's own key
+
+    async def cb(msg: Msg) -> None:
+        if msg.data in names:
+            be.wake.notify((key,))
+
+    with be.wake.watch([key]) as woken:
+        sub = await be.js.nc.subscribe(_freed_subject(be), cb=cb)
+        try:
+            return await woken.wait(timeout)
+        finally:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await sub.unsubscribe()

@@ -39,6 +39,8 @@ from ._control import NatsTaskControl
 from ._direct import WOKEN_MAX, claim_woken, give_back, woken_work
 from ._engine import NatsEngine
 from ._floor import ScanFloor
+from ._flow import limits_freed, relist, wait_for_limits
+from ._held import Plan, claim_held, claim_prepared, plan, prepare, remembered
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, pending
 from ._stores import NatsResults
@@ -104,6 +106,32 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         and no renewal write for a task that finishes well inside its lease. With
         replicas, every lease is renewed and the results are acknowledged before the
         completions are sent: three round trips."""
+        return await self._finish(
+            completions,
+            results,
+            result_store,
+            lease=lease,
+            dependency_policy=dependency_policy,
+            record=record,
+        )
+
+    async def _finish(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy,
+        record: ResultRecord | None,
+        trail: Callable[[set[str]], Awaitable[Sequence[tuple[str, bytes, dict[str, str] | None]]]]
+        | None = None,
+        trailed: list[int | None] | None = None,
+    ) -> CompletionReport:
+        """``finish``; with ``trail``, called with the ids the fence found lost, the
+        publishes it returns go right behind the completion writes in their batch (see
+        ``_change_many``; ``finish_and_claim``'s transfer), their answers appended to
+        ``trailed`` (nothing appended: not sent)."""
         if not (
             results and isinstance(result_store, NatsResults) and result_store.owner is self._be
         ):
@@ -127,7 +155,12 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         if lost:
             writes = result_store.writes([r for r in results if r.task_id not in lost])
         kept = [c for c in completions if c.task_id not in lost]
-        report = await self._call(lambda: self._complete(kept, dependency_policy, writes, own))
+        tail = await trail(lost) if trail is not None else ()
+        report = await self._call(
+            lambda: self._complete(
+                kept, dependency_policy, writes, own, trail=tail, trailed=trailed
+            )
+        )
         report.stale = [c.task_id for c in completions if c.task_id in lost] + report.stale
         return report
 
@@ -191,6 +224,9 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         dependency_policy: DependencyPolicy,
         lead: Sequence[tuple[str, bytes, None]],
         own: ResultRecord | None = None,
+        *,
+        trail: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
+        trailed: list[int | None] | None = None,
     ) -> CompletionReport:
         t = now()
 
@@ -211,7 +247,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 )
                 for c in ok
             ]
-            res = await self._change_many(items, lead=lead)
+            res = await self._change_many(items, lead=lead, trail=trail, trailed=trailed)
             got = dict(zip((id(c) for c in ok), res, strict=True))
             res = [got.get(id(c)) for c in completions]
             report = CompletionReport()
@@ -585,6 +621,115 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
         return await self._wait(queues, timeout, None)
+
+    async def claim_limited(
+        self, queues: Sequence[str], worker_id: str, *, limit: int = 1, lease: float = 30.0
+    ) -> builtins.list[ClaimedTask]:
+        """The claim for concurrency slots this worker just freed: from the work its
+        claims held back by a cap (``_held``), else the usual claim."""
+        if limit <= 0 or not queues:
+            return []
+        out = await self._call(lambda: claim_held(self, queues, worker_id, limit, lease))
+        if out is None:
+            return await self.claim(queues, worker_id, limit=limit, lease=lease)
+        return out
+
+    async def finish_and_claim(
+        self,
+        completions: Sequence[Completion],
+        results: Sequence[TaskResult],
+        result_store: ResultStorage | None,
+        *,
+        lease: float,
+        dependency_policy: DependencyPolicy = "cancel",
+        record: ResultRecord | None = None,
+        queues: Sequence[str],
+        worker_id: str,
+        limit: int,
+    ) -> tuple[CompletionReport, builtins.list[ClaimedTask]] | None:
+        """``finish``, and the claim for the concurrency slots it freed from the work
+        this process's claims held back by a cap (``_held``): that claim's reads go
+        alongside the finish, and its reservation hands the finished claims' slots on
+        in one revision-checked write once the finish is stored. None, doing nothing,
+        when no held-back work is remembered (the caller finishes and claims apart).
+        A failing claim after a stored finish returns no claims, never the error."""
+        if limit <= 0 or not queues or not completions or not remembered(self, queues):
+            return None
+        prep = asyncio.ensure_future(self._call(lambda: prepare(self, queues, limit)))
+        planned: list[Plan] = []
+        answers: list[int | None] = []
+
+        async def trail(lost: set[str]) -> builtins.list[tuple[str, bytes, dict[str, str] | None]]:
+            try:
+                got = await prep
+            except Exception:  # the finish goes on; the claim after it sees the error
+                return []
+            if got is None:
+                return []
+            ended = {
+                (c.task_id, c.token)
+                for c in completions
+                if c.task_id not in lost and TaskStatus(c.status).is_terminal
+            }
+            planned.append(plan(self, got, limit, ended))
+            return planned[0].puts
+
+        try:
+            report = await self._finish(
+                completions,
+                results,
+                result_store,
+                lease=lease,
+                dependency_policy=dependency_policy,
+                record=record,
+                trail=trail,
+                trailed=answers,
+            )
+        except BaseException:
+            prep.cancel()
+            with contextlib.suppress(BaseException):
+                await prep
+            if planned and any(a is not None for a in answers):
+                # The transfer dropped the finished claims, but their completions may
+                # not all be stored: list them again (their leases end them).
+                gone = [(c.task_id, c.token) for c in completions]
+                with contextlib.suppress(Exception):
+                    for (key, _), answer in zip(planned[0].keys, answers, strict=False):
+                        if answer is not None:
+                            await relist(self._be, key, gone, planned[0].t)
+            raise
+        done = set(report.done)
+        ended = {(c.task_id, c.token) for c in completions if c.task_id in done}
+        claims: builtins.list[ClaimedTask] = []
+        try:
+            got = await prep
+            if got is not None:
+                claims = await self._call(
+                    lambda: claim_prepared(
+                        self,
+                        got,
+                        queues,
+                        worker_id=worker_id,
+                        limit=limit,
+                        lease=lease,
+                        ended=ended,
+                        planned=planned[0] if planned and answers else None,
+                        answers=answers,
+                    )
+                )
+            else:
+                claims = await self.claim(queues, worker_id, limit=limit, lease=lease)
+        except Exception as exc:  # the outcomes are stored: never fail their report
+            log.debug("claiming for freed slots failed: %s", exc)
+        return report, claims
+
+    async def limits_freed(self, queues: Sequence[str]) -> None:
+        """Wake the workers pausing for held work on ``queues``: slots freed."""
+        await self._call(lambda: limits_freed(self._be, queues))
+
+    async def wait_for_limits(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        """Until ``limits_freed`` names one of ``queues`` (True) or ``timeout`` passes."""
+        return await self._call(lambda: wait_for_limits(self._be, queues, timeout))
 
     async def _claim_woken(
         self, woken: builtins.list[tuple[Work, Rec]], worker_id: str, limit: int, lease: float

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,7 @@ from . import _deps
 from ._conn import kv_puts, token
 from ._engine import NatsEngine
 from ._flow import admit, limit_infos, register
+from ._held import HELD_KEEP, remembered
 from ._paused import read_paused
 from ._records import (
     FAILED,
@@ -118,6 +120,12 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         self._taken: dict[str, int] = {}
         """Task id -> generation of the tasks leased from such messages: the pull that
         later brings a message of that generation drops it unread."""
+        self._held: dict[tuple[str, ...], tuple[float, list[tuple[Work, Rec]]]] = {}
+        """Per queue list, when and which messages the last claim that held tasks back
+        by their concurrency cap held first (``_held``: the claim for freed slots)."""
+        self._waits: list[float | None] = []
+        """Per key the last claim held back, how long until its rate has budget again
+        (None: held by its cap)."""
         self._leading: dict[tuple[str, ...], list[str]] = {}
         """Per queue list, the work subjects of the highest priority with ready tasks
         at the last claim that found any (pulled early by the next one)."""
@@ -179,6 +187,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         lead: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
         *,
         retry: bool = True,
+        trail: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
+        trailed: list[int | None] | None = None,
     ) -> list[tuple[Rec, Rec, int] | None]:
         """``_change`` for many tasks: one pipelined batch of writes for those with a
         known revision (hint), the usual read-and-retry for the rest and for conflicts.
@@ -193,7 +203,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         (``_lead_lost``). In a cluster the lead is acknowledged before the writes are
         sent (``JS.publish_led``): another stream's leader would store them even while
         the lead's stream has none. ``retry=False``: a change whose hint is refused or
-        out of date is not re-read (its answer is None)."""
+        out of date is not re-read (its answer is None). ``trail``: publishes sent right
+        behind the hinted writes in their batch (none when there is none), their answers
+        appended to ``trailed``; nothing is undone when one fails."""
         out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
         slow: list[int] = []
         fast: list[tuple[int, Rec, Rec, int]] = []
@@ -205,13 +217,21 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 fast.append((i, hint[1], new, hint[0]))
         js = self._be.js
         if fast or lead:
+            tail = trail if fast else ()
             lead_ok, revs = await js.publish_led(
                 lead,
-                kv_puts(
-                    self._be.tasks_bucket,
-                    [(token(new.task.id), enc.encode(new), rev) for _, _, new, rev in fast],
-                ),
+                [
+                    *kv_puts(
+                        self._be.tasks_bucket,
+                        [(token(new.task.id), enc.encode(new), rev) for _, _, new, rev in fast],
+                    ),
+                    *tail,
+                ],
             )
+            if tail:
+                revs, tailed = revs[: len(fast)], revs[len(fast) :]
+                if trailed is not None:
+                    trailed.extend(tailed)
             for (i, old, new, _), r in zip(fast, revs, strict=True):
                 if r is None:
                     slow.append(i)
@@ -585,7 +605,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         queue_of: dict[str, str] = {}
         held = 0
         self.limited = []
+        self._waits = []
         full: dict[str, tuple[float, int]] = {}
+        capped: list[tuple[Work, Rec]] = []
         for subjs in ordered:
             while len(out) < limit and held < LIMIT_SCAN:
                 need = limit - len(out)
@@ -611,7 +633,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                     await m.nak()
                 take = msgs[:need]
                 n = len(take)
-                take = await self._within_limits(take, token, t, full)
+                take = await self._within_limits(take, token, t, full, capped)
                 held += n - len(take)
                 if take:
                     ids = [w.id for _, w in take]
@@ -644,6 +666,19 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                             out.append(claimed(r[1].task, token, until, worker_id))
                 if drained:
                     break
+        if capped:
+            if len(self._held) > 1000:
+                self._held.clear()
+            self._held[key] = (time.monotonic(), capped[:HELD_KEEP])
+        elif not out and not self.limited and ordered:
+            # Nothing to pull from subjects that hold messages may mean the backlog is
+            # out for redelivery after a cap held it back (a recent claim here held
+            # some): the caller paces its next claim as for held work instead of
+            # asking again at once.
+            keys = (limit_of(rec.task) for _, rec in remembered(self, queues))
+            self.limited = list(dict.fromkeys(k.key for k in keys if k is not None))
+        rated = [w for w in self._waits if w is not None]
+        self.limited_wait = min(rated) if rated and len(rated) == len(self._waits) else None
         if corrupt:
             await self._quarantine(corrupt, queue_of)
         if out:
@@ -664,6 +699,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
 
     limited: list[str] = []
     """The limit keys the last claim held tasks back for."""
+    limited_wait: float | None = None
+    """Seconds until the keys the last claim held back by their rate have budget again
+    (None: it held some by a concurrency cap, or none)."""
 
     async def _within_limits(
         self,
@@ -671,17 +709,20 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         token: str,
         t: float,
         full: dict[str, tuple[float, int]],
+        capped: list[tuple[Work, Rec]] | None = None,
     ) -> list[tuple[Msg, Work]]:
         """The pulled work whose limits admit it (slots reserved); the rest is nak'ed
         to come back when capacity may have freed: pending, no attempt taken. ``full``
         (per claim) keeps the keys held back so far, with their redelivery delay and
         how many more of their tasks come back soon (``CAP_SOON``): the claim does not
-        ask again for them."""
+        ask again for them. ``capped`` gets the work held back by a concurrency cap."""
         groups: dict[str, tuple[LimitSpec, list[tuple[Msg, Work]]]] = {}
         keep: list[tuple[Msg, Work]] = []
+        recs: dict[str, Rec] = {}
         for m, w in take:
             try:
-                spec = limit_of(rec_dec.decode(w.rec).task)
+                rec = recs[w.id] = rec_dec.decode(w.rec)
+                spec = limit_of(rec.task)
             except msgspec.DecodeError:
                 spec = None  # the claim below deals with a corrupt record
             if spec is None:
@@ -696,6 +737,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             okset = set(ok)
             if len(okset) < len(items) and key not in full:
                 self.limited.append(key)
+                self._waits.append(wait)
                 if wait is None:  # held by the cap
                     full[key] = (CAP_HELD, spec.max_concurrency or 0)
                 else:
@@ -705,6 +747,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                     keep.append((m, w))
                     continue
                 delay, soon = full[key]
+                if capped is not None and spec.max_concurrency is not None and delay == CAP_HELD:
+                    capped.append((w, recs[w.id]))
                 if soon:
                     full[key] = (delay, soon - 1)
                     delay = CAP_SOON
