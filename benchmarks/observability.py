@@ -6,9 +6,11 @@ store gauges refreshed every 5 s), ``tracing`` (``OmniQ(tracing=True)`` with the
 OpenTelemetry SDK, a BatchSpanProcessor and an exporter that drops the spans, so the
 cost measured is OmniQ's spans and the SDK's, not an exporter's network) and ``both``.
 Each round enqueues N no-op tasks (1,000 per call), then drains them with a burst
-worker (concurrency 100) in this process, after a warm-up. Prints, per variant, the
-median drain rate and worker CPU time per task (the steadier figure on a shared
-machine), and each against ``off``.
+worker (concurrency 100) in this process, after a warm-up; the variants run in a new
+order each round. Prints, per variant, the median drain rate and worker CPU time per
+task (the steadier figure on a shared machine), each against ``off``, and the median of
+the per-round CPU differences to ``off`` ("paired": what the machine's drift over the
+rounds does to both cancels out).
 
     URL=memory://                N=20000 ROUNDS=5 uv run python -m benchmarks.observability
     URL=redis://127.0.0.1:6379/14 N=20000 ROUNDS=3 uv run python -m benchmarks.observability
@@ -40,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import random
 import statistics
 import time
 import uuid
@@ -236,8 +239,10 @@ async def _measure(url: str, n: int, rounds: int, variants: list[str], sample: f
         await _round(url, 300, variant)
     rates: dict[str, list[float]] = {v: [] for v in variants}
     cpus: dict[str, list[float]] = {v: [] for v in variants}
+    order = random.Random(20261205)
     for _ in range(rounds):
-        for variant in variants:
+        # each round in an order of its own, so no variant always follows another
+        for variant in order.sample(variants, len(variants)):
             rate, cpu = await _round(url, n, variant)
             rates[variant].append(rate)
             cpus[variant].append(cpu)
@@ -246,9 +251,13 @@ async def _measure(url: str, n: int, rounds: int, variants: list[str], sample: f
     print(f"{url} N={n} rounds={rounds} sample={sample} (medians)")
     for variant in variants:
         rate, cpu = statistics.median(rates[variant]), statistics.median(cpus[variant])
+        # the median of each round's difference to that round's off: the machine's drift
+        # over the rounds cancels out
+        paired = statistics.median(c - o for c, o in zip(cpus[variant], cpus["off"], strict=True))
         print(
             f"  {variant:8s} drain {rate:9,.0f}/s ({100 * (rate / base_rate - 1):+6.1f}%) | "
-            f"worker {cpu:6.1f} us CPU/task ({100 * (cpu / base_cpu - 1):+6.1f}%)"
+            f"worker {cpu:6.1f} us CPU/task ({100 * (cpu / base_cpu - 1):+6.1f}%; "
+            f"paired {paired:+5.2f} us, {100 * paired / base_cpu:+6.1f}%)"
         )
 
 
