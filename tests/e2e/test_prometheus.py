@@ -3,7 +3,9 @@
 The worker runs as operators run it (the command line, two worker processes under the
 supervisor); Prometheus (Debian's ``prometheus`` binary, installed by scripts/services)
 runs as a private instance with its own config, data directory and port, and the test
-asks it over its HTTP API whether the numbers it scraped match the tasks run.
+asks it over its HTTP API whether the numbers it scraped match the tasks run, then opens
+Prometheus's console on them in headless Chromium: the screenshot goes to
+tests/e2e/artifacts/ (and, with OMNIQ_DOCS_SHOTS=1, to docs/images/prometheus.png).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
+from tests.web.browser import DOCS_IMAGES, DOCS_SHOTS, chromium, save_shot
 
 from omniq.core import OmniQ
 from omniq.models import TaskStatus, now
@@ -30,6 +34,7 @@ from .conftest import BACKENDS, HERE
 
 pytestmark = [pytest.mark.slow]
 WAIT = 90.0
+ARTIFACTS = HERE / "artifacts"
 CLI = [sys.executable, "-P", "-m", "omniq.core.cli"]
 
 
@@ -96,6 +101,28 @@ def scalar(prom_port: int, promql: str) -> float | None:
     if len(result) != 1:
         return None
     return float(result[0]["value"][1])  # type: ignore[index]
+
+
+def console_shot(prom_port: int, ok_fn: str, ok_n: int) -> None:
+    """Prometheus's console (its classic UI, as Debian ships it) on the worker's task
+    counters, as an operator would look at them; saved as a screenshot."""
+    expr = '{__name__=~"omniq_tasks_(started|succeeded|failed)_total", job="omniq"}'
+    qs = urllib.parse.urlencode({"g0.expr": expr, "g0.tab": "1"})
+    with chromium(1400, 800) as driver:
+        driver.get(f"http://127.0.0.1:{prom_port}/classic/graph?{qs}")
+
+        def ok_row() -> str:
+            for row in driver.find_elements(By.CSS_SELECTOR, "table tr"):
+                text = row.text
+                if "omniq_tasks_succeeded_total" in text and ok_fn in text:
+                    return text
+            return ""
+
+        wait_for(ok_row, "the console to list the successes")
+        assert ok_row().split()[-1] == str(ok_n)
+        path = save_shot(driver, ARTIFACTS, "prometheus")
+    if DOCS_SHOTS:  # refresh the picture in docs/observability.md
+        shutil.copyfile(path, DOCS_IMAGES / "prometheus.png")
 
 
 def test_prometheus_scrapes_a_multiprocess_worker(
@@ -179,6 +206,7 @@ def test_prometheus_scrapes_a_multiprocess_worker(
         # one series per queue and function for the whole command, not one per process
         per_pid = query(prom_port, 'omniq_tasks_started_total{job="omniq"}')
         assert per_pid and all("pid" not in r["metric"] for r in per_pid)  # type: ignore[operator]
+        console_shot(prom_port, ok_fn, ok_n)
     finally:
         _stop(worker)
         _stop(prom)

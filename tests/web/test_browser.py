@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,21 +17,16 @@ import pytest
 import uvicorn
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from omniq.core import OmniQ
 from omniq.models import TaskStatus
 from omniq.web import create_app
 
+from .browser import DOCS_IMAGES, chromium, save_shot
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
-DOCS_SHOT = Path(__file__).parents[2] / "docs" / "images" / "dashboard.png"
-# Debian's chromium-driver; CI images with Google Chrome name their driver's folder.
-CHROMEDRIVER = (
-    "/usr/bin/chromedriver"
-    if os.path.exists("/usr/bin/chromedriver")
-    else os.path.join(os.environ.get("CHROMEWEBDRIVER", "/usr/bin"), "chromedriver")
-)
+DOCS_SHOT = DOCS_IMAGES / "dashboard.png"
 WAIT = 15.0
 
 
@@ -85,35 +79,12 @@ def server(seeded: tuple[str, OmniQ]) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
-    profile = tempfile.mkdtemp(prefix="omniq-chromium-")
-    opts = webdriver.ChromeOptions()
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,900",
-        f"--user-data-dir={profile}",
-    ):
-        opts.add_argument(flag)
-    opts.binary_location = shutil.which("chromium") or shutil.which("google-chrome") or ""
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def shot(driver: webdriver.Chrome, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    return path
+    return save_shot(driver, ARTIFACTS, name)
 
 
 @pytest.mark.slow
