@@ -255,3 +255,24 @@ def test_cli_status_of_one_task_shows_its_progress(tmp_path: Path) -> None:
     assert "running" in out.output and "40/40 (100%)" in out.output and "step 40" in out.output
     unknown = runner.invoke(app, ["status", "no-such-task", "-u", url])
     assert unknown.exit_code == 1 and "unknown task" in unknown.output
+
+
+async def test_a_cancelled_run_leaves_the_running_gauge(oq: OmniQ, tmp_path: Path) -> None:
+    """A run stopped by ``cancel`` (or whose lease was lost) reports no outcome of its
+    own; the worker's metrics still count it out of ``omniq_tasks_running``."""
+    from omniq.core import metrics_registry
+
+    queue = f"g{os.urandom(4).hex()}"
+    marker = str(tmp_path / "marker")
+
+    def running() -> float:
+        value = metrics_registry().get_sample_value("omniq_tasks_running", {"queue": queue})
+        return value or 0.0
+
+    async with oq.worker(queues=[queue], concurrency=2, metrics=True) as handle:
+        task = await oq.enqueue(ct.async_held, (marker,), queue=queue)
+        await wait_for(lambda: "started" in ct.marks(marker), "the task to start")
+        await wait_for(lambda: running() == 1, "the gauge to count the run")
+        assert await oq.cancel(task.id)
+        await wait_for(lambda: _pool(handle).in_flight == 0, "the cancel to land", 5.0)
+        await wait_for(lambda: running() == 0, "the gauge to let go of the run", 5.0)

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from itertools import repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -333,6 +333,16 @@ class _Observer:
                 child[3].inc(failed)
             if timed:
                 _observe_all(child[4], timed)
+        self._move(delta)
+
+    def abandoned(self, task_ids: Collection[str]) -> None:
+        """Held tasks the worker let go of without an outcome (a lost lease, a cancel):
+        no longer running here."""
+        delta: dict[str, int] = {}
+        for tid in task_ids:
+            queue = self._running.pop(tid, None)
+            if queue is not None:
+                delta[queue] = delta.get(queue, 0) - 1
         self._move(delta)
 
     def released(self, claims: Sequence[ClaimedTask]) -> None:

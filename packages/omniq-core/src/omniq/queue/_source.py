@@ -73,14 +73,17 @@ __all__ = ["OutcomeObserver", "QueueCore", "QueueWorkerSource", "default_worker_
 
 class OutcomeObserver(Protocol):
     """Told what a worker source saw (worker metrics implement it): runs that started,
-    reported outcomes (with the ids among them that were scheduled for a retry) and
-    claims handed back."""
+    reported outcomes (with the ids among them that were scheduled for a retry), claims
+    handed back, and held tasks the worker let go of without an outcome of its own (a
+    lost lease, a ``cancel``)."""
 
     def started(self, claims: Sequence[ClaimedTask]) -> None: ...
 
     def reported(self, outcomes: Sequence[Outcome], retried: set[str]) -> None: ...
 
     def released(self, claims: Sequence[ClaimedTask]) -> None: ...
+
+    def abandoned(self, task_ids: Collection[str]) -> None: ...
 
 
 class QueueCore(Protocol):
@@ -373,6 +376,8 @@ class QueueWorkerSource:
         lost = set(await self.queue.tasks.renew([LeaseRef.of(c) for c in claims], self.lease))
         if lost:
             self._settle(lost)
+            if self.observer is not None:
+                self.observer.abandoned(lost)
         return lost
 
     async def set_progress(self, updates: Sequence[tuple[ClaimedTask, Progress]]) -> set[str]:
@@ -387,6 +392,8 @@ class QueueWorkerSource:
         )
         if lost:
             self._settle(lost)
+            if self.observer is not None:
+                self.observer.abandoned(lost)
         ev = self.queue.events
         if ev is not None and ev.enabled:
             ev.log_many(
@@ -400,7 +407,13 @@ class QueueWorkerSource:
         self, running: Callable[[], Collection[str]], on_cancel: Callable[[list[str]], None]
     ) -> None:
         """Report held tasks ``cancel`` ended, through the store's notification path."""
-        await self.queue.tasks.watch_cancels(self.worker_id, running, on_cancel)
+
+        def cancelled(task_ids: list[str]) -> None:
+            if self.observer is not None:
+                self.observer.abandoned(task_ids)
+            on_cancel(task_ids)
+
+        await self.queue.tasks.watch_cancels(self.worker_id, running, cancelled)
 
     async def release(self, claims: Sequence[ClaimedTask]) -> None:
         if claims and self.observer is not None:
