@@ -15,7 +15,7 @@ from selenium.webdriver.chrome.service import Service
 
 ROOT = Path(__file__).parents[2]
 DOCS_IMAGES = ROOT / "docs" / "images"
-DOCS_SHOTS = os.environ.get("OMNIQ_DOCS_SHOTS") == "1"
+DOCS_SHOTS = os.environ.get("OMNIQ_DOCS_SHOTS", "") not in ("", "0")
 """Whether the tests also refresh the screenshots the docs show."""
 # Debian's chromium-driver; CI images with Google Chrome name their driver's folder.
 CHROMEDRIVER = (

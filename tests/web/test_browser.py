@@ -5,7 +5,6 @@ the overview to docs/images/dashboard.png)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import threading
@@ -23,7 +22,7 @@ from omniq.core import OmniQ
 from omniq.models import TaskStatus
 from omniq.web import create_app
 
-from .browser import DOCS_IMAGES, chromium, save_shot
+from .browser import DOCS_IMAGES, DOCS_SHOTS, chromium, save_shot
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DOCS_SHOT = DOCS_IMAGES / "dashboard.png"
@@ -111,7 +110,7 @@ def test_pause_requeue_and_trail_by_clicking(
         "the resume button",
     )
     overview = shot(browser, "1-overview-paused")
-    if os.environ.get("OMNIQ_DOCS_SHOTS"):  # refresh the picture in docs/dashboard.md
+    if DOCS_SHOTS:  # refresh the picture in docs/dashboard.md
         shutil.copyfile(overview, DOCS_SHOT)
 
     browser.find_element(By.LINK_TEXT, "Dead letters").click()
