@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,21 +45,13 @@ if TYPE_CHECKING:
     from ._tasks import QueueCore
 
 __all__ = [
-    "HELD_KEEP",
-    "HELD_MAX_AGE",
     "Plan",
     "Prepared",
     "claim_held",
     "claim_prepared",
     "plan",
     "prepare",
-    "remembered",
 ]
-
-HELD_KEEP = 16
-"""Most held-back messages one claim remembers per queue list."""
-HELD_MAX_AGE = 1.0
-"""Seconds the held-back messages a claim remembered stay candidates."""
 
 
 @dataclass
@@ -72,22 +63,12 @@ class Prepared:
     limits: dict[str, tuple[bytes | None, int]]
 
 
-def remembered(core: QueueCore, queues: Sequence[str]) -> list[tuple[Work, Rec]]:
-    """The held-back messages the last claims on ``queues`` remembered, if recent."""
-    key = tuple(queues)
-    kept = core._held.get(key)
-    if not kept or not kept[1] or time.monotonic() - kept[0] > HELD_MAX_AGE:
-        core._held.pop(key, None)
-        return []
-    return kept[1]
-
-
 async def prepare(core: QueueCore, queues: Sequence[str], limit: int) -> Prepared | None:
     """Step 1 (one round trip): None when no remembered task is still a candidate, or
     work of a higher priority than theirs is ready (the usual claim runs instead).
     Reads the first ``2 * limit + 2`` remembered tasks (some may have been taken by
     others since; each read is a request of its own)."""
-    held = remembered(core, queues)[: 2 * limit + 2]
+    held = core._remembered(queues)[: 2 * limit + 2]
     if not held:
         return None
     be, js = core._be, core._be.js
@@ -121,7 +102,7 @@ async def prepare(core: QueueCore, queues: Sequence[str], limit: int) -> Prepare
         ):
             fresh.append((w, rec, rev))
     stale = {w.id for w, _ in held} - {w.id for w, _, _ in fresh}
-    kept = remembered(core, queues)
+    kept = core._remembered(queues)
     kept[:] = [h for h in kept if h[0].id not in stale]
     if not fresh:
         return None
@@ -242,7 +223,7 @@ async def claim_prepared(
             core._taken[r[1].task.id] = r[1].gen
             won.add(r[1].task.id)
             out.append(claimed(r[1].task, token, until, worker_id))
-    held = remembered(core, queues)
+    held = core._remembered(queues)
     held[:] = [h for h in held if h[0].id not in won]
     if out:
         out = await core._fence_paused(out, token)

@@ -40,7 +40,7 @@ from ._direct import WOKEN_MAX, claim_woken, give_back, woken_work
 from ._engine import NatsEngine
 from ._floor import ScanFloor
 from ._flow import limits_freed, relist, wait_for_limits
-from ._held import Plan, claim_held, claim_prepared, plan, prepare, remembered
+from ._held import Plan, claim_held, claim_prepared, plan, prepare
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, pending
 from ._stores import NatsResults
@@ -653,7 +653,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         in one revision-checked write once the finish is stored. None, doing nothing,
         when no held-back work is remembered (the caller finishes and claims apart).
         A failing claim after a stored finish returns no claims, never the error."""
-        if limit <= 0 or not queues or not completions or not remembered(self, queues):
+        if limit <= 0 or not queues or not completions or not self._remembered(queues):
             return None
         prep = asyncio.ensure_future(self._call(lambda: prepare(self, queues, limit)))
         planned: list[Plan] = []

@@ -56,7 +56,6 @@ from . import _deps
 from ._conn import kv_puts, token
 from ._engine import NatsEngine
 from ._flow import admit, limit_infos, register
-from ._held import HELD_KEEP, remembered
 from ._paused import read_paused
 from ._records import (
     FAILED,
@@ -93,6 +92,10 @@ CAP_SOON = 0.005
 """The redelivery delay of the first tasks of a key that one claim held back by its
 concurrency cap (as many as the cap): a slot freed elsewhere finds them ready again at
 once, while the rest of the key's backlog waits out the longer delay."""
+HELD_KEEP = 16
+"""Most held-back messages one claim remembers per queue list."""
+HELD_MAX_AGE = 1.0
+"""Seconds the held-back messages a claim remembered stay candidates."""
 
 
 class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
@@ -131,6 +134,16 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         at the last claim that found any (pulled early by the next one)."""
         self.crash_hook: Callable[[str], None] | None = None
         """Test-only: called at each crash point (between a write and its publish)."""
+
+    def _remembered(self, queues: Sequence[str]) -> list[tuple[Work, Rec]]:
+        """The held-back messages the last claims on ``queues`` remembered, if recent
+        (``_held``)."""
+        key = tuple(queues)
+        kept = self._held.get(key)
+        if not kept or not kept[1] or time.monotonic() - kept[0] > HELD_MAX_AGE:
+            self._held.pop(key, None)
+            return []
+        return kept[1]
 
     def _crash(self, point: str) -> None:
         if self.crash_hook is not None:
@@ -675,7 +688,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             # out for redelivery after a cap held it back (a recent claim here held
             # some): the caller paces its next claim as for held work instead of
             # asking again at once.
-            keys = (limit_of(rec.task) for _, rec in remembered(self, queues))
+            keys = (limit_of(rec.task) for _, rec in self._remembered(queues))
             self.limited = list(dict.fromkeys(k.key for k in keys if k is not None))
         rated = [w for w in self._waits if w is not None]
         self.limited_wait = min(rated) if rated and len(rated) == len(self._waits) else None
