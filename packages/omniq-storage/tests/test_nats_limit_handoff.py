@@ -37,6 +37,19 @@ def _result(task_id: str) -> TaskResult:
     )
 
 
+async def _finish_and_claim(be: Any, claimed: Any, result: TaskResult, limit: int) -> Any:
+    """``finish_and_claim`` of one claim of queue ``default`` by worker ``w``."""
+    return await be.tasks.finish_and_claim(
+        [Completion(claimed.task.id, claimed.token)],
+        [result],
+        be.results,
+        lease=30.0,
+        queues=["default"],
+        worker_id="w",
+        limit=limit,
+    )
+
+
 async def test_the_claim_for_a_freed_slot_leases_the_held_task_at_once(url: str) -> None:
     async with open_storage(url) as be:
         q: Any = be.tasks
@@ -62,15 +75,7 @@ async def test_finish_and_claim_hands_on_only_the_slots_it_freed(url: str) -> No
         assert [x.task.id for x in first] == [t.id for t in capped[:2]]
         c = first[0]
         result = _result(c.task.id)
-        done = await q.finish_and_claim(
-            [Completion(c.task.id, c.token)],
-            [result],
-            be.results,
-            lease=30.0,
-            queues=["default"],
-            worker_id="w",
-            limit=5,
-        )
+        done = await _finish_and_claim(be, c, result, 5)
         assert done is not None
         report, claims = done
         assert report.done == [c.task.id]
@@ -124,15 +129,7 @@ async def test_a_finish_failing_after_the_transfer_lists_its_claims_again(url: s
         q.crash_hook = die
         result = _result(c.task.id)
         with pytest.raises(_Died):
-            await q.finish_and_claim(
-                [Completion(c.task.id, c.token)],
-                [result],
-                be.results,
-                lease=30.0,
-                queues=["default"],
-                worker_id="w",
-                limit=1,
-            )
+            await _finish_and_claim(be, c, result, 1)
         q.crash_hook = None
         raw, _ = await _flow.read_limit(q._be, "k")
         listed = {(x.id, x.token) for x in _flow._dec.decode(raw).claims}
@@ -151,15 +148,7 @@ async def test_a_transfer_short_of_room_admits_the_rest(url: str) -> None:
         a, b = first
         await q.complete([Completion(a.task.id, a.token)])  # still listed in the record
         result = _result(b.task.id)
-        done = await q.finish_and_claim(
-            [Completion(b.task.id, b.token)],
-            [result],
-            be.results,
-            lease=30.0,
-            queues=["default"],
-            worker_id="w",
-            limit=2,
-        )
+        done = await _finish_and_claim(be, b, result, 2)
         assert done is not None
         _, claims = done
         assert [x.task.id for x in claims] == [t.id for t in capped[2:4]]

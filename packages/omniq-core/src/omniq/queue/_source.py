@@ -375,10 +375,14 @@ class QueueWorkerSource:
             return set()
         lost = set(await self.queue.tasks.renew([LeaseRef.of(c) for c in claims], self.lease))
         if lost:
-            self._settle(lost)
-            if self.observer is not None:
-                self.observer.abandoned(lost)
+            self._lost(lost)
         return lost
+
+    def _lost(self, task_ids: set[str]) -> None:
+        """Leases the store refused: those runs end here without an outcome."""
+        self._settle(task_ids)
+        if self.observer is not None:
+            self.observer.abandoned(task_ids)
 
     async def set_progress(self, updates: Sequence[tuple[ClaimedTask, Progress]]) -> set[str]:
         """Store progress fenced by the leases (a renewal too); one PROGRESS event per
@@ -391,9 +395,7 @@ class QueueWorkerSource:
             )
         )
         if lost:
-            self._settle(lost)
-            if self.observer is not None:
-                self.observer.abandoned(lost)
+            self._lost(lost)
         ev = self.queue.events
         if ev is not None and ev.enabled:
             ev.log_many(
