@@ -35,10 +35,14 @@ if WORKER_TYPE:
     FUNCS["noop"] = "bench_omniq:noop_proc" if WORKER_TYPE == "process" else "bench_omniq:noop_sync"
 PROCESSES = int(os.environ.get("BENCH_OMNIQ_PROCESSES", "0"))
 """Worker processes under one supervisor (``run_worker(processes=N)``); 0: a plain
-single-process worker. When set, the async no-op counts in the shared file (as
+single-process worker. When set, every task kind counts in the shared files (as
 ``noop_proc`` does), whatever N is, so one and several processes pay the same."""
 if PROCESSES and not WORKER_TYPE:
-    FUNCS["noop"] = "bench_omniq:noop_shared"
+    FUNCS.update(
+        noop="bench_omniq:noop_shared",
+        lat="bench_omniq:lat_shared",
+        sleep="bench_omniq:sleep_shared",
+    )
 
 
 async def noop() -> None:
@@ -50,33 +54,105 @@ def noop_sync() -> None:
     REC.done("noop")
 
 
+class _Shared:
+    """One task kind counted across worker processes in ``<kind>.log`` under BENCH_OUT.
+
+    Each process adds fixed-size O_APPEND records ``count first last`` (a write of one
+    record is atomic); inside an event loop it batches its tasks into one record per
+    ``FLUSH`` seconds, so the count costs a syscall per batch, not per task. The process
+    whose record brings the total to BENCH_N writes ``<kind>.json`` (the earliest first
+    start, the latest last end), the file the harness waits for.
+    """
+
+    FLUSH = 0.002
+    SIZE = 45
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.fd: int | None = None
+        self.count = 0
+        self.first = self.last = 0.0
+        self.armed = False
+
+    def done(self, started: float | None = None) -> None:
+        now = time.time()
+        if self.count == 0:
+            self.first = started if started is not None else now
+        self.count += 1
+        self.last = now
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if not self.armed:
+            self.armed = True
+            loop.call_later(self.FLUSH, self.flush)
+
+    def flush(self) -> None:
+        self.armed = False
+        if not self.count:
+            return
+        path = REC.out / f"{self.kind}.log"
+        if self.fd is None:
+            self.fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(self.fd, f"{self.count:8d} {self.first:17.6f} {self.last:17.6f}\n".encode())
+        self.count = 0
+        records = [line.split() for line in path.read_text().splitlines()]
+        if sum(int(r[0]) for r in records) == REC.n:
+            out = {
+                "t_first": min(float(r[1]) for r in records),
+                "t_last": max(float(r[2]) for r in records),
+                "n": REC.n,
+            }
+            tmp = REC.out / f"{self.kind}.json.tmp"
+            tmp.write_text(json.dumps(out))
+            tmp.rename(REC.out / f"{self.kind}.json")
+
+
+_NOOP, _SLEEP = _Shared("noop"), _Shared("sleep")
+
+
 async def noop_shared() -> None:
     """The async no-op when the worker runs under a supervisor: counted in the shared
     file."""
-    _shared_done()
+    _NOOP.done()
 
 
 def noop_proc() -> None:
     """The no-op for process workers: the tasks run in several processes, so they count
-    in a shared file (one fixed-size O_APPEND record each; the size is the count)."""
-    _shared_done()
+    in the shared file (one record each: a pool's child has no event loop to batch in)."""
+    _NOOP.done()
 
 
-_REC_SIZE = 18
-_fd: int | None = None
+async def sleep_shared() -> None:
+    """The W3 task under a supervisor: counted in the shared file."""
+    t0 = time.time()
+    await asyncio.sleep(SLEEP)
+    _SLEEP.done(t0)
 
 
-def _shared_done() -> None:
-    global _fd
-    if _fd is None:
-        _fd = os.open(str(REC.out / "noop.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    os.write(_fd, f"{time.time():17.6f}\n".encode())
-    if os.fstat(_fd).st_size == REC.n * _REC_SIZE:
-        with open(REC.out / "noop.log", "rb") as f:
-            first = float(f.read(_REC_SIZE))
-        tmp = REC.out / "noop.json.tmp"
-        tmp.write_text(json.dumps({"t_first": first, "t_last": time.time(), "n": REC.n}))
-        tmp.rename(REC.out / "noop.json")
+_LAT_SIZE = 18
+_lat_fd: int | None = None
+
+
+async def lat_shared(ts: float, seq: int) -> None:
+    """The W2 task under a supervisor: every process appends its latencies (one
+    fixed-size record each) to ``lat.log``; the one completing BENCH_N writes
+    ``latency.json``. A warm-up run (``seq < 0``) writes ``ready`` once."""
+    global _lat_fd
+    now = time.time()
+    if seq < 0:
+        if not (REC.out / "ready").exists():
+            REC._write("ready", {"t": now})
+        return
+    path = REC.out / "lat.log"
+    if _lat_fd is None:
+        _lat_fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(_lat_fd, f"{now - ts:17.9f}\n".encode())
+    if os.fstat(_lat_fd).st_size == REC.n * _LAT_SIZE:
+        lats = [float(x) for x in path.read_text().split()]
+        REC._write("latency.json", {"latencies": lats})
 
 
 async def churned() -> None:
