@@ -132,6 +132,25 @@ async def _redis_waiter_registered(store: Backend, worker: str) -> None:
         await anyio.sleep(0.01)
 
 
+async def _postgres_waiter_registered(store: Backend, worker: str) -> None:
+    """PostgreSQL keeps an idle registration as a row of ``idle_workers``."""
+    backend: Any = store
+
+    async def registered(conn: Any) -> bool:
+        return bool(
+            await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM idle_workers WHERE worker_id = $1 "
+                "AND queue = 'default')",
+                worker,
+            )
+        )
+
+    deadline = anyio.current_time() + 5.0
+    while not await backend.run(registered):
+        assert anyio.current_time() < deadline, "the waiter never registered"
+        await anyio.sleep(0.01)
+
+
 @contextlib.asynccontextmanager
 async def _sqlite_transaction(url: str) -> AsyncIterator[CallerTx]:
     """A ``sqlite3`` connection to the store's file, in a transaction."""
@@ -219,6 +238,8 @@ def builtin_specs() -> list[BackendSpec]:
             multiprocess=True,
             persistent=True,
             cleanup=drop_namespace,
+            hands_over=True,
+            waiter_registered=_postgres_waiter_registered,
             transaction=_postgres_transaction,
         ),
         BackendSpec(

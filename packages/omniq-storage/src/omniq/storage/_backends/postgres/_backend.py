@@ -11,8 +11,10 @@ waiters. Events are plain columns plus JSONB metadata.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,15 +23,20 @@ import msgspec
 
 from omniq.models import (
     BackendUnavailableError,
+    ClaimedTask,
     StorageError,
+    Task,
+    TaskStatus,
     redact_url,
 )
+from omniq.storage._corrupt import try_task
 from omniq.storage._interfaces import Backend
 from omniq.storage._limits import PayloadLimit
 from omniq.storage._outage import Outage, describe
-from omniq.storage._remote import split_options
+from omniq.storage._remote import claimed, split_options, with_state
 from omniq.storage._wake import Wake
 
+from ._engine import push_key
 from ._maintenance import Vacuumer
 from ._sql import MIGRATIONS
 
@@ -235,6 +242,11 @@ class PostgresBackend(Backend):
         self.work_channel = f"omniq:{self.schema}:work"
         self.result_channel = f"omniq:{self.schema}:result"
         self.cancel_channel = f"omniq:{self.schema}:cancel"
+        self.push_channel = f"omniq_push_{uuid.uuid4().hex}"
+        """This backend's own channel: handovers to its workers are sent here."""
+        self.inboxes: dict[str, Callable[[list[ClaimedTask]], None]] = {}
+        """Workers of this backend taking handovers: id -> inbox."""
+        self._push_listened = False
         self._pool: asyncpg.Pool | None = None
         self._lane: Any = None
         """The pooled connection kept checked out for calls (``_Checkout``), or None."""
@@ -378,11 +390,27 @@ class PostgresBackend(Backend):
     def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         if channel == self.work_channel:
             self.work_wake.notify((payload,))
+        elif channel == self.push_channel:
+            self._handover(payload)
         elif channel == self.cancel_channel:  # tasks cancelled (their workers stop them)
             if self.tasks is not None:
                 self.tasks.cancel_feed.push(payload.split("\x1f"))
         else:
             self.result_wake.notify((payload,))
+
+    def _handover(self, payload: str) -> None:
+        """A task handed over to a worker of this backend (see ``enqueue_one`` in
+        ``sql/queries.sql``): worker, token, lease end, base64 envelope."""
+        worker, tok, lend, env = payload.split("\x1f", 3)
+        inbox = self.inboxes.get(worker)
+        if inbox is None:
+            return  # closed meanwhile: close_inbox gave it back, or its lease lapses
+        got = try_task(base64.b64decode(env))
+        if not isinstance(got, Task):  # a record that does not decode: the lease lapses
+            return  # and the next claim quarantines it
+        task = with_state(got, TaskStatus.RUNNING, 1)
+        inbox([claimed(task, tok, float(lend), worker)])
+        self.work_wake.notify((push_key(worker),))
 
     def _on_lost(self, _conn: Any) -> None:
         self._lost.set()
@@ -394,6 +422,8 @@ class PostgresBackend(Backend):
         try:
             if self._work_listened:
                 await conn.add_listener(self.work_channel, self._on_notify)
+            if self._push_listened:
+                await conn.add_listener(self.push_channel, self._on_notify)
             await conn.add_listener(self.result_channel, self._on_notify)
             await conn.add_listener(self.cancel_channel, self._on_notify)
         except BaseException:
@@ -424,6 +454,24 @@ class PostgresBackend(Backend):
             await conn.add_listener(self.work_channel, self._on_notify)
         except Exception:
             self._lost.set()  # reopen it (listening on the work channel); waits wake
+
+    async def listen_push(self) -> bool:
+        """LISTEN on this backend's handover channel from now on (once); False behind
+        PgBouncer, where no LISTEN connection exists."""
+        if self.pgbouncer:
+            return False
+        if self._push_listened:
+            return True
+        async with self._work_listen_lock:
+            if not self._push_listened:
+                self._push_listened = True  # a listener reopened from now on listens too
+                conn = self._listen_conn
+                if conn is not None:
+                    try:
+                        await conn.add_listener(self.push_channel, self._on_notify)
+                    except Exception:
+                        self._lost.set()  # reopen it (listening on the channel)
+        return True
 
     async def _keep_listening(self) -> None:
         """Reopen the LISTEN connection when the server drops it; wake every waiter then,

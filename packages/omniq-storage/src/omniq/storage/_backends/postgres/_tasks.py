@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from omniq.models import ClaimedTask, LimitInfo, Task, TaskResult, TaskStatus, now
@@ -36,12 +36,19 @@ from omniq.storage._remote import (
 
 from ._caller import CallerEngine, caller_connection
 from ._control import PgTaskControl
-from ._engine import PgEngine
+from ._engine import PgEngine, push_key
 from ._flow import LIMITS_FREED, SCAN, limit_args, limit_infos
 from ._sql import QUERIES as _Q
 from ._unique import enqueue_keyed
 
 __all__ = ["PgTaskQueue"]
+
+HANDOVER = 5.0
+"""Longest lease of a handed-over task (seconds): the worker renews it on receipt, and a
+worker that died before it did lets it lapse soon."""
+REGISTRATION = 2.0
+"""Longest idle registration (seconds, plus 1 s of grace): a waiting worker registers
+again on every wait, and one that died stops getting handovers soon."""
 
 
 def _read(r: Any, pre: str = "", queue: str | None = None, *, always: bool = False) -> Task | None:
@@ -182,7 +189,9 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
             t = tasks[0]
             one = (t.id, t.queue, t.priority, t.eta, t.expires_at, t.key, encode(t))
             chan = self._be.work_channel
-            if await self._call(lambda c: c.fetchval(_Q["enqueue_one"], *one, chan)):
+            t0 = now()
+            stmt = _Q["enqueue_one"]
+            if await self._call(lambda c: c.fetchval(stmt, *one, chan, t0, HANDOVER)):
                 return [with_state(t, TaskStatus.PENDING, 0)]
             return await self._enqueue_full(tasks, dependency_policy)
         args = (
@@ -837,12 +846,59 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         return [r[0] for r in rows]
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
+        return await self._wait(queues, timeout, None)
+
+    async def wait_for_push(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        *,
+        worker_id: str,
+        lease: float,
+        inbox: Callable[[builtins.list[ClaimedTask]], None],
+    ) -> bool:
+        """Registers the worker as idle on ``queues`` (a row per queue in the unlogged
+        ``idle_workers``, valid at most REGISTRATION seconds) in the probe's statement;
+        ``enqueue_one`` hands it a task ready now in an empty queue, sent on this
+        backend's own channel, whose listener calls ``inbox``. Behind PgBouncer (no
+        LISTEN) it is ``wait_for_work``."""
+        be = self._be
+        if be.poll_interval is not None or not await be.listen_push():
+            return await self._wait(queues, timeout, None)
+        be.inboxes[worker_id] = inbox
+        timeout = min(timeout, REGISTRATION)
+        return await self._wait(queues, timeout, (worker_id, lease, now() + timeout + 1.0))
+
+    async def close_inbox(self, worker_id: str) -> builtins.list[str]:
+        if self._be.inboxes.pop(worker_id, None) is None:
+            return []
+        chan = self._be.work_channel
+        rows = await self._call(lambda c: c.fetch(_Q["close_inbox"], worker_id, chan))
+        return [r[0] for r in rows]
+
+    async def _wait(
+        self,
+        queues: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+        idle: tuple[str, float, float] | None,
+    ) -> bool:
+        """Probe, then wait for a NOTIFY. ``idle`` (worker id, lease, registration end):
+        register the worker for handovers in the probe's statement, and wake for a
+        handover to it too."""
         keys = builtins.list(queues)
-        await self._be.listen_work()
-        if self._be.poll_interval is not None:  # no LISTEN: look again soon
-            timeout = min(timeout, self._be.poll_interval)
-        with self._be.work_wake.watch(keys) as watch:
-            r = await self._call(lambda c: c.fetchrow(_Q["wait_probe"], keys))
+        be = self._be
+        await be.listen_work()
+        if be.poll_interval is not None:  # no LISTEN: look again soon
+            timeout = min(timeout, be.poll_interval)
+        watched = keys if idle is None else [*keys, push_key(idle[0])]
+        with be.work_wake.watch(watched) as watch:
+            if idle is None:
+                r = await self._call(lambda c: c.fetchrow(_Q["wait_probe"], keys))
+            else:
+                wid, lease, until = idle
+                chan = be.push_channel
+                stmt = _Q["wait_probe_idle"]
+                r = await self._call(lambda c: c.fetchrow(stmt, keys, wid, chan, lease, until))
             t = now()
             if r["ready_now"]:
                 return True

@@ -170,13 +170,77 @@ SELECT ins.id FROM ins WHERE (SELECT count(*) FROM note) >= 0;
 
 -- name: enqueue_one
 -- enqueue_plain for one task, without arrays: the single enqueue of a web handler.
-WITH ins AS (
-    INSERT INTO tasks (id, queue, status, priority, eta, expires_at, key, waiting, envelope)
-    VALUES ($1, $2, 'pending', $3, $4, $5, $6, 0, $7)
+-- Handover: a task ready now ($4 NULL or due by $9) whose envelope fits a NOTIFY
+-- payload, into a queue that is not paused and has nothing ready, goes to the worker
+-- that registered idle on that queue last (idle_workers, registration still valid at
+-- $9): stored running, attempt 1, leased to it for at most $10 seconds, and sent on its
+-- channel as worker, token, lease end and base64 envelope, unit-separated. The other
+-- tasks are stored pending and wake the queue's waiters on the work channel $8. The
+-- idle and paused tests are correlated with the registration row, so an enqueue that
+-- finds nobody idle pays one probe of the small registration table.
+WITH pick AS (
+    SELECT w.queue, w.worker_id, w.channel, w.lease FROM idle_workers w
+    WHERE w.queue = $2 AND w.until > $9 AND ($4::float8 IS NULL OR $4 <= $9)
+      AND octet_length($7::bytea) <= 5000
+      AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = w.queue)
+      AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.queue = w.queue AND r.status = 'pending'
+                      AND r.waiting = 0 AND (r.eta IS NULL OR r.eta <= $9))
+    ORDER BY w.until DESC LIMIT 1 FOR UPDATE SKIP LOCKED
+), idle AS (
+    DELETE FROM idle_workers d USING pick
+    WHERE d.queue = pick.queue AND d.worker_id = pick.worker_id
+    RETURNING pick.worker_id, pick.channel, $9 + least($10::float8, pick.lease) AS lease_end,
+              gen_random_uuid()::text AS token
+), ins AS (
+    INSERT INTO tasks (id, queue, status, priority, eta, expires_at, key, waiting, envelope,
+                       attempt, token, worker_id, lease_expires_at, pushed)
+    SELECT $1, $2, CASE WHEN i.token IS NULL THEN 'pending' ELSE 'running' END, $3, $4, $5,
+           $6, 0, $7, CASE WHEN i.token IS NULL THEN 0 ELSE 1 END, i.token, i.worker_id,
+           i.lease_end, i.token
+    FROM (SELECT 1) one LEFT JOIN idle i ON true
     ON CONFLICT DO NOTHING
-    RETURNING id, queue
+    RETURNING id, queue, token, worker_id, lease_expires_at
 )
-SELECT ins.id, pg_notify($8, ins.queue) AS woke FROM ins;
+SELECT ins.id, CASE
+    WHEN ins.token IS NULL THEN pg_notify($8, ins.queue)
+    ELSE pg_notify(i.channel, concat_ws(chr(31), ins.worker_id, ins.token,
+                                        ins.lease_expires_at::text, encode($7, 'base64')))
+    END AS woke
+FROM ins LEFT JOIN idle i ON true;
+
+-- name: wait_probe_idle
+-- wait_probe for a worker taking handovers: in the same statement, register worker $2
+-- (channel $3, lease $4) as idle on each queue $1 until $5.
+WITH reg AS (
+    INSERT INTO idle_workers (queue, worker_id, channel, lease, until)
+    SELECT q, $2, $3, $4, $5 FROM unnest($1::text[]) q
+    ON CONFLICT (queue, worker_id) DO UPDATE
+    SET channel = EXCLUDED.channel, lease = EXCLUDED.lease, until = EXCLUDED.until
+)
+SELECT
+    EXISTS (SELECT 1 FROM tasks WHERE queue = ANY($1::text[]) AND status = 'pending'
+            AND waiting = 0 AND eta IS NULL AND queue <> ALL(p.qs)) AS ready_now,
+    (SELECT min(eta) FROM tasks WHERE queue = ANY($1::text[]) AND status = 'pending'
+            AND waiting = 0 AND eta IS NOT NULL AND queue <> ALL(p.qs)) AS next_eta,
+    (SELECT min(lease_expires_at) FROM tasks WHERE status = 'running'
+            AND queue = ANY($1::text[]) AND queue <> ALL(p.qs)) AS next_lease
+FROM (SELECT ARRAY(SELECT queue FROM paused_queues) AS qs) p;
+
+-- name: close_inbox
+-- No more handovers to worker $1; the tasks handed over to it that it never confirmed
+-- (renew clears ``pushed``) go back to pending with their attempt given back, and their
+-- queues' waiters are woken on channel $2.
+WITH gone AS (
+    DELETE FROM idle_workers WHERE worker_id = $1
+), back AS (
+    UPDATE tasks SET status = 'pending', attempt = attempt - 1, token = NULL,
+        worker_id = NULL, lease_expires_at = NULL, pushed = NULL
+    WHERE status = 'running' AND worker_id = $1 AND pushed = token
+    RETURNING id, queue
+), n AS (
+    SELECT pg_notify($2, q.queue) FROM (SELECT DISTINCT queue FROM back) q
+)
+SELECT back.id FROM back LEFT JOIN (SELECT count(*) FROM n) x ON true ORDER BY back.id;
 
 -- name: enqueue_full
 -- Enqueue with dependencies (or colliding ids/keys), row by row.
@@ -224,8 +288,9 @@ SELECT e.*, (SELECT count(pg_notify($13, r.task_id)) FROM r) AS o_results
 FROM e ORDER BY e.ordinality;
 
 -- name: renew
--- Extend the leases still held by the given tokens.
-UPDATE tasks t SET lease_expires_at = $3
+-- Extend the leases still held by the given tokens (a handed-over lease renewed is
+-- the worker's own: close_inbox no longer gives it back).
+UPDATE tasks t SET lease_expires_at = $3, pushed = NULL
 FROM unnest($1::text[], $2::text[]) AS i(tid, tok)
 WHERE t.id = i.tid AND t.token = i.tok AND t.status = 'running'
 RETURNING t.id;
