@@ -14,7 +14,7 @@ import builtins
 import contextlib
 import functools
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -152,17 +152,50 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         )
         writes = result_store.writes(results)  # checks the payload limit before any write
         lost = await self._call(lambda: self._fence(completions, lease))
+        again: dict[str, Rec] = {}
         if lost:
-            writes = result_store.writes([r for r in results if r.task_id not in lost])
-        kept = [c for c in completions if c.task_id not in lost]
+            again = await self._call(lambda: self._ended_here(completions, lost))
+            lost -= again.keys()
+            skip = lost | set(again)
+            writes = [
+                *result_store.writes([r for r in results if r.task_id not in skip]),
+                *result_store.writes([r for r in results if r.task_id in again], create=True),
+            ]
+        kept = [c for c in completions if c.task_id not in lost and c.task_id not in again]
         tail = await trail(lost) if trail is not None else ()
         report = await self._call(
             lambda: self._complete(
-                kept, dependency_policy, writes, own, trail=tail, trailed=trailed
+                kept, dependency_policy, writes, own, trail=tail, trailed=trailed, again=again
             )
         )
         report.stale = [c.task_id for c in completions if c.task_id in lost] + report.stale
         return report
+
+    async def _ended_here(
+        self, completions: Sequence[Completion], lost: set[str]
+    ) -> dict[str, Rec]:
+        """The records of the ``lost`` completions that those very completions ended: an
+        earlier try of this finish whose record write was stored though the call failed
+        (the reply or the connection lost). Its results, sent in the same batch, may not
+        have been: the record and result streams store independently, and a server that
+        stops drops what one of them had not stored yet. The retry stores those results
+        again where none exists (``NatsResults.writes(create=True)``) and reports these
+        tasks done, so no task stays ``success`` without its result."""
+        mine = [c for c in completions if c.task_id in lost]
+        got = await self._be.js.kv_get_many(self._be.tasks_bucket, [token(c.task_id) for c in mine])
+        out: dict[str, Rec] = {}
+        for c, (raw, rev) in zip(mine, got, strict=True):
+            try:
+                rec = None if raw is None else decode_rec(c.task_id, raw, rev)
+            except CorruptRec:
+                continue
+            if (
+                rec is not None
+                and rec.ended_by == c.token
+                and rec.task.status is TaskStatus(c.status)
+            ):
+                out[c.task_id] = rec
+        return out
 
     fence_margin = 5.0
     """Seconds of lease a finishing task must have left for ``finish`` to fence it by
@@ -222,20 +255,25 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         self,
         completions: Sequence[Completion],
         dependency_policy: DependencyPolicy,
-        lead: Sequence[tuple[str, bytes, None]],
+        lead: Sequence[tuple[str, bytes, dict[str, str] | None]],
         own: ResultRecord | None = None,
         *,
         trail: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
         trailed: list[int | None] | None = None,
+        again: Mapping[str, Rec] | None = None,
     ) -> CompletionReport:
+        """End ``completions``, ``lead`` (their results) sent ahead in the batch. Each
+        ended record names the completion's token (``Rec.ended_by``). ``again``: tasks an
+        earlier try of the same finish ended (``_finish``), reported done and their
+        dependents resolved as if this call had ended them (resolving is idempotent)."""
         t = now()
 
         def fn(rec: Rec, token: str, status: TaskStatus) -> Rec | None:
             if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
                 return None
             if own is not None and rec.dependents and status is not TaskStatus.SUCCESS:
-                return _seeded(finished(rec, status, t), own)
-            return finished(rec, status, t)
+                return _replace(_seeded(finished(rec, status, t), own), ended_by=token)
+            return _replace(finished(rec, status, t), ended_by=token)
 
         async def run() -> CompletionReport:
             ok = [c for c in completions if TaskStatus(c.status).is_terminal]
@@ -252,6 +290,10 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             res = [got.get(id(c)) for c in completions]
             report = CompletionReport()
             ended: list[tuple[str, TaskStatus, list[str]]] = []
+            for tid, rec in (again or {}).items():
+                report.done.append(tid)
+                if rec.dependents:
+                    ended.append((tid, rec.task.status, rec.dependents))
             for c, r in zip(completions, res, strict=True):
                 if r is None:
                     report.stale.append(c.task_id)

@@ -54,6 +54,10 @@ class Rec(msgspec.Struct, array_like=True):
     result: TaskResult | None = None
     """The result of a task ``cancel``/``expire`` (or their cascade) ended, written with
     the state change; the result store reads it here until its own copy exists."""
+    ended_by: str | None = None
+    """The lease token of the completion that ended the task (``complete``/``finish``):
+    a retried finish whose record write was stored but whose reply was lost knows the
+    task ended by its own hand, and stores its result again if that write was lost."""
 
 
 class CorruptRec(CorruptRecordError):
@@ -128,12 +132,15 @@ def finished(rec: Rec, status: TaskStatus, t: float) -> Rec:
         until=None,
         finished=t,
         blocked=False,
+        ended_by=None,
     )
 
 
 def pending(rec: Rec, attempt: int, eta: float | None) -> Rec:
     task = _replace(rec.task, status=TaskStatus.PENDING, attempt=attempt, eta=eta)
-    return _replace(rec, task=task, token=None, worker=None, until=None, gen=rec.gen + 1)
+    return _replace(
+        rec, task=task, token=None, worker=None, until=None, gen=rec.gen + 1, ended_by=None
+    )
 
 
 def cascaded(rec: Rec, deps: list[tuple[Rec | None, int]]) -> Rec:

@@ -65,15 +65,20 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
         writes = self.writes(results)
         await self._call(lambda: self._be.js.publish_many(writes))
 
-    def writes(self, results: Sequence[TaskResult]) -> list[tuple[str, bytes, None]]:
+    def writes(
+        self, results: Sequence[TaskResult], *, create: bool = False
+    ) -> list[tuple[str, bytes, dict[str, str] | None]]:
         """The publishes storing ``results`` (checked against the payload limit), for
-        ``put`` or to send in a batch with other requests (the task queue's ``finish``)."""
+        ``put`` or to send in a batch with other requests (the task queue's ``finish``).
+        ``create``: each only where its key never had an entry (a stored result or its
+        tombstone stands; the refused publish answers None)."""
         self.payload_limit.check_results(results)
         for r in results:
             if r.expires_at is not None:
                 self._floor.wrote(r.expires_at)
         b = self._be.results_bucket
-        return [(f"$KV.{b}.{self._key(r.task_id)}", encode(r), None) for r in results]
+        hdr = {"Nats-Expected-Last-Subject-Sequence": "0"} if create else None
+        return [(f"$KV.{b}.{self._key(r.task_id)}", encode(r), hdr) for r in results]
 
     async def _get(self, task_id: str) -> TaskResult | None:
         raw, rev = await self._be.js.kv_get(self._be.results_bucket, self._key(task_id))
