@@ -57,15 +57,14 @@ def noop_sync() -> None:
 class _Shared:
     """One task kind counted across worker processes in ``<kind>.log`` under BENCH_OUT.
 
-    Each process adds fixed-size O_APPEND records ``count first last`` (a write of one
-    record is atomic); inside an event loop it batches its tasks into one record per
-    ``FLUSH`` seconds, so the count costs a syscall per batch, not per task. The process
+    Each process adds O_APPEND records ``count first last`` (a write of one record is
+    atomic), one per ``FLUSH`` seconds of its event loop's tasks, so the count costs a
+    few syscalls per batch, not per task; a task outside a loop writes its own. The process
     whose record brings the total to BENCH_N writes ``<kind>.json`` (the earliest first
     start, the latest last end), the file the harness waits for.
     """
 
     FLUSH = 0.002
-    SIZE = 45
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -120,9 +119,21 @@ async def noop_shared() -> None:
 
 
 def noop_proc() -> None:
-    """The no-op for process workers: the tasks run in several processes, so they count
-    in the shared file (one record each: a pool's child has no event loop to batch in)."""
-    _NOOP.done()
+    """The no-op for process workers: the tasks run in several processes (a pool's
+    children, without an event loop to batch in), so each appends one fixed-size
+    record to ``noop.proc``; the file's size is the count, read with ``fstat``."""
+    global _proc_fd
+    if _proc_fd is None:
+        _proc_fd = os.open(str(REC.out / "noop.proc"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(_proc_fd, f"{time.time():17.6f}\n".encode())
+    if os.fstat(_proc_fd).st_size == REC.n * _PROC_SIZE:
+        with open(REC.out / "noop.proc", "rb") as f:
+            first = float(f.read(_PROC_SIZE))
+        REC._write("noop.json", {"t_first": first, "t_last": time.time(), "n": REC.n})
+
+
+_PROC_SIZE = 18
+_proc_fd: int | None = None
 
 
 async def sleep_shared() -> None:
