@@ -1,4 +1,11 @@
-"""ProcessWorker: CPU-bound functions in long-lived child processes, one call per child."""
+"""ProcessWorker: CPU-bound functions in long-lived child processes, one call per child.
+
+The parent's end of each child's socket stays registered with the event loop for the
+child's whole life (its data and, on Linux, its pidfd): a call sends one frame and
+awaits a future that the reader resolves, so a call costs a write, a read and the
+loop's wake-up, not a registration and a poll per call. A child that exits is noticed
+by its reader whether it was running a call or idle.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,12 @@ import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -30,9 +38,6 @@ from omniq.serialization import SerializationManager
 from ._base import Worker, timeout_error
 from ._child import BOOTSTRAP, CallContext, ProgressFrame, Reply, Request, encode_init
 from ._context import TaskContext
-
-if TYPE_CHECKING:  # multiprocessing loads when the first child starts
-    from multiprocessing.connection import Connection
 
 __all__ = ["ProcessWorker", "RemoteTaskError", "check_process_callable"]
 
@@ -53,18 +58,39 @@ class RemoteRetry(RemoteTaskError):
         return type(self), (self.info, self.delay), self.__dict__
 
 
+_HEADER = struct.Struct("!i")
+_BIG = struct.Struct("!iQ")
+_READ = 1 << 18
+"""Bytes read from a child's socket at a time."""
+
+
+def _header(n: int) -> bytes:
+    """The header of an ``n``-byte frame as ``multiprocessing.connection.Connection``
+    writes it (the child reads with ``recv_bytes``)."""
+    return _BIG.pack(-1, n) if n > 0x7FFFFFFF else _HEADER.pack(n)
+
+
 class _Child:
-    """One child interpreter, the parent's end of its socket and (Linux) its pidfd."""
+    """One child interpreter, the parent's end of its socket and (Linux) its pidfd.
 
-    __slots__ = ("conn", "pidfd", "proc")
+    ``buf`` holds bytes read but not yet a whole frame; ``call`` is the future of the
+    call it runs (None while idle) and ``context`` that call's task context, whose
+    progress frames go to its sink; ``dead`` is set once its exit was seen."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection) -> None:
+    __slots__ = ("buf", "call", "context", "dead", "loop", "pidfd", "proc", "sock")
+
+    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
         self.proc = proc
-        self.conn = conn
+        self.sock = sock
         self.pidfd: int | None = None
         if hasattr(os, "pidfd_open"):
             with contextlib.suppress(OSError):  # kernels before 5.3
                 self.pidfd = os.pidfd_open(proc.pid)
+        self.buf = bytearray()
+        self.call: asyncio.Future[Reply] | None = None
+        self.context: TaskContext | None = None
+        self.dead = False
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def pid(self) -> int:
@@ -75,11 +101,28 @@ class _Child:
         return self.proc.poll()
 
     @property
-    def sentinel(self) -> int:
-        """A descriptor readable once the child has exited (its socket ends at exit too)."""
-        return self.pidfd if self.pidfd is not None else self.conn.fileno()
+    def fds(self) -> tuple[int, ...]:
+        """The descriptors watched: the socket, and the pidfd (readable once the child
+        has exited) where the kernel has them; the socket also ends at exit."""
+        fd = self.sock.fileno()
+        return (fd,) if self.pidfd is None else (fd, self.pidfd)
+
+    def send(self, data: bytes) -> None:
+        if len(data) > 16384:  # large: the header apart, not a copy of the data
+            self.sock.sendall(_header(len(data)))
+            self.sock.sendall(data)
+        else:
+            self.sock.sendall(_header(len(data)) + data)
+
+    def unwatch(self) -> None:
+        """Stop watching its descriptors (before they close, or before ``stop`` waits)."""
+        loop, self.loop = self.loop, None
+        if loop is not None and not loop.is_closed():
+            for fd in self.fds:
+                loop.remove_reader(fd)
 
     def reap(self, *, kill: bool) -> None:
+        self.unwatch()
         if kill and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
@@ -87,7 +130,7 @@ class _Child:
             self.proc.wait(1.0)  # a killed or dead child is reaped at once
         except subprocess.TimeoutExpired:  # pragma: no cover - kill is not ignorable
             log.warning("process worker child %s did not exit after SIGKILL", self.proc.pid)
-        self.conn.close()
+        self.sock.close()
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
@@ -182,8 +225,6 @@ class ProcessWorker(Worker):
         await super().start()
 
     def _spawn(self) -> _Child:
-        from multiprocessing.connection import Connection
-
         if self._init_frame is None:
             self._init_frame = encode_init(self.serializer_factory, self.allowed_modules)
         ours, theirs = socket.socketpair()
@@ -198,24 +239,102 @@ class ProcessWorker(Worker):
             raise
         finally:
             theirs.close()
-        child = _Child(proc, Connection(ours.detach()))
+        child = _Child(proc, ours)
         self._children.add(child)
         with contextlib.suppress(OSError):  # it died at once: the first call reports it
-            child.conn.send_bytes(self._init_frame)
+            child.send(self._init_frame)
+        loop = asyncio.get_running_loop()
+        child.loop = loop
+        for fd in child.fds:
+            loop.add_reader(fd, self._readable, child, fd)
         return child
 
     def _take(self) -> _Child:
         while self._idle:
             child = self._idle.pop()
-            if child.exitcode is None:
+            if not child.dead:
                 return child
-            self._discard(child)  # died while idle (OOM killer, ...): replace silently
+            self._discard(child)
         return self._spawn()
+
+    def _readable(self, child: _Child, fd: int) -> None:
+        """A child's socket or pidfd is readable: take in its frames; at its end (the
+        socket closed, the pidfd signalled) fail its call or, idle, replace it."""
+        if fd == child.sock.fileno():
+            if self._read(child) >= 0:
+                return
+        else:  # the child exited: the frames it sent before are still in the socket
+            while self._read(child) > 0:
+                pass
+        if child.dead:
+            return
+        child.dead = True
+        child.unwatch()
+        fut = child.call
+        if fut is not None:
+            if not fut.done():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.proc.wait(1.0)
+                fut.set_exception(
+                    WorkerCrashedError(f"process worker child {child.pid} {_describe_exit(child)}")
+                )
+        elif child in self._idle:  # died while idle (OOM killer, ...): replace silently
+            self._idle.remove(child)
+            self._replace(child, kill=False)
+
+    def _read(self, child: _Child) -> int:
+        """Read what the socket holds and dispatch every whole frame: 1 if bytes came,
+        0 if none were there, -1 at the socket's end."""
+        try:
+            data = child.sock.recv(_READ, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            return -1
+        if not data:
+            return -1
+        buf = child.buf
+        buf += data
+        while len(buf) >= 4:
+            (n,) = _HEADER.unpack_from(buf)
+            head = 4
+            if n == -1:
+                if len(buf) < 12:
+                    break
+                n = _BIG.unpack_from(buf)[1]
+                head = 12
+            if len(buf) < head + n:
+                break
+            frame = bytes(buf[head : head + n])
+            del buf[: head + n]
+            self._dispatch(child, frame)
+        return 1
+
+    def _dispatch(self, child: _Child, frame: bytes) -> None:
+        fut = child.call
+        try:
+            msg = _decode_frame(frame)
+        except msgspec.DecodeError as exc:
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+            return
+        if isinstance(msg, Reply):
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            return
+        context = child.context
+        if context is not None:
+            sink = context._sink
+            if sink is not None:
+                sink(context, msg.progress)
 
     def _discard(self, child: _Child, *, kill: bool = False) -> None:
         if child not in self._children:
             return  # already reaped (stop() raced a call that was ending)
         self._children.discard(child)
+        fut = child.call
+        if fut is not None and not fut.done():  # stop() ends a child still running a call
+            fut.set_exception(WorkerCrashedError(f"process worker child {child.pid} was stopped"))
         child.reap(kill=kill)
 
     def _replace(self, child: _Child, *, kill: bool) -> None:
@@ -239,40 +358,41 @@ class ProcessWorker(Worker):
         """
         check_process_callable(func, func_payload)
         child = self._take()
-        conn = child.conn
         ctx = (
             None
             if context is None
             else CallContext(context.task_id, context.attempt, context.queue, context.worker_id)
         )
+        loop = child.loop or asyncio.get_running_loop()
+        fut: asyncio.Future[Reply] = loop.create_future()
+        child.call = fut
+        child.context = context
         try:
-            conn.send_bytes(_encode(Request(func, func_payload, payload, ctx)))
+            child.send(_encode(Request(func, func_payload, payload, ctx)))
         except OSError:
+            child.call = child.context = None
             self._replace(child, kill=True)
             raise WorkerCrashedError(f"process worker child {child.pid} is gone") from None
-        loop = asyncio.get_running_loop()
-        readable = asyncio.Event()
-        fds = tuple({conn.fileno(), child.sentinel})
-        for fd in fds:
-            loop.add_reader(fd, readable.set)
         ok = False
         try:
-            if timeout is None:
-                reply = await self._receive(child, func, readable, context)
-            else:
-                cm = asyncio.timeout(timeout)
-                try:
-                    async with cm:
-                        reply = await self._receive(child, func, readable, context)
-                except TimeoutError:
-                    if cm.expired():
-                        raise timeout_error(timeout) from None
-                    raise
+            try:
+                if timeout is None:
+                    reply = await fut
+                else:
+                    cm = asyncio.timeout(timeout)
+                    try:
+                        async with cm:
+                            reply = await fut
+                    except TimeoutError:
+                        if cm.expired():
+                            raise timeout_error(timeout) from None
+                        raise
+            except WorkerCrashedError as exc:
+                raise WorkerCrashedError(f"{exc} while running {func}") from None
             ok = True
         finally:
-            for fd in fds:
-                loop.remove_reader(fd)
-            if ok:
+            child.call = child.context = None
+            if ok and not child.dead:
                 self._idle.append(child)
             else:  # timed out, cancelled or crashed: the child cannot be trusted any more
                 self._replace(child, kill=True)
@@ -282,39 +402,6 @@ class ProcessWorker(Worker):
                 raise RemoteRetry(reply.error, reply.retry_delay)
             raise RemoteTaskError(reply.error)
         return reply.value
-
-    async def _receive(
-        self, child: _Child, func: str, readable: asyncio.Event, context: TaskContext | None
-    ) -> Reply:
-        """Read frames until the call's reply: progress frames go to ``context``."""
-        conn = child.conn
-        while True:
-            await readable.wait()
-            readable.clear()
-            while True:
-                try:
-                    frame = conn.recv_bytes() if conn.poll() else None
-                except (EOFError, OSError):
-                    frame = None
-                    exited = True
-                else:
-                    exited = frame is None and child.exitcode is not None
-                if frame is None:
-                    if not exited:
-                        break  # woken without a whole frame yet: wait again
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        child.proc.wait(1.0)
-                    raise WorkerCrashedError(
-                        f"process worker child {child.pid} {_describe_exit(child)} "
-                        f"while running {func}"
-                    )
-                msg = _decode_frame(frame)
-                if isinstance(msg, Reply):
-                    return msg
-                if context is not None:
-                    sink = context._sink
-                    if sink is not None:
-                        sink(context, msg.progress)
 
     async def execute(
         self,
@@ -332,13 +419,14 @@ class ProcessWorker(Worker):
         self._stopping = True
         idle, self._idle = self._idle, []
         for child in idle:
+            child.unwatch()  # _wait_fd watches its exit below
             with contextlib.suppress(OSError):
-                child.conn.send_bytes(b"")
+                child.send(b"")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for child in idle:
             if child.exitcode is None:
-                await _wait_fd(child.sentinel, max(0.0, deadline - loop.time()))
+                await _wait_fd(child.fds[-1], max(0.0, deadline - loop.time()))
         for child in list(self._children):
             self._discard(child, kill=True)
         await super().stop(force=force, timeout=timeout)
