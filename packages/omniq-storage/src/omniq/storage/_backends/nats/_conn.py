@@ -187,6 +187,8 @@ class JS:
         self,
         lead: Sequence[tuple[str, bytes, dict[str, str] | None]],
         items: Sequence[tuple[str, bytes, dict[str, str] | None]],
+        *,
+        stored_first: bool = False,
     ) -> tuple[bool, list[int | None]]:
         """Publish ``items`` behind ``lead`` in one batch (the lead's bytes precede them
         on the connection, so whatever of the batch the server reads includes the lead).
@@ -197,8 +199,10 @@ class JS:
         servers: an item can be stored while the lead's stream has no leader (no
         responders) or loses the lead with its server. There the lead is sent first and
         the items only once every lead publish is acknowledged (one more round trip);
-        a lead not stored raises before any item is sent."""
-        if lead and items and self.apart():
+        a lead not stored raises before any item is sent. ``stored_first`` asks for that
+        order on one server too: a server that stops stores what it read of a batch
+        stream by stream, so it may keep an item and drop the lead."""
+        if lead and items and (stored_first or self.apart()):
             await self.publish_many(lead)
             return True, await self.publish_many(items)
         msgs = await self.many([*lead, *items])

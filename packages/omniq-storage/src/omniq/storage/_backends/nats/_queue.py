@@ -285,7 +285,11 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 )
                 for c in ok
             ]
-            res = await self._change_many(items, lead=lead, trail=trail, trailed=trailed)
+            # The results are stored before any record says its task ended: a server
+            # that stops mid-batch must not keep an ended record without its result.
+            res = await self._change_many(
+                items, lead=lead, trail=trail, trailed=trailed, stored_first=bool(lead)
+            )
             got = dict(zip((id(c) for c in ok), res, strict=True))
             res = [got.get(id(c)) for c in completions]
             report = CompletionReport()

@@ -202,6 +202,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         retry: bool = True,
         trail: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
         trailed: list[int | None] | None = None,
+        stored_first: bool = False,
     ) -> list[tuple[Rec, Rec, int] | None]:
         """``_change`` for many tasks: one pipelined batch of writes for those with a
         known revision (hint), the usual read-and-retry for the rest and for conflicts.
@@ -218,7 +219,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         the lead's stream has none. ``retry=False``: a change whose hint is refused or
         out of date is not re-read (its answer is None). ``trail``: publishes sent right
         behind the hinted writes in their batch (none when there is none), their answers
-        appended to ``trailed``; nothing is undone when one fails."""
+        appended to ``trailed``; nothing is undone when one fails. ``stored_first``: the
+        writes are sent only once the lead is stored, on one server too
+        (``JS.publish_led``)."""
         out: list[tuple[Rec, Rec, int] | None] = [None] * len(items)
         slow: list[int] = []
         fast: list[tuple[int, Rec, Rec, int]] = []
@@ -240,6 +243,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                     ),
                     *tail,
                 ],
+                stored_first=stored_first,
             )
             if tail:
                 revs, tailed = revs[: len(fast)], revs[len(fast) :]
