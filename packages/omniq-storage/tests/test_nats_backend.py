@@ -4,8 +4,6 @@ durable stream settings, URL options, unsafe names, timers, re-enqueue after pur
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,14 +17,8 @@ NATS_URL = os.environ.get("OMNIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[NatsBackend]:
-    be = open_storage(f"{NATS_URL}?namespace=OQUNIT{uuid.uuid4().hex[:12].upper()}")
-    assert isinstance(be, NatsBackend)
-    async with be:
-        try:
-            yield be
-        finally:
-            await be.drop()
+def backend(nats_backend: NatsBackend) -> NatsBackend:
+    return nats_backend
 
 
 def _task(**kw: object) -> Task:

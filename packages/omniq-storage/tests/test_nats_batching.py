@@ -8,31 +8,20 @@ finished without its result."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 
 from omniq.models import Payload, StorageError, Task, TaskResult, TaskStatus, now
-from omniq.storage import Completion, open_storage
+from omniq.storage import Completion
 from omniq.storage._backends.nats._backend import NatsBackend
 from omniq.storage._backends.nats._queue import NatsTaskQueue
 from omniq.storage._backends.nats._stores import NatsResults
 
 pytestmark = pytest.mark.anyio
-NATS_URL = os.environ.get("OMNIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[NatsBackend]:
-    be = open_storage(f"{NATS_URL}?namespace=OQBATCH{uuid.uuid4().hex[:12].upper()}")
-    assert isinstance(be, NatsBackend)
-    async with be:
-        try:
-            yield be
-        finally:
-            await be.drop()
+def backend(nats_backend: NatsBackend) -> NatsBackend:
+    return nats_backend
 
 
 def _task(**kw: object) -> Task:

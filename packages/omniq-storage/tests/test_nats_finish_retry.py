@@ -8,29 +8,18 @@ results stream denies deleting the one sent)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 
 from omniq.models import Task, TaskResult, TaskStatus, now
-from omniq.storage import Completion, LeaseRef, open_storage
+from omniq.storage import Completion, LeaseRef
 from omniq.storage._backends.nats._backend import NatsBackend
 
 pytestmark = pytest.mark.anyio
-NATS_URL = os.environ.get("OMNIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[NatsBackend]:
-    be = open_storage(f"{NATS_URL}?namespace=OQRETRY{uuid.uuid4().hex[:12].upper()}")
-    assert isinstance(be, NatsBackend)
-    async with be:
-        try:
-            yield be
-        finally:
-            await be.drop()
+def backend(nats_backend: NatsBackend) -> NatsBackend:
+    return nats_backend
 
 
 def _task() -> Task:

@@ -891,14 +891,9 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         if be.poll_interval is not None:  # no LISTEN: look again soon
             timeout = min(timeout, be.poll_interval)
         watched = keys if idle is None else [*keys, push_key(idle[0])]
+        reg = (None, None, None, None) if idle is None else (idle[0], be.push_channel, *idle[1:])
         with be.work_wake.watch(watched) as watch:
-            if idle is None:
-                r = await self._call(lambda c: c.fetchrow(_Q["wait_probe"], keys))
-            else:
-                wid, lease, until = idle
-                chan = be.push_channel
-                stmt = _Q["wait_probe_idle"]
-                r = await self._call(lambda c: c.fetchrow(stmt, keys, wid, chan, lease, until))
+            r = await self._call(lambda c: c.fetchrow(_Q["wait_probe"], keys, *reg))
             t = now()
             if r["ready_now"]:
                 return True

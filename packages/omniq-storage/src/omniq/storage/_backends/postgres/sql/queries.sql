@@ -208,24 +208,6 @@ SELECT ins.id, CASE
     END AS woke
 FROM ins LEFT JOIN idle i ON true;
 
--- name: wait_probe_idle
--- wait_probe for a worker taking handovers: in the same statement, register worker $2
--- (channel $3, lease $4) as idle on each queue $1 until $5.
-WITH reg AS (
-    INSERT INTO idle_workers (queue, worker_id, channel, lease, until)
-    SELECT q, $2, $3, $4, $5 FROM unnest($1::text[]) q
-    ON CONFLICT (queue, worker_id) DO UPDATE
-    SET channel = EXCLUDED.channel, lease = EXCLUDED.lease, until = EXCLUDED.until
-)
-SELECT
-    EXISTS (SELECT 1 FROM tasks WHERE queue = ANY($1::text[]) AND status = 'pending'
-            AND waiting = 0 AND eta IS NULL AND queue <> ALL(p.qs)) AS ready_now,
-    (SELECT min(eta) FROM tasks WHERE queue = ANY($1::text[]) AND status = 'pending'
-            AND waiting = 0 AND eta IS NOT NULL AND queue <> ALL(p.qs)) AS next_eta,
-    (SELECT min(lease_expires_at) FROM tasks WHERE status = 'running'
-            AND queue = ANY($1::text[]) AND queue <> ALL(p.qs)) AS next_lease
-FROM (SELECT ARRAY(SELECT queue FROM paused_queues) AS qs) p;
-
 -- name: close_inbox
 -- No more handovers to worker $1; the tasks handed over to it that it never confirmed
 -- (renew clears ``pushed``) go back to pending with their attempt given back, and their
@@ -297,6 +279,15 @@ RETURNING t.id;
 
 -- name: wait_probe
 -- Ready work now, and the next eta / lease end of the queues $1 that are not paused.
+-- A worker taking handovers ($2 its id, $3 its backend's channel, $4 its lease; NULL
+-- for a plain wait) is registered as idle on each queue $1 until $5 in the same
+-- statement (see enqueue_one).
+WITH reg AS (
+    INSERT INTO idle_workers (queue, worker_id, channel, lease, until)
+    SELECT q, $2, $3, $4, $5 FROM unnest($1::text[]) q WHERE $2::text IS NOT NULL
+    ON CONFLICT (queue, worker_id) DO UPDATE
+    SET channel = EXCLUDED.channel, lease = EXCLUDED.lease, until = EXCLUDED.until
+)
 SELECT
     EXISTS (SELECT 1 FROM tasks WHERE queue = ANY($1::text[]) AND status = 'pending'
             AND waiting = 0 AND eta IS NULL AND queue <> ALL(p.qs)) AS ready_now,
