@@ -143,3 +143,21 @@ async def test_registrations_are_unlogged(be: PostgresBackend) -> None:
         )
     )
     assert kind == "u"
+
+
+async def test_a_waiting_worker_deletes_registrations_lapsed_long_ago(
+    be: PostgresBackend,
+) -> None:
+    """A worker that died without close_inbox leaves its rows; the next registration on
+    the same queue deletes those that lapsed over a minute ago, so the table stays small."""
+    t = now()
+    for worker, until in (("dead", t - 120.0), ("recent", t - 1.0)):
+        await be.run(
+            lambda c, w=worker, u=until: c.execute(
+                "INSERT INTO idle_workers VALUES ($1, $2, $3, 30.0, $4)", Q, w, be.push_channel, u
+            )
+        )
+    got = await _offer(be, _task(), worker="alive")
+    assert [c.task.queue for c in got] == [Q]
+    rows = await be.run(lambda c: c.fetch("SELECT worker_id FROM idle_workers ORDER BY 1"))
+    assert [r[0] for r in rows] == ["recent"]

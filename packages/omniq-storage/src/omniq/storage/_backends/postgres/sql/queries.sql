@@ -281,8 +281,12 @@ RETURNING t.id;
 -- Ready work now, and the next eta / lease end of the queues $1 that are not paused.
 -- A worker taking handovers ($2 its id, $3 its backend's channel, $4 its lease; NULL
 -- for a plain wait) is registered as idle on each queue $1 until $5 in the same
--- statement (see enqueue_one).
-WITH reg AS (
+-- statement (see enqueue_one), and the registrations on those queues that lapsed over
+-- a minute ago (workers that died or stopped without close_inbox) are deleted.
+WITH gone AS (
+    DELETE FROM idle_workers
+    WHERE $2::text IS NOT NULL AND queue = ANY($1::text[]) AND until < $5::float8 - 60
+), reg AS (
     INSERT INTO idle_workers (queue, worker_id, channel, lease, until)
     SELECT q, $2, $3, $4, $5 FROM unnest($1::text[]) q WHERE $2::text IS NOT NULL
     ON CONFLICT (queue, worker_id) DO UPDATE
