@@ -192,16 +192,10 @@ class UnsampledRun(NonRecordingSpan):
         if depth:
             return self
         cv = _CURRENT
-        if cv is None:
-            current = context_api.get_current()
-            ctx = Context({**current, _SPAN_KEY: self}) if current else Context({_SPAN_KEY: self})
-            self._token = context_api.attach(ctx)
-            return self
-        current = cv.get()
+        current = context_api.get_current() if cv is None else cv.get()
         # set_span_in_context(self) copies the current context twice; one copy does
-        self._token = cv.set(
-            Context({**current, _SPAN_KEY: self}) if current else Context({_SPAN_KEY: self})
-        )
+        ctx = Context({**current, _SPAN_KEY: self}) if current else Context({_SPAN_KEY: self})
+        self._token = context_api.attach(ctx) if cv is None else cv.set(ctx)
         return self
 
     def __exit__(
