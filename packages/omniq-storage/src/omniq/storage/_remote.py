@@ -24,6 +24,7 @@ from ._codec import (
 )
 
 __all__ = [
+    "HANDOVER_REGISTRATION",
     "Engine",
     "EngineStore",
     "claimed",
@@ -40,6 +41,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+HANDOVER_REGISTRATION = 2.0
+"""Longest idle registration of a worker waiting for handovers (seconds, plus 1 s of
+grace), on every engine that hands over: a waiting worker registers again at least
+this often, and one that died stops getting handovers soon."""
 
 
 def with_state(task: Task, status: str | TaskStatus, attempt: int) -> Task:

@@ -27,6 +27,7 @@ from omniq.storage._interfaces import (
     cascades,
 )
 from omniq.storage._remote import (
+    HANDOVER_REGISTRATION,
     EngineStore,
     claimed,
     encode,
@@ -46,9 +47,6 @@ __all__ = ["PgTaskQueue"]
 HANDOVER = 5.0
 """Longest lease of a handed-over task (seconds): the worker renews it on receipt, and a
 worker that died before it did lets it lapse soon."""
-REGISTRATION = 2.0
-"""Longest idle registration (seconds, plus 1 s of grace): a waiting worker registers
-again on every wait, and one that died stops getting handovers soon."""
 
 
 def _read(r: Any, pre: str = "", queue: str | None = None, *, always: bool = False) -> Task | None:
@@ -858,7 +856,7 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         inbox: Callable[[builtins.list[ClaimedTask]], None],
     ) -> bool:
         """Registers the worker as idle on ``queues`` (a row per queue in the unlogged
-        ``idle_workers``, valid at most REGISTRATION seconds) in the probe's statement;
+        ``idle_workers``, valid at most HANDOVER_REGISTRATION seconds) in the probe's statement;
         ``enqueue_one`` hands it a task ready now in an empty queue, sent on this
         backend's own channel, whose listener calls ``inbox``. Behind PgBouncer (no
         LISTEN) it is ``wait_for_work``."""
@@ -866,7 +864,7 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         if be.poll_interval is not None or not await be.listen_push():
             return await self._wait(queues, timeout, None)
         be.inboxes[worker_id] = inbox
-        timeout = min(timeout, REGISTRATION)
+        timeout = min(timeout, HANDOVER_REGISTRATION)
         return await self._wait(queues, timeout, (worker_id, lease, now() + timeout + 1.0))
 
     async def close_inbox(self, worker_id: str) -> builtins.list[str]:

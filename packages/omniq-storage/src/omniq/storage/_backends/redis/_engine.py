@@ -17,11 +17,7 @@ if TYPE_CHECKING:
 
     from ._lane import Lane
 
-__all__ = ["REGISTRATION", "RedisEngine", "RedisStore", "as_float", "as_str", "opt", "opt_repr"]
-
-REGISTRATION = 2.0
-"""Longest idle registration for handovers (seconds, plus 1 s of grace); a waiting
-worker re-registers at least this often."""
+__all__ = ["RedisEngine", "RedisStore", "as_float", "as_str", "opt", "opt_repr"]
 
 
 class RedisEngine(Engine, Protocol):

@@ -38,10 +38,10 @@ from omniq.storage._interfaces import (
     cascades,
 )
 from omniq.storage._limits import chunks
-from omniq.storage._remote import claimed, encode, with_state, with_state_eta
+from omniq.storage._remote import HANDOVER_REGISTRATION, claimed, encode, with_state, with_state_eta
 
 from ._control import RedisTaskControl
-from ._engine import REGISTRATION, RedisStore, as_float, as_str, opt, opt_repr
+from ._engine import RedisStore, as_float, as_str, opt, opt_repr
 from ._flow import LIMITS_FREED, lim_field, limit_infos
 from ._lane import LaneMissed
 from ._unique import replace_holders, window_end
@@ -639,12 +639,12 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         inbox: Callable[[_list[ClaimedTask]], None],
     ) -> bool:
         """Registers the worker as idle on its queues for the wait (at most
-        REGISTRATION seconds, so a worker that died stops getting handovers soon) in the
+        HANDOVER_REGISTRATION seconds, so a worker that died stops getting handovers soon) in the
         same round trip as the probe; ENQUEUE hands it a task ready now in an empty
         queue, published to this backend's listener, which calls ``inbox``."""
         member = "\x1f".join([worker_id, repr(lease), self._be.inbox_channel, *queues])
         self._be.inboxes[worker_id] = (inbox, list(queues), member)
-        return await self._wait(queues, min(timeout, REGISTRATION), (worker_id, member))
+        return await self._wait(queues, min(timeout, HANDOVER_REGISTRATION), (worker_id, member))
 
     async def close_inbox(self, worker_id: str) -> _list[str]:
         entry = self._be.inboxes.pop(worker_id, None)
