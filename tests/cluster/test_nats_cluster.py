@@ -205,9 +205,16 @@ async def test_nats_cluster_finish_while_results_leader_down() -> None:
             assert failed, "the finish ran after the results bucket had a new leader"
             assert sorted(report.done) == sorted(t.id for t in tasks), report
             ids = [t.id for t in tasks]
-            stored = await be.tasks.get(ids)
+            # Reads are direct gets, which a replica behind the leader may answer (the
+            # results bucket's leader was just re-elected): polled to a deadline.
+            end = time.monotonic() + 10
+            while True:
+                stored = await be.tasks.get(ids)
+                if all(t is not None and t.status is TaskStatus.SUCCESS for t in stored):
+                    break
+                assert time.monotonic() < end, [t.status if t else None for t in stored]
+                await anyio.sleep(0.05)
             kept = await be.results.get(ids)
-            assert all(t is not None and t.status is TaskStatus.SUCCESS for t in stored)
             assert all(r is not None and r.status is TaskStatus.SUCCESS for r in kept), [
                 tid for tid, r in zip(ids, kept, strict=True) if r is None
             ]
