@@ -67,6 +67,35 @@ class _PubAck(msgspec.Struct):
 _pub_ack = msgspec.json.Decoder(_PubAck)
 
 
+class _MsgGet(msgspec.Struct):
+    last_by_subj: str
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _StoredMsg(msgspec.Struct):
+    seq: int
+    data: bytes | None = None
+    hdrs: bytes | None = None
+
+
+class _MsgGetAnswer(msgspec.Struct):
+    message: _StoredMsg | None = None
+    error: _ApiError | None = None
+
+
+_msg_get_enc = msgspec.json.Encoder().encode
+_msg_get_dec = msgspec.json.Decoder(_MsgGetAnswer).decode
+_NO_MESSAGE = 10037
+"""The JetStream API's error code for a message get that found no message."""
+_TOMBSTONE = re.compile(rb"(?im)^KV-Operation:\s*(DEL|PURGE)\s*$")
+"""A KV delete or purge marker in a stored message's header block."""
+
+
 def _status(msg: Msg) -> str | None:
     return msg.headers.get("Status") if msg.headers and not msg.data else None
 
@@ -214,12 +243,23 @@ class JS:
                 stored = False
         return stored, [pub_ack(m) for m in msgs[len(lead) :]]
 
-    async def kv_get(self, bucket: str, key: str) -> tuple[bytes | None, int]:
+    async def kv_get(
+        self, bucket: str, key: str, *, leader: bool = False
+    ) -> tuple[bytes | None, int]:
         """(value, revision); value None for a missing or deleted key (revision 0 if it
-        never existed, else the tombstone's)."""
-        return (await self.kv_get_many(bucket, [key]))[0]
+        never existed, else the tombstone's). ``leader``: see ``kv_get_many``."""
+        return (await self.kv_get_many(bucket, [key], leader=leader))[0]
 
-    async def kv_get_many(self, bucket: str, keys: Sequence[str]) -> list[tuple[bytes | None, int]]:
+    async def kv_get_many(
+        self, bucket: str, keys: Sequence[str], *, leader: bool = False
+    ) -> list[tuple[bytes | None, int]]:
+        """``kv_get`` for many keys, the requests sent back to back. A direct get may be
+        answered by any replica of a replicated bucket, one that has not stored the
+        latest acknowledged write yet; so with replicas (``replicated``), or when
+        ``leader`` asks for it, the bucket's stream leader answers every read, and a
+        read sent after a write's acknowledgement sees that write."""
+        if leader or self.replicated:
+            return await self._kv_get_leader(bucket, keys)
         pre = f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}."
         out: list[tuple[bytes | None, int]] = []
         for msg in await self.many([(pre + k, b"", None) for k in keys]):
@@ -235,6 +275,31 @@ class JS:
                 out.append((None, rev))
             else:
                 out.append((msg.data, rev))
+        return out
+
+    async def _kv_get_leader(
+        self, bucket: str, keys: Sequence[str]
+    ) -> list[tuple[bytes | None, int]]:
+        subject = f"$JS.API.STREAM.MSG.GET.KV_{bucket}"
+        reqs = [(subject, _msg_get_enc(_MsgGet(f"$KV.{bucket}.{k}")), None) for k in keys]
+        out: list[tuple[bytes | None, int]] = []
+        for msg in await self.many(reqs):
+            try:
+                resp = _msg_get_dec(msg.data)
+            except msgspec.DecodeError as exc:
+                raise StorageError(f"nats message get on {bucket}: {exc}") from None
+            if resp.error is not None:
+                if resp.error.err_code == _NO_MESSAGE:
+                    out.append((None, 0))
+                    continue
+                raise StorageError(f"nats message get on {bucket}: {resp.error.description}")
+            m = resp.message
+            if m is None:
+                raise StorageError(f"nats message get on {bucket}: no message in the answer")
+            if m.hdrs is not None and _TOMBSTONE.search(m.hdrs):
+                out.append((None, m.seq))
+            else:
+                out.append((m.data or b"", m.seq))
         return out
 
     async def kv_put(

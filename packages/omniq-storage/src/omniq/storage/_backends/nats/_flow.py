@@ -11,14 +11,12 @@ worker's slot frees when its lease does), or, for a moment after the reservation
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
-import nats.js.errors
 
 from omniq.models import LimitInfo, LimitSpec, TaskStatus, unit_of
 
@@ -71,18 +69,7 @@ def _kv_key(key: str) -> str:
 
 
 async def _read(be: NatsEngine, kv_key: str, leader: bool) -> tuple[bytes | None, int]:
-    if not leader:
-        return await be.js.kv_get(be.queues_bucket, kv_key)
-    bucket = be.queues_bucket
-    try:
-        resp = await be.js.api(
-            f"STREAM.MSG.GET.KV_{bucket}", {"last_by_subj": f"$KV.{bucket}.{kv_key}"}
-        )
-    except nats.js.errors.NotFoundError:
-        return None, 0
-    msg = resp["message"]
-    data = msg.get("data")
-    return (base64.b64decode(data) if data else None), int(msg["seq"])
+    return await be.js.kv_get(be.queues_bucket, kv_key, leader=leader)
 
 
 async def _live(be: NatsEngine, rec: LimRec, t: float) -> list[_Claim]:

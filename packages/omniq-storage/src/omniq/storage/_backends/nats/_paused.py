@@ -12,10 +12,7 @@ other engines.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
-
-import nats.js.errors
 
 from ._engine import NatsEngine
 from ._records import any_dec, enc
@@ -41,19 +38,8 @@ def _names(raw: bytes | None) -> frozenset[str]:
 async def read_paused(be: NatsEngine, *, leader: bool = False) -> tuple[frozenset[str], int]:
     """(paused queues, record revision). ``leader``: read from the stream leader (a
     direct get may be served by a replica that has not seen the latest write)."""
-    bucket = be.queues_bucket
-    if not leader:
-        raw, rev = await be.js.kv_get(bucket, KEY)
-        return _names(raw), rev
-    try:
-        resp = await be.js.api(
-            f"STREAM.MSG.GET.KV_{bucket}", {"last_by_subj": f"$KV.{bucket}.{KEY}"}
-        )
-    except nats.js.errors.NotFoundError:
-        return frozenset(), 0
-    msg = resp["message"]
-    data = msg.get("data")
-    return _names(base64.b64decode(data) if data else None), int(msg["seq"])
+    raw, rev = await be.js.kv_get(be.queues_bucket, KEY, leader=leader)
+    return _names(raw), rev
 
 
 async def change_paused(be: NatsEngine, queue: str, paused: bool) -> bool:

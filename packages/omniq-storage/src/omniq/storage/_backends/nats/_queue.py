@@ -204,8 +204,9 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
 
     async def _fence(self, completions: Sequence[Completion], lease: float) -> set[str]:
         """The tasks of ``completions`` whose lease is lost. A held lease's record and
-        revision become the completion's hint. With replicas, a direct get may be served
-        by a replica behind the leader: every lease is renewed (a leader-checked write)."""
+        revision become the completion's hint. With replicas, a read is answered by the
+        stream leader, which is not a quorum check (a leader cut off from its peers
+        answers until it steps down): every lease is renewed (a write needs a quorum)."""
         if self._be.replicas > 1:
             return set(await self.renew([LeaseRef(c.task_id, c.token) for c in completions], lease))
         js = self._be.js
