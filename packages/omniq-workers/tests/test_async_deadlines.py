@@ -62,3 +62,48 @@ async def test_after_a_timeout_the_same_task_runs_on() -> None:
         # The same task goes on: its cancel count was reset, later awaits are unaffected.
         assert await w.execute(_sleep, (0.1,), {}, 5.0) == 0.1
         await asyncio.sleep(0.01)
+
+
+async def test_process_calls_time_out_each_at_its_own_deadline() -> None:
+    """Process calls share the worker's loop timer too: a call that finishes in time is
+    never reported late, each slow call times out at its own deadline, and its child is
+    replaced."""
+    from omniq_workers_testkit import sleep_for
+
+    from omniq.workers import ProcessWorker
+
+    async with ProcessWorker(3) as w:
+        first = set(w.pids)
+        t0 = time.monotonic()
+
+        async def run(sleep: float, limit: float) -> tuple[str, float]:
+            await w.gate.acquire()
+            try:
+                await w.execute(sleep_for, (sleep,), {}, limit)
+            except TaskTimeoutError:
+                return "timeout", time.monotonic() - t0
+            finally:
+                w.gate.release()
+            return "ok", time.monotonic() - t0
+
+        got = await asyncio.gather(run(30, 0.3), run(0.05, 20.0), run(30, 0.8))
+        (k1, e1), (k2, _), (k3, e3) = got
+        assert (k1, k2, k3) == ("timeout", "ok", "timeout")
+        assert 0.3 <= e1 < e3 and 0.8 <= e3 < 10
+        assert len(first - set(w.pids)) == 2  # both timed-out children were replaced
+
+
+async def test_an_outside_cancel_of_a_process_call_is_not_a_timeout() -> None:
+    from omniq_workers_testkit import sleep_for
+
+    from omniq.workers import ProcessWorker
+
+    async with ProcessWorker(1) as w:
+        task = asyncio.ensure_future(w.run(sleep_for, (30,), timeout=10.0))
+        deadline = time.monotonic() + 10
+        while not w.running:  # the call holds its slot once it is on its way
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import itertools
-import math
 from collections.abc import Callable
 from typing import Any
 
 from omniq.models import WorkerType, settings
 
-from ._base import Worker, timeout_error
+from ._base import Deadlines, Worker, timeout_error
 from ._thread import ThreadWorker
 
 __all__ = ["AsyncWorker", "is_async_callable"]
@@ -24,75 +22,6 @@ def is_async_callable(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - callable instances
     )
-
-
-class _Deadline:
-    __slots__ = ("fired", "task", "when")
-
-    def __init__(self, when: float, task: asyncio.Task[Any]) -> None:
-        self.when = when
-        self.task = task
-        self.fired = False
-
-
-class _Deadlines:
-    """Timeouts of many coroutines on one loop timer (``asyncio.timeout`` costs a timer
-    handle, a heap push and a cancel per call).
-
-    Registrations are kept per timeout value in insertion order, which is deadline order
-    for equal timeouts, so the earliest deadline is always a bucket's first entry. One
-    timer is armed for the earliest deadline; when it fires, every due coroutine's task
-    is cancelled and the timer re-armed for the next deadline still registered.
-    """
-
-    __slots__ = ("_buckets", "_loop", "_seq", "_timer", "_when")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._buckets: dict[float, dict[int, _Deadline]] = {}
-        self._seq = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._when = math.inf
-
-    def add(
-        self, timeout: float, task: asyncio.Task[Any]
-    ) -> tuple[dict[int, _Deadline], int, _Deadline]:
-        """Cancel ``task`` in ``timeout`` seconds unless the entry is popped first."""
-        when = self._loop.time() + timeout
-        bucket = self._buckets.get(timeout)
-        if bucket is None:
-            bucket = self._buckets[timeout] = {}
-        key = next(self._seq)
-        d = bucket[key] = _Deadline(when, task)
-        if when < self._when:
-            self._arm(when)
-        return bucket, key, d
-
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._when = when
-        self._timer = self._loop.call_at(when, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._when = math.inf
-        now = self._loop.time()
-        nxt = math.inf
-        for timeout, bucket in list(self._buckets.items()):
-            while bucket:
-                key = next(iter(bucket))
-                d = bucket[key]
-                if d.when > now:
-                    nxt = min(nxt, d.when)
-                    break
-                del bucket[key]
-                d.fired = True
-                d.task.cancel()
-            if not bucket:
-                del self._buckets[timeout]
-        if nxt < math.inf:
-            self._arm(nxt)
 
 
 class AsyncWorker(Worker):
@@ -109,7 +38,7 @@ class AsyncWorker(Worker):
         super().__init__(capacity)
         self._threads: ThreadWorker | None = None
         self._is_async: dict[Any, bool] = {}
-        self._deadlines: _Deadlines | None = None
+        self._deadlines: Deadlines | None = None
 
     async def execute(
         self,
@@ -149,7 +78,7 @@ class AsyncWorker(Worker):
                     raise timeout_error(timeout) from None
                 raise
         if deadlines is None or deadlines._loop is not task.get_loop():
-            deadlines = self._deadlines = _Deadlines(task.get_loop())
+            deadlines = self._deadlines = Deadlines(task.get_loop())
         cancelling = task.cancelling()
         bucket, key, d = deadlines.add(timeout, task)
         try:

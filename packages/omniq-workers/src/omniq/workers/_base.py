@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import itertools
+import math
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
@@ -11,7 +13,7 @@ from typing import Any, ClassVar, Self
 
 from omniq.models import InvalidTaskError, TaskTimeoutError, WorkerType
 
-__all__ = ["Worker"]
+__all__ = ["Deadline", "Deadlines", "Worker"]
 
 
 class Gate:
@@ -74,6 +76,79 @@ class Gate:
                 self._waiters.appendleft(fut)
                 break
         self.active -= 1
+
+
+class Deadline:
+    """One registration of ``Deadlines``: ``fired`` once its future was cancelled."""
+
+    __slots__ = ("fired", "task", "when")
+
+    def __init__(self, when: float, task: asyncio.Future[Any]) -> None:
+        self.when = when
+        self.task = task
+        self.fired = False
+
+
+class Deadlines:
+    """Timeouts of many calls on one loop timer (``asyncio.timeout`` costs a timer
+    handle, a heap push and a cancel per call). A registration names an asyncio task or
+    future, cancelled when its deadline passes.
+
+    Registrations are kept per timeout value in insertion order, which is deadline order
+    for equal timeouts, so the earliest deadline is always a bucket's first entry. One
+    timer is armed for the earliest deadline; when it fires, every due task or future
+    is cancelled and the timer re-armed for the next deadline still registered.
+    """
+
+    __slots__ = ("_buckets", "_loop", "_seq", "_timer", "_when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._buckets: dict[float, dict[int, Deadline]] = {}
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._when = math.inf
+
+    def add(
+        self, timeout: float, task: asyncio.Future[Any]
+    ) -> tuple[dict[int, Deadline], int, Deadline]:
+        """Cancel ``task`` (a task or future) in ``timeout`` seconds unless the entry is
+        popped from the returned bucket first."""
+        when = self._loop.time() + timeout
+        bucket = self._buckets.get(timeout)
+        if bucket is None:
+            bucket = self._buckets[timeout] = {}
+        key = next(self._seq)
+        d = bucket[key] = Deadline(when, task)
+        if when < self._when:
+            self._arm(when)
+        return bucket, key, d
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._when = when
+        self._timer = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._when = math.inf
+        now = self._loop.time()
+        nxt = math.inf
+        for timeout, bucket in list(self._buckets.items()):
+            while bucket:
+                key = next(iter(bucket))
+                d = bucket[key]
+                if d.when > now:
+                    nxt = min(nxt, d.when)
+                    break
+                del bucket[key]
+                d.fired = True
+                d.task.cancel()
+            if not bucket:
+                del self._buckets[timeout]
+        if nxt < math.inf:
+            self._arm(nxt)
 
 
 def timeout_error(timeout: float) -> TaskTimeoutError:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import signal
+import struct
 import sys
 import threading
 import time
@@ -38,11 +40,63 @@ __all__ = [
     "Request",
     "child_main",
     "encode_init",
+    "frame_header",
     "main",
+    "take_frame",
 ]
 
 BOOTSTRAP = "import sys; from omniq.workers._child import main; main(int(sys.argv[1]))"
 """The ``python -c`` program of a child; its argument is the socket's file descriptor."""
+
+_HEADER = struct.Struct("!i")
+_BIG = struct.Struct("!iQ")
+READ = 1 << 16
+"""Bytes read from the socket at a time (parent and child)."""
+
+
+def frame_header(n: int) -> bytes:
+    """The header of an ``n``-byte frame as ``multiprocessing.connection.Connection``
+    writes it (a child's first frame is read with its ``recv_bytes``)."""
+    return _BIG.pack(-1, n) if n > 0x7FFFFFFF else _HEADER.pack(n)
+
+
+def take_frame(buf: bytearray) -> bytes | None:
+    """Remove the first whole frame from ``buf`` and return its body; None while
+    ``buf`` holds no whole frame."""
+    if len(buf) < 4:
+        return None
+    (n,) = _HEADER.unpack_from(buf)
+    head = 4
+    if n == -1:
+        if len(buf) < 12:
+            return None
+        n = _BIG.unpack_from(buf)[1]
+        head = 12
+    if len(buf) < head + n:
+        return None
+    frame = bytes(buf[head : head + n])
+    del buf[: head + n]
+    return frame
+
+
+class _Frames:
+    """A child's reader of the parent's frames: one ``read`` per frame that arrives
+    whole (``Connection.recv_bytes`` reads the header and the body apart)."""
+
+    __slots__ = ("buf", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+
+    def recv(self) -> bytes:
+        buf = self.buf
+        while (frame := take_frame(buf)) is None:
+            chunk = os.read(self.fd, READ)
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return frame
 
 
 class Init(msgspec.Struct, array_like=True):
@@ -155,10 +209,11 @@ def child_main(
     cache: dict[str, Callable[..., Any]] = {}
     runner: asyncio.Runner | None = None
     sink = _Progress(conn, encode, 0.2)
+    frames = _Frames(conn.fileno())
     try:
         while True:
             try:
-                frame = conn.recv_bytes()
+                frame = frames.recv()
             except (EOFError, OSError):
                 return
             if not frame:

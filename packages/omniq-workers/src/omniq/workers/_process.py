@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import weakref
@@ -35,8 +34,18 @@ from omniq.models import (
 )
 from omniq.serialization import SerializationManager
 
-from ._base import Worker, timeout_error
-from ._child import BOOTSTRAP, CallContext, ProgressFrame, Reply, Request, encode_init
+from ._base import Deadlines, Worker, timeout_error
+from ._child import (
+    BOOTSTRAP,
+    READ,
+    CallContext,
+    ProgressFrame,
+    Reply,
+    Request,
+    encode_init,
+    frame_header,
+    take_frame,
+)
 from ._context import TaskContext
 
 __all__ = ["ProcessWorker", "RemoteTaskError", "check_process_callable"]
@@ -56,18 +65,6 @@ class RemoteRetry(RemoteTaskError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.info, self.delay), self.__dict__
-
-
-_HEADER = struct.Struct("!i")
-_BIG = struct.Struct("!iQ")
-_READ = 1 << 18
-"""Bytes read from a child's socket at a time."""
-
-
-def _header(n: int) -> bytes:
-    """The header of an ``n``-byte frame as ``multiprocessing.connection.Connection``
-    writes it (the child reads with ``recv_bytes``)."""
-    return _BIG.pack(-1, n) if n > 0x7FFFFFFF else _HEADER.pack(n)
 
 
 class _Child:
@@ -109,10 +106,10 @@ class _Child:
 
     def send(self, data: bytes) -> None:
         if len(data) > 16384:  # large: the header apart, not a copy of the data
-            self.sock.sendall(_header(len(data)))
+            self.sock.sendall(frame_header(len(data)))
             self.sock.sendall(data)
         else:
-            self.sock.sendall(_header(len(data)) + data)
+            self.sock.sendall(frame_header(len(data)) + data)
 
     def unwatch(self) -> None:
         """Stop watching its descriptors (before they close, or before ``stop`` waits)."""
@@ -209,6 +206,7 @@ class ProcessWorker(Worker):
         self._children: set[_Child] = set()
         self._stopping = False
         self._init_frame: bytes | None = None
+        self._deadlines: Deadlines | None = None
         weakref.finalize(self, _kill_all, self._children)
 
     @property
@@ -286,7 +284,7 @@ class ProcessWorker(Worker):
         """Read what the socket holds and dispatch every whole frame: 1 if bytes came,
         0 if none were there, -1 at the socket's end."""
         try:
-            data = child.sock.recv(_READ, socket.MSG_DONTWAIT)
+            data = child.sock.recv(READ, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError:
@@ -295,18 +293,7 @@ class ProcessWorker(Worker):
             return -1
         buf = child.buf
         buf += data
-        while len(buf) >= 4:
-            (n,) = _HEADER.unpack_from(buf)
-            head = 4
-            if n == -1:
-                if len(buf) < 12:
-                    break
-                n = _BIG.unpack_from(buf)[1]
-                head = 12
-            if len(buf) < head + n:
-                break
-            frame = bytes(buf[head : head + n])
-            del buf[: head + n]
+        while (frame := take_frame(buf)) is not None:
             self._dispatch(child, frame)
         return 1
 
@@ -379,14 +366,23 @@ class ProcessWorker(Worker):
                 if timeout is None:
                     reply = await fut
                 else:
-                    cm = asyncio.timeout(timeout)
+                    # The deadline cancels the call's future, not the calling task: a
+                    # CancelledError while the task has no cancel request of its own
+                    # is the timeout.
+                    deadlines = self._deadlines
+                    if deadlines is None or deadlines._loop is not loop:
+                        deadlines = self._deadlines = Deadlines(loop)
+                    task = asyncio.current_task()
+                    cancelling = 0 if task is None else task.cancelling()
+                    bucket, key, d = deadlines.add(timeout, fut)
                     try:
-                        async with cm:
-                            reply = await fut
-                    except TimeoutError:
-                        if cm.expired():
+                        reply = await fut
+                    except asyncio.CancelledError:
+                        if d.fired and (task is None or task.cancelling() <= cancelling):
                             raise timeout_error(timeout) from None
                         raise
+                    finally:
+                        bucket.pop(key, None)
             except WorkerCrashedError as exc:
                 raise WorkerCrashedError(f"{exc} while running {func}") from None
             ok = True
