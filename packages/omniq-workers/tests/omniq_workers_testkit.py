@@ -194,6 +194,15 @@ def sleep_for(seconds: float) -> str:
     return "woke"
 
 
+def started_then_sleep(seconds: float = 30.0) -> str:
+    """Report progress (the caller's sink learns the call is running), then sleep."""
+    from omniq.workers import current_task
+
+    current_task().set_progress(1)
+    time.sleep(seconds)
+    return "woke"
+
+
 async def asleep_for(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "woke"

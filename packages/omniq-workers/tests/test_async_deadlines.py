@@ -94,16 +94,20 @@ async def test_process_calls_time_out_each_at_its_own_deadline() -> None:
 
 
 async def test_an_outside_cancel_of_a_process_call_is_not_a_timeout() -> None:
-    from omniq_workers_testkit import sleep_for
+    from omniq.workers import ProcessWorker, TaskContext
 
-    from omniq.workers import ProcessWorker
-
+    running = asyncio.Event()
+    ctx = TaskContext("t1", 1, "default", "w", sink=lambda _ctx, _p: running.set())
     async with ProcessWorker(1) as w:
-        task = asyncio.ensure_future(w.run(sleep_for, (30,), timeout=10.0))
-        deadline = time.monotonic() + 10
-        while not w.running:  # the call holds its slot once it is on its way
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await w.gate.acquire()
+        try:
+            task = asyncio.ensure_future(
+                w.call("omniq_workers_testkit:started_then_sleep", None, 10.0, context=ctx)
+            )
+            async with asyncio.timeout(10):
+                await running.wait()  # the child is running the call
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            w.gate.release()
