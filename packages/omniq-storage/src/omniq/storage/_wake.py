@@ -28,7 +28,19 @@ from omniq.models import TaskResult, now
 __all__ = ["Wake", "Watch", "wait_for_result", "wait_for_work"]
 
 _ALL: Hashable = object()
-_Slot = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+class _Slot:
+    """One watch's registration: the future a notification resolves (``None``; a
+    wait's own timer resolves it with ``False`` and puts a fresh one in its place).
+    ``live``: still listed under its keys (a notification takes it off)."""
+
+    __slots__ = ("fut", "live", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.fut: asyncio.Future[bool | None] = loop.create_future()
+        self.live = True
 
 
 class Wake:
@@ -45,12 +57,16 @@ class Wake:
         with self._lock:
             self.version += 1
             if keys is None:
-                woken = [w for ws in self._waiters.values() for w in ws]
+                slots = [w for ws in self._waiters.values() for w in ws]
                 self._waiters.clear()
             else:
-                woken = self._waiters.pop(_ALL, [])
+                slots = self._waiters.pop(_ALL, [])
                 for key in keys:
-                    woken.extend(self._waiters.pop(key, ()))
+                    slots.extend(self._waiters.pop(key, ()))
+            woken = []
+            for slot in slots:
+                slot.live = False
+                woken.append((slot.loop, slot.fut))
         if not woken:
             return
         try:
@@ -78,13 +94,15 @@ class Wake:
     def _add(self, keys: Sequence[Hashable], slot: _Slot, since: int | None) -> None:
         with self._lock:
             if since is not None and since != self.version:
-                _resolve(slot[1])
+                slot.live = False
+                _resolve(slot.fut)
                 return
             for key in keys:
                 self._waiters.setdefault(key, []).append(slot)
 
     def _remove(self, keys: Sequence[Hashable], slot: _Slot) -> None:
         with self._lock:
+            slot.live = False
             for key in keys:
                 waiters = self._waiters.get(key)
                 if waiters is None:
@@ -96,16 +114,25 @@ class Wake:
                 if not waiters:
                     del self._waiters[key]
 
+    def _rearm(self, slot: _Slot, fut: asyncio.Future[bool | None]) -> bool:
+        """Give a still-listed ``slot`` a fresh future in place of ``fut`` (its wait
+        ended without a notification); False, changing nothing, when a notification
+        took the slot or resolved ``fut`` first."""
+        with self._lock:
+            if slot.fut is not fut or not slot.live or (fut.done() and not fut.cancelled()):
+                return False
+            slot.fut = slot.loop.create_future()
+            return True
+
 
 class Watch:
     """A registration on some keys of a ``Wake``, made before the check it guards, so a
     notification between the check and the wait is never missed."""
 
     def __init__(self, wake: Wake, keys: Sequence[Hashable], since: int | None) -> None:
-        loop = asyncio.get_running_loop()
         self._wake = wake
         self._keys = keys
-        self._slot: _Slot = (loop, loop.create_future())
+        self._slot = _Slot(asyncio.get_running_loop())
         wake._add(keys, self._slot, since)
 
     def __enter__(self) -> Watch:
@@ -122,26 +149,35 @@ class Watch:
     @property
     def fired(self) -> bool:
         """True once a notification for one of the keys arrived."""
-        return self._slot[1].done()
+        return self._slot.fut.done()
 
     async def wait(self, seconds: float | None) -> bool:
-        """Wait until notified (True) or ``seconds`` pass (False)."""
-        fut = self._slot[1]
+        """Wait until notified (True) or ``seconds`` pass (False). The caller's task
+        awaits the very future a notification resolves (no helper futures or tasks in
+        between), so it resumes on the loop's next turn."""
+        slot = self._slot
+        fut = slot.fut
         if fut.done():
             return True
-        if seconds is None:
-            await asyncio.shield(fut)
-            return True
-        if seconds <= 0:
+        if seconds is not None and seconds <= 0:
             return False
+        timer = None if seconds is None else slot.loop.call_later(seconds, self._expire, fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), seconds)
-        except TimeoutError:
-            return fut.done()
-        return True
+            return (await fut) is not False
+        except asyncio.CancelledError:
+            self._wake._rearm(slot, fut)  # the caller's cancellation, not a notification
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, fut: asyncio.Future[bool | None]) -> None:
+        # A future cancelled with its waiter (not resumed yet) is re-armed by the wait.
+        if not fut.done() and self._wake._rearm(self._slot, fut):
+            fut.set_result(False)
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
+def _resolve(fut: asyncio.Future[bool | None]) -> None:
     if not fut.done():
         fut.set_result(None)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -30,7 +32,18 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("the nats backend needs: pip install 'omniq-storage[nats]'") from exc
 
-__all__ = ["ACK_WAIT", "JS", "SAFE_NAME", "UNAVAILABLE", "kv_puts", "pub_ack", "seq_of", "token"]
+__all__ = [
+    "ACK_WAIT",
+    "JS",
+    "SAFE_NAME",
+    "UNAVAILABLE",
+    "kv_puts",
+    "pub_ack",
+    "seq_of",
+    "subscribe_direct",
+    "token",
+    "write_now",
+]
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,48}")
 _WRONG_LAST = (10071, 10164)
@@ -47,6 +60,8 @@ UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
 )
+_log = logging.getLogger("omniq.storage.nats")
+
 ACK_WAIT = 5.0
 """Seconds before a pulled but unacknowledged message is delivered again."""
 
@@ -100,6 +115,73 @@ def _status(msg: Msg) -> str | None:
     return msg.headers.get("Status") if msg.headers and not msg.data else None
 
 
+class _Batch:
+    """The replies of one ``JS.many`` batch: ``fut`` gets them all, in request order,
+    once the last one came (or the first failure)."""
+
+    __slots__ = ("fut", "left", "out")
+
+    def __init__(self, fut: asyncio.Future[list[Msg]], n: int) -> None:
+        self.fut = fut
+        self.left = n
+        self.out: list[Msg | None] = [None] * n
+
+    def answer(self, i: int, msg: Msg) -> None:
+        if self.out[i] is None:
+            self.out[i] = msg
+            self.left -= 1
+            if not self.left and not self.fut.done():
+                self.fut.set_result(self.out)  # type: ignore[arg-type]  # all set now
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(exc)
+
+
+class _Direct:
+    """Stands in for the future of a nats-py subscription (``subscribe(future=...)``),
+    which the client resolves inside its read loop, so each message reaches ``fn`` as it
+    is parsed: no queue and no task per subscription, one event-loop turn less per
+    message than a callback subscription. ``fn`` must be quick and must not block; an
+    exception it raises is logged, never let into the read loop."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[Msg], None]) -> None:
+        self._fn = fn
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, msg: Msg) -> None:
+        try:
+            self._fn(msg)
+        except Exception:  # pragma: no cover - a handler bug must not stop the connection
+            _log.exception("nats: a message handler failed")
+
+
+async def subscribe_direct(nc: Client, subject: str, fn: Callable[[Msg], None]) -> Any:
+    """Subscribe ``fn`` to ``subject``, called in the connection's read loop (``_Direct``)."""
+    return await nc.subscribe(subject, future=_Direct(fn))  # type: ignore[arg-type]
+
+
+def write_now(nc: Client) -> None:
+    """Write the commands nats-py has buffered to the socket now, instead of on its
+    flusher task's next turn (one event-loop turn later, after whatever else is ready).
+    Order is kept: the whole buffer goes, as the flusher would send it. While the
+    client is not connected (reconnecting) the buffer stays for nats-py to replay; a
+    client without these internals is left to its flusher."""
+    pending = getattr(nc, "_pending", None)
+    transport = getattr(nc, "_transport", None)
+    if pending and transport is not None and nc.is_connected:
+        transport.writelines(pending)
+        nc._pending = []
+        nc._pending_data_size = 0
+
+
 class JS:
     """Thin, fast JetStream helpers over one connection: revision-checked KV writes,
     direct gets, no-wait pulls, blocking timer pulls, and snapshot scans."""
@@ -113,7 +195,8 @@ class JS:
         self._resp_sub: Any = None
         self._resp = nc.new_inbox()
         self._ids = itertools.count(1)
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._waiting: dict[str, tuple[_Batch, int]] = {}
+        """Request id -> the batch waiting for its reply and the reply's index there."""
         self.replicated = False
         """Set by the backend when its streams have replicas (always a cluster)."""
 
@@ -124,48 +207,46 @@ class JS:
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self._timer_inbox, cb=self._on_timer_msg)
-        self._resp_sub = await self.nc.subscribe(self._resp + ".*", cb=self._on_reply)
+        self._resp_sub = await subscribe_direct(self.nc, self._resp + ".*", self._on_reply)
 
     def fail_pending(self) -> None:
         """The connection dropped: requests already sent will get no reply; fail them now
         (their effect is unknown, as with any lost reply) instead of at their timeout."""
         waiting, self._waiting = self._waiting, {}
-        for fut in waiting.values():
-            if not fut.done():
-                fut.set_exception(nats.errors.ConnectionReconnectingError())
+        for batch, _ in waiting.values():
+            batch.fail(nats.errors.ConnectionReconnectingError())
 
-    async def _on_reply(self, msg: Msg) -> None:
-        fut = self._waiting.pop(msg.subject[len(self._resp) + 1 :], None)
-        if fut is not None and not fut.done():
-            fut.set_result(msg)
+    def _on_reply(self, msg: Msg) -> None:
+        got = self._waiting.pop(msg.subject[len(self._resp) + 1 :], None)
+        if got is not None:
+            got[0].answer(got[1], msg)
 
     async def many(self, reqs: Sequence[tuple[str, bytes, dict[str, str] | None]]) -> list[Msg]:
         """Send requests back to back and await all replies (one timeout for the batch):
-        far cheaper than a task and a timer per request."""
-        loop = asyncio.get_running_loop()
-        futs: list[asyncio.Future[Msg]] = []
+        far cheaper than a task and a timer per request. The replies are routed in the
+        connection's read loop (``subscribe_direct``) and the batch is written at once
+        (``write_now``), so a round trip costs no event-loop turns beyond the reply's."""
+        if not reqs:
+            return []
+        batch = _Batch(asyncio.get_running_loop().create_future(), len(reqs))
         rids: list[str] = []
+        nc = self.nc
         try:
-            for subject, payload, headers in reqs:
+            for i, (subject, payload, headers) in enumerate(reqs):
                 rid = str(next(self._ids))
-                fut: asyncio.Future[Msg] = loop.create_future()
-                self._waiting[rid] = fut
+                self._waiting[rid] = (batch, i)
                 rids.append(rid)
-                futs.append(fut)
-                await self.nc.publish(
-                    subject, payload, reply=f"{self._resp}.{rid}", headers=headers
-                )
-            if futs:
-                _, pending = await asyncio.wait(futs, timeout=5.0)
-                if pending:
-                    raise BackendUnavailableError("nats: no reply to a request within 5 s")
-            errors = [e for f in futs if (e := f.exception()) is not None]
-            if errors:
-                raise errors[0]
-            out = [f.result() for f in futs]
+                await nc.publish(subject, payload, reply=f"{self._resp}.{rid}", headers=headers)
+            write_now(nc)
+            try:
+                async with asyncio.timeout(5.0):
+                    out = await batch.fut
+            except TimeoutError:
+                raise BackendUnavailableError("nats: no reply to a request within 5 s") from None
         finally:
+            waiting = self._waiting
             for rid in rids:
-                self._waiting.pop(rid, None)
+                waiting.pop(rid, None)
         for m in out:
             if _status(m) == "503":
                 raise BackendUnavailableError("nats: no responders (is JetStream enabled?)")
@@ -258,49 +339,37 @@ class JS:
         latest acknowledged write yet; so with replicas (``replicated``), or when
         ``leader`` asks for it, the bucket's stream leader answers every read, and a
         read sent after a write's acknowledgement sees that write."""
-        if leader or self.replicated:
-            return await self._kv_get_leader(bucket, keys)
-        pre = f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}."
-        out: list[tuple[bytes | None, int]] = []
-        for msg in await self.many([(pre + k, b"", None) for k in keys]):
-            status = _status(msg)
-            if status == "404":
-                out.append((None, 0))
-                continue
-            if status is not None:
-                raise StorageError(f"nats direct get on {bucket}: status {status}")
-            hdrs = msg.headers or {}
-            rev = int(hdrs.get("Nats-Sequence", 0))
-            if hdrs.get("KV-Operation") in ("DEL", "PURGE"):
-                out.append((None, rev))
-            else:
-                out.append((msg.data, rev))
-        return out
+        reqs, parse = self._kv_gets(bucket, keys, leader)
+        return parse(await self.many(reqs))
 
-    async def _kv_get_leader(
-        self, bucket: str, keys: Sequence[str]
-    ) -> list[tuple[bytes | None, int]]:
-        subject = f"$JS.API.STREAM.MSG.GET.KV_{bucket}"
-        reqs = [(subject, _msg_get_enc(_MsgGet(f"$KV.{bucket}.{k}")), None) for k in keys]
-        out: list[tuple[bytes | None, int]] = []
-        for msg in await self.many(reqs):
-            try:
-                resp = _msg_get_dec(msg.data)
-            except msgspec.DecodeError as exc:
-                raise StorageError(f"nats message get on {bucket}: {exc}") from None
-            if resp.error is not None:
-                if resp.error.err_code == _NO_MESSAGE:
-                    out.append((None, 0))
-                    continue
-                raise StorageError(f"nats message get on {bucket}: {resp.error.description}")
-            m = resp.message
-            if m is None:
-                raise StorageError(f"nats message get on {bucket}: no message in the answer")
-            if m.hdrs is not None and _TOMBSTONE.search(m.hdrs):
-                out.append((None, m.seq))
-            else:
-                out.append((m.data or b"", m.seq))
-        return out
+    async def publish_and_get(
+        self,
+        items: Sequence[tuple[str, bytes, dict[str, str] | None]],
+        bucket: str,
+        keys: Sequence[str],
+    ) -> tuple[list[int | None], list[tuple[bytes | None, int]]]:
+        """``publish_many(items)`` and ``kv_get_many(bucket, keys)`` in one batch, the
+        reads behind the publishes on the connection: one round trip."""
+        reqs, parse = self._kv_gets(bucket, keys, False)
+        msgs = await self.many([*items, *reqs])
+        n = len(items)
+        return [pub_ack(m) for m in msgs[:n]], parse(msgs[n:])
+
+    def _kv_gets(
+        self, bucket: str, keys: Sequence[str], leader: bool
+    ) -> tuple[
+        list[tuple[str, bytes, dict[str, str] | None]],
+        Callable[[Sequence[Msg]], list[tuple[bytes | None, int]]],
+    ]:
+        """The requests reading ``keys`` and the function decoding their replies."""
+        reqs: list[tuple[str, bytes, dict[str, str] | None]]
+        if leader or self.replicated:
+            subject = f"$JS.API.STREAM.MSG.GET.KV_{bucket}"
+            reqs = [(subject, _msg_get_enc(_MsgGet(f"$KV.{bucket}.{k}")), None) for k in keys]
+            return reqs, functools.partial(_leader_answers, bucket)
+        pre = f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}."
+        reqs = [(pre + k, b"", None) for k in keys]
+        return reqs, functools.partial(_direct_answers, bucket)
 
     async def kv_put(
         self, bucket: str, key: str, value: bytes, last: int | None = None
@@ -323,28 +392,31 @@ class JS:
     async def pull(self, stream: str, consumer: str, batch: int) -> list[Msg]:
         """Pull up to ``batch`` messages available now (a no_wait pull request)."""
         msgs: list[Msg] = []
-        done = asyncio.Event()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        async def cb(msg: Msg) -> None:
+        def cb(msg: Msg) -> None:
+            if done.done():
+                return
             if _status(msg) is not None:
-                done.set()
+                done.set_result(None)
                 return
             msgs.append(msg)
             if len(msgs) >= batch:
-                done.set()
+                done.set_result(None)
 
         inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox, cb=cb)
+        sub = await subscribe_direct(self.nc, inbox, cb)
         try:
             await self.nc.publish(
                 f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
                 json.dumps({"batch": batch, "no_wait": True}).encode(),
                 reply=inbox,
             )
+            write_now(self.nc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5.0):
-                    await done.wait()
-            return msgs
+                    await done
+            return list(msgs)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -388,6 +460,49 @@ class JS:
             if sub is not None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+
+def _direct_answers(bucket: str, msgs: Sequence[Msg]) -> list[tuple[bytes | None, int]]:
+    """Direct gets' replies as (value, revision): None for a missing (revision 0) or
+    deleted key."""
+    out: list[tuple[bytes | None, int]] = []
+    for msg in msgs:
+        status = _status(msg)
+        if status == "404":
+            out.append((None, 0))
+            continue
+        if status is not None:
+            raise StorageError(f"nats direct get on {bucket}: status {status}")
+        hdrs = msg.headers or {}
+        rev = int(hdrs.get("Nats-Sequence", 0))
+        if hdrs.get("KV-Operation") in ("DEL", "PURGE"):
+            out.append((None, rev))
+        else:
+            out.append((msg.data, rev))
+    return out
+
+
+def _leader_answers(bucket: str, msgs: Sequence[Msg]) -> list[tuple[bytes | None, int]]:
+    """``STREAM.MSG.GET`` replies (answered by the stream leader), as ``_direct_answers``."""
+    out: list[tuple[bytes | None, int]] = []
+    for msg in msgs:
+        try:
+            resp = _msg_get_dec(msg.data)
+        except msgspec.DecodeError as exc:
+            raise StorageError(f"nats message get on {bucket}: {exc}") from None
+        if resp.error is not None:
+            if resp.error.err_code == _NO_MESSAGE:
+                out.append((None, 0))
+                continue
+            raise StorageError(f"nats message get on {bucket}: {resp.error.description}")
+        m = resp.message
+        if m is None:
+            raise StorageError(f"nats message get on {bucket}: no message in the answer")
+        if m.hdrs is not None and _TOMBSTONE.search(m.hdrs):
+            out.append((None, m.seq))
+        else:
+            out.append((m.data or b"", m.seq))
+    return out
 
 
 def pub_ack(msg: Msg) -> int | None:

@@ -34,7 +34,7 @@ from omniq.storage._interfaces import (
 )
 from omniq.storage._wake import Watch
 
-from ._conn import token
+from ._conn import subscribe_direct, token
 from ._control import NatsTaskControl
 from ._direct import WOKEN_MAX, claim_woken, give_back, woken_work
 from ._engine import NatsEngine
@@ -815,10 +815,10 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         """The work messages that reached this wait (None: one a claim cannot take
         straight away, ``_direct``)."""
 
-        async def cb(_: Msg) -> None:
+        def cb(_: Msg) -> None:
             be.wake.notify((key,))
 
-        async def on_work(msg: Msg) -> None:
+        def on_work(msg: Msg) -> None:
             if len(got) <= WOKEN_MAX:
                 got.append(woken_work(msg.data, names))
             be.wake.notify((key,))
@@ -843,6 +843,9 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             )
             if claims:
                 inbox(claims)
+                # The tasks just handed over start on the loop's next turn: let them
+                # run before this wait's own clean-up and the caller's next steps.
+                await asyncio.sleep(0)
 
         with be.wake.watch([key]) as woken:
             return await self._wait_for_work(queues, timeout, cb, on_work, woke=woke, woken=woken)
@@ -851,8 +854,8 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         self,
         queues: Sequence[str],
         timeout: float,  # noqa: ASYNC109
-        cb: Callable[[Msg], Awaitable[None]],
-        on_work: Callable[[Msg], Awaitable[None]],
+        cb: Callable[[Msg], None],
+        on_work: Callable[[Msg], None],
         *,
         woke: Callable[[frozenset[str]], Awaitable[None]],
         woken: Watch,
@@ -861,8 +864,8 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         with the queues paused at the start, before the subscriptions end."""
         be = self._be
         nc = be.js.nc
-        subs = [await nc.subscribe(f"{be.ns}.work.{token(q)}.*", cb=on_work) for q in queues]
-        subs.append(await nc.subscribe(resumed_subject(be), cb=cb))
+        subs = [await subscribe_direct(nc, f"{be.ns}.work.{token(q)}.*", on_work) for q in queues]
+        subs.append(await subscribe_direct(nc, resumed_subject(be), cb))
         watcher: asyncio.Task[None] | None = None
         try:
             subjects, (paused, _) = await be.call(

@@ -444,8 +444,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         if not (last and not slow and not self._waiters_seen):
             await self._ready_many(ready)
             return slow, None
-        _, (flag, _) = await asyncio.gather(
-            self._ready_many(ready), js.kv_get(self._be.keys_bucket, "waiters")
+        _, [(flag, _)] = await js.publish_and_get(
+            [self._ready_msg(r, v) for r, v in ready], self._be.keys_bucket, ["waiters"]
         )
         if flag is not None:
             self._waiters_seen = True
