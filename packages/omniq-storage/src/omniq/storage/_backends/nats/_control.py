@@ -19,7 +19,7 @@ import msgspec
 from omniq.models import Progress
 from omniq.storage._interfaces import ProgressUpdate
 
-from ._conn import token
+from ._conn import subscribe_direct, token
 
 __all__ = ["PROGRESS_TTL", "NatsTaskControl", "progress_bucket_config", "subscribe_cancels"]
 
@@ -53,12 +53,12 @@ def progress_bucket_config(bucket: str, replicas: int) -> Any:
 async def subscribe_cancels(nc: Any, ns: str, push: Callable[[list[str]], None]) -> Any:
     """Subscribe to the namespace's cancel subject; returns the subscription."""
 
-    async def on_msg(msg: Any) -> None:
+    def on_msg(msg: Any) -> None:
         data = msg.data.decode()
         if data:
             push(data.split("\x1f"))
 
-    return await nc.subscribe(cancel_subject(ns), cb=on_msg)
+    return await subscribe_direct(nc, cancel_subject(ns), on_msg)
 
 
 class NatsTaskControl:

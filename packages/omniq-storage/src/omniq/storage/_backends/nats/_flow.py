@@ -20,7 +20,7 @@ import msgspec
 
 from omniq.models import LimitInfo, LimitSpec, TaskStatus, unit_of
 
-from ._conn import kv_puts
+from ._conn import kv_puts, subscribe_direct, write_now
 from ._engine import NatsEngine
 from ._records import enc, rec_dec
 
@@ -276,6 +276,7 @@ async def limits_freed(be: NatsEngine, queues: Sequence[str]) -> None:
     nc = be.js.nc
     for q in dict.fromkeys(queues):
         await nc.publish(_freed_subject(be), q.encode())
+    write_now(nc)
 
 
 async def wait_for_limits(be: NatsEngine, queues: Sequence[str], timeout: float) -> bool:  # noqa: ASYNC109
@@ -283,12 +284,12 @@ async def wait_for_limits(be: NatsEngine, queues: Sequence[str], timeout: float)
     names = {q.encode() for q in queues}
     key = object()  # this wait's own key
 
-    async def cb(msg: Msg) -> None:
+    def cb(msg: Msg) -> None:
         if msg.data in names:
             be.wake.notify((key,))
 
     with be.wake.watch([key]) as woken:
-        sub = await be.js.nc.subscribe(_freed_subject(be), cb=cb)
+        sub = await subscribe_direct(be.js.nc, _freed_subject(be), cb)
         try:
             return await woken.wait(timeout)
         finally:

@@ -29,7 +29,7 @@ from omniq.storage._remote import (
 )
 from omniq.storage._wake import wait_for_result
 
-from ._conn import seq_of, token
+from ._conn import seq_of, subscribe_direct, token
 from ._engine import NatsEngine
 from ._floor import ScanFloor
 from ._records import CorruptRec, decode_rec
@@ -111,11 +111,11 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
     async def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:  # noqa: ASYNC109
         wake, key = self._be.wake, f"r:{task_id}"
 
-        async def cb(_: Msg) -> None:
+        def cb(_: Msg) -> None:
             wake.notify((key,))
 
         subject = f"$KV.{self._be.results_bucket}.{self._key(task_id)}"
-        sub = await self._be.js.nc.subscribe(subject, cb=cb)
+        sub = await subscribe_direct(self._be.js.nc, subject, cb)
         try:
             # The periodic re-read sees a put whose message was missed during a reconnect.
             return await wait_for_result(
