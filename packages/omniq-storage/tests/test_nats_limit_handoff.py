@@ -131,7 +131,7 @@ async def test_a_finish_failing_after_the_transfer_lists_its_claims_again(url: s
         with pytest.raises(_Died):
             await _finish_and_claim(be, c, result, 1)
         q.crash_hook = None
-        raw, _ = await _flow.read_limit(q._be, "k")
+        raw, _ = await q._be.js.kv_get(q._be.queues_bucket, _flow.limit_kv_key("k"))
         listed = {(x.id, x.token) for x in _flow._dec.decode(raw).claims}
         assert (c.task.id, c.token) in listed
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -36,15 +37,15 @@ def _task(**kw: object) -> Task:
 def _checked(be: NatsBackend) -> anyio.Event:
     """Set once a wait of ``be`` has read the stream (its subscriptions exist by then)."""
     q = be.tasks
-    real = q._subjects  # type: ignore[attr-defined]
+    real = q._probe  # type: ignore[attr-defined]
     done = anyio.Event()
 
-    async def subjects() -> dict[str, int]:
-        got: dict[str, int] = await real()
+    async def probe(*a: Any) -> Any:
+        got = await real(*a)
         done.set()
         return got
 
-    q._subjects = subjects  # type: ignore[attr-defined]
+    q._probe = probe  # type: ignore[attr-defined]
     return done
 
 

@@ -37,6 +37,8 @@ __all__ = [
     "JS",
     "SAFE_NAME",
     "UNAVAILABLE",
+    "api_answer",
+    "api_request",
     "kv_puts",
     "pub_ack",
     "seq_of",
@@ -274,12 +276,7 @@ class JS:
         return (await self.many([(subject, payload, headers)]))[0]
 
     async def api(self, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        msg = await self.request("$JS.API." + subject, json.dumps(body or {}).encode())
-        resp: dict[str, Any] = json.loads(msg.data)
-        err = resp.get("error")
-        if err:
-            raise nats.js.errors.APIError.from_error(err)
-        return resp
+        return api_answer((await self.many([api_request(subject, body)]))[0])
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
@@ -339,7 +336,7 @@ class JS:
         latest acknowledged write yet; so with replicas (``replicated``), or when
         ``leader`` asks for it, the bucket's stream leader answers every read, and a
         read sent after a write's acknowledgement sees that write."""
-        reqs, parse = self._kv_gets(bucket, keys, leader)
+        reqs, parse = self.kv_get_requests(bucket, keys, leader=leader)
         return parse(await self.many(reqs))
 
     async def publish_and_get(
@@ -350,18 +347,19 @@ class JS:
     ) -> tuple[list[int | None], list[tuple[bytes | None, int]]]:
         """``publish_many(items)`` and ``kv_get_many(bucket, keys)`` in one batch, the
         reads behind the publishes on the connection: one round trip."""
-        reqs, parse = self._kv_gets(bucket, keys, False)
+        reqs, parse = self.kv_get_requests(bucket, keys)
         msgs = await self.many([*items, *reqs])
         n = len(items)
         return [pub_ack(m) for m in msgs[:n]], parse(msgs[n:])
 
-    def _kv_gets(
-        self, bucket: str, keys: Sequence[str], leader: bool
+    def kv_get_requests(
+        self, bucket: str, keys: Sequence[str], *, leader: bool = False
     ) -> tuple[
         list[tuple[str, bytes, dict[str, str] | None]],
         Callable[[Sequence[Msg]], list[tuple[bytes | None, int]]],
     ]:
-        """The requests reading ``keys`` and the function decoding their replies."""
+        """The requests of ``kv_get_many`` and the function decoding their replies, to
+        send in a ``many`` batch with other requests."""
         reqs: list[tuple[str, bytes, dict[str, str] | None]]
         if leader or self.replicated:
             subject = f"$JS.API.STREAM.MSG.GET.KV_{bucket}"
@@ -503,6 +501,22 @@ def _leader_answers(bucket: str, msgs: Sequence[Msg]) -> list[tuple[bytes | None
         else:
             out.append((m.data or b"", m.seq))
     return out
+
+
+def api_request(
+    subject: str, body: dict[str, Any] | None = None
+) -> tuple[str, bytes, dict[str, str] | None]:
+    """A JetStream API request (``subject`` after ``$JS.API.``), for ``JS.many``."""
+    return "$JS.API." + subject, json.dumps(body or {}).encode(), None
+
+
+def api_answer(msg: Msg) -> dict[str, Any]:
+    """A JetStream API reply's JSON; raises the API error it carries."""
+    resp: dict[str, Any] = json.loads(msg.data)
+    err = resp.get("error")
+    if err:
+        raise nats.js.errors.APIError.from_error(err)
+    return resp
 
 
 def pub_ack(msg: Msg) -> int | None:

@@ -31,8 +31,8 @@ __all__ = [
     "GRACE",
     "admit",
     "limit_infos",
+    "limit_kv_key",
     "limits_freed",
-    "read_limit",
     "register",
     "relist",
     "transfer",
@@ -64,7 +64,7 @@ class LimRec(msgspec.Struct, array_like=True):
 _dec = msgspec.msgpack.Decoder(LimRec)
 
 
-def _kv_key(key: str) -> str:
+def limit_kv_key(key: str) -> str:
     return PREFIX + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
 
 
@@ -99,7 +99,7 @@ async def admit(
     """Reserve slots of ``spec.key`` for the first of ``ids`` that fit; returns those
     and, when some did not fit for the key's rate, how long until it has budget again
     (seconds; None when the rate did not hold them: a slot frees when a task ends)."""
-    kv_key = _kv_key(spec.key)
+    kv_key = limit_kv_key(spec.key)
     rate = spec.rate
     leader = False
     while True:
@@ -140,11 +140,6 @@ async def admit(
         return take, wait
 
 
-async def read_limit(be: NatsEngine, key: str) -> tuple[bytes | None, int]:
-    """The record of limit key ``key`` and its revision (for ``transfer``)."""
-    return await _read(be, _kv_key(key), False)
-
-
 def transfer_put(
     be: NatsEngine,
     spec: LimitSpec,
@@ -173,7 +168,7 @@ def transfer_put(
         claims=[*kept, *(_Claim(i, token, t) for i in take)],
         starts=rec.starts,
     )
-    [put] = kv_puts(be.queues_bucket, [(_kv_key(spec.key), enc.encode(new), rev)])
+    [put] = kv_puts(be.queues_bucket, [(limit_kv_key(spec.key), enc.encode(new), rev)])
     return put, take
 
 
@@ -207,7 +202,7 @@ async def relist(be: NatsEngine, key: str, claims: Collection[tuple[str, str]], 
     transfer dropped them with a finish that then failed, so a task whose completion
     may not be stored counts as running until its lease lapses (an overcount at
     worst). Best effort, a few tries."""
-    kv_key = _kv_key(key)
+    kv_key = limit_kv_key(key)
     for _ in range(5):
         raw, rev = await _read(be, kv_key, True)
         if not raw:
@@ -233,7 +228,7 @@ async def register(be: NatsEngine, specs: Sequence[LimitSpec]) -> None:
             None if rate is None else rate.count,
             None if rate is None else rate.window,
         )
-        items.append((_kv_key(spec.key), enc.encode(rec), 0))
+        items.append((limit_kv_key(spec.key), enc.encode(rec), 0))
     await be.js.kv_put_many(be.queues_bucket, items)  # last=0: only where missing
 
 

@@ -27,7 +27,6 @@ ahead of work of a higher priority.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -37,8 +36,7 @@ from omniq.models import ClaimedTask, LimitSpec, TaskStatus, limit_of, new_id, n
 from omniq.storage._remote import claimed
 
 from ._conn import token as key_of
-from ._flow import admit, read_limit, transfer, transfer_put
-from ._paused import read_paused
+from ._flow import admit, limit_kv_key, transfer, transfer_put
 from ._records import CorruptRec, Rec, Work, claim_fn, decode_rec, enc
 
 if TYPE_CHECKING:
@@ -71,13 +69,14 @@ async def prepare(core: QueueCore, queues: Sequence[str], limit: int) -> Prepare
     held = core._remembered(queues)[: 2 * limit + 2]
     if not held:
         return None
-    be, js = core._be, core._be.js
+    be = core._be
     top = max(rec.task.priority for _, rec in held)
     keys = list(dict.fromkeys(s.key for _, rec in held if (s := limit_of(rec.task)) is not None))
-    (subjects, (paused, _)), got, lims = await asyncio.gather(
-        asyncio.gather(core._subjects(), read_paused(be)),
-        js.kv_get_many(be.tasks_bucket, [key_of(w.id) for w, _ in held]),
-        asyncio.gather(*(read_limit(be, k) for k in keys)),
+    subjects, paused, (got, lims) = await core._probe(
+        [
+            (be.tasks_bucket, [key_of(w.id) for w, _ in held]),
+            (be.queues_bucket, [limit_kv_key(k) for k in keys]),
+        ]
     )
     live = [q for q in queues if q not in paused]
     ready = core._candidates(subjects, live)

@@ -17,7 +17,7 @@ from typing import Any
 from ._engine import NatsEngine
 from ._records import any_dec, enc
 
-__all__ = ["KEY", "change_paused", "read_paused", "resumed_subject"]
+__all__ = ["KEY", "change_paused", "paused_names", "read_paused", "resumed_subject"]
 
 KEY = "paused"
 
@@ -28,7 +28,8 @@ def resumed_subject(be: NatsEngine) -> str:
     return f"{be.ns}.ctl.resumed"
 
 
-def _names(raw: bytes | None) -> frozenset[str]:
+def paused_names(raw: bytes | None) -> frozenset[str]:
+    """The paused queues the record's value ``raw`` names (none for no record)."""
     if not raw:
         return frozenset()
     got: Any = any_dec.decode(raw)
@@ -39,7 +40,7 @@ async def read_paused(be: NatsEngine, *, leader: bool = False) -> tuple[frozense
     """(paused queues, record revision). ``leader``: read from the stream leader (a
     direct get may be served by a replica that has not seen the latest write)."""
     raw, rev = await be.js.kv_get(be.queues_bucket, KEY, leader=leader)
-    return _names(raw), rev
+    return paused_names(raw), rev
 
 
 async def change_paused(be: NatsEngine, queue: str, paused: bool) -> bool:

@@ -868,9 +868,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         subs.append(await subscribe_direct(nc, resumed_subject(be), cb))
         watcher: asyncio.Task[None] | None = None
         try:
-            subjects, (paused, _) = await be.call(
-                lambda: asyncio.gather(self._subjects(), read_paused(be))
-            )
+            subjects, paused, _ = await be.call(self._probe)
             if self._candidates(subjects, [q for q in queues if q not in paused]):
                 return True
             deadline = now() + timeout

@@ -53,10 +53,11 @@ from omniq.storage._limits import chunks
 from omniq.storage._remote import EngineStore, claimed
 
 from . import _deps
-from ._conn import kv_puts, token
+from ._conn import api_answer, api_request, kv_puts, token
 from ._engine import NatsEngine
 from ._flow import admit, limit_infos, register
-from ._paused import read_paused
+from ._paused import KEY as PAUSED_KEY
+from ._paused import paused_names, read_paused
 from ._records import (
     FAILED,
     CorruptRec,
@@ -544,11 +545,26 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
     # -- claim ---------------------------------------------------------------------
 
     async def _subjects(self) -> dict[str, int]:
-        info = await self._be.js.api(
-            f"STREAM.INFO.{self._be.work_stream}", {"subjects_filter": f"{self._be.ns}.>"}
-        )
-        subjects: dict[str, int] = info["state"].get("subjects") or {}
-        return subjects
+        return (await self._probe())[0]
+
+    async def _probe(
+        self, reads: Sequence[tuple[str, Sequence[str]]] = ()
+    ) -> tuple[dict[str, int], frozenset[str], list[list[tuple[bytes | None, int]]]]:
+        """The work stream's subjects with their message counts, the paused queues
+        (a direct get, not the leader's: a claim fences them after its writes) and, per
+        (bucket, keys) of ``reads``, ``kv_get_many``'s answers: one batch of requests,
+        one round trip."""
+        be, js = self._be, self._be.js
+        reqs = [api_request(f"STREAM.INFO.{be.work_stream}", {"subjects_filter": f"{be.ns}.>"})]
+        parts = []
+        for bucket, keys in [(be.queues_bucket, [PAUSED_KEY]), *reads]:
+            more, parse = js.kv_get_requests(bucket, keys)
+            parts.append((len(reqs), len(more), parse))
+            reqs += more
+        msgs = await js.many(reqs)
+        subjects: dict[str, int] = api_answer(msgs[0])["state"].get("subjects") or {}
+        got = [parse(msgs[i : i + n]) for i, n, parse in parts]
+        return subjects, paused_names(got[0][0][0]), got[1:]
 
     def _candidates(self, subjects: dict[str, int], queues: Sequence[str]) -> list[tuple[int, str]]:
         prefix = f"{self._be.ns}.work."
@@ -590,8 +606,8 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         # this claim's first pull; otherwise they are handed back (nak) unclaimed.
         key = tuple(queues)
         guess = self._leading.get(key, [])
-        (subjects, (paused, _)), guessed = await asyncio.gather(
-            asyncio.gather(self._subjects(), read_paused(be)),
+        (subjects, paused, _), guessed = await asyncio.gather(
+            self._probe(),
             asyncio.gather(*(js.pull(be.work_stream, consumer_of(s), limit) for s in guess)),
         )
         first: list[list[Msg]] | None = None
