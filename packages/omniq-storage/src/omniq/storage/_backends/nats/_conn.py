@@ -161,7 +161,7 @@ class _Direct:
     def set_result(self, msg: Msg) -> None:
         try:
             self._fn(msg)
-        except Exception:  # pragma: no cover - a handler bug must not stop the connection
+        except Exception:  # a handler bug must not stop the connection
             _log.exception("nats: a message handler failed")
 
 
