@@ -161,3 +161,30 @@ async def test_a_waiting_worker_deletes_registrations_lapsed_long_ago(
     assert [c.task.queue for c in got] == [Q]
     rows = await be.run(lambda c: c.fetch("SELECT worker_id FROM idle_workers ORDER BY 1"))
     assert [r[0] for r in rows] == ["recent"]
+
+
+async def test_single_enqueues_find_a_worker_that_starts_waiting(be: PostgresBackend) -> None:
+    """A lone enqueue into a queue nobody waits on stores its task pending without the
+    handover's probe; once a worker waits, the next one is handed over, and after the
+    registration is used up the next is stored pending again, on one store."""
+    q = be.tasks
+    assert q is not None
+    first = _task()
+    [stored] = await q.enqueue([first])
+    assert stored.status is TaskStatus.PENDING
+    [again] = await q.enqueue([first])  # the same id: the stored task comes back
+    assert again.id == first.id and again.status is TaskStatus.PENDING
+    [c] = await q.claim([Q], "w0")
+    assert c.task.id == first.id
+    for worker in ("w1", "w2"):
+        handed = _task()
+        [h] = await _offer(be, handed, worker=worker)
+        assert (h.task.id, h.worker_id) == (handed.id, worker)
+        assert await q.renew([LeaseRef.of(h)], 30.0) == []  # the worker confirms it
+        alone = _task()  # the registration was used up: nobody waits now
+        await q.enqueue([alone])
+        got = await q.get_one(alone.id)
+        assert got is not None and got.status is TaskStatus.PENDING
+        [c] = await q.claim([Q], "w0")
+        assert c.task.id == alone.id
+        assert await q.close_inbox(worker) == []

@@ -112,8 +112,15 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
     """Task rows; claim/complete/cancel/expire are single statements."""
 
     results: ResultStorage | None = None
-    _lapsed_at = 0.0
     """Where a quarantined record's result goes (the backend's own result store)."""
+    _lapsed_at = 0.0
+
+    def __init__(self, engine: PgEngine) -> None:
+        super().__init__(engine)
+        self._handing: set[str] = set()
+        """Queues whose last single enqueue found a worker waiting idle: their next one
+        goes straight to ``enqueue_one`` (the handover); the others first try
+        ``enqueue_lean``, which stores the task unless a worker waits."""
 
     async def enqueue(
         self,
@@ -185,13 +192,24 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         collided with a stored id or live key go through ``omniq_enqueue``."""
         if len(tasks) == 1:
             t = tasks[0]
-            one = (t.id, t.queue, t.priority, t.eta, t.expires_at, t.key, encode(t))
+            one = (t.id, t.queue, t.priority, t.eta, t.expires_at, t.key, encode(t), now())
             chan = self._be.work_channel
-            t0 = now()
+            handing = self._handing
+            if t.queue not in handing:
+                lean = _Q["enqueue_lean"]
+                row = await self._call(lambda c: c.fetchrow(lean, *one[:7], chan, one[7]))
+                if not row["idle"]:
+                    if row["stored"]:
+                        return [with_state(t, TaskStatus.PENDING, 0)]
+                    return await self._enqueue_full(tasks, dependency_policy)
+                handing.add(t.queue)
             stmt = _Q["enqueue_one"]
-            if await self._call(lambda c: c.fetchval(stmt, *one, chan, t0, HANDOVER)):
-                return [with_state(t, TaskStatus.PENDING, 0)]
-            return await self._enqueue_full(tasks, dependency_policy)
+            got = await self._call(lambda c: c.fetchrow(stmt, *one[:7], chan, one[7], HANDOVER))
+            if got is None:
+                return await self._enqueue_full(tasks, dependency_policy)
+            if not got["handed"]:
+                handing.discard(t.queue)
+            return [with_state(t, TaskStatus.PENDING, 0)]
         args = (
             [t.id for t in tasks],
             [t.queue for t in tasks],
