@@ -16,6 +16,12 @@ processes, concurrency 100 each. Each records its first start and last end
 drain rate is N over the span from the earliest start to the latest end, as above. No
 warm-up runs in that mode: the children are fresh interpreters (their imports happen
 before their first task starts, outside the span). Worker CPU is then not reported.
+
+On Redis both modes also print the Redis server's CPU per task over the drain (``INFO
+cpu``, so use a server nobody else loads): one Redis serves every worker process, so
+the drain rate of any number of processes is at most 1 / (server CPU per task), and on
+a machine whose cores the server shares with the workers, at most cores / (worker CPU
++ server CPU per task).
     uv run --with py-spy py-spy record -r 500 -f raw -o x.raw -- python -m benchmarks.drain
 """
 
@@ -61,6 +67,26 @@ async def noop_stamped() -> None:
     Seen.t_last = time.monotonic()
 
 
+async def _store_cpu(url: str) -> float | None:
+    """The Redis server's CPU seconds so far (``INFO cpu``); None for other stores."""
+    if not url.startswith("redis"):
+        return None
+    import redis.asyncio as aredis
+
+    client = aredis.Redis.from_url(url)
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def _store_note(n: int, before: float | None, after: float | None) -> str:
+    if before is None or after is None:
+        return ""
+    return f" (Redis server {1e6 * (after - before) / n:.1f} us CPU/task)"
+
+
 def _read_stamps(folder: str) -> list[list[str]]:
     return [p.read_text().split() for p in Path(folder).iterdir()]
 
@@ -76,13 +102,16 @@ async def _main_processes(url: str, n: int, processes: int) -> None:
             for start in range(0, n, 1000):
                 await oq.enqueue_many([item] * min(1000, n - start), queue="bench")
             t1 = time.perf_counter()
+            s0 = await _store_cpu(url)
             await oq.run_worker(queues=["bench"], concurrency=100, burst=True, processes=processes)
+            s1 = await _store_cpu(url)
         stamps = _read_stamps(folder)
     ran = sum(int(s[0]) for s in stamps)
     dt = max(float(s[2]) for s in stamps) - min(float(s[1]) for s in stamps)
     print(
         f"{url} N={n} processes={processes}: enqueue {n / (t1 - t0):,.0f}/s | "
-        f"drain {n / dt:,.0f}/s | per process {sorted(int(s[0]) for s in stamps)} | ran {ran}"
+        f"drain {n / dt:,.0f}/s{_store_note(n, s0, s1)} | "
+        f"per process {sorted(int(s[0]) for s in stamps)} | ran {ran}"
     )
 
 
@@ -101,13 +130,16 @@ async def _main(url: str, n: int) -> None:
         for start in range(0, n, 1000):
             await oq.enqueue_many([item] * min(1000, n - start), queue="bench")
         t1, c1 = time.perf_counter(), time.process_time()
+        s0 = await _store_cpu(url)
         await oq.run_worker(queues=["bench"], concurrency=100, burst=True)
         c2 = time.process_time()
+        s1 = await _store_cpu(url)
     seen = drain.Seen
     dt = seen.t_last - seen.t_first
     print(
         f"{url} N={n}: enqueue {n / (t1 - t0):,.0f}/s ({1e6 * (c1 - c0) / n:.1f} us CPU/task) | "
-        f"drain {n / dt:,.0f}/s (worker {1e6 * (c2 - c1) / n:.1f} us CPU/task) | "
+        f"drain {n / dt:,.0f}/s (worker {1e6 * (c2 - c1) / n:.1f} us CPU/task)"
+        f"{_store_note(n, s0, s1)} | "
         f"e2e {n / (t1 - t0 + dt):,.0f}/s | ran {seen.done}"
     )
 
