@@ -332,18 +332,52 @@ async def test_single_enqueue_and_finish_are_one_statement_each(schema: str) -> 
 
 async def test_completion_functions_plan_each_batch(schema: str) -> None:
     """A cached generic plan joined a completion batch to the running rows by a nested
-    loop over both (quadratic in the batch); the functions plan each call instead."""
+    loop over both (quadratic in the batch): batches of more than a few tasks are
+    planned at each call (``omniq_complete_batch``, ``omniq_requeue``); a batch of up to
+    8 ends row by row, each a primary-key update whose cached plan stays cheap."""
     async with PostgresBackend(f"{BASE}?schema={schema}") as be:
         rows = await be.run(
             lambda c: c.fetch(
                 "SELECT proname, proconfig FROM pg_proc WHERE pronamespace = "
-                "current_schema()::regnamespace AND proname IN ('omniq_complete', 'omniq_requeue')"
+                "current_schema()::regnamespace AND proname IN "
+                "('omniq_complete', 'omniq_complete_batch', 'omniq_requeue')"
             )
         )
     assert {r["proname"]: r["proconfig"] for r in rows} == {
-        "omniq_complete": ["plan_cache_mode=force_custom_plan"],
+        "omniq_complete": None,
+        "omniq_complete_batch": ["plan_cache_mode=force_custom_plan"],
         "omniq_requeue": ["plan_cache_mode=force_custom_plan"],
     }
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 9, 40])
+async def test_completion_batches_small_and_large_end_the_same(schema: str, n: int) -> None:
+    """Either side of the row-by-row limit, a completion ends the leased tasks in their
+    statuses, refuses a stale token and a task already ended, and releases a dependent."""
+    async with PostgresBackend(f"{BASE}?schema={schema}") as be:
+        q = be.tasks
+        assert q is not None
+        tasks = [Task(func="m:f", queue="cb") for _ in range(n)]
+        await q.enqueue(tasks)
+        child = Task(func="m:g", queue="cb-child", depends_on=(tasks[0].id,))
+        await q.enqueue([child])
+        claims = await q.claim(["cb"], "w", limit=n)
+        assert len(claims) == n
+        statuses = [TaskStatus.SUCCESS if i % 2 == 0 else TaskStatus.ERROR for i in range(n)]
+        comps = [Completion(c.task.id, c.token, st) for c, st in zip(claims, statuses, strict=True)]
+        stale = Completion(claims[-1].task.id, "not-the-token", TaskStatus.SUCCESS)
+        batch = [*comps[:-1], stale] if n > 1 else comps
+        by_id = {c.task.id: st for c, st in zip(claims, statuses, strict=True)}
+        first = await q.complete(batch)
+        ended = [c.task_id for c in batch if c.token != "not-the-token"]
+        assert sorted(first.done) == sorted(ended)
+        assert first.stale == ([stale.task_id] if n > 1 else [])
+        assert first.released == [child.id]  # tasks[0] succeeded
+        again = await q.complete(comps)  # every id again: only the one left ends now
+        assert again.done == ([claims[-1].task.id] if n > 1 else [])
+        assert sorted(again.stale) == sorted(ended)
+        for t in await q.get([c.task.id for c in claims]):
+            assert t is not None and t.status is by_id[t.id]
 
 
 async def test_finish_and_claim_takes_the_freed_slot_in_one_transaction(schema: str) -> None:
