@@ -3,33 +3,14 @@
 -- ends at a time under light load cost the server more than the updates themselves.
 -- A batch of up to 8 tasks now ends row by row, each UPDATE a primary-key lookup whose
 -- generic plan the function keeps; a larger batch still plans one UPDATE for all its
--- rows (omniq_complete_batch, the former body).
-CREATE FUNCTION omniq_complete_batch(p_ids text[], p_tokens text[], p_status text[],
-    p_policy text, p_now float8, p_chan text,
-    OUT done text[], OUT released text[], OUT cancelled text[])
-LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
-DECLARE
-    ok text[];
-    bad text[];
-BEGIN
-    WITH upd AS (
-        UPDATE tasks t SET status = i.st, finished_at = p_now, token = NULL,
-                           lease_expires_at = NULL
-        FROM unnest(p_ids, p_tokens, p_status) AS i(tid, tok, st)
-        WHERE t.id = i.tid AND t.token = i.tok AND t.status = 'running'
-        RETURNING t.id, t.status
-    )
-    SELECT coalesce(array_agg(u.id), '{}'),
-           coalesce(array_agg(u.id) FILTER (WHERE u.status = 'success'), '{}'),
-           coalesce(array_agg(u.id) FILTER (WHERE u.status <> 'success'), '{}')
-    INTO done, ok, bad FROM upd u;
-    SELECT r.released, r.cancelled INTO released, cancelled
-    FROM omniq_resolve(ok, bad, p_policy, p_now, p_chan) r;
-END $$;
+-- rows (omniq_complete_batch, the former function).
 
--- Replacing the function drops its plan_cache_mode setting (a SET clause belongs to
--- the definition): the row-by-row path wants the generic plans.
-CREATE OR REPLACE FUNCTION omniq_complete(p_ids text[], p_tokens text[], p_status text[],
+-- The former function, its per-call plan setting with it, under its new name.
+ALTER FUNCTION omniq_complete(text[], text[], text[], text, float8, text)
+    RENAME TO omniq_complete_batch;
+
+-- No plan_cache_mode setting here: the row-by-row path wants the cached plans.
+CREATE FUNCTION omniq_complete(p_ids text[], p_tokens text[], p_status text[],
     p_policy text, p_now float8, p_chan text,
     OUT done text[], OUT released text[], OUT cancelled text[])
 LANGUAGE plpgsql AS $$
