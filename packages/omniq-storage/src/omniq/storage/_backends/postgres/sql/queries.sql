@@ -212,13 +212,14 @@ FROM ins LEFT JOIN idle i ON true;
 -- enqueue_one without the handover, for a queue no worker was found waiting on lately:
 -- the task is stored pending and wakes the queue's waiters on the work channel $8,
 -- unless it could be handed over (ready now, $4 NULL or due by $9; an envelope that
--- fits a NOTIFY payload; a worker registered idle on its queue, valid at $9). Then
--- nothing is stored and ``idle`` is true: the caller sends enqueue_one. ``stored`` is 0
--- for an id already stored. Without the handover's row lock, DELETE and joins the
--- statement costs the server little more than the INSERT itself.
+-- fits a NOTIFY payload; a queue that is not paused, with a worker registered idle on
+-- it, valid at $9). Then nothing is stored and ``idle`` is true: the caller sends
+-- enqueue_one. ``stored`` is 0 for an id already stored. Without the handover's row
+-- lock, DELETE and joins the statement costs the server little more than the INSERT.
 WITH idle AS (
     SELECT ($4::float8 IS NULL OR $4 <= $9::float8) AND octet_length($7::bytea) <= 5000
            AND EXISTS (SELECT 1 FROM idle_workers w WHERE w.queue = $2 AND w.until > $9)
+           AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = $2)
            AS found
 ), ins AS (
     INSERT INTO tasks (id, queue, status, priority, eta, expires_at, key, waiting, envelope,
