@@ -192,19 +192,20 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         collided with a stored id or live key go through ``omniq_enqueue``."""
         if len(tasks) == 1:
             t = tasks[0]
-            one = (t.id, t.queue, t.priority, t.eta, t.expires_at, t.key, encode(t), now())
+            one = (t.id, t.queue, t.priority, t.eta, t.expires_at, t.key, encode(t))
             chan = self._be.work_channel
+            t0 = now()
             handing = self._handing
             if t.queue not in handing:
                 lean = _Q["enqueue_lean"]
-                row = await self._call(lambda c: c.fetchrow(lean, *one[:7], chan, one[7]))
+                row = await self._call(lambda c: c.fetchrow(lean, *one, chan, t0))
                 if not row["idle"]:
                     if row["stored"]:
                         return [with_state(t, TaskStatus.PENDING, 0)]
                     return await self._enqueue_full(tasks, dependency_policy)
                 handing.add(t.queue)
             stmt = _Q["enqueue_one"]
-            got = await self._call(lambda c: c.fetchrow(stmt, *one[:7], chan, one[7], HANDOVER))
+            got = await self._call(lambda c: c.fetchrow(stmt, *one, chan, t0, HANDOVER))
             if got is None:
                 return await self._enqueue_full(tasks, dependency_policy)
             if not got["handed"]:

@@ -1,7 +1,7 @@
 -- Small completion batches without planning: omniq_complete planned its UPDATE at every
 -- call (a custom plan, see 0011_finish_plans.sql), which for the few tasks a worker
 -- ends at a time under light load cost the server more than the updates themselves.
--- A batch of up to 8 tasks now ends row by row, each UPDATE a primary-key lookup whose
+-- A batch of up to 8 tasks ends row by row, each UPDATE a primary-key lookup whose
 -- generic plan the function keeps; a larger batch still plans one UPDATE for all its
 -- rows (omniq_complete_batch, the former function).
 
