@@ -138,13 +138,17 @@ class PrivateNats(_ProcessServer):
     """A nats-server with JetStream on a free port, storing in a temporary directory."""
 
     prefix = "omniq-nats-"
+    jetstream = True
+    """Start the server with JetStream (``-js``); without it every API request finds
+    no responders, as while a cluster has no JetStream leader."""
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.dir)]
+        js = ["-js"] if self.jetstream else []
+        return ["nats-server", *js, "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.dir)]
 
 
 class PrivatePostgres:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
@@ -21,6 +22,7 @@ import pytest
 
 from omniq.models import BackendUnavailableError, now
 from omniq.storage import Backend, Completion, open_storage
+from omniq.storage._backends.nats._backend import NatsBackend
 
 from ._servers import PrivateNats, drop, fault_task, retrying
 
@@ -39,6 +41,59 @@ def private_nats() -> Iterator[PrivateNats]:
     try:
         server.start()
         yield server
+    finally:
+        server.cleanup()
+
+
+async def _until(check: Callable[[], bool], what: str, deadline: float = 20.0) -> None:
+    end = anyio.current_time() + deadline
+    while not check():
+        assert anyio.current_time() < end, f"not within {deadline} s: {what}"
+        await anyio.sleep(0.02)
+
+
+async def test_connect_waits_for_jetstream_within_its_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker opened while JetStream cannot answer (a cluster electing a leader after
+    losing a node) waits for it within the connect deadline instead of failing, and
+    gives up with a BackendUnavailableError naming the cause once the deadline passes."""
+    caplog.set_level(logging.INFO, "omniq.storage.nats")
+    server = PrivateNats()
+    server.jetstream = False
+    try:
+        server.start()
+        url = _ns_url(server.url)
+        with pytest.raises(BackendUnavailableError, match="JetStream did not answer"):
+            await NatsBackend(url, connect_deadline=1).connect()
+
+        backend = NatsBackend(url, connect_deadline=30)
+        connected = anyio.Event()
+
+        async def connect() -> None:
+            await backend.connect()
+            connected.set()
+
+        def retried() -> bool:
+            return sum("not answering yet" in r.getMessage() for r in caplog.records) >= 3
+
+        async with anyio.create_task_group() as tg:
+            caplog.clear()
+            tg.start_soon(connect)
+            await _until(retried, "the connect retrying its JetStream set-up")
+            assert not connected.is_set()
+            server.jetstream = True
+            server.restart()  # same port and store: the client reconnects to it
+            with anyio.fail_after(30):
+                await connected.wait()
+        try:
+            q = backend.tasks
+            await q.enqueue([fault_task()])
+            [c] = await q.claim(["default"], "w", lease=30)
+            rep = await q.complete([Completion(c.task.id, c.token)])
+            assert rep.done == [c.task.id]
+        finally:
+            await backend.close()
     finally:
         server.cleanup()
 

@@ -169,6 +169,7 @@ class NatsBackend(Backend):
         }
         opts.update(self._options)
         deadline = float(opts.pop("connect_deadline", 10.0))
+        until = asyncio.get_running_loop().time() + deadline
         self._closing = False
         try:
             async with asyncio.timeout(deadline):  # the client retries the first connect too
@@ -183,13 +184,38 @@ class NatsBackend(Backend):
         self._js.replicated = self.replicas > 1
         try:
             await self.call(self._js.start)
-            await self.call(self._ensure_streams)
+            await self._set_up(until)
             await self.call(
                 lambda: subscribe_cancels(nc, self.ns, self.tasks.cancel_feed.push)  # type: ignore[union-attr]
             )
         except BaseException:
             await self.close()
             raise
+
+    async def _set_up(self, until: float) -> None:
+        """Create the streams, buckets and timer consumers, trying again until the
+        connect deadline (``until``, event-loop time) while JetStream cannot answer: a
+        cluster electing a new leader after losing a node, or a server still starting,
+        refuses or ignores API requests for a few seconds."""
+        loop = asyncio.get_running_loop()
+        pause = 0.1
+        while True:
+            try:
+                await self.call(self._ensure_streams)
+                return
+            except BackendUnavailableError as exc:
+                if loop.time() + pause >= until:
+                    raise BackendUnavailableError(
+                        f"nats at {self._shown}: JetStream did not answer within the connect "
+                        f"deadline: {describe(exc.__cause__ or exc)}"
+                    ) from exc
+                _log.info(
+                    "JetStream at %s not answering yet (%s); trying again",
+                    self._shown,
+                    describe(exc.__cause__ or exc),
+                )
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 1.0)
 
     async def _disconnected(self) -> None:
         if self._js is not None:
