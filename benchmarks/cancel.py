@@ -5,12 +5,16 @@ time; the driver waits until it started, takes the time, calls ``oq.cancel`` and
 until the task recorded the CancelledError it got (its own timestamp, same machine
 clock). Repeated ``N`` times (default 100) per backend; prints p50/p90/p99/max.
 
-Progress: drains ``N`` no-op tasks (W1-style, concurrency 100, in-process) with and
-without one ``current_task().set_progress`` call per task, and prints both rates.
+Progress: drains ``N`` no-op tasks (W1-style, concurrency 100, in-process) with the
+worker registry off, with it on (the default), and with it on and one
+``current_task().set_progress`` call per task; prints each one's best drain rate and
+median CPU time per task (the worker runs in the benchmark's process; the CPU time is
+steadier than the rate on a shared machine).
 
     uv run python -m benchmarks.cancel                  # every backend that answers
     URLS=redis://127.0.0.1:6379/5 N=100 uv run python -m benchmarks.cancel
     N=20000 ROUNDS=5 uv run python -m benchmarks.cancel progress
+    URL=redis://127.0.0.1:6379/5 N=20000 uv run python -m benchmarks.cancel progress
 """
 
 # ruff: noqa: ASYNC220, ASYNC240 - files are the cross-process channel of this benchmark
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -161,31 +166,51 @@ async def noop_progress() -> None:
     Seen.t_last = time.perf_counter()
 
 
-async def _drain(url: str, n: int, fn: str) -> float:
+async def _drain(url: str, n: int, fn: str, *, registry: bool = True) -> tuple[float, float]:
+    """Drain rate (first to last start) and the process's CPU µs per task (the worker
+    runs in this process)."""
     from omniq.core import OmniQ
 
     me = importlib.import_module("benchmarks.cancel")
     item = (fn, ())
+    opts = {"queues": ["bench"], "concurrency": 100, "burst": True, "worker_registry": registry}
     async with OmniQ(url) as oq:
         await oq.enqueue_many([item] * 300, queue="bench")
-        await oq.run_worker(queues=["bench"], concurrency=100, burst=True)
+        await oq.run_worker(**opts)
         me.Seen.done = 0
         for start in range(0, n, 1000):
             await oq.enqueue_many([item] * min(1000, n - start), queue="bench")
-        await oq.run_worker(queues=["bench"], concurrency=100, burst=True)
-    return n / (me.Seen.t_last - me.Seen.t_first)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        await oq.run_worker(**opts)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    return n / (me.Seen.t_last - me.Seen.t_first), cpu / n * 1e6
 
 
 async def _progress_table(url: str, n: int, rounds: int) -> None:
-    plain, prog = [], []
-    for _ in range(rounds):  # interleaved, best of: the machine is shared
-        plain.append(await _drain(url, n, "benchmarks.cancel:noop"))
-        prog.append(await _drain(url, n, "benchmarks.cancel:noop_progress"))
-    a, b = max(plain), max(prog)
-    print(
-        f"W1 drain {url} N={n}: no progress {a:,.0f}/s | set_progress per task {b:,.0f}/s "
-        f"| overhead {100 * (a - b) / a:.1f}% (best of {rounds})"
-    )
+    variants = [
+        ("benchmarks.cancel:noop", False),
+        ("benchmarks.cancel:noop", True),
+        ("benchmarks.cancel:noop_progress", True),
+    ]
+    rates: list[list[float]] = [[], [], []]
+    cpus: list[list[float]] = [[], [], []]
+    for r in range(rounds):  # interleaved, each round starting with the next one
+        for k in range(3):
+            i = (r + k) % 3
+            fn, registry = variants[i]
+            rate, cpu = await _drain(url, n, fn, registry=registry)
+            rates[i].append(rate)
+            cpus[i].append(cpu)
+    print(f"W1 drain {url} N={n}, {rounds} rounds: best rate, median worker CPU per task")
+    base_rate, base_cpu = max(rates[0]), statistics.median(cpus[0])
+    names = ("registry off", "registry on (default)", "registry on, set_progress per task")
+    for name, rs, cs in zip(names, rates, cpus, strict=True):
+        rate, cpu = max(rs), statistics.median(cs)
+        print(
+            f"  {name:36} {rate:>9,.0f}/s ({100 * (rate - base_rate) / base_rate:+5.1f}%)"
+            f"  {cpu:6.1f} µs ({100 * (cpu - base_cpu) / base_cpu:+5.1f}%)"
+        )
 
 
 if __name__ == "__main__":
