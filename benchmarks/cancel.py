@@ -173,15 +173,14 @@ async def _drain(url: str, n: int, fn: str, *, registry: bool = True) -> tuple[f
 
     me = importlib.import_module("benchmarks.cancel")
     item = (fn, ())
-    opts = {"queues": ["bench"], "concurrency": 100, "burst": True, "worker_registry": registry}
     async with OmniQ(url) as oq:
         await oq.enqueue_many([item] * 300, queue="bench")
-        await oq.run_worker(**opts)
+        await oq.run_worker(queues=["bench"], concurrency=100, burst=True, worker_registry=registry)
         me.Seen.done = 0
         for start in range(0, n, 1000):
             await oq.enqueue_many([item] * min(1000, n - start), queue="bench")
         r0 = resource.getrusage(resource.RUSAGE_SELF)
-        await oq.run_worker(**opts)
+        await oq.run_worker(queues=["bench"], concurrency=100, burst=True, worker_registry=registry)
         r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     return n / (me.Seen.t_last - me.Seen.t_first), cpu / n * 1e6
