@@ -207,7 +207,8 @@ class NatsBackend(Backend):
                 if loop.time() + pause >= until:
                     raise BackendUnavailableError(
                         f"nats at {self._shown}: JetStream did not answer within the connect "
-                        f"deadline: {describe(exc.__cause__ or exc)}"
+                        f"deadline: {describe(exc.__cause__ or exc)} (is JetStream enabled on "
+                        "the server: nats-server -js, or a jetstream block in its config?)"
                     ) from exc
                 _log.info(
                     "JetStream at %s not answering yet (%s); trying again",
