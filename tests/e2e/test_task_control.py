@@ -95,11 +95,12 @@ async def test_cancel_stops_a_running_task(oq: OmniQ, tmp_path: Path, wtype: str
                 await anyio.sleep(0.02)
             assert (p.done, p.total, p.message) == (1, 10, "started")
         assert await oq.cancel(task.id)
-        # The worker hears of it through the store's notification path (or poll) and
-        # lets go of the task (a progress write refused for the lost lease may beat it).
+        # The worker hears of it through the store's notification path, its status poll,
+        # or a renewal or progress write the cancelled lease refused, and lets go of the
+        # task as cancelled (not as a lost lease) whichever comes first.
         await wait_for(lambda: _pool(handle).in_flight == 0, "the cancel to land", 5.0)
         stats = _pool(handle).stats
-        assert stats.cancels + stats.leases_lost == 1
+        assert (stats.cancels, stats.leases_lost) == (1, 0)
         r = await oq.get_result(task.id, wait=True, timeout=WAIT)
         assert r is not None and r.status is TaskStatus.CANCELLED
         if wtype == "thread":
@@ -123,6 +124,28 @@ async def test_cancel_stops_a_running_task(oq: OmniQ, tmp_path: Path, wtype: str
     assert r is not None and r.status is TaskStatus.CANCELLED  # the late outcome was refused
     types = [e.type for e in await oq.get_events(task.id)]
     assert types.count(EventType.CANCELLED) == 1 and EventType.COMPLETE not in types
+
+
+async def test_a_cancel_a_lease_renewal_sees_first_stops_the_task_as_cancelled(
+    tmp_path: Path,
+) -> None:
+    """No notification or status poll reaches the worker (another process's cancel on
+    an embedded store, the worker's poll turned off): its next lease renewal is refused,
+    and the run is still stopped as a cancel, not as a lost lease."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    marker = str(tmp_path / "marker")
+    async with OmniQ(url, lease_seconds=1.5) as oq, OmniQ(url) as other:
+        oq.queue.tasks.cancel_poll = None
+        async with oq.worker(concurrency=2) as handle:
+            task = await oq.enqueue(ct.async_held, (marker,))
+            await wait_for(lambda: "started" in ct.marks(marker), "the task to start")
+            assert await other.cancel(task.id)
+            await wait_for(lambda: _pool(handle).in_flight == 0, "a renewal to see it", 5.0)
+            stats = _pool(handle).stats
+            assert (stats.cancels, stats.leases_lost) == (1, 0)
+            await wait_for(lambda: "cancelled" in ct.marks(marker), "CancelledError", 5.0)
+        r = await oq.get_result(task.id)
+        assert r is not None and r.status is TaskStatus.CANCELLED
 
 
 async def test_progress_is_coalesced_stored_and_logged(oq: OmniQ, tmp_path: Path) -> None:

@@ -373,35 +373,50 @@ class QueueWorkerSource:
     async def renew(self, claims: Sequence[ClaimedTask]) -> set[str]:
         if not claims:
             return set()
-        lost = set(await self.queue.tasks.renew([LeaseRef.of(c) for c in claims], self.lease))
-        if lost:
-            self._lost(lost)
-        return lost
+        refused = set(await self.queue.tasks.renew([LeaseRef.of(c) for c in claims], self.lease))
+        return await self._lost(refused)
 
-    def _lost(self, task_ids: set[str]) -> None:
-        """Leases the store refused: those runs end here without an outcome."""
-        self._settle(task_ids)
-        if self.observer is not None:
-            self.observer.abandoned(task_ids)
+    async def _lost(self, refused: set[str]) -> set[str]:
+        """Leases the store refused (a renewal's or a progress write's fence): those runs
+        end here without an outcome. Returns the ids the pool is to stop as lost leases:
+        the tasks ``cancel`` ended go to this store's cancel watchers instead (as a
+        cancel notification would have), so the pool stops them as cancelled, not as
+        lost, when the renewal sees the cancel before the notification or status poll."""
+        if not refused:
+            return refused
+        tasks = self.queue.tasks
+        try:
+            got = await tasks.get(list(refused))
+        except Exception as exc:  # the status is only for the report: still stop them
+            _log.debug("reading the status of tasks whose lease was refused failed: %s", exc)
+            got = []
+        cancelled = {t.id for t in got if t is not None and t.status is TaskStatus.CANCELLED}
+        if cancelled:
+            tasks.cancel_feed.push(cancelled)
+        lost = refused - cancelled
+        if lost:
+            self._settle(lost)
+            if self.observer is not None:
+                self.observer.abandoned(lost)
+        return lost
 
     async def set_progress(self, updates: Sequence[tuple[ClaimedTask, Progress]]) -> set[str]:
         """Store progress fenced by the leases (a renewal too); one PROGRESS event per
         task stored. Returns the ids whose lease was lost."""
         if not updates:
             return set()
-        lost = set(
+        refused = set(
             await self.queue.tasks.set_progress(
                 [ProgressUpdate(c.task.id, c.token, p) for c, p in updates], self.lease
             )
         )
-        if lost:
-            self._lost(lost)
+        lost = await self._lost(refused)
         ev = self.queue.events
         if ev is not None and ev.enabled:
             ev.log_many(
                 progress_event(c.task, p, worker_id=self.worker_id)
                 for c, p in updates
-                if c.task.id not in lost
+                if c.task.id not in refused
             )
         return lost
 
@@ -411,6 +426,7 @@ class QueueWorkerSource:
         """Report held tasks ``cancel`` ended, through the store's notification path."""
 
         def cancelled(task_ids: list[str]) -> None:
+            self._settle(task_ids)  # these runs end without an outcome
             if self.observer is not None:
                 self.observer.abandoned(task_ids)
             on_cancel(task_ids)
