@@ -23,6 +23,7 @@ import pytest
 from omniq.models import BackendUnavailableError, now
 from omniq.storage import Backend, Completion, open_storage
 from omniq.storage._backends.nats._backend import NatsBackend
+from omniq.storage.testing.helpers import poll_until
 
 from ._servers import PrivateNats, drop, fault_task, retrying
 
@@ -43,13 +44,6 @@ def private_nats() -> Iterator[PrivateNats]:
         yield server
     finally:
         server.cleanup()
-
-
-async def _until(check: Callable[[], bool], what: str, deadline: float = 20.0) -> None:
-    end = anyio.current_time() + deadline
-    while not check():
-        assert anyio.current_time() < end, f"not within {deadline} s: {what}"
-        await anyio.sleep(0.02)
 
 
 async def test_connect_waits_for_jetstream_within_its_deadline(
@@ -74,13 +68,13 @@ async def test_connect_waits_for_jetstream_within_its_deadline(
             await backend.connect()
             connected.set()
 
-        def retried() -> bool:
-            return sum("not answering yet" in r.getMessage() for r in caplog.records) >= 3
+        async def retries() -> int:
+            return sum("not answering yet" in r.getMessage() for r in caplog.records)
 
         async with anyio.create_task_group() as tg:
             caplog.clear()
             tg.start_soon(connect)
-            await _until(retried, "the connect retrying its JetStream set-up")
+            await poll_until(retries, lambda n: n >= 3, deadline=20.0)
             assert not connected.is_set()
             server.jetstream = True
             server.restart()  # same port and store: the client reconnects to it
