@@ -15,9 +15,11 @@ from omniq.storage.testing.servers import REDIS_URL
 pytestmark = pytest.mark.anyio
 BIG = 100_000
 PING_BOUND = 0.25
-"""Worst PING latency allowed while a 100,000-task enqueue runs. One script for the
+"""Longest the server may spend in one script of a 100,000-task enqueue (its own
+measure, the slow log), so no other client waits longer for it. One script for the
 whole batch held the server for seconds; scripts of at most 500 tasks take a few
 milliseconds each, so this leaves a wide margin on a loaded machine."""
+_SCRIPTS = {b"EVALSHA", b"EVAL", b"EVALSHA_RO", b"FCALL"}
 
 
 def tasks(n: int, **kw: object) -> list[Task]:
@@ -59,8 +61,14 @@ class Pinger(threading.Thread):
 async def test_redis_enqueue_of_100k_never_blocks_the_server(
     store: Backend, backend_id: str
 ) -> None:
+    import redis
+
     assert store.tasks is not None
     batch = tasks(BIG)
+    admin = redis.Redis.from_url(REDIS_URL)
+    threshold = int(admin.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"])
+    assert 0 <= threshold < PING_BOUND * 1e6, "the slow log must record scripts this long"
+    seen = max((e["id"] for e in admin.slowlog_get(1)), default=-1)
     pinger = Pinger()
     pinger.start()
     assert pinger.started.wait(10)
@@ -69,10 +77,20 @@ async def test_redis_enqueue_of_100k_never_blocks_the_server(
     finally:
         pinger.stop.set()
         pinger.join(10)
+    # The server's own durations of the scripts run meanwhile: a PING timed by a
+    # thread of this process also waits for the GIL and for the machine's other jobs.
+    slow = [
+        e["duration"] / 1e6
+        for e in admin.slowlog_get(128)
+        if e["id"] > seen and e["command"].split(b" ", 1)[0].upper() in _SCRIPTS
+    ]
+    admin.close()
     assert len(stored) == BIG and stored[-1].id == batch[-1].id
     assert await store.tasks.count(status=TaskStatus.PENDING) == BIG
-    assert pinger.count > 10  # it kept pinging throughout
-    assert pinger.worst < PING_BOUND, f"a PING waited {pinger.worst:.3f} s"
+    assert pinger.count > 10  # other clients were answered throughout
+    assert max(slow, default=0.0) < PING_BOUND, (
+        f"a script held the server for {max(slow):.3f} s (worst PING {pinger.worst:.3f} s)"
+    )
 
 
 @pytest.mark.slow
