@@ -41,6 +41,7 @@ def test_the_worker_options_parse_like_the_typer_command() -> None:
     argv = ["--debug", "worker", "-q", "a", "--queue=b", "-qc", "-c", "5", "--burst"]
     argv += ["--allow", "x", "--allow=y,z", "--no-scheduler", "-p2", "--metrics-port", "9"]
     argv += ["--metrics-host", "0.0.0.0", "-u", "redis://h/0", "-w", "thread", "--app=m:oq"]
+    argv += ["--store-wait", "2.5"]
     assert parse_worker_argv(argv) == (
         True,
         {
@@ -55,6 +56,7 @@ def test_the_worker_options_parse_like_the_typer_command() -> None:
             "url": "redis://h/0",
             "worker_type": "thread",
             "app_spec": "m:oq",
+            "store_wait": 2.5,
         },
     )
     assert parse_worker_argv(["worker"]) == (False, {})
@@ -69,6 +71,7 @@ def test_the_worker_options_parse_like_the_typer_command() -> None:
         ["worker", "--help"],
         ["worker", "--nope"],
         ["worker", "-c", "many"],
+        ["worker", "--store-wait", "soon"],
         ["worker", "--burst=yes"],
         ["worker", "-q"],
         ["worker", "extra"],

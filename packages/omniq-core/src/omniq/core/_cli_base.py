@@ -8,10 +8,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from omniq.models import (
+    BackendUnavailableError,
     ConfigError,
     DependencyError,
     InvalidTaskError,
@@ -77,15 +80,47 @@ def error_lines(exc: OmniQError, *, debug: bool) -> tuple[str, int]:
     return head + f"omniq: error: {redact_text(' '.join(line.split()))}", code
 
 
-def connect(oq: OmniQ) -> OmniQ:
+STORE_WAIT_PAUSES = (0.5, 5.0)
+"""First and longest pause between two tries of ``connect`` with a ``wait``."""
+
+
+def connect(oq: OmniQ, *, wait: float = 0.0, notice: Callable[[str], None] | None = None) -> OmniQ:
     """Open ``oq``'s stores now, so a store that cannot be opened is reported as such.
 
     A bad path (``OSError``) or a URL its driver cannot parse (``ValueError``) becomes a
     ConfigError naming the redacted URL (a one-line user error); ``OmniQError`` passes
     through. The returned instance is open: ``with connect(oq):`` closes it.
+
+    ``wait``: seconds to keep trying while a store is unreachable
+    (``BackendUnavailableError``), as when a worker starts before its server: the
+    pause between tries starts at 0.5 s and doubles up to 5 s, and ``notice`` gets a
+    line (redacted) before each pause. Past ``wait`` the last error is raised. Other
+    errors (a bad URL, a missing extra) are raised at once: waiting does not fix them.
     """
+    end = time.monotonic() + wait
+    pause, longest = STORE_WAIT_PAUSES
+    while True:
+        try:
+            return _open(oq)
+        except BackendUnavailableError as exc:
+            left = end - time.monotonic()
+            if left <= 0:
+                oq.close_sync()
+                raise
+            step = min(pause, left)
+            if notice is not None:
+                text = " ".join(str(exc).split())
+                notice(redact_text(f"{text}; trying again in {step:.1f} s ({left:.0f} s left)"))
+            time.sleep(step)  # a command starting up: nothing else runs in this process yet
+            pause = min(2 * pause, longest)
+
+
+def _open(oq: OmniQ) -> OmniQ:
+    """``connect`` without the wait: one try."""
     try:
         oq.open_sync()
+    except BackendUnavailableError:
+        raise  # the session closed what it opened: the next try starts afresh
     except OmniQError:
         oq.close_sync()
         raise

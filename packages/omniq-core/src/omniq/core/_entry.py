@@ -36,6 +36,7 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "--metrics-host": ("metrics_host", "str"),
     "--url": ("url", "str"),
     "-u": ("url", "str"),
+    "--store-wait": ("store_wait", "float"),
 }
 
 
@@ -78,9 +79,9 @@ def parse_worker_argv(argv: list[str]) -> tuple[bool, dict[str, Any]] | None:
             value, j = rest[j], j + 1
         if kind == "list":
             fields.setdefault(dest, []).append(value)
-        elif kind == "int":
+        elif kind in {"int", "float"}:
             try:
-                fields[dest] = int(value)
+                fields[dest] = int(value) if kind == "int" else float(value)
             except ValueError:
                 return None
         else:

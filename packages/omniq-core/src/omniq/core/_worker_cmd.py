@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from omniq.models import ConfigError, redact_url
 
-from ._cli_base import allowed_modules, connect, cwd_on_path, gevent_patch, load_app, open_oq
+from ._cli_base import allowed_modules, connect, cwd_on_path, gevent_patch, load_app
 
 if TYPE_CHECKING:
     from omniq.workers import PoolStats
@@ -45,6 +45,8 @@ class WorkerArgs:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     url: str | None = None
+    store_wait: float = 30.0
+    """Seconds to keep trying to open the stores when they are unreachable at start."""
 
 
 class WorkerOutput(Protocol):
@@ -92,6 +94,8 @@ def run_worker_command(args: WorkerArgs, out: WorkerOutput) -> None:
         raise ConfigError("--concurrency", args.concurrency, "an integer >= 1")
     if args.processes < 1:
         raise ConfigError("--processes", args.processes, "an integer >= 1")
+    if not args.store_wait >= 0:  # also refuses NaN
+        raise ConfigError("--store-wait", args.store_wait, "a number of seconds >= 0")
     allowed = allowed_modules(args.allow)
     shown_allow = f" allow={list(allowed)}" if allowed is not None else ""
     if args.processes > 1:
@@ -105,7 +109,7 @@ def run_worker_command(args: WorkerArgs, out: WorkerOutput) -> None:
     if args.worker_type == "gevent":  # patch before the app (and its drivers) are imported
         gevent_patch("--worker-type")
     cwd_on_path()  # task functions are imported from here too, as with --app
-    oq = connect(load_app(args.app_spec)) if args.app_spec else open_oq(args.url)
+    oq = _open_stores(args)
     with oq:
         out.banner(
             "omniq worker",
@@ -126,6 +130,20 @@ def run_worker_command(args: WorkerArgs, out: WorkerOutput) -> None:
     )
 
 
+def _open_stores(args: WorkerArgs) -> OmniQ:
+    """The open OmniQ of ``--app`` or ``--url``; while its stores are unreachable, tried
+    again for ``--store-wait`` seconds, each failure told on stderr (a worker started
+    before its server, as a container platform may start them)."""
+    from ._facade import OmniQ
+
+    oq = load_app(args.app_spec) if args.app_spec else OmniQ(args.url) if args.url else OmniQ()
+    return connect(oq, wait=args.store_wait, notice=_to_stderr)
+
+
+def _to_stderr(text: str) -> None:
+    print(f"omniq worker: {text}", file=sys.stderr, flush=True)
+
+
 def _run_processes(
     args: WorkerArgs, allowed: tuple[str, ...] | None, out: WorkerOutput, shown_allow: str
 ) -> None:
@@ -143,7 +161,7 @@ def _run_processes(
     if allowed is not None:
         opts["allowed_modules"] = list(allowed)
     cwd_on_path()
-    oq = connect(load_app(args.app_spec)) if args.app_spec else open_oq(args.url)
+    oq = _open_stores(args)
     log = logging.getLogger("omniq.supervisor")
     with _restarts_shown(log), oq:
         sup = supervisor_for(

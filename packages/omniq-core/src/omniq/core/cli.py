@@ -157,6 +157,14 @@ def worker(
         str, typer.Option("--metrics-host", help="Address the metrics endpoint binds to.")
     ] = "127.0.0.1",
     url: UrlOpt = None,
+    store_wait: Annotated[
+        float,
+        typer.Option(
+            "--store-wait",
+            help="Seconds to keep trying while the stores are unreachable at start "
+            "(0: fail at once).",
+        ),
+    ] = 30.0,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (or, with --burst, until the queue is drained)."""
     # The console script runs this command without Typer (omniq.core._entry parses the
@@ -173,6 +181,7 @@ def worker(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         url=url,
+        store_wait=store_wait,
     )
     run_worker_command(args, _RichOutput())
 
