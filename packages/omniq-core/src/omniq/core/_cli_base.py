@@ -120,7 +120,7 @@ def _open(oq: OmniQ) -> OmniQ:
     try:
         oq.open_sync()
     except BackendUnavailableError:
-        raise  # the session closed what it opened: the next try starts afresh
+        raise  # Session.connect closed what it opened: the next try starts afresh
     except OmniQError:
         oq.close_sync()
         raise
