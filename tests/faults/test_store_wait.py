@@ -1,14 +1,17 @@
-"""``omniq worker`` started before its store: it keeps trying to open the store for
-``--store-wait`` seconds, telling each failure on stderr, and works once the server is
-up; past the wait (or with ``--store-wait 0`` at once) it exits 1 with the error."""
+"""A worker started before its store: ``omniq worker`` keeps trying to open the store
+for ``--store-wait`` seconds, telling each failure on stderr, and works once the server
+is up; past the wait (or with ``--store-wait 0`` at once) it exits 1 with the error.
+``OmniQ.open(wait=...)``, which it is built on, does the same in a program, logging
+each failed try."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import pytest
 from anyio.abc import Process
 
 from omniq.core import OmniQ
-from omniq.models import TaskStatus
+from omniq.models import BackendUnavailableError, ConfigError, TaskStatus
 from omniq.storage.testing.helpers import poll_until
 
 from ._servers import PrivateNats, PrivatePostgres, PrivateRedis, free_port
@@ -103,3 +106,46 @@ async def test_a_negative_store_wait_is_a_usage_error() -> None:
         [SCRIPT, "worker", "-u", "memory://", "--store-wait", "-1"], env=_env(), check=False
     )
     assert bad.returncode == 2 and b"--store-wait" in bad.stderr, bad.stderr
+
+
+async def test_open_with_a_wait_connects_once_the_server_is_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = PrivateRedis()
+    try:
+        oq = OmniQ(server.url)
+        with caplog.at_level("WARNING", logger="omniq.core"):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(functools.partial(oq.open, wait=60.0))
+                tries = await poll_until(_warnings(caplog), lambda n: n >= 2, deadline=30.0)
+                await anyio.to_thread.run_sync(server.start)
+        assert tries >= 2
+        try:
+            task = await oq.enqueue("operator:add", (1, 2))
+            assert (await oq.get_task(task.id)) is not None
+        finally:
+            await oq.close()
+    finally:
+        server.cleanup()
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> Callable[[], Awaitable[int]]:
+    async def count() -> int:
+        return sum(RETRYING in r.getMessage() for r in caplog.records)
+
+    return count
+
+
+async def test_open_past_its_wait_raises_the_last_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    oq = OmniQ(f"redis://127.0.0.1:{free_port()}/0")
+    with (
+        caplog.at_level("WARNING", logger="omniq.core"),
+        pytest.raises(BackendUnavailableError, match="unreachable"),
+    ):
+        await oq.open(wait=2.0)
+    assert any(RETRYING in r.getMessage() for r in caplog.records)
+    with pytest.raises(ConfigError, match="wait"):
+        await oq.open(wait=-1.0)
+    await oq.close()

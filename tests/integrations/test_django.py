@@ -105,3 +105,25 @@ def test_django_project(env: dict[str, str]) -> None:
         out, _ = sched.communicate(timeout=30)
     assert sched.returncode == 0, out
     assert "omniq scheduler stopped" in out
+
+
+def test_omniq_worker_waits_for_an_unreachable_store_then_fails(tmp_path: Path) -> None:
+    """``omniq_worker --store-wait`` keeps trying (each failed try logged) and then
+    fails with the store's error, as ``omniq worker`` does."""
+    user, _, rest = POSTGRES_URL.split("://", 1)[1].partition("@")
+    env = {
+        **os.environ,
+        "OMNIQ_BASE_DIR": str(tmp_path),
+        "TEST_DB": "postgres",
+        "TEST_PG_USER": user,
+        "TEST_PG_NAME": rest.rsplit("/", 1)[1],
+        "TEST_OMNIQ_URL": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "omniq_worker", "--burst", "--store-wait", "3"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "trying again in" in out.stderr, out.stderr
+    assert "BackendUnavailableError" in out.stderr and "unreachable" in out.stderr

@@ -5,16 +5,16 @@ process does not carry the command line's libraries."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
 import sys
-import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from omniq.models import (
-    BackendUnavailableError,
     ConfigError,
     DependencyError,
     InvalidTaskError,
@@ -55,6 +55,33 @@ USER_ERRORS: tuple[type[OmniQError], ...] = (
 STORE_HINT = "check --url or the OMNIQ_*_URL / OMNIQ_*_TYPE variables"
 
 
+class _Notice(logging.Handler):
+    """Hands the message of each WARNING (or worse) record to ``notice``."""
+
+    def __init__(self, notice: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._notice = notice
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._notice(record.getMessage())
+
+
+@contextlib.contextmanager
+def _told(notice: Callable[[str], None] | None) -> Iterator[None]:
+    """While opening the stores, the ``omniq.core`` warnings (each failed try of a
+    wait) go to ``notice``, unless logging is configured already."""
+    log = logging.getLogger("omniq.core")
+    if notice is None or log.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = _Notice(notice)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+
+
 def describe_error(exc: OmniQError) -> str:
     """The operator's one-line account of ``exc``."""
     text = str(exc) or type(exc).__name__
@@ -80,10 +107,6 @@ def error_lines(exc: OmniQError, *, debug: bool) -> tuple[str, int]:
     return head + f"omniq: error: {redact_text(' '.join(line.split()))}", code
 
 
-STORE_WAIT_PAUSES = (0.5, 5.0)
-"""First and longest pause between two tries of ``connect`` with a ``wait``."""
-
-
 def connect(oq: OmniQ, *, wait: float = 0.0, notice: Callable[[str], None] | None = None) -> OmniQ:
     """Open ``oq``'s stores now, so a store that cannot be opened is reported as such.
 
@@ -91,36 +114,13 @@ def connect(oq: OmniQ, *, wait: float = 0.0, notice: Callable[[str], None] | Non
     ConfigError naming the redacted URL (a one-line user error); ``OmniQError`` passes
     through. The returned instance is open: ``with connect(oq):`` closes it.
 
-    ``wait``: seconds to keep trying while a store is unreachable
-    (``BackendUnavailableError``), as when a worker starts before its server: the
-    pause between tries starts at 0.5 s and doubles up to 5 s, and ``notice`` gets a
-    line (redacted) before each pause. Past ``wait`` the last error is raised. Other
-    errors (a bad URL, a missing extra) are raised at once: waiting does not fix them.
+    ``wait``: seconds to keep trying while a store is unreachable (``OmniQ.open_sync``'s
+    ``wait``); ``notice`` gets each failed try's line, unless logging is configured
+    already (then it shows them).
     """
-    end = time.monotonic() + wait
-    pause, longest = STORE_WAIT_PAUSES
-    while True:
-        try:
-            return _open(oq)
-        except BackendUnavailableError as exc:
-            left = end - time.monotonic()
-            if left <= 0:
-                oq.close_sync()
-                raise
-            step = min(pause, left)
-            if notice is not None:
-                text = " ".join(str(exc).split())
-                notice(redact_text(f"{text}; trying again in {step:.1f} s ({left:.0f} s left)"))
-            time.sleep(step)  # a command starting up: nothing else runs in this process yet
-            pause = min(2 * pause, longest)
-
-
-def _open(oq: OmniQ) -> OmniQ:
-    """``connect`` without the wait: one try."""
     try:
-        oq.open_sync()
-    except BackendUnavailableError:
-        raise  # Session.connect closed what it opened: the next try starts afresh
+        with _told(notice):
+            oq.open_sync(wait=wait)
     except OmniQError:
         oq.close_sync()
         raise

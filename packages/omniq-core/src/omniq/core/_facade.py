@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -20,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 from omniq.config import ConfigProvider, Settings
 from omniq.events.bridge import ThreadPortal, loop_factory
 from omniq.models import (
+    BackendUnavailableError,
     EventLoopError,
     InvalidStateError,
     Task,
@@ -52,6 +54,7 @@ from ._limits import LimitOps
 from ._queues import QueueOps
 from ._schedules import ScheduleOps
 from ._session import Session
+from ._store_wait import StoreWait
 from ._task_control import TaskControlOps
 from ._taskfn import TaskFunction, make_task_function
 from ._urls import resolve_urls
@@ -200,14 +203,39 @@ class OmniQ(
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def open(self) -> OmniQ:
-        """Connect now (otherwise the first call does)."""
-        await self._call(_noop)
-        return self
+    async def open(self, *, wait: float = 0.0) -> OmniQ:
+        """Connect now (otherwise the first call does).
 
-    def open_sync(self) -> OmniQ:
-        self._call_sync(_noop)
-        return self
+        ``wait``: seconds to keep trying while a store is unreachable
+        (``BackendUnavailableError``), for a process that may start before its server
+        (a worker under a container platform): the pause between tries starts at 0.5 s
+        and doubles up to 5 s, each failed try is logged at WARNING on the
+        ``omniq.core`` logger, and past ``wait`` the last error is raised. Other errors
+        (a URL that cannot be parsed, a missing extra) are raised at once.
+        """
+        pauses = StoreWait(wait)
+        while True:
+            try:
+                await self._call(_noop)
+                return self
+            except BackendUnavailableError as exc:
+                step = pauses.after(exc)
+                if step is None:
+                    raise
+            await asyncio.sleep(step)
+
+    def open_sync(self, *, wait: float = 0.0) -> OmniQ:
+        """``open`` from synchronous code (the pauses block the calling thread)."""
+        pauses = StoreWait(wait)
+        while True:
+            try:
+                self._call_sync(_noop)
+                return self
+            except BackendUnavailableError as exc:
+                step = pauses.after(exc)
+                if step is None:
+                    raise
+            time.sleep(step)
 
     async def close(self) -> None:
         """Stop background workers, flush events, close the stores OmniQ opened."""

@@ -40,14 +40,24 @@ def omniq_from_settings(config: Mapping[str, Any] | None = None) -> OmniQ:
     return OmniQ(**stores, **overrides)
 
 
-def get_omniq() -> OmniQ:
+def get_omniq(*, wait: float = 0.0) -> OmniQ:
     """This process's ``OmniQ``, built from ``settings.OMNIQ`` and opened at the first
     call. Opened at once, not at its first enqueue: on SQLite, opening it inside a
-    transaction that already writes would wait for that transaction's lock."""
+    transaction that already writes would wait for that transaction's lock.
+
+    ``wait``: at the call that opens it, seconds to keep trying while a store is
+    unreachable (``OmniQ.open_sync``'s ``wait``; ``manage.py omniq_worker
+    --store-wait``). A call that fails leaves nothing behind: the next one tries again.
+    """
     global _instance
     with _lock:
         if _instance is None:
-            _instance = omniq_from_settings().open_sync()
+            oq = omniq_from_settings()
+            try:
+                _instance = oq.open_sync(wait=wait)
+            except BaseException:
+                oq.close_sync()
+                raise
         return _instance
 
 
