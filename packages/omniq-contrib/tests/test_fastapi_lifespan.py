@@ -5,6 +5,7 @@ application runs, closed at shutdown; the application's own lifespan runs inside
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from starlette.testclient import TestClient
 
 from omniq.contrib.fastapi import get_omniq, omniq_lifespan
 from omniq.core import OmniQ
-from omniq.models import InvalidStateError
+from omniq.models import BackendUnavailableError, InvalidStateError
 
 
 async def enqueue(request: Request) -> JSONResponse:
@@ -60,3 +61,26 @@ def test_get_omniq_without_the_lifespan_says_so() -> None:
     app = Starlette(routes=[Route("/enqueue", enqueue, methods=["POST"])])
     with TestClient(app) as client, pytest.raises(InvalidStateError, match="omniq_lifespan"):
         client.post("/enqueue")
+
+
+def test_a_startup_waits_for_an_unreachable_store_then_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    made: list[OmniQ] = []
+
+    def make() -> OmniQ:
+        made.append(OmniQ(f"redis://127.0.0.1:{port}/0"))
+        return made[-1]
+
+    app = Starlette(lifespan=omniq_lifespan(make, wait=2.0))
+    with (
+        caplog.at_level("WARNING", logger="omniq.core"),
+        pytest.raises(BackendUnavailableError, match="unreachable"),
+        TestClient(app),
+    ):
+        pass
+    assert any("trying again in" in r.getMessage() for r in caplog.records)
+    assert made[0]._live() is None

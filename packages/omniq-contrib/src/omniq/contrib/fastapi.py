@@ -42,6 +42,7 @@ def omniq_lifespan(
     queues: Sequence[str] | None = None,
     concurrency: int | None = None,
     inner: Callable[[Any], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+    wait: float = 0.0,
 ) -> Lifespan:
     """A lifespan opening ``make()`` at startup and closing it at shutdown.
 
@@ -49,15 +50,17 @@ def omniq_lifespan(
     (``queues``, ``concurrency`` as for ``OmniQ.worker``): handy for one-process
     deployments; larger ones run ``omniq worker`` apart. ``inner`` is the
     application's own lifespan, entered inside (the ``OmniQ`` is open while it runs);
-    a mapping it yields is merged into the state.
+    a mapping it yields is merged into the state. ``wait``: seconds the startup keeps
+    trying while a store is unreachable (``OmniQ.open``'s ``wait``), for an
+    application that may start before its store; then the startup fails.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Mapping[str, Any]]:
         oq = make()
         async with contextlib.AsyncExitStack() as stack:
-            await oq.open()
-            stack.push_async_callback(oq.close)
+            stack.push_async_callback(oq.close)  # also after a failed open
+            await oq.open(wait=wait)
             app.state.omniq = oq
             state: dict[str, Any] = {STATE_KEY: oq}
             if worker:
