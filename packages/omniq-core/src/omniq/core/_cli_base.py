@@ -135,13 +135,20 @@ def connect(oq: OmniQ, *, wait: float = 0.0, notice: Callable[[str], None] | Non
     return oq
 
 
-def open_oq(url: str | None, events_url: str | None = None) -> OmniQ:
-    """An open OmniQ on ``url`` (default: the ``OMNIQ_*`` environment)."""
+def open_oq(
+    url: str | None,
+    events_url: str | None = None,
+    *,
+    wait: float = 0.0,
+    notice: Callable[[str], None] | None = None,
+) -> OmniQ:
+    """An open OmniQ on ``url`` (default: the ``OMNIQ_*`` environment); ``wait`` and
+    ``notice`` as for ``connect``."""
     from ._facade import OmniQ
 
     if events_url:
-        return connect(OmniQ(url, event_storage=events_url))
-    return connect(OmniQ(url) if url else OmniQ())
+        return connect(OmniQ(url, event_storage=events_url), wait=wait, notice=notice)
+    return connect(OmniQ(url) if url else OmniQ(), wait=wait, notice=notice)
 
 
 def cwd_on_path() -> None:

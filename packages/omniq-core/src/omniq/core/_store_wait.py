@@ -4,7 +4,6 @@ store unreachable, until the wait is used up."""
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 from omniq.models import BackendUnavailableError, ConfigError, redact_text
@@ -22,7 +21,7 @@ class StoreWait:
     LONGEST = 5.0
 
     def __init__(self, wait: float) -> None:
-        if not (wait >= 0 and not math.isnan(wait)):
+        if not wait >= 0:  # also refuses NaN
             raise ConfigError("wait", wait, "a number of seconds >= 0")
         self._end = time.monotonic() + wait
         self._pause = self.FIRST

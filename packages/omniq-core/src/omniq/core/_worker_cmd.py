@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from omniq.models import ConfigError, redact_url
 
-from ._cli_base import allowed_modules, connect, cwd_on_path, gevent_patch, load_app
+from ._cli_base import allowed_modules, connect, cwd_on_path, gevent_patch, load_app, open_oq
 
 if TYPE_CHECKING:
     from omniq.workers import PoolStats
@@ -134,10 +134,9 @@ def _open_stores(args: WorkerArgs) -> OmniQ:
     """The open OmniQ of ``--app`` or ``--url``; while its stores are unreachable, tried
     again for ``--store-wait`` seconds, each failure told on stderr (a worker started
     before its server, as a container platform may start them)."""
-    from ._facade import OmniQ
-
-    oq = load_app(args.app_spec) if args.app_spec else OmniQ(args.url) if args.url else OmniQ()
-    return connect(oq, wait=args.store_wait, notice=_to_stderr)
+    if args.app_spec:
+        return connect(load_app(args.app_spec), wait=args.store_wait, notice=_to_stderr)
+    return open_oq(args.url, wait=args.store_wait, notice=_to_stderr)
 
 
 def _to_stderr(text: str) -> None:
