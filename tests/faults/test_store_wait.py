@@ -85,7 +85,7 @@ async def test_a_worker_started_before_its_store_waits_for_it_then_works(
 async def test_past_its_store_wait_the_worker_exits_with_the_error() -> None:
     url = f"redis://:s3cret-wait@127.0.0.1:{free_port()}/0"  # nothing listens there
     run = await anyio.run_process(
-        [SCRIPT, "worker", "-u", url, "--store-wait", "3"], env=_env(), check=False
+        [SCRIPT, "worker", "-u", url, "--store-wait", "8"], env=_env(), check=False
     )
     text = run.stderr.decode()
     assert run.returncode == 1, text
@@ -144,7 +144,7 @@ async def test_open_past_its_wait_raises_the_last_error(
         caplog.at_level("WARNING", logger="omniq.core"),
         pytest.raises(BackendUnavailableError, match="unreachable"),
     ):
-        await oq.open(wait=2.0)
+        await oq.open(wait=8.0)
     assert any(RETRYING in r.getMessage() for r in caplog.records)
     with pytest.raises(ConfigError, match="wait"):
         await oq.open(wait=-1.0)

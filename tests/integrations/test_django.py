@@ -121,7 +121,7 @@ def test_omniq_worker_waits_for_an_unreachable_store_then_fails(tmp_path: Path) 
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     out = subprocess.run(
-        [sys.executable, "manage.py", "omniq_worker", "--burst", "--store-wait", "3"],
+        [sys.executable, "manage.py", "omniq_worker", "--burst", "--store-wait", "8"],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert out.returncode != 0

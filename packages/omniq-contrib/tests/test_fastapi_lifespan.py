@@ -75,7 +75,7 @@ def test_a_startup_waits_for_an_unreachable_store_then_fails(
         made.append(OmniQ(f"redis://127.0.0.1:{port}/0"))
         return made[-1]
 
-    app = Starlette(lifespan=omniq_lifespan(make, wait=2.0))
+    app = Starlette(lifespan=omniq_lifespan(make, wait=8.0))
     with (
         caplog.at_level("WARNING", logger="omniq.core"),
         pytest.raises(BackendUnavailableError, match="unreachable"),
