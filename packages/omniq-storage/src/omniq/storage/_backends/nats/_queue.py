@@ -102,10 +102,11 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         """With this backend's own result store: the fence (the records read: a lease
         still held with more than ``fence_margin`` seconds left needs no write; the
         others are renewed), then the results and the completions in one batch, the
-        results ahead on the connection (``_change_many``'s ``lead``): two round trips,
-        and no renewal write for a task that finishes well inside its lease. With
-        replicas, every lease is renewed and the results are acknowledged before the
-        completions are sent: three round trips."""
+        results ahead on the connection (``_change_many``'s ``lead``) and each held by
+        its completion record too (``_inline``): two round trips, and no renewal write
+        for a task that finishes well inside its lease. A result over ``inline_max``
+        bytes is acknowledged before the completions are sent (three round trips); with
+        replicas, every lease is renewed and the results are acknowledged first."""
         return await self._finish(
             completions,
             results,
@@ -151,6 +152,12 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             else None
         )
         writes = result_store.writes(results)  # checks the payload limit before any write
+        # A failure whose cascade takes its retention from the record holds that seed
+        # (``_seeded``) instead: its result is stored first.
+        seeds = own is not None and any(
+            TaskStatus(c.status) is not TaskStatus.SUCCESS for c in completions
+        )
+        inline = None if seeds else self._inline(results, writes)
         lost = await self._call(lambda: self._fence(completions, lease))
         again: dict[str, Rec] = {}
         if lost:
@@ -165,11 +172,41 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         tail = await trail(lost) if trail is not None else ()
         report = await self._call(
             lambda: self._complete(
-                kept, dependency_policy, writes, own, trail=tail, trailed=trailed, again=again
+                kept,
+                dependency_policy,
+                writes,
+                own,
+                trail=tail,
+                trailed=trailed,
+                again=again,
+                inline=inline,
             )
         )
         report.stale = [c.task_id for c in completions if c.task_id in lost] + report.stale
         return report
+
+    inline_max = 8192
+    """Encoded bytes up to which a result also rides inside its task's completion
+    record (see ``_inline``)."""
+
+    def _inline(
+        self,
+        results: Sequence[TaskResult],
+        writes: Sequence[tuple[str, bytes, dict[str, str] | None]],
+    ) -> dict[str, TaskResult] | None:
+        """The results to write inside their completion records, by task id, or None
+        to store the results before the records instead.
+
+        A result must exist once its task's record says it ended; on one server the
+        result and record streams store a batch independently, so a server that stops
+        mid-batch may keep the record and drop the result. When every result is small
+        (``inline_max``), each completion record holds its result (``Rec.result``,
+        which the result store reads while its own copy is missing) and the results go
+        in the same batch as the records: one round trip. Otherwise, and in a cluster,
+        the results are acknowledged before the records are sent."""
+        if self._be.js.apart() or any(len(w[1]) > self.inline_max for w in writes):
+            return None
+        return {r.task_id: r for r in results}
 
     async def _ended_here(
         self, completions: Sequence[Completion], lost: set[str]
@@ -262,16 +299,22 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         trail: Sequence[tuple[str, bytes, dict[str, str] | None]] = (),
         trailed: list[int | None] | None = None,
         again: Mapping[str, Rec] | None = None,
+        inline: Mapping[str, TaskResult] | None = None,
     ) -> CompletionReport:
         """End ``completions``, ``lead`` (their results) sent ahead in the batch. Each
         ended record names the completion's token (``Rec.ended_by``). ``again``: tasks an
         earlier try of the same finish ended (``_finish``), reported done and their
-        dependents resolved as if this call had ended them (resolving is idempotent)."""
+        dependents resolved as if this call had ended them (resolving is idempotent).
+        ``inline``: results each ended record holds (``_inline``); with them, ``lead``
+        goes in the records' batch instead of being stored before it."""
         t = now()
 
         def fn(rec: Rec, token: str, status: TaskStatus) -> Rec | None:
             if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
                 return None
+            res = None if inline is None else inline.get(rec.task.id)
+            if res is not None:
+                return _replace(finished(rec, status, t), ended_by=token, result=res)
             if own is not None and rec.dependents and status is not TaskStatus.SUCCESS:
                 return _replace(_seeded(finished(rec, status, t), own), ended_by=token)
             return _replace(finished(rec, status, t), ended_by=token)
@@ -286,10 +329,14 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 )
                 for c in ok
             ]
-            # The results are stored before any record says its task ended: a server
-            # that stops mid-batch must not keep an ended record without its result.
+            # No record says its task ended without its result: the record holds it
+            # (``inline``) or the results are stored before the records are sent.
             res = await self._change_many(
-                items, lead=lead, trail=trail, trailed=trailed, stored_first=bool(lead)
+                items,
+                lead=lead,
+                trail=trail,
+                trailed=trailed,
+                stored_first=bool(lead) and inline is None,
             )
             got = dict(zip((id(c) for c in ok), res, strict=True))
             res = [got.get(id(c)) for c in completions]
