@@ -1,10 +1,11 @@
 """In-process drain driver used for profiling (docs/performance.md, docs/dev/optimisation-log.md).
 
 Enqueues N no-op tasks with ``enqueue_many`` (1,000 per call), then drains them with
-``run_worker(burst=True)`` (concurrency 100) in the same process, after a 300-task
-warm-up so imports are not counted. Prints the enqueue rate, the drain rate (first task
-start to last task end, as the peer harness times it), the worker's CPU time per task
-(load-independent, good for steering on a shared machine) and the end-to-end rate.
+``run_worker(burst=True)`` (concurrency 100, or ``CONCURRENCY``) in the same process,
+after a 300-task warm-up so imports are not counted. Prints the enqueue rate, the drain
+rate (first task start to last task end, as the peer harness times it), the worker's
+CPU time per task (load-independent, good for steering on a shared machine) and the
+end-to-end rate.
 
     URL=memory://                N=20000 uv run python -m benchmarks.drain
     URL=redis://127.0.0.1:6379/5 N=20000 uv run python -m benchmarks.drain
@@ -50,6 +51,8 @@ async def noop() -> None:
 
 
 STAMPS = "BENCH_DRAIN_STAMPS"
+CONCURRENCY = int(os.environ.get("CONCURRENCY", "100"))
+"""The drain worker's concurrency (``run_worker(concurrency=...)``)."""
 
 
 def _write_stamps() -> None:
@@ -103,7 +106,9 @@ async def _main_processes(url: str, n: int, processes: int) -> None:
                 await oq.enqueue_many([item] * min(1000, n - start), queue="bench")
             t1 = time.perf_counter()
             s0 = await _store_cpu(url)
-            await oq.run_worker(queues=["bench"], concurrency=100, burst=True, processes=processes)
+            await oq.run_worker(
+                queues=["bench"], concurrency=CONCURRENCY, burst=True, processes=processes
+            )
             s1 = await _store_cpu(url)
         stamps = _read_stamps(folder)
     ran = sum(int(s[0]) for s in stamps)
@@ -131,7 +136,7 @@ async def _main(url: str, n: int) -> None:
             await oq.enqueue_many([item] * min(1000, n - start), queue="bench")
         t1, c1 = time.perf_counter(), time.process_time()
         s0 = await _store_cpu(url)
-        await oq.run_worker(queues=["bench"], concurrency=100, burst=True)
+        await oq.run_worker(queues=["bench"], concurrency=CONCURRENCY, burst=True)
         c2 = time.process_time()
         s1 = await _store_cpu(url)
     seen = drain.Seen

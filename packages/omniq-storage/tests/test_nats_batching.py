@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from omniq.models import Payload, StorageError, Task, TaskResult, TaskStatus, now
-from omniq.storage import Completion
+from omniq.models import ClaimedTask, Payload, StorageError, Task, TaskResult, TaskStatus, now
+from omniq.storage import Completion, ResultRecord
 from omniq.storage._backends.nats._backend import NatsBackend
 from omniq.storage._backends.nats._queue import NatsTaskQueue
 from omniq.storage._backends.nats._stores import NatsResults
@@ -119,70 +119,136 @@ async def test_finish_renews_a_lease_near_its_end_and_fences_a_lost_one(
 
 
 def _counting(be: NatsBackend) -> list[int]:
-    """Count the request batches (round trips) ``be`` sends from now on: each call of
-    ``JS.many`` appends its number of requests."""
+    """Count the round trips ``be`` makes from now on: a batch of requests (``JS.many``)
+    sent while none is in flight starts one (appended: its number of requests); one
+    sent alongside joins it."""
     js = be.js
-    sent: list[int] = []
+    waves: list[int] = []
+    inflight = 0
     many = js.many
 
     async def counted(reqs):  # type: ignore[no-untyped-def]
-        sent.append(len(reqs))
-        return await many(reqs)
+        nonlocal inflight
+        if inflight:
+            waves[-1] += len(reqs)
+        else:
+            waves.append(len(reqs))
+        inflight += 1
+        try:
+            return await many(reqs)
+        finally:
+            inflight -= 1
 
     js.many = counted  # type: ignore[method-assign]
-    return sent
+    return waves
 
 
 async def _raw_result(be: NatsBackend, task_id: str) -> TaskResult | None:
-    """The result the task record holds (``Rec.result``)."""
+    """The result the task record holds for the result store."""
     from omniq.storage._backends.nats._conn import token
     from omniq.storage._backends.nats._records import decode_rec
 
     raw, rev = await be.js.kv_get(be.tasks_bucket, token(task_id))
     assert raw is not None
-    return decode_rec(task_id, raw, rev).result
+    return decode_rec(task_id, raw, rev).stored_result()
 
 
-async def test_a_small_result_rides_in_its_completion_record(backend: NatsBackend) -> None:
-    """A finish is two round trips (the fence read, then the results and the records in
-    one batch) and each ended record holds its result: a server that stops mid-batch
-    and keeps the record but not the result entry still has the result to give."""
-    q, r = _stores(backend)
-    t, lost = _task(), _task()
-    await q.enqueue([t, lost])
-    claimed = {c.task.id: c for c in await q.claim(["default"], "w", limit=2)}
-    result = _result(t.id)
-    sent = _counting(backend)
-    report = await q.finish([Completion(t.id, claimed[t.id].token)], [result], r, lease=30.0)
-    assert report.done == [t.id]
-    assert len(sent) == 2, sent
-    assert await _raw_result(backend, t.id) == result
-    assert await r.get_one(t.id) == result
-
-    # The batch as a stopping server may keep it: the record, not the result entry.
-    dropped = TaskResult(
-        task_id=lost.id, status=TaskStatus.SUCCESS, value="kept", attempts=1, finished_at=now()
+async def _hand_off(
+    be: NatsBackend, size: int
+) -> tuple[list[int], Task, TaskResult, list[ClaimedTask]]:
+    """Three tasks capped at one running: the first claimed (the others held back by
+    the cap), then finished with a result of ``size`` payload bytes by
+    ``finish_and_claim``, which hands its slot on. Returns the request batches the
+    hand-off sent, the finished task, its result and the claims it made."""
+    q, r = _stores(be)
+    capped = [_task(max_concurrency=1) for _ in range(3)]
+    await q.enqueue(capped)
+    [c] = await q.claim(["default"], "w", limit=5)
+    result = _result(c.task.id, size)
+    sent = _counting(be)
+    done = await q.finish_and_claim(
+        [Completion(c.task.id, c.token)],
+        [result],
+        r,
+        lease=30.0,
+        queues=["default"],
+        worker_id="w",
+        limit=1,
     )
-    done = await q._complete(
-        [Completion(lost.id, claimed[lost.id].token)], "cancel", (), inline={lost.id: dropped}
-    )
-    assert done.done == [lost.id]
-    assert await r.get_one(lost.id) == dropped
+    assert done is not None
+    report, claims = done
+    assert report.done == [c.task.id]
+    assert [x.task.id for x in claims] == [capped[1].id]
+    return sent, c.task, result, claims
 
 
-async def test_a_large_result_is_stored_before_its_completion_record(
+async def test_a_hand_off_writes_a_small_result_inside_its_completion_record(
     backend: NatsBackend,
 ) -> None:
-    """A result over ``inline_max`` bytes stays out of the record: it is acknowledged
-    before the records are sent (three round trips)."""
+    """A capped task's hand-off is four round trips (the fence and the freed-slot
+    reads; the results, completions and the key's transfer; the leases; the paused
+    queues) and the ended record holds its result: a server that stops mid-batch and
+    keeps the record but not the result entry still has the result to give."""
     q, r = _stores(backend)
-    t = _task()
-    await q.enqueue([t])
-    [c] = await q.claim(["default"], "w")
-    result = _result(t.id, q.inline_max + 1)
-    sent = _counting(backend)
-    report = await q.finish([Completion(t.id, c.token)], [result], r, lease=30.0)
-    assert report.done == [t.id]
+    sent, ended, result, claims = await _hand_off(backend, 64)
+    assert len(sent) == 4, sent
+    assert await _raw_result(backend, ended.id) == result
+    assert await r.get_one(ended.id) == result
+
+    # The batch as a stopping server may keep it: the record, not the result entry.
+    nxt = claims[0]
+    dropped = _result(nxt.task.id)
+    done = await q._complete(
+        [Completion(nxt.task.id, nxt.token)], "cancel", (), inline={nxt.task.id: dropped}
+    )
+    assert done.done == [nxt.task.id]
+    assert await r.get_one(nxt.task.id) == dropped
+
+
+async def test_a_large_result_and_a_plain_finish_store_the_result_first(
+    backend: NatsBackend,
+) -> None:
+    """A result over ``inline_max`` bytes stays out of the record, acknowledged before
+    the records are sent (one round trip more); so does every result of a ``finish``
+    that hands no slot on: finished records stay small for the scans that read them."""
+    q, r = _stores(backend)
+    sent, ended, result, claims = await _hand_off(backend, q.inline_max + 1)
+    assert len(sent) == 5, sent
+    assert await _raw_result(backend, ended.id) is None
+    assert await r.get_one(ended.id) == result
+
+    nxt = claims[0]
+    sent.clear()
+    plain = _result(nxt.task.id)
+    report = await q.finish([Completion(nxt.task.id, nxt.token)], [plain], r, lease=30.0)
+    assert report.done == [nxt.task.id]
     assert len(sent) == 3, sent
-    assert await _raw_result(backend, t.id) is None
-    assert await r.get_one(t.id) == result
+    assert await _raw_result(backend, nxt.task.id) is None
+    assert await r.get_one(nxt.task.id) == plain
+
+
+async def test_a_failure_record_holds_the_workers_result_beside_its_cascade_seed(
+    backend: NatsBackend,
+) -> None:
+    """A failure whose dependents a record cancels holds the seed of their results
+    (``Rec.result``) and, beside it, the worker's own result: the one the result store
+    gives from the record."""
+    q, r = _stores(backend)
+    root = _task()
+    child = _task(depends_on=(root.id,))
+    await q.enqueue([root, child])
+    [c] = await q.claim(["default"], "w")
+    mine = TaskResult(task_id=root.id, status=TaskStatus.ERROR, attempts=1, finished_at=now())
+    report = await q._complete(
+        [Completion(root.id, c.token, TaskStatus.ERROR)],
+        "cancel",
+        (),
+        ResultRecord(r, retention=3600.0),
+        inline={root.id: mine},
+    )
+    assert report.done == [root.id] and [t.id for t in report.cancelled] == [child.id]
+    assert await _raw_result(backend, root.id) == mine
+    got = await r.get_one(child.id)
+    assert got is not None and got.status is TaskStatus.CANCELLED
+    assert got.finished_at is not None
+    assert got.expires_at == pytest.approx(got.finished_at + 3600.0)  # the seed's retention

@@ -42,7 +42,7 @@ from ._floor import ScanFloor
 from ._flow import limits_freed, relist, wait_for_limits
 from ._held import Plan, claim_held, claim_prepared, plan, prepare
 from ._paused import change_paused, read_paused, resumed_subject
-from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, pending
+from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, kept_of, pending
 from ._stores import NatsResults
 from ._tasks import QueueCore
 
@@ -101,12 +101,10 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
     ) -> CompletionReport:
         """With this backend's own result store: the fence (the records read: a lease
         still held with more than ``fence_margin`` seconds left needs no write; the
-        others are renewed), then the results and the completions in one batch, the
-        results ahead on the connection (``_change_many``'s ``lead``) and each held by
-        its completion record too (``_inline``): two round trips, and no renewal write
-        for a task that finishes well inside its lease. A result over ``inline_max``
-        bytes is acknowledged before the completions are sent (three round trips); with
-        replicas, every lease is renewed and the results are acknowledged first."""
+        others are renewed), then the results, acknowledged, then the completions in
+        one batch: three round trips, and no renewal write for a task that finishes
+        well inside its lease. With replicas, every lease is renewed first.
+        ``finish_and_claim`` saves the second round trip (``_inline``)."""
         return await self._finish(
             completions,
             results,
@@ -132,7 +130,8 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         """``finish``; with ``trail``, called with the ids the fence found lost, the
         publishes it returns go right behind the completion writes in their batch (see
         ``_change_many``; ``finish_and_claim``'s transfer), their answers appended to
-        ``trailed`` (nothing appended: not sent)."""
+        ``trailed`` (nothing appended: not sent), and small results go inside their
+        completion records (``_inline``)."""
         if not (
             results and isinstance(result_store, NatsResults) and result_store.owner is self._be
         ):
@@ -152,12 +151,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             else None
         )
         writes = result_store.writes(results)  # checks the payload limit before any write
-        # A failure whose cascade takes its retention from the record holds that seed
-        # (``_seeded``) instead: its result is stored first.
-        seeds = own is not None and any(
-            TaskStatus(c.status) is not TaskStatus.SUCCESS for c in completions
-        )
-        inline = None if seeds else self._inline(results, writes)
+        inline = None if trail is None else self._inline(results, writes)
         lost = await self._call(lambda: self._fence(completions, lease))
         again: dict[str, Rec] = {}
         if lost:
@@ -185,7 +179,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         report.stale = [c.task_id for c in completions if c.task_id in lost] + report.stale
         return report
 
-    inline_max = 8192
+    inline_max = 1024
     """Encoded bytes up to which a result also rides inside its task's completion
     record (see ``_inline``)."""
 
@@ -200,10 +194,14 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         A result must exist once its task's record says it ended; on one server the
         result and record streams store a batch independently, so a server that stops
         mid-batch may keep the record and drop the result. When every result is small
-        (``inline_max``), each completion record holds its result (``Rec.result``,
+        (``inline_max``), each completion record holds its result (``Rec.kept``,
         which the result store reads while its own copy is missing) and the results go
         in the same batch as the records: one round trip. Otherwise, and in a cluster,
-        the results are acknowledged before the records are sent."""
+        the results are acknowledged before the records are sent.
+
+        Only a capped task's hand-off (``finish_and_claim``) does this: there the round
+        trip holds a concurrency slot empty. Elsewhere the bytes would ride in every
+        finished record, which every scan of the records (``list``, ``count``) reads."""
         if self._be.js.apart() or any(len(w[1]) > self.inline_max for w in writes):
             return None
         return {r.task_id: r for r in results}
@@ -313,11 +311,10 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
             if rec.token != token or rec.task.status is not TaskStatus.RUNNING:
                 return None
             res = None if inline is None else inline.get(rec.task.id)
-            if res is not None:
-                return _replace(finished(rec, status, t), ended_by=token, result=res)
+            kept = None if res is None else kept_of(res)
             if own is not None and rec.dependents and status is not TaskStatus.SUCCESS:
-                return _replace(_seeded(finished(rec, status, t), own), ended_by=token)
-            return _replace(finished(rec, status, t), ended_by=token)
+                return _replace(_seeded(finished(rec, status, t), own), ended_by=token, kept=kept)
+            return _replace(finished(rec, status, t), ended_by=token, kept=kept)
 
         async def run() -> CompletionReport:
             ok = [c for c in completions if TaskStatus(c.status).is_terminal]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from omniq.models import (
@@ -16,6 +18,7 @@ from omniq.storage._interfaces import CASCADE_REASON
 
 __all__ = [
     "FAILED",
+    "KEPT_FIELDS",
     "CorruptRec",
     "Rec",
     "Work",
@@ -25,6 +28,7 @@ __all__ = [
     "consumer_of",
     "enc",
     "finished",
+    "kept_of",
     "pending",
     "prio_of",
     "prio_token",
@@ -36,6 +40,28 @@ __all__ = [
 _replace = msgspec.structs.replace
 FAILED = frozenset({TaskStatus.ERROR, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
 """Terminal states that fail a dependency."""
+
+
+KEPT_FIELDS = (
+    "status",
+    "value",
+    "payload",
+    "error",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "worker_id",
+    "expires_at",
+    "queue",
+)
+"""The ``TaskResult`` fields a completion record keeps (``Rec.kept``), in their order
+there: every field but the task id, which the record holds already."""
+
+
+def kept_of(result: TaskResult) -> list[Any]:
+    """``result`` as ``Rec.kept`` holds it: its values in ``KEPT_FIELDS`` order, an
+    array without field names, to keep the record small."""
+    return [getattr(result, f) for f in KEPT_FIELDS]
 
 
 class Rec(msgspec.Struct, array_like=True):
@@ -58,6 +84,18 @@ class Rec(msgspec.Struct, array_like=True):
     """The lease token of the completion that ended the task (``complete``/``finish``):
     a retried finish whose record write was stored but whose reply was lost knows the
     task ended by its own hand, and stores its result again if that write was lost."""
+    kept: list[Any] | None = None
+    """The worker's result, written with the completion that ended the task
+    (``finish``): the result store reads it here while its own copy is missing (a
+    server that stopped mid-batch kept the record and dropped the result)."""
+
+    def stored_result(self) -> TaskResult | None:
+        """The result this record holds for the result store: the worker's (``kept``)
+        once ended, else the one ``cancel``/``expire`` wrote (``result``)."""
+        if self.kept is not None and self.task.status.is_terminal:
+            fields = dict(zip(KEPT_FIELDS, self.kept, strict=False))
+            return msgspec.convert({"task_id": self.task.id, **fields}, TaskResult)
+        return self.result
 
 
 class CorruptRec(CorruptRecordError):
@@ -139,7 +177,14 @@ def finished(rec: Rec, status: TaskStatus, t: float) -> Rec:
 def pending(rec: Rec, attempt: int, eta: float | None) -> Rec:
     task = _replace(rec.task, status=TaskStatus.PENDING, attempt=attempt, eta=eta)
     return _replace(
-        rec, task=task, token=None, worker=None, until=None, gen=rec.gen + 1, ended_by=None
+        rec,
+        task=task,
+        token=None,
+        worker=None,
+        until=None,
+        gen=rec.gen + 1,
+        ended_by=None,
+        kept=None,
     )
 
 

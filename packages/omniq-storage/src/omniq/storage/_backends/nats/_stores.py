@@ -92,13 +92,14 @@ class NatsResults(EngineStore[NatsEngine], ResultStorage):
         return res
 
     async def _from_record(self, task_id: str) -> TaskResult | None:
-        """The result a task record holds (``cancel``/``expire`` write it with the state
-        change), while still live."""
+        """The result a task record holds (``finish`` writes the worker's with the
+        completion, ``cancel``/``expire`` theirs with the state change), while still
+        live."""
         raw, rev = await self._be.js.kv_get(self._be.tasks_bucket, token(task_id))
         if raw is None:
             return None
         try:
-            res = decode_rec(task_id, raw, rev).result
+            res = decode_rec(task_id, raw, rev).stored_result()
         except CorruptRec:
             return None
         if res is None or (res.expires_at is not None and res.expires_at <= now()):
