@@ -8,6 +8,7 @@ finished without its result."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from omniq.models import ClaimedTask, Payload, StorageError, Task, TaskResult, TaskStatus, now
@@ -252,3 +253,30 @@ async def test_a_failure_record_holds_the_workers_result_beside_its_cascade_seed
     assert got is not None and got.status is TaskStatus.CANCELLED
     assert got.finished_at is not None
     assert got.expires_at == pytest.approx(got.finished_at + 3600.0)  # the seed's retention
+
+
+def test_a_kept_result_round_trips_through_the_record_and_a_bad_one_is_none() -> None:
+    """``Rec.kept`` gives back the very result it was made from (a failure's error
+    included), only once the record is terminal, and a kept array that does not
+    convert counts as no result, leaving the one ``cancel`` wrote."""
+    from omniq.models import ErrorInfo
+    from omniq.storage._backends.nats._records import Rec, enc, finished, kept_of, rec_dec
+
+    t = _task()
+    res = TaskResult(
+        task_id=t.id,
+        status=TaskStatus.ERROR,
+        error=ErrorInfo.from_exception(ValueError("boom")),
+        attempts=2,
+        started_at=1.0,
+        finished_at=2.0,
+        worker_id="w",
+        expires_at=3.0,
+        queue="default",
+    )
+    ended = msgspec.structs.replace(finished(Rec(t), TaskStatus.ERROR, 2.0), kept=kept_of(res))
+    assert rec_dec.decode(enc.encode(ended)).stored_result() == res
+    assert msgspec.structs.replace(ended, task=t).stored_result() is None  # not ended
+    other = _result(t.id)
+    bad = msgspec.structs.replace(ended, kept=["no such status"], result=other)
+    assert bad.stored_result() == other

@@ -85,16 +85,21 @@ class Rec(msgspec.Struct, array_like=True):
     a retried finish whose record write was stored but whose reply was lost knows the
     task ended by its own hand, and stores its result again if that write was lost."""
     kept: list[Any] | None = None
-    """The worker's result, written with the completion that ended the task
-    (``finish``): the result store reads it here while its own copy is missing (a
-    server that stopped mid-batch kept the record and dropped the result)."""
+    """The worker's result (``kept_of``), written with the completion that ended the
+    task in a capped task's hand-off (``finish_and_claim``): the result store reads it
+    here while its own copy is missing (a server that stopped mid-batch kept the
+    record and dropped the result)."""
 
     def stored_result(self) -> TaskResult | None:
         """The result this record holds for the result store: the worker's (``kept``)
-        once ended, else the one ``cancel``/``expire`` wrote (``result``)."""
+        once ended, else the one ``cancel``/``expire`` wrote (``result``). A kept
+        result that does not convert counts as none."""
         if self.kept is not None and self.task.status.is_terminal:
             fields = dict(zip(KEPT_FIELDS, self.kept, strict=False))
-            return msgspec.convert({"task_id": self.task.id, **fields}, TaskResult)
+            try:
+                return msgspec.convert({"task_id": self.task.id, **fields}, TaskResult)
+            except msgspec.ValidationError:
+                pass
         return self.result
 
 
