@@ -16,8 +16,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
+from typing import Any, Protocol
 
 import anyio
 import msgspec
@@ -43,6 +43,7 @@ from omniq.models import (
     TaskResult,
     TaskStatus,
     WorkerCrashedError,
+    limit_of,
     new_id,
     now,
 )
@@ -131,6 +132,17 @@ class Claims(list[ClaimedTask]):
     since: float | None = None
 
 
+class _Standby:
+    """A task claimed ahead to run in a running capped task's slot once that run ends
+    (``claim``, None until claimed or when none was), and the job that claims it and
+    keeps its lease meanwhile."""
+
+    def __init__(self) -> None:
+        self.claim: ClaimedTask | None = None
+        self.ready = asyncio.Event()
+        self.job: asyncio.Task[None]
+
+
 class QueueWorkerSource:
     """Implements ``omniq.workers.TaskSource`` and ``OutcomeSink`` for one worker.
 
@@ -187,6 +199,15 @@ class QueueWorkerSource:
         """Reports under way that claim for the concurrency slots they freed."""
         self.observer: OutcomeObserver | None = None
         """Told of starts, outcomes and releases (worker metrics)."""
+        self._standbys: dict[str, _Standby] = {}
+        """Tasks claimed ahead to run in the slots of this worker's running capped tasks
+        (by the running task's id), where the store can (``claim_standby``)."""
+        self._handed_on: set[str] = set()
+        """Ended capped tasks whose standby already started (``run_ended``)."""
+
+    STANDBY_RETRY = 0.005
+    STANDBY_RETRY_MAX = 0.05
+    """Bounds of the pause between two tries for a running capped task's standby."""
 
     def _attempt(self, task: Task) -> int:
         return task.attempt
@@ -228,7 +249,15 @@ class QueueWorkerSource:
 
     def _settle(self, ids: Iterable[str]) -> None:
         self._settles += 1
+        ids = set(ids)
         self._outstanding.difference_update(ids)
+        if self._standbys or self._handed_on:
+            self._handed_on.difference_update(ids)
+            # Runs that ended without an outcome (lost lease, cancel): their standbys
+            # go back unrun.
+            orphans = [sb for i in ids if (sb := self._standbys.pop(i, None)) is not None]
+            if orphans:
+                self._background(self._drop(orphans))
         if not self._outstanding and self._settled is not None:
             self._settled.set()
 
@@ -500,12 +529,136 @@ class QueueWorkerSource:
             if lost:  # finished already (fast tasks), or the short lease lapsed
                 _log.debug("%d handed-over tasks were not renewed", len(lost))
 
-        task = asyncio.get_running_loop().create_task(renew())
+        self._background(renew())
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` on the loop; ``close`` waits for it."""
+        task = asyncio.get_running_loop().create_task(coro)
         self._confirms.add(task)
         task.add_done_callback(self._confirms.discard)
+        return task
+
+    # -- standbys ----------------------------------------------------------------------------
+
+    def _stand_by(self, claims: Sequence[ClaimedTask]) -> None:
+        """Claim a standby for each capped task (a cap without a rate) that started."""
+        stand = getattr(self.queue.tasks, "claim_standby", None)
+        if stand is None or self.offer is None:
+            return
+        for c in claims:
+            spec = limit_of(c.task)
+            if (
+                spec is None
+                or spec.max_concurrency is None
+                or spec.rate is not None
+                or c.task.id in self._standbys
+            ):
+                continue
+            sb = _Standby()
+            self._standbys[c.task.id] = sb
+            sb.job = asyncio.get_running_loop().create_task(self._keep(sb, c, stand))
+
+    async def _keep(self, sb: _Standby, behind: ClaimedTask, stand: Any) -> None:
+        """Claim ``sb``'s task, then keep its lease until it runs or goes back."""
+        got: ClaimedTask | None = None
+        try:
+            pause = self.STANDBY_RETRY
+            while True:
+                got = await stand(self.queues, self.worker_id, behind=behind, lease=self.lease)
+                if got is not None or self._standbys.get(behind.task.id) is not sb:
+                    break
+                # Nothing to stand by yet: the store finds candidates among the work
+                # this worker's claims hold back, which the next claim refreshes.
+                await anyio.sleep(pause)
+                pause = min(pause * 2, self.STANDBY_RETRY_MAX)
+            if got is not None:
+                runnable = await self._admit([got])  # breakers, poison tasks, conditions
+                got = runnable[0] if runnable else None
+                if got is not None:
+                    self._outstanding.add(got.task.id)
+        except Exception as exc:  # the slot is handed on by the report instead
+            _log.debug("claiming a standby task failed: %s", exc)
+        finally:
+            sb.claim = got
+            sb.ready.set()
+        while sb.claim is not None:
+            await anyio.sleep(max(0.05, self.lease / 3))
+            try:
+                lost = await self.queue.tasks.renew([LeaseRef.of(sb.claim)], self.lease)
+            except Exception as exc:  # tried again at the next tick; the lease is long
+                _log.debug("renewing a standby task's lease failed: %s", exc)
+                continue
+            if lost:  # cancelled, or the lease lapsed: not ours to run any more
+                claim, sb.claim = sb.claim, None
+                self._settle([claim.task.id])
+
+    async def _drop(self, standbys: Sequence[_Standby]) -> None:
+        """Give ``standbys`` back unrun (waiting for a claim still on its way)."""
+        claims: list[ClaimedTask] = []
+        for sb in standbys:
+            with anyio.move_on_after(max(1.0, self.lease / 3)):
+                await sb.ready.wait()
+            sb.job.cancel()
+            if sb.claim is not None:
+                claims.append(sb.claim)
+                sb.claim = None
+        if claims:
+            try:
+                await self.release(claims)
+            except Exception as exc:  # their leases lapse instead
+                _log.debug("releasing %d standby tasks failed: %s", len(claims), exc)
+
+    def run_ended(self, outcome: Outcome) -> None:
+        """A run ended (``RunEndSource``): start its standby now, when one is claimed."""
+        sb = self._standbys.get(outcome.task_id)
+        if sb is None or sb.claim is None or self.offer is None:
+            return
+        claim = sb.claim
+        if not self.offer([claim]):
+            return  # the report releases it
+        del self._standbys[outcome.task_id]
+        sb.claim = None
+        sb.job.cancel()
+        self._handed_on.add(outcome.task_id)
+        # The pool's next claim runs at once: it finds the key full, and what it holds
+        # back is where the next standby comes from.
+        self.held_back.wake()
+
+    async def _hand_on(self, outcomes: Sequence[Outcome], *, final: bool) -> int:
+        """The slots of ``outcomes`` their standbys took: started at the run's end, or
+        now (a standby claimed after it). The others' standbys go back unrun."""
+        taken = 0
+        dropped: list[_Standby] = []
+        for o in outcomes:
+            tid = o.task_id
+            if tid in self._handed_on:
+                self._handed_on.discard(tid)
+                taken += 1
+                continue
+            sb = self._standbys.pop(tid, None)
+            if sb is None:
+                continue
+            with anyio.move_on_after(max(1.0, self.lease / 3)):
+                await sb.ready.wait()
+            claim = sb.claim
+            offer = self.offer
+            if claim is not None and not final and offer is not None and offer([claim]):
+                sb.claim = None
+                sb.job.cancel()
+                taken += 1
+                self.held_back.wake()
+            else:
+                dropped.append(sb)
+        if dropped:
+            await self._drop(dropped)
+        return taken
 
     async def close(self) -> None:
         """End handovers: tasks handed over but never run go back to pending."""
+        if self._standbys:
+            standbys = list(self._standbys.values())
+            self._standbys.clear()
+            await self._drop(standbys)
         if self._confirms:
             await asyncio.gather(*self._confirms, return_exceptions=True)
         self._pushed = []
@@ -520,6 +673,7 @@ class QueueWorkerSource:
     async def started(self, claims: Sequence[ClaimedTask]) -> None:
         if self.observer is not None:
             self.observer.started(claims)
+        self._stand_by(claims)
         ev = self.queue.events
         if ev is None or not ev.enabled:
             return
@@ -531,6 +685,8 @@ class QueueWorkerSource:
     async def report(self, outcomes: Sequence[Outcome], *, final: bool = False) -> None:
         """Turn finished attempts into completions/retries, results and events."""
         slots = self.held_back.slots(outcomes)
+        if slots and (self._standbys or self._handed_on):
+            slots -= await self._hand_on(outcomes, final=final)
         if not slots:
             try:
                 await self._report(outcomes, final=final)

@@ -57,6 +57,7 @@ from ._types import (
     OutcomeSink,
     PoolStats,
     ProgressSource,
+    RunEndSource,
     RunTracer,
     TaskSource,
     WorkerPresence,
@@ -136,7 +137,8 @@ class AsyncWorkerPool:
     pool when ``cancel`` ended a task it holds: the task's ``cancelled`` flag turns true
     and the run is stopped where the worker type allows (async: CancelledError; process:
     the child is killed and replaced; gevent: the greenlet is killed; a thread runs on,
-    its result discarded, its slot held until it returns).
+    its result discarded, its slot held until it returns). A ``RunEndSource`` is told of
+    each outcome as its run ends, ahead of the batched report.
 
     A ``tracer`` (``RunTracer``) wraps each call of a task's function, e.g. in an
     OpenTelemetry span.
@@ -185,6 +187,7 @@ class AsyncWorkerPool:
         self._settings = settings
         self.source = source
         self.sink = sink
+        self._run_ended = source.run_ended if isinstance(source, RunEndSource) else None
         self.serializer = (
             serializer if serializer is not None else SerializationManager.from_settings(settings)
         )
@@ -676,6 +679,11 @@ class AsyncWorkerPool:
         del self._entries[entry.claim.task.id]
         stats = self.stats
         if outcome is not None:
+            if self._run_ended is not None:
+                try:
+                    self._run_ended(outcome)
+                except Exception:
+                    log.exception("TaskSource.run_ended failed")
             buf = self._outcome_buf
             buf.append(outcome)
             n = len(buf)

@@ -16,6 +16,7 @@ __all__ = [
     "OutcomeSink",
     "PoolStats",
     "ProgressSource",
+    "RunEndSource",
     "RunTracer",
     "TaskSource",
     "WorkerPresence",
@@ -114,6 +115,17 @@ class CancelSource(Protocol):
     ) -> None:
         """Run until cancelled, calling ``on_cancel(ids)`` on the pool's loop with the ids
         among ``running()`` that were cancelled, as promptly as the store allows."""
+        ...
+
+
+@runtime_checkable
+class RunEndSource(Protocol):
+    """A TaskSource told the moment a run ends, before its outcome is reported (which
+    the pool batches): omniq-core starts the task it claimed ahead for a capped task's
+    slot there, without waiting for the store."""
+
+    def run_ended(self, outcome: Outcome) -> None:
+        """``outcome``'s run is over (called on the pool's loop; must not block)."""
         ...
 
 

@@ -7,6 +7,10 @@ start times inside the rate window. A claim counts as running while the task's o
 record shows it running under that token with a lease that has not lapsed (a dead
 worker's slot frees when its lease does), or, for a moment after the reservation
 (``GRACE``), while the claim write is still on its way.
+
+A claim may stand by behind another one of the same worker (``stand_by``: ``behind``
+names the claim, id and token): its task is claimed ahead and runs in that claim's
+slot once that run ended, so while both are listed they take one slot (``slots``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ __all__ = [
     "limits_freed",
     "register",
     "relist",
+    "slots",
+    "stand_by",
     "transfer",
     "transfer_put",
     "wait_for_limits",
@@ -50,6 +56,15 @@ class _Claim(msgspec.Struct, array_like=True):
     id: str
     token: str
     at: float
+    behind: tuple[str, str] | None = None
+    """The claim (id, token) whose slot this one takes over: a standby."""
+
+
+def slots(claims: Collection[_Claim]) -> int:
+    """The slots ``claims`` take: a standby listed with the claim it stands behind
+    shares that claim's slot (one of the two runs at a time)."""
+    listed = {(c.id, c.token) for c in claims}
+    return sum(1 for c in claims if c.behind is None or c.behind not in listed)
 
 
 class LimRec(msgspec.Struct, array_like=True):
@@ -112,7 +127,7 @@ async def admit(
             ids = [i for i in ids if i not in listed]
         room = len(ids)
         if spec.max_concurrency is not None:
-            room = min(room, spec.max_concurrency - len(live))
+            room = min(room, spec.max_concurrency - slots(live))
         if rate is not None:
             recent = sum(1 for s in starts if s > t - rate.burst_window)
             room = min(room, rate.count - len(starts), rate.burst - recent)
@@ -159,7 +174,7 @@ def transfer_put(
     rec = _dec.decode(raw)
     kept = [c for c in rec.claims if (c.id, c.token) not in ended]
     listed = {c.id for c in kept}
-    take = [i for i in ids if i not in listed][: max(0, cap - len(kept))]
+    take = [i for i in ids if i not in listed][: max(0, cap - slots(kept))]
     if not take:
         return None
     new = LimRec(
@@ -195,6 +210,41 @@ async def transfer(
     if (await be.js.publish_many([put]))[0] is None:
         return None
     return take
+
+
+async def stand_by(
+    be: NatsEngine,
+    spec: LimitSpec,
+    got: tuple[bytes | None, int],
+    ids: Sequence[str],
+    *,
+    behind: tuple[str, str],
+    token: str,
+    t: float,
+) -> str | None:
+    """List the first of ``ids`` not listed yet as the standby of the claim ``behind``
+    (id, token) in ``spec.key``'s record (``got``: as read before; read again from the
+    leader when the revision moved). None when that claim is not listed (ended, or
+    dropped as no longer running) or has a standby already."""
+    kv_key = limit_kv_key(spec.key)
+    for _ in range(3):
+        raw, rev = got
+        if not raw:
+            return None
+        rec = _dec.decode(raw)
+        if behind not in {(c.id, c.token) for c in rec.claims} or any(
+            c.behind == behind for c in rec.claims
+        ):
+            return None
+        listed = {c.id for c in rec.claims}
+        free = [i for i in ids if i not in listed]
+        if not free:
+            return None
+        rec.claims = [*rec.claims, _Claim(free[0], token, t, behind)]
+        if await be.js.kv_put(be.queues_bucket, kv_key, enc.encode(rec), rev) is not None:
+            return free[0]
+        got = await _read(be, kv_key, True)
+    return None
 
 
 async def relist(be: NatsEngine, key: str, claims: Collection[tuple[str, str]], t: float) -> None:
@@ -251,7 +301,7 @@ async def limit_infos(be: NatsEngine, t: float) -> list[LimitInfo]:
         out.append(
             LimitInfo(
                 key=rec.key,
-                running=len(live),
+                running=slots(live),
                 max_concurrency=rec.cap,
                 rate_limit=None if rec.rate is None else f"{rec.rate}/{unit}",
                 remaining=None if rec.rate is None else max(0, rec.rate - starts),

@@ -36,7 +36,7 @@ from omniq.models import ClaimedTask, LimitSpec, TaskStatus, limit_of, new_id, n
 from omniq.storage._remote import claimed
 
 from ._conn import token as key_of
-from ._flow import admit, limit_kv_key, transfer, transfer_put
+from ._flow import admit, limit_kv_key, stand_by, transfer, transfer_put
 from ._records import CorruptRec, Rec, Work, claim_fn, decode_rec, enc
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ __all__ = [
     "Prepared",
     "claim_held",
     "claim_prepared",
+    "claim_standby",
     "plan",
     "prepare",
 ]
@@ -201,6 +202,22 @@ async def claim_prepared(
         take += [i for i in group if i[0].id in okset]
     if not take:
         return []
+    return await _lease(core, take, queues, worker_id=worker_id, token=token, t=t, until=until)
+
+
+async def _lease(
+    core: QueueCore,
+    take: Sequence[tuple[Work, Rec, int]],
+    queues: Sequence[str],
+    *,
+    worker_id: str,
+    token: str,
+    t: float,
+    until: float,
+) -> list[ClaimedTask]:
+    """Lease the reserved candidates ``take`` (revision-checked writes behind the
+    claim's lease timer), then the paused-queue fence."""
+    be = core._be
     items = [
         (
             w.id,
@@ -227,6 +244,35 @@ async def claim_prepared(
     if out:
         out = await core._fence_paused(out, token)
     return out
+
+
+async def claim_standby(
+    core: QueueCore, queues: Sequence[str], behind: ClaimedTask, worker_id: str, lease: float
+) -> ClaimedTask | None:
+    """A task of ``behind``'s limit key (a cap without a rate) claimed to run in its
+    slot once its run ended: ``prepare`` for one, then the candidate listed as the
+    standby of ``behind``'s claim (``_flow.stand_by``) and leased. None when no
+    remembered candidate of that key is pending or the claim has ended or has a
+    standby already."""
+    spec = limit_of(behind.task)
+    if spec is None or spec.max_concurrency is None or spec.rate is not None:
+        return None
+    prep = await prepare(core, queues, 1)
+    if prep is None:
+        return None
+    group = _groups(prep).get(spec.key)
+    got = prep.limits.get(spec.key)
+    if group is None or got is None:
+        return None
+    token, t = new_id(), now()
+    ids = [w.id for w, _, _ in group[1]]
+    ref = (behind.task.id, behind.token)
+    chosen = await stand_by(core._be, spec, got, ids, behind=ref, token=token, t=t)
+    if chosen is None:
+        return None
+    take = [x for x in group[1] if x[0].id == chosen]
+    out = await _lease(core, take, queues, worker_id=worker_id, token=token, t=t, until=t + lease)
+    return out[0] if out else None
 
 
 async def claim_held(

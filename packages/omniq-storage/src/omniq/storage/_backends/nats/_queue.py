@@ -40,7 +40,7 @@ from ._direct import WOKEN_MAX, claim_woken, give_back, woken_work
 from ._engine import NatsEngine
 from ._floor import ScanFloor
 from ._flow import limits_freed, relist, wait_for_limits
-from ._held import Plan, claim_held, claim_prepared, plan, prepare
+from ._held import Plan, claim_held, claim_prepared, claim_standby, plan, prepare
 from ._paused import change_paused, read_paused, resumed_subject
 from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, kept_of, pending
 from ._stores import NatsResults
@@ -724,6 +724,19 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
         if out is None:
             return await self.claim(queues, worker_id, limit=limit, lease=lease)
         return out
+
+    async def claim_standby(
+        self, queues: Sequence[str], worker_id: str, *, behind: ClaimedTask, lease: float = 30.0
+    ) -> ClaimedTask | None:
+        """A task to run in the concurrency slot of ``behind`` (a running claim of this
+        worker under a cap) once that run ended, claimed now so it starts without a
+        round trip. While both claims are listed in the key's record they take one
+        slot. The caller renews its lease until it runs it, and releases it when it
+        will not. None when no held-back task of that key is remembered, or ``behind``
+        has ended or has a standby already."""
+        if not queues or not self._remembered(queues):
+            return None
+        return await self._call(lambda: claim_standby(self, queues, behind, worker_id, lease))
 
     async def finish_and_claim(
         self,
