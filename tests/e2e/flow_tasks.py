@@ -27,3 +27,15 @@ def hold(marker: str) -> None:
 def mark(path: str) -> None:
     with open(path, "a") as f:
         f.write(f"{os.getpid()}\n")
+
+
+def gated(log: str, name: str, gate: str) -> None:
+    """Append ``name start`` to ``log``, wait (up to a minute) for the file ``gate``, then
+    append ``name end``."""
+    with open(log, "a") as f:
+        f.write(f"{name} start {time.time()}\n")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with open(log, "a") as f:
+        f.write(f"{name} end {time.time()}\n")

@@ -214,18 +214,13 @@ async def _lease(
     token: str,
     t: float,
     until: float,
+    ahead: bool = False,
 ) -> list[ClaimedTask]:
     """Lease the reserved candidates ``take`` (revision-checked writes behind the
-    claim's lease timer), then the paused-queue fence."""
+    claim's lease timer; ``ahead``: as standbys), then the paused-queue fence."""
     be = core._be
-    items = [
-        (
-            w.id,
-            functools.partial(claim_fn, gen=w.gen, token=token, until=until, worker=worker_id, t=t),
-            (rev, rec),
-        )
-        for w, rec, rev in take
-    ]
+    fn = functools.partial(claim_fn, token=token, until=until, worker=worker_id, t=t, ahead=ahead)
+    items = [(w.id, functools.partial(fn, gen=w.gen), (rev, rec)) for w, rec, rev in take]
     timer = (f"{be.ns}.timer.lease", enc.encode([token, until, [w.id for w, _, _ in take]]), None)
     res = await core._change_many(items, lead=[timer])
     core._crash("claim")
@@ -271,7 +266,9 @@ async def claim_standby(
     if chosen is None:
         return None
     take = [x for x in group[1] if x[0].id == chosen]
-    out = await _lease(core, take, queues, worker_id=worker_id, token=token, t=t, until=t + lease)
+    out = await _lease(
+        core, take, queues, worker_id=worker_id, token=token, t=t, until=t + lease, ahead=True
+    )
     return out[0] if out else None
 
 

@@ -42,7 +42,7 @@ from ._floor import ScanFloor
 from ._flow import limits_freed, relist, wait_for_limits
 from ._held import Plan, claim_held, claim_prepared, claim_standby, plan, prepare
 from ._paused import change_paused, read_paused, resumed_subject
-from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, kept_of, pending
+from ._records import CorruptRec, Rec, Work, any_dec, decode_rec, finished, kept_of, lapsed, pending
 from ._stores import NatsResults
 from ._tasks import QueueCore
 
@@ -522,7 +522,7 @@ class NatsTaskQueue(NatsTaskControl, QueueCore):
                 if rec.until is not None and rec.until > t:
                     later.append(rec.until)
                     return False
-                new = pending(rec, rec.task.attempt, rec.task.eta)
+                new = lapsed(rec)
                 new_rev = await self._cas(new, rev)
                 if new_rev is None:
                     rec, rev = await self._get(tid)

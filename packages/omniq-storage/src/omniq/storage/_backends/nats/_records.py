@@ -29,6 +29,7 @@ __all__ = [
     "enc",
     "finished",
     "kept_of",
+    "lapsed",
     "pending",
     "prio_of",
     "prio_token",
@@ -102,6 +103,14 @@ class Rec(msgspec.Struct, array_like=True):
                 pass
         return self.result
 
+    ahead: bool = False
+    """Claimed as a standby (``claim_standby``): the lease lapsing gives the claim's
+    attempt back, once per task (``spared``): a worker that dies holding a task it had
+    not started yet costs that task no attempt, while a task that brings its worker
+    down on each run still runs out of attempts."""
+    spared: bool = False
+    """A lapsed standby claim gave its attempt back already."""
+
 
 class CorruptRec(CorruptRecordError):
     """A task record in the bucket that does not decode, at revision ``rev`` (a
@@ -144,14 +153,24 @@ def prio_of(s: str) -> int:
     return -int(s[1:]) if s.startswith("n") else int(s)
 
 
-def claim_fn(rec: Rec, *, gen: int, token: str, until: float, worker: str, t: float) -> Rec | None:
+def claim_fn(
+    rec: Rec, *, gen: int, token: str, until: float, worker: str, t: float, ahead: bool = False
+) -> Rec | None:
     task = rec.task
     if task.status is not TaskStatus.PENDING or rec.gen != gen or rec.blocked:
         return None
     if task.expires_at is not None and task.expires_at <= t:
         return None
     running = _replace(task, status=TaskStatus.RUNNING, attempt=task.attempt + 1)
-    return _replace(rec, task=running, token=token, worker=worker, until=until)
+    return _replace(rec, task=running, token=token, worker=worker, until=until, ahead=ahead)
+
+
+def lapsed(rec: Rec) -> Rec:
+    """``rec`` (running) back to pending once its lease lapsed: the attempt counts (a
+    worker died in it), unless the claim was a standby's not spared before."""
+    if rec.ahead and not rec.spared:
+        return _replace(pending(rec, max(0, rec.task.attempt - 1), rec.task.eta), spared=True)
+    return pending(rec, rec.task.attempt, rec.task.eta)
 
 
 def consumer_of(subject: str) -> str:
@@ -190,6 +209,7 @@ def pending(rec: Rec, attempt: int, eta: float | None) -> Rec:
         gen=rec.gen + 1,
         ended_by=None,
         kept=None,
+        ahead=False,
     )
 
 

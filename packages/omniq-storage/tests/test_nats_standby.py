@@ -1,0 +1,117 @@
+"""NATS standbys: a task claimed ahead to run in a running capped task's slot once that
+run ends (``claim_standby``). It is listed in the key's record behind the claim it
+stands by, so the two take one slot; one standby per claim, none behind a claim that
+ended; a worker that dies holding one costs its task no attempt (once per task)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from omniq.models import TaskStatus
+from omniq.storage import Completion, LeaseRef, open_storage
+from omniq.storage.testing.helpers import poll_until, task
+from omniq.storage.testing.servers import unique_url
+
+pytestmark = pytest.mark.anyio
+Q = ["default"]
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    u = unique_url("nats")
+    yield u
+    async with open_storage(u) as be:
+        await be.drop()  # type: ignore[attr-defined]
+
+
+async def _running(q: Any) -> int:
+    [info] = await q.list_limits()
+    return int(info.running)
+
+
+async def test_a_standby_shares_the_slot_of_the_claim_it_stands_by(url: str) -> None:
+    async with open_storage(url) as be:
+        q: Any = be.tasks
+        capped = [task(max_concurrency=2, limit_key="k") for _ in range(5)]
+        await q.enqueue(capped)
+        first = await q.claim(Q, "w", limit=10)  # two run, the rest are held back
+        assert [c.task.id for c in first] == [t.id for t in capped[:2]]
+        a, b = first
+        s = await q.claim_standby(Q, "w", behind=a, lease=30.0)
+        assert s is not None and s.task.id == capped[2].id
+        assert s.task.status is TaskStatus.RUNNING and s.task.attempt == 1
+        [stored] = await q.get([s.task.id])
+        assert stored.status is TaskStatus.RUNNING
+        assert await _running(q) == 2  # a and its standby take one slot
+        assert await q.claim_standby(Q, "w", behind=a, lease=30.0) is None  # one per claim
+        assert await q.claim(Q, "other", limit=10) == []  # the cap holds
+        assert await q.claim_limited(Q, "other", limit=10) == []
+
+        await q.complete([Completion(a.task.id, a.token)])  # a's run ended: s takes its slot
+        assert await _running(q) == 2
+        assert await q.claim_limited(Q, "other", limit=10) == []
+        assert await q.claim_standby(Q, "w", behind=a, lease=30.0) is None  # a ended
+
+        t = await q.claim_standby(Q, "w", behind=s, lease=30.0)  # s runs now: its own
+        assert t is not None and t.task.id == capped[3].id
+        await q.complete([Completion(b.task.id, b.token)])
+        got = await q.claim_limited(Q, "other", limit=10)  # b's slot: the last task
+        assert [c.task.id for c in got] == [capped[4].id]
+        assert await _running(q) == 2  # s (with t behind it) and capped[4]
+
+
+async def test_a_released_standby_goes_back_without_an_attempt(url: str) -> None:
+    async with open_storage(url) as be:
+        q: Any = be.tasks
+        capped = [task(max_concurrency=1, limit_key="k") for _ in range(2)]
+        await q.enqueue(capped)
+        [a] = await q.claim(Q, "w", limit=10)
+        s = await q.claim_standby(Q, "w", behind=a, lease=30.0)
+        assert s is not None
+        assert await q.release([LeaseRef.of(s)]) == []
+        [back] = await q.get([s.task.id])
+        assert back.status is TaskStatus.PENDING and back.attempt == 0
+        await q.complete([Completion(a.task.id, a.token)])
+        got = await poll_until(
+            lambda: q.claim_limited(Q, "other", limit=10), bool, deadline=10.0
+        )
+        assert [c.task.id for c in got] == [s.task.id] and got[0].task.attempt == 1
+
+
+async def test_a_dead_workers_standby_costs_no_attempt_once(url: str) -> None:
+    """The holder dies (its leases lapse, unrenewed): the running task's attempt counts,
+    the standby's is given back; the next lapse of that task counts."""
+    async with open_storage(url) as be:
+        q: Any = be.tasks
+        capped = [task(max_concurrency=1, limit_key="k", max_retries=0) for _ in range(2)]
+        await q.enqueue(capped)
+        [a] = await q.claim(Q, "dead", limit=10, lease=0.3)
+        s = await q.claim_standby(Q, "dead", behind=a, lease=0.3)
+        assert s is not None
+
+        async def states() -> list[Any]:
+            await q.reclaim_expired()
+            return list(await q.get([a.task.id, s.task.id]))
+
+        ra, rs = await poll_until(
+            states, lambda got: all(x.status is TaskStatus.PENDING for x in got), deadline=10.0
+        )
+        assert (ra.attempt, rs.attempt) == (1, 0)  # a ran when its worker died; s did not
+
+        # s runs now (claimed for a's slot), and its worker dies as well: that counts.
+        again = await poll_until(
+            lambda: q.claim(Q, "dead", limit=10, lease=0.3), bool, deadline=10.0
+        )
+        [first] = again
+        if first.task.id == a.task.id:  # a came first: s goes behind it again
+            s2 = await q.claim_standby(Q, "dead", behind=first, lease=0.3)
+            assert s2 is not None and s2.task.id == s.task.id
+        _, rs = await poll_until(
+            states,
+            lambda got: got[1].status is TaskStatus.PENDING and got[1].attempt >= 1,
+            deadline=10.0,
+        )
+        assert rs.attempt == 1  # spared once: this lapse counted
