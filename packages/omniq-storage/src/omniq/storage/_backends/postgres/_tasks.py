@@ -338,6 +338,31 @@ class PgTaskQueue(PgTaskControl, EngineStore[PgEngine], TaskQueueStorage):
         rows = await self._limited_rows(builtins.list(queues), t, limit, worker_id, until)
         return await self._claimed(rows, until, worker_id, lease)
 
+    async def claim_standby(
+        self, queues: Sequence[str], worker_id: str, *, behind: ClaimedTask, lease: float = 30.0
+    ) -> ClaimedTask | None:
+        """A task to run in the concurrency slot of ``behind`` (a running claim of this
+        worker under a cap without a rate) once that run ended, claimed now so it
+        starts without a round trip: the key's next ready task, its row running with
+        ``standby_of`` naming ``behind``'s claim, so while both run in the store they
+        take one slot. The caller renews its lease until it runs it, and releases it
+        when it will not. None when no task of that key is ready, or ``behind`` has
+        ended or has a standby already."""
+        if not queues:
+            return None
+        t = now()
+        until = t + lease
+        qs = builtins.list(queues)
+        rows = await self._call(
+            lambda c: c.fetch(
+                _Q["claim_standby"], qs, t, behind.task.id, behind.token, worker_id, until
+            )
+        )
+        got = await self._claimed(
+            [{k[2:]: v for k, v in r.items()} for r in rows], until, worker_id, lease
+        )
+        return got[0] if got else None
+
     async def _limited_rows(
         self, qs: builtins.list[str], t: float, n: int, worker_id: str, until: float
     ) -> builtins.list[Any]:

@@ -79,6 +79,11 @@ WHERE (SELECT count(*) FROM got) < $3 AND (
 -- The limited tasks (limit_key set) within their limits; see 0006_flow_control.sql.
 SELECT * FROM omniq_claim_limited($1, $2, $3, $4, $5, $6);
 
+-- name: claim_standby
+-- A task claimed to run in the slot of the running claim ($3 id, $4 token) once its
+-- run ended; see 0016_limit_standby.sql.
+SELECT * FROM omniq_claim_standby($1, $2, $3, $4, $5, $6);
+
 -- name: finish_claim
 -- finish, then claim_limited for the slots it freed, in one call (see
 -- 0013_limited_claim_scan.sql): the first row is the finish's report.
@@ -94,10 +99,14 @@ FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::float8[])
 WHERE t.id = i.tid;
 
 -- name: limit_usage
--- Every limit key's newest limits, running count and starts in its rate window.
+-- Every limit key's newest limits, running count (a standby of a running claim takes
+-- no slot of its own) and starts in its rate window.
 SELECT k.limit_key, k.limit_cap, k.limit_rate, k.limit_per,
     (SELECT count(*) FROM tasks r WHERE r.limit_key = k.limit_key AND r.status = 'running'
-        AND r.lease_expires_at >= $1) AS running,
+        AND r.lease_expires_at >= $1
+        AND (r.standby_of IS NULL OR NOT EXISTS (
+            SELECT 1 FROM tasks p WHERE p.limit_key = k.limit_key AND p.status = 'running'
+              AND p.lease_expires_at >= $1 AND p.token = r.standby_of))) AS running,
     (SELECT count(*) FROM limit_starts s WHERE s.key = k.limit_key
         AND s.at > $1 - coalesce(k.limit_per, 0)) AS starts
 FROM (

@@ -1,4 +1,4 @@
-"""NATS standbys: a task claimed ahead to run in a running capped task's slot once that
+"""Standbys (NATS and PostgreSQL, the stores with ``claim_standby``): a task claimed ahead to run in a running capped task's slot once that
 run ends (``claim_standby``). It is listed in the key's record behind the claim it
 stands by, so the two take one slot; one standby per claim, none behind a claim that
 ended; a worker that dies holding one costs its task no attempt (once per task)."""
@@ -19,9 +19,9 @@ pytestmark = pytest.mark.anyio
 Q = ["default"]
 
 
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    u = unique_url("nats")
+@pytest.fixture(params=["nats", "postgresql"])
+async def url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    u = unique_url(request.param)
     yield u
     async with open_storage(u) as be:
         await be.drop()  # type: ignore[attr-defined]
@@ -75,9 +75,7 @@ async def test_a_released_standby_goes_back_without_an_attempt(url: str) -> None
         [back] = await q.get([s.task.id])
         assert back.status is TaskStatus.PENDING and back.attempt == 0
         await q.complete([Completion(a.task.id, a.token)])
-        got = await poll_until(
-            lambda: q.claim_limited(Q, "other", limit=10), bool, deadline=10.0
-        )
+        got = await poll_until(lambda: q.claim_limited(Q, "other", limit=10), bool, deadline=10.0)
         assert [c.task.id for c in got] == [s.task.id] and got[0].task.attempt == 1
 
 
