@@ -1,7 +1,8 @@
-"""Standbys (NATS and PostgreSQL, the stores with ``claim_standby``): a task claimed ahead to run in a running capped task's slot once that
-run ends (``claim_standby``). It is listed in the key's record behind the claim it
-stands by, so the two take one slot; one standby per claim, none behind a claim that
-ended; a worker that dies holding one costs its task no attempt (once per task)."""
+"""Standbys (on the stores with ``claim_standby``: NATS, PostgreSQL): a task claimed
+ahead to run in a running capped task's slot once that run ends. It is listed behind
+the claim it stands by, so the two take one slot; one standby per claim, none behind a
+claim that ended; a worker that dies holding one costs its task no attempt (once per
+task)."""
 
 from __future__ import annotations
 
