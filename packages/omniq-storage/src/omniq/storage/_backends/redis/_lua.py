@@ -49,6 +49,7 @@ _PRELUDE = "_common.lua"
 _PARTS = {
     "claim": ("_limits.lua",),
     "limits": ("_limits.lua",),
+    "standby": ("_limits.lua",),
     "enqueue": ("_ended.lua", "_handover.lua"),
     "enqueue_one": ("_handover.lua",),
     "cancel": ("_ended.lua",),

@@ -276,6 +276,34 @@ class RedisTaskQueue(RedisTaskControl, RedisStore, TaskQueueStorage):
         await quarantine(self, self._be.results, bad, lease=lease)
         return out
 
+    async def claim_standby(
+        self, queues: Sequence[str], worker_id: str, *, behind: ClaimedTask, lease: float = 30.0
+    ) -> ClaimedTask | None:
+        """A task to run in the concurrency slot of ``behind`` (a running claim of this
+        worker under a cap without a rate) once that run ended, claimed now so it
+        starts without a round trip: the key's first ready task, leased with the
+        claim's token beside it (``lua/standby.lua``), so while both run in the store
+        they take one slot. The caller renews its lease until it runs it, and releases
+        it when it will not. None when no task of that key is ready, or ``behind`` has
+        ended or has a standby already."""
+        if not queues:
+            return None
+        until = now() + lease
+        got = await self._script(
+            "standby", worker_id, repr(until), behind.task.id, behind.token, *queues
+        )
+        if not got:
+            return None
+        env, tok, attempt, eta = got
+        tok = as_str(tok)
+        stored = try_task(env)
+        if not isinstance(stored, Task):  # the token is "<id>:<generation>"
+            bad = Corrupt(tok.rpartition(":")[0], tok, str(stored), int(attempt))
+            await quarantine(self, self._be.results, [bad], lease=lease)
+            return None
+        task = with_state_eta(stored, TaskStatus.RUNNING, int(attempt), as_float(eta))
+        return claimed(task, tok, until, worker_id)
+
     async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
         if not leases:
             return []

@@ -125,10 +125,15 @@ local function reclaim(out, queues)
     local ids = redis.call('ZRANGEBYSCORE', lk, '-inf', '(' .. NOWS, 'LIMIT', 0, 1000)
     for _, id in ipairs(ids) do
       zrem(lk, id)
-      local h = redis.call('HMGET', tk(id), 's', 'p')
+      local h = redis.call('HMGET', tk(id), 's', 'p', 'sb', 'spd')
       if h[1] == 'running' then
         move(id, q, 'running', 'pending')
         redis.call('HSET', tk(id), 's', 'pending', 'tok', '')
+        if h[3] then  -- a standby's lease lapsed: its attempt back, once per task
+          if not h[4] then redis.call('HINCRBY', tk(id), 'a', -1) end
+          redis.call('HSET', tk(id), 'spd', '1')
+          redis.call('HDEL', tk(id), 'sb')
+        end
         make_ready(id, q, h[2], nil)
         if out then table.insert(out, id) end
       end

@@ -9,14 +9,26 @@ local function lim_parse(lim)
   for part in string.gmatch(lim .. '\31', '([^\31]*)\31') do parts[#parts + 1] = part end
   return parts[1], tonumber(parts[2]), tonumber(parts[3]), tonumber(parts[4])
 end
+-- A standby (a task claimed ahead to run in a running claim's slot once that run
+-- ends, standby.lua) holds 'sb' = the token (id:generation) of the claim it stands
+-- by: while that claim runs too, the two take one slot.
+local function lim_live(id)
+  local h = redis.call('HMGET', tk(id), 's', 'le', 'tok')
+  return h[1] == 'running' and h[2] and tonumber(h[2]) > NOW, h[3]
+end
 local function lim_running(key)
   local rk = P .. 'lim:r:' .. key
   local ids = redis.call('ZRANGE', rk, 0, -1)
   local n = 0
   for _, id in ipairs(ids) do
-    local h = redis.call('HMGET', tk(id), 's', 'le')
+    local h = redis.call('HMGET', tk(id), 's', 'le', 'sb')
     if h[1] == 'running' and h[2] and tonumber(h[2]) > NOW then
-      n = n + 1
+      local shared = false
+      if h[3] then
+        local live, tok = lim_live(string.match(h[3], '^(.*):[^:]*$'))
+        shared = live and tok == h[3]
+      end
+      if not shared then n = n + 1 end
     else
       redis.call('ZREM', rk, id)
     end

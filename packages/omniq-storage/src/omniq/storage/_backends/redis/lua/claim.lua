@@ -54,7 +54,7 @@ while taken < limit and scanned < SCAN do
   for _, pq in ipairs(picked) do
     local id, q = pq[1], pq[2]
     local t = tk(id)
-    local h = redis.call('HMGET', t, 's', 'exp', 'd', 'eta', 'a', 'g', 'lim', 'p')
+    local h = redis.call('HMGET', t, 's', 'exp', 'd', 'eta', 'a', 'g', 'lim', 'p', 'sb')
     local lkey, lrate, lper = nil, nil, nil
     local ok = h[1] == 'pending' and not (h[2] and h[2] ~= '' and tonumber(h[2]) <= NOW)
     if ok and h[7] and h[7] ~= '' then
@@ -72,6 +72,7 @@ while taken < limit and scanned < SCAN do
       if lkey then lim_started(lkey, id, g, lrate, lper) end
       local tok = id .. ':' .. g
       redis.call('HSET', t, 's', 'running', 'a', a, 'g', g, 'tok', tok, 'le', lend, 'w', worker)
+      if h[9] then redis.call('HDEL', t, 'sb') end  -- a former standby's, given back
       move(id, q, 'pending', 'running')
       zadd(P .. 'l:' .. q, lendn, id)
       envs[#envs + 1] = h[3]
