@@ -1,7 +1,7 @@
-"""Standbys on NATS, end to end: while a capped task runs, its worker claims the key's
-next task ahead (running in the store, not started) and starts it the moment the
-running one ends; a worker that stops hands its standby back unrun, and one that is
-SIGKILLed costs it no attempt."""
+"""Standbys end to end, on the stores that claim them (NATS, PostgreSQL, Redis): while
+a capped task runs, its worker claims the key's next task ahead (running in the store,
+not started) and starts it the moment the running one ends; a worker that stops hands
+its standby back unrun, and one that is SIGKILLed costs it no attempt."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from omniq.storage.testing.helpers import poll_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> Iterator[str]:
-    [spec] = [s for s in builtin_specs() if s.id == "nats"]
+@pytest.fixture(params=[s.id for s in builtin_specs() if s.stands_by])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    [spec] = [s for s in builtin_specs() if s.id == request.param]
     u = spec.url(tmp_path)
     yield u
     if spec.cleanup is not None:

@@ -65,6 +65,9 @@ class BackendSpec:
     """Deletes what a test left under ``url`` (server backends)."""
     hands_over: bool = False
     """``wait_for_push`` leases a task enqueued while a worker waits to that worker."""
+    stands_by: bool = False
+    """``claim_standby`` claims a task to run in a running capped claim's slot once that
+    run ends (``TestStandby``)."""
     waiter_registered: Callable[[Backend, str], Awaitable[None]] | None = None
     """Returns once the idle registration of the waiting worker (by id) is stored, so
     the handover tests enqueue only after it (backends that hand over)."""
@@ -229,6 +232,7 @@ def builtin_specs() -> list[BackendSpec]:
             persistent=True,
             cleanup=drop_namespace,
             hands_over=True,
+            stands_by=True,
             waiter_registered=_redis_waiter_registered,
         ),
         BackendSpec(
@@ -239,6 +243,7 @@ def builtin_specs() -> list[BackendSpec]:
             persistent=True,
             cleanup=drop_namespace,
             hands_over=True,
+            stands_by=True,
             waiter_registered=_postgres_waiter_registered,
             transaction=_postgres_transaction,
         ),
@@ -249,6 +254,7 @@ def builtin_specs() -> list[BackendSpec]:
             multiprocess=True,
             persistent=True,
             cleanup=drop_namespace,
+            stands_by=True,
         ),
     ]
 

@@ -21,6 +21,7 @@ from ._queue import TestQueue
 from ._results import TestResults
 from ._run_if import TestRunIf
 from ._schedules import TestSchedules
+from ._standby import TestStandby
 from ._task_control import TestTaskControl
 from ._transactional import TestTransactionalEnqueue
 from ._unique import TestUniqueJobs
@@ -42,6 +43,7 @@ __all__ = [
     "TestResults",
     "TestRunIf",
     "TestSchedules",
+    "TestStandby",
     "TestTaskControl",
     "TestTransactionalEnqueue",
     "TestUniqueJobs",

@@ -1,31 +1,20 @@
-"""Standbys (on the stores with ``claim_standby``: NATS, PostgreSQL, Redis): a task claimed
-ahead to run in a running capped task's slot once that run ends. It is listed behind
-the claim it stands by, so the two take one slot; one standby per claim, none behind a
-claim that ended; a worker that dies holding one costs its task no attempt (once per
-task)."""
+"""Standbys: a task claimed ahead to run in a running capped task's slot once that run
+ends (``claim_standby``, on the stores whose spec says ``stands_by``). It is listed
+behind the claim it stands by, so the two take one slot; one standby per claim, none
+behind a claim that ended; a released standby goes back without an attempt, and so
+does one whose worker died (once per task)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from omniq.models import TaskStatus
-from omniq.storage import Completion, LeaseRef, open_storage
-from omniq.storage.testing.helpers import poll_until, task
-from omniq.storage.testing.servers import unique_url
+from omniq.storage import Backend, Completion, LeaseRef
+from omniq.storage.testing.helpers import poll_until, task, tq
 
-pytestmark = pytest.mark.anyio
 Q = ["default"]
-
-
-@pytest.fixture(params=["nats", "postgresql", "redis"])
-async def url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    u = unique_url(request.param)
-    yield u
-    async with open_storage(u) as be:
-        await be.drop()  # type: ignore[attr-defined]
 
 
 async def _freed(q: Any, worker: str) -> Any:
@@ -35,14 +24,30 @@ async def _freed(q: Any, worker: str) -> Any:
     return await claim(Q, worker, limit=10)
 
 
+async def _stand_by_soon(q: Any, behind: Any, lease: float) -> Any:
+    """``claim_standby`` until it finds the candidate: a store may find candidates only
+    among the work its last claims held back (NATS redelivers held work after a
+    back-off), so each try claims first (nothing: the key is full)."""
+
+    async def attempt() -> Any:
+        assert await q.claim(Q, behind.worker_id, limit=10, lease=lease) == []
+        return await q.claim_standby(Q, behind.worker_id, behind=behind, lease=lease)
+
+    return await poll_until(attempt, lambda x: x is not None, deadline=10.0)
+
+
 async def _running(q: Any) -> int:
     [info] = await q.list_limits()
     return int(info.running)
 
 
-async def test_a_standby_shares_the_slot_of_the_claim_it_stands_by(url: str) -> None:
-    async with open_storage(url) as be:
-        q: Any = be.tasks
+class TestStandby:
+    """``claim_standby`` and the running counts around it."""
+
+    pytestmark = [pytest.mark.anyio, pytest.mark.backends_with("stands_by")]
+
+    async def test_a_standby_shares_its_claims_slot(self, store: Backend) -> None:
+        q: Any = tq(store)
         capped = [task(max_concurrency=2, limit_key="k") for _ in range(5)]
         await q.enqueue(capped)
         first = await q.claim(Q, "w", limit=10)  # two run, the rest are held back
@@ -63,17 +68,15 @@ async def test_a_standby_shares_the_slot_of_the_claim_it_stands_by(url: str) -> 
         assert await _freed(q, "other") == []
         assert await q.claim_standby(Q, "w", behind=a, lease=30.0) is None  # a ended
 
-        t = await q.claim_standby(Q, "w", behind=s, lease=30.0)  # s runs now: its own
-        assert t is not None and t.task.id == capped[3].id
+        t = await _stand_by_soon(q, s, 30.0)  # s runs now: a standby of its own
+        assert t.task.id == capped[3].id
         await q.complete([Completion(b.task.id, b.token)])
         got = await _freed(q, "other")  # b's slot: the last task
         assert [c.task.id for c in got] == [capped[4].id]
         assert await _running(q) == 2  # s (with t behind it) and capped[4]
 
-
-async def test_a_released_standby_goes_back_without_an_attempt(url: str) -> None:
-    async with open_storage(url) as be:
-        q: Any = be.tasks
+    async def test_a_released_standby_goes_back_without_an_attempt(self, store: Backend) -> None:
+        q: Any = tq(store)
         capped = [task(max_concurrency=1, limit_key="k") for _ in range(2)]
         await q.enqueue(capped)
         [a] = await q.claim(Q, "w", limit=10)
@@ -86,12 +89,10 @@ async def test_a_released_standby_goes_back_without_an_attempt(url: str) -> None
         got = await poll_until(lambda: _freed(q, "other"), bool, deadline=10.0)
         assert [c.task.id for c in got] == [s.task.id] and got[0].task.attempt == 1
 
-
-async def test_a_dead_workers_standby_costs_no_attempt_once(url: str) -> None:
-    """The holder dies (its leases lapse, unrenewed): the running task's attempt counts,
-    the standby's is given back; the next lapse of that task counts."""
-    async with open_storage(url) as be:
-        q: Any = be.tasks
+    async def test_a_dead_workers_standby_costs_no_attempt_once(self, store: Backend) -> None:
+        """The holder dies (its leases lapse, unrenewed): the running task's attempt counts,
+        the standby's is given back; the next lapse of that task counts."""
+        q: Any = tq(store)
         capped = [task(max_concurrency=1, limit_key="k", max_retries=0) for _ in range(2)]
         await q.enqueue(capped)
         [a] = await q.claim(Q, "dead", limit=10, lease=0.3)
@@ -109,12 +110,12 @@ async def test_a_dead_workers_standby_costs_no_attempt_once(url: str) -> None:
 
         # s runs now (claimed for a's slot), and its worker dies as well: that counts.
         again = await poll_until(
-            lambda: q.claim(Q, "dead", limit=10, lease=0.3), bool, deadline=10.0
+            lambda: q.claim(Q, "dead", limit=10, lease=1.0), bool, deadline=10.0
         )
         [first] = again
         if first.task.id == a.task.id:  # a came first: s goes behind it again
-            s2 = await q.claim_standby(Q, "dead", behind=first, lease=0.3)
-            assert s2 is not None and s2.task.id == s.task.id
+            s2 = await _stand_by_soon(q, first, 0.3)
+            assert s2.task.id == s.task.id
         _, rs = await poll_until(
             states,
             lambda got: got[1].status is TaskStatus.PENDING and got[1].attempt >= 1,
