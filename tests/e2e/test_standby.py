@@ -9,6 +9,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import flow_tasks
 import pytest
 from test_flow_limits import WAIT, _spawn
@@ -119,7 +120,9 @@ async def test_a_sigkilled_workers_standby_runs_elsewhere_as_its_first_attempt(
             second = _spawn(url)
             assert second.stdout is not None and second.stdout.readline().strip() == "worker ready"
             r = await oq.get_result(nxt.id, wait=True, timeout=WAIT)
-            assert r is not None and r.ok and r.attempts == 1, r  # max_retries=0, still run
+            assert r is not None and r.ok and r.attempts == 1, (
+                (r.error, r.attempts) if r else r
+            )  # max_retries=0, still run
             again = await oq.get_result(held.id, wait=True, timeout=WAIT)
             assert again is not None and again.ok and again.attempts == 2, again
         finally:
@@ -127,3 +130,39 @@ async def test_a_sigkilled_workers_standby_runs_elsewhere_as_its_first_attempt(
                 if p is not None and p.poll() is None:
                     p.kill()
                     p.wait()
+
+
+async def test_a_capped_task_with_nothing_behind_it_asks_for_a_standby_once(
+    url: str, tmp_path: Path
+) -> None:
+    """Without held work of its key, a worker asks the store for a standby once per
+    capped start, not again while the task runs (each ask is a query on a SQL or Redis
+    store)."""
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    async with OmniQ(url, lease_seconds=5.0) as oq:
+        store = oq.queue.tasks
+        asked: list[str] = []
+        stand = store.claim_standby  # type: ignore[attr-defined]
+
+        async def counted(*args: object, **kw: object) -> object:
+            asked.append(str(kw["behind"].task.id))  # type: ignore[attr-defined]
+            return await stand(*args, **kw)
+
+        store.claim_standby = counted  # type: ignore[attr-defined]
+        a = await oq.enqueue(
+            flow_tasks.gated, (str(log), "a", str(gate)), max_concurrency=1, limit_key="k"
+        )
+        async with oq.worker(concurrency=4, worker_type="thread"):
+            await poll_until(lambda: anyio.to_thread.run_sync(_log, log), lambda s: "a start" in s)
+            await poll_until(lambda: _asked(asked), bool)
+            # Several retries at the longest pause would fit in this window.
+            with anyio.move_on_after(0.3):
+                await poll_until(lambda: _asked(asked), lambda n: len(n) > 1, deadline=WAIT)
+            gate.touch()
+            r = await oq.get_result(a.id, wait=True, timeout=WAIT)
+            assert r is not None and r.ok, r
+        assert asked == [a.id]
+
+
+async def _asked(asked: list[str]) -> list[str]:
+    return list(asked)

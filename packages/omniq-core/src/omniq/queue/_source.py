@@ -140,6 +140,8 @@ class _Standby:
     def __init__(self) -> None:
         self.claim: ClaimedTask | None = None
         self.ready = asyncio.Event()
+        self.asking = False
+        """A claim for it is on its way to the store."""
         self.job: asyncio.Task[None]
 
 
@@ -204,6 +206,8 @@ class QueueWorkerSource:
         (by the running task's id), where the store can (``claim_standby``)."""
         self._handed_on: set[str] = set()
         """Ended capped tasks whose standby already started (``run_ended``)."""
+        self._held_keys: set[str] = set()
+        """The limit keys this worker's last claim held tasks back for."""
 
     STANDBY_RETRY = 0.005
     STANDBY_RETRY_MAX = 0.05
@@ -301,6 +305,8 @@ class QueueWorkerSource:
         if admitted is not None:
             since = max(since, admitted)
         held: list[str] = getattr(self.queue.tasks, "limited", None) or []
+        if held or self._held_keys:
+            self._held_keys = set(held)
         wait: float | None = getattr(self.queue.tasks, "limited_wait", None) if held else None
         self.held_back.claimed(len(claims), bool(held), wait)
         if held:
@@ -561,25 +567,32 @@ class QueueWorkerSource:
     async def _keep(self, sb: _Standby, behind: ClaimedTask, stand: Any) -> None:
         """Claim ``sb``'s task, then keep its lease until it runs or goes back."""
         got: ClaimedTask | None = None
+        spec = limit_of(behind.task)
+        key = spec.key if spec is not None else None
         try:
             pause = self.STANDBY_RETRY
-            while True:
-                got = await stand(self.queues, self.worker_id, behind=behind, lease=self.lease)
-                if got is not None or self._standbys.get(behind.task.id) is not sb:
-                    break
-                # Nothing to stand by yet: the store finds candidates among the work
-                # this worker's claims hold back, which the next claim refreshes.
+            tried = False
+            while got is None and self._standbys.get(behind.task.id) is sb:
+                if not tried or key in self._held_keys:
+                    # Tried again only while this worker's claims hold the key's work
+                    # back (a NATS store finds candidates among that work).
+                    tried = True
+                    sb.asking = True
+                    got = await stand(self.queues, self.worker_id, behind=behind, lease=self.lease)
+                    if got is not None:
+                        runnable = await self._admit([got])  # breakers, poison, conditions
+                        got = runnable[0] if runnable else None
+                        if got is not None:
+                            self._outstanding.add(got.task.id)
+                        break
+                    sb.asking = False
                 await anyio.sleep(pause)
                 pause = min(pause * 2, self.STANDBY_RETRY_MAX)
-            if got is not None:
-                runnable = await self._admit([got])  # breakers, poison tasks, conditions
-                got = runnable[0] if runnable else None
-                if got is not None:
-                    self._outstanding.add(got.task.id)
         except Exception as exc:  # the slot is handed on by the report instead
             _log.debug("claiming a standby task failed: %s", exc)
         finally:
             sb.claim = got
+            sb.asking = False
             sb.ready.set()
         while sb.claim is not None:
             await anyio.sleep(max(0.05, self.lease / 3))
@@ -592,12 +605,24 @@ class QueueWorkerSource:
                 claim, sb.claim = sb.claim, None
                 self._settle([claim.task.id])
 
+    async def _standby_known(self, sb: _Standby) -> None:
+        """Until ``sb.claim`` is final: a claim on its way to the store is waited for (a
+        third of the lease at most); a job that has not asked yet, or pauses between
+        tries, is stopped."""
+        if sb.ready.is_set():
+            return
+        if not sb.asking:
+            sb.job.cancel()
+            await asyncio.wait([sb.job])  # done even if it never started
+            return
+        with anyio.move_on_after(max(1.0, self.lease / 3)):
+            await sb.ready.wait()
+
     async def _drop(self, standbys: Sequence[_Standby]) -> None:
         """Give ``standbys`` back unrun (waiting for a claim still on its way)."""
         claims: list[ClaimedTask] = []
         for sb in standbys:
-            with anyio.move_on_after(max(1.0, self.lease / 3)):
-                await sb.ready.wait()
+            await self._standby_known(sb)
             sb.job.cancel()
             if sb.claim is not None:
                 claims.append(sb.claim)
@@ -638,8 +663,7 @@ class QueueWorkerSource:
             sb = self._standbys.pop(tid, None)
             if sb is None:
                 continue
-            with anyio.move_on_after(max(1.0, self.lease / 3)):
-                await sb.ready.wait()
+            await self._standby_known(sb)
             claim = sb.claim
             offer = self.offer
             if claim is not None and not final and offer is not None and offer([claim]):
