@@ -166,3 +166,24 @@ async def test_a_capped_task_with_nothing_behind_it_asks_for_a_standby_once(
 
 async def _asked(asked: list[str]) -> list[str]:
     return list(asked)
+
+
+async def test_a_cancelled_standby_never_starts(url: str, tmp_path: Path) -> None:
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    async with OmniQ(url, lease_seconds=5.0) as oq:
+        a, b, c = [
+            await oq.enqueue(
+                flow_tasks.gated, (str(log), name, str(gate)), max_concurrency=1, limit_key="k"
+            )
+            for name in ("a", "b", "c")
+        ]
+        async with oq.worker(concurrency=4, worker_type="thread"):
+            await poll_until(lambda: _status(oq, b.id), lambda s: s is TaskStatus.RUNNING)
+            await oq.cancel(b.id)
+            gate.touch()
+            for task in (a, c):
+                r = await oq.get_result(task.id, wait=True, timeout=WAIT)
+                assert r is not None and r.ok, r
+        r = await oq.get_result(b.id)
+        assert r is not None and r.status is TaskStatus.CANCELLED, r
+        assert "b start" not in _log(log)

@@ -458,15 +458,30 @@ class QueueWorkerSource:
     async def watch_cancels(
         self, running: Callable[[], Collection[str]], on_cancel: Callable[[list[str]], None]
     ) -> None:
-        """Report held tasks ``cancel`` ended, through the store's notification path."""
+        """Report held tasks ``cancel`` ended, through the store's notification path.
+        Standbys are watched too: a cancelled one is dropped before it could start."""
+
+        def held() -> Collection[str]:
+            if not self._standbys:
+                return running()
+            waiting = [sb.claim.task.id for sb in self._standbys.values() if sb.claim]
+            return [*running(), *waiting]
 
         def cancelled(task_ids: list[str]) -> None:
+            standing = {
+                sb.claim.task.id: sb for sb in self._standbys.values() if sb.claim is not None
+            }
+            dropped = [i for i in task_ids if i in standing]
+            for i in dropped:
+                standing[i].claim = None  # its keeper stops renewing; its lease is gone
             self._settle(task_ids)  # these runs end without an outcome
-            if self.observer is not None:
-                self.observer.abandoned(task_ids)
-            on_cancel(task_ids)
+            ran = [i for i in task_ids if i not in standing]
+            if self.observer is not None and ran:
+                self.observer.abandoned(ran)
+            if ran:
+                on_cancel(ran)
 
-        await self.queue.tasks.watch_cancels(self.worker_id, running, cancelled)
+        await self.queue.tasks.watch_cancels(self.worker_id, held, cancelled)
 
     async def release(self, claims: Sequence[ClaimedTask]) -> None:
         if claims and self.observer is not None:
