@@ -206,6 +206,7 @@ class QueueWorkerSource:
         (by the running task's id), where the store can (``claim_standby``)."""
         self._handed_on: set[str] = set()
         """Ended capped tasks whose standby already started (``run_ended``)."""
+        self._claim_standby: Any = getattr(queue.tasks, "claim_standby", None)
         self._held_keys: set[str] = set()
         """The limit keys this worker's last claim held tasks back for."""
 
@@ -563,17 +564,14 @@ class QueueWorkerSource:
 
     def _stand_by(self, claims: Sequence[ClaimedTask]) -> None:
         """Claim a standby for each capped task (a cap without a rate) that started."""
-        stand = getattr(self.queue.tasks, "claim_standby", None)
+        stand = self._claim_standby
         if stand is None or self.offer is None:
             return
         for c in claims:
-            spec = limit_of(c.task)
-            if (
-                spec is None
-                or spec.max_concurrency is None
-                or spec.rate is not None
-                or c.task.id in self._standbys
-            ):
+            task = c.task
+            if task.max_concurrency is None or task.rate_limit is not None:
+                continue
+            if task.id in self._standbys:
                 continue
             sb = _Standby()
             self._standbys[c.task.id] = sb
@@ -650,6 +648,8 @@ class QueueWorkerSource:
 
     def run_ended(self, outcome: Outcome) -> None:
         """A run ended (``RunEndSource``): start its standby now, when one is claimed."""
+        if not self._standbys:
+            return
         sb = self._standbys.get(outcome.task_id)
         if sb is None or sb.claim is None or self.offer is None:
             return
