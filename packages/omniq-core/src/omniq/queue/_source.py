@@ -599,6 +599,9 @@ class QueueWorkerSource:
                             self._outstanding.add(got.task.id)
                         break
                     sb.asking = False
+                    # None yet: the pool's next claim (now) refreshes what its claims
+                    # hold back, where the next try may find one.
+                    self.held_back.wake()
                 await anyio.sleep(pause)
                 pause = min(pause * 2, self.STANDBY_RETRY_MAX)
         except Exception as exc:  # the slot is handed on by the report instead
