@@ -93,6 +93,9 @@ CAP_SOON = 0.005
 """The redelivery delay of the first tasks of a key that one claim held back by its
 concurrency cap (as many as the cap): a slot freed elsewhere finds them ready again at
 once, while the rest of the key's backlog waits out the longer delay."""
+RATE_RETRY = 0.005
+"""The pause a claim asks for when it pulls nothing after the time the rate-held work
+it remembers was due back (its messages are on their way)."""
 HELD_KEEP = 16
 """Most held-back messages one claim remembers per queue list."""
 HELD_MAX_AGE = 1.0
@@ -128,6 +131,11 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         """Per queue list, when and which messages the last claim that held tasks back
         by their concurrency cap held first (``_held``: the claim for freed slots)."""
         self._waits: list[float | None] = []
+        self._rated: dict[tuple[str, ...], tuple[float, list[str]]] = {}
+        """Per queue list, until when (``time.monotonic()``) and for which keys the last
+        claim that held work back by rates only saw them without budget: until a claim
+        takes work again, one that pulls nothing (the held work is out for redelivery
+        until then) reports those keys as held with the time left."""
         """Per key the last claim held back, how long until its rate has budget again
         (None: held by its cap)."""
         self._leading: dict[tuple[str, ...], list[str]] = {}
@@ -668,6 +676,12 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                 n = len(take)
                 take = await self._within_limits(take, token, t, full, capped)
                 held += n - len(take)
+                # Work held back by its limits ends the scan once this claim has some:
+                # what it took starts without waiting for the pulls and naks of the
+                # held backlog (a rate-limited task must start soon after its start
+                # was counted); the work behind comes to the next claim, the held
+                # messages being out for redelivery.
+                stop = held > 0 and bool(take or out)
                 if take:
                     ids = [w.id for _, w in take]
                     items = [
@@ -697,7 +711,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
                         if r is not None:
                             self._remember(r[1], r[2])
                             out.append(claimed(r[1].task, token, until, worker_id))
-                if drained:
+                if drained or (stop and out):
                     break
         if capped:
             if len(self._held) > 1000:
@@ -705,12 +719,24 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             self._held[key] = (time.monotonic(), capped[:HELD_KEEP])
         elif not out and not self.limited and ordered:
             # Nothing to pull from subjects that hold messages may mean the backlog is
-            # out for redelivery after a cap held it back (a recent claim here held
-            # some): the caller paces its next claim as for held work instead of
-            # asking again at once.
+            # out for redelivery after a cap or a rate held it back (a recent claim here
+            # held some): the caller paces its next claim as for held work instead of
+            # asking again at once; for a rate, until the rate has budget again.
             keys = (limit_of(rec.task) for _, rec in self._remembered(queues))
             self.limited = list(dict.fromkeys(k.key for k in keys if k is not None))
+            rated_until = self._rated.get(key)
+            if not self.limited and rated_until is not None:
+                # Until then, and briefly after (the held messages come back then).
+                left = max(RATE_RETRY, rated_until[0] - time.monotonic())
+                self.limited = list(rated_until[1])
+                self._waits = [left] * len(self.limited)
         rated = [w for w in self._waits if w is not None]
+        if held and rated and len(rated) == len(self._waits):
+            if len(self._rated) > 1000:
+                self._rated.clear()
+            self._rated[key] = (time.monotonic() + min(rated), list(self.limited))
+        elif out:
+            self._rated.pop(key, None)
         self.limited_wait = min(rated) if rated and len(rated) == len(self._waits) else None
         if corrupt:
             await self._quarantine(corrupt, queue_of)

@@ -22,10 +22,12 @@ queues = live
 local envs, meta = {}, {}
 local taken = 0
 -- Tasks held back by their limits go back to ready (same score) after the loop; a
--- claim looks at no more than SCAN of them.
+-- claim looks at no more than SCAN of them, and stops at the first it holds back once
+-- it has taken some: those start without waiting for the scan of a held backlog (and
+-- its starts are stamped when the script ends), and the next claim looks further.
 local held, scanned, SCAN = {}, 0, 1000
 local full = {}
-while taken < limit and scanned < SCAN do
+while taken < limit and scanned < SCAN and not (taken > 0 and #held > 0) do
   local picked = {}
   if #queues == 1 then
     local q = queues[1]
