@@ -131,13 +131,14 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         """Per queue list, when and which messages the last claim that held tasks back
         by their concurrency cap held first (``_held``: the claim for freed slots)."""
         self._waits: list[float | None] = []
+        """Per key the last claim held back, how long until its rate has budget again
+        (None: held by its cap)."""
         self._rated: dict[tuple[str, ...], tuple[float, list[str]]] = {}
         """Per queue list, until when (``time.monotonic()``) and for which keys the last
         claim that held work back by rates only saw them without budget: until a claim
-        takes work again, one that pulls nothing (the held work is out for redelivery
-        until then) reports those keys as held with the time left."""
-        """Per key the last claim held back, how long until its rate has budget again
-        (None: held by its cap)."""
+        takes work again (and for a second past that time at most), one that pulls
+        nothing (the held work is out for redelivery until then) reports those keys as
+        held with the time left."""
         self._leading: dict[tuple[str, ...], list[str]] = {}
         """Per queue list, the work subjects of the highest priority with ready tasks
         at the last claim that found any (pulled early by the next one)."""
@@ -725,9 +726,10 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             keys = (limit_of(rec.task) for _, rec in self._remembered(queues))
             self.limited = list(dict.fromkeys(k.key for k in keys if k is not None))
             rated_until = self._rated.get(key)
-            if not self.limited and rated_until is not None:
+            left = 0.0 if rated_until is None else rated_until[0] - time.monotonic()
+            if not self.limited and rated_until is not None and left > -1.0:
                 # Until then, and briefly after (the held messages come back then).
-                left = max(RATE_RETRY, rated_until[0] - time.monotonic())
+                left = max(RATE_RETRY, left)
                 self.limited = list(rated_until[1])
                 self._waits = [left] * len(self.limited)
         rated = [w for w in self._waits if w is not None]
