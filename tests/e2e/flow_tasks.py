@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 
@@ -29,13 +30,26 @@ def mark(path: str) -> None:
         f.write(f"{os.getpid()}\n")
 
 
+_GATES: dict[str, threading.Event] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def _gate(name: str) -> threading.Event:
+    with _GATES_LOCK:
+        return _GATES.setdefault(name, threading.Event())
+
+
+def open_gate(name: str) -> None:
+    """Let every ``gated`` run waiting on ``name`` (in this process) go on."""
+    _gate(name).set()
+
+
 def gated(log: str, name: str, gate: str) -> None:
-    """Append ``name start`` to ``log``, wait (up to a minute) for the file ``gate``, then
-    append ``name end``."""
+    """Append ``name start`` to ``log``, wait (up to a minute) until ``open_gate(gate)``
+    is called in this process (the tests run these in an in-process worker), then append
+    ``name end``."""
     with open(log, "a") as f:
         f.write(f"{name} start {time.time()}\n")
-    deadline = time.monotonic() + 60
-    while not os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _gate(gate).wait(60)
     with open(log, "a") as f:
         f.write(f"{name} end {time.time()}\n")

@@ -64,7 +64,7 @@ async def test_the_next_capped_task_stands_by_and_starts_when_the_slot_frees(
             assert "a start" in seen and "b start" not in seen  # b is claimed, not started
             [info] = await oq.list_limits()
             assert (info.key, info.running) == ("k", 1)  # a and its standby: one slot
-            gate.touch()
+            flow_tasks.open_gate(str(gate))
             for task in (a, b):
                 r = await oq.get_result(task.id, wait=True, timeout=WAIT)
                 assert r is not None and r.ok and r.attempts == 1, r
@@ -89,13 +89,13 @@ async def test_a_stopping_worker_hands_its_standby_back_unrun(url: str, tmp_path
             assert "b start" not in _log(log)
             [info] = await oq.list_limits()
             assert info.running == 0
-            gate.touch()
+            flow_tasks.open_gate(str(gate))
             async with oq.worker(concurrency=4, worker_type="thread"):
                 for task in (a, b):
                     r = await oq.get_result(task.id, wait=True, timeout=WAIT)
                     assert r is not None and r.ok, r
     finally:
-        gate.touch()  # the first run's thread ends
+        flow_tasks.open_gate(str(gate))  # the first run's thread ends
 
 
 @pytest.mark.multiprocess
@@ -158,7 +158,7 @@ async def test_a_capped_task_with_nothing_behind_it_asks_for_a_standby_once(
             # Several retries at the longest pause would fit in this window.
             with anyio.move_on_after(0.3):
                 await poll_until(lambda: _asked(asked), lambda n: len(n) > 1, deadline=WAIT)
-            gate.touch()
+            flow_tasks.open_gate(str(gate))
             r = await oq.get_result(a.id, wait=True, timeout=WAIT)
             assert r is not None and r.ok, r
         assert asked == [a.id]
@@ -180,7 +180,7 @@ async def test_a_cancelled_standby_never_starts(url: str, tmp_path: Path) -> Non
         async with oq.worker(concurrency=4, worker_type="thread"):
             await poll_until(lambda: _status(oq, b.id), lambda s: s is TaskStatus.RUNNING)
             await oq.cancel(b.id)
-            gate.touch()
+            flow_tasks.open_gate(str(gate))
             for task in (a, c):
                 r = await oq.get_result(task.id, wait=True, timeout=WAIT)
                 assert r is not None and r.ok, r

@@ -254,9 +254,11 @@ class QueueWorkerSource:
 
     def _settle(self, ids: Iterable[str]) -> None:
         self._settles += 1
-        ids = set(ids)
-        self._outstanding.difference_update(ids)
-        if self._standbys or self._handed_on:
+        if not (self._standbys or self._handed_on):
+            self._outstanding.difference_update(ids)
+        else:
+            ids = set(ids)
+            self._outstanding.difference_update(ids)
             self._handed_on.difference_update(ids)
             # Runs that ended without an outcome (lost lease, cancel): their standbys
             # go back unrun.
