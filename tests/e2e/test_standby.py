@@ -168,7 +168,7 @@ async def _asked(asked: list[str]) -> list[str]:
     return list(asked)
 
 
-async def test_a_cancelled_standby_never_starts(url: str, tmp_path: Path) -> None:
+async def test_a_cancelled_standby_never_starts_and_the_next_task_stands_by(url: str, tmp_path: Path) -> None:
     log, gate = tmp_path / "log", tmp_path / "gate"
     async with OmniQ(url, lease_seconds=5.0) as oq:
         a, b, c = [
@@ -180,6 +180,9 @@ async def test_a_cancelled_standby_never_starts(url: str, tmp_path: Path) -> Non
         async with oq.worker(concurrency=4, worker_type="thread"):
             await poll_until(lambda: _status(oq, b.id), lambda s: s is TaskStatus.RUNNING)
             await oq.cancel(b.id)
+            # The worker drops the cancelled standby and stands the key's next task by
+            # in its place.
+            await poll_until(lambda: _status(oq, c.id), lambda s: s is TaskStatus.RUNNING)
             flow_tasks.open_gate(str(gate))
             for task in (a, c):
                 r = await oq.get_result(task.id, wait=True, timeout=WAIT)

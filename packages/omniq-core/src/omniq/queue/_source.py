@@ -137,7 +137,9 @@ class _Standby:
     (``claim``, None until claimed or when none was), and the job that claims it and
     keeps its lease meanwhile."""
 
-    def __init__(self) -> None:
+    def __init__(self, behind: ClaimedTask) -> None:
+        self.behind = behind
+        """The running task whose slot it takes."""
         self.claim: ClaimedTask | None = None
         self.ready = asyncio.Event()
         self.asking = False
@@ -462,7 +464,8 @@ class QueueWorkerSource:
         self, running: Callable[[], Collection[str]], on_cancel: Callable[[list[str]], None]
     ) -> None:
         """Report held tasks ``cancel`` ended, through the store's notification path.
-        Standbys are watched too: a cancelled one is dropped before it could start."""
+        Standbys are watched too: a cancelled one is dropped before it could start, and
+        the key's next task is claimed in its place."""
 
         def held() -> Collection[str]:
             if not self._standbys:
@@ -475,8 +478,15 @@ class QueueWorkerSource:
                 sb.claim.task.id: sb for sb in self._standbys.values() if sb.claim is not None
             }
             dropped = [i for i in task_ids if i in standing]
+            ending = set(task_ids)
             for i in dropped:
-                standing[i].claim = None  # its keeper stops renewing; its lease is gone
+                sb = standing[i]
+                sb.claim = None  # its lease is gone with the cancel
+                sb.job.cancel()
+                behind = sb.behind
+                del self._standbys[behind.task.id]
+                if behind.task.id not in ending:
+                    self._stand_by([behind])
             self._settle(task_ids)  # these runs end without an outcome
             ran = [i for i in task_ids if i not in standing]
             if self.observer is not None and ran:
@@ -575,7 +585,7 @@ class QueueWorkerSource:
                 continue
             if task.id in self._standbys:
                 continue
-            sb = _Standby()
+            sb = _Standby(c)
             self._standbys[c.task.id] = sb
             sb.job = asyncio.get_running_loop().create_task(self._keep(sb, c, stand))
 

@@ -32,6 +32,10 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Progress).decode
 
 
+CANCEL_FLUSH_TIMEOUT = 5.0
+"""Seconds ``signal_cancel`` waits for the server to confirm its notification."""
+
+
 def cancel_subject(ns: str) -> str:
     return f"{ns}.cancel"
 
@@ -101,4 +105,12 @@ class NatsTaskControl:
             return
         be = self._be
         payload = "\x1f".join(task_ids).encode()
-        await self._call(lambda: be.js.nc.publish(cancel_subject(be.ns), payload))
+
+        async def send() -> None:
+            nc = be.js.nc
+            await nc.publish(cancel_subject(be.ns), payload)
+            # The server's reply to a ping comes after it routed the notification: like
+            # the other engines' notify, this returns once the watchers' server has it.
+            await nc.flush(timeout=CANCEL_FLUSH_TIMEOUT)
+
+        await self._call(send)
