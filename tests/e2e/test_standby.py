@@ -168,7 +168,9 @@ async def _asked(asked: list[str]) -> list[str]:
     return list(asked)
 
 
-async def test_a_cancelled_standby_never_starts_and_the_next_task_stands_by(url: str, tmp_path: Path) -> None:
+async def test_a_cancelled_standby_never_starts_and_the_next_task_stands_by(
+    url: str, tmp_path: Path
+) -> None:
     log, gate = tmp_path / "log", tmp_path / "gate"
     async with OmniQ(url, lease_seconds=5.0) as oq:
         a, b, c = [
