@@ -32,7 +32,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Progress).decode
 
 
-CANCEL_FLUSH_TIMEOUT = 5.0
+CANCEL_FLUSH_TIMEOUT = 5
 """Seconds ``signal_cancel`` waits for the server to confirm its notification."""
 
 
