@@ -37,9 +37,11 @@ RATE = 50
 
 
 def started(path: str) -> None:
-    """A rate-run task: append its start time."""
+    """A rate-run task: append its start time (read first: opening the file may
+    yield the GIL to other threads)."""
+    start = time.time()
     with open(path, "a") as f:
-        f.write(f"{time.time()}\n")
+        f.write(f"{start}\n")
 
 
 async def spanned(path: str, seconds: float) -> None:

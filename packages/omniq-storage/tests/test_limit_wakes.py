@@ -4,6 +4,7 @@ slots (``limits_freed`` / ``wait_for_limits``), across clients."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -67,3 +68,26 @@ async def test_without_news_the_wait_times_out(url: str) -> None:
     async with open_storage(url) as be:
         q: Any = be.tasks
         assert await q.wait_for_limits(["default"], 0.05) is False
+
+
+@pytest.fixture(params=["redis", "nats"])
+async def stamping_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    u = unique_url(request.param)
+    yield u
+    async with open_storage(u) as be:
+        await be.drop()  # type: ignore[attr-defined]
+
+
+async def test_a_claim_that_counts_rate_starts_tells_when(stamping_url: str) -> None:
+    """Redis and NATS tell when they counted a claim's rate-limited starts
+    (``admitted``): the worker's late-start guard runs from there, not from when it
+    asked."""
+    async with open_storage(stamping_url) as be:
+        q: Any = be.tasks
+        await q.enqueue([task(rate_limit="2/s") for _ in range(3)])
+        before = time.monotonic()
+        assert len(await q.claim(["default"], "w", limit=10)) == 2
+        after = time.monotonic()
+        assert q.admitted is not None and before <= q.admitted <= after
+        assert await q.claim(["default"], "w", limit=10) == []
+        assert q.admitted is None  # it counted none

@@ -179,6 +179,7 @@ async def claim_prepared(
     take: list[tuple[Work, Rec, int]] = []
     core.limited = []
     core.limited_wait = None
+    core.admitted = None
     for key, (spec, group) in groups.items():
         want = limit - len(take)
         if want <= 0:

@@ -93,6 +93,8 @@ CAP_SOON = 0.005
 """The redelivery delay of the first tasks of a key that one claim held back by its
 concurrency cap (as many as the cap): a slot freed elsewhere finds them ready again at
 once, while the rest of the key's backlog waits out the longer delay."""
+RATE_SPREAD_MAX = 10.0
+"""The most seconds a rate-held task's redelivery is spread past its key's budget."""
 RATE_RETRY = 0.005
 """The pause a claim asks for when it pulls nothing after the time the rate-held work
 it remembers was due back (its messages are on their way)."""
@@ -130,9 +132,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         self._held: dict[tuple[str, ...], tuple[float, list[tuple[Work, Rec]]]] = {}
         """Per queue list, when and which messages the last claim that held tasks back
         by their concurrency cap held first (``_held``: the claim for freed slots)."""
-        self._waits: list[float | None] = []
-        """Per key the last claim held back, how long until its rate has budget again
-        (None: held by its cap)."""
+        self._dues: list[float | None] = []
+        """Per key the last claim held back, when (``time.monotonic()``) its rate has
+        budget again (None: held by its cap)."""
         self._rated: dict[tuple[str, ...], tuple[float, list[str]]] = {}
         """Per queue list, until when (``time.monotonic()``) and for which keys the last
         claim that held work back by rates only saw them without budget: until a claim
@@ -592,6 +594,7 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
     ) -> list[ClaimedTask]:
         if limit <= 0 or not queues:
             return []
+        self.admitted = None
         woken = self._woken.pop(tuple(queues), None)
         if woken:
             out = await self._call(lambda: self._claim_woken(woken, worker_id, limit, lease))
@@ -647,8 +650,9 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
         queue_of: dict[str, str] = {}
         held = 0
         self.limited = []
-        self._waits = []
-        full: dict[str, tuple[float, int]] = {}
+        self._dues = []
+        self.admitted = None
+        full: dict[str, tuple[float | None, int]] = {}
         capped: list[tuple[Work, Rec]] = []
         for subjs in ordered:
             while len(out) < limit and held < LIMIT_SCAN:
@@ -726,24 +730,26 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             keys = (limit_of(rec.task) for _, rec in self._remembered(queues))
             self.limited = list(dict.fromkeys(k.key for k in keys if k is not None))
             rated_until = self._rated.get(key)
-            left = 0.0 if rated_until is None else rated_until[0] - time.monotonic()
+            mono = time.monotonic()
+            left = 0.0 if rated_until is None else rated_until[0] - mono
             if not self.limited and rated_until is not None and left > -1.0:
                 # Until then, and briefly after (the held messages come back then).
-                left = max(RATE_RETRY, left)
                 self.limited = list(rated_until[1])
-                self._waits = [left] * len(self.limited)
-        rated = [w for w in self._waits if w is not None]
-        if held and rated and len(rated) == len(self._waits):
+                self._dues = [mono + max(RATE_RETRY, left)] * len(self.limited)
+        rated = [d for d in self._dues if d is not None]
+        due = min(rated) if rated and len(rated) == len(self._dues) else None
+        if held and due is not None:
             if len(self._rated) > 1000:
                 self._rated.clear()
-            self._rated[key] = (time.monotonic() + min(rated), list(self.limited))
+            self._rated[key] = (due, list(self.limited))
         elif out:
             self._rated.pop(key, None)
-        self.limited_wait = min(rated) if rated and len(rated) == len(self._waits) else None
         if corrupt:
             await self._quarantine(corrupt, queue_of)
         if out:
             out = await self._fence_paused(out, token)
+        # From now, not from the admission: the caller pauses from when it gets this.
+        self.limited_wait = None if due is None else max(0.0, due - time.monotonic())
         return out
 
     async def _drop_taken(self, msgs: list[tuple[Msg, Work]]) -> list[tuple[Msg, Work]]:
@@ -763,20 +769,31 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
     limited_wait: float | None = None
     """Seconds until the keys the last claim held back by their rate have budget again
     (None: it held some by a concurrency cap, or none)."""
+    admitted: float | None = None
+    """When the last claim counted its first rate-limited start, as a
+    ``time.monotonic()`` value no later than the stamp it stored (None: it counted
+    none): the worker's late-start guard runs from there."""
 
     async def _within_limits(
         self,
         take: list[tuple[Msg, Work]],
         token: str,
         t: float,
-        full: dict[str, tuple[float, int]],
+        full: dict[str, tuple[float | None, int]],
         capped: list[tuple[Work, Rec]] | None = None,
     ) -> list[tuple[Msg, Work]]:
         """The pulled work whose limits admit it (slots reserved); the rest is nak'ed
         to come back when capacity may have freed: pending, no attempt taken. ``full``
-        (per claim) keeps the keys held back so far, with their redelivery delay and
-        how many more of their tasks come back soon (``CAP_SOON``): the claim does not
-        ask again for them. ``capped`` gets the work held back by a concurrency cap."""
+        (per claim) keeps the keys held back so far, so the claim does not ask again
+        for them: with when their rate has budget again (``time.monotonic()``) and how
+        many of their tasks it held so far (their redeliveries are spread, ``_spread``),
+        or, for a key held by its cap, None and how many more of its tasks come back
+        soon (``CAP_SOON``; the rest after ``CAP_HELD``). ``capped`` gets the work held
+        back by a concurrency cap.
+
+        A key with a rate is admitted at a stamp of its own, taken just before: the
+        starts it counts lie as close as they can to the tasks' own starts, and the
+        time the claim spent pulling is not part of the worker's late-start guard."""
         groups: dict[str, tuple[LimitSpec, list[tuple[Msg, Work]]]] = {}
         keep: list[tuple[Msg, Work]] = []
         recs: dict[str, Rec] = {}
@@ -794,25 +811,34 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             if key in full:
                 ok: list[str] = []
             else:
-                ok, wait = await admit(self._be, spec, [w.id for _, w in items], token, t)
+                at, mono = t, 0.0
+                if spec.rate is not None:
+                    mono = time.monotonic()
+                    at = now()
+                ok, wait = await admit(self._be, spec, [w.id for _, w in items], token, at)
+                if ok and spec.rate is not None and self.admitted is None:
+                    self.admitted = mono
             okset = set(ok)
             if len(okset) < len(items) and key not in full:
                 self.limited.append(key)
-                self._waits.append(wait)
-                if wait is None:  # held by the cap
-                    full[key] = (CAP_HELD, spec.max_concurrency or 0)
-                else:
-                    full[key] = (wait, 0)
+                due = None if wait is None else mono + wait
+                self._dues.append(due)
+                full[key] = (due, (spec.max_concurrency or 0) if due is None else 0)
             for m, w in items:
                 if w.id in okset:
                     keep.append((m, w))
                     continue
-                delay, soon = full[key]
-                if capped is not None and spec.max_concurrency is not None and delay == CAP_HELD:
-                    capped.append((w, recs[w.id]))
-                if soon:
-                    full[key] = (delay, soon - 1)
-                    delay = CAP_SOON
+                due, n = full[key]
+                if due is None:  # held by the cap: ``n`` of them come back soon
+                    delay = CAP_HELD
+                    if capped is not None and spec.max_concurrency is not None:
+                        capped.append((w, recs[w.id]))
+                    if n:
+                        full[key] = (due, n - 1)
+                        delay = CAP_SOON
+                else:  # held by the rate: the ``n``-th of them in this claim
+                    full[key] = (due, n + 1)
+                    delay = max(RATE_RETRY, due - time.monotonic()) + _spread(spec, n)
                 await m.nak(delay=delay)
         keep.sort(key=lambda mw: mw[1].id)
         return keep
@@ -942,3 +968,19 @@ class QueueCore(EngineStore[NatsEngine], TaskQueueStorage):
             else:
                 released.append((new, new_rev))
             return None
+
+
+def _spread(spec: LimitSpec, n: int) -> float:
+    """How much later than its key's budget the ``n``-th task one claim held back by
+    its rate (from 0) is redelivered: the key starts ``burst`` tasks per
+    ``burst * window / count`` seconds, so the first two bursts' worth come back when
+    the budget does, and each further burst's worth one such step later (at most
+    ``RATE_SPREAD_MAX``). Redelivering all of them at once would have every claim
+    until then pull and hand back the key's whole held backlog again."""
+    rate = spec.rate
+    if rate is None:
+        return 0.0
+    groups = n // rate.burst - 1
+    if groups <= 0:
+        return 0.0
+    return min(RATE_SPREAD_MAX, groups * rate.burst * rate.window / rate.count)

@@ -110,7 +110,7 @@ end
 -- checks above hold for the later stamp too (nothing ran in between).
 local LIM_NEW = {}
 local function lim_stamp()
-  if not LIM_T then return '' end
+  if not LIM_T or #LIM_NEW == 0 then return '' end
   local t = redis.call('TIME')
   local at = tonumber(t[1]) + tonumber(t[2]) / 1e6
   for _, e in ipairs(LIM_NEW) do redis.call('ZADD', e[1], at, e[2]) end
