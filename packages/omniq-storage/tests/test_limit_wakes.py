@@ -18,12 +18,18 @@ from omniq.storage.testing.servers import unique_url
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["postgresql", "redis", "nats"])
-async def url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    u = unique_url(request.param)
+async def _fresh(kind: str) -> AsyncIterator[str]:
+    """A store URL of its own on ``kind``, dropped after the test."""
+    u = unique_url(kind)
     yield u
     async with open_storage(u) as be:
         await be.drop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["postgresql", "redis", "nats"])
+async def url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    async for u in _fresh(request.param):
+        yield u
 
 
 async def test_a_rate_held_claim_tells_when_the_rate_has_room(url: str) -> None:
@@ -72,10 +78,8 @@ async def test_without_news_the_wait_times_out(url: str) -> None:
 
 @pytest.fixture(params=["redis", "nats"])
 async def stamping_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    u = unique_url(request.param)
-    yield u
-    async with open_storage(u) as be:
-        await be.drop()  # type: ignore[attr-defined]
+    async for u in _fresh(request.param):
+        yield u
 
 
 async def test_a_claim_that_counts_rate_starts_tells_when(stamping_url: str) -> None:
