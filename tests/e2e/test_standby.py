@@ -1,7 +1,7 @@
-"""Standbys end to end, on the stores that claim them (NATS, PostgreSQL, Redis): while
-a capped task runs, its worker claims the key's next task ahead (running in the store,
-not started) and starts it the moment the running one ends; a worker that stops hands
-its standby back unrun, and one that is SIGKILLed costs it no attempt."""
+"""Standbys end to end, on every built-in store: while a capped task runs, its worker
+claims the key's next task ahead (running in the store, not started) and starts it the
+moment the running one ends; a worker that stops hands its standby back unrun, and one
+that is SIGKILLed costs it no attempt."""
 
 from __future__ import annotations
 
@@ -22,13 +22,23 @@ from omniq.storage.testing.helpers import poll_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=[s.id for s in builtin_specs() if s.stands_by])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    [spec] = [s for s in builtin_specs() if s.id == request.param]
+def _store(spec_id: str, tmp_path: Path) -> Iterator[str]:
+    [spec] = [s for s in builtin_specs() if s.id == spec_id]
     u = spec.url(tmp_path)
     yield u
     if spec.cleanup is not None:
         spec.cleanup(u)
+
+
+@pytest.fixture(params=[s.id for s in builtin_specs() if s.stands_by])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from _store(request.param, tmp_path)
+
+
+@pytest.fixture(params=[s.id for s in builtin_specs() if s.stands_by and s.multiprocess])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store that worker processes open themselves."""
+    yield from _store(request.param, tmp_path)
 
 
 def _log(path: Path) -> dict[str, float]:
@@ -101,8 +111,9 @@ async def test_a_stopping_worker_hands_its_standby_back_unrun(url: str, tmp_path
 @pytest.mark.multiprocess
 @pytest.mark.slow
 async def test_a_sigkilled_workers_standby_runs_elsewhere_as_its_first_attempt(
-    url: str, tmp_path: Path
+    shared_url: str, tmp_path: Path
 ) -> None:
+    url = shared_url
     marker, ran = tmp_path / "held", tmp_path / "ran"
     async with OmniQ(url) as oq:
         held = await oq.enqueue(flow_tasks.hold, (str(marker),), max_concurrency=1, limit_key="k")

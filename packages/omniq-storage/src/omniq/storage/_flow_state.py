@@ -3,7 +3,8 @@ SQLite backend's claim): which tasks share a limit key, and whether one more may
 
 Everything is derived from the task records themselves, so it survives a journal
 replay and needs no bookkeeping on completion: a key's running count is its tasks in
-``running`` with a lease that has not lapsed, and its recent starts are the claim times
+``running`` with a lease that has not lapsed (a standby counts once the claim it
+stands by no longer runs), and its recent starts are the claim times
 each record keeps (``TaskRecord.starts``, trimmed to the rate window at each claim).
 """
 
@@ -19,8 +20,10 @@ __all__ = ["LimitIndex", "Usage", "burst_of", "rate_text", "usage_of"]
 
 class _Rec(Protocol):
     task: Task
+    token: str | None
     lease_expires_at: float | None
     starts: tuple[float, ...]
+    standby_of: tuple[str, str] | None
 
 
 def burst_of(count: int, window: float) -> tuple[int, float]:
@@ -51,19 +54,25 @@ class Usage:
 
 def usage_of(spec: LimitSpec, recs: Iterable[_Rec], now: float) -> Usage:
     """The usage of ``spec.key`` among ``recs`` (the records carrying that key)."""
-    running = starts = recent = 0
+    starts = recent = 0
     since = now - spec.rate.window if spec.rate is not None else now
     since_b = now - spec.rate.burst_window if spec.rate is not None else now
+    live: list[_Rec] = []
     for r in recs:
         if (
             r.task.status is TaskStatus.RUNNING
             and r.lease_expires_at is not None
             and r.lease_expires_at > now
         ):
-            running += 1
+            live.append(r)
         if spec.rate is not None:
             starts += sum(1 for s in r.starts if s > since)
             recent += sum(1 for s in r.starts if s > since_b)
+    running = len(live)
+    if any(r.standby_of is not None for r in live):
+        # A standby of a claim that still runs shares that claim's slot.
+        claims = {(r.task.id, r.token) for r in live}
+        running -= sum(1 for r in live if r.standby_of in claims)
     return Usage(running, starts, recent)
 
 

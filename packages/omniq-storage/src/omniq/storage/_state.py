@@ -46,6 +46,10 @@ _replace = msgspec.structs.replace
 _FAILED = frozenset({TaskStatus.ERROR, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
 
 
+def _live(rec: TaskRecord, now: float) -> bool:
+    return rec.lease_expires_at is not None and rec.lease_expires_at > now
+
+
 class TaskRecord(msgspec.Struct, array_like=True):
     """A stored task plus its lease; ``task.status``/``task.attempt`` are current."""
 
@@ -58,6 +62,12 @@ class TaskRecord(msgspec.Struct, array_like=True):
     """Dependencies overridden (a dependency failed under the ``release`` policy)."""
     starts: tuple[float, ...] = ()
     """Claim times inside the rate window of the task's limit (flow-limited tasks)."""
+    standby_of: tuple[str, str] | None = None
+    """Claimed as a standby (``claim_standby``): the id and token of the running claim
+    whose concurrency slot it takes once that run ends; while that claim runs too, the
+    two count as one running task of the key."""
+    spared: bool = False
+    """A lapsed standby lease gave the task its attempt back once already."""
 
 
 class QueueState:
@@ -254,16 +264,68 @@ class QueueState:
                     continue
                 since = now - spec.rate.window if spec.rate is not None else now
                 rec.starts = (*(s for s in rec.starts if s > since), now)
-            rec.task = _replace(rec.task, status=TaskStatus.RUNNING, attempt=rec.task.attempt + 1)
-            rec.token, rec.worker_id, rec.lease_expires_at = token, worker_id, until
-            self._save(rec, now)
-            out.append(
-                ClaimedTask(task=rec.task, token=token, lease_expires_at=until, worker_id=worker_id)
-            )
+            out.append(self._lease(rec, token, worker_id, until, now=now))
         for entry, q in held:
             heapq.heappush(self._ready[q], entry)
         self.limited = sorted(full)
         return out
+
+    def _lease(
+        self,
+        rec: TaskRecord,
+        token: str,
+        worker_id: str,
+        until: float,
+        *,
+        now: float,
+        standby_of: tuple[str, str] | None = None,
+    ) -> ClaimedTask:
+        rec.task = _replace(rec.task, status=TaskStatus.RUNNING, attempt=rec.task.attempt + 1)
+        rec.token, rec.worker_id, rec.lease_expires_at = token, worker_id, until
+        rec.standby_of = standby_of
+        self._save(rec, now)
+        return ClaimedTask(task=rec.task, token=token, lease_expires_at=until, worker_id=worker_id)
+
+    def claim_standby(
+        self,
+        queues: Sequence[str],
+        worker_id: str,
+        behind: tuple[str, str],
+        lease: float,
+        now: float,
+    ) -> ClaimedTask | None:
+        """The next ready task of the key of ``behind`` (the id and token of a running
+        claim under a cap without a rate), leased as its standby: it takes that claim's
+        slot once its run ends. None when ``behind`` no longer runs under that token,
+        already has a live standby, or no task of its key is ready in ``queues``."""
+        self.reclaim_expired(now)
+        self._promote(now)
+        b = self._leased(*behind)
+        spec = limit_of(b.task) if b is not None else None
+        if (
+            b is None
+            or spec is None
+            or spec.max_concurrency is None
+            or spec.rate is not None
+            or b.lease_expires_at is None
+            or b.lease_expires_at <= now
+        ):
+            return None
+        qs = {q for q in queues if q not in self.paused}
+        best: TaskRecord | None = None
+        for r in self.limits.records(spec.key, self.recs):
+            t = r.task
+            if t.status is TaskStatus.RUNNING and r.standby_of == behind and _live(r, now):
+                return None  # one standby per claim
+            if (
+                t.queue in qs
+                and self._is_ready(r, now)
+                and (best is None or (-t.priority, t.id) < (-best.task.priority, best.task.id))
+            ):
+                best = r
+        if best is None:
+            return None
+        return self._lease(best, new_id(), worker_id, now + lease, now=now, standby_of=behind)
 
     def _admit(self, spec: LimitSpec, now: float) -> bool:
         return usage_of(spec, self.limits.records(spec.key, self.recs), now).admits(spec)
@@ -365,7 +427,7 @@ class QueueState:
             if eta and isinstance(ref, RetryRequest):
                 t = _replace(t, eta=ref.eta)
             rec.task = _replace(t, status=TaskStatus.PENDING, attempt=max(0, t.attempt - 1))
-            rec.token = rec.worker_id = rec.lease_expires_at = None
+            rec.token = rec.worker_id = rec.lease_expires_at = rec.standby_of = None
             self._save(rec, now)
         return stale
 
@@ -397,8 +459,14 @@ class QueueState:
                 or rec.lease_expires_at > now
             ):
                 continue
-            rec.task = _replace(rec.task, status=TaskStatus.PENDING)
-            rec.token = rec.worker_id = rec.lease_expires_at = None
+            t = rec.task
+            if rec.standby_of is not None and not rec.spared:
+                # It may never have started: its worker died holding it. Spared once,
+                # so a task that kills its worker on each run still uses up attempts.
+                t = _replace(t, attempt=max(0, t.attempt - 1))
+            rec.spared = rec.spared or rec.standby_of is not None
+            rec.task = _replace(t, status=TaskStatus.PENDING)
+            rec.token = rec.worker_id = rec.lease_expires_at = rec.standby_of = None
             self._save(rec, now)
             out.append(tid)
         return out

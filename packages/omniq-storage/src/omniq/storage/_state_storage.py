@@ -139,6 +139,20 @@ class StateTasks(TaskQueueStorage):
         got, self.limited = await self._run(run)
         return got
 
+    async def claim_standby(
+        self, queues: Sequence[str], worker_id: str, *, behind: ClaimedTask, lease: float = 30.0
+    ) -> ClaimedTask | None:
+        """A task to run in the concurrency slot of ``behind`` (a running claim of this
+        worker under a cap without a rate) once that run ended, claimed now so it
+        starts the moment that run ends: the key's next ready task, its record running
+        with ``standby_of`` naming ``behind``'s claim, so while both run they take one
+        slot. The caller renews its lease until it runs it, and releases it when it
+        will not. None when no task of that key is ready, or ``behind`` has ended or
+        has a standby already."""
+        qs = list(queues)
+        ref = (behind.task.id, behind.token)
+        return await self._run(lambda s, t: s.claim_standby(qs, worker_id, ref, lease, t))
+
     async def renew(self, leases: Sequence[LeaseRef], lease: float) -> list[str]:
         refs = list(leases)
         return await self._run(lambda s, t: s.renew(refs, lease, t))

@@ -202,19 +202,21 @@ def builtin_specs() -> list[BackendSpec]:
     """The specs of omniq-storage's own backends (the server ones use the test servers
     of ``omniq.storage.testing.servers``, one namespace per test)."""
     return [
-        BackendSpec("memory", lambda tmp: "memory://"),
+        BackendSpec("memory", lambda tmp: "memory://", stands_by=True),
         BackendSpec(
             "file-local",
             lambda tmp: (tmp / "store").as_uri(),
             shared=True,
             multiprocess=True,
             persistent=True,
+            stands_by=True,
         ),
         BackendSpec(
             "file-memfs",
             lambda tmp: f"file+memory://omniq-test-{uuid.uuid4().hex}",
             persistent=True,
             cleanup=_memfs_cleanup,
+            stands_by=True,
         ),
         BackendSpec(
             "sqlite",
@@ -222,6 +224,7 @@ def builtin_specs() -> list[BackendSpec]:
             shared=True,
             multiprocess=True,
             persistent=True,
+            stands_by=True,
             transaction=_sqlite_transaction,
         ),
         BackendSpec(

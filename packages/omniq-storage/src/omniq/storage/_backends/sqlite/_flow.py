@@ -5,6 +5,10 @@ The plain claim leaves tasks with a ``task_limits`` row alone; ``claim_limited``
 after it in the same ``BEGIN IMMEDIATE`` transaction, so every claim of every process
 is serialized with it: a key's running count (its tasks running under a lease that
 has not lapsed) and its starts in the rate window are read and raised atomically.
+
+A standby (``claim_standby``) is a task claimed ahead to run in the slot of a running
+capped claim once that run ends; ``limit_standbys`` names the claim (task id and
+token) it stands by, and while that claim runs too the two count as one.
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ def placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-__all__ = ["FLOW_SCHEMA", "claim_limited", "limit_info", "limit_rows", "not_limited"]
+__all__ = [
+    "FLOW_SCHEMA",
+    "claim_limited",
+    "claim_standby",
+    "limit_info",
+    "limit_rows",
+    "not_limited",
+    "spare_standbys",
+]
 
 FLOW_SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_limits (
@@ -35,7 +47,18 @@ CREATE TABLE IF NOT EXISTS task_limits (
 CREATE INDEX IF NOT EXISTS task_limits_key ON task_limits (key);
 CREATE TABLE IF NOT EXISTS limit_starts (key TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS limit_starts_key ON limit_starts (key, at);
+CREATE TABLE IF NOT EXISTS limit_standbys (
+    task_id TEXT PRIMARY KEY,
+    token TEXT,
+    behind_id TEXT NOT NULL,
+    behind_token TEXT NOT NULL,
+    spared INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS limit_standbys_behind ON limit_standbys (behind_id);
 """
+# limit_standbys: ``token`` is the standby's own claim token (the row stands for a
+# standby only while the task runs under it); ``spared``: a lapsed standby lease gave
+# the task its attempt back once already.
 
 not_limited = " AND NOT EXISTS (SELECT 1 FROM task_limits l WHERE l.task_id = tasks.id)"
 """The plain claim's filter: tasks without limits only."""
@@ -70,8 +93,11 @@ def _usage(
     """Running count, starts in the rate window, starts in the burst window."""
     running = c.execute(
         "SELECT count(*) FROM tasks JOIN task_limits l ON l.task_id = tasks.id"
-        " WHERE l.key = ? AND tasks.status = 'running' AND tasks.lease_expires_at > ?",
-        (key, t),
+        " WHERE l.key = ? AND tasks.status = 'running' AND tasks.lease_expires_at > ?"
+        " AND NOT EXISTS (SELECT 1 FROM limit_standbys s JOIN tasks b ON b.id = s.behind_id"
+        " WHERE s.task_id = tasks.id AND s.token = tasks.token AND b.token = s.behind_token"
+        " AND b.status = 'running' AND b.lease_expires_at > ?)",
+        (key, t, t),
     ).fetchone()[0]
     starts = recent = 0
     if per is not None and rate_n is not None:
@@ -139,6 +165,74 @@ def claim_limited(
         horizon = max(pers) if pers else 0.0
         c.execute("DELETE FROM limit_starts WHERE key = ? AND at <= ?", (key, t - horizon))
     return rows, sorted(full)
+
+
+def claim_standby(
+    c: sqlite3.Connection,
+    qs: list[str],
+    t: float,
+    behind: tuple[str, str],
+    *,
+    token: str,
+    worker_id: str,
+    until: float,
+    cols: str,
+) -> list[Any]:
+    """Lease the next ready task of the key of ``behind`` (the id and token of a
+    running claim under a cap without a rate) as its standby; returns its row
+    (``priority, cols``), or none when ``behind`` no longer runs under that token, has
+    a live standby already, or no task of its key is ready in ``qs``."""
+    row = c.execute(
+        "SELECT l.key FROM tasks JOIN task_limits l ON l.task_id = tasks.id"
+        " WHERE tasks.id = ? AND tasks.token = ? AND tasks.status = 'running'"
+        " AND tasks.lease_expires_at > ? AND l.max_running IS NOT NULL AND l.rate_n IS NULL",
+        (*behind, t),
+    ).fetchone()
+    if row is None or not qs:
+        return []
+    taken = c.execute(
+        "SELECT 1 FROM limit_standbys s JOIN tasks ON tasks.id = s.task_id"
+        " WHERE s.behind_id = ? AND s.behind_token = ? AND tasks.token = s.token"
+        " AND tasks.status = 'running' AND tasks.lease_expires_at > ?",
+        (*behind, t),
+    ).fetchone()
+    if taken is not None:
+        return []
+    rows = c.execute(
+        "UPDATE tasks SET status = 'running', attempt = attempt + 1, token = ?,"
+        " worker_id = ?, lease_expires_at = ? WHERE id = (SELECT tasks.id FROM tasks"
+        " JOIN task_limits l ON l.task_id = tasks.id WHERE l.key = ?"
+        " AND tasks.status = 'pending' AND tasks.ready = 1"
+        f" AND tasks.queue IN ({placeholders(len(qs))})"
+        " AND (tasks.eta IS NULL OR tasks.eta <= ?)"
+        " AND (tasks.expires_at IS NULL OR tasks.expires_at > ?)"
+        f" ORDER BY tasks.priority DESC, tasks.id LIMIT 1) RETURNING priority, {cols}",
+        [token, worker_id, until, row[0], *qs, t, t],
+    ).fetchall()
+    if rows:
+        c.execute(
+            "INSERT INTO limit_standbys (task_id, token, behind_id, behind_token)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET token = excluded.token,"
+            " behind_id = excluded.behind_id, behind_token = excluded.behind_token",
+            (rows[0][1], token, *behind),
+        )
+    return rows
+
+
+def spare_standbys(c: sqlite3.Connection, lapsed: Sequence[tuple[str, str]]) -> None:
+    """Of the ``lapsed`` leases (task id, token) about to be reclaimed, give the
+    standbys their attempt back, once per task: a worker that died holding a task it
+    had not started costs that task no attempt, while a task that brings its worker
+    down on each run still runs out of attempts."""
+    for tid, tok in lapsed:
+        row = c.execute(
+            "SELECT spared FROM limit_standbys WHERE task_id = ? AND token = ?", (tid, tok)
+        ).fetchone()
+        if row is None:
+            continue
+        if not row[0]:
+            c.execute("UPDATE tasks SET attempt = max(attempt - 1, 0) WHERE id = ?", (tid,))
+        c.execute("UPDATE limit_standbys SET token = NULL, spared = 1 WHERE task_id = ?", (tid,))
 
 
 def limit_info(c: sqlite3.Connection, t: float) -> list[LimitInfo]:

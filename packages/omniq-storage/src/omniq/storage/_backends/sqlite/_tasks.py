@@ -36,7 +36,7 @@ from omniq.storage._wake import Wake, wait_for_work
 from ._caller import caller_db
 from ._conn import Connection, placeholders
 from ._control import SQLiteTaskControl
-from ._flow import claim_limited, limit_info, limit_rows, not_limited
+from ._flow import claim_limited, claim_standby, limit_info, limit_rows, not_limited, spare_standbys
 from ._stores import Results
 from ._unique import prune, replace_pending, reserve, reserved
 
@@ -320,6 +320,39 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
 
         rows = await self._db.tx(run)
         return await self._claimed(rows, token, until, worker_id, lease)
+
+    async def claim_standby(
+        self, queues: Sequence[str], worker_id: str, *, behind: ClaimedTask, lease: float = 30.0
+    ) -> ClaimedTask | None:
+        """A task to run in the concurrency slot of ``behind`` (a running claim of this
+        worker under a cap without a rate) once that run ended, claimed now so it
+        starts the moment that run ends: the key's next ready task, running with a
+        ``limit_standbys`` row naming ``behind``'s claim, so while both run they take
+        one slot. The caller renews its lease until it runs it, and releases it when
+        it will not. None when no task of that key is ready, or ``behind`` has ended or
+        has a standby already."""
+        qs = list(dict.fromkeys(queues))
+        t = now()
+        token = new_id()
+        until = t + lease
+        ref = (behind.task.id, behind.token)
+
+        def run(c: sqlite3.Connection) -> list[Any]:
+            _reclaim(c, t)
+            return claim_standby(
+                c,
+                _unpaused(c, qs),
+                t,
+                ref,
+                token=token,
+                worker_id=worker_id,
+                until=until,
+                cols=_COLS,
+            )
+
+        rows = await self._db.tx(run)
+        got = await self._claimed(rows, token, until, worker_id, lease)
+        return got[0] if got else None
 
     async def _claimed(
         self, rows: list[Any], token: str, until: float, worker_id: str, lease: float
@@ -689,6 +722,7 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             n = int(c.execute(f"DELETE FROM tasks WHERE {cond}", args).rowcount)
             if n:
                 c.execute("DELETE FROM task_limits WHERE task_id NOT IN (SELECT id FROM tasks)")
+                c.execute("DELETE FROM limit_standbys WHERE task_id NOT IN (SELECT id FROM tasks)")
             prune(c, now())
             return n
 
@@ -781,6 +815,12 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
 
 
 def _reclaim(c: sqlite3.Connection, t: float) -> list[str]:
+    lapsed = c.execute(
+        "SELECT id, token FROM tasks WHERE status = 'running' AND lease_expires_at <= ?", (t,)
+    ).fetchall()
+    if not lapsed:
+        return []
+    spare_standbys(c, lapsed)
     rows = c.execute(
         "UPDATE tasks SET status = 'pending', token = NULL, worker_id = NULL,"
         " lease_expires_at = NULL WHERE status = 'running' AND lease_expires_at <= ? RETURNING id",
