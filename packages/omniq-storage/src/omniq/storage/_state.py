@@ -313,7 +313,10 @@ class QueueState:
             return None
         qs = {q for q in queues if q not in self.paused}
         best: TaskRecord | None = None
-        for r in self.limits.records(spec.key, self.recs):
+        for tid in self.limits.by_key.get(spec.key, ()):
+            r = self.recs.get(tid)
+            if r is None:
+                continue
             t = r.task
             if t.status is TaskStatus.RUNNING and r.standby_of == behind and _live(r, now):
                 return None  # one standby per claim
