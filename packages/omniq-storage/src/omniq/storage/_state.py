@@ -307,8 +307,7 @@ class QueueState:
             or spec is None
             or spec.max_concurrency is None
             or spec.rate is not None
-            or b.lease_expires_at is None
-            or b.lease_expires_at <= now
+            or not _live(b, now)
         ):
             return None
         qs = {q for q in queues if q not in self.paused}

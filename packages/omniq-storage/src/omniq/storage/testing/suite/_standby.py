@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from omniq.models import TaskStatus
-from omniq.storage import Backend, Completion, LeaseRef
+from omniq.storage import Backend, Completion, LeaseRef, open_storage
 from omniq.storage.testing.helpers import poll_until, task, tq
 
 Q = ["default"]
@@ -122,3 +122,28 @@ class TestStandby:
             deadline=10.0,
         )
         assert rs.attempt == 1  # spared once: this lapse counted
+
+    @pytest.mark.backends_with("stands_by", "shared")
+    async def test_another_connection_sees_the_standby_share_the_slot(
+        self, store_and_url: tuple[Backend, str]
+    ) -> None:
+        """The standby is stored, not held in the claiming connection: another one
+        counts it with its claim, refuses a second, and sees it take the slot."""
+        store, url = store_and_url
+        q: Any = tq(store)
+        capped = [task(max_concurrency=1, limit_key="k") for _ in range(3)]
+        await q.enqueue(capped)
+        [a] = await q.claim(Q, "w", limit=10)
+        s = await q.claim_standby(Q, "w", behind=a, lease=30.0)
+        assert s is not None and s.task.id == capped[1].id
+        async with open_storage(url) as other_store:
+            other: Any = tq(other_store)
+            assert await _running(other) == 1
+            assert await other.claim_standby(Q, "x", behind=a, lease=30.0) is None
+            assert await other.claim(Q, "x", limit=10) == []
+            await q.complete([Completion(a.task.id, a.token)])
+            assert await _running(other) == 1  # s holds the slot now
+            assert await _freed(other, "x") == []
+            await q.complete([Completion(s.task.id, s.token)])
+            got = await poll_until(lambda: _freed(other, "x"), bool, deadline=10.0)
+            assert [c.task.id for c in got] == [capped[2].id]
