@@ -44,6 +44,12 @@ class Usage:
         self.starts = starts
         self.recent = recent
 
+    def take(self) -> None:
+        """Count one more task started now."""
+        self.running += 1
+        self.starts += 1
+        self.recent += 1
+
     def admits(self, spec: LimitSpec) -> bool:
         """True if one more task under ``spec`` may start now."""
         if spec.max_concurrency is not None and self.running >= spec.max_concurrency:
@@ -65,7 +71,7 @@ def usage_of(spec: LimitSpec, recs: Iterable[_Rec], now: float) -> Usage:
             and r.lease_expires_at > now
         ):
             live.append(r)
-        if spec.rate is not None:
+        if spec.rate is not None and r.starts:
             starts += sum(1 for s in r.starts if s > since)
             recent += sum(1 for s in r.starts if s > since_b)
     running = len(live)
@@ -87,21 +93,24 @@ class LimitIndex:
 
     def __init__(self) -> None:
         self.by_key: dict[str, set[str]] = {}
+        self.key_of: dict[str, str] = {}
+        """The limit key of each indexed task id."""
 
     def add(self, task: Task) -> LimitSpec | None:
         spec = limit_of(task)
         if spec is not None:
             self.by_key.setdefault(spec.key, set()).add(task.id)
+            self.key_of[task.id] = spec.key
         return spec
 
     def discard(self, task: Task) -> None:
-        spec = limit_of(task)
-        if spec is not None:
-            ids = self.by_key.get(spec.key)
+        key = self.key_of.pop(task.id, None)
+        if key is not None:
+            ids = self.by_key.get(key)
             if ids is not None:
                 ids.discard(task.id)
                 if not ids:
-                    del self.by_key[spec.key]
+                    del self.by_key[key]
 
     def records(self, key: str, recs: Mapping[str, _Rec]) -> list[_Rec]:
         return [r for i in self.by_key.get(key, ()) if (r := recs.get(i)) is not None]

@@ -20,7 +20,6 @@ from omniq.models import (
     TERMINAL_STATUSES,
     ClaimedTask,
     LimitInfo,
-    LimitSpec,
     Schedule,
     ScheduleState,
     Task,
@@ -30,7 +29,7 @@ from omniq.models import (
 )
 
 from ._corrupt import Corrupt
-from ._flow_state import LimitIndex, usage_of
+from ._flow_state import LimitIndex, Usage, usage_of
 from ._interfaces import (
     Completion,
     CompletionReport,
@@ -77,6 +76,16 @@ class QueueState:
         self.recs: dict[str, TaskRecord] = {}
         self.schedules: dict[str, Schedule] = {}
         self._ready: dict[str, list[tuple[int, str]]] = {}
+        """Ready tasks without limits, per queue, by ``(-priority, id)``."""
+        self._lanes: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        """Ready flow-limited tasks per (queue, limit key)."""
+        self._heads: dict[str, list[tuple[tuple[int, str], str]]] = {}
+        """Per queue, ``(entry, key)`` for the first entry of each of its lanes (and
+        items gone stale, dropped when they come up): the top that is still its lane's
+        first ready entry is the queue's best limited task, and a full key is passed
+        over by popping its one item, not its backlog."""
+        self._rep: dict[tuple[str, str], tuple[int, str]] = {}
+        """The entry each lane last put into ``_heads``."""
         self._delayed: list[tuple[float, str]] = []
         self._leases: list[tuple[float, str]] = []
         self._ttl: list[tuple[float, str]] = []
@@ -127,7 +136,7 @@ class QueueState:
             elif t.eta is not None and t.eta > now:
                 heapq.heappush(self._delayed, (t.eta, t.id))
             else:
-                heapq.heappush(self._ready.setdefault(t.queue, []), (-t.priority, t.id))
+                self._push_ready(t)
         elif t.status is TaskStatus.RUNNING and rec.lease_expires_at is not None:
             heapq.heappush(self._leases, (rec.lease_expires_at, t.id))
 
@@ -171,17 +180,67 @@ class QueueState:
             _, tid = heapq.heappop(delayed)
             rec = self.recs.get(tid)
             if rec is not None and self._is_ready(rec, now):
-                t = rec.task
-                heapq.heappush(self._ready.setdefault(t.queue, []), (-t.priority, tid))
+                self._push_ready(rec.task)
 
-    def _head(self, queue: str, now: float, taken: set[str]) -> tuple[int, str] | None:
-        heap = self._ready.get(queue)
+    def _push_ready(self, t: Task) -> None:
+        entry = (-t.priority, t.id)
+        key = self.limits.key_of.get(t.id)
+        if key is None:
+            heapq.heappush(self._ready.setdefault(t.queue, []), entry)
+            return
+        lane = self._lanes.setdefault((t.queue, key), [])
+        heapq.heappush(lane, entry)
+        if lane[0] == entry:
+            self._represent(t.queue, key, entry)
+
+    def _represent(self, queue: str, key: str, entry: tuple[int, str] | None) -> None:
+        """Make ``entry`` (the first of the lane, or None) the lane's item in ``_heads``."""
+        if entry is None:
+            self._rep.pop((queue, key), None)
+        elif self._rep.get((queue, key)) != entry:
+            heapq.heappush(self._heads.setdefault(queue, []), (entry, key))
+            self._rep[queue, key] = entry
+
+    def _first(
+        self, heap: list[tuple[int, str]] | None, now: float, taken: set[str]
+    ) -> tuple[int, str] | None:
+        """The top of ``heap`` once the entries no longer ready are popped off it."""
         while heap:
             entry = heap[0]
             rec = self.recs.get(entry[1])
             if rec is not None and entry[1] not in taken and self._is_ready(rec, now):
                 return entry
             heapq.heappop(heap)
+        return None
+
+    def _head(self, queue: str, now: float, taken: set[str]) -> tuple[int, str] | None:
+        return self._first(self._ready.get(queue), now, taken)
+
+    def _limited_head(
+        self,
+        queue: str,
+        now: float,
+        taken: set[str],
+        full: set[str],
+        passed: list[tuple[str, tuple[tuple[int, str], str]]],
+    ) -> tuple[tuple[int, str], str] | None:
+        """The best ready limited task of ``queue`` whose key is not in ``full``, as
+        ``(entry, key)``; the heads of full keys are moved to ``passed`` (the caller
+        pushes them back)."""
+        heads = self._heads.get(queue)
+        while heads:
+            item = heads[0]
+            entry, key = item
+            if key in full:
+                passed.append((queue, heapq.heappop(heads)))
+                continue
+            first = self._first(self._lanes.get((queue, key)), now, taken)
+            if first == entry:
+                return item
+            heapq.heappop(heads)  # stale: that entry left its lane (its task was taken)
+            if self._rep.get((queue, key)) == entry:
+                self._rep.pop((queue, key))
+            self._represent(queue, key, first)
         return None
 
     def next_eta(self) -> float | None:
@@ -191,7 +250,14 @@ class QueueState:
     def has_ready(self, queues: Sequence[str], now: float) -> bool:
         self._promote(now)
         paused = self.paused
-        return any(q not in paused and self._head(q, now, set()) is not None for q in queues)
+        return any(
+            q not in paused
+            and (
+                self._head(q, now, set()) is not None
+                or self._limited_head(q, now, set(), set(), []) is not None
+            )
+            for q in queues
+        )
 
     # -- task operations -----------------------------------------------------------
 
@@ -242,31 +308,55 @@ class QueueState:
         taken: set[str] = set()
         out: list[ClaimedTask] = []
         qs = [q for q in dict.fromkeys(queues) if q not in self.paused]
-        held: list[tuple[tuple[int, str], str]] = []
+        held: list[tuple[str, tuple[int, str], str]] = []
+        passed: list[tuple[str, tuple[tuple[int, str], str]]] = []
         full: set[str] = set()
+        usage: dict[str, Usage] = {}
         while len(out) < limit:
             best: tuple[int, str] | None = None
             best_q = ""
+            best_key: str | None = None
             for q in qs:
                 head = self._head(q, now, taken)
                 if head is not None and (best is None or head < best):
-                    best, best_q = head, q
+                    best, best_q, best_key = head, q, None
+                lim = self._limited_head(q, now, taken, full, passed)
+                if lim is not None and (best is None or lim[0] < best):
+                    best, best_q, best_key = lim[0], q, lim[1]
             if best is None:
                 break
-            heapq.heappop(self._ready[best_q])
+            if best_key is None:
+                heapq.heappop(self._ready[best_q])
+            else:
+                lane = self._lanes[best_q, best_key]
+                heapq.heappop(lane)
+                heapq.heappop(self._heads[best_q])
+                if self._rep.get((best_q, best_key)) == best:
+                    self._rep.pop((best_q, best_key))
+                self._represent(best_q, best_key, lane[0] if lane else None)
             rec = self.recs[best[1]]
             taken.add(best[1])
-            spec = limit_of(rec.task)
+            spec = limit_of(rec.task) if best_key is not None else None
             if spec is not None:
-                if spec.key in full or not self._admit(spec, now):
+                use = usage.get(spec.key)
+                if use is None:
+                    use = usage[spec.key] = usage_of(
+                        spec, self.limits.records(spec.key, self.recs), now
+                    )
+                if not use.admits(spec):
                     full.add(spec.key)  # held back: pending, no attempt, not in the way
-                    held.append((best, best_q))
+                    held.append((best_q, best, spec.key))
                     continue
+                use.take()
                 since = now - spec.rate.window if spec.rate is not None else now
                 rec.starts = (*(s for s in rec.starts if s > since), now)
             out.append(self._lease(rec, token, worker_id, until, now=now))
-        for entry, q in held:
-            heapq.heappush(self._ready[q], entry)
+        for q, entry, key in held:
+            heapq.heappush(self._lanes[q, key], entry)
+            heapq.heappush(self._heads[q], (entry, key))
+            self._rep[q, key] = entry
+        for q, item in passed:
+            heapq.heappush(self._heads[q], item)
         self.limited = sorted(full)
         return out
 
@@ -310,27 +400,25 @@ class QueueState:
             or not _live(b, now)
         ):
             return None
-        qs = {q for q in queues if q not in self.paused}
-        best: TaskRecord | None = None
         for tid in self.limits.by_key.get(spec.key, ()):
             r = self.recs.get(tid)
-            if r is None:
-                continue
-            t = r.task
-            if t.status is TaskStatus.RUNNING and r.standby_of == behind and _live(r, now):
-                return None  # one standby per claim
             if (
-                t.queue in qs
-                and self._is_ready(r, now)
-                and (best is None or (-t.priority, t.id) < (-best.task.priority, best.task.id))
+                r is not None
+                and r.standby_of == behind
+                and r.task.status is TaskStatus.RUNNING
+                and _live(r, now)
             ):
-                best = r
-        if best is None:
+                return None  # one standby per claim
+        heads = [
+            h
+            for q in dict.fromkeys(queues)
+            if q not in self.paused
+            and (h := self._first(self._lanes.get((q, spec.key)), now, set())) is not None
+        ]
+        if not heads:
             return None
+        best = self.recs[min(heads)[1]]
         return self._lease(best, new_id(), worker_id, now + lease, now=now, standby_of=behind)
-
-    def _admit(self, spec: LimitSpec, now: float) -> bool:
-        return usage_of(spec, self.limits.records(spec.key, self.recs), now).admits(spec)
 
     def limit_info(self, now: float) -> list[LimitInfo]:
         """Every limit key's running count and remaining rate budget."""

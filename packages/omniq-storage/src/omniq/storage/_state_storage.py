@@ -10,6 +10,7 @@ A backend that holds a result store gives ``cancel``/``expire`` its ``LockedResu
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Protocol, TypeVar
 
@@ -133,10 +134,12 @@ class StateTasks(TaskQueueStorage):
     ) -> list[ClaimedTask]:
         qs = list(queues)
 
-        def run(s: QueueState, t: float) -> tuple[list[ClaimedTask], list[str]]:
-            return s.claim(qs, worker_id, limit, lease, t), s.limited
+        def run(s: QueueState, t: float) -> tuple[list[ClaimedTask], list[str], float]:
+            at = time.monotonic()
+            return s.claim(qs, worker_id, limit, lease, t), s.limited, at
 
-        got, self.limited = await self._run(run)
+        got, self.limited, at = await self._run(run)
+        self.admitted = at if any(c.task.rate_limit is not None for c in got) else None
         return got
 
     async def claim_standby(
@@ -332,6 +335,9 @@ class StateTasks(TaskQueueStorage):
 
     limited: builtins.list[str] = []
     """The limit keys the last claim held tasks back for."""
+    admitted: float | None = None
+    """When (``time.monotonic``) the last claim counted its rate-limited starts: under
+    the store's lock, which the call may have waited for; None when it counted none."""
 
     async def list_limits(self) -> builtins.list[LimitInfo]:
         return await self._run(lambda s, t: s.limit_info(t))

@@ -148,10 +148,11 @@ class FileBackend(Backend):
         log = self._log
         if log is None:
             raise StorageError(f"file store {redact_url(self.url)!r} is not connected")
-        with self._tlock:
-            t = now()
-            with log.locked(t) as state:
-                return fn(state, t)
+        with self._tlock, log.locked(now()) as state:
+            # The operation's clock is read once the lock is held and the other
+            # processes' changes are in: a claim stamps its rate-limited starts
+            # at the moment it counts them, not before a wait for the lock.
+            return fn(state, now())
 
     async def _run(self, fn: Callable[[QueueState, float], T]) -> T:
         out = await anyio.to_thread.run_sync(self._call, fn)
