@@ -439,6 +439,17 @@ class RedisSentinelGroup:
                                self.service)  # fmt: skip
         return int(out.split()[-1])
 
+    def stale_sentinel(self, port: int, names: int) -> _Proc:
+        """A sentinel (not started) that watches ``service`` at ``127.0.0.1:names``, as
+        one that has not yet learnt of a failover does: it names that address, alone."""
+        conf = self.root / f"sentinel-{port}.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.root}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {names} 2\n"
+            f"sentinel down-after-milliseconds {self.service} 1000\n"
+        )
+        return _Proc(port, ["redis-server", str(conf), "--sentinel"], self.root / f"s{port}.log")
+
     def close(self) -> None:
         for p in (*self.sentinels, self.replica, self.primary):
             with contextlib.suppress(Exception):

@@ -105,6 +105,36 @@ async def test_sentinel_failover_to_promoted_replica(tmp_path: Path) -> None:
     assert lost <= batch * 2, st
 
 
+async def test_sentinel_naming_a_dead_primary_is_passed_over(tmp_path: Path) -> None:
+    """Right after a failover a sentinel that has not heard of it yet still names the
+    old primary: a client asking it first connects to the primary the others name."""
+    group = RedisSentinelGroup().start()
+    stale = group.stale_sentinel(14729, names=14722)  # nothing listens on 14722
+    try:
+        stale.start()
+        seeds = f"127.0.0.1:{stale.port}," + ",".join(
+            f"127.0.0.1:{s.port}" for s in group.sentinels
+        )
+        url = f"redis+sentinel://{seeds}/{group.service}?prefix=omniq-stale:"
+
+        def flags() -> str:
+            return RedisCluster.cli(stale.port, "SENTINEL", "MASTER", group.service)
+
+        async def round_trip(tag: str) -> None:
+            async with OmniQ(url, url, f"sqlite:///{tmp_path / 'events.db'}") as oq:
+                task = await oq.enqueue(ct.awork, (str(tmp_path / "ledger"), tag, 0.0))
+                assert (await oq.get_task(task.id)) is not None
+
+        await round_trip("before")  # the stale sentinel names a closed port
+        await poll_until(
+            lambda: anyio.to_thread.run_sync(flags), lambda out: "s_down" in out, deadline=30.0
+        )
+        await round_trip("flagged")  # ... and now flags it down as well
+    finally:
+        stale.stop()
+        group.close()
+
+
 async def test_cluster_shards_namespaces_by_hash_tag(tmp_path: Path) -> None:
     cluster = RedisCluster().start()
     fleets: list[Fleet] = []

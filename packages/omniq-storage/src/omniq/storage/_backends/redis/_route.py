@@ -17,18 +17,21 @@ moved) makes the backend drop its connections (see ``stale_route``).
 from __future__ import annotations
 
 import asyncio
-import random
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from redis.asyncio.connection import Connection
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from omniq.models import BackendUnavailableError, StorageError
 
 __all__ = ["RoutedConnection", "Router", "hash_tagged", "parse_routed_url", "stale_route"]
 
 SCHEMES = ("redis+sentinel", "redis+cluster")
+
+T = TypeVar("T")
 
 
 def hash_tagged(prefix: str) -> str:
@@ -48,7 +51,13 @@ def _tag(prefix: str) -> bytes:
 
 class Router:
     """Finds the address to connect to by asking the seed nodes (sentinels or cluster
-    nodes) in turn."""
+    nodes) in turn.
+
+    Seeds are asked in the order given; one whose answer led to a connection moves to
+    the front, so later connections ask it first. Right after a failover a sentinel
+    that has not heard of it yet still names the old primary: each named address is
+    tried in turn, and one the sentinel itself flags down (``s_down``/``o_down``) only
+    after those it does not."""
 
     def __init__(
         self,
@@ -60,40 +69,87 @@ class Router:
         timeout: float = 2.0,
     ) -> None:
         self.kind = kind
-        self.seeds = seeds
+        self.seeds = list(seeds)
         self.service = service
         self.slot = key_slot(_tag(prefix)) if kind == "cluster" else -1
         self.timeout = timeout
 
-    async def address(self) -> tuple[str, int]:
+    async def connect(self, attempt: Callable[[tuple[str, int]], Awaitable[T]]) -> T:
+        """Call ``attempt`` with each distinct address the seeds name, best first, until
+        one does not raise ``OSError``/``TimeoutError``, and return what it returned;
+        raise when none worked."""
         errors: list[str] = []
-        for host, port in random.sample(self.seeds, len(self.seeds)):
+        failed: list[BaseException] = []
+        seen: set[tuple[str, int]] = set()
+        flagged: list[tuple[tuple[str, int], tuple[str, int]]] = []
+
+        async def tried(seed: tuple[str, int], addr: tuple[str, int]) -> list[T]:
+            try:
+                out = await attempt(addr)
+            except (OSError, TimeoutError) as exc:
+                errors.append(f"{addr[0]}:{addr[1]}: {exc}")
+                failed.append(exc)
+                return []
+            self._prefer(seed)
+            return [out]
+
+        for seed in list(self.seeds):
             try:
                 async with asyncio.timeout(self.timeout):
-                    got = await self._ask(host, port)
+                    got = await self._ask(*seed)
             except (OSError, TimeoutError, ConnectionError, StorageError) as exc:
-                errors.append(f"{host}:{port}: {exc}")
+                errors.append(f"{seed[0]}:{seed[1]}: {exc}")
                 continue
-            if got is not None:
-                return got
-            errors.append(f"{host}:{port}: no answer for {self.service or self.slot}")
-        raise BackendUnavailableError(f"redis {self.kind}: no address found ({'; '.join(errors)})")
+            if got is None:
+                errors.append(f"{seed[0]}:{seed[1]}: no answer for {self.service or self.slot}")
+                continue
+            addr, down = got
+            if addr in seen:
+                continue
+            seen.add(addr)
+            if down:
+                flagged.append((seed, addr))
+            elif done := await tried(seed, addr):
+                return done[0]
+        for seed, addr in flagged:
+            if done := await tried(seed, addr):
+                return done[0]
+        if len(errors) == 1 and failed:
+            raise failed[0]
+        raise BackendUnavailableError(
+            f"redis {self.kind}: no address reachable ({'; '.join(errors)})"
+        )
 
-    async def _ask(self, host: str, port: int) -> tuple[str, int] | None:
+    def _prefer(self, seed: tuple[str, int]) -> None:
+        """``seed`` answered with an address that worked: ask it first next time."""
+        if self.seeds[0] != seed:
+            self.seeds.remove(seed)
+            self.seeds.insert(0, seed)
+
+    async def _ask(self, host: str, port: int) -> tuple[tuple[str, int], bool] | None:
+        """The address ``host:port`` names, and whether it says that address is down."""
         conn = Connection(host=host, port=port, socket_timeout=self.timeout)
         try:
             await conn.connect()  # type: ignore[no-untyped-call]
             if self.kind == "sentinel":
-                await conn.send_command("SENTINEL", "get-master-addr-by-name", self.service)
-                reply: Any = await conn.read_response()
-                if not reply:
+                await conn.send_command("SENTINEL", "MASTER", self.service)
+                try:
+                    reply: Any = await conn.read_response()
+                except ResponseError:  # the sentinel does not watch this service
                     return None
-                return _s(reply[0]), int(reply[1])
+                pairs = (
+                    reply.items()
+                    if isinstance(reply, dict)
+                    else zip(reply[::2], reply[1::2], strict=True)
+                )
+                fields = {_s(k): _s(v) for k, v in pairs}  # RESP3 map or RESP2 list
+                flags = set(fields.get("flags", "").split(","))
+                return (fields["ip"], int(fields["port"])), bool(flags & {"s_down", "o_down"})
             await conn.send_command("CLUSTER", "SLOTS")
             for first, last, master, *_ in await conn.read_response():
                 if int(first) <= self.slot <= int(last):
                     addr = _s(master[0]) or host
-                    return addr, int(master[1])
+                    return (addr, int(master[1])), False
             return None
         finally:
             await conn.disconnect()
@@ -104,17 +160,18 @@ def _s(v: Any) -> str:
 
 
 class RoutedConnection(Connection):
-    """A redis-py connection that asks its ``router`` where to connect, each time."""
+    """A redis-py connection that asks its ``router`` where to connect, each time, and
+    tries the next address named when one refuses or does not answer."""
 
     def __init__(self, *, router: Router, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.router = router
 
-    async def resolve(self) -> None:
-        self.host, self.port = await self.router.address()
-
     async def _connect(self) -> None:
-        await self.resolve()
+        await self.router.connect(self._connect_to)
+
+    async def _connect_to(self, address: tuple[str, int]) -> None:
+        self.host, self.port = address
         await super()._connect()  # type: ignore[no-untyped-call]
 
 

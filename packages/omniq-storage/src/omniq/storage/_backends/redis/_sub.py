@@ -122,9 +122,6 @@ async def open_like(
     ``select_db`` its database selected too. Returns the protocol and ``ask``, which
     runs a further setup command with the connect timeout."""
     conn = client.connection_pool.make_connection()  # settings only, no I/O
-    resolve = getattr(conn, "resolve", None)  # a Sentinel or Cluster route (``_route``)
-    if resolve is not None:
-        await resolve()
     loop = asyncio.get_running_loop()
     timeout = conn.socket_connect_timeout or conn.socket_timeout or 10.0
 
@@ -136,7 +133,15 @@ async def open_like(
             _, proto = await loop.create_connection(factory, conn.host, conn.port, ssl=ssl)
         return proto
 
-    proto = await asyncio.wait_for(open_(), timeout)
+    async def open_at(address: tuple[str, int]) -> P:
+        conn.host, conn.port = address
+        return await asyncio.wait_for(open_(), timeout)
+
+    router = getattr(conn, "router", None)  # a Sentinel or Cluster route (``_route``)
+    if router is not None:
+        proto = await router.connect(open_at)
+    else:
+        proto = await asyncio.wait_for(open_(), timeout)
 
     async def ask(*args: str | bytes) -> Any:
         return await asyncio.wait_for(proto.command(*args), timeout)
