@@ -26,6 +26,11 @@ class _Rec(Protocol):
     standby_of: tuple[str, str] | None
 
 
+def lease_live(rec: _Rec, now: float) -> bool:
+    """True while ``rec``'s lease has not lapsed."""
+    return rec.lease_expires_at is not None and rec.lease_expires_at > now
+
+
 def burst_of(count: int, window: float) -> tuple[int, float]:
     """``RateSpec.burst`` and ``RateSpec.burst_window`` of a rate of ``count`` starts per
     (guarded) ``window``: at most that many starts in any such sub-window."""
@@ -65,11 +70,7 @@ def usage_of(spec: LimitSpec, recs: Iterable[_Rec], now: float) -> Usage:
     since_b = now - spec.rate.burst_window if spec.rate is not None else now
     live: list[_Rec] = []
     for r in recs:
-        if (
-            r.task.status is TaskStatus.RUNNING
-            and r.lease_expires_at is not None
-            and r.lease_expires_at > now
-        ):
+        if r.task.status is TaskStatus.RUNNING and lease_live(r, now):
             live.append(r)
         if spec.rate is not None and r.starts:
             starts += sum(1 for s in r.starts if s > since)

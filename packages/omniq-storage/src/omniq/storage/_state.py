@@ -29,7 +29,7 @@ from omniq.models import (
 )
 
 from ._corrupt import Corrupt
-from ._flow_state import LimitIndex, Usage, usage_of
+from ._flow_state import LimitIndex, Usage, lease_live, usage_of
 from ._interfaces import (
     Completion,
     CompletionReport,
@@ -43,10 +43,6 @@ __all__ = ["QueueState", "TaskRecord"]
 
 _replace = msgspec.structs.replace
 _FAILED = frozenset({TaskStatus.ERROR, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
-
-
-def _live(rec: TaskRecord, now: float) -> bool:
-    return rec.lease_expires_at is not None and rec.lease_expires_at > now
 
 
 class TaskRecord(msgspec.Struct, array_like=True):
@@ -238,8 +234,6 @@ class QueueState:
             if first == entry:
                 return item
             heapq.heappop(heads)  # stale: that entry left its lane (its task was taken)
-            if self._rep.get((queue, key)) == entry:
-                self._rep.pop((queue, key))
             self._represent(queue, key, first)
         return None
 
@@ -397,7 +391,7 @@ class QueueState:
             or spec is None
             or spec.max_concurrency is None
             or spec.rate is not None
-            or not _live(b, now)
+            or not lease_live(b, now)
         ):
             return None
         for tid in self.limits.by_key.get(spec.key, ()):
@@ -406,7 +400,7 @@ class QueueState:
                 r is not None
                 and r.standby_of == behind
                 and r.task.status is TaskStatus.RUNNING
-                and _live(r, now)
+                and lease_live(r, now)
             ):
                 return None  # one standby per claim
         heads = [

@@ -219,20 +219,22 @@ def claim_standby(
     return rows
 
 
-def spare_standbys(c: sqlite3.Connection, lapsed: Sequence[tuple[str, str]]) -> None:
-    """Of the ``lapsed`` leases (task id, token) about to be reclaimed, give the
-    standbys their attempt back, once per task: a worker that died holding a task it
-    had not started costs that task no attempt, while a task that brings its worker
-    down on each run still runs out of attempts."""
-    for tid, tok in lapsed:
-        row = c.execute(
-            "SELECT spared FROM limit_standbys WHERE task_id = ? AND token = ?", (tid, tok)
-        ).fetchone()
-        if row is None:
-            continue
-        if not row[0]:
-            c.execute("UPDATE tasks SET attempt = max(attempt - 1, 0) WHERE id = ?", (tid,))
-        c.execute("UPDATE limit_standbys SET token = NULL, spared = 1 WHERE task_id = ?", (tid,))
+def spare_standbys(c: sqlite3.Connection, t: float) -> None:
+    """Of the leases lapsed at ``t`` (about to be reclaimed), give the standbys their
+    attempt back, once per task: a worker that died holding a task it had not started
+    costs that task no attempt, while a task that brings its worker down on each run
+    still runs out of attempts."""
+    lapsed = (
+        "SELECT s.task_id FROM limit_standbys s JOIN tasks k ON k.id = s.task_id"
+        " WHERE k.status = 'running' AND k.lease_expires_at <= ? AND s.token = k.token"
+    )
+    c.execute(
+        f"UPDATE tasks SET attempt = max(attempt - 1, 0) WHERE id IN ({lapsed} AND s.spared = 0)",
+        (t,),
+    )
+    c.execute(
+        f"UPDATE limit_standbys SET token = NULL, spared = 1 WHERE task_id IN ({lapsed})", (t,)
+    )
 
 
 def limit_info(c: sqlite3.Connection, t: float) -> list[LimitInfo]:

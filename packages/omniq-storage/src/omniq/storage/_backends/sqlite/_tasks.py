@@ -106,6 +106,10 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         ``cancel``/``expire`` write theirs in their own transaction when asked to."""
         self.limited: list[str] = []
         """The limit keys the last claim held tasks back for."""
+        self.admitted: float | None = None
+        """When (``time.monotonic``) the last claim counted its rate-limited starts:
+        inside its write transaction, which the call may have waited for; None when it
+        counted none."""
 
     async def list_limits(self) -> list[LimitInfo]:
         t = now()
@@ -281,11 +285,13 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         self.limited = []
         if not qs or limit <= 0:
             return []
-        t = now()
         token = new_id()
-        until = t + lease
+        clock = [0.0, 0.0, 0.0]  # wall clock, lease end, monotonic: read inside the lock
 
         def run(c: sqlite3.Connection) -> list[Any]:
+            t = now()
+            until = t + lease
+            clock[:] = [t, until, time.monotonic()]
             _reclaim(c, t)
             live = _unpaused(c, qs)
             if not live:
@@ -319,7 +325,10 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             return got
 
         rows = await self._db.tx(run)
-        return await self._claimed(rows, token, until, worker_id, lease)
+        _, until, at = clock
+        got = await self._claimed(rows, token, until, worker_id, lease)
+        self.admitted = at if any(c.task.rate_limit is not None for c in got) else None
+        return got
 
     async def claim_standby(
         self, queues: Sequence[str], worker_id: str, *, behind: ClaimedTask, lease: float = 30.0
@@ -483,12 +492,14 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         store.payload_limit.check_results(results)
         items = list(completions)
         rows = [(r.task_id, r.expires_at, encode(r)) for r in results]
-        t = now()
         token = new_id()
-        until = t + lease
         held: list[str] = []
+        clock = [0.0, 0.0, 0.0]  # wall clock, lease end, monotonic: read inside the lock
 
         def run(c: sqlite3.Connection) -> tuple[CompletionReport, list[Any]]:
+            t = now()
+            until = t + lease
+            clock[:] = [t, until, time.monotonic()]
             report = _completed(c, items, dependency_policy, t)
             done = set(report.done)
             c.executemany(
@@ -507,12 +518,15 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
 
         report, got = await self._db.tx(run)
         self.limited = held
+        _, until, at = clock
         stored = [i for i in report.done if i in by_id]
         if stored:
             store.wake.notify(stored)
         if report.released:
             self.wake.notify()
-        return report, await self._claimed(got, token, until, worker_id, lease)
+        claimed = await self._claimed(got, token, until, worker_id, lease)
+        self.admitted = at if any(c.task.rate_limit is not None for c in claimed) else None
+        return report, claimed
 
     async def cancel(
         self, task_ids: Sequence[str], *, dependency_policy: DependencyPolicy = "cancel"
@@ -816,11 +830,11 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
 
 def _reclaim(c: sqlite3.Connection, t: float) -> list[str]:
     lapsed = c.execute(
-        "SELECT id, token FROM tasks WHERE status = 'running' AND lease_expires_at <= ?", (t,)
-    ).fetchall()
-    if not lapsed:
+        "SELECT 1 FROM tasks WHERE status = 'running' AND lease_expires_at <= ? LIMIT 1", (t,)
+    ).fetchone()
+    if lapsed is None:
         return []
-    spare_standbys(c, lapsed)
+    spare_standbys(c, t)
     rows = c.execute(
         "UPDATE tasks SET status = 'pending', token = NULL, worker_id = NULL,"
         " lease_expires_at = NULL WHERE status = 'running' AND lease_expires_at <= ? RETURNING id",
