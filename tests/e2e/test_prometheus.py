@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from tests.web.browser import DOCS_IMAGES, DOCS_SHOTS, chromium, save_shot
 
@@ -111,15 +112,21 @@ def console_shot(prom_port: int, ok_fn: str, ok_n: int) -> None:
     with chromium(1400, 800) as driver:
         driver.get(f"http://127.0.0.1:{prom_port}/classic/graph?{qs}")
 
-        def ok_row() -> str:
-            for row in driver.find_elements(By.CSS_SELECTOR, "table tr"):
-                text = row.text
-                if "omniq_tasks_succeeded_total" in text and ok_fn in text:
-                    return text
-            return ""
+        rows: list[str] = []
+
+        def ok_row() -> bool:
+            try:
+                for row in driver.find_elements(By.CSS_SELECTOR, "table tr"):
+                    text = row.text
+                    if "omniq_tasks_succeeded_total" in text and ok_fn in text:
+                        rows.append(text)
+                        return True
+            except StaleElementReferenceException:  # the table re-rendered: read it anew
+                pass
+            return False
 
         wait_for(ok_row, "the console to list the successes")
-        assert ok_row().split()[-1] == str(ok_n)
+        assert rows[-1].split()[-1] == str(ok_n)
         path = save_shot(driver, ARTIFACTS, "prometheus")
     if DOCS_SHOTS:  # refresh the picture in docs/observability.md
         shutil.copyfile(path, DOCS_IMAGES / "prometheus.png")
