@@ -909,7 +909,9 @@ class QueueWorkerSource:
             if done is not None:
                 report, got = done
                 claims = Claims(got)
-                claims.since = since
+                # As for a claim: a store that tells when it counted the starts.
+                admitted: float | None = getattr(q.tasks, "admitted", None) if got else None
+                claims.since = since if admitted is None else max(since, admitted)
             elif record is not None:
                 report = await q.tasks.finish(
                     completions,
