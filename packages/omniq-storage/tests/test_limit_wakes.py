@@ -1,11 +1,13 @@
 """PostgreSQL, Redis and NATS tell a worker how long a held rate needs
 (``limited_wait``), and wake workers pausing for held work when another worker frees
-slots (``limits_freed`` / ``wait_for_limits``), across clients."""
+slots (``limits_freed`` / ``wait_for_limits``), across clients; the stores that stamp
+rate-limited starts themselves tell when (``admitted``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -76,16 +78,25 @@ async def test_without_news_the_wait_times_out(url: str) -> None:
         assert await q.wait_for_limits(["default"], 0.05) is False
 
 
-@pytest.fixture(params=["redis", "nats"])
-async def stamping_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+@pytest.fixture(params=["redis", "nats", "sqlite", "file", "memory"])
+async def stamping_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    embedded = {
+        "sqlite": f"sqlite:///{tmp_path / 'q.db'}",
+        "file": f"file://{tmp_path / 'store'}",
+        "memory": "memory://",
+    }
+    if request.param in embedded:
+        yield embedded[request.param]
+        return
     async for u in _fresh(request.param):
         yield u
 
 
 async def test_a_claim_that_counts_rate_starts_tells_when(stamping_url: str) -> None:
-    """Redis and NATS tell when they counted a claim's rate-limited starts
-    (``admitted``): the worker's late-start guard runs from there, not from when it
-    asked."""
+    """Every built-in store but PostgreSQL tells when it counted a claim's
+    rate-limited starts (``admitted``: under its lock or in its write transaction,
+    which the call may have waited for): the worker's late-start guard runs from
+    there, not from when it asked."""
     async with open_storage(stamping_url) as be:
         q: Any = be.tasks
         await q.enqueue([task(rate_limit="2/s") for _ in range(3)])

@@ -286,12 +286,12 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         if not qs or limit <= 0:
             return []
         token = new_id()
-        clock = [0.0, 0.0, 0.0]  # wall clock, lease end, monotonic: read inside the lock
+        clock = [0.0, 0.0]  # lease end, time.monotonic(): read inside the write lock
 
         def run(c: sqlite3.Connection) -> list[Any]:
             t = now()
             until = t + lease
-            clock[:] = [t, until, time.monotonic()]
+            clock[:] = [until, time.monotonic()]
             _reclaim(c, t)
             live = _unpaused(c, qs)
             if not live:
@@ -325,7 +325,7 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
             return got
 
         rows = await self._db.tx(run)
-        _, until, at = clock
+        until, at = clock
         got = await self._claimed(rows, token, until, worker_id, lease)
         self.admitted = at if any(c.task.rate_limit is not None for c in got) else None
         return got
@@ -494,12 +494,12 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
         rows = [(r.task_id, r.expires_at, encode(r)) for r in results]
         token = new_id()
         held: list[str] = []
-        clock = [0.0, 0.0, 0.0]  # wall clock, lease end, monotonic: read inside the lock
+        clock = [0.0, 0.0]  # lease end, time.monotonic(): read inside the write lock
 
         def run(c: sqlite3.Connection) -> tuple[CompletionReport, list[Any]]:
             t = now()
             until = t + lease
-            clock[:] = [t, until, time.monotonic()]
+            clock[:] = [until, time.monotonic()]
             report = _completed(c, items, dependency_policy, t)
             done = set(report.done)
             c.executemany(
@@ -518,7 +518,7 @@ class SQLiteTasks(SQLiteTaskControl, TaskQueueStorage):
 
         report, got = await self._db.tx(run)
         self.limited = held
-        _, until, at = clock
+        until, at = clock
         stored = [i for i in report.done if i in by_id]
         if stored:
             store.wake.notify(stored)
