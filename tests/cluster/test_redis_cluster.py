@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import chaos_tasks as ct
 import pytest
-from _nodes import RedisCluster, RedisSentinelGroup
+from _nodes import RedisCluster, RedisSentinelGroup, port_open
 from chaos_fleet import Fleet, audit, record
 
 from omniq.core import OmniQ
@@ -109,8 +109,10 @@ async def test_sentinel_naming_a_dead_primary_is_passed_over(tmp_path: Path) -> 
     """Right after a failover a sentinel that has not heard of it yet still names the
     old primary: a client asking it first connects to the primary the others name."""
     group = RedisSentinelGroup().start()
-    stale = group.stale_sentinel(14729, names=14722)  # nothing listens on 14722
+    dead = 14725  # no cluster test binds it
+    stale = group.stale_sentinel(14729, names=dead)
     try:
+        assert not port_open(dead), f"port {dead} is taken"
         stale.start()
         seeds = f"127.0.0.1:{stale.port}," + ",".join(
             f"127.0.0.1:{s.port}" for s in group.sentinels
