@@ -302,13 +302,16 @@ class QueueWorkerSource:
         self.backend_breaker.record_success()
         return await self._claimed(claims, since)
 
+    def _counted_since(self, since: float) -> float:
+        """``since`` (when the store was asked), narrowed to when the store counted the
+        last claim's rate-limited starts, for a store that tells it (``admitted``)."""
+        admitted: float | None = getattr(self.queue.tasks, "admitted", None)
+        return since if admitted is None else max(since, admitted)
+
     async def _claimed(self, claims: list[ClaimedTask], since: float) -> list[ClaimedTask]:
         """What every claim's reply goes through: held-back keys and pauses, sweeps,
         breakers and poison tasks; ``since`` is when the store was asked."""
-        # A store that tells when it counted the starts narrows ``since`` to it.
-        admitted: float | None = getattr(self.queue.tasks, "admitted", None)
-        if admitted is not None:
-            since = max(since, admitted)
+        since = self._counted_since(since)
         held: list[str] = getattr(self.queue.tasks, "limited", None) or []
         if held or self._held_keys:
             self._held_keys = set(held)
@@ -909,9 +912,7 @@ class QueueWorkerSource:
             if done is not None:
                 report, got = done
                 claims = Claims(got)
-                # As for a claim: a store that tells when it counted the starts.
-                admitted: float | None = getattr(q.tasks, "admitted", None) if got else None
-                claims.since = since if admitted is None else max(since, admitted)
+                claims.since = self._counted_since(since) if got else since
             elif record is not None:
                 report = await q.tasks.finish(
                     completions,
